@@ -1,0 +1,2 @@
+#include <cstdio>
+int main() { std::puts("blocklab-cli: placeholder"); return 0; }

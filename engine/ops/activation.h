@@ -1,0 +1,19 @@
+// Pointwise activations (fused forward/backward, parallel over elements).
+#pragma once
+
+#include "tensor/tensor.h"
+
+namespace bl {
+
+/// Exact GELU: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)).
+Tensor gelu(const Tensor& x);
+/// x * sigmoid(x)
+Tensor silu(const Tensor& x);
+Tensor relu(const Tensor& x);
+/// relu(x)^2 (Primer / Nemotron)
+Tensor relu2(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+/// SwiGLU gate: silu(gate) * up, fused (no intermediate tensors).
+Tensor swiglu(const Tensor& gate, const Tensor& up);
+
+}  // namespace bl

@@ -1,0 +1,112 @@
+#include "ops/matmul.h"
+
+#include "ops/check.h"
+#include "tensor/gemm.h"
+#include "tensor/graph.h"
+#include "tensor/parallel.h"
+
+namespace bl {
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  op_check(w.rank() == 2, "linear", "weight must be 2-D, got " + w.shape().str());
+  op_check(x.cols() == w.dim(1), "linear",
+           "input " + x.shape().str() + " does not fit weight " + w.shape().str());
+  const int64_t n = x.rows(), in = w.dim(1), out = w.dim(0);
+  op_check(!b.defined() || b.numel() == out, "linear", "bias size must be " + std::to_string(out));
+  Graph& g = current_graph();
+  Shape ys = x.shape();
+  ys[-1] = out;
+  Tensor y = g.empty(ys, g.needs_grad({x, w, b}));
+  float* yd = y.data();
+  if (b.defined()) {
+    const float* bd = b.data();
+    parallel_for(n, [&](int64_t r) {
+      float* row = yd + r * out;
+      for (int64_t j = 0; j < out; ++j) row[j] = bd[j];
+    }, 256);
+  }
+  gemm(false, true, n, out, in, 1.0f, x.data(), in, w.data(), in, b.defined() ? 1.0f : 0.0f, yd,
+       out);
+  if (y.requires_grad()) {
+    g.on_backward([=] {
+      const float* dy = y.grad();
+      if (!dy) return;
+      Graph& gg = current_graph();
+      if (x.requires_grad()) gemm(false, false, n, in, out, 1.0f, dy, out, w.data(), in, 1.0f, gg.grad(x), in);
+      if (w.requires_grad()) gemm(true, false, out, in, n, 1.0f, dy, out, x.data(), in, 1.0f, gg.grad(w), in);
+      if (b.defined() && b.requires_grad()) {
+        float* db = gg.grad(b);
+        for (int64_t r = 0; r < n; ++r)
+          for (int64_t j = 0; j < out; ++j) db[j] += dy[r * out + j];
+      }
+    });
+  }
+  return y;
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_b) {
+  op_check(a.rank() >= 2 && b.rank() >= 2, "matmul", "operands must be at least 2-D");
+  const int64_t m = a.dim(-2), k = a.dim(-1);
+  const int64_t bk = trans_b ? b.dim(-1) : b.dim(-2);
+  const int64_t n = trans_b ? b.dim(-2) : b.dim(-1);
+  op_check(k == bk, "matmul", "inner dims differ: " + a.shape().str() + " x " + b.shape().str() +
+                                  (trans_b ? "ᵀ" : ""));
+  const int64_t batch = a.numel() / (m * k);
+  const bool shared_b = b.rank() == 2;
+  op_check(shared_b || b.numel() / (k * n) == batch, "matmul",
+           "batch dims differ: " + a.shape().str() + " x " + b.shape().str());
+  Graph& g = current_graph();
+  Shape ys = a.shape();
+  ys[-1] = n;
+  Tensor y = g.empty(ys, g.needs_grad({a, b}));
+  const int64_t bstride = shared_b ? 0 : k * n;
+  const int64_t ldb = trans_b ? k : n;
+  if (shared_b) {
+    gemm(false, trans_b, batch * m, n, k, 1.0f, a.data(), k, b.data(), ldb, 0.0f, y.data(), n);
+  } else {
+    parallel_for(batch, [&](int64_t i) {
+      gemm(false, trans_b, m, n, k, 1.0f, a.data() + i * m * k, k, b.data() + i * bstride, ldb,
+           0.0f, y.data() + i * m * n, n);
+    });
+  }
+  if (y.requires_grad()) {
+    g.on_backward([=] {
+      const float* dy = y.grad();
+      if (!dy) return;
+      Graph& gg = current_graph();
+      if (a.requires_grad()) {
+        float* da = gg.grad(a);
+        // dA = dY op(B)ᵀ
+        if (shared_b)
+          gemm(false, !trans_b, batch * m, k, n, 1.0f, dy, n, b.data(), ldb, 1.0f, da, k);
+        else
+          parallel_for(batch, [&](int64_t i) {
+            gemm(false, !trans_b, m, k, n, 1.0f, dy + i * m * n, n, b.data() + i * bstride, ldb,
+                 1.0f, da + i * m * k, k);
+          });
+      }
+      if (b.requires_grad()) {
+        float* db = gg.grad(b);
+        // dB = Aᵀ dY  (or its transpose when b is stored transposed)
+        if (shared_b) {
+          if (trans_b)
+            gemm(true, false, n, k, batch * m, 1.0f, dy, n, a.data(), k, 1.0f, db, k);
+          else
+            gemm(true, false, k, n, batch * m, 1.0f, a.data(), k, dy, n, 1.0f, db, n);
+        } else {
+          parallel_for(batch, [&](int64_t i) {
+            if (trans_b)
+              gemm(true, false, n, k, m, 1.0f, dy + i * m * n, n, a.data() + i * m * k, k, 1.0f,
+                   db + i * bstride, k);
+            else
+              gemm(true, false, k, n, m, 1.0f, a.data() + i * m * k, k, dy + i * m * n, n, 1.0f,
+                   db + i * bstride, n);
+          });
+        }
+      }
+    });
+  }
+  return y;
+}
+
+}  // namespace bl

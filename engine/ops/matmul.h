@@ -1,0 +1,15 @@
+// Matrix products (Eigen GEMM via bl::gemm).
+#pragma once
+
+#include "tensor/tensor.h"
+
+namespace bl {
+
+/// y = x Wᵀ + b.  x (..., in), w (out, in), b (out) or undefined.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+
+/// Batched product. a (..., M, K); b (..., K, N) with the same leading dims,
+/// or b (K, N) shared by every batch. trans_b: b holds (..., N, K).
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_b = false);
+
+}  // namespace bl

@@ -1,0 +1,16 @@
+// The one GEMM entry point of the engine (row-major, Eigen underneath).
+// C = alpha * op(A) * op(B) + beta * C with beta in {0, 1}.
+#pragma once
+
+#include <cstdint>
+
+namespace bl {
+
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+/// Threads used by GEMM and by the engine's parallel loops.
+void set_num_threads(int n);
+int num_threads();
+
+}  // namespace bl

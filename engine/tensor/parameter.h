@@ -1,0 +1,57 @@
+// A trainable (or frozen) weight: persistent storage for value and gradient.
+// Modules own their Parameters; optimizers and checkpoints see them by name.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "tensor/rng.h"
+#include "tensor/tensor.h"
+
+namespace bl {
+
+/// 64-byte aligned float storage that lives outside the graph arena.
+class Buffer {
+ public:
+  Buffer() = default;
+  explicit Buffer(int64_t n) { resize(n); }
+  void resize(int64_t n);  // zero-filled
+  float* data() const { return p_.get(); }
+  int64_t size() const { return n_; }
+
+ private:
+  struct Free {
+    void operator()(float* p) const;
+  };
+  std::unique_ptr<float[], Free> p_;
+  int64_t n_ = 0;
+};
+
+class Parameter {
+ public:
+  Parameter(std::string name, const Shape& shape, bool trainable = true);
+  Parameter(const Parameter&) = delete;
+  Parameter& operator=(const Parameter&) = delete;
+
+  /// Handle for use in ops; the gradient accumulates into grad().
+  Tensor tensor() { return Tensor(&impl_); }
+  const std::string& name() const { return name_; }
+  const Shape& shape() const { return impl_.shape; }
+  int64_t numel() const { return impl_.shape.numel(); }
+  float* data() { return value_.data(); }
+  const float* data() const { return value_.data(); }
+  float* grad() { return grad_.data(); }
+  bool trainable() const { return impl_.requires_grad; }
+  void set_trainable(bool on);
+  void zero_grad();
+
+  void fill(float v);
+  void init_normal(Rng& rng, float std);
+
+ private:
+  std::string name_;
+  Buffer value_, grad_;
+  TensorImpl impl_;
+};
+
+}  // namespace bl
