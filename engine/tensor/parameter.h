@@ -27,6 +27,15 @@ class Buffer {
   int64_t n_ = 0;
 };
 
+/// How Model::init_weights fills a parameter.
+enum class Init {
+  kNormal,          // N(0, init_std)
+  kResidualNormal,  // N(0, init_std / sqrt(2 * n_layers)): projections into the residual stream
+  kZeros,
+  kOnes,
+  kCustom,          // the owning module initialises it itself (init_custom)
+};
+
 class Parameter {
  public:
   Parameter(std::string name, const Shape& shape, bool trainable = true);
@@ -45,6 +54,9 @@ class Parameter {
   void set_trainable(bool on);
   void zero_grad();
 
+  Init init_kind() const { return init_; }
+  void set_init_kind(Init k) { init_ = k; }
+
   void fill(float v);
   void init_normal(Rng& rng, float std);
 
@@ -52,6 +64,7 @@ class Parameter {
   std::string name_;
   Buffer value_, grad_;
   TensorImpl impl_;
+  Init init_ = Init::kNormal;
 };
 
 }  // namespace bl

@@ -1,0 +1,61 @@
+// Name -> factory tables for block components. A component is a file pair
+// plus one line in components.cpp.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace bl {
+
+struct BlockConfig;
+
+template <class Base>
+class Registry {
+ public:
+  using Factory = std::function<std::unique_ptr<Base>(const BlockConfig&)>;
+  struct Entry {
+    Factory make;
+    std::string summary;  // one line for `models list` and the GUI
+  };
+
+  explicit Registry(std::string slot) : slot_(std::move(slot)) {}
+  void add(const std::string& name, Factory f, std::string summary) {
+    entries_[name] = Entry{std::move(f), std::move(summary)};
+  }
+  bool contains(const std::string& name) const { return entries_.count(name) > 0; }
+  /// Sorted names.
+  std::vector<std::string> names() const {
+    std::vector<std::string> n;
+    for (auto& e : entries_) n.push_back(e.first);
+    return n;
+  }
+  const Entry& entry(const std::string& name) const {
+    auto it = entries_.find(name);
+    if (it == entries_.end()) throw std::invalid_argument(unknown_message(name));
+    return it->second;
+  }
+  std::unique_ptr<Base> create(const std::string& name, const BlockConfig& cfg) const {
+    return entry(name).make(cfg);
+  }
+  /// "unknown attention 'foo'; known: gqa, mha"
+  std::string unknown_message(const std::string& name) const {
+    std::string msg = "unknown " + slot_ + " '" + name + "'; known: ";
+    bool first = true;
+    for (auto& e : entries_) {
+      msg += (first ? "" : ", ") + e.first;
+      first = false;
+    }
+    return msg;
+  }
+  const std::string& slot() const { return slot_; }
+
+ private:
+  std::string slot_;
+  std::map<std::string, Entry> entries_;
+};
+
+}  // namespace bl
