@@ -1,2 +1,46 @@
+// blocklab-cli: headless training, sampling and benchmarking from a preset or
+// config file, for scripts, servers and CI.
 #include <cstdio>
-int main() { std::puts("blocklab-cli: placeholder"); return 0; }
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "args.h"
+#include "commands.h"
+
+namespace {
+const char* kUsage =
+    "usage: blocklab-cli <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  train   --preset NAME | --config FILE  [--data FILE] [--steps N] [--threads N]\n"
+    "          [--seed N] [--lr X] [--batch-size N] [--seq-len N] [--eval-interval N]\n"
+    "          [--warmup N] [--optimizer adamw|lion|adafactor|sgd] [--schedule cosine|linear|constant]\n"
+    "          [--tokenizer char|byte] [--out DIR] [--json] [--quiet]\n"
+    "  sample  --run DIR [--prompt TEXT] [--tokens N] [--temperature X] [--top-k N] [--top-p X] [--seed N]\n"
+    "  bench   --preset NAME | --config FILE  [--threads N] [--steps N] [--warmup-steps N]\n"
+    "\n"
+    "presets: gpt-tiny (default), gpt-small, llama-tiny, llama-small\n";
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "help") {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  std::string cmd = argv[1];
+  std::vector<std::string> rest(argv + 2, argv + argc);
+  try {
+    if (cmd == "train") return bl::cli::train_command(rest);
+    if (cmd == "bench") return bl::cli::bench_command(rest);
+    if (cmd == "sample") return bl::cli::sample_command(rest);
+    std::fprintf(stderr, "blocklab-cli: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+    return 2;
+  } catch (const bl::cli::UsageError& e) {
+    std::fprintf(stderr, "blocklab-cli %s: %s\n(see blocklab-cli --help)\n", cmd.c_str(), e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "blocklab-cli %s: error: %s\n", cmd.c_str(), e.what());
+    return 1;
+  }
+}

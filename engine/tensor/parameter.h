@@ -45,6 +45,8 @@ class Parameter {
   /// Handle for use in ops; the gradient accumulates into grad().
   Tensor tensor() { return Tensor(&impl_); }
   const std::string& name() const { return name_; }
+  /// The owning model renames parameters to their full dotted path.
+  void set_name(std::string n) { name_ = std::move(n); }
   const Shape& shape() const { return impl_.shape; }
   int64_t numel() const { return impl_.shape.numel(); }
   float* data() { return value_.data(); }

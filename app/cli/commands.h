@@ -1,0 +1,13 @@
+// blocklab-cli subcommands. Each returns the process exit code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace bl::cli {
+
+int train_command(const std::vector<std::string>& argv);
+int bench_command(const std::vector<std::string>& argv);
+int sample_command(const std::vector<std::string>& argv);
+
+}  // namespace bl::cli

@@ -1,0 +1,123 @@
+// Forward and forward+backward timings of the transformer hot ops at training
+// shapes, at 1 and 2 threads. Args: {threads, backward (0 = forward only)}.
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "ops/attention.h"
+#include "ops/cross_entropy.h"
+#include "ops/norm.h"
+#include "tensor/gemm.h"
+#include "tensor/graph.h"
+#include "tensor/parameter.h"
+#include "tensor/rng.h"
+
+namespace bl {
+namespace {
+
+std::unique_ptr<Parameter> rand_param(const char* name, const Shape& s, Rng& rng) {
+  auto p = std::make_unique<Parameter>(name, s);
+  p->init_normal(rng, 1.0f);
+  return p;
+}
+
+// Runs f (returning the op output) and, when backward is on, its backward with
+// a fixed output gradient. The arena is warm after the first iteration.
+template <class F>
+void run(benchmark::State& state, F&& f, const std::vector<float>& dy) {
+  const int threads = int(state.range(0));
+  const bool backward = state.range(1) != 0;
+  const int saved = num_threads();
+  set_num_threads(threads);
+  Graph& g = current_graph();
+  g.clear();
+  for (auto _ : state) {
+    if (backward) {
+      Tensor y = f();
+      std::memcpy(g.grad(y), dy.data(), sizeof(float) * size_t(y.numel()));
+      g.run_tape();
+    } else {
+      NoGradGuard ng;
+      benchmark::DoNotOptimize(f().data());
+    }
+    g.clear();
+  }
+  set_num_threads(saved);
+}
+
+std::vector<float> rand_vec(int64_t n, Rng& rng) {
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = float(rng.normal());
+  return v;
+}
+
+void attention_bench(benchmark::State& state, int64_t b, int64_t t, int64_t h, int64_t d) {
+  Rng rng(1);
+  auto q = rand_param("q", Shape{b, t, h * d}, rng);
+  auto k = rand_param("k", Shape{b, t, h * d}, rng);
+  auto v = rand_param("v", Shape{b, t, h * d}, rng);
+  auto dy = rand_vec(b * t * h * d, rng);
+  AttentionOptions o;
+  o.scale = 0.17677669f;
+  o.causal = true;
+  run(
+      state, [&] { return attention(q->tensor(), k->tensor(), v->tensor(), h, h, o); }, dy);
+}
+
+void BM_Attention_B16_T256_H8_D32(benchmark::State& s) {
+  attention_bench(s, 16, 256, 8, 32);
+}
+void BM_Attention_B32_T128_H4_D32(benchmark::State& s) {
+  attention_bench(s, 32, 128, 4, 32);
+}
+
+void BM_LayerNorm_4096x256(benchmark::State& state) {
+  Rng rng(2);
+  auto x = rand_param("x", Shape{4096, 256}, rng);
+  auto w = rand_param("w", Shape{256}, rng);
+  auto bias = rand_param("b", Shape{256}, rng);
+  auto dy = rand_vec(4096 * 256, rng);
+  run(
+      state, [&] { return layer_norm(x->tensor(), w->tensor(), bias->tensor(), 1e-5f); }, dy);
+}
+
+void BM_RmsNorm_4096x256(benchmark::State& state) {
+  Rng rng(3);
+  auto x = rand_param("x", Shape{4096, 256}, rng);
+  auto w = rand_param("w", Shape{256}, rng);
+  auto dy = rand_vec(4096 * 256, rng);
+  run(
+      state, [&] { return rms_norm(x->tensor(), w->tensor(), 1e-6f); }, dy);
+}
+
+void BM_CrossEntropy_4096x65(benchmark::State& state) {
+  Rng rng(4);
+  auto x = rand_param("x", Shape{4096, 65}, rng);
+  std::vector<int32_t> t(4096);
+  for (auto& id : t) id = int32_t(rng.below(65));
+  std::vector<float> dy = {1.0f};
+  run(
+      state,
+      [&] {
+        return cross_entropy(x->tensor(), Tokens{t.data(), Shape{4096}});
+      },
+      dy);
+}
+
+void thread_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"threads", "bwd"});
+  for (int bwd : {0, 1})
+    for (int th : {1, 2}) b->Args({th, bwd});
+  b->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+BENCHMARK(BM_Attention_B16_T256_H8_D32)->Apply(thread_args);
+BENCHMARK(BM_Attention_B32_T128_H4_D32)->Apply(thread_args);
+BENCHMARK(BM_LayerNorm_4096x256)->Apply(thread_args);
+BENCHMARK(BM_RmsNorm_4096x256)->Apply(thread_args);
+BENCHMARK(BM_CrossEntropy_4096x65)->Apply(thread_args);
+
+}  // namespace
+}  // namespace bl

@@ -1,0 +1,654 @@
+#include "core/config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "core/components.h"
+
+namespace bl {
+
+namespace {
+
+std::string join_lines(const std::vector<std::string>& lines) {
+  std::string s;
+  for (size_t i = 0; i < lines.size(); ++i) s += (i ? "\n" : "") + lines[i];
+  return s;
+}
+
+// Every BlockConfig field, in lmxlab's order. One list drives reading, writing
+// and the known-key check, so they can't drift apart. B is BlockConfig or const BlockConfig.
+template <class B, class F>
+void visit_fields(B& b, F&& f) {
+  f("attention", b.attention);
+  f("ffn", b.ffn);
+  f("norm", b.norm);
+  f("position", b.position);
+  f("d_model", b.d_model);
+  f("n_heads", b.n_heads);
+  f("n_kv_heads", b.n_kv_heads);
+  f("d_ff", b.d_ff);
+  f("bias", b.bias);
+  f("dropout", b.dropout);
+  f("norm_eps", b.norm_eps);
+  f("rope_theta", b.rope_theta);
+  f("max_seq_len", b.max_seq_len);
+  f("pre_norm", b.pre_norm);
+  f("window_size", b.window_size);
+  f("kv_lora_rank", b.kv_lora_rank);
+  f("q_lora_rank", b.q_lora_rank);
+  f("rope_dim", b.rope_dim);
+  f("n_experts", b.n_experts);
+  f("top_k_experts", b.top_k_experts);
+  f("n_shared_experts", b.n_shared_experts);
+  f("conv_kernel_size", b.conv_kernel_size);
+  f("use_short_conv", b.use_short_conv);
+  f("mamba_n_heads", b.mamba_n_heads);
+  f("mamba_head_dim", b.mamba_head_dim);
+  f("ssm_state_size", b.ssm_state_size);
+  f("mamba_expand", b.mamba_expand);
+  f("mamba_n_groups", b.mamba_n_groups);
+  f("mamba_chunk_size", b.mamba_chunk_size);
+  f("mamba_bc_norm", b.mamba_bc_norm);
+  f("mamba_trapezoidal", b.mamba_trapezoidal);
+  f("mamba_complex_a", b.mamba_complex_a);
+  f("moe_latent_size", b.moe_latent_size);
+  f("moe_d_ff", b.moe_d_ff);
+  f("shared_expert_d_ff", b.shared_expert_d_ff);
+  f("moe_routed_scaling_factor", b.moe_routed_scaling_factor);
+  f("moe_n_groups", b.moe_n_groups);
+  f("moe_topk_groups", b.moe_topk_groups);
+  f("qk_norm", b.qk_norm);
+  f("attention_chunk_size", b.attention_chunk_size);
+  f("mup", b.mup);
+  f("sparse_compress_ratio", b.sparse_compress_ratio);
+  f("sparse_select_k", b.sparse_select_k);
+}
+
+// A field's JSON value; unset optionals are null.
+template <class T>
+nlohmann::json field_value(const T& v) {
+  return nlohmann::json(v);
+}
+nlohmann::json field_value(const std::optional<int64_t>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+// `b` as a JSON object in field order (J = json or ordered_json). Without base:
+// every field, unset optionals omitted. With base: only the fields that differ
+// from base; an optional set in base but unset in b is written as null (the
+// only place nulls appear in our output).
+template <class J>
+J block_to(const BlockConfig& b, const BlockConfig* base) {
+  J j = J::object();
+  nlohmann::json ref;
+  if (base) ref = *base;
+  visit_fields(b, [&](const char* key, const auto& v) {
+    nlohmann::json x = field_value(v);
+    if (base) {
+      nlohmann::json r = ref.contains(key) ? ref[key] : nlohmann::json(nullptr);
+      if (r != x) j[key] = J(x);
+    } else if (!x.is_null()) {
+      j[key] = J(x);
+    }
+  });
+  return j;
+}
+
+template <class J>
+J model_to(const ModelConfig& m) {
+  J j = J::object();
+  if (!m.name.empty()) j["name"] = m.name;
+  j["block"] = block_to<J>(m.block, nullptr);
+  j["vocab_size"] = m.vocab_size;
+  j["n_layers"] = m.n_layers;
+  j["tie_embeddings"] = m.tie_embeddings;
+  if (!m.block_configs.empty()) {
+    J arr = J::array();
+    for (auto& b : m.block_configs) arr.push_back(block_to<J>(b, &m.block));
+    j["block_configs"] = arr;
+  }
+  if (m.mup_base_width) j["mup_base_width"] = *m.mup_base_width;
+  j["mtp_n_predict"] = m.mtp_n_predict;
+  j["mtp_lambda"] = m.mtp_lambda;
+  j["init_std"] = m.init_std;
+  if (!m.hybrid_pattern.empty()) j["hybrid_pattern"] = m.hybrid_pattern;
+  return j;
+}
+
+void read_block(const nlohmann::json& j, const std::string& path, BlockConfig& b,
+                std::vector<std::string>& errors) {
+  JsonObjectReader r(j, path, errors);
+  visit_fields(b, [&](const char* key, auto& v) { r.get(key, v); });
+  r.finish();
+}
+
+void throw_if(const std::vector<std::string>& errors) {
+  if (!errors.empty()) throw ConfigError(errors);
+}
+
+std::string describe(const nlohmann::json& v) {
+  std::string d = v.dump();
+  if (d.size() > 40) d = d.substr(0, 37) + "...";
+  return std::string(v.type_name()) + " " + d;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- ConfigError
+
+ConfigError::ConfigError(const std::string& message)
+    : std::invalid_argument(message), errors_{message} {}
+ConfigError::ConfigError(std::vector<std::string> errors)
+    : std::invalid_argument(join_lines(errors)), errors_(std::move(errors)) {}
+
+// ---------------------------------------------------------------- ModelConfig
+
+const BlockConfig& ModelConfig::get_block_config(int64_t layer) const {
+  if (block_configs.empty()) return block;
+  if (layer < 0 || layer >= int64_t(block_configs.size()))
+    throw std::out_of_range("get_block_config: layer " + std::to_string(layer) +
+                            " out of range [0, " + std::to_string(block_configs.size()) + ")");
+  return block_configs[size_t(layer)];
+}
+
+double ModelConfig::width_mult() const {
+  if (!mup_base_width || *mup_base_width == 0) return 1.0;
+  return double(block.d_model) / double(*mup_base_width);
+}
+
+// ---------------------------------------------------------------- edit distance
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+namespace {
+bool is_subsequence(const std::string& needle, const std::string& hay) {
+  size_t i = 0;
+  for (char c : hay)
+    if (i < needle.size() && needle[i] == c) ++i;
+  return i == needle.size();
+}
+}  // namespace
+
+std::string closest_name(const std::string& name, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_d = std::numeric_limits<size_t>::max();
+  const size_t limit = std::max<size_t>(2, name.size() / 3);
+  for (auto& c : candidates) {
+    size_t d = edit_distance(name, c);
+    bool close = d <= limit || (name.size() >= 2 && is_subsequence(name, c));
+    if (close && d < best_d) best_d = d, best = c;
+  }
+  return best;
+}
+
+// ---------------------------------------------------------------- JsonObjectReader
+
+JsonObjectReader::JsonObjectReader(const nlohmann::json& j, std::string path,
+                                   std::vector<std::string>& errors)
+    : j_(j), ok_(j.is_object()), path_(std::move(path)), errors_(errors) {
+  if (!ok_)
+    errors_.push_back((path_.empty() ? std::string("config") : path_) +
+                      ": expected a JSON object, got " + describe(j));
+}
+
+std::string JsonObjectReader::field_path(const std::string& key) const {
+  return path_.empty() ? key : path_ + "." + key;
+}
+
+const nlohmann::json* JsonObjectReader::find(const char* key) {
+  known_.push_back(key);
+  if (!ok_) return nullptr;
+  auto it = j_.find(key);
+  return it == j_.end() ? nullptr : &*it;
+}
+
+const nlohmann::json* JsonObjectReader::raw(const char* key) {
+  return find(key);
+}
+
+void JsonObjectReader::type_error(const char* key, const char* expected, const nlohmann::json& v) {
+  errors_.push_back(field_path(key) + ": expected " + expected + ", got " + describe(v));
+}
+
+void JsonObjectReader::get(const char* key, int64_t& out) {
+  const nlohmann::json* v = find(key);
+  if (!v) return;
+  if (v->is_number_integer() &&
+      !(v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX))) {
+    out = v->get<int64_t>();
+  } else if (v->is_number_float() && std::isfinite(v->get<double>()) &&
+             std::floor(v->get<double>()) == v->get<double>() &&
+             std::fabs(v->get<double>()) < 9.0e18) {
+    out = int64_t(v->get<double>());  // e.g. 1e3 written for an integer field
+  } else {
+    type_error(key, "integer", *v);
+  }
+}
+
+void JsonObjectReader::get(const char* key, double& out) {
+  const nlohmann::json* v = find(key);
+  if (!v) return;
+  if (v->is_number())
+    out = v->get<double>();
+  else
+    type_error(key, "number", *v);
+}
+
+void JsonObjectReader::get(const char* key, bool& out) {
+  const nlohmann::json* v = find(key);
+  if (!v) return;
+  if (v->is_boolean())
+    out = v->get<bool>();
+  else
+    type_error(key, "boolean (true/false)", *v);
+}
+
+void JsonObjectReader::get(const char* key, std::string& out) {
+  const nlohmann::json* v = find(key);
+  if (!v) return;
+  if (v->is_string())
+    out = v->get<std::string>();
+  else
+    type_error(key, "string", *v);
+}
+
+void JsonObjectReader::get(const char* key, std::optional<int64_t>& out) {
+  const nlohmann::json* v = find(key);
+  if (!v) return;
+  if (v->is_null()) {
+    out.reset();
+    return;
+  }
+  size_t n = errors_.size();
+  int64_t x = 0;
+  known_.pop_back();  // the nested get() records the key again
+  get(key, x);
+  if (errors_.size() == n)
+    out = x;
+  else
+    errors_.back() = field_path(key) + ": expected integer or null, got " + describe(*v);
+}
+
+void JsonObjectReader::hint(const std::string& alias, const std::string& suggestion) {
+  hints_.emplace_back(alias, suggestion);
+}
+
+void JsonObjectReader::finish() {
+  if (!ok_) return;
+  for (auto& [k, v] : j_.items()) {
+    if (std::find(known_.begin(), known_.end(), k) != known_.end()) continue;
+    std::string msg = (path_.empty() ? std::string() : path_ + ": ") + "unknown key '" + k + "'";
+    std::string best;
+    for (auto& [alias, suggestion] : hints_)
+      if (alias == k) best = suggestion;
+    if (best.empty()) best = closest_name(k, known_);
+    if (!best.empty()) {
+      msg += "; did you mean '" + best + "'?";
+    } else {
+      msg += "; known keys: ";
+      for (size_t i = 0; i < known_.size(); ++i) msg += (i ? ", " : "") + known_[i];
+    }
+    errors_.push_back(msg);
+  }
+}
+
+// ---------------------------------------------------------------- JSON
+
+std::vector<std::string> block_config_field_names() {
+  std::vector<std::string> names;
+  BlockConfig b;
+  visit_fields(b, [&](const char* key, const auto&) { names.push_back(key); });
+  return names;
+}
+
+std::vector<std::string> model_config_field_names() {
+  return {"name",           "block",         "vocab_size",     "n_layers",
+          "tie_embeddings", "block_configs", "mup_base_width", "mtp_n_predict",
+          "mtp_lambda",     "init_std",      "hybrid_pattern"};
+}
+
+void to_json(nlohmann::json& j, const BlockConfig& b) {
+  j = block_to<nlohmann::json>(b, nullptr);
+}
+
+void from_json(const nlohmann::json& j, BlockConfig& b) {
+  std::vector<std::string> errors;
+  read_block(j, "", b, errors);
+  throw_if(errors);
+}
+
+void to_json(nlohmann::json& j, const ModelConfig& m) {
+  j = model_to<nlohmann::json>(m);
+}
+
+nlohmann::ordered_json model_config_to_ordered_json(const ModelConfig& m) {
+  return model_to<nlohmann::ordered_json>(m);
+}
+
+void read_model_config(const nlohmann::json& j, const std::string& path, ModelConfig& m,
+                       std::vector<std::string>& errors) {
+  JsonObjectReader r(j, path, errors);
+  r.get("name", m.name);
+  if (const nlohmann::json* b = r.raw("block"))
+    read_block(*b, r.field_path("block"), m.block, errors);
+  r.get("vocab_size", m.vocab_size);
+  r.get("n_layers", m.n_layers);
+  r.get("tie_embeddings", m.tie_embeddings);
+  if (const nlohmann::json* bc = r.raw("block_configs")) {
+    if (bc->is_null()) {
+      m.block_configs.clear();
+    } else if (!bc->is_array()) {
+      errors.push_back(r.field_path("block_configs") +
+                       ": expected array of block overrides or null, got " + describe(*bc));
+    } else {
+      m.block_configs.clear();
+      for (size_t i = 0; i < bc->size(); ++i) {
+        BlockConfig layer = m.block;  // each entry overrides the shared block
+        read_block((*bc)[i], r.field_path("block_configs") + "[" + std::to_string(i) + "]", layer,
+                   errors);
+        m.block_configs.push_back(layer);
+      }
+    }
+  }
+  r.get("mup_base_width", m.mup_base_width);
+  r.get("mtp_n_predict", m.mtp_n_predict);
+  r.get("mtp_lambda", m.mtp_lambda);
+  r.get("init_std", m.init_std);
+  r.get("hybrid_pattern", m.hybrid_pattern);
+  // Flat configs (like the perf reference JSONs) put block fields at the top.
+  for (auto& f : block_config_field_names()) r.hint(f, "block." + f);
+  r.hint("seq_len", "block.max_seq_len");
+  r.finish();
+}
+
+void from_json(const nlohmann::json& j, ModelConfig& m) {
+  std::vector<std::string> errors;
+  read_model_config(j, "", m, errors);
+  throw_if(errors);
+}
+
+ModelConfig model_config_from_json(const nlohmann::json& j) {
+  ModelConfig m;
+  from_json(j, m);
+  return m;
+}
+
+nlohmann::json model_config_to_json(const ModelConfig& m) {
+  return m;
+}
+
+nlohmann::json read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot open file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  try {
+    return nlohmann::json::parse(ss.str());
+  } catch (const nlohmann::json::parse_error& e) {
+    // e.what() looks like "[json.exception.parse_error.101] parse error at line 3, column 5: ..."
+    std::string what = e.what();
+    auto pos = what.find("] ");
+    throw ConfigError(
+        path + ": invalid JSON: " + (pos == std::string::npos ? what : what.substr(pos + 2)));
+  }
+}
+
+namespace {
+template <class J>
+void write_json(const std::string& path, const J& j) {
+  std::ofstream out(path);
+  if (!out) throw ConfigError(path + ": cannot open file for writing");
+  out << j.dump(2) << "\n";
+  out.flush();
+  if (!out) throw ConfigError(path + ": write failed");
+}
+}  // namespace
+
+void write_json_file(const std::string& path, const nlohmann::json& j) {
+  write_json(path, j);
+}
+void write_json_file(const std::string& path, const nlohmann::ordered_json& j) {
+  write_json(path, j);
+}
+
+ModelConfig load_model_config(const std::string& path) {
+  nlohmann::json j = read_json_file(path);
+  ModelConfig m;
+  std::vector<std::string> errors;
+  read_model_config(j, "", m, errors);
+  if (errors.empty()) errors = validation_errors(m);
+  for (auto& e : errors) e = path + ": " + e;
+  throw_if(errors);
+  return m;
+}
+
+void save_model_config(const std::string& path, const ModelConfig& m) {
+  write_json_file(path, model_config_to_ordered_json(m));
+}
+
+// ---------------------------------------------------------------- validation
+
+namespace {
+
+// Collects rule violations with field paths relative to one BlockConfig.
+struct Checker {
+  const std::string& prefix;
+  std::vector<std::string>& errors;
+
+  std::string p(const char* field) const {
+    return prefix.empty() ? std::string(field) : prefix + "." + field;
+  }
+  void positive(const char* field, int64_t v) {
+    if (v <= 0) errors.push_back(p(field) + " (" + std::to_string(v) + ") must be > 0");
+  }
+  void positive(const char* field, const std::optional<int64_t>& v) {
+    if (v && *v <= 0)
+      errors.push_back(p(field) + " (" + std::to_string(*v) + ") must be > 0 when set");
+  }
+  void positive(const char* field, double v) {
+    if (!(v > 0) || !std::isfinite(v))
+      errors.push_back(p(field) + " (" + num(v) + ") must be a finite number > 0");
+  }
+  static std::string num(double v) {
+    std::ostringstream s;
+    s << v;
+    return s.str();
+  }
+  static std::string num(int64_t v) { return std::to_string(v); }
+};
+
+template <class T>
+void check_component(Checker& c, const char* field, const std::string& name,
+                     const Registry<T>& reg) {
+  if (!reg.contains(name)) c.errors.push_back(c.p(field) + ": " + reg.unknown_message(name));
+}
+
+}  // namespace
+
+std::vector<std::string> validation_errors(const BlockConfig& b, const std::string& path) {
+  std::vector<std::string> errors;
+  Checker c{path, errors};
+  auto add = [&](const std::string& s) { errors.push_back(s); };
+  auto n = [](int64_t v) { return std::to_string(v); };
+
+  check_component(c, "attention", b.attention, attention_registry());
+  check_component(c, "ffn", b.ffn, ffn_registry());
+  check_component(c, "norm", b.norm, norm_registry());
+  check_component(c, "position", b.position, position_registry());
+
+  // Sizes.
+  c.positive("d_model", b.d_model);
+  c.positive("n_heads", b.n_heads);
+  c.positive("n_kv_heads", b.n_kv_heads);
+  c.positive("d_ff", b.d_ff);
+  c.positive("max_seq_len", b.max_seq_len);
+  if (b.d_model > 0 && b.n_heads > 0 && b.d_model % b.n_heads != 0)
+    add(c.p("d_model") + " (" + n(b.d_model) + ") must be divisible by " + c.p("n_heads") + " (" +
+        n(b.n_heads) + ")");
+  if (b.n_heads > 0 && b.n_kv_heads && *b.n_kv_heads > 0) {
+    if (b.n_heads % *b.n_kv_heads != 0)
+      add(c.p("n_heads") + " (" + n(b.n_heads) + ") must be divisible by " + c.p("n_kv_heads") +
+          " (" + n(*b.n_kv_heads) + ")");
+    // MHA always uses n_heads K/V heads; a different n_kv_heads would be silently ignored.
+    if (b.attention == "mha" && *b.n_kv_heads != b.n_heads)
+      add(c.p("n_kv_heads") + " (" + n(*b.n_kv_heads) + ") must equal " + c.p("n_heads") + " (" +
+          n(b.n_heads) + ") for attention 'mha'; use 'gqa' for fewer K/V heads");
+  }
+
+  // Scalars.
+  if (!(b.dropout >= 0.0 && b.dropout < 1.0))
+    add(c.p("dropout") + " (" + Checker::num(b.dropout) + ") must be in [0, 1)");
+  c.positive("norm_eps", b.norm_eps);
+  c.positive("rope_theta", b.rope_theta);
+  if (b.position == "rope" && b.d_model > 0 && b.n_heads > 0 && b.d_model % b.n_heads == 0 &&
+      b.head_dim() % 2 != 0)
+    add(c.p("position") +
+        " 'rope' needs an even head_dim, got d_model/n_heads = " + n(b.head_dim()));
+
+  // Local attention.
+  if (b.window_size && *b.window_size < 1)
+    add(c.p("window_size") + " (" + n(*b.window_size) + ") must be >= 1 when set");
+  if (b.attention_chunk_size && *b.attention_chunk_size < 1)
+    add(c.p("attention_chunk_size") + " (" + n(*b.attention_chunk_size) +
+        ") must be >= 1 when set");
+  if (b.attention == "sliding_window_gqa" && !b.window_size)
+    add(c.p("window_size") + " must be set for attention 'sliding_window_gqa'");
+
+  // MLA.
+  c.positive("kv_lora_rank", b.kv_lora_rank);
+  c.positive("q_lora_rank", b.q_lora_rank);
+  c.positive("rope_dim", b.rope_dim);
+  if (b.rope_dim && *b.rope_dim > 0 && *b.rope_dim % 2 != 0)
+    add(c.p("rope_dim") + " (" + n(*b.rope_dim) + ") must be even (RoPE rotates pairs)");
+  if (b.attention == "mla") {
+    if (!b.kv_lora_rank) add(c.p("kv_lora_rank") + " must be set for attention 'mla'");
+    if (b.rope_dim && b.n_heads > 0 && *b.rope_dim > b.head_dim())
+      add(c.p("rope_dim") + " (" + n(*b.rope_dim) + ") must be <= head_dim (" + n(b.head_dim()) +
+          ") for attention 'mla'");
+  }
+
+  // Mixture of experts.
+  c.positive("n_experts", b.n_experts);
+  c.positive("top_k_experts", b.top_k_experts);
+  if (b.n_experts && *b.n_experts > 0 && b.top_k_experts > *b.n_experts)
+    add(c.p("n_experts") + " (" + n(*b.n_experts) + ") must be >= " + c.p("top_k_experts") + " (" +
+        n(b.top_k_experts) + ")");
+  if (b.n_shared_experts && *b.n_shared_experts < 0)
+    add(c.p("n_shared_experts") + " (" + n(*b.n_shared_experts) + ") must be >= 0 when set");
+  c.positive("moe_latent_size", b.moe_latent_size);
+  c.positive("moe_d_ff", b.moe_d_ff);
+  c.positive("shared_expert_d_ff", b.shared_expert_d_ff);
+  c.positive("moe_routed_scaling_factor", b.moe_routed_scaling_factor);
+  c.positive("moe_n_groups", b.moe_n_groups);
+  c.positive("moe_topk_groups", b.moe_topk_groups);
+  if (b.moe_n_groups > 0 && b.moe_topk_groups > b.moe_n_groups)
+    add(c.p("moe_topk_groups") + " (" + n(b.moe_topk_groups) +
+        ") must be <= " + c.p("moe_n_groups") + " (" + n(b.moe_n_groups) + ")");
+  if (b.n_experts && *b.n_experts > 0 && b.moe_n_groups > 0 && *b.n_experts % b.moe_n_groups != 0)
+    add(c.p("n_experts") + " (" + n(*b.n_experts) + ") must be divisible by " +
+        c.p("moe_n_groups") + " (" + n(b.moe_n_groups) + ")");
+
+  // Short convolution (DeltaNet, Mamba).
+  c.positive("conv_kernel_size", b.conv_kernel_size);
+
+  // Mamba.
+  c.positive("mamba_n_heads", b.mamba_n_heads);
+  c.positive("mamba_head_dim", b.mamba_head_dim);
+  c.positive("ssm_state_size", b.ssm_state_size);
+  c.positive("mamba_expand", b.mamba_expand);
+  c.positive("mamba_n_groups", b.mamba_n_groups);
+  c.positive("mamba_chunk_size", b.mamba_chunk_size);
+  if (b.attention == "mamba2" || b.attention == "mamba3") {
+    // lmxlab's Mamba: heads = mamba_n_heads or n_heads, head dim = mamba_head_dim or
+    // d_model / heads, and heads * head_dim must equal the inner width expand * d_model.
+    int64_t heads = b.mamba_n_heads ? *b.mamba_n_heads : b.n_heads;
+    std::string where = path.empty() ? std::string() : path + ": ";
+    if (heads > 0 && b.d_model > 0 && b.mamba_expand > 0) {
+      int64_t hd = b.mamba_head_dim ? *b.mamba_head_dim : b.d_model / heads;
+      if (hd > 0 && heads * hd != b.mamba_expand * b.d_model)
+        add(where + "mamba heads (" + n(heads) + ") * mamba head dim (" + n(hd) + ") must equal " +
+            c.p("mamba_expand") + " * " + c.p("d_model") + " (" + n(b.mamba_expand * b.d_model) +
+            "); set " + c.p("mamba_n_heads") + " / " + c.p("mamba_head_dim"));
+      if (b.mamba_n_groups > 0 && heads % b.mamba_n_groups != 0)
+        add(where + "mamba heads (" + n(heads) + ") must be divisible by " + c.p("mamba_n_groups") +
+            " (" + n(b.mamba_n_groups) + ")");
+    }
+  }
+
+  // Sparse attention.
+  c.positive("sparse_compress_ratio", b.sparse_compress_ratio);
+  c.positive("sparse_select_k", b.sparse_select_k);
+  return errors;
+}
+
+std::vector<std::string> validation_errors(const ModelConfig& m, const std::string& path) {
+  std::vector<std::string> errors;
+  Checker c{path, errors};
+  auto n = [](int64_t v) { return std::to_string(v); };
+
+  c.positive("vocab_size", m.vocab_size);
+  c.positive("n_layers", m.n_layers);
+  auto be = validation_errors(m.block, c.p("block"));
+  errors.insert(errors.end(), be.begin(), be.end());
+
+  if (!m.block_configs.empty()) {
+    if (int64_t(m.block_configs.size()) != m.n_layers)
+      errors.push_back(c.p("block_configs") + " has " + n(int64_t(m.block_configs.size())) +
+                       " entries but " + c.p("n_layers") + " is " + n(m.n_layers));
+    for (size_t i = 0; i < m.block_configs.size(); ++i) {
+      const BlockConfig& b = m.block_configs[i];
+      std::string p = c.p("block_configs") + "[" + std::to_string(i) + "]";
+      auto le = validation_errors(b, p);
+      errors.insert(errors.end(), le.begin(), le.end());
+      // All layers share the residual stream and the embedding.
+      if (b.d_model != m.block.d_model)
+        errors.push_back(p + ".d_model (" + n(b.d_model) + ") must equal " + c.p("block") +
+                         ".d_model (" + n(m.block.d_model) +
+                         "): all layers share the residual stream");
+    }
+  }
+
+  c.positive("mup_base_width", m.mup_base_width);
+  if (m.mtp_n_predict < 0)
+    errors.push_back(c.p("mtp_n_predict") + " (" + n(m.mtp_n_predict) + ") must be >= 0");
+  if (!(m.mtp_lambda >= 0) || !std::isfinite(m.mtp_lambda))
+    errors.push_back(c.p("mtp_lambda") + " (" + Checker::num(m.mtp_lambda) +
+                     ") must be a finite number >= 0");
+  c.positive("init_std", m.init_std);
+
+  if (!m.hybrid_pattern.empty()) {
+    for (size_t i = 0; i < m.hybrid_pattern.size(); ++i) {
+      char ch = m.hybrid_pattern[i];
+      if (ch != 'M' && ch != 'E' && ch != '*' && ch != '-')
+        errors.push_back(c.p("hybrid_pattern") + "[" + std::to_string(i) +
+                         "]: invalid character '" + std::string(1, ch) +
+                         "'; allowed: M (Mamba), E (MoE), * (attention), - (MLP)");
+    }
+    if (int64_t(m.hybrid_pattern.size()) != m.n_layers)
+      errors.push_back(c.p("hybrid_pattern") + " has " + n(int64_t(m.hybrid_pattern.size())) +
+                       " characters but " + c.p("n_layers") + " is " + n(m.n_layers));
+  }
+  return errors;
+}
+
+void validate(const BlockConfig& b) {
+  throw_if(validation_errors(b));
+}
+void validate(const ModelConfig& m) {
+  throw_if(validation_errors(m));
+}
+
+}  // namespace bl

@@ -1,0 +1,16 @@
+#include "core/ffn/standard.h"
+
+#include "core/config.h"
+#include "ops/activation.h"
+
+namespace bl {
+
+StandardFFN::StandardFFN(const BlockConfig& c) {
+  up_ = add_module("up_proj", std::make_unique<Linear>(c.d_model, c.d_ff, c.bias));
+  down_ = add_module("down_proj",
+                     std::make_unique<Linear>(c.d_ff, c.d_model, c.bias, Init::kResidualNormal));
+}
+
+Tensor StandardFFN::forward(const Tensor& x) { return down_->forward(gelu(up_->forward(x))); }
+
+}  // namespace bl

@@ -1,0 +1,99 @@
+#include "core/model.h"
+
+#include <cmath>
+#include <unordered_set>
+
+#include "ops/check.h"
+#include "ops/cross_entropy.h"
+#include "ops/elementwise.h"
+#include "ops/matmul.h"
+#include "tensor/graph.h"
+
+namespace bl {
+
+LanguageModel::LanguageModel(const ModelConfig& cfg) : cfg_(cfg) {
+  validate(cfg_);
+  const BlockConfig& base = cfg_.block;
+  embed_ = add_parameter("embed_tokens.weight", Shape{cfg_.vocab_size, base.d_model});
+  std::unique_ptr<PositionEncoding> pos = position_registry().create(base.position, base);
+  if (pos->is_absolute()) abs_position_ = add_module("position", std::move(pos));
+  for (int64_t i = 0; i < cfg_.n_layers; ++i)
+    blocks_.push_back(add_module("layers." + std::to_string(i),
+                                 std::make_unique<Block>(cfg_.get_block_config(i))));
+  final_norm_ = add_module("norm", norm_registry().create(base.norm, base));
+  if (!cfg_.tie_embeddings)
+    lm_head_ = add_parameter("lm_head.weight", Shape{cfg_.vocab_size, base.d_model});
+  logit_scale_ = float(1.0 / cfg_.width_mult());
+  for (auto& [name, p] : named_parameters()) p->set_name(name);
+}
+
+Tensor LanguageModel::forward(const Tokens& tokens, DecodeState* state, bool training) {
+  op_check(tokens.shape.rank == 2, "model", "tokens must be (batch, seq), got " + tokens.shape.str());
+  op_check(!state || state->size() == blocks_.size(), "model", "decode state has wrong layer count");
+  const int64_t offset = state ? (*state)[0]->length : 0;
+  Tensor x = embedding(embed_->tensor(), tokens);
+  if (abs_position_) x = abs_position_->embed(x, offset);
+  for (size_t i = 0; i < blocks_.size(); ++i)
+    x = blocks_[i]->forward(x, state ? (*state)[i].get() : nullptr, training, dropout_rng_);
+  x = final_norm_->forward(x);
+  Tensor logits = linear(x, lm_head_ ? lm_head_->tensor() : embed_->tensor());
+  if (logit_scale_ != 1.0f) logits = scale(logits, logit_scale_);
+  return logits;
+}
+
+Tensor LanguageModel::loss(const Tokens& tokens, const Tokens& targets, bool training) {
+  return cross_entropy(forward(tokens, nullptr, training), targets);
+}
+
+void LanguageModel::init_weights(Rng& rng) {
+  const float std = float(cfg_.init_std);
+  const float resid_std = std / std::sqrt(2.0f * float(cfg_.n_layers));
+  for (Parameter* p : parameters()) {
+    switch (p->init_kind()) {
+      case Init::kNormal: p->init_normal(rng, std); break;
+      case Init::kResidualNormal: p->init_normal(rng, resid_std); break;
+      case Init::kZeros: p->fill(0.0f); break;
+      case Init::kOnes: p->fill(1.0f); break;
+      case Init::kCustom: break;
+    }
+  }
+  visit([&](Module& m) { m.init_custom(rng); });
+}
+
+DecodeState LanguageModel::make_decode_state(int64_t batch, int64_t max_len) const {
+  DecodeState s;
+  for (Block* b : blocks_) s.push_back(b->attention().make_state(batch, max_len));
+  return s;
+}
+
+int64_t LanguageModel::matmul_parameters() {
+  int64_t n = num_parameters() - embed_->numel();
+  if (abs_position_) n -= abs_position_->num_parameters();
+  return n + (cfg_.tie_embeddings ? embed_->numel() : 0);
+}
+
+std::vector<LayerStats> LanguageModel::layer_stats(int64_t seq_len) {
+  std::vector<LayerStats> out;
+  for (Block* b : blocks_) {
+    LayerStats s;
+    s.attention = b->config().attention;
+    s.ffn = b->config().ffn;
+    s.params = b->num_parameters();
+    s.active_params = s.params;
+    if (b->ffn()) s.active_params -= b->ffn()->num_parameters() - b->ffn()->active_parameters();
+    s.flops_per_token = 6.0 * double(s.active_params) + 3.0 * b->attention().mixing_flops_per_token(seq_len);
+    out.push_back(s);
+  }
+  return out;
+}
+
+double LanguageModel::flops_per_token(int64_t seq_len) {
+  double f = 0;
+  for (const LayerStats& s : layer_stats(seq_len)) f += s.flops_per_token;
+  // LM head matmul (counted even when tied) and the final norm's weights.
+  f += 6.0 * double(cfg_.vocab_size * cfg_.block.d_model);
+  f += 6.0 * double(final_norm_->num_parameters());
+  return f;
+}
+
+}  // namespace bl

@@ -1,0 +1,64 @@
+// Decoder-only language model: token embedding (+ absolute position) ->
+// n_layers Blocks -> final norm -> LM head (tied to the embedding by default).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/block.h"
+#include "core/config.h"
+#include "ops/embedding.h"
+#include "tensor/rng.h"
+
+namespace bl {
+
+/// Per-layer decoding states for incremental generation.
+using DecodeState = std::vector<std::unique_ptr<LayerState>>;
+
+/// Parameter and FLOP accounting of one layer (or the whole model).
+struct LayerStats {
+  std::string attention, ffn;
+  int64_t params = 0;
+  int64_t active_params = 0;    // per token (MoE: active experts only)
+  double flops_per_token = 0;   // training (forward + backward) FLOPs per token
+};
+
+class LanguageModel : public Module {
+ public:
+  explicit LanguageModel(const ModelConfig& cfg);  // validates cfg (throws ConfigError)
+
+  /// tokens (B, T) -> logits (B, T, vocab). With a state: T new tokens continue
+  /// the sequences held in it (positions state[0]->length ...).
+  Tensor forward(const Tokens& tokens, DecodeState* state = nullptr, bool training = false);
+  /// Mean next-token cross-entropy of forward(tokens) against targets (B, T).
+  Tensor loss(const Tokens& tokens, const Tokens& targets, bool training = true);
+
+  /// N(0, init_std) weights, init_std/sqrt(2 n_layers) for residual projections,
+  /// zero biases, unit norm weights (GPT-2 / the PyTorch reference recipe).
+  void init_weights(Rng& rng);
+  DecodeState make_decode_state(int64_t batch, int64_t max_len) const;
+
+  const ModelConfig& config() const { return cfg_; }
+  int64_t n_layers() const { return int64_t(blocks_.size()); }
+  Block& block(int64_t i) { return *blocks_[size_t(i)]; }
+  /// Parameters that take part in a matmul (non-embedding + LM head), as in PaLM's 6N.
+  int64_t matmul_parameters();
+  /// Training FLOPs per token at context seq_len: 6 * matmul params + 3 * attention mixing.
+  double flops_per_token(int64_t seq_len);
+  std::vector<LayerStats> layer_stats(int64_t seq_len);
+  /// Dropout randomness (only used when training with dropout > 0).
+  Rng& dropout_rng() { return dropout_rng_; }
+
+ private:
+  ModelConfig cfg_;
+  Parameter* embed_;                   // (vocab, d_model)
+  PositionEncoding* abs_position_ = nullptr;
+  std::vector<Block*> blocks_;
+  Norm* final_norm_;
+  Parameter* lm_head_ = nullptr;       // (vocab, d_model) when untied
+  float logit_scale_ = 1.0f;           // μP: 1 / width_mult
+  Rng dropout_rng_{0};
+};
+
+}  // namespace bl

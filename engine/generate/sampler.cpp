@@ -1,0 +1,81 @@
+#include "generate/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+
+#include "tensor/graph.h"
+
+namespace bl {
+
+int32_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& opt, Rng& rng) {
+  if (opt.temperature <= 0.0f)
+    return int32_t(std::max_element(logits, logits + vocab) - logits);
+  std::vector<int32_t> ids(static_cast<size_t>(vocab));
+  std::iota(ids.begin(), ids.end(), 0);
+  std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  int64_t keep = vocab;
+  if (opt.top_k > 0) keep = std::min(keep, opt.top_k);
+  std::vector<double> p(static_cast<size_t>(keep));
+  const double top = double(logits[ids[0]]);
+  double z = 0;
+  for (int64_t i = 0; i < keep; ++i) z += p[size_t(i)] = std::exp((double(logits[ids[size_t(i)]]) - top) / opt.temperature);
+  if (opt.top_p < 1.0f) {
+    // Smallest prefix whose mass reaches top_p (at least one token).
+    double mass = 0;
+    int64_t n = 0;
+    while (n < keep) {
+      mass += p[size_t(n)] / z;
+      ++n;
+      if (mass >= opt.top_p) break;
+    }
+    keep = n;
+    z = 0;
+    for (int64_t i = 0; i < keep; ++i) z += p[size_t(i)];
+  }
+  double u = rng.uniform() * z;
+  for (int64_t i = 0; i < keep; ++i) {
+    u -= p[size_t(i)];
+    if (u <= 0) return ids[size_t(i)];
+  }
+  return ids[size_t(keep - 1)];
+}
+
+std::vector<int32_t> generate(LanguageModel& model, const std::vector<int32_t>& prompt,
+                              const SamplingOptions& opt, Rng& rng,
+                              const std::function<bool(int32_t)>& on_token) {
+  if (prompt.empty()) throw std::invalid_argument("[generate] prompt must not be empty");
+  NoGradGuard no_grad;
+  Graph& g = current_graph();
+  const int64_t max_len = model.config().block.max_seq_len;
+  const int64_t vocab = model.config().vocab_size;
+  std::vector<int32_t> context = prompt;
+  if (int64_t(context.size()) > max_len) context.erase(context.begin(), context.end() - max_len);
+  std::vector<int32_t> out;
+  DecodeState state = model.make_decode_state(1, max_len);
+  bool cached = true;  // false once the context has outgrown max_seq_len
+  std::vector<int32_t> step_ids = context;
+  for (int64_t i = 0; i < opt.max_new_tokens; ++i) {
+    Tensor logits;
+    if (cached) {
+      Tokens t{step_ids.data(), Shape{1, int64_t(step_ids.size())}};
+      logits = model.forward(t, &state);
+    } else {
+      std::vector<int32_t> window(context.end() - max_len, context.end());
+      Tokens t{window.data(), Shape{1, max_len}};
+      logits = model.forward(t);
+    }
+    const int64_t last = logits.dim(1) - 1;
+    int32_t next = sample_token(logits.data() + last * vocab, vocab, opt, rng);
+    g.clear();
+    out.push_back(next);
+    context.push_back(next);
+    if (on_token && !on_token(next)) break;
+    if (cached && int64_t(context.size()) > max_len) cached = false;
+    step_ids.assign(1, next);
+  }
+  return out;
+}
+
+}  // namespace bl

@@ -1,0 +1,66 @@
+// The safetensors file format (https://github.com/huggingface/safetensors):
+//   [8 bytes: N, little-endian u64][N bytes: JSON header][raw little-endian data]
+// header = {"<name>": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]},
+//           "__metadata__": {"<key>": "<string>", ...}}
+// Offsets are relative to the start of the data section. The writer pads the
+// header with spaces so the data starts 8-byte aligned and lays tensors out
+// back to back in the given order.
+//
+// The reader treats every file as untrusted: it validates the header before
+// allocating anything, so a corrupt or hostile file yields FormatError (naming
+// the file and the problem), never a crash or a huge allocation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace bl {
+
+/// A safetensors file is malformed or unsupported. what() = "<file>: <problem>".
+class FormatError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// One tensor to write: float32 data, contiguous row-major, numel(shape) values.
+struct TensorView {
+  std::string name;
+  std::vector<int64_t> shape;
+  const float* data = nullptr;
+};
+
+/// One tensor read back, converted to float32.
+struct LoadedTensor {
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+  std::string dtype;  // dtype on disk: "F32", "F16", "BF16" or "F64"
+};
+
+struct SafetensorsFile {
+  std::map<std::string, LoadedTensor> tensors;
+  std::map<std::string, std::string> metadata;  // "__metadata__"
+};
+
+/// Largest JSON header the reader accepts (100 MB), as in the reference implementation.
+constexpr uint64_t kMaxSafetensorsHeader = 100u << 20;
+
+/// Writes `tensors` as F32 atomically: a temporary file in the same directory
+/// is written, fsync'ed and renamed over `path`, so readers see the old file or
+/// the complete new one. Throws std::invalid_argument for bad tensors (duplicate
+/// or empty names, negative dims, null data) and std::runtime_error for I/O errors.
+void write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+/// Reads and validates a whole file. Supports F32, F16, BF16 and F64 (all
+/// returned as float32). Throws FormatError on any malformation and
+/// std::runtime_error if the file cannot be read.
+SafetensorsFile read_safetensors(const std::string& path);
+
+/// Same as read_safetensors, from bytes in memory; `name` is used in errors.
+SafetensorsFile parse_safetensors(const void* bytes, size_t size, const std::string& name);
+
+}  // namespace bl

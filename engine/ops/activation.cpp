@@ -1,0 +1,255 @@
+#include "ops/activation.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+
+#include "ops/check.h"
+#include "tensor/graph.h"
+#include "tensor/parallel.h"
+
+namespace bl {
+
+namespace {
+
+// Elements per parallel task. Smaller than for plain arithmetic because
+// erf/exp cost tens of cycles per element.
+constexpr int64_t kChunk = 1 << 13;
+
+template <class F>
+void parallel_range(int64_t n, F&& f) {
+  const int64_t nc = (n + kChunk - 1) / kChunk;
+  parallel_for(nc, [&](int64_t c) {
+    const int64_t b = c * kChunk;
+    f(b, std::min(n, b + kChunk));
+  });
+}
+
+// exp(hi + lo) as plain float arithmetic, so loops over it vectorise (the libm
+// call does not without -ffast-math). hi + lo = k ln2 + r with |r| <~ ln2/2;
+// exp(r) by its Taylor series to degree 7 (truncation < 6e-9 relative); 2^k
+// built in the exponent bits. Passing the argument as an exact hi plus a small
+// lo keeps large arguments (-x^2/2 in the Gaussian tails) from losing bits to
+// rounding. Underflows to 0 below -87, saturates at exp(88) (never inf); NaN
+// propagates.
+inline float exp_parts(float hi, float lo) {
+  const float x = hi + lo;
+  const bool under = x<-87.0f, over = x> 88.0f;
+  hi = under ? -87.0f : over ? 88.0f : hi;
+  lo = under || over ? 0.0f : lo;
+  constexpr float kMagic = 12582912.0f;         // 1.5 * 2^23: adding it rounds to an integer
+  float kf = (hi + lo) * 1.44269504f + kMagic;  // low mantissa bits now hold k = round(x / ln2)
+  const uint32_t kbits = std::bit_cast<uint32_t>(kf);
+  kf -= kMagic;
+  // ln2 split in two (Cody-Waite): k * 0.693145751953125 is exact, and so is
+  // its difference with hi, so r keeps every bit of the argument.
+  const float r = ((hi - kf * 0.693145751953125f) + lo) - kf * 1.42860682e-6f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  // k + 127 (in [1, 254]) sits in the low bits of kbits; shift it into the exponent.
+  const float v = p * std::bit_cast<float>((kbits + 127u) << 23);
+  return under ? 0.0f : v;
+}
+
+inline float exp_approx(float x) {
+  return exp_parts(x, 0.0f);
+}
+
+inline float sigmoid_f(float x) {
+  return 1.0f / (1.0f + exp_approx(-x));
+}
+
+// sigmoid(x) and 1 - sigmoid(x) = e / (1 + e), e = exp(-x), without the
+// cancellation of computing 1 - s when s is close to 1.
+inline void sigmoid_pair(float x, float& s, float& one_minus_s) {
+  const float e = exp_approx(-x);
+  s = 1.0f / (1.0f + e);
+  one_minus_s = e * s;
+}
+
+// -x^2 / 2 = hi + lo with hi exact: x splits into a 12-bit head and a tail
+// (Veltkamp), the head's square fits a float exactly, the rest is small.
+inline void neg_half_square(float x, float& hi, float& lo) {
+  const float xh = std::bit_cast<float>(std::bit_cast<uint32_t>(x) & 0xFFFFF000u);
+  const float xl = x - xh;
+  hi = -0.5f * (xh * xh);
+  lo = -(xh * xl + 0.5f * (xl * xl));
+}
+
+// Standard normal CDF Phi(x) = erfc(-x / sqrt 2) / 2, vectorisable. For z >= 0,
+//   erfc(z) = t exp(-z^2 + P(t)),  t = 1 / (1 + z / 2)
+// with P a degree-10 Chebyshev interpolant of log(erfc(z) / t) + z^2 over
+// z in [0, 10] (t in [1/6, 1], mapped to u = 2.4 t - 1.4 in [-1, 1]), fitted
+// against double erfc: relative error < 1e-8, under float rounding. The erfc
+// form keeps the left tail (x << 0) relatively accurate instead of computing
+// 1 + erf(x) with cancellation. -z^2 = -x^2/2 comes in as (hi, lo).
+inline float normal_cdf(float x, float hi, float lo) {
+  float z = (x < 0.0f ? -x : x) * float(M_SQRT1_2);
+  z = z > 10.0f ? 10.0f : z;  // beyond, erfc < 3e-45 and exp underflows anyway
+  const float t = 1.0f / (1.0f + 0.5f * z);
+  const float u = 2.4f * t - 1.4f;
+  constexpr float c[11] = {-5.511712503e-01f, 5.502563182e-01f,  7.267847233e-03f,
+                           -6.366320665e-03f, -1.593848456e-04f, 1.809907017e-04f,
+                           -2.515830673e-06f, -6.420078986e-06f, 5.681936729e-07f,
+                           2.142978393e-07f,  -4.464017522e-08f};
+  // Clenshaw recurrence for sum c_j T_j(u).
+  float b1 = 0.0f, b2 = 0.0f;
+#pragma GCC unroll 16
+  for (int j = 10; j >= 1; --j) {
+    const float b0 = 2.0f * u * b1 - b2 + c[j];
+    b2 = b1;
+    b1 = b0;
+  }
+  const float poly = u * b1 - b2 + c[0];
+  const float half_erfc = 0.5f * t * exp_parts(hi, lo + poly);
+  return x < 0.0f ? half_erfc : 1.0f - half_erfc;
+}
+
+// Each activation: f(x), and df(x, y) = dy/dx given the input and the output.
+struct Gelu {
+  static float f(float x) {
+    float hi, lo;
+    neg_half_square(x, hi, lo);
+    return x * normal_cdf(x, hi, lo);
+  }
+  // Phi(x) + x phi(x); both share the split -x^2/2.
+  static float df(float x, float) {
+    float hi, lo;
+    neg_half_square(x, hi, lo);
+    const float pdf = exp_parts(hi, lo) * float(0.5 * M_2_SQRTPI * M_SQRT1_2);
+    return normal_cdf(x, hi, lo) + x * pdf;
+  }
+};
+struct Silu {
+  static float f(float x) { return x * sigmoid_f(x); }
+  static float df(float x, float) {
+    float s, ms;
+    sigmoid_pair(x, s, ms);
+    return s * (1.0f + x * ms);
+  }
+};
+struct Relu {
+  // Written so NaN propagates (NaN < 0 is false): training's NaN checks see it.
+  static float f(float x) { return x < 0.0f ? 0.0f : x; }
+  static float df(float x, float) { return x > 0.0f ? 1.0f : 0.0f; }
+};
+struct Relu2 {
+  static float f(float x) { return x < 0.0f ? 0.0f : x * x; }
+  static float df(float x, float) { return x > 0.0f ? 2.0f * x : 0.0f; }
+};
+struct Sigmoid {
+  static float f(float x) { return sigmoid_f(x); }
+  // s (1 - s), from x rather than from y: 1 - y would cancel for y near 1.
+  static float df(float x, float) {
+    float s, ms;
+    sigmoid_pair(x, s, ms);
+    return s * ms;
+  }
+};
+
+template <class A>
+Tensor unary(const Tensor& x, const char* name) {
+  op_check(x.defined(), name, "undefined operand");
+  Graph& g = current_graph();
+  Tensor y = g.empty(x.shape(), g.needs_grad({x}));
+  const int64_t n = x.numel();
+  const float* xd = x.data();
+  float* yd = y.data();
+  parallel_range(n, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) yd[i] = A::f(xd[i]);
+  });
+  if (y.requires_grad()) {
+    g.on_backward([=] {
+      const float* dy = y.grad();
+      if (!dy) return;
+      float* dx = current_graph().grad(x);
+      const float* xv = x.data();
+      const float* yv = y.data();
+      parallel_range(n, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) dx[i] += dy[i] * A::df(xv[i], yv[i]);
+      });
+    });
+  }
+  return y;
+}
+
+// One sigmoid per element serves both gradients. Templated on which
+// gradients are wanted so each variant is a branch-free, vectorisable loop.
+template <bool kGate, bool kUp>
+void swiglu_backward(int64_t n, const float* dy, const float* gate, const float* up, float* dgate,
+                     float* dup) {
+  parallel_range(n, [&](int64_t lo, int64_t hi) {
+    const float* __restrict dyp = dy;
+    const float* __restrict gp = gate;
+    const float* __restrict upp = up;
+    float* __restrict dgp = dgate;
+    float* __restrict dup_ = dup;
+    for (int64_t i = lo; i < hi; ++i) {
+      const float x = gp[i];
+      float s, ms;
+      sigmoid_pair(x, s, ms);
+      if constexpr (kGate) dgp[i] += dyp[i] * upp[i] * s * (1.0f + x * ms);
+      if constexpr (kUp) dup_[i] += dyp[i] * x * s;
+    }
+  });
+}
+
+}  // namespace
+
+Tensor gelu(const Tensor& x) {
+  return unary<Gelu>(x, "gelu");
+}
+Tensor silu(const Tensor& x) {
+  return unary<Silu>(x, "silu");
+}
+Tensor relu(const Tensor& x) {
+  return unary<Relu>(x, "relu");
+}
+Tensor relu2(const Tensor& x) {
+  return unary<Relu2>(x, "relu2");
+}
+Tensor sigmoid(const Tensor& x) {
+  return unary<Sigmoid>(x, "sigmoid");
+}
+
+Tensor swiglu(const Tensor& gate, const Tensor& up) {
+  op_check(gate.defined() && up.defined(), "swiglu", "undefined operand");
+  op_check(gate.shape() == up.shape(), "swiglu",
+           "gate " + gate.shape().str() + " and up " + up.shape().str() + " must have one shape");
+  Graph& g = current_graph();
+  Tensor y = g.empty(gate.shape(), g.needs_grad({gate, up}));
+  const int64_t n = gate.numel();
+  const float* gd = gate.data();
+  const float* ud = up.data();
+  float* yd = y.data();
+  parallel_range(n, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) yd[i] = gd[i] * sigmoid_f(gd[i]) * ud[i];
+  });
+  if (y.requires_grad()) {
+    g.on_backward([=] {
+      const float* dy = y.grad();
+      if (!dy) return;
+      Graph& gg = current_graph();
+      float* dg = gate.requires_grad() ? gg.grad(gate) : nullptr;
+      float* du = up.requires_grad() ? gg.grad(up) : nullptr;
+      const float* gv = gate.data();
+      const float* uv = up.data();
+      if (dg && du && dg != du) {
+        swiglu_backward<true, true>(n, dy, gv, uv, dg, du);
+      } else {  // one gradient, or swiglu(x, x) where both land in one buffer
+        if (dg) swiglu_backward<true, false>(n, dy, gv, uv, dg, du);
+        if (du) swiglu_backward<false, true>(n, dy, gv, uv, dg, du);
+      }
+    });
+  }
+  return y;
+}
+
+}  // namespace bl

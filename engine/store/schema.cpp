@@ -1,0 +1,164 @@
+#include "store/schema.h"
+
+#include <sqlite3.h>
+
+#include "store/experiment_store.h"
+
+namespace bl::store {
+namespace {
+
+int64_t pragma_int(sqlite3* db, const char* sql, const std::string& path) {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK)
+    throw StoreError(path + ": " + sql + ": " + sqlite3_errmsg(db));
+  int rc = sqlite3_step(s);
+  int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+  sqlite3_finalize(s);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    throw StoreError(path + ": " + sql + ": " + sqlite3_errmsg(db));
+  return v;
+}
+
+// Version 0 -> 1: the initial schema (documented in schema.h).
+void migrate_v1(sqlite3* db) {
+  exec_sql(db, R"sql(
+CREATE TABLE runs (
+  id              INTEGER PRIMARY KEY,
+  name            TEXT NOT NULL DEFAULT '',
+  status          TEXT NOT NULL CHECK (status IN ('running', 'completed', 'stopped',
+                                                  'diverged', 'failed', 'interrupted')),
+  status_message  TEXT NOT NULL DEFAULT '',
+  created_at      REAL NOT NULL,
+  started_at      REAL,
+  finished_at     REAL,
+  model_config    TEXT NOT NULL DEFAULT '{}',
+  train_config    TEXT NOT NULL DEFAULT '{}',
+  preset          TEXT NOT NULL DEFAULT '',
+  dataset_path    TEXT NOT NULL DEFAULT '',
+  dataset_size    INTEGER,
+  dataset_sha256  TEXT NOT NULL DEFAULT '',
+  tokenizer       TEXT NOT NULL DEFAULT '{}',
+  param_count     INTEGER,
+  notes           TEXT NOT NULL DEFAULT '',
+  program_version TEXT NOT NULL DEFAULT '',
+  host            TEXT NOT NULL DEFAULT '',
+  pid             INTEGER,
+  parent_run_id   INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+  summary         TEXT
+);
+CREATE INDEX runs_status ON runs(status);
+CREATE INDEX runs_parent ON runs(parent_run_id);
+
+CREATE TABLE run_tags (
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  tag    TEXT NOT NULL,
+  PRIMARY KEY (run_id, tag)
+) WITHOUT ROWID;
+CREATE INDEX run_tags_tag ON run_tags(tag);
+
+CREATE TABLE metric_names (
+  id   INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE
+);
+
+CREATE TABLE metrics (
+  run_id    INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  name_id   INTEGER NOT NULL REFERENCES metric_names(id),
+  step      INTEGER NOT NULL,
+  wall_time REAL NOT NULL,
+  value     REAL
+);
+CREATE INDEX metrics_run_name_step ON metrics(run_id, name_id, step);
+
+CREATE TABLE evals (
+  id     INTEGER PRIMARY KEY,
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  step   INTEGER NOT NULL,
+  name   TEXT NOT NULL,
+  value  REAL
+);
+CREATE INDEX evals_run_name_step ON evals(run_id, name, step);
+
+CREATE TABLE samples (
+  id          INTEGER PRIMARY KEY,
+  run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  step        INTEGER NOT NULL,
+  prompt      TEXT NOT NULL,
+  text        TEXT NOT NULL,
+  temperature REAL NOT NULL,
+  created_at  REAL NOT NULL
+);
+CREATE INDEX samples_run_step ON samples(run_id, step);
+
+CREATE TABLE checkpoints (
+  id         INTEGER PRIMARY KEY,
+  run_id     INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  step       INTEGER NOT NULL,
+  path       TEXT NOT NULL,
+  sha256     TEXT NOT NULL DEFAULT '',
+  created_at REAL NOT NULL
+);
+CREATE INDEX checkpoints_run_step ON checkpoints(run_id, step);
+)sql",
+           "schema v1");
+}
+
+}  // namespace
+
+const std::vector<Migration>& migrations() {
+  // Append new steps here; never edit or reorder released ones. A step that
+  // must rebuild a table (SQLite's ALTER TABLE is limited) should follow
+  // https://sqlite.org/lang_altertable.html#otheralter with PRAGMA defer_foreign_keys=ON.
+  static const std::vector<Migration> steps = {migrate_v1};
+  return steps;
+}
+
+int current_schema_version() {
+  return static_cast<int>(migrations().size());
+}
+
+void exec_sql(sqlite3* db, const char* sql, const std::string& context) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = context + ": " + (err ? err : sqlite3_errmsg(db));
+    sqlite3_free(err);
+    throw StoreError(msg);
+  }
+}
+
+void migrate(sqlite3* db, const std::string& path, const std::vector<Migration>& steps) {
+  const int64_t target = static_cast<int64_t>(steps.size());
+  // IMMEDIATE takes the write lock before reading the version, so two
+  // processes creating the same database cannot both run step 0.
+  exec_sql(db, "BEGIN IMMEDIATE", path + ": cannot start the schema migration");
+  try {
+    const int64_t app_id = pragma_int(db, "PRAGMA application_id", path);
+    const int64_t version = pragma_int(db, "PRAGMA user_version", path);
+    if (app_id != kApplicationId && app_id != 0)
+      throw StoreError(path + ": not a Blocklab experiment database (application_id " +
+                       std::to_string(app_id) + ")");
+    if (version > target)
+      throw StoreError(path + ": schema version " + std::to_string(version) +
+                       " is newer than this Blocklab build supports (" + std::to_string(target) +
+                       "); upgrade Blocklab to open it");
+    for (int64_t v = version; v < target; ++v) {
+      try {
+        steps[v](db);
+      } catch (const StoreError& e) {
+        throw StoreError(path + ": migration to schema version " + std::to_string(v + 1) +
+                         " failed: " + e.what());
+      }
+    }
+    if (version < target || app_id != kApplicationId) {
+      const std::string stamp = "PRAGMA application_id = " + std::to_string(kApplicationId) +
+                                "; PRAGMA user_version = " + std::to_string(target) + ";";
+      exec_sql(db, stamp.c_str(), path + ": cannot stamp the schema version");
+    }
+    exec_sql(db, "COMMIT", path + ": cannot commit the schema migration");
+  } catch (...) {
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+}  // namespace bl::store

@@ -1,0 +1,206 @@
+#include "train/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+#include "train/grad_clip.h"
+#include "tensor/gemm.h"
+#include "tensor/graph.h"
+
+namespace bl {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::vector<Parameter*> trainable(LanguageModel& m) {
+  std::vector<Parameter*> out;
+  for (Parameter* p : m.parameters())
+    if (p->trainable() && std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  return out;
+}
+
+ScheduleOptions schedule_options(const TrainConfig& c) {
+  ScheduleOptions s;
+  s.lr = float(c.learning_rate);
+  s.warmup_steps = c.warmup_steps;
+  s.total_steps = c.max_steps;
+  s.min_lr_ratio = float(c.min_lr_ratio);
+  return s;
+}
+
+const TrainConfig& checked(const LanguageModel& model, const TrainConfig& cfg) {
+  std::vector<std::string> errors = validation_errors(cfg);
+  for (auto& e : compatibility_errors(model.config(), cfg)) errors.push_back(e);
+  if (!errors.empty()) throw ConfigError(errors);
+  return cfg;
+}
+}  // namespace
+
+OptimizerOptions optimizer_options(const TrainConfig& cfg) {
+  OptimizerOptions o;
+  o.weight_decay = float(cfg.weight_decay);
+  o.beta1 = float(cfg.beta1);
+  o.beta2 = float(cfg.beta2);
+  o.eps = float(cfg.eps);
+  o.momentum = float(cfg.momentum);
+  return o;
+}
+
+Trainer::Trainer(LanguageModel& model, const TrainConfig& cfg, const TextDataset& data)
+    : model_(model),
+      cfg_(checked(model, cfg)),
+      params_(trainable(model)),
+      optimizer_(make_optimizer(cfg_.optimizer, params_, optimizer_options(cfg_))),
+      schedule_(make_schedule(cfg_.lr_schedule, schedule_options(cfg_))),
+      sampler_(data.train(), cfg_.batch_size, cfg_.seq_len, uint64_t(cfg_.seed), "train"),
+      eval_(make_eval_batches(data.val(), cfg_.batch_size, cfg_.seq_len, cfg_.eval_batches)),
+      x_(size_t(cfg_.batch_size * cfg_.seq_len)),
+      y_(size_t(cfg_.batch_size * cfg_.seq_len)) {
+  model_.dropout_rng().seed_with(uint64_t(cfg_.seed) ^ 0x5eedd509ULL);
+}
+
+void Trainer::request_stop(const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!stop_) stop_reason_ = reason;
+    stop_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Trainer::pause() { paused_ = true; }
+
+void Trainer::resume() {
+  paused_ = false;
+  cv_.notify_all();
+}
+
+void Trainer::step_once() {
+  ++single_steps_;
+  cv_.notify_all();
+}
+
+bool Trainer::wait_turn() {
+  if (!paused_ && !stop_) return true;
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_.wait(lk, [&] { return stop_ || !paused_ || single_steps_ > 0; });
+  if (stop_) return false;
+  if (paused_ && single_steps_ > 0) --single_steps_;
+  return true;
+}
+
+double Trainer::evaluate() {
+  NoGradGuard no_grad;
+  Graph& g = current_graph();
+  const Shape s{eval_.batch_size, eval_.seq_len};
+  double total = 0;
+  for (int64_t i = 0; i < eval_.n_batches; ++i) {
+    Tensor loss = model_.loss(Tokens{eval_.x_batch(i), s}, Tokens{eval_.y_batch(i), s}, false);
+    total += double(loss.item());
+    g.clear();
+  }
+  return eval_.n_batches > 0 ? total / double(eval_.n_batches) : 0.0;
+}
+
+StepMetrics Trainer::train_step() {
+  const auto t0 = Clock::now();
+  Graph& g = current_graph();
+  const Shape s{cfg_.batch_size, cfg_.seq_len};
+  const int64_t accum = cfg_.grad_accumulation_steps;
+  for (Parameter* p : params_) p->zero_grad();
+  double loss_sum = 0;
+  for (int64_t micro = 0; micro < accum; ++micro) {
+    sampler_.next(x_.data(), y_.data());
+    Tensor loss = model_.loss(Tokens{x_.data(), s}, Tokens{y_.data(), s}, true);
+    loss_sum += double(loss.item());
+    g.backward(loss, 1.0f / float(accum));  // mean over micro-batches
+    g.clear();
+  }
+  StepMetrics m;
+  m.step = step_;
+  m.loss = loss_sum / double(accum);
+  m.learning_rate = schedule_.lr_at(step_);
+  m.grad_norm = cfg_.max_grad_norm > 0 ? clip_grad_norm(params_, cfg_.max_grad_norm)
+                                       : global_grad_norm(params_);
+  if (std::isfinite(m.loss) && std::isfinite(m.grad_norm)) optimizer_->step(float(m.learning_rate));
+  m.step_time_ms = seconds_since(t0) * 1000.0;
+  tokens_seen_ += tokens_per_step();
+  m.tokens_seen = tokens_seen_;
+  m.tokens_per_sec = double(tokens_per_step()) / (m.step_time_ms / 1000.0);
+  return m;
+}
+
+TrainSummary Trainer::train() {
+  TrainSummary sum;
+  sum.params = model_.num_parameters();
+  set_num_threads(cfg_.threads > 0 ? int(cfg_.threads)
+                                   : int(std::max(1u, std::thread::hardware_concurrency())));
+  tokens_seen_ = step_ * tokens_per_step();
+  const auto start = Clock::now();
+  for (Callback* cb : callbacks_) cb->on_train_begin(*this);
+  std::vector<double> losses, times;
+  bool evaluated_last = false;
+  while (step_ < cfg_.max_steps) {
+    if (!wait_turn()) break;
+    StepMetrics m = train_step();
+    m.wall_time_s = seconds_since(start);
+    losses.push_back(m.loss);
+    times.push_back(m.step_time_ms);
+    const bool diverged = !std::isfinite(m.loss) || !std::isfinite(m.grad_norm);
+    evaluated_last = false;
+    if (!diverged && cfg_.eval_interval > 0 && (step_ + 1) % cfg_.eval_interval == 0) {
+      m.eval_loss = evaluate();
+      evaluated_last = true;
+    }
+    ++step_;
+    for (Callback* cb : callbacks_) cb->on_step_end(*this, m);
+    if (m.eval_loss) {
+      sum.val_loss = m.eval_loss;
+      if (!sum.best_val_loss || *m.eval_loss < *sum.best_val_loss) sum.best_val_loss = m.eval_loss;
+      for (Callback* cb : callbacks_) cb->on_eval_end(*this, m.step, *m.eval_loss);
+    }
+    if (diverged) {
+      sum.status = RunStatus::kDiverged;
+      sum.message = "non-finite " + std::string(std::isfinite(m.loss) ? "gradient norm" : "loss") +
+                    " at step " + std::to_string(m.step) + "; weights kept from the step before";
+      break;
+    }
+  }
+  if (sum.status != RunStatus::kDiverged) {
+    if (step_ >= cfg_.max_steps) {
+      sum.status = RunStatus::kCompleted;
+    } else {
+      sum.status = RunStatus::kStopped;
+      std::lock_guard<std::mutex> lk(mu_);
+      sum.message = stop_reason_;
+    }
+    if (!evaluated_last && !losses.empty()) {
+      double v = evaluate();
+      sum.val_loss = v;
+      if (!sum.best_val_loss || v < *sum.best_val_loss) sum.best_val_loss = v;
+      for (Callback* cb : callbacks_) cb->on_eval_end(*this, step_ - 1, v);
+    }
+  }
+  sum.steps = step_;
+  sum.elapsed_s = seconds_since(start);
+  const size_t n = losses.size(), last = std::min<size_t>(10, n);
+  for (size_t i = n - last; i < n; ++i) sum.final_train_loss += losses[i] / double(last);
+  const size_t skip = n > 5 ? 5 : 0;
+  std::vector<double> steady(times.begin() + long(skip), times.end());
+  if (!steady.empty()) {
+    double total_ms = 0;
+    for (double t : steady) total_ms += t;
+    sum.tokens_per_sec = double(tokens_per_step()) * double(steady.size()) / (total_ms / 1000.0);
+    std::nth_element(steady.begin(), steady.begin() + long(steady.size() / 2), steady.end());
+    sum.median_step_ms = steady[steady.size() / 2];
+  }
+  for (Callback* cb : callbacks_) cb->on_train_end(*this, sum);
+  return sum;
+}
+
+}  // namespace bl

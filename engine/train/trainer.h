@@ -1,0 +1,83 @@
+// The training loop: micro-batches with gradient accumulation, clipping,
+// optimizer + schedule, periodic evaluation on fixed validation batches,
+// callbacks, and thread-safe pause / single-step / stop control (a stop is
+// honoured before the next micro-batch, i.e. within one step).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/model.h"
+#include "data/text_dataset.h"
+#include "train/callbacks.h"
+#include "train/metrics.h"
+#include "train/optimizer.h"
+#include "train/schedule.h"
+#include "train/train_config.h"
+
+namespace bl {
+
+class Trainer {
+ public:
+  /// Validates cfg against the model (ConfigError). The model's weights are used as
+  /// they are: call model.init_weights() (fresh run) or load a checkpoint first.
+  Trainer(LanguageModel& model, const TrainConfig& cfg, const TextDataset& data);
+
+  void add_callback(Callback* cb) { callbacks_.push_back(cb); }
+  /// Runs from step() to max_steps, or until stopped or diverged.
+  TrainSummary train();
+  /// Mean loss over the fixed validation batches.
+  double evaluate();
+
+  // Control, callable from any thread.
+  void request_stop(const std::string& reason = "stop requested");
+  void pause();
+  void resume();
+  /// While paused: run exactly one more step, then stay paused.
+  void step_once();
+  bool paused() const { return paused_.load(); }
+  bool stop_requested() const { return stop_.load(); }
+
+  int64_t step() const { return step_; }
+  /// Continue from a later step (after loading a checkpoint).
+  void set_step(int64_t s) { step_ = s; }
+  const TrainConfig& config() const { return cfg_; }
+  LanguageModel& model() { return model_; }
+  Optimizer& optimizer() { return *optimizer_; }
+  BatchSampler& sampler() { return sampler_; }
+  const LrSchedule& schedule() const { return schedule_; }
+  int64_t tokens_per_step() const { return cfg_.batch_size * cfg_.seq_len * cfg_.grad_accumulation_steps; }
+
+ private:
+  /// Blocks while paused; false if a stop was requested.
+  bool wait_turn();
+  StepMetrics train_step();
+
+  LanguageModel& model_;
+  TrainConfig cfg_;
+  std::vector<Parameter*> params_;  // trainable
+  std::unique_ptr<Optimizer> optimizer_;
+  LrSchedule schedule_;
+  BatchSampler sampler_;
+  FixedBatches eval_;
+  std::vector<int32_t> x_, y_;  // one micro-batch
+  std::vector<Callback*> callbacks_;
+  int64_t step_ = 0;
+  int64_t tokens_seen_ = 0;
+
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> paused_{false};
+  std::atomic<int64_t> single_steps_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string stop_reason_;
+};
+
+/// Optimizer hyperparameters from a TrainConfig.
+OptimizerOptions optimizer_options(const TrainConfig& cfg);
+
+}  // namespace bl

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Configures and builds Blocklab (Release, -march=native) into ./build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS="${BLOCKLAB_JOBS:-2}"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > build-configure.log 2>&1 || { cat build-configure.log; exit 1; }
+cmake --build build -j"$JOBS"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs Blocklab's build and runtime dependencies on Debian 12 (apt).
+# Skips apt entirely when everything is already installed.
+set -euo pipefail
+PKGS=(cmake g++ make libeigen3-dev libsqlite3-dev nlohmann-json3-dev libgtest-dev
+      libbenchmark-dev qt6-base-dev qt6-charts-dev xvfb)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "Installing: ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"

@@ -1,0 +1,197 @@
+// Components, blocks and whole models: gradient checks, parameter and FLOP
+// accounting against the PyTorch reference, and KV-cache decoding equal to
+// the full forward pass.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/block.h"
+#include "core/config.h"
+#include "core/model.h"
+#include "core/presets.h"
+#include "gradcheck.h"
+#include "tensor/graph.h"
+
+namespace bl {
+namespace {
+
+// Random weights everywhere (norm weights near 1) so no gradient path is trivially zero.
+void randomize(Module& m, Rng& rng, float std = 0.3f) {
+  for (Parameter* p : m.parameters()) {
+    p->init_normal(rng, std);
+    if (p->init_kind() == Init::kOnes)
+      for (int64_t i = 0; i < p->numel(); ++i) p->data()[i] += 1.0f;
+  }
+}
+
+BlockConfig small_block(const std::string& attention, const std::string& ffn,
+                        const std::string& norm, const std::string& position) {
+  BlockConfig c;
+  c.attention = attention;
+  c.ffn = ffn;
+  c.norm = norm;
+  c.position = position;
+  c.d_model = 8;
+  c.n_heads = 2;
+  c.n_kv_heads = attention == "mha" ? std::optional<int64_t>() : std::optional<int64_t>(1);
+  c.d_ff = 12;
+  c.max_seq_len = 16;
+  return c;
+}
+
+struct BlockCase {
+  std::string attention, ffn, norm, position;
+  bool pre_norm, bias, qk_norm;
+};
+
+class BlockGradient : public ::testing::TestWithParam<BlockCase> {};
+
+TEST_P(BlockGradient, MatchesFiniteDifferences) {
+  const BlockCase& bc = GetParam();
+  BlockConfig c = small_block(bc.attention, bc.ffn, bc.norm, bc.position);
+  c.pre_norm = bc.pre_norm;
+  c.bias = bc.bias;
+  c.qk_norm = bc.qk_norm;
+  Block block(c);
+  Rng rng(11);
+  randomize(block, rng);
+  auto x = test::make_input("x", Shape{2, 5, 8}, rng);
+  std::vector<Parameter*> inputs{x.get()};
+  for (Parameter* p : block.parameters()) inputs.push_back(p);
+  Rng drop(0);
+  EXPECT_TRUE(test::grad_check([&] { return block.forward(x->tensor(), nullptr, true, drop); },
+                               inputs));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Components, BlockGradient,
+    ::testing::Values(BlockCase{"mha", "standard", "layer_norm", "learned", true, true, false},
+                      BlockCase{"gqa", "gated", "rms_norm", "rope", true, false, false},
+                      BlockCase{"gqa", "gated", "rms_norm", "rope", true, false, true},
+                      BlockCase{"mha", "standard", "layer_norm", "alibi", false, true, false},
+                      BlockCase{"gqa", "standard", "rms_norm", "none", false, false, true},
+                      BlockCase{"mha", "gated", "layer_norm", "sinusoidal", true, true, false}));
+
+ModelConfig tiny_model(const std::string& position, const std::string& attention = "gqa") {
+  ModelConfig m;
+  m.vocab_size = 11;
+  m.n_layers = 2;
+  m.block = small_block(attention, "gated", "rms_norm", position);
+  return m;
+}
+
+TEST(Model, LossGradientMatchesFiniteDifferences) {
+  for (const char* pos : {"learned", "rope"}) {
+    ModelConfig cfg = tiny_model(pos);
+    cfg.tie_embeddings = std::string(pos) == "learned";
+    LanguageModel model(cfg);
+    Rng rng(5);
+    randomize(model, rng);
+    std::vector<int32_t> ids{1, 4, 2, 9, 0, 3, 3, 7, 10, 5, 6, 2};
+    std::vector<int32_t> tg{4, 2, 9, 0, 3, 1, 7, 10, 5, 6, 2, 8};
+    Tokens x{ids.data(), Shape{2, 6}}, y{tg.data(), Shape{2, 6}};
+    EXPECT_TRUE(test::grad_check([&] { return model.loss(x, y); }, model.parameters()))
+        << "position " << pos;
+  }
+}
+
+// Exact parameter counts and FLOPs of the reference configs (../shared/perf/README.md).
+TEST(Model, ReferenceParameterCountsAndFlops) {
+  struct Ref {
+    const char* preset;
+    int64_t params, matmul_params;
+    double flops;
+  };
+  for (Ref r : {Ref{"gpt-tiny", 818048, 801664, 5.60e6}, Ref{"gpt-small", 4821248, 4755712, 33.25e6},
+                Ref{"llama-small", 4150272, 4150272, 29.62e6}}) {
+    Preset p = load_preset(r.preset);
+    LanguageModel model(p.model);
+    EXPECT_EQ(model.num_parameters(), r.params) << r.preset;
+    EXPECT_EQ(model.matmul_parameters(), r.matmul_params) << r.preset;
+    EXPECT_NEAR(model.flops_per_token(p.train.seq_len), r.flops, 0.005e6) << r.preset;
+  }
+}
+
+// Logits from a prompt pass plus one-token steps equal the full forward pass.
+void expect_cached_decoding_matches(const ModelConfig& cfg) {
+  LanguageModel model(cfg);
+  Rng rng(3);
+  model.init_weights(rng);
+  randomize(model, rng, 0.2f);
+  const int64_t T = 9, V = cfg.vocab_size;
+  std::vector<int32_t> ids;
+  for (int64_t i = 0; i < 2 * T; ++i) ids.push_back(int32_t((i * 7 + 3) % V));
+  Graph& g = current_graph();
+  NoGradGuard ng;
+  Tensor full = model.forward(Tokens{ids.data(), Shape{2, T}});
+  std::vector<float> ref(full.data(), full.data() + full.numel());
+  g.clear();
+  DecodeState st = model.make_decode_state(2, T);
+  const int64_t prompt = 4;
+  std::vector<int32_t> chunk;
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t t = 0; t < prompt; ++t) chunk.push_back(ids[size_t(b * T + t)]);
+  Tensor out = model.forward(Tokens{chunk.data(), Shape{2, prompt}}, &st);
+  double max_err = 0;
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t t = 0; t < prompt; ++t)
+      for (int64_t v = 0; v < V; ++v)
+        max_err = std::max(max_err, double(std::abs(out.data()[(b * prompt + t) * V + v] -
+                                                     ref[size_t((b * T + t) * V + v)])));
+  g.clear();
+  for (int64_t t = prompt; t < T; ++t) {
+    int32_t step_ids[2] = {ids[size_t(t)], ids[size_t(T + t)]};
+    Tensor o = model.forward(Tokens{step_ids, Shape{2, 1}}, &st);
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t v = 0; v < V; ++v)
+        max_err = std::max(max_err, double(std::abs(o.data()[b * V + v] - ref[size_t((b * T + t) * V + v)])));
+    g.clear();
+  }
+  EXPECT_LT(max_err, 1e-4) << "position " << cfg.block.position << " attention " << cfg.block.attention;
+}
+
+TEST(Model, CachedDecodingMatchesFullForward) {
+  for (const char* pos : {"learned", "sinusoidal", "rope", "alibi", "none"}) {
+    expect_cached_decoding_matches(tiny_model(pos));
+    expect_cached_decoding_matches(tiny_model(pos, "mha"));
+  }
+  ModelConfig post = tiny_model("rope");
+  post.block.pre_norm = false;
+  post.block.qk_norm = true;
+  expect_cached_decoding_matches(post);
+}
+
+TEST(Model, HeterogeneousBlockConfigs) {
+  ModelConfig cfg = tiny_model("rope");
+  cfg.n_layers = 3;
+  BlockConfig b0 = cfg.block, b1 = cfg.block, b2 = cfg.block;
+  b1.attention = "mha";
+  b1.n_kv_heads.reset();
+  b1.ffn = "standard";
+  b2.position = "none";
+  b2.d_ff = 20;
+  cfg.block_configs = {b0, b1, b2};
+  LanguageModel model(cfg);
+  EXPECT_EQ(model.block(1).config().attention, "mha");
+  auto stats = model.layer_stats(16);
+  // Layer 2 has the wider FFN: 3 * 8 * 8 more weights and 2 * 8 more gate/up biases.
+  EXPECT_EQ(stats[2].params - stats[0].params, 3 * 8 * (20 - 12) + 2 * (20 - 12));
+  expect_cached_decoding_matches(cfg);
+}
+
+TEST(Model, UnknownComponentListsKnownNames) {
+  ModelConfig cfg = tiny_model("rope");
+  cfg.block.attention = "flash";
+  try {
+    LanguageModel model(cfg);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("flash"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("gqa"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("mha"), std::string::npos) << msg;
+  }
+}
+
+}  // namespace
+}  // namespace bl
