@@ -1,11 +1,11 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <set>
 #include <string>
-#include <unistd.h>
 
 #include "data/text_dataset.h"
 #include "data/tokenizer.h"
@@ -28,7 +28,9 @@ std::string error_of(F&& f) {
   return "<no exception>";
 }
 
-bool contains(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
+bool contains(const std::string& s, const std::string& sub) {
+  return s.find(sub) != std::string::npos;
+}
 
 // tokens[i] = i, so a window's start can be read off its first element.
 std::vector<int32_t> iota_tokens(int n) {

@@ -1,5 +1,7 @@
 // Optimizers and gradient clipping against reference formulas written out here
 // in double precision (the engine works in float32, hence the small tolerances).
+#include "train/optimizer.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,7 +14,6 @@
 #include "tensor/parameter.h"
 #include "tensor/rng.h"
 #include "train/grad_clip.h"
-#include "train/optimizer.h"
 #include "train/optimizers/adafactor.h"
 #include "train/optimizers/adamw.h"
 #include "train/optimizers/lion.h"
@@ -34,7 +35,9 @@ std::string error_of(F&& f) {
   return "<no exception>";
 }
 
-bool contains(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
+bool contains(const std::string& s, const std::string& sub) {
+  return s.find(sub) != std::string::npos;
+}
 
 // A parameter plus its double-precision reference copy and reference state.
 struct Case {
@@ -42,7 +45,8 @@ struct Case {
   Shape shape;
   Vec w, m, v, row, col;
   int64_t t = 0;
-  Case(const std::string& name, const Shape& s, Rng& rng) : p(std::make_unique<Parameter>(name, s)), shape(s) {
+  Case(const std::string& name, const Shape& s, Rng& rng)
+      : p(std::make_unique<Parameter>(name, s)), shape(s) {
     p->init_normal(rng, 1.0f);
     w.assign(p->data(), p->data() + p->numel());
     m.assign(w.size(), 0.0);
@@ -186,7 +190,7 @@ TEST(AdamW, OneStepByHand) {
   EXPECT_NEAR(w.data()[0], 1.0 * (1 - 0.01 * 0.1) - 0.01 * 0.5 / (0.5 + 1e-8), 1e-7);
   EXPECT_NEAR(w.data()[1], -2.0 * (1 - 0.01 * 0.1) + 0.01 * 0.1 / (0.1 + 1e-8), 1e-7);
   EXPECT_NEAR(b.data()[0], 0.5 - 0.01 * 2.0 / (2.0 + 1e-8), 1e-7);  // 1-D: no decay
-  EXPECT_EQ(b.data()[1], 0.25f);                                     // zero grad: no move
+  EXPECT_EQ(b.data()[1], 0.25f);                                    // zero grad: no move
   EXPECT_EQ(opt.steps_taken(), 1);
 }
 
@@ -323,9 +327,9 @@ TEST_P(Quadratic, LossFallsByALargeFactor) {
   OptimizerOptions o;
   o.weight_decay = 0.0f;  // decay would bias the minimum away from t
   float lr = 0.05f;
-  if (name == "sgd") lr = 0.05f;        // stable for a_max = 10 with momentum 0.9
-  if (name == "lion") lr = 0.05f;       // sign steps: needs sum(lr) > max distance
-  if (name == "adafactor") lr = 0.5f;   // the step is scaled by RMS(w) ~ 1
+  if (name == "sgd") lr = 0.05f;       // stable for a_max = 10 with momentum 0.9
+  if (name == "lion") lr = 0.05f;      // sign steps: needs sum(lr) > max distance
+  if (name == "adafactor") lr = 0.5f;  // the step is scaled by RMS(w) ~ 1
   auto opt = make_optimizer(name, ps, o);
   const int steps = 400;
   const LrSchedule sched = make_schedule("cosine", {lr, 10, steps, 0.01f});
@@ -379,7 +383,8 @@ TEST_P(StateRoundTrip, ReproducesTheNextStepExactly) {
   restored->step(0.007f);
   for (size_t k = 0; k < cs.size(); ++k)
     for (int64_t i = 0; i < cs[k].p->numel(); ++i)
-      ASSERT_EQ(cs[k].p->data()[i], copy[k]->data()[i]) << name << " " << cs[k].p->name() << "[" << i << "]";
+      ASSERT_EQ(cs[k].p->data()[i], copy[k]->data()[i])
+          << name << " " << cs[k].p->name() << "[" << i << "]";
 }
 
 INSTANTIATE_TEST_SUITE_P(AllOptimizers, StateRoundTrip,

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -316,7 +317,7 @@ void mutate(std::string& f, std::mt19937_64& rng) {
                                  "\"data_offsets\"",
                                  "\"__metadata__\"",
                                  "4294967296"};
-  switch (pick(9)) {
+  switch (pick(10)) {
     case 0:  // flip bits anywhere
       for (uint64_t k = 1 + pick(4); k-- && !f.empty();) f[pick(f.size())] ^= char(1 << pick(8));
       break;
@@ -352,6 +353,39 @@ void mutate(std::string& f, std::mt19937_64& rng) {
       if (pick(2)) set_header_len(f, hl - n);
       break;
     }
+    case 9: {  // structured edit of a valid header: shift, alias or drop a tensor
+      if (f.size() < 8 || header_len(f) != hl) break;
+      nlohmann::json h = nlohmann::json::parse(f.substr(8, hl), nullptr, false);
+      if (h.is_discarded() || !h.is_object()) break;
+      std::vector<std::string> names;
+      for (auto it = h.begin(); it != h.end(); ++it)
+        if (it.key() != "__metadata__" && it->is_object() && it->contains("data_offsets"))
+          names.push_back(it.key());
+      if (names.empty()) break;
+      nlohmann::json& t = h[names[pick(names.size())]];
+      switch (pick(4)) {
+        case 0: {  // shift both offsets: same size, wrong place
+          const int64_t delta = (int64_t(pick(5)) - 2) * 4;
+          for (auto& o : t["data_offsets"])
+            if (o.is_number_unsigned()) o = int64_t(o.get<uint64_t>()) + delta;
+          break;
+        }
+        case 1:  // a second name for the same bytes
+          h["alias"] = t;
+          break;
+        case 2:  // drop a tensor: leaves a hole or trailing bytes
+          h.erase(names[pick(names.size())]);
+          break;
+        case 3:  // zero-size tensor somewhere
+          t["shape"] = {0};
+          t["data_offsets"] = {pick(64), pick(64)};
+          break;
+      }
+      const std::string text = h.dump();
+      f = f.substr(0, 8) + text + f.substr(8 + hl);
+      set_header_len(f, text.size());
+      break;
+    }
     case 8: {  // replace a digit in the header (shapes / offsets)
       for (int tries = 0; tries < 32 && hl; ++tries) {
         const uint64_t at = 8 + pick(hl);
@@ -372,6 +406,13 @@ TEST(Safetensors, FuzzMutationsNeverCrash) {
   if (const char* e = std::getenv("BLOCKLAB_FUZZ_ITERS")) iters = std::atoi(e);
   std::mt19937_64 rng(12345);
   int ok = 0, rejected = 0;
+  // Which checks the mutants reached: the fuzzer must get past the JSON parser.
+  const char* kChecks[] = {"too short",      "100 MB",        "past the end", "start with '{'",
+                           "not valid JSON", "duplicate key", "missing",      "unsupported dtype",
+                           "non-negative",   "[begin, end]",  "begin > end",  "out of range",
+                           "needs",          "overlaps",      "gap of",       "belong to no tensor",
+                           "not a string",   "not an object"};
+  std::map<std::string, int> reached;
   for (int i = 0; i < iters; ++i) {
     std::string f = seed;
     for (uint64_t k = 1 + rng() % 3; k--;) mutate(f, rng);
@@ -384,7 +425,13 @@ TEST(Safetensors, FuzzMutationsNeverCrash) {
       }
       ++ok;
     } catch (const FormatError& e) {
-      ASSERT_NE(std::string(e.what()).find("fuzz"), std::string::npos);
+      const std::string msg = e.what();
+      ASSERT_NE(msg.find("fuzz"), std::string::npos);
+      for (const char* c : kChecks)
+        if (msg.find(c) != std::string::npos) {
+          ++reached[c];
+          break;
+        }
       ++rejected;
     } catch (const std::exception& e) {
       FAIL() << "iteration " << i << ": non-FormatError exception: " << e.what();
@@ -393,6 +440,10 @@ TEST(Safetensors, FuzzMutationsNeverCrash) {
   EXPECT_GT(ok, 0);
   EXPECT_GT(rejected, iters / 2);
   std::printf("[fuzz] %d mutants: %d parsed, %d rejected with FormatError\n", iters, ok, rejected);
+  for (const auto& [check, n] : reached) std::printf("[fuzz]   %6d  %s\n", n, check.c_str());
+  for (const char* c : {"duplicate key", "unsupported dtype", "out of range", "needs", "overlaps",
+                        "gap of", "past the end", "not valid JSON"})
+    EXPECT_GT(reached[c], 0) << "fuzzer never reached the '" << c << "' check";
 }
 
 TEST(Safetensors, FuzzThroughFiles) {
@@ -401,7 +452,7 @@ TEST(Safetensors, FuzzThroughFiles) {
   const std::string seed = seed_file();
   std::mt19937_64 rng(777);
   const std::string path = dir / "fuzz.safetensors";
-  for (int i = 0; i < 300; ++i) {
+  for (int i = 0; i < 100; ++i) {
     std::string f = seed;
     for (uint64_t k = 1 + rng() % 3; k--;) mutate(f, rng);
     write_bytes(path, f);

@@ -1,10 +1,10 @@
+#include "train/schedule.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <numbers>
 #include <string>
-
-#include "train/schedule.h"
 
 namespace bl {
 namespace {
@@ -14,7 +14,8 @@ double torch_ref_lr_at(int64_t step, double lr, int64_t warm, int64_t total, dou
   const double min_lr = lr * ratio;
   if (step < warm) return lr * double(step + 1) / double(warm);
   if (total <= warm) return lr;
-  const double p = std::min(1.0, double(step - warm) / double(std::max<int64_t>(1, total - 1 - warm)));
+  const double p =
+      std::min(1.0, double(step - warm) / double(std::max<int64_t>(1, total - 1 - warm)));
   return min_lr + 0.5 * (lr - min_lr) * (1.0 + std::cos(std::numbers::pi * p));
 }
 
@@ -24,9 +25,10 @@ TEST(Schedule, CosineEqualsTorchRefFormula) {
     int64_t warm, total;
     float ratio;
   };
-  for (const Cfg c : {Cfg{1e-3f, 20, 300, 0.1f}, Cfg{1e-3f, 20, 200, 0.1f}, Cfg{3e-4f, 100, 1000, 0.1f},
-                      Cfg{1e-3f, 0, 50, 0.0f}, Cfg{1e-3f, 20, 21, 0.1f}, Cfg{1e-3f, 20, 20, 0.1f},
-                      Cfg{1e-3f, 20, 5, 0.1f}, Cfg{2e-3f, 1, 2, 0.5f}}) {
+  for (const Cfg c :
+       {Cfg{1e-3f, 20, 300, 0.1f}, Cfg{1e-3f, 20, 200, 0.1f}, Cfg{3e-4f, 100, 1000, 0.1f},
+        Cfg{1e-3f, 0, 50, 0.0f}, Cfg{1e-3f, 20, 21, 0.1f}, Cfg{1e-3f, 20, 20, 0.1f},
+        Cfg{1e-3f, 20, 5, 0.1f}, Cfg{2e-3f, 1, 2, 0.5f}}) {
     const LrSchedule s = make_schedule("cosine", {c.lr, c.warm, c.total, c.ratio});
     EXPECT_EQ(s.name(), "cosine");
     for (int64_t step : {int64_t(0), c.warm - 1, c.warm, c.warm + 1, (c.warm + c.total) / 2,

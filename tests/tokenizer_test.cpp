@@ -1,16 +1,18 @@
+#include "data/tokenizer.h"
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "data/text_dataset.h"
-#include "data/tokenizer.h"
 #include "data/utf8.h"
 
 namespace bl {
 namespace {
 
-const std::string kShakespeare = std::string(BLOCKLAB_SOURCE_DIR) + "/resources/data/tinyshakespeare.txt";
+const std::string kShakespeare =
+    std::string(BLOCKLAB_SOURCE_DIR) + "/resources/data/tinyshakespeare.txt";
 
 // Python: ''.join(sorted(set(open('tinyshakespeare.txt').read())))
 const std::string kShakespeareVocab =
@@ -26,7 +28,9 @@ std::string error_of(F&& f) {
   return "<no exception>";
 }
 
-bool contains(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
+bool contains(const std::string& s, const std::string& sub) {
+  return s.find(sub) != std::string::npos;
+}
 
 TEST(CharTokenizer, TinyShakespeareMatchesTorchRef) {
   const std::string text = read_text_file(kShakespeare);
@@ -87,10 +91,11 @@ TEST(CharTokenizer, InvalidUtf8AndBadIds) {
   EXPECT_TRUE(contains(error_of([&] { tok.encode("ab\xC3("); }), "byte offset 2"));
   EXPECT_TRUE(contains(error_of([&] { CharTokenizer::from_text("x\xC0\xAF"); }), "byte offset 1"))
       << "overlong encoding must be rejected";
-  EXPECT_TRUE(contains(error_of([&] { CharTokenizer::from_text("\xED\xA0\x80"); }), "byte offset 0"))
+  EXPECT_TRUE(
+      contains(error_of([&] { CharTokenizer::from_text("\xED\xA0\x80"); }), "byte offset 0"))
       << "surrogates must be rejected";
-  EXPECT_TRUE(contains(error_of([&] { CharTokenizer::from_text("ab\xF4\x90\x80\x80"); }),
-                       "byte offset 2"))
+  EXPECT_TRUE(
+      contains(error_of([&] { CharTokenizer::from_text("ab\xF4\x90\x80\x80"); }), "byte offset 2"))
       << "code points above U+10FFFF must be rejected";
   EXPECT_TRUE(contains(error_of([&] { CharTokenizer::from_text("a\xE6\x97"); }), "byte offset 1"))
       << "truncated sequence";

@@ -58,6 +58,7 @@ int bench_command(const std::vector<std::string>& argv) {
   // The run covers warm-up + timed steps; evaluation is off so only training is timed.
   av.push_back("--steps=" + std::to_string(warm + steps));
   av.push_back("--eval-interval=0");
+  if (!args.get("warmup")) av.push_back("--warmup=0");  // the lr schedule does not matter here
   Args run_args(av, value_opts, {});
   RunSetup s = make_run_setup(run_args);
   TrainConfig tc = s.preset.train;

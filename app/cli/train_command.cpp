@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "setup.h"
+#include "train/checkpoint.h"
 #include "train/trainer.h"
 
 namespace bl::cli {
@@ -103,6 +104,11 @@ int train_command(const std::vector<std::string>& argv) {
   std::printf(", %.0f tok/s, median step %.1f ms, %.1f s\n", sum.tokens_per_sec, sum.median_step_ms,
               sum.elapsed_s);
   if (!sum.message.empty()) std::printf("%s\n", sum.message.c_str());
+  if (auto out = args.get("out")) {
+    save_checkpoint(*out, *s.model, tc, *s.tokenizer, &trainer);
+    std::printf("checkpoint saved to %s (sample with: blocklab-cli sample --run %s)\n", out->c_str(),
+                out->c_str());
+  }
   if (args.flag("json")) {
     nlohmann::json j = {{"status", to_string(sum.status)},
                         {"steps", sum.steps},

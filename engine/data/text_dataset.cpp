@@ -15,8 +15,7 @@ std::string read_text_file(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
-  if (ec || !fs::exists(st))
-    throw std::runtime_error("[dataset] text file not found: " + path);
+  if (ec || !fs::exists(st)) throw std::runtime_error("[dataset] text file not found: " + path);
   if (fs::is_directory(st))
     throw std::runtime_error("[dataset] " + path + " is a directory, not a text file");
   std::ifstream in(path, std::ios::binary);
@@ -58,14 +57,13 @@ BatchSampler::BatchSampler(std::span<const int32_t> tokens, int64_t batch_size, 
     : tokens_(tokens), batch_size_(batch_size), seq_len_(seq_len), n_starts_(0), rng_(seed) {
   if (batch_size < 1 || seq_len < 1)
     throw std::invalid_argument("[dataset] batch_size and seq_len must be >= 1 (got " +
-                                std::to_string(batch_size) + ", " + std::to_string(seq_len) +
-                                ")");
+                                std::to_string(batch_size) + ", " + std::to_string(seq_len) + ")");
   const int64_t len = int64_t(tokens.size());
   if (len < seq_len + 2)
     throw std::invalid_argument("[dataset] the " + std::string(split_name) + " split has " +
-                                std::to_string(len) + " tokens, fewer than seq_len + 2 = " +
-                                std::to_string(seq_len + 2) + " (seq_len " +
-                                std::to_string(seq_len) + ")");
+                                std::to_string(len) +
+                                " tokens, fewer than seq_len + 2 = " + std::to_string(seq_len + 2) +
+                                " (seq_len " + std::to_string(seq_len) + ")");
   n_starts_ = len - seq_len - 1;  // torch.randint(len(data) - T - 1): starts in [0, len-T-1)
 }
 
@@ -86,9 +84,9 @@ void BatchSampler::next(int32_t* x, int32_t* y) {
 void BatchSampler::next(std::span<int32_t> x, std::span<int32_t> y) {
   const size_t need = size_t(batch_size_ * seq_len_);
   if (x.size() != need || y.size() != need)
-    throw std::invalid_argument("[dataset] batch buffers must hold batch_size * seq_len = " +
-                                std::to_string(need) + " ints (got " + std::to_string(x.size()) +
-                                ", " + std::to_string(y.size()) + ")");
+    throw std::invalid_argument(
+        "[dataset] batch buffers must hold batch_size * seq_len = " + std::to_string(need) +
+        " ints (got " + std::to_string(x.size()) + ", " + std::to_string(y.size()) + ")");
   next(x.data(), y.data());
 }
 
@@ -98,9 +96,8 @@ void BatchSampler::set_state(const State& s) {
   batches_drawn_ = s.batches_drawn;
 }
 
-FixedBatches make_eval_batches(std::span<const int32_t> tokens, int64_t batch_size,
-                               int64_t seq_len, int64_t n_batches, uint64_t seed,
-                               std::string_view split_name) {
+FixedBatches make_eval_batches(std::span<const int32_t> tokens, int64_t batch_size, int64_t seq_len,
+                               int64_t n_batches, uint64_t seed, std::string_view split_name) {
   if (n_batches < 1)
     throw std::invalid_argument("[dataset] eval batches must be >= 1, got " +
                                 std::to_string(n_batches));
@@ -112,7 +109,8 @@ FixedBatches make_eval_batches(std::span<const int32_t> tokens, int64_t batch_si
   const size_t per = size_t(batch_size * seq_len);
   fb.x.resize(per * size_t(n_batches));
   fb.y.resize(per * size_t(n_batches));
-  for (int64_t i = 0; i < n_batches; ++i) s.next(fb.x.data() + per * size_t(i), fb.y.data() + per * size_t(i));
+  for (int64_t i = 0; i < n_batches; ++i)
+    s.next(fb.x.data() + per * size_t(i), fb.y.data() + per * size_t(i));
   return fb;
 }
 

@@ -57,8 +57,8 @@ class BatchSampler {
 
   /// Throws std::invalid_argument if the split has fewer than seq_len + 2 tokens.
   /// split_name ("train", "val") only labels error messages.
-  BatchSampler(std::span<const int32_t> tokens, int64_t batch_size, int64_t seq_len,
-               uint64_t seed, std::string_view split_name = "train");
+  BatchSampler(std::span<const int32_t> tokens, int64_t batch_size, int64_t seq_len, uint64_t seed,
+               std::string_view split_name = "train");
 
   /// Writes the next batch: x[b*T + t] = tokens[i_b + t], y[b*T + t] = tokens[i_b + t + 1].
   /// x and y each hold batch_size * seq_len ints; nothing is allocated.
@@ -95,8 +95,8 @@ struct FixedBatches {
 
 /// n_batches batches drawn from tokens by a BatchSampler seeded with seed (own
 /// generator, independent of training): identical for every run with the same split.
-FixedBatches make_eval_batches(std::span<const int32_t> tokens, int64_t batch_size,
-                               int64_t seq_len, int64_t n_batches, uint64_t seed = kEvalSeed,
+FixedBatches make_eval_batches(std::span<const int32_t> tokens, int64_t batch_size, int64_t seq_len,
+                               int64_t n_batches, uint64_t seed = kEvalSeed,
                                std::string_view split_name = "val");
 
 }  // namespace bl

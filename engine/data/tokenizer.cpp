@@ -83,8 +83,8 @@ std::vector<int32_t> CharTokenizer::encode(std::string_view text) const {
     if (id < 0)
       throw std::invalid_argument("[char tokenizer] character " + utf8::describe(cp) +
                                   " at byte offset " + std::to_string(at) +
-                                  " is not in the vocabulary of " +
-                                  std::to_string(vocab_.size()) + " symbols");
+                                  " is not in the vocabulary of " + std::to_string(vocab_.size()) +
+                                  " symbols");
     ids.push_back(id);
   }
   return ids;
@@ -130,11 +130,15 @@ std::string ByteTokenizer::piece(int32_t id) const {
   return decode(std::span<const int32_t>(&id, 1));
 }
 
-nlohmann::json ByteTokenizer::to_json() const { return {{"type", "byte"}, {"vocab_size", 256}}; }
+nlohmann::json ByteTokenizer::to_json() const {
+  return {{"type", "byte"}, {"vocab_size", 256}};
+}
 
 // ---------------------------------------------------------------- factories
 
-std::vector<std::string> tokenizer_names() { return {"char", "byte"}; }
+std::vector<std::string> tokenizer_names() {
+  return {"char", "byte"};
+}
 
 std::unique_ptr<Tokenizer> tokenizer_from_json(const nlohmann::json& j) {
   if (!j.is_object() || !j.contains("type") || !j["type"].is_string())

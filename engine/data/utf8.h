@@ -21,7 +21,9 @@ size_t find_invalid(std::string_view s);
 void append(std::string& out, char32_t cp);
 
 /// True for Unicode scalar values (what UTF-8 may encode).
-inline bool is_scalar(char32_t cp) { return cp < 0xD800 || (cp > 0xDFFF && cp <= 0x10FFFF); }
+inline bool is_scalar(char32_t cp) {
+  return cp < 0xD800 || (cp > 0xDFFF && cp <= 0x10FFFF);
+}
 
 /// Human-readable name for error messages: "'a' (U+0061)", "'\n' (U+000A)".
 std::string describe(char32_t cp);

@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <string>
 
 #include "ops/check.h"
 #include "tensor/graph.h"
@@ -35,7 +36,8 @@ void parallel_range(int64_t n, F&& f) {
 // propagates.
 inline float exp_parts(float hi, float lo) {
   const float x = hi + lo;
-  const bool under = x<-87.0f, over = x> 88.0f;
+  const bool under = x < -87.0f;
+  const bool over = x > 88.0f;
   hi = under ? -87.0f : over ? 88.0f : hi;
   lo = under || over ? 0.0f : lo;
   constexpr float kMagic = 12582912.0f;         // 1.5 * 2^23: adding it rounds to an integer
@@ -156,7 +158,7 @@ struct Sigmoid {
 
 template <class A>
 Tensor unary(const Tensor& x, const char* name) {
-  op_check(x.defined(), name, "undefined operand");
+  if (!x.defined()) op_fail(name, "undefined operand");
   Graph& g = current_graph();
   Tensor y = g.empty(x.shape(), g.needs_grad({x}));
   const int64_t n = x.numel();
@@ -220,9 +222,10 @@ Tensor sigmoid(const Tensor& x) {
 }
 
 Tensor swiglu(const Tensor& gate, const Tensor& up) {
-  op_check(gate.defined() && up.defined(), "swiglu", "undefined operand");
-  op_check(gate.shape() == up.shape(), "swiglu",
-           "gate " + gate.shape().str() + " and up " + up.shape().str() + " must have one shape");
+  if (!gate.defined() || !up.defined()) op_fail("swiglu", "undefined operand");
+  if (gate.shape() != up.shape())
+    op_fail("swiglu",
+         "gate " + gate.shape().str() + " and up " + up.shape().str() + " must have one shape");
   Graph& g = current_graph();
   Tensor y = g.empty(gate.shape(), g.needs_grad({gate, up}));
   const int64_t n = gate.numel();

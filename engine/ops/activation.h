@@ -5,7 +5,9 @@
 
 namespace bl {
 
-/// Exact GELU: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)).
+/// Exact GELU: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) (not the tanh form). Phi is
+/// evaluated by a vectorised erfc approximation accurate to float rounding
+/// (max relative error ~4e-7 over [-20, 20], tails included).
 Tensor gelu(const Tensor& x);
 /// x * sigmoid(x)
 Tensor silu(const Tensor& x);

@@ -1,6 +1,7 @@
 #include "ops/dropout.h"
 
 #include <algorithm>
+#include <string>
 
 #include "ops/check.h"
 #include "tensor/graph.h"
@@ -8,9 +9,13 @@
 
 namespace bl {
 
+namespace {
+}  // namespace
+
 Tensor dropout(const Tensor& x, float p, bool training, Rng& rng) {
-  op_check(p >= 0.0f && p < 1.0f, "dropout", "p must be in [0, 1), got " + std::to_string(p));
-  op_check(x.defined(), "dropout", "undefined operand");
+  // Written so NaN fails too.
+  if (!(p >= 0.0f && p < 1.0f)) op_fail("dropout", "p must be in [0, 1), got " + std::to_string(p));
+  if (!x.defined()) op_fail("dropout", "undefined operand");
   if (!training || p == 0.0f) return x;
   Graph& g = current_graph();
   Tensor y = g.empty(x.shape(), g.needs_grad({x}));

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "ops/check.h"
 #include "tensor/graph.h"
@@ -64,8 +65,8 @@ Shape broadcast_shape_named(const Shape& a, const Shape& b, const char* op) {
     // Align at the back: dimension i of the output is dimension i - (out.rank - x.rank) of x.
     const int ia = i - (out.rank - a.rank), ib = i - (out.rank - b.rank);
     const int64_t da = ia >= 0 ? a.dims[ia] : 1, db = ib >= 0 ? b.dims[ib] : 1;
-    op_check(da == db || da == 1 || db == 1, op,
-             "shapes " + a.str() + " and " + b.str() + " do not broadcast");
+    if (da != db && da != 1 && db != 1)
+      op_fail(op, "shapes " + a.str() + " and " + b.str() + " do not broadcast");
     out.dims[i] = da == 1 ? db : da;
   }
   return out;
@@ -85,7 +86,7 @@ void strides4(const int64_t* d, int64_t* s) {
 }
 
 Plan make_plan(const Tensor& a, const Tensor& b, const char* op) {
-  op_check(a.defined() && b.defined(), op, "undefined operand");
+  if (!a.defined() || !b.defined()) op_fail(op, "undefined operand");
   Plan p;
   p.out = broadcast_shape_named(a.shape(), b.shape(), op);
   pad4(p.out, p.od);
@@ -373,7 +374,7 @@ Tensor binary(const Tensor& a, const Tensor& b, const char* name) {
 
 // y = a * s + t (scale and add_scalar share it); dy/da = s.
 Tensor affine_scalar(const Tensor& a, float s, float t, const char* name) {
-  op_check(a.defined(), name, "undefined operand");
+  if (!a.defined()) op_fail(name, "undefined operand");
   Graph& g = current_graph();
   Tensor y = g.empty(a.shape(), g.needs_grad({a}));
   const int64_t n = a.numel();

@@ -1,5 +1,9 @@
 // Elementwise arithmetic with NumPy broadcasting (shapes aligned at the back;
-// a dimension of 1 or a missing leading dimension broadcasts).
+// a dimension of 1 or a missing leading dimension broadcasts). Fast paths for
+// equal shapes and for one operand repeating over the other's leading dims
+// ((B, T, D) + (T, D), (N, D) * (D), x * (1)); any other pattern up to rank 4
+// takes a strided path. Backward sums the gradient over broadcast dims.
+// Shape errors throw "[add] ..." (etc.) naming both shapes.
 #pragma once
 
 #include "tensor/tensor.h"

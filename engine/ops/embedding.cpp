@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "ops/check.h"
 #include "tensor/graph.h"
@@ -9,19 +10,22 @@
 
 namespace bl {
 
+namespace {
+}  // namespace
+
 Tensor embedding(const Tensor& weight, const Tokens& ids) {
-  op_check(weight.defined() && weight.rank() == 2, "embedding",
-           std::string("weight must be 2-D (V, D), got ") +
-               (weight.defined() ? weight.shape().str() : "undefined"));
-  op_check(ids.shape.rank < kMaxRank, "embedding",
-           "ids " + ids.shape.str() + " leave no room for the D dimension (rank <= 3)");
+  if (!weight.defined() || weight.rank() != 2)
+    op_fail("embedding", std::string("weight must be 2-D (V, D), got ") +
+                          (weight.defined() ? weight.shape().str() : "undefined"));
+  if (ids.shape.rank >= kMaxRank)
+    op_fail("embedding", "ids " + ids.shape.str() + " leave no room for the D dimension (rank <= 3)");
   const int64_t n = ids.numel(), V = weight.dim(0), D = weight.dim(1);
-  op_check(n == 0 || ids.data, "embedding", "ids have no data");
+  if (n > 0 && !ids.data) op_fail("embedding", "ids have no data");
   for (int64_t i = 0; i < n; ++i) {
     const int64_t id = ids.data[i];
-    op_check(id >= 0 && id < V, "embedding",
-             "token id " + std::to_string(id) + " at position " + std::to_string(i) +
-                 " is outside [0, V) with V = " + std::to_string(V));
+    if (id < 0 || id >= V)
+      op_fail("embedding", "token id " + std::to_string(id) + " at position " + std::to_string(i) +
+                            " is outside [0, V) with V = " + std::to_string(V));
   }
   Graph& g = current_graph();
   Shape os = ids.shape;

@@ -1,6 +1,7 @@
 #include "ops/reduce.h"
 
 #include <algorithm>
+#include <string>
 
 #include "ops/check.h"
 #include "tensor/graph.h"
@@ -31,7 +32,7 @@ double sum_double(const float* x, int64_t n) {
 
 // y = factor * sum(a); dy/da_i = factor.
 Tensor scaled_sum(const Tensor& a, double factor, const char* name) {
-  op_check(a.defined(), name, "undefined operand");
+  if (!a.defined()) op_fail(name, "undefined operand");
   Graph& g = current_graph();
   const int64_t n = a.numel();
   Tensor y = g.empty(Shape{1}, g.needs_grad({a}));
@@ -60,7 +61,7 @@ Tensor sum(const Tensor& a) {
 }
 
 Tensor mean(const Tensor& a) {
-  op_check(a.defined() && a.numel() > 0, "mean", "mean of an empty tensor");
+  if (!a.defined() || a.numel() == 0) op_fail("mean", "mean of an empty tensor");
   return scaled_sum(a, 1.0 / double(a.numel()), "mean");
 }
 

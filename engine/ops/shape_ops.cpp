@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <new>
+#include <string>
 
 #include "ops/check.h"
 #include "tensor/graph.h"
@@ -21,8 +22,8 @@ int64_t grain(int64_t row) {
 
 int norm_dim(int d, int rank, const char* op) {
   const int nd = d < 0 ? d + rank : d;
-  op_check(nd >= 0 && nd < rank, op,
-           "dim " + std::to_string(d) + " out of range for rank " + std::to_string(rank));
+  if (nd < 0 || nd >= rank)
+    op_fail(op, "dim " + std::to_string(d) + " out of range for rank " + std::to_string(rank));
   return nd;
 }
 
@@ -54,9 +55,10 @@ void for_each_permuted_row(const int64_t* od, const int64_t* is, F&& f) {
 }  // namespace
 
 Tensor reshape(const Tensor& a, const Shape& s) {
-  op_check(a.defined(), "reshape", "undefined operand");
-  op_check(s.numel() == a.numel(), "reshape",
-           "cannot reshape " + a.shape().str() + " to " + s.str() + " (element counts differ)");
+  if (!a.defined()) op_fail("reshape", "undefined operand");
+  if (s.numel() != a.numel())
+    op_fail("reshape",
+         "cannot reshape " + a.shape().str() + " to " + s.str() + " (element counts differ)");
   Graph& g = current_graph();
   const bool rg = g.needs_grad({a});
   // A view: the output shares the data and, when grads flow, the very
@@ -66,9 +68,9 @@ Tensor reshape(const Tensor& a, const Shape& s) {
 }
 
 Tensor transpose(const Tensor& a, int d0, int d1) {
-  op_check(a.defined(), "transpose", "undefined operand");
+  if (!a.defined()) op_fail("transpose", "undefined operand");
   const int rank = a.rank();
-  op_check(rank >= 1, "transpose", "needs at least a 1-D tensor");
+  if (rank < 1) op_fail("transpose", "needs at least a 1-D tensor");
   d0 = norm_dim(d0, rank, "transpose");
   d1 = norm_dim(d1, rank, "transpose");
   Graph& g = current_graph();
@@ -114,14 +116,14 @@ Tensor transpose(const Tensor& a, int d0, int d1) {
 }
 
 Tensor slice(const Tensor& a, int dim, int64_t start, int64_t end) {
-  op_check(a.defined(), "slice", "undefined operand");
-  op_check(a.rank() >= 1, "slice", "needs at least a 1-D tensor");
+  if (!a.defined()) op_fail("slice", "undefined operand");
+  if (a.rank() < 1) op_fail("slice", "needs at least a 1-D tensor");
   dim = norm_dim(dim, a.rank(), "slice");
   int64_t outer, mid, inner;
   split3(a.shape(), dim, outer, mid, inner);
-  op_check(0 <= start && start <= end && end <= mid, "slice",
-           "range [" + std::to_string(start) + ", " + std::to_string(end) + ") invalid for dim " +
-               std::to_string(dim) + " of " + a.shape().str());
+  if (start < 0 || start > end || end > mid)
+    op_fail("slice", "range [" + std::to_string(start) + ", " + std::to_string(end) +
+                      ") invalid for dim " + std::to_string(dim) + " of " + a.shape().str());
   Graph& g = current_graph();
   Shape os = a.shape();
   os.dims[dim] = end - start;
@@ -154,10 +156,11 @@ Tensor slice(const Tensor& a, int dim, int64_t start, int64_t end) {
 }
 
 Tensor concat(const std::vector<Tensor>& parts, int dim) {
-  op_check(!parts.empty(), "concat", "no tensors to concatenate");
-  for (const Tensor& t : parts) op_check(t.defined(), "concat", "undefined operand");
+  if (parts.empty()) op_fail("concat", "no tensors to concatenate");
+  for (const Tensor& t : parts)
+    if (!t.defined()) op_fail("concat", "undefined operand");
   const Shape& s0 = parts[0].shape();
-  op_check(s0.rank >= 1, "concat", "needs at least 1-D tensors");
+  if (s0.rank < 1) op_fail("concat", "needs at least 1-D tensors");
   dim = norm_dim(dim, s0.rank, "concat");
   Graph& g = current_graph();
   const int64_t np = int64_t(parts.size());
@@ -170,9 +173,9 @@ Tensor concat(const std::vector<Tensor>& parts, int dim) {
     const Shape& si = parts[size_t(i)].shape();
     bool ok = si.rank == s0.rank;
     for (int k = 0; ok && k < s0.rank; ++k) ok = k == dim || si.dims[k] == s0.dims[k];
-    op_check(ok, "concat",
-             "part " + std::to_string(i) + " has shape " + si.str() + ", expected " + s0.str() +
-                 " except along dim " + std::to_string(dim));
+    if (!ok)
+      op_fail("concat", "part " + std::to_string(i) + " has shape " + si.str() + ", expected " +
+                         s0.str() + " except along dim " + std::to_string(dim));
     new (ps + i) Tensor(parts[size_t(i)]);
     off[i + 1] = off[i] + si.dims[dim];
     rg = rg || parts[size_t(i)].requires_grad();

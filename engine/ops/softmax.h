@@ -5,6 +5,7 @@
 
 namespace bl {
 
+/// y = exp(x - max) / sum(exp(x - max)) per row of the last dimension.
 Tensor softmax(const Tensor& x);
 
 }  // namespace bl

@@ -24,8 +24,8 @@ Optimizer::Optimizer(std::vector<Parameter*> params, const OptimizerOptions& opt
     if (!p) throw std::invalid_argument("[optimizer] null parameter");
     if (!seen.insert(p).second) continue;
     if (!names.insert(p->name()).second)
-      throw std::invalid_argument("[optimizer] two different parameters are named \"" +
-                                  p->name() + "\"; state names must be unique");
+      throw std::invalid_argument("[optimizer] two different parameters are named \"" + p->name() +
+                                  "\"; state names must be unique");
     params_.push_back(p);
   }
   if (!(opt.weight_decay >= 0.0f) || !std::isfinite(opt.weight_decay))
@@ -58,7 +58,8 @@ void Optimizer::zero_grad() {
 
 void Optimizer::run_chunks(void (*fn)(void*, const Chunk&), void* ctx) {
   const Chunk* c = chunks_.data();
-  parallel_for(int64_t(chunks_.size()), [&](int64_t k) { fn(ctx, c[k]); }, 4);
+  parallel_for(
+      int64_t(chunks_.size()), [&](int64_t k) { fn(ctx, c[k]); }, 4);
 }
 
 NamedBuffers Optimizer::state() const {
@@ -66,8 +67,7 @@ NamedBuffers Optimizer::state() const {
   for (size_t i = 0; i < params_.size(); ++i) {
     for (const Slot& s : slots_[i])
       out.emplace_back(s.name, std::vector<float>(s.buf.data(), s.buf.data() + s.buf.size()));
-    out.emplace_back(params_[i]->name() + ".step",
-                     std::vector<float>{float(param_steps_[i])});
+    out.emplace_back(params_[i]->name() + ".step", std::vector<float>{float(param_steps_[i])});
   }
   return out;
 }
@@ -120,7 +120,9 @@ int64_t Optimizer::state_floats() const {
   return n;
 }
 
-std::vector<std::string> optimizer_names() { return {"adamw", "lion", "adafactor", "sgd"}; }
+std::vector<std::string> optimizer_names() {
+  return {"adamw", "lion", "adafactor", "sgd"};
+}
 
 std::unique_ptr<Optimizer> make_optimizer(std::string_view name, std::vector<Parameter*> params,
                                           const OptimizerOptions& opt) {

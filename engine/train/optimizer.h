@@ -35,11 +35,11 @@ struct OptimizerOptions {
   /// Lion 0.9 / 0.99. Adafactor: beta1 set enables a first moment (default off),
   /// beta2 is unused (Adafactor's beta2 follows adafactor_decay_rate). SGD: unused.
   std::optional<float> beta1, beta2;
-  float eps = 1e-8f;        // AdamW, added outside the sqrt
-  float momentum = 0.9f;    // SGD (0 = plain SGD)
-  bool nesterov = false;    // SGD
+  float eps = 1e-8f;      // AdamW, added outside the sqrt
+  float momentum = 0.9f;  // SGD (0 = plain SGD)
+  bool nesterov = false;  // SGD
   // Adafactor (Shazeer & Stern 2018; defaults of HF transformers' Adafactor).
-  float adafactor_decay_rate = -0.8f;    // beta2_t = 1 - t^decay_rate
+  float adafactor_decay_rate = -0.8f;     // beta2_t = 1 - t^decay_rate
   float adafactor_clip_threshold = 1.0f;  // update clipping d
   float adafactor_eps1 = 1e-30f;          // added to grad^2
   float adafactor_eps2 = 1e-3f;           // floor of the parameter-scale RMS

@@ -36,14 +36,19 @@ float LrSchedule::lr_at(int64_t step) const {
 
 std::string LrSchedule::name() const {
   switch (kind_) {
-    case Kind::kCosine: return "cosine";
-    case Kind::kLinear: return "linear";
-    case Kind::kConstant: return "constant";
+    case Kind::kCosine:
+      return "cosine";
+    case Kind::kLinear:
+      return "linear";
+    case Kind::kConstant:
+      return "constant";
   }
   return "?";
 }
 
-std::vector<std::string> schedule_names() { return {"cosine", "linear", "constant"}; }
+std::vector<std::string> schedule_names() {
+  return {"cosine", "linear", "constant"};
+}
 
 LrSchedule make_schedule(std::string_view name, const ScheduleOptions& opt) {
   if (name == "cosine") return LrSchedule(LrSchedule::Kind::kCosine, opt);

@@ -17,10 +17,10 @@
 namespace bl {
 
 struct ScheduleOptions {
-  float lr = 1e-3f;            // peak learning rate
-  int64_t warmup_steps = 0;    // linear warmup length
-  int64_t total_steps = 1;     // horizon: min_lr is reached at step total_steps - 1
-  float min_lr_ratio = 0.1f;   // min_lr = min_lr_ratio * lr (cosine, linear)
+  float lr = 1e-3f;           // peak learning rate
+  int64_t warmup_steps = 0;   // linear warmup length
+  int64_t total_steps = 1;    // horizon: min_lr is reached at step total_steps - 1
+  float min_lr_ratio = 0.1f;  // min_lr = min_lr_ratio * lr (cosine, linear)
 };
 
 class LrSchedule {

@@ -1,10 +1,10 @@
 #include "train/optimizers/adafactor.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
-
-#include "tensor/parallel.h"
 
 namespace bl {
 
@@ -16,9 +16,6 @@ double sum_sq(const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) s += double(x[i]) * double(x[i]);
   return s;
 }
-
-// Rows below this many elements of work per thread are not worth a fork/join.
-int64_t rows_per_thread(int64_t cols) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, cols)); }
 
 }  // namespace
 
@@ -36,10 +33,10 @@ Adafactor::Adafactor(std::vector<Parameter*> params, const OptimizerOptions& opt
     throw std::invalid_argument("[adafactor] clip_threshold must be > 0");
   if (!(opt.adafactor_eps1 >= 0.0f) || !(opt.adafactor_eps2 >= 0.0f))
     throw std::invalid_argument("[adafactor] eps1 and eps2 must be >= 0");
-  size_t max_rows = 1, max_cols = 1;
+  info_.resize(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
     const Shape& s = params_[i]->shape();
-    Info in;
+    Info& in = info_[i];
     in.factored = s.rank >= 2;
     if (in.factored) {
       in.rows = s[-2];
@@ -47,26 +44,31 @@ Adafactor::Adafactor(std::vector<Parameter*> params, const OptimizerOptions& opt
       in.batch = in.rows * in.cols == 0 ? 0 : s.numel() / (in.rows * in.cols);
       in.row = add_state(i, "exp_avg_sq_row", in.batch * in.rows);
       in.col = add_state(i, "exp_avg_sq_col", in.batch * in.cols);
-      max_rows = std::max(max_rows, size_t(in.batch * in.rows));
-      max_cols = std::max(max_cols, size_t(in.batch * in.cols));
+      in.rfac.resize(size_t(in.batch * in.rows));
+      in.cfac.resize(size_t(in.batch * in.cols));
+      in.colsum.resize(size_t(in.cols));
     } else {
       in.v = add_state(i, "exp_avg_sq", params_[i]->numel());
     }
     if (use_m_) in.m = add_state(i, "exp_avg", params_[i]->numel());
-    info_.push_back(in);
   }
-  rfac_.resize(max_rows);
-  cfac_.resize(max_cols);
-  acc_.resize(std::max(max_rows, max_cols));
 }
 
 void Adafactor::update(float lr, const std::vector<size_t>& active) {
-  for (size_t i : active) update_one(i, lr);
+  order_.assign(active.begin(), active.end());
+  std::stable_sort(order_.begin(), order_.end(),
+                   [&](size_t a, size_t b) { return params_[a]->numel() > params_[b]->numel(); });
+  int64_t total = 0;
+  for (size_t i : order_) total += params_[i]->numel();
+  const int64_t n = int64_t(order_.size());
+  const bool par = total >= 65536 && n > 1 && !omp_in_parallel() && omp_get_max_threads() > 1;
+#pragma omp parallel for schedule(dynamic, 1) if (par)
+  for (int64_t k = 0; k < n; ++k) update_one(order_[size_t(k)], lr);
 }
 
 void Adafactor::update_one(size_t i, float lr) {
   Parameter* p = params_[i];
-  const Info& in = info_[i];
+  Info& in = info_[i];
   const int64_t n = p->numel();
   if (n == 0) return;
   float* w = p->data();
@@ -80,113 +82,92 @@ void Adafactor::update_one(size_t i, float lr) {
   if (opt_.adafactor_scale_parameter)
     lr_t *= std::max(double(opt_.adafactor_eps2), std::sqrt(sum_sq(w, n) / double(n)));
 
-  // Update the second-moment statistics and build the per-element scale factors,
-  // so that u = g * rfac[row] * cfac[col] (factored) or g * rfac[i] (unfactored).
-  const int64_t nrows = in.factored ? in.batch * in.rows : 1;
-  const int64_t C = in.factored ? in.cols : n;
-  float* rf = rfac_.data();
-  float* cf = cfac_.data();
-  double* acc = acc_.data();
-  float* v = in.v;
+  // 1. Second-moment statistics, then the sum of squares of the unscaled update
+  //    u = g * rfac[row] * cfac[col] (factored) or g / sqrt(v) (unfactored).
+  double uss = 0.0;
   if (in.factored) {
-    const int64_t R = in.rows;
-    float* row = in.row;
-    float* col = in.col;
-    parallel_for(
-        nrows,
-        [&](int64_t r) {
-          const double mean = sum_sq(g + r * C, C) / double(C) + eps1;
-          row[r] = float(keep * row[r] + take * mean);
-        },
-        rows_per_thread(C));
+    const int64_t R = in.rows, C = in.cols;
+    float* rf = in.rfac.data();
+    float* cf = in.cfac.data();
+    double* cs = in.colsum.data();
     for (int64_t b = 0; b < in.batch; ++b) {
-      double* a = acc;
-      for (int64_t c = 0; c < C; ++c) a[c] = 0.0;
-      for (int64_t r = 0; r < R; ++r) {
+      float* row = in.row + b * R;
+      float* col = in.col + b * C;
+      std::fill(cs, cs + C, 0.0);
+      for (int64_t r = 0; r < R; ++r) {  // row and column sums in one pass over g
         const float* gr = g + (b * R + r) * C;
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) a[c] += double(gr[c]) * double(gr[c]);
+        double s = 0.0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t c = 0; c < C; ++c) {
+          const double q = double(gr[c]) * double(gr[c]);
+          s += q;
+          cs[c] += q;
+        }
+        row[r] = float(keep * row[r] + take * (s / double(C) + eps1));
       }
-      float* cb = col + b * C;
       for (int64_t c = 0; c < C; ++c) {
-        cb[c] = float(keep * cb[c] + take * (a[c] / double(R) + eps1));
-        cf[b * C + c] = float(1.0 / std::sqrt(double(cb[c])));
+        col[c] = float(keep * col[c] + take * (cs[c] / double(R) + eps1));
+        cf[b * C + c] = float(1.0 / std::sqrt(double(col[c])));
       }
       // r_factor = rsqrt(row / mean(row)) over this batch entry's rows.
       double rmean = 0.0;
-      for (int64_t r = 0; r < R; ++r) rmean += row[b * R + r];
+      for (int64_t r = 0; r < R; ++r) rmean += row[r];
       rmean /= double(R);
-      for (int64_t r = 0; r < R; ++r) rf[b * R + r] = float(1.0 / std::sqrt(row[b * R + r] / rmean));
+      for (int64_t r = 0; r < R; ++r) rf[b * R + r] = float(1.0 / std::sqrt(row[r] / rmean));
+      for (int64_t r = 0; r < R; ++r) {
+        const float* gr = g + (b * R + r) * C;
+        const float* cfb = cf + b * C;
+        double s = 0.0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t c = 0; c < C; ++c) {
+          const double u = double(gr[c]) * double(cfb[c]);
+          s += u * u;
+        }
+        uss += s * double(rf[b * R + r]) * double(rf[b * R + r]);
+      }
     }
   } else {
+    float* v = in.v;
     for (int64_t k = 0; k < n; ++k) {
       const double gk = g[k];
       v[k] = float(keep * v[k] + take * (gk * gk + eps1));
+      const double u = gk / std::sqrt(double(v[k]));
+      uss += u * u;
     }
   }
 
-  // RMS of the unscaled update (deterministic: per-row partial sums, summed in order).
-  if (in.factored) {
-    parallel_for(
-        nrows,
-        [&](int64_t r) {
-          const float* gr = g + r * C;
-          const float* cfr = cf + (r / in.rows) * C;
-          const double rr = rf[r];
-          double s = 0.0;
-#pragma omp simd reduction(+ : s)
-          for (int64_t c = 0; c < C; ++c) {
-            const double u = double(gr[c]) * double(cfr[c]);
-            s += u * u;
-          }
-          acc[r] = s * rr * rr;
-        },
-        rows_per_thread(C));
-  } else {
-    double s = 0.0;
-    for (int64_t k = 0; k < n; ++k) {
-      const double u = double(g[k]) / std::sqrt(double(v[k]));
-      s += u * u;
-    }
-    acc[0] = s;
-  }
-  double ss = 0.0;
-  for (int64_t r = 0; r < nrows; ++r) ss += acc[r];
-  const double rms_u = std::sqrt(ss / double(n));
+  // 2. Clip the update to RMS <= d, scale by lr_t, optional first moment, decay.
+  const double rms_u = std::sqrt(uss / double(n));
   const float scale = float(lr_t / std::max(1.0, rms_u / double(opt_.adafactor_clip_threshold)));
   const float decay_mul = decays(*p) ? float(1.0 - double(opt_.weight_decay) * lr_t) : 1.0f;
   const float b1 = b1_, c1 = 1.0f - b1_;
   float* m = in.m;
-
-  // Apply: u = scale * g * factors; optional first moment; decoupled decay.
-  auto apply_row = [&](int64_t r, const float* fac_c, float fac_r) {
-    float* __restrict wr = w + r * C;
-    const float* __restrict gr = g + r * C;
-    const float sr = scale * fac_r;
-    if (m) {
-      float* __restrict mr = m + r * C;
-#pragma omp simd
-      for (int64_t c = 0; c < C; ++c) {
-        const float u = sr * gr[c] * fac_c[c];
-        const float mc = b1 * mr[c] + c1 * u;
-        mr[c] = mc;
-        wr[c] = wr[c] * decay_mul - mc;
-      }
-    } else {
-#pragma omp simd
-      for (int64_t c = 0; c < C; ++c) wr[c] = wr[c] * decay_mul - sr * gr[c] * fac_c[c];
-    }
-  };
   if (in.factored) {
-    parallel_for(
-        nrows, [&](int64_t r) { apply_row(r, cf + (r / in.rows) * C, rf[r]); },
-        rows_per_thread(C));
+    const int64_t C = in.cols;
+    for (int64_t r = 0; r < in.batch * in.rows; ++r) {
+      float* __restrict wr = w + r * C;
+      const float* __restrict gr = g + r * C;
+      const float* __restrict fc = in.cfac.data() + (r / in.rows) * C;
+      const float sr = scale * in.rfac[size_t(r)];
+      if (m) {
+        float* __restrict mr = m + r * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) {
+          const float mc = b1 * mr[c] + c1 * (sr * gr[c] * fc[c]);
+          mr[c] = mc;
+          wr[c] = wr[c] * decay_mul - mc;
+        }
+      } else {
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) wr[c] = wr[c] * decay_mul - sr * gr[c] * fc[c];
+      }
+    }
   } else {
+    const float* v = in.v;
     for (int64_t k = 0; k < n; ++k) {
-      const float u = scale * float(double(g[k]) / std::sqrt(double(v[k])));
-      float uk = u;
-      if (m) uk = m[k] = b1 * m[k] + c1 * u;
-      w[k] = w[k] * decay_mul - uk;
+      float u = scale * float(double(g[k]) / std::sqrt(double(v[k])));
+      if (m) u = m[k] = b1 * m[k] + c1 * u;
+      w[k] = w[k] * decay_mul - u;
     }
   }
 }

@@ -12,9 +12,15 @@
 //   w = w*(1 - wd*lr_t) - u                 (decoupled decay, rank >= 2 only)
 // Choices: eps1 is added to the row/col means (HF adds it to g^2 before the mean:
 // identical in exact arithmetic); means and RMS are accumulated in double.
+// Parallelism: one parallel region per step over the parameters (largest first,
+// dynamic schedule); each parameter is updated serially with vectorised loops, so
+// results do not depend on the thread count. A single parameter holding most of
+// the model's weights would limit the speed-up.
 // Note that scale_parameter makes the step ~RMS(w) * lr (~0.02 * lr at init), so
 // useful lrs are ~10x larger than AdamW's.
 #pragma once
+
+#include <vector>
 
 #include "train/optimizer.h"
 
@@ -34,17 +40,19 @@ class Adafactor final : public Optimizer {
   struct Info {
     bool factored = false;
     int64_t batch = 1, rows = 1, cols = 1;  // factored view (batch, rows, cols)
-    float* row = nullptr;  // (batch, rows) running mean of g^2 over cols
-    float* col = nullptr;  // (batch, cols) running mean of g^2 over rows
-    float* v = nullptr;    // unfactored second moment
-    float* m = nullptr;    // first moment (beta1 set)
+    float* row = nullptr;                   // (batch, rows) running mean of g^2 over cols
+    float* col = nullptr;                   // (batch, cols) running mean of g^2 over rows
+    float* v = nullptr;                     // unfactored second moment
+    float* m = nullptr;                     // first moment (beta1 set)
+    // Scratch (not state): row / column factors and column sums.
+    std::vector<float> rfac, cfac;
+    std::vector<double> colsum;
   };
   void update_one(size_t i, float lr);
   bool use_m_;
   float b1_ = 0.0f;
   std::vector<Info> info_;
-  std::vector<float> rfac_, cfac_;  // scratch: per-row / per-col factors
-  std::vector<double> acc_;         // scratch: row partial sums, column sums
+  std::vector<size_t> order_;  // active params, largest first (load balance)
 };
 
 }  // namespace bl

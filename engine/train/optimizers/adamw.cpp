@@ -36,7 +36,8 @@ void adamw_kernel(float* __restrict w, const float* __restrict g, float* __restr
                  veps = _mm512_set1_ps(eps);
     for (; i + 16 <= n; i += 16) {
       const __m512 gi = _mm512_loadu_ps(g + i);
-      const __m512 mi = _mm512_add_ps(_mm512_mul_ps(vb1, _mm512_loadu_ps(m + i)), _mm512_mul_ps(vc1, gi));
+      const __m512 mi =
+          _mm512_add_ps(_mm512_mul_ps(vb1, _mm512_loadu_ps(m + i)), _mm512_mul_ps(vc1, gi));
       const __m512 vi = _mm512_add_ps(_mm512_mul_ps(vb2, _mm512_loadu_ps(v + i)),
                                       _mm512_mul_ps(_mm512_mul_ps(vc2, gi), gi));
       _mm512_storeu_ps(m + i, mi);
@@ -54,7 +55,8 @@ void adamw_kernel(float* __restrict w, const float* __restrict g, float* __restr
                  veps = _mm256_set1_ps(eps);
     for (; i + 8 <= n; i += 8) {
       const __m256 gi = _mm256_loadu_ps(g + i);
-      const __m256 mi = _mm256_add_ps(_mm256_mul_ps(vb1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(vc1, gi));
+      const __m256 mi =
+          _mm256_add_ps(_mm256_mul_ps(vb1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(vc1, gi));
       const __m256 vi = _mm256_add_ps(_mm256_mul_ps(vb2, _mm256_loadu_ps(v + i)),
                                       _mm256_mul_ps(_mm256_mul_ps(vc2, gi), gi));
       _mm256_storeu_ps(m + i, mi);

@@ -37,8 +37,8 @@ void Lion::update(float lr, const std::vector<size_t>& active) {
   const float wd_mul = float(1.0 - double(lr) * double(opt_.weight_decay));
   for_each_chunk(active, [&](size_t i, int64_t b, int64_t e) {
     Parameter* p = params_[i];
-    lion_kernel(p->data() + b, p->grad() + b, m_[i] + b, e - b, b1, b2,
-                decays(*p) ? wd_mul : 1.0f, lr);
+    lion_kernel(p->data() + b, p->grad() + b, m_[i] + b, e - b, b1, b2, decays(*p) ? wd_mul : 1.0f,
+                lr);
   });
 }
 

@@ -53,8 +53,8 @@ void SGD::update(float lr, const std::vector<size_t>& active) {
   for_each_chunk(active, [&](size_t i, int64_t b, int64_t e) {
     Parameter* p = params_[i];
     float* buf = buf_[i] ? buf_[i] + b : nullptr;
-    sgd_kernel(p->data() + b, p->grad() + b, buf, e - b, decays(*p) ? opt_.weight_decay : 0.0f,
-               mom, param_step(i) == 1, nesterov, lr);
+    sgd_kernel(p->data() + b, p->grad() + b, buf, e - b, decays(*p) ? opt_.weight_decay : 0.0f, mom,
+               param_step(i) == 1, nesterov, lr);
   });
 }
 
