@@ -44,7 +44,7 @@ void BM_StoreLogStep(benchmark::State& st) {
   }
   s.flush();
   st.SetItemsProcessed(st.iterations() * 5);  // rows
-  st.counters["ns_per_row"] = benchmark::Counter(
+  st.counters["time_per_row"] = benchmark::Counter(
       double(st.iterations()) * 5, benchmark::Counter::kIsRate | benchmark::Counter::kInvert,
       benchmark::Counter::kIs1000);
 }

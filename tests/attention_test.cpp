@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "gradcheck.h"
@@ -116,12 +118,29 @@ void expect_close(const float* got, const std::vector<double>& want, double tol,
     ASSERT_NEAR(got[i], want[i], tol * (1.0 + std::abs(want[i]))) << what << " element " << i;
 }
 
+// Fills the (single-block) arena with NaN and rewinds it, so an op reading
+// scratch memory it never wrote fails loudly instead of finding stale values
+// of an identical earlier call.
+void poison_arena() {
+  Graph& g = current_graph();
+  g.clear();
+  if (g.arena_capacity() < (size_t(16) << 20)) {  // make sure one big block exists
+    g.alloc(int64_t(4) << 20);
+    g.clear();
+  }
+  const int64_t n = int64_t(g.arena_capacity() / sizeof(float)) - 4096;
+  float* junk = g.alloc(n);
+  std::fill(junk, junk + n, std::numeric_limits<float>::quiet_NaN());
+  g.clear();
+}
+
 // Forward and backward against the reference.
 void check_against_ref(const Dims& s, AttentionOptions o, uint64_t seed = 1) {
   Inputs in = make_inputs(s, seed);
   for (auto* p : {in.q.get(), in.k.get(), in.v.get()}) p->zero_grad();
   Graph& g = current_graph();
-  g.clear();
+  poison_arena();
+
   Tensor y = attention(in.q->tensor(), in.k->tensor(), in.v->tensor(), s.hq, s.hkv, o);
   ASSERT_EQ(y.shape(), in.q->shape());
   float* gy = g.grad(y);
@@ -132,8 +151,8 @@ void check_against_ref(const Dims& s, AttentionOptions o, uint64_t seed = 1) {
   expect_close(in.q->grad(), r.dq, 1e-4, "dq");
   expect_close(in.k->grad(), r.dk, 1e-4, "dk");
   expect_close(in.v->grad(), r.dv, 1e-4, "dv");
-  g.clear();
-  // The no-grad path (scratch scores instead of saved P) gives the same output.
+  // The no-grad path gives the same output.
+  poison_arena();
   NoGradGuard ng;
   Tensor y2 = attention(in.q->tensor(), in.k->tensor(), in.v->tensor(), s.hq, s.hkv, o);
   expect_close(y2.data(), r.out, 2e-5, "out (no grad)");

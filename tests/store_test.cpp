@@ -671,8 +671,9 @@ TEST(Store, DefaultPath) {
 
 const char* const kNames[] = {"loss", "lr", "grad_norm", "tokens_per_sec", "step_ms"};
 
-// Child process body: one run, 5 metrics per step, a flush every 10 steps,
-// and after each flush the last committed step is written to `fd`. Never returns.
+// Child process body: one run, 5 metrics per step, a flush every 10 steps.
+// Before each flush it writes -1 - step to `fd`, after it the committed step,
+// so the parent knows whether its SIGKILL landed inside a flush. Never returns.
 [[noreturn]] void child_trainer(const std::string& db, int fd) {
   try {
     ExperimentStore s(db, {.flush_rows = 100000, .flush_interval_s = 1e9});
@@ -682,6 +683,8 @@ const char* const kNames[] = {"loss", "lr", "grad_norm", "tokens_per_sec", "step
     for (int64_t step = 0; Clock::now() - t0 < std::chrono::seconds(20); ++step) {
       for (int k = 0; k < 5; ++k) s.log_metric(id, step, step * 0.1, kNames[k], step * 5.0 + k);
       if (step % 10 == 9) {
+        const int64_t starting = -1 - step;  // "flush of `step` started"
+        if (write(fd, &starting, sizeof(starting)) != sizeof(starting)) _exit(3);
         s.flush();
         if (write(fd, &step, sizeof(step)) != sizeof(step)) _exit(3);
       }
@@ -711,9 +714,9 @@ TEST(Store, SigkillLosesNothingCommittedAndMarksRunInterrupted) {
     ASSERT_EQ(read(fds[0], &run_id, sizeof(run_id)), ssize_t(sizeof(run_id)));
     // Let it commit 20..39 batches, then kill at a random moment mid-loop.
     const int batches = 20 + int(rng() % 20);
-    for (int i = 0; i < batches; ++i) {
+    for (int i = 0; i < batches;) {
       ASSERT_EQ(read(fds[0], &value, sizeof(value)), ssize_t(sizeof(value)));
-      last = value;
+      if (value >= 0) last = value, ++i;
     }
     std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
     ASSERT_EQ(kill(pid, SIGKILL), 0);
@@ -721,7 +724,11 @@ TEST(Store, SigkillLosesNothingCommittedAndMarksRunInterrupted) {
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
     EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
         << "child exited early with status " << status;
-    while (read(fds[0], &value, sizeof(value)) == ssize_t(sizeof(value))) last = value;
+    bool killed_in_flush = false;  // last message was "flush started"
+    while (read(fds[0], &value, sizeof(value)) == ssize_t(sizeof(value))) {
+      killed_in_flush = value < 0;
+      if (value >= 0) last = value;
+    }
     close(fds[0]);
 
     {
@@ -744,6 +751,9 @@ TEST(Store, SigkillLosesNothingCommittedAndMarksRunInterrupted) {
       }
     }
     EXPECT_GE(s.latest_step(run_id).value_or(-1), last);
+    std::printf("[crash] round %d: killed %s; acknowledged through step %lld, committed %lld\n",
+                round, killed_in_flush ? "inside a flush" : "between flushes", (long long)last,
+                (long long)s.latest_step(run_id).value_or(-1));
   }
   ExperimentStore s(db);
   EXPECT_EQ(s.list_runs({.status = RunStatus::kInterrupted}).size(), 3u);

@@ -9,5 +9,7 @@ namespace bl::cli {
 int train_command(const std::vector<std::string>& argv);
 int bench_command(const std::vector<std::string>& argv);
 int sample_command(const std::vector<std::string>& argv);
+/// runs list | show | export | compare | tag | note | delete (the experiment store).
+int runs_command(const std::vector<std::string>& argv);
 
 }  // namespace bl::cli

@@ -16,9 +16,19 @@ const char* kUsage =
     "  train   --preset NAME | --config FILE  [--data FILE] [--steps N] [--threads N]\n"
     "          [--seed N] [--lr X] [--batch-size N] [--seq-len N] [--eval-interval N]\n"
     "          [--warmup N] [--optimizer adamw|lion|adafactor|sgd] [--schedule cosine|linear|constant]\n"
-    "          [--tokenizer char|byte] [--out DIR] [--json] [--quiet]\n"
+    "          [--tokenizer char|byte] [--set field=value]... [--name NAME] [--tag TAG]...\n"
+    "          [--db FILE] [--checkpoint-interval N] [--keep-checkpoints K] [--flush-interval S]\n"
+    "          [--out DIR] [--json] [--quiet]\n"
+    "  train   --resume RUN [--steps N] [--threads N] [--eval-interval N] [--db FILE] ...\n"
+    "  train   --fork RUN [--set field=value]... [--fresh] [--data FILE] [overrides] [--db FILE] ...\n"
+    "  runs    list [--status S] [--tag T] | show ID | export ID --format csv|json |\n"
+    "          compare ID ID... | tag ID TAG... [--remove] | note ID TEXT | delete ID  [--db FILE]\n"
     "  sample  --run DIR [--prompt TEXT] [--tokens N] [--temperature X] [--top-k N] [--top-p X] [--seed N]\n"
     "  bench   --preset NAME | --config FILE  [--threads N] [--steps N] [--warmup-steps N]\n"
+    "\n"
+    "Every training run is recorded in the experiment database: --db FILE, else $BLOCKLAB_DB,\n"
+    "else $XDG_DATA_HOME/blocklab/experiments.db (~/.local/share/blocklab/experiments.db).\n"
+    "Checkpoints go to <database dir>/runs/<run id>/checkpoints/step-<N>.\n"
     "\n"
     "presets: gpt-tiny (default), gpt-small, llama-tiny, llama-small\n";
 }  // namespace
@@ -34,6 +44,7 @@ int main(int argc, char** argv) {
     if (cmd == "train") return bl::cli::train_command(rest);
     if (cmd == "bench") return bl::cli::bench_command(rest);
     if (cmd == "sample") return bl::cli::sample_command(rest);
+    if (cmd == "runs") return bl::cli::runs_command(rest);
     std::fprintf(stderr, "blocklab-cli: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const bl::cli::UsageError& e) {

@@ -22,8 +22,8 @@ struct AttentionOptions {
 /// q (B, Tq, Hq*D), k and v (B, Tk, Hkv*D), Hq % Hkv == 0 (GQA; Hkv == 1 is MQA)
 /// -> (B, Tq, Hq*D). Query head h reads key/value head h / (Hq / Hkv).
 /// Rows whose every key is masked produce zeros (and zero gradients).
-/// With a gradient, the probabilities are kept in the arena for backward:
-/// B * Hq * Tq * ~Tk floats (36 MB at B=16, H=8, T=256).
+/// With a gradient, only the row logsumexps (B * Hq * Tq floats) are kept for
+/// backward, which recomputes the probabilities block by block.
 /// k_offset <= q_offset is typical; masks use absolute positions (q_offset + i,
 /// k_offset + j), so a decoding step is Tq = 1, q_offset = number of past tokens.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_heads,

@@ -1,17 +1,94 @@
 #include "train/checkpoint.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <stdexcept>
 
 #include "io/safetensors.h"
 #include "train/trainer.h"
 
+#ifndef BLOCKLAB_VERSION
+#define BLOCKLAB_VERSION "unknown"
+#endif
+
 namespace bl {
 
 namespace fs = std::filesystem;
 
+// ------------------------------------------------------------------ naming
+
 namespace {
+
+// Block sub-modules whose Hugging Face Llama names differ from ours.
+constexpr std::pair<const char*, const char*> kLayerModules[] = {
+    {"attn_norm", "input_layernorm"},
+    {"attention", "self_attn"},
+    {"ffn_norm", "post_attention_layernorm"},
+    {"ffn", "mlp"},
+};
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// Splits "layers.<N>.<module>.<rest>" into (N, module, rest); false if not of that form.
+bool split_layer(const std::string& s, std::string& index, std::string& module, std::string& rest) {
+  if (!starts_with(s, "layers.")) return false;
+  const size_t a = 7, b = s.find('.', a);
+  if (b == std::string::npos || b == a) return false;
+  for (size_t i = a; i < b; ++i)
+    if (s[i] < '0' || s[i] > '9') return false;
+  const size_t c = s.find('.', b + 1);
+  if (c == std::string::npos) return false;
+  index = s.substr(a, b - a);
+  module = s.substr(b + 1, c - b - 1);
+  rest = s.substr(c + 1);
+  return true;
+}
+
+}  // namespace
+
+std::string checkpoint_tensor_name(const std::string& n) {
+  if (starts_with(n, "lm_head.")) return n;
+  if (starts_with(n, "position.")) return "model.embed_positions." + n.substr(9);
+  std::string index, module, rest;
+  if (split_layer(n, index, module, rest)) {
+    for (auto [ours, hf] : kLayerModules)
+      if (module == ours) module = hf;
+    return "model.layers." + index + "." + module + "." + rest;
+  }
+  return "model." + n;  // embed_tokens.weight, norm.weight, norm.bias, ...
+}
+
+std::optional<std::string> internal_tensor_name(const std::string& c) {
+  if (starts_with(c, "lm_head.")) return c;
+  if (!starts_with(c, "model.")) return std::nullopt;
+  const std::string r = c.substr(6);
+  if (starts_with(r, "embed_positions.")) return "position." + r.substr(16);
+  if (starts_with(r, "position.") || starts_with(r, "lm_head.")) return std::nullopt;
+  std::string index, module, rest;
+  if (split_layer(r, index, module, rest)) {
+    for (auto [ours, hf] : kLayerModules) {
+      if (module == ours) return std::nullopt;  // we always write the HF name
+      if (module == hf) module = ours;
+    }
+    return "layers." + index + "." + module + "." + rest;
+  }
+  return r;
+}
+
+// ------------------------------------------------------------------ save
+
+namespace {
+
 std::vector<TensorView> weight_views(LanguageModel& model) {
   std::vector<TensorView> v;
   for (auto& [name, p] : model.named_parameters()) {
@@ -19,7 +96,7 @@ std::vector<TensorView> weight_views(LanguageModel& model) {
     for (auto& t : v) dup |= t.data == p->data();
     if (dup) continue;  // tied weights are stored once
     TensorView t;
-    t.name = name;
+    t.name = checkpoint_tensor_name(name);
     for (int i = 0; i < p->shape().rank; ++i) t.shape.push_back(p->shape()[i]);
     t.data = p->data();
     v.push_back(std::move(t));
@@ -33,115 +110,281 @@ nlohmann::json rng_json(const std::array<uint64_t, 4>& s) {
   for (uint64_t x : s) a.push_back(std::to_string(x));
   return a;
 }
-std::array<uint64_t, 4> rng_from_json(const nlohmann::json& a) {
+
+std::array<uint64_t, 4> rng_from_json(const nlohmann::json& a, const std::string& file,
+                                      const char* what) {
   std::array<uint64_t, 4> s{};
-  for (size_t i = 0; i < 4; ++i) s[i] = std::stoull(a.at(i).get<std::string>());
+  try {
+    if (!a.is_array() || a.size() != 4) throw std::invalid_argument("not 4 values");
+    for (size_t i = 0; i < 4; ++i) {
+      const std::string v = a.at(i).get<std::string>();
+      size_t used = 0;
+      s[i] = std::stoull(v, &used);
+      if (used != v.size()) throw std::invalid_argument("not a number");
+    }
+  } catch (const std::exception&) {
+    throw CheckpointError(file + ": corrupt " + what + " state (expected 4 decimal strings)");
+  }
   return s;
 }
+
+// Writes a small file durably (write + fsync), so a rename after it never
+// exposes an empty file after a power loss.
+void write_file_synced(const fs::path& path, const std::string& content) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw CheckpointError("cannot create " + path.string() + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      throw CheckpointError("cannot write " + path.string() + ": " + std::strerror(err));
+    }
+    done += size_t(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0)
+    throw CheckpointError("cannot write " + path.string() + ": " + std::strerror(errno));
+}
+
+void sync_dir(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;  // best effort
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// Runs f, turning any exception into CheckpointError with `context` in front.
+template <class F>
+void as_checkpoint_error(const std::string& context, F&& f) {
+  try {
+    f();
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const FormatError& e) {
+    throw CheckpointError(e.what());  // already "<file>: <problem>"
+  } catch (const std::exception& e) {
+    throw CheckpointError(context + ": " + e.what());
+  }
+}
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "(";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + ")";
+}
+
 }  // namespace
 
 void save_checkpoint(const std::string& dir, LanguageModel& model, const TrainConfig& train,
                      const Tokenizer& tok, Trainer* trainer) {
-  fs::path final_dir(dir);
+  const fs::path final_dir = fs::path(dir).lexically_normal();
+  if (final_dir.filename().empty()) throw CheckpointError("bad checkpoint directory '" + dir + "'");
   fs::path tmp = final_dir;
   tmp += ".tmp";
   std::error_code ec;
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
-  if (ec) throw std::runtime_error("cannot create checkpoint directory " + tmp.string() + ": " + ec.message());
-  write_safetensors((tmp / "model.safetensors").string(), weight_views(model),
-                    {{"format", "blocklab"}, {"step", std::to_string(trainer ? trainer->step() : 0)}});
-  nlohmann::json info = {{"format", "blocklab-checkpoint"},
-                         {"version", 1},
-                         {"model", model_config_to_json(model.config())},
-                         {"train", train_config_to_json(train)},
-                         {"tokenizer", tok.to_json()},
-                         {"step", trainer ? trainer->step() : 0}};
-  if (trainer) {
-    NamedBuffers state = trainer->optimizer().state();
-    std::vector<TensorView> views;
-    for (auto& [name, buf] : state) views.push_back({name, {int64_t(buf.size())}, buf.data()});
-    write_safetensors((tmp / "optimizer.safetensors").string(), views,
-                      {{"optimizer", trainer->optimizer().name()}});
-    BatchSampler::State s = trainer->sampler().state();
-    info["trainer"] = {{"optimizer", trainer->optimizer().name()},
-                       {"optimizer_steps", trainer->optimizer().steps_taken()},
-                       {"sampler_rng", rng_json(s.rng)},
-                       {"sampler_batches", s.batches_drawn},
-                       {"dropout_rng", rng_json(model.dropout_rng().state())}};
-  }
-  {
-    std::ofstream f(tmp / "checkpoint.json");
-    f << info.dump(2) << "\n";
-    if (!f) throw std::runtime_error("cannot write " + (tmp / "checkpoint.json").string());
+  if (ec)
+    throw CheckpointError("cannot create checkpoint directory " + tmp.string() + ": " +
+                          ec.message());
+  const int64_t step = trainer ? trainer->step() : 0;
+  try {
+    as_checkpoint_error((tmp / "model.safetensors").string(), [&] {
+      write_safetensors((tmp / "model.safetensors").string(), weight_views(model),
+                        {{"format", "pt"},
+                         {"blocklab_format", "blocklab-checkpoint"},
+                         {"naming", "hf-llama"},
+                         {"step", std::to_string(step)}});
+    });
+    nlohmann::json info = {{"format", "blocklab-checkpoint"},
+                           {"version", kCheckpointVersion},
+                           {"program_version", BLOCKLAB_VERSION},
+                           {"model", model_config_to_json(model.config())},
+                           {"train", train_config_to_json(train)},
+                           {"tokenizer", tok.to_json()},
+                           {"step", step}};
+    if (trainer) {
+      NamedBuffers state = trainer->optimizer().state();
+      std::vector<TensorView> views;
+      for (auto& [name, buf] : state) views.push_back({name, {int64_t(buf.size())}, buf.data()});
+      as_checkpoint_error((tmp / "optimizer.safetensors").string(), [&] {
+        write_safetensors((tmp / "optimizer.safetensors").string(), views,
+                          {{"optimizer", trainer->optimizer().name()}});
+      });
+      BatchSampler::State s = trainer->sampler().state();
+      info["trainer"] = {{"optimizer", trainer->optimizer().name()},
+                         {"optimizer_steps", trainer->optimizer().steps_taken()},
+                         {"sampler_rng", rng_json(s.rng)},
+                         {"sampler_batches", s.batches_drawn},
+                         {"tokens_seen", step * trainer->tokens_per_step()},
+                         {"dropout_rng", rng_json(model.dropout_rng().state())}};
+    }
+    write_file_synced(tmp / "checkpoint.json", info.dump(2) + "\n");
+    sync_dir(tmp);
+  } catch (...) {
+    fs::remove_all(tmp, ec);  // never leave a partial directory behind (e.g. disk full)
+    throw;
   }
   fs::path old = final_dir;
   old += ".old";
   fs::remove_all(old, ec);
-  if (fs::exists(final_dir)) fs::rename(final_dir, old, ec);
+  if (fs::exists(final_dir)) {
+    fs::rename(final_dir, old, ec);
+    if (ec)
+      throw CheckpointError("cannot replace checkpoint " + final_dir.string() + ": " + ec.message());
+  }
   fs::rename(tmp, final_dir, ec);
-  if (ec) throw std::runtime_error("cannot move checkpoint into " + final_dir.string() + ": " + ec.message());
+  if (ec) {
+    std::error_code ignored;
+    if (fs::exists(old)) fs::rename(old, final_dir, ignored);  // put the previous one back
+    throw CheckpointError("cannot move checkpoint into " + final_dir.string() + ": " +
+                          ec.message());
+  }
+  sync_dir(final_dir.has_parent_path() ? final_dir.parent_path() : fs::path("."));
   fs::remove_all(old, ec);
 }
 
+// ------------------------------------------------------------------ load
+
 CheckpointInfo read_checkpoint_info(const std::string& dir) {
-  fs::path path = fs::path(dir) / "checkpoint.json";
+  const fs::path path = fs::path(dir) / "checkpoint.json";
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    throw CheckpointError("no checkpoint at " + dir + " (not a directory)");
   std::ifstream f(path);
-  if (!f) throw std::runtime_error("no checkpoint at " + dir + " (cannot read " + path.string() + ")");
+  if (!f)
+    throw CheckpointError("no checkpoint at " + dir + ": cannot read " + path.string() + " (" +
+                          std::strerror(errno) + ")");
+  nlohmann::json j;
   try {
-    nlohmann::json j = nlohmann::json::parse(f);
-    CheckpointInfo c;
+    j = nlohmann::json::parse(f);
+  } catch (const nlohmann::json::exception& e) {
+    throw CheckpointError(path.string() + ": corrupt checkpoint metadata (not valid JSON): " +
+                          e.what());
+  }
+  CheckpointInfo c;
+  as_checkpoint_error(path.string(), [&] {
+    if (!j.is_object() || j.value("format", "") != "blocklab-checkpoint")
+      throw std::invalid_argument("not a Blocklab checkpoint (\"format\" is not \"blocklab-checkpoint\")");
+    c.version = j.value("version", 1);
+    if (c.version > kCheckpointVersion)
+      throw std::invalid_argument("checkpoint version " + std::to_string(c.version) +
+                                  " is newer than this build supports (" +
+                                  std::to_string(kCheckpointVersion) + ")");
+    for (const char* key : {"model", "train", "tokenizer", "step"})
+      if (!j.contains(key)) throw std::invalid_argument(std::string("missing \"") + key + "\"");
     c.model = model_config_from_json(j.at("model"));
     c.train = train_config_from_json(j.at("train"));
     c.tokenizer = j.at("tokenizer");
     c.step = j.at("step").get<int64_t>();
+    if (c.step < 0) throw std::invalid_argument("negative step");
     if (j.contains("trainer")) c.trainer_state = j["trainer"];
-    return c;
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(path.string() + ": corrupt checkpoint metadata: " + e.what());
-  }
+  });
+  return c;
 }
 
 void load_model_weights(const std::string& dir, LanguageModel& model) {
   const std::string path = (fs::path(dir) / "model.safetensors").string();
-  SafetensorsFile file = read_safetensors(path);
+  SafetensorsFile file;
+  as_checkpoint_error(path, [&] { file = read_safetensors(path); });
+  // Validate everything first, so a checkpoint that does not fit changes nothing.
+  std::vector<std::pair<const LoadedTensor*, Parameter*>> plan;
+  std::set<std::string> used;
   for (auto& [name, p] : model.named_parameters()) {
-    auto it = file.tensors.find(name);
-    if (it == file.tensors.end()) {
-      bool tied = false;  // a tied tensor is stored under its first name only
-      for (auto& v : weight_views(model)) tied |= v.data == p->data() && v.name != name;
-      if (tied) continue;
-      throw std::runtime_error(path + ": tensor '" + name + "' is missing");
-    }
+    bool dup = false;
+    for (auto& [t, q] : plan) dup |= q->data() == p->data();
+    if (dup) continue;
+    std::string key = checkpoint_tensor_name(name);
+    auto it = file.tensors.find(key);
+    if (it == file.tensors.end()) it = file.tensors.find(key = name);  // version 1 names
+    if (it == file.tensors.end())
+      throw CheckpointError(path + ": tensor '" + checkpoint_tensor_name(name) +
+                            "' is missing (the checkpoint does not fit this model: parameter '" +
+                            name + "' of shape " + p->shape().str() + ")");
     const LoadedTensor& t = it->second;
     bool same = int(t.shape.size()) == p->shape().rank;
     for (int i = 0; same && i < p->shape().rank; ++i) same = t.shape[size_t(i)] == p->shape()[i];
-    if (!same) {
-      std::string got = "(";
-      for (size_t i = 0; i < t.shape.size(); ++i) got += (i ? ", " : "") + std::to_string(t.shape[i]);
-      throw std::runtime_error(path + ": tensor '" + name + "' has shape " + got +
-                               ") but the model expects " + p->shape().str());
-    }
-    std::copy(t.data.begin(), t.data.end(), p->data());
+    if (!same)
+      throw CheckpointError(path + ": tensor '" + key + "' has shape " + shape_str(t.shape) +
+                            " but the model expects " + p->shape().str() +
+                            " (the checkpoint was saved for a different model config)");
+    plan.emplace_back(&t, p);
+    used.insert(key);
   }
+  for (auto& [name, t] : file.tensors)
+    if (!used.count(name))
+      throw CheckpointError(path + ": unexpected tensor '" + name + "' of shape " +
+                            shape_str(t.shape) +
+                            " (the checkpoint was saved for a different model config)");
+  for (auto& [t, p] : plan) std::copy(t->data.begin(), t->data.end(), p->data());
 }
 
 void load_trainer_state(const std::string& dir, Trainer& trainer) {
   CheckpointInfo info = read_checkpoint_info(dir);
+  const std::string json_path = (fs::path(dir) / "checkpoint.json").string();
   if (info.trainer_state.is_null())
-    throw std::runtime_error(dir + ": checkpoint has no trainer state (saved for inference only)");
+    throw CheckpointError(json_path +
+                          ": checkpoint has no trainer state (it was saved for inference only)");
   const std::string path = (fs::path(dir) / "optimizer.safetensors").string();
-  SafetensorsFile file = read_safetensors(path);
+  const nlohmann::json& ts = info.trainer_state;
+  int64_t optimizer_steps = 0;
+  BatchSampler::State s;
+  std::array<uint64_t, 4> dropout{};
+  as_checkpoint_error(json_path, [&] {
+    const std::string opt = ts.at("optimizer").get<std::string>();
+    if (opt != trainer.optimizer().name())
+      throw std::invalid_argument("checkpoint was trained with optimizer '" + opt +
+                                  "' but the trainer uses '" + trainer.optimizer().name() + "'");
+    optimizer_steps = ts.at("optimizer_steps").get<int64_t>();
+    s.batches_drawn = ts.at("sampler_batches").get<int64_t>();
+  });
+  s.rng = rng_from_json(ts.value("sampler_rng", nlohmann::json()), json_path, "sampler RNG");
+  dropout = rng_from_json(ts.value("dropout_rng", nlohmann::json()), json_path, "dropout RNG");
+  SafetensorsFile file;
+  as_checkpoint_error(path, [&] { file = read_safetensors(path); });
   NamedBuffers state;
   for (auto& [name, t] : file.tensors) state.emplace_back(name, t.data);
-  const nlohmann::json& ts = info.trainer_state;
-  trainer.optimizer().load_state(state, ts.at("optimizer_steps").get<int64_t>());
-  BatchSampler::State s;
-  s.rng = rng_from_json(ts.at("sampler_rng"));
-  s.batches_drawn = ts.at("sampler_batches").get<int64_t>();
+  as_checkpoint_error(path, [&] { trainer.optimizer().load_state(state, optimizer_steps); });
   trainer.sampler().set_state(s);
-  trainer.model().dropout_rng().set_state(rng_from_json(ts.at("dropout_rng")));
+  trainer.model().dropout_rng().set_state(dropout);
   trainer.set_step(info.step);
+}
+
+// ------------------------------------------------------------------ saver
+
+CheckpointSaver::CheckpointSaver(const Tokenizer& tok, CheckpointPolicy policy, DirFn dir_of,
+                                 SavedFn on_saved)
+    : tok_(tok), policy_(policy), dir_of_(std::move(dir_of)), on_saved_(std::move(on_saved)) {}
+
+std::string CheckpointSaver::save(Trainer& t) {
+  const std::string dir = dir_of_(t.step());
+  save_checkpoint(dir, t.model(), t.config(), tok_, &t);
+  last_dir_ = dir;
+  last_step_ = t.step();
+  std::erase(kept_, dir);
+  kept_.push_back(dir);
+  if (on_saved_) on_saved_(t.step(), dir);
+  // Prune only after the new one is complete and registered.
+  while (policy_.keep_last > 0 && kept_.size() > size_t(policy_.keep_last)) {
+    std::error_code ec;
+    fs::remove_all(kept_.front(), ec);
+    kept_.erase(kept_.begin());
+  }
+  return dir;
+}
+
+void CheckpointSaver::on_step_end(Trainer& t, const StepMetrics& m) {
+  if (policy_.interval <= 0 || t.step() % policy_.interval != 0) return;
+  if (!std::isfinite(m.loss) || !std::isfinite(m.grad_norm)) return;  // diverged step
+  save(t);
+}
+
+void CheckpointSaver::on_train_end(Trainer& t, const TrainSummary& s) {
+  if (!policy_.at_end || s.status == RunStatus::kDiverged || s.status == RunStatus::kFailed) return;
+  if (t.step() == 0 || last_step_ == t.step()) return;
+  save(t);
 }
 
 }  // namespace bl
