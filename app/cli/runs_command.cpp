@@ -36,7 +36,9 @@ const char* kRunsUsage =
     "  delete  ID [--force]\n"
     "The database is --db FILE, else $BLOCKLAB_DB, else $XDG_DATA_HOME/blocklab/experiments.db.\n";
 
-std::string db_path_of(const Args& args) { return args.get("db").value_or(default_db_path()); }
+std::string db_path_of(const Args& args) {
+  return args.get("db").value_or(default_db_path());
+}
 
 bool db_exists(const std::string& path) {
   std::error_code ec;
@@ -47,7 +49,8 @@ bool db_exists(const std::string& path) {
 /// marked interrupted first; read-only on a read-only file or directory.
 ExperimentStore open_for_reading(const std::string& path) {
   if (!db_exists(path))
-    throw std::runtime_error(path + ": no experiment database here (nothing has been recorded yet)");
+    throw std::runtime_error(path +
+                             ": no experiment database here (nothing has been recorded yet)");
   const fs::path dir = fs::absolute(path).parent_path();
   if (::access(path.c_str(), W_OK) == 0 && ::access(dir.c_str(), W_OK) == 0)
     return ExperimentStore(path);
@@ -56,7 +59,8 @@ ExperimentStore open_for_reading(const std::string& path) {
 
 ExperimentStore open_for_writing(const std::string& path) {
   if (!db_exists(path))
-    throw std::runtime_error(path + ": no experiment database here (nothing has been recorded yet)");
+    throw std::runtime_error(path +
+                             ": no experiment database here (nothing has been recorded yet)");
   return ExperimentStore(path);
 }
 
@@ -92,8 +96,8 @@ std::string fmt_num(double v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
   char buf[32];
-  if (v == std::floor(v) && std::fabs(v) < 1e15)
-    std::snprintf(buf, sizeof buf, "%.0f", v);
+  if ((v == std::floor(v) || std::fabs(v) >= 1e5) && std::fabs(v) < 1e15)
+    std::snprintf(buf, sizeof buf, "%.0f", v);  // counts, throughput: no exponent
   else
     std::snprintf(buf, sizeof buf, "%.5g", v);
   return buf;
@@ -113,7 +117,9 @@ std::string exact_num(double v) {
   return json(v).dump();
 }
 
-json num_or_null(double v) { return std::isfinite(v) ? json(v) : json(); }
+json num_or_null(double v) {
+  return std::isfinite(v) ? json(v) : json();
+}
 
 std::string join(const std::vector<std::string>& v, const std::string& sep) {
   std::string out;
@@ -138,7 +144,9 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
   }
 }
 
-bool lower_is_better(const std::string& name) { return name.find("loss") != std::string::npos; }
+bool lower_is_better(const std::string& name) {
+  return name.find("loss") != std::string::npos;
+}
 
 struct MetricStat {
   int64_t count = 0;
@@ -215,8 +223,10 @@ int runs_list(const Args& args) {
   if (auto s = args.get("status")) {
     f.status = parse_run_status(*s);
     if (!f.status)
-      throw UsageError("--status must be one of running, completed, stopped, diverged, failed, "
-                       "interrupted; got '" + *s + "'");
+      throw UsageError(
+          "--status must be one of running, completed, stopped, diverged, failed, "
+          "interrupted; got '" +
+          *s + "'");
   }
   f.tag = args.get("tag");
   f.limit = args.get_int("limit", 1).value_or(0);
@@ -246,8 +256,9 @@ int runs_list(const Args& args) {
     std::printf("no runs match in %s\n", path.c_str());
     return 0;
   }
-  std::vector<std::vector<std::string>> rows = {
-      {"ID", "NAME", "STATUS", "PRESET", "STEPS", "TRAIN_LOSS", "VAL_LOSS", "PARENT", "CREATED", "TAGS"}};
+  std::vector<std::vector<std::string>> rows = {{"ID", "NAME", "STATUS", "PRESET", "STEPS",
+                                                 "TRAIN_LOSS", "VAL_LOSS", "PARENT", "CREATED",
+                                                 "TAGS"}};
   for (auto& r : runs) {
     auto steps = steps_done(store, r);
     json loss = summary_value(r, "final_train_loss");
@@ -294,7 +305,8 @@ int runs_show(const Args& args) {
                    {"exists", fs::exists(fs::path(ck.path) / "checkpoint.json")}});
     j["checkpoints"] = c;
     json e = json::array();
-    for (auto& ev : evals) e.push_back({{"step", ev.step}, {"name", ev.name}, {"value", num_or_null(ev.value)}});
+    for (auto& ev : evals)
+      e.push_back({{"step", ev.step}, {"name", ev.name}, {"value", num_or_null(ev.value)}});
     j["evals"] = e;
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
@@ -309,27 +321,31 @@ int runs_show(const Args& args) {
   row("started", fmt_time(r.started_at));
   row("finished", fmt_time(r.finished_at));
   if (!r.preset.empty()) row("preset", r.preset);
-  row("dataset", r.dataset_path + (r.dataset_size ? " (" + std::to_string(*r.dataset_size) + " bytes)" : ""));
+  row("dataset",
+      r.dataset_path + (r.dataset_size ? " (" + std::to_string(*r.dataset_size) + " bytes)" : ""));
   if (!r.dataset_sha256.empty()) row("dataset sha256", r.dataset_sha256);
   if (r.tokenizer.is_object() && r.tokenizer.contains("type"))
     row("tokenizer", cell(r.tokenizer["type"]));
   if (r.param_count) row("parameters", std::to_string(*r.param_count));
-  row("program", "blocklab " + r.program_version + " on " + r.host + " (pid " + std::to_string(r.pid) + ")");
+  row("program",
+      "blocklab " + r.program_version + " on " + r.host + " (pid " + std::to_string(r.pid) + ")");
   row("tags", r.tags.empty() ? "-" : join(r.tags, ", "));
   if (!r.notes.empty()) row("notes", r.notes);
   print_table(rows);
   if (r.summary.is_object() && !r.summary.empty()) {
     std::printf("\nsummary:\n");
     rows.clear();
-    for (auto& [k, v] : r.summary.items()) rows.push_back({"  " + k, v.is_object() ? v.dump() : cell(v)});
+    for (auto& [k, v] : r.summary.items())
+      rows.push_back({"  " + k, v.is_object() ? v.dump() : cell(v)});
     print_table(rows);
   }
   if (!stats.empty()) {
     std::printf("\nmetrics:\n");
     rows = {{"  NAME", "ROWS", "LAST_STEP", "FINAL", "BEST", "BEST_STEP"}};
     for (auto& [n, st] : stats)
-      rows.push_back({"  " + n, std::to_string(st.count), std::to_string(st.last_step), fmt_num(st.final),
-                      st.best ? fmt_num(*st.best) : "-", st.best ? std::to_string(st.best_step) : "-"});
+      rows.push_back({"  " + n, std::to_string(st.count), std::to_string(st.last_step),
+                      fmt_num(st.final), st.best ? fmt_num(*st.best) : "-",
+                      st.best ? std::to_string(st.best_step) : "-"});
     print_table(rows);
   }
   std::printf("\ncheckpoints:%s\n", ckpts.empty() ? " none" : "");
@@ -376,11 +392,17 @@ int runs_export(const Args& args) {
     j["evals"] = e;
     json c = json::array();
     for (auto& ck : store.checkpoints(id))
-      c.push_back({{"step", ck.step}, {"path", ck.path}, {"sha256", ck.sha256}, {"created_at", ck.created_at}});
+      c.push_back({{"step", ck.step},
+                   {"path", ck.path},
+                   {"sha256", ck.sha256},
+                   {"created_at", ck.created_at}});
     j["checkpoints"] = c;
     json sm = json::array();
     for (auto& s : store.samples(id))
-      sm.push_back({{"step", s.step}, {"prompt", s.prompt}, {"text", s.text}, {"temperature", s.temperature}});
+      sm.push_back({{"step", s.step},
+                    {"prompt", s.prompt},
+                    {"text", s.text},
+                    {"temperature", s.temperature}});
     j["samples"] = sm;
     text = j.dump(2) + "\n";
   } else {
@@ -418,7 +440,8 @@ int runs_export(const Args& args) {
     std::ofstream f(*out, std::ios::binary);
     f << text;
     if (!f.flush()) throw std::runtime_error("cannot write " + *out);
-    std::fprintf(stderr, "exported run %lld (%zu metrics) to %s\n", (long long)id, names.size(), out->c_str());
+    std::fprintf(stderr, "exported run %lld (%zu metrics) to %s\n", (long long)id, names.size(),
+                 out->c_str());
   } else {
     std::fwrite(text.data(), 1, text.size(), stdout);
   }
@@ -439,7 +462,8 @@ int runs_compare(const Args& args) {
   if (args.positional().size() < 3)
     throw UsageError("runs compare needs at least two run ids (e.g. runs compare 3 5)");
   std::vector<int64_t> ids;
-  for (size_t i = 1; i < args.positional().size(); ++i) ids.push_back(run_id_arg(args, i, "compare"));
+  for (size_t i = 1; i < args.positional().size(); ++i)
+    ids.push_back(run_id_arg(args, i, "compare"));
   ExperimentStore store = open_for_reading(db_path_of(args));
   std::vector<RunRecord> runs;
   for (int64_t id : ids) runs.push_back(get_run(store, id));
@@ -454,7 +478,8 @@ int runs_compare(const Args& args) {
     flat[i]["preset"] = r.preset;
     flat[i]["dataset"] = r.dataset_path;
     flat[i]["dataset_sha256"] = r.dataset_sha256;
-    if (r.tokenizer.is_object() && r.tokenizer.contains("type")) flat[i]["tokenizer"] = r.tokenizer["type"];
+    if (r.tokenizer.is_object() && r.tokenizer.contains("type"))
+      flat[i]["tokenizer"] = r.tokenizer["type"];
     for (auto& [k, v] : flat[i]) keys.insert(k);
   }
   std::vector<std::string> diff;
@@ -462,7 +487,8 @@ int runs_compare(const Args& args) {
     bool same = true;
     for (size_t i = 1; i < runs.size() && same; ++i) {
       auto a = flat[0].find(k), b = flat[i].find(k);
-      same = (a == flat[0].end()) == (b == flat[i].end()) && (a == flat[0].end() || a->second == b->second);
+      same = (a == flat[0].end()) == (b == flat[i].end()) &&
+             (a == flat[0].end() || a->second == b->second);
     }
     if (!same) diff.push_back(k);
   }
@@ -484,7 +510,8 @@ int runs_compare(const Args& args) {
     auto s = steps_done(store, runs[i]);
     return s ? json(*s) : json();
   });
-  for (const char* k : {"final_train_loss", "val_loss", "best_val_loss", "tokens_per_sec", "elapsed_s"})
+  for (const char* k :
+       {"final_train_loss", "val_loss", "best_val_loss", "tokens_per_sec", "elapsed_s"})
     add_row(k, [&](size_t i) { return summary_value(runs[i], k); });
   for (auto& n : metric_names) {
     add_row(n + " (final)", [&](size_t i) {
@@ -514,7 +541,8 @@ int runs_compare(const Args& args) {
     return 0;
   }
   std::vector<std::string> header = {"FIELD"};
-  for (auto& r : runs) header.push_back("run " + std::to_string(r.id) + (r.name.empty() ? "" : " (" + r.name + ")"));
+  for (auto& r : runs)
+    header.push_back("run " + std::to_string(r.id) + (r.name.empty() ? "" : " (" + r.name + ")"));
   std::printf("config (fields that differ):\n");
   if (diff.empty()) {
     std::printf("  none: all runs have the same configuration\n");
@@ -544,7 +572,8 @@ int runs_compare(const Args& args) {
 
 int runs_tag(const Args& args) {
   const int64_t id = run_id_arg(args, 1, "tag");
-  if (args.positional().size() < 3) throw UsageError("runs tag needs a run id and at least one tag");
+  if (args.positional().size() < 3)
+    throw UsageError("runs tag needs a run id and at least one tag");
   ExperimentStore store = open_for_writing(db_path_of(args));
   RunRecord r = get_run(store, id);
   std::set<std::string> tags(r.tags.begin(), r.tags.end());
@@ -558,14 +587,16 @@ int runs_tag(const Args& args) {
       tags.insert(t);
   }
   store.set_tags(id, std::vector<std::string>(tags.begin(), tags.end()));
-  std::printf("run %lld tags: %s\n", (long long)id,
-              tags.empty() ? "-" : join(std::vector<std::string>(tags.begin(), tags.end()), ", ").c_str());
+  std::printf(
+      "run %lld tags: %s\n", (long long)id,
+      tags.empty() ? "-" : join(std::vector<std::string>(tags.begin(), tags.end()), ", ").c_str());
   return 0;
 }
 
 int runs_note(const Args& args) {
   const int64_t id = run_id_arg(args, 1, "note");
-  if (args.positional().size() < 3) throw UsageError("runs note needs a run id and the note text (\"\" clears it)");
+  if (args.positional().size() < 3)
+    throw UsageError("runs note needs a run id and the note text (\"\" clears it)");
   std::vector<std::string> words(args.positional().begin() + 2, args.positional().end());
   ExperimentStore store = open_for_writing(db_path_of(args));
   get_run(store, id);
@@ -588,8 +619,8 @@ int runs_delete(const Args& args) {
   std::error_code ec;
   const auto removed = fs::remove_all(dir, ec);
   if (ec)
-    throw std::runtime_error("run " + std::to_string(id) + " deleted from the database, but " + dir +
-                             " could not be removed: " + ec.message());
+    throw std::runtime_error("run " + std::to_string(id) + " deleted from the database, but " +
+                             dir + " could not be removed: " + ec.message());
   std::printf("deleted run %lld%s\n", (long long)id,
               removed > 0 ? (" and its files in " + dir).c_str() : "");
   return 0;
@@ -598,7 +629,8 @@ int runs_delete(const Args& args) {
 }  // namespace
 
 int runs_command(const std::vector<std::string>& argv) {
-  Args args(argv, {"db", "status", "tag", "limit", "format", "out"}, {"json", "remove", "force", "help"});
+  Args args(argv, {"db", "status", "tag", "limit", "format", "out"},
+            {"json", "remove", "force", "help"});
   if (args.flag("help") || args.positional().empty()) {
     std::fputs(kRunsUsage, args.flag("help") ? stdout : stderr);
     return args.flag("help") ? 0 : 2;
@@ -614,8 +646,7 @@ int runs_command(const std::vector<std::string>& argv) {
       {"note", {"db"}},
       {"delete", {"db", "force"}}};
   auto it = allowed.find(sub);
-  if (it == allowed.end())
-    throw UsageError("unknown runs subcommand '" + sub + "'\n" + kRunsUsage);
+  if (it == allowed.end()) throw UsageError("unknown runs subcommand '" + sub + "'\n" + kRunsUsage);
   for (const char* o : {"db", "status", "tag", "limit", "format", "out"})
     if (args.get(o) && !it->second.count(o))
       throw UsageError("runs " + sub + " does not take --" + o);

@@ -7,11 +7,13 @@
 namespace bl::cli {
 
 std::set<std::string> run_value_options() {
-  return {"preset", "config", "data", "tokenizer", "steps", "seed", "lr", "batch-size", "seq-len",
-          "threads", "eval-interval", "warmup", "optimizer", "schedule"};
+  return {"preset",     "config",  "data",    "tokenizer",     "steps",  "seed",      "lr",
+          "batch-size", "seq-len", "threads", "eval-interval", "warmup", "optimizer", "schedule"};
 }
 
-std::string default_data_path() { return resource_dir() + "/data/tinyshakespeare.txt"; }
+std::string default_data_path() {
+  return resource_dir() + "/data/tinyshakespeare.txt";
+}
 
 void apply_train_overrides(const Args& args, TrainConfig& t) {
   if (auto v = args.get_int("steps", 1)) t.max_steps = *v;
@@ -33,7 +35,8 @@ Preset apply_set_overrides(const Preset& base, const std::vector<std::string>& a
   for (const std::string& a : assignments) {
     const size_t eq = a.find('=');
     if (eq == std::string::npos || eq == 0)
-      throw UsageError("--set expects field=value (e.g. train.learning_rate=3e-4), got '" + a + "'");
+      throw UsageError("--set expects field=value (e.g. train.learning_rate=3e-4), got '" + a +
+                       "'");
     const std::string path = a.substr(0, eq), text = a.substr(eq + 1);
     std::vector<std::string> parts;
     for (size_t b = 0;;) {
@@ -43,7 +46,8 @@ Preset apply_set_overrides(const Preset& base, const std::vector<std::string>& a
       b = e + 1;
     }
     if (parts.size() < 2 || (parts[0] != "model" && parts[0] != "train"))
-      throw UsageError("--set " + a + ": the field path must start with 'model.' or 'train.' (e.g. "
+      throw UsageError("--set " + a +
+                       ": the field path must start with 'model.' or 'train.' (e.g. "
                        "model.block.n_heads=4)");
     nlohmann::json* node = &root;
     std::string where = parts[0];
@@ -106,7 +110,8 @@ int64_t parse_run_id(const std::string& text, const std::string& option) {
     used = 0;
   }
   if (t.empty() || used != t.size() || id <= 0)
-    throw UsageError(option + " expects a run id (a positive integer, see 'blocklab-cli runs list'), got '" +
+    throw UsageError(option +
+                     " expects a run id (a positive integer, see 'blocklab-cli runs list'), got '" +
                      text + "'");
   return int64_t(id);
 }

@@ -18,8 +18,8 @@ namespace bl::cli {
 std::set<std::string> run_value_options();
 
 struct RunSetup {
-  Preset preset;                 // model + train config after overrides
-  std::string preset_name;       // empty for --config
+  Preset preset;            // model + train config after overrides
+  std::string preset_name;  // empty for --config
   std::string data_path;
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<TextDataset> data;

@@ -4,9 +4,8 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "io/sha256.h"
@@ -25,18 +24,22 @@ namespace {
 class ProgressPrinter : public Callback {
  public:
   ProgressPrinter(int64_t max_steps, int64_t log_interval, bool quiet)
-      : max_steps_(max_steps), interval_(log_interval > 0 ? log_interval : 10), quiet_(quiet),
+      : max_steps_(max_steps),
+        interval_(log_interval > 0 ? log_interval : 10),
+        quiet_(quiet),
         tty_(isatty(fileno(stderr))) {}
 
   void on_step_end(Trainer& t, const StepMetrics& m) override {
     ema_tps_ = ema_tps_ == 0 ? m.tokens_per_sec : 0.9 * ema_tps_ + 0.1 * m.tokens_per_sec;
     if (quiet_) return;
     const int64_t done = m.step + 1;
-    const double eta = ema_tps_ > 0 ? double(max_steps_ - done) * double(t.tokens_per_step()) / ema_tps_ : 0;
+    const double eta =
+        ema_tps_ > 0 ? double(max_steps_ - done) * double(t.tokens_per_step()) / ema_tps_ : 0;
     char line[256];
-    std::snprintf(line, sizeof line, "step %lld/%lld | loss %.4f | lr %.2e | gnorm %.2f | %.0f tok/s | ETA %s",
-                  (long long)done, (long long)max_steps_, m.loss, m.learning_rate, m.grad_norm, ema_tps_,
-                  format_eta(eta).c_str());
+    std::snprintf(line, sizeof line,
+                  "step %lld/%lld | loss %.4f | lr %.2e | gnorm %.2f | %.0f tok/s | ETA %s",
+                  (long long)done, (long long)max_steps_, m.loss, m.learning_rate, m.grad_norm,
+                  ema_tps_, format_eta(eta).c_str());
     if (tty_) {
       std::fprintf(stderr, "\r\033[K%s", line);
       if (m.eval_loss) std::fprintf(stderr, "\r\033[K%s | eval_loss %.4f\n", line, *m.eval_loss);
@@ -76,9 +79,9 @@ void on_sigint(int) {
 }
 
 /// Options that would change what a resumed run computes.
-const char* const kFixedOnResume[] = {"preset", "config", "data",     "tokenizer", "seed", "lr",
-                                      "batch-size", "seq-len", "warmup", "optimizer", "schedule",
-                                      "set"};
+const char* const kFixedOnResume[] = {"preset", "config",    "data",       "tokenizer",
+                                      "seed",   "lr",        "batch-size", "seq-len",
+                                      "warmup", "optimizer", "schedule",   "set"};
 
 RunRecord get_run_or_throw(ExperimentStore& store, int64_t id) {
   auto run = store.get_run(id);
@@ -97,13 +100,14 @@ std::string read_run_dataset(const RunRecord& run, const std::string& path) {
 }
 
 /// Resume: config, tokenizer and weights from the run's newest checkpoint.
-std::string setup_resume(ExperimentStore& store, const RunRecord& run, const Args& args, RunSetup& s,
-                         bool quiet) {
+std::string setup_resume(ExperimentStore& store, const RunRecord& run, const Args& args,
+                         RunSetup& s, bool quiet) {
   for (const char* opt : kFixedOnResume)
     if (args.get(opt))
       throw UsageError("--" + std::string(opt) +
                        " cannot be used with --resume (a resumed run keeps its configuration); "
-                       "use --fork " + std::to_string(run.id) + " --set ... for a changed copy");
+                       "use --fork " +
+                       std::to_string(run.id) + " --set ... for a changed copy");
   if (args.flag("fresh")) throw UsageError("--fresh applies to --fork, not --resume");
   auto ck = latest_checkpoint(store, run.id);
   if (!ck) {
@@ -135,7 +139,8 @@ std::string setup_resume(ExperimentStore& store, const RunRecord& run, const Arg
   if (info.step >= s.preset.train.max_steps)
     throw UsageError("run " + std::to_string(run.id) + " already reached step " +
                      std::to_string(info.step) + " of " + std::to_string(s.preset.train.max_steps) +
-                     "; pass --steps N (N > " + std::to_string(info.step) + ") to train it further");
+                     "; pass --steps N (N > " + std::to_string(info.step) +
+                     ") to train it further");
   s.tokenizer = tokenizer_from_json(info.tokenizer);
   s.data_path = run.dataset_path;
   const std::string text = read_run_dataset(run, s.data_path);
@@ -167,8 +172,8 @@ std::string setup_fork(ExperimentStore& store, const RunRecord& run, const Args&
   validate(s.preset.train);
   s.preset_name = run.preset;
   s.data_path = args.get("data").value_or(run.dataset_path);
-  const std::string text = args.get("data") ? read_text_file(s.data_path)
-                                            : read_run_dataset(run, s.data_path);
+  const std::string text =
+      args.get("data") ? read_text_file(s.data_path) : read_run_dataset(run, s.data_path);
   if (auto tok = args.get("tokenizer")) {
     s.tokenizer = make_tokenizer(*tok, text);
   } else {
@@ -183,8 +188,9 @@ std::string setup_fork(ExperimentStore& store, const RunRecord& run, const Args&
     build_data_and_model(s, text, true);
   } catch (const std::invalid_argument& e) {
     if (dynamic_cast<const ConfigError*>(&e)) throw;
-    throw std::runtime_error(s.data_path + ": cannot be encoded with run " + std::to_string(run.id) +
-                             "'s tokenizer (" + e.what() + "); pass --tokenizer to build a new one");
+    throw std::runtime_error(s.data_path + ": cannot be encoded with run " +
+                             std::to_string(run.id) + "'s tokenizer (" + e.what() +
+                             "); pass --tokenizer to build a new one");
   }
   if (args.flag("fresh")) return "";
   auto ck = latest_checkpoint(store, run.id);
@@ -218,7 +224,8 @@ int train_command(const std::vector<std::string>& argv) {
                         "checkpoint-interval", "keep-checkpoints"})
     value_opts.insert(o);
   Args args(argv, value_opts, {"json", "quiet", "fresh"});
-  if (!args.positional().empty()) throw UsageError("unexpected argument '" + args.positional()[0] + "'");
+  if (!args.positional().empty())
+    throw UsageError("unexpected argument '" + args.positional()[0] + "'");
   const bool quiet = args.flag("quiet");
   const auto resume = args.get("resume"), fork = args.get("fork");
   if (resume && fork) throw UsageError("give --resume or --fork, not both");
@@ -286,7 +293,9 @@ int train_command(const std::vector<std::string>& argv) {
   trainer.add_callback(&progress);
   const int64_t run_id = logger.begin(trainer);
   if (!quiet) {
-    std::fprintf(stderr, "blocklab: %s | %lld params | %s tokenizer (vocab %lld) | data %s (%lld train / %lld val tokens) | %lld steps x %lld tokens\n",
+    std::fprintf(stderr,
+                 "blocklab: %s | %lld params | %s tokenizer (vocab %lld) | data %s (%lld train / "
+                 "%lld val tokens) | %lld steps x %lld tokens\n",
                  s.preset_name.empty() ? "config" : s.preset_name.c_str(),
                  (long long)s.model->num_parameters(), s.tokenizer->name().c_str(),
                  (long long)s.tokenizer->vocab_size(), s.data_path.c_str(),
@@ -331,28 +340,32 @@ int train_command(const std::vector<std::string>& argv) {
   std::printf("\n");
   if (auto out = args.get("out")) {
     save_checkpoint(*out, *s.model, tc, *s.tokenizer, &trainer);
-    std::printf("checkpoint saved to %s (sample with: blocklab-cli sample --run %s)\n", out->c_str(),
-                out->c_str());
+    std::printf("checkpoint saved to %s (sample with: blocklab-cli sample --run %s)\n",
+                out->c_str(), out->c_str());
   }
   if (args.flag("json")) {
-    nlohmann::json j = {{"status", to_string(sum.status)},
-                        {"steps", sum.steps},
-                        {"final_train_loss", sum.final_train_loss},
-                        {"val_loss", sum.val_loss ? nlohmann::json(*sum.val_loss) : nlohmann::json()},
-                        {"best_val_loss", sum.best_val_loss ? nlohmann::json(*sum.best_val_loss) : nlohmann::json()},
-                        {"tokens_per_sec", sum.tokens_per_sec},
-                        {"median_step_ms", sum.median_step_ms},
-                        {"elapsed_s", sum.elapsed_s},
-                        {"params", sum.params},
-                        {"flops_per_token", s.model->flops_per_token(tc.seq_len)},
-                        {"preset", s.preset_name},
-                        {"seed", tc.seed},
-                        {"threads", tc.threads},
-                        {"run_id", run_id},
-                        {"db", store.path()},
-                        {"parent_run_id", parent ? nlohmann::json(parent->id) : nlohmann::json()},
-                        {"checkpoint", saver.last_dir().empty() ? nlohmann::json() : nlohmann::json(saver.last_dir())},
-                        {"logging_overhead_pct", logger.step_time_ms() > 0 ? 100.0 * logger.overhead_ms() / logger.step_time_ms() : 0.0}};
+    nlohmann::json j = {
+        {"status", to_string(sum.status)},
+        {"steps", sum.steps},
+        {"final_train_loss", sum.final_train_loss},
+        {"val_loss", sum.val_loss ? nlohmann::json(*sum.val_loss) : nlohmann::json()},
+        {"best_val_loss",
+         sum.best_val_loss ? nlohmann::json(*sum.best_val_loss) : nlohmann::json()},
+        {"tokens_per_sec", sum.tokens_per_sec},
+        {"median_step_ms", sum.median_step_ms},
+        {"elapsed_s", sum.elapsed_s},
+        {"params", sum.params},
+        {"flops_per_token", s.model->flops_per_token(tc.seq_len)},
+        {"preset", s.preset_name},
+        {"seed", tc.seed},
+        {"threads", tc.threads},
+        {"run_id", run_id},
+        {"db", store.path()},
+        {"parent_run_id", parent ? nlohmann::json(parent->id) : nlohmann::json()},
+        {"checkpoint",
+         saver.last_dir().empty() ? nlohmann::json() : nlohmann::json(saver.last_dir())},
+        {"logging_overhead_pct",
+         logger.step_time_ms() > 0 ? 100.0 * logger.overhead_ms() / logger.step_time_ms() : 0.0}};
     std::printf("%s\n", j.dump().c_str());
   }
   std::fflush(stdout);

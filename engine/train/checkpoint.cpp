@@ -169,6 +169,27 @@ void as_checkpoint_error(const std::string& context, F&& f) {
   }
 }
 
+// Optimizer buffers are named "<param>.<slot>"; on disk the parameter part uses
+// the checkpoint naming too. Replaces the longest matching `from` prefix.
+std::string rename_state(const std::string& n,
+                         const std::vector<std::pair<std::string, std::string>>& from_to) {
+  const std::pair<std::string, std::string>* best = nullptr;
+  for (const auto& ft : from_to)
+    if (n.size() > ft.first.size() && n[ft.first.size()] == '.' && starts_with(n, ft.first) &&
+        (!best || ft.first.size() > best->first.size()))
+      best = &ft;
+  return best ? best->second + n.substr(best->first.size()) : n;
+}
+
+std::vector<std::pair<std::string, std::string>> state_names(const Optimizer& opt, bool to_file) {
+  std::vector<std::pair<std::string, std::string>> v;
+  for (const Parameter* p : opt.params()) {
+    const std::string file = checkpoint_tensor_name(p->name());
+    v.emplace_back(to_file ? p->name() : file, to_file ? file : p->name());
+  }
+  return v;
+}
+
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string out = "(";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
@@ -207,8 +228,10 @@ void save_checkpoint(const std::string& dir, LanguageModel& model, const TrainCo
                            {"step", step}};
     if (trainer) {
       NamedBuffers state = trainer->optimizer().state();
+      const auto names = state_names(trainer->optimizer(), true);
       std::vector<TensorView> views;
-      for (auto& [name, buf] : state) views.push_back({name, {int64_t(buf.size())}, buf.data()});
+      for (auto& [name, buf] : state)
+        views.push_back({rename_state(name, names), {int64_t(buf.size())}, buf.data()});
       as_checkpoint_error((tmp / "optimizer.safetensors").string(), [&] {
         write_safetensors((tmp / "optimizer.safetensors").string(), views,
                           {{"optimizer", trainer->optimizer().name()}});
@@ -233,7 +256,8 @@ void save_checkpoint(const std::string& dir, LanguageModel& model, const TrainCo
   if (fs::exists(final_dir)) {
     fs::rename(final_dir, old, ec);
     if (ec)
-      throw CheckpointError("cannot replace checkpoint " + final_dir.string() + ": " + ec.message());
+      throw CheckpointError("cannot replace checkpoint " + final_dir.string() + ": " +
+                            ec.message());
   }
   fs::rename(tmp, final_dir, ec);
   if (ec) {
@@ -261,13 +285,14 @@ CheckpointInfo read_checkpoint_info(const std::string& dir) {
   try {
     j = nlohmann::json::parse(f);
   } catch (const nlohmann::json::exception& e) {
-    throw CheckpointError(path.string() + ": corrupt checkpoint metadata (not valid JSON): " +
-                          e.what());
+    throw CheckpointError(path.string() +
+                          ": corrupt checkpoint metadata (not valid JSON): " + e.what());
   }
   CheckpointInfo c;
   as_checkpoint_error(path.string(), [&] {
     if (!j.is_object() || j.value("format", "") != "blocklab-checkpoint")
-      throw std::invalid_argument("not a Blocklab checkpoint (\"format\" is not \"blocklab-checkpoint\")");
+      throw std::invalid_argument(
+          "not a Blocklab checkpoint (\"format\" is not \"blocklab-checkpoint\")");
     c.version = j.value("version", 1);
     if (c.version > kCheckpointVersion)
       throw std::invalid_argument("checkpoint version " + std::to_string(c.version) +
@@ -345,7 +370,8 @@ void load_trainer_state(const std::string& dir, Trainer& trainer) {
   SafetensorsFile file;
   as_checkpoint_error(path, [&] { file = read_safetensors(path); });
   NamedBuffers state;
-  for (auto& [name, t] : file.tensors) state.emplace_back(name, t.data);
+  const auto names = state_names(trainer.optimizer(), false);
+  for (auto& [name, t] : file.tensors) state.emplace_back(rename_state(name, names), t.data);
   as_checkpoint_error(path, [&] { trainer.optimizer().load_state(state, optimizer_steps); });
   trainer.sampler().set_state(s);
   trainer.model().dropout_rng().set_state(dropout);

@@ -1,7 +1,7 @@
 // Checkpoints: a directory holding everything needed to sample from a model or
 // resume its training bit-for-bit (docs/checkpoint-format.md):
 //   model.safetensors      weights, Hugging Face Llama tensor names where one exists
-//   optimizer.safetensors  optimizer state buffers ("<param>.<slot>"), when saved
+//   optimizer.safetensors  optimizer state "<tensor name>.<slot>" (same names), when saved
 //   checkpoint.json        model + train config, tokenizer, step, RNG and data position
 // The directory is written under a temporary name and renamed into place, so a
 // crash never leaves a half-written checkpoint under the final name.

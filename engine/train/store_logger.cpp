@@ -19,7 +19,9 @@ double unix_now() {
 nlohmann::json opt_json(const std::optional<double>& v) {
   return v && std::isfinite(*v) ? nlohmann::json(*v) : nlohmann::json();
 }
-nlohmann::json num_json(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
+nlohmann::json num_json(double v) {
+  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json();
+}
 }  // namespace
 
 DatasetFingerprint fingerprint_dataset(const std::string& path) {
@@ -39,7 +41,8 @@ std::string run_files_dir(const std::string& db_path, int64_t run_id) {
 }
 
 std::string run_checkpoint_dir(const std::string& db_path, int64_t run_id, int64_t step) {
-  return (fs::path(run_files_dir(db_path, run_id)) / "checkpoints" / ("step-" + std::to_string(step)))
+  return (fs::path(run_files_dir(db_path, run_id)) / "checkpoints" /
+          ("step-" + std::to_string(step)))
       .string();
 }
 
@@ -123,7 +126,8 @@ void StoreLogger::on_train_end(Trainer&, const TrainSummary& s) {
 
 void StoreLogger::add_checkpoint(int64_t step, const std::string& dir) {
   const fs::path abs = fs::absolute(dir).lexically_normal();
-  store_.add_checkpoint(run_id_, step, abs.string(), sha256_file((abs / "model.safetensors").string()));
+  store_.add_checkpoint(run_id_, step, abs.string(),
+                        sha256_file((abs / "model.safetensors").string()));
 }
 
 void StoreLogger::fail(const std::string& message) {
