@@ -347,6 +347,23 @@ TEST_F(CliRuns, ResumeRejectsAModifiedOrMissingCheckpoint) {
   EXPECT_TRUE(contains(r.out, "no checkpoint to resume from")) << r.out;
 }
 
+TEST_F(CliRuns, ALiveRunIsNeitherResumedNorDeleted) {
+  {
+    ExperimentStore store(db_);
+    RunRecord r;
+    r.name = "live";
+    r.pid = getpid();  // this test process: alive, so the run stays `running`
+    store.create_run(r);
+  }
+  auto r = cli("train --resume 1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.out, "still running")) << r.out;
+  r = cli("runs delete 1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.out, "still running")) << r.out;
+  EXPECT_EQ(cli("runs delete 1 --force").exit_code, 0);
+}
+
 TEST_F(CliRuns, ForkWithOverrides) {
   train();
   auto r =

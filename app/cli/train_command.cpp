@@ -109,6 +109,11 @@ std::string setup_resume(ExperimentStore& store, const RunRecord& run, const Arg
                        "use --fork " +
                        std::to_string(run.id) + " --set ... for a changed copy");
   if (args.flag("fresh")) throw UsageError("--fresh applies to --fork, not --resume");
+  // Runs of dead processes were marked interrupted when the store was opened.
+  if (run.status == RunStatus::kRunning)
+    throw std::runtime_error("run " + std::to_string(run.id) + " is still running (pid " +
+                             std::to_string(run.pid) + " on " + run.host +
+                             "); stop it before resuming it");
   auto ck = latest_checkpoint(store, run.id);
   if (!ck) {
     const size_t n = store.checkpoints(run.id).size();
@@ -257,6 +262,8 @@ int train_command(const std::vector<std::string>& argv) {
     s = make_run_setup(args);
     rec.name = default_run_name(args, s);
   }
+  // Recorded in the run's config (and inherited by a resume); does not change the computation.
+  if (ckpt_interval) s.preset.train.checkpoint_interval = *ckpt_interval;
   const TrainConfig& tc = s.preset.train;
   if (auto n = args.get("name")) rec.name = *n;
   for (const std::string& t : args.all("tag")) rec.tags.push_back(t);
@@ -280,7 +287,7 @@ int train_command(const std::vector<std::string>& argv) {
         {"checkpoint", fork_dir.empty() ? nlohmann::json() : nlohmann::json(fork_dir)},
         {"set", args.all("set")}};
   CheckpointPolicy policy;
-  policy.interval = ckpt_interval.value_or(tc.checkpoint_interval);
+  policy.interval = tc.checkpoint_interval;
   policy.keep_last = int(keep.value_or(2));
   CheckpointSaver saver(
       *s.tokenizer, policy,

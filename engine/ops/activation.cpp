@@ -20,11 +20,7 @@ constexpr int64_t kChunk = 1 << 13;
 
 template <class F>
 void parallel_range(int64_t n, F&& f) {
-  const int64_t nc = (n + kChunk - 1) / kChunk;
-  parallel_for(nc, [&](int64_t c) {
-    const int64_t b = c * kChunk;
-    f(b, std::min(n, b + kChunk));
-  });
+  parallel_chunks(n, kChunk, f);
 }
 
 // exp(hi + lo) as plain float arithmetic, so loops over it vectorise (the libm

@@ -18,14 +18,9 @@ namespace {
 // for a memory-bound pointwise loop.
 constexpr int64_t kChunk = 1 << 14;
 
-// Runs f(begin, end) over [0, n) in kChunk pieces, in parallel when n is big.
 template <class F>
 void parallel_range(int64_t n, F&& f) {
-  const int64_t nc = (n + kChunk - 1) / kChunk;
-  parallel_for(nc, [&](int64_t c) {
-    const int64_t b = c * kChunk;
-    f(b, std::min(n, b + kChunk));
-  });
+  parallel_chunks(n, kChunk, f);
 }
 
 // The four binary ops: value and the partial derivatives times dy.

@@ -18,4 +18,22 @@ double global_grad_norm(const std::vector<Parameter*>& params);
 /// untouched (the caller decides to stop). max_norm <= 0 disables clipping.
 double clip_grad_norm(const std::vector<Parameter*>& params, double max_norm);
 
+/// The same two operations with the chunking of the gradients computed once,
+/// so the per-step calls allocate nothing (the trainer keeps one).
+class GradClipper {
+ public:
+  explicit GradClipper(const std::vector<Parameter*>& params);
+  double norm();
+  /// Norm before clipping; scales gradients when it exceeds max_norm (> 0).
+  double clip(double max_norm);
+
+ private:
+  struct Span {
+    float* g;
+    int64_t n;
+  };
+  std::vector<Span> chunks_;
+  std::vector<double> partial_;
+};
+
 }  // namespace bl

@@ -33,8 +33,8 @@ struct TrainConfig {
   int64_t seq_len = 256;  // tokens per training window
   /// cosine/linear decay floor as a fraction of the peak lr (reached at the last step).
   double min_lr_ratio = 0.1;
-  double beta1 = 0.9;         // AdamW/Lion beta1 (first-moment decay)
-  double beta2 = 0.95;        // AdamW/Lion beta2 (second-moment decay)
+  double beta1 = 0.9;         // AdamW beta1 (Lion uses 0.9/0.99, Adafactor no momentum)
+  double beta2 = 0.95;        // AdamW beta2 (second-moment decay)
   double eps = 1e-8;          // AdamW denominator epsilon
   double momentum = 0.9;      // SGD momentum (0 = plain SGD)
   int64_t eval_batches = 20;  // batches per evaluation, drawn with a fixed generator

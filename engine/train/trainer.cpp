@@ -44,8 +44,12 @@ const TrainConfig& checked(const LanguageModel& model, const TrainConfig& cfg) {
 OptimizerOptions optimizer_options(const TrainConfig& cfg) {
   OptimizerOptions o;
   o.weight_decay = float(cfg.weight_decay);
-  o.beta1 = float(cfg.beta1);
-  o.beta2 = float(cfg.beta2);
+  // TrainConfig's betas (0.9/0.95) are AdamW's recipe; Lion keeps its own
+  // defaults (0.9/0.99) and Adafactor runs without a first moment.
+  if (cfg.optimizer == "adamw") {
+    o.beta1 = float(cfg.beta1);
+    o.beta2 = float(cfg.beta2);
+  }
   o.eps = float(cfg.eps);
   o.momentum = float(cfg.momentum);
   return o;
@@ -56,6 +60,7 @@ Trainer::Trainer(LanguageModel& model, const TrainConfig& cfg, const TextDataset
       cfg_(checked(model, cfg)),
       params_(trainable(model)),
       optimizer_(make_optimizer(cfg_.optimizer, params_, optimizer_options(cfg_))),
+      clipper_(params_),
       schedule_(make_schedule(cfg_.lr_schedule, schedule_options(cfg_))),
       sampler_(data.train(), cfg_.batch_size, cfg_.seq_len, uint64_t(cfg_.seed), "train"),
       eval_(make_eval_batches(data.val(), cfg_.batch_size, cfg_.seq_len, cfg_.eval_batches)),
@@ -125,8 +130,7 @@ StepMetrics Trainer::train_step() {
   m.step = step_;
   m.loss = loss_sum / double(accum);
   m.learning_rate = schedule_.lr_at(step_);
-  m.grad_norm = cfg_.max_grad_norm > 0 ? clip_grad_norm(params_, cfg_.max_grad_norm)
-                                       : global_grad_norm(params_);
+  m.grad_norm = clipper_.clip(cfg_.max_grad_norm);  // max_grad_norm 0: norm only
   if (std::isfinite(m.loss) && std::isfinite(m.grad_norm)) optimizer_->step(float(m.learning_rate));
   m.step_time_ms = seconds_since(t0) * 1000.0;
   tokens_seen_ += tokens_per_step();
@@ -143,7 +147,9 @@ TrainSummary Trainer::train() {
   tokens_seen_ = step_ * tokens_per_step();
   const auto start = Clock::now();
   for (Callback* cb : callbacks_) cb->on_train_begin(*this);
-  std::vector<double> losses, times;
+  std::vector<double> losses, times;  // reserved: the loop itself never allocates
+  losses.reserve(size_t(std::max<int64_t>(0, cfg_.max_steps - step_)));
+  times.reserve(losses.capacity());
   bool evaluated_last = false;
   while (step_ < cfg_.max_steps) {
     if (!wait_turn()) break;

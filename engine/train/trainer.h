@@ -14,6 +14,7 @@
 #include "core/model.h"
 #include "data/text_dataset.h"
 #include "train/callbacks.h"
+#include "train/grad_clip.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
@@ -61,6 +62,7 @@ class Trainer {
   TrainConfig cfg_;
   std::vector<Parameter*> params_;  // trainable
   std::unique_ptr<Optimizer> optimizer_;
+  GradClipper clipper_;
   LrSchedule schedule_;
   BatchSampler sampler_;
   FixedBatches eval_;

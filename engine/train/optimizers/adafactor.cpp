@@ -56,8 +56,12 @@ Adafactor::Adafactor(std::vector<Parameter*> params, const OptimizerOptions& opt
 
 void Adafactor::update(float lr, const std::vector<size_t>& active) {
   order_.assign(active.begin(), active.end());
-  std::stable_sort(order_.begin(), order_.end(),
-                   [&](size_t a, size_t b) { return params_[a]->numel() > params_[b]->numel(); });
+  // Largest first for dynamic scheduling; ties by index keep the order
+  // deterministic (std::sort, unlike stable_sort, needs no temporary buffer).
+  std::sort(order_.begin(), order_.end(), [&](size_t a, size_t b) {
+    const int64_t na = params_[a]->numel(), nb = params_[b]->numel();
+    return na != nb ? na > nb : a < b;
+  });
   int64_t total = 0;
   for (size_t i : order_) total += params_[i]->numel();
   const int64_t n = int64_t(order_.size());
