@@ -639,6 +639,38 @@ TEST(Store, UnusableLocationsGiveClearErrors) {
   }
 }
 
+TEST(Store, FullDiskIsAClearErrorAndLosesNothingCommitted) {
+  TempDir dir;
+  const std::string path = dir / "full.db";
+  int64_t run = 0;
+  size_t committed = 0;
+  std::string msg;
+  {
+    StoreOptions opt;
+    opt.max_size_bytes = 256 * 1024;  // behaves like a disk with 256 KiB free
+    opt.flush_rows = 64;
+    ExperimentStore s(path, opt);
+    run = s.create_run(RunRecord{});
+    msg = error_of([&] {
+      for (int64_t step = 0; step < 1'000'000; ++step) {
+        s.log_metric(run, step, 0.0, "loss", double(step));
+        if (s.pending_rows() == 0) committed = size_t(step + 1);
+      }
+    });
+    EXPECT_HAS(msg, path);
+    EXPECT_HAS(msg, "full");
+    EXPECT_GT(committed, 1000u);
+    // The failed batch stays buffered (rolled back, not dropped), and every
+    // later write says the same.
+    EXPECT_GT(s.pending_rows(), 0u);
+    EXPECT_HAS(error_of([&] { s.flush(); }), "full");
+  }
+  // Reopened without the cap: intact, and every row committed before is there.
+  ExperimentStore s(path);
+  EXPECT_EQ(RawDb(path).text("PRAGMA integrity_check"), "ok");
+  EXPECT_GE(s.metrics(run, "loss").size(), committed);
+}
+
 TEST(Store, DefaultPath) {
   auto save = [](const char* n) -> std::optional<std::string> {
     const char* v = std::getenv(n);

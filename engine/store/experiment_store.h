@@ -119,6 +119,10 @@ struct StoreOptions {
   size_t flush_rows = 256;          // commit buffered metrics after this many rows
   double flush_interval_s = 1.0;    // ... or when the oldest flush is this old (checked on log)
   bool recover_interrupted = true;  // mark runs of dead processes `interrupted` on open
+  /// Caps the database file (0: no cap). Writes beyond it fail exactly as on a
+  /// full disk (SQLITE_FULL, transaction rolled back), which is how that path
+  /// is tested; also usable to bound a store's size.
+  int64_t max_size_bytes = 0;
 };
 
 class ExperimentStore {
