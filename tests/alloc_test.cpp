@@ -16,7 +16,7 @@
 namespace {
 std::atomic<int64_t> g_news{0};
 std::atomic<bool> g_trap{false};  // debugging aid: abort on the first counted allocation
-}
+}  // namespace
 
 void* operator new(size_t n) {
   ++g_news;
@@ -30,10 +30,18 @@ void* operator new[](size_t n) {
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, size_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, size_t) noexcept {
+  std::free(p);
+}
 
 namespace bl {
 namespace {
@@ -48,10 +56,12 @@ class AllocCounter : public Callback {
   }
 };
 
-void expect_no_allocations(const std::string& attention, const std::string& ffn, const std::string& norm,
-                           const std::string& position, const std::string& optimizer) {
+void expect_no_allocations(const std::string& attention, const std::string& ffn,
+                           const std::string& norm, const std::string& position,
+                           const std::string& optimizer) {
   std::string text;
-  for (int i = 0; i < 200; ++i) text += "all the world's a stage, and all the men and women merely players. ";
+  for (int i = 0; i < 200; ++i)
+    text += "all the world's a stage, and all the men and women merely players. ";
   auto tok = make_tokenizer("char", text);
   TextDataset data(text, *tok, 0.1);
   ModelConfig m;

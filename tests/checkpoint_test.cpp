@@ -14,36 +14,16 @@
 #include "data/text_dataset.h"
 #include "io/safetensors.h"
 #include "io/sha256.h"
+#include "temp_files.h"
 #include "train/trainer.h"
 
 namespace bl {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "bl_ckpt_XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& f) const { return (fs::path(path_) / f).string(); }
-
- private:
-  std::string path_;
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
-}
+using test::read_bytes;
+using test::TempDir;
+using test::write_bytes;
 
 // Expects f() to throw CheckpointError whose message contains every needle.
 template <class F>

@@ -18,38 +18,18 @@
 
 #include "cli_support.h"
 #include "store/experiment_store.h"
+#include "temp_files.h"
 #include "train/store_logger.h"
 
 namespace bl {
 namespace {
 
 namespace fs = std::filesystem;
+using test::read_bytes;
 using test::run_cli;
+using test::TempDir;
+using test::write_bytes;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "bl_cli_runs_XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& f) const { return (fs::path(path_) / f).string(); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
-}
 std::vector<std::string> split_csv(const std::string& line) {
   std::vector<std::string> cells;
   for (size_t b = 0;;) {

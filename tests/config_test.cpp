@@ -8,9 +8,15 @@
 #include <fstream>
 
 #include "core/presets.h"
+#include "expect_error.h"
 
 namespace bl {
 namespace {
+
+template <class F>
+std::string error_of(F&& f) {
+  return test::error_of<ConfigError>(std::forward<F>(f));
+}
 
 using nlohmann::json;
 using ::testing::HasSubstr;
@@ -23,18 +29,6 @@ std::string errors_of(const ModelConfig& m) {
   std::string s;
   for (auto& e : validation_errors(m)) s += e + "\n";
   return s;
-}
-
-// The message of the ConfigError thrown by f ("" and a test failure if none).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a ConfigError";
-  return "";
 }
 
 // A valid small config used as the base of the rule tests.

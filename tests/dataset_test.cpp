@@ -9,28 +9,18 @@
 
 #include "data/text_dataset.h"
 #include "data/tokenizer.h"
+#include "expect_error.h"
 
 namespace bl {
 namespace {
+
+using test::contains;
+using test::error_of;
 
 namespace fs = std::filesystem;
 
 const std::string kShakespeare =
     std::string(BLOCKLAB_SOURCE_DIR) + "/resources/data/tinyshakespeare.txt";
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-
-bool contains(const std::string& s, const std::string& sub) {
-  return s.find(sub) != std::string::npos;
-}
 
 // tokens[i] = i, so a window's start can be read off its first element.
 std::vector<int32_t> iota_tokens(int n) {

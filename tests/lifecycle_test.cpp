@@ -14,6 +14,7 @@
 #include "data/tokenizer.h"
 #include "io/sha256.h"
 #include "store/experiment_store.h"
+#include "temp_files.h"
 #include "train/checkpoint.h"
 #include "train/store_logger.h"
 #include "train/trainer.h"
@@ -22,22 +23,7 @@ namespace bl {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "bl_lifecycle_XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& f) const { return (fs::path(path_) / f).string(); }
-
- private:
-  std::string path_;
-};
+using test::TempDir;
 
 const std::string& corpus_path() {
   static const std::string p =

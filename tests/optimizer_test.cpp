@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "expect_error.h"
 #include "tensor/gemm.h"
 #include "tensor/parameter.h"
 #include "tensor/rng.h"
@@ -23,21 +24,10 @@
 namespace bl {
 namespace {
 
+using test::contains;
+using test::error_of;
+
 using Vec = std::vector<double>;
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-
-bool contains(const std::string& s, const std::string& sub) {
-  return s.find(sub) != std::string::npos;
-}
 
 // A parameter plus its double-precision reference copy and reference state.
 struct Case {

@@ -16,37 +16,15 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "temp_files.h"
+
 namespace bl {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "bl_safetensors_XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& f) const { return (fs::path(path_) / f).string(); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(bytes.data(), bytes.size());
-}
+using test::read_bytes;
+using test::TempDir;
+using test::write_bytes;
 
 // A file from a raw header string and data section (no padding).
 std::string make_file(const std::string& header, const std::string& data) {

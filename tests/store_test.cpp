@@ -15,41 +15,24 @@
 #include <random>
 #include <thread>
 
+#include "expect_error.h"
 #include "store/experiment_store.h"
 #include "store/schema.h"
+#include "temp_files.h"
 
 namespace bl {
 namespace {
 
+template <class F>
+std::string error_of(F&& f) {
+  return test::error_of<StoreError>(std::forward<F>(f));
+}
+
 namespace fs = std::filesystem;
+using test::read_bytes;
+using test::TempDir;
+using test::write_bytes;
 using Clock = std::chrono::steady_clock;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "bl_store_XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& f) const { return (fs::path(path_) / f).string(); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(bytes.data(), bytes.size());
-}
 
 // A raw sqlite3 connection for checks behind the store's back.
 class RawDb {
@@ -83,16 +66,6 @@ class RawDb {
  private:
   sqlite3* db_ = nullptr;
 };
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const StoreError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 #define EXPECT_HAS(haystack, needle) \
   EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << (haystack)

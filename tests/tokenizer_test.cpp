@@ -7,9 +7,13 @@
 
 #include "data/text_dataset.h"
 #include "data/utf8.h"
+#include "expect_error.h"
 
 namespace bl {
 namespace {
+
+using test::contains;
+using test::error_of;
 
 const std::string kShakespeare =
     std::string(BLOCKLAB_SOURCE_DIR) + "/resources/data/tinyshakespeare.txt";
@@ -17,20 +21,6 @@ const std::string kShakespeare =
 // Python: ''.join(sorted(set(open('tinyshakespeare.txt').read())))
 const std::string kShakespeareVocab =
     "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-
-bool contains(const std::string& s, const std::string& sub) {
-  return s.find(sub) != std::string::npos;
-}
 
 TEST(CharTokenizer, TinyShakespeareMatchesTorchRef) {
   const std::string text = read_text_file(kShakespeare);

@@ -7,8 +7,15 @@
 #include <fstream>
 #include <functional>
 
+#include "expect_error.h"
+
 namespace bl {
 namespace {
+
+template <class F>
+std::string error_of(F&& f) {
+  return test::error_of<ConfigError>(std::forward<F>(f));
+}
 
 using nlohmann::json;
 using ::testing::HasSubstr;
@@ -19,17 +26,6 @@ std::string errors_of(const TrainConfig& t) {
   std::string s;
   for (auto& e : validation_errors(t)) s += e + "\n";
   return s;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a ConfigError";
-  return "";
 }
 
 fs::path temp_file(const std::string& name) {

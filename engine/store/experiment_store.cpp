@@ -465,8 +465,8 @@ std::unique_ptr<detail::StoreImpl> open_store(const std::string& path, bool read
     Query ps(*im, "PRAGMA page_size");
     const int64_t page = ps.step() ? ps.i64(0) : 4096;
     // Not exec(): its statement cache is keyed by the SQL literal's address.
-    const std::string sql =
-        "PRAGMA max_page_count = " + std::to_string(std::max<int64_t>(1, opt.max_size_bytes / page));
+    const std::string sql = "PRAGMA max_page_count = " +
+                            std::to_string(std::max<int64_t>(1, opt.max_size_bytes / page));
     if (sqlite3_exec(im->db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) im->fail(sql);
   }
   store::migrate(im->db, path, store::migrations());
