@@ -1,0 +1,629 @@
+#include "browser/run_browser.h"
+
+#include <QComboBox>
+#include <QDateTime>
+#include <QFileDialog>
+#include <QFormLayout>
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QItemSelectionModel>
+#include <QLabel>
+#include <QLineEdit>
+#include <QMessageBox>
+#include <QPlainTextEdit>
+#include <QPushButton>
+#include <QSortFilterProxyModel>
+#include <QSplitter>
+#include <QStandardItemModel>
+#include <QTabWidget>
+#include <QTableView>
+#include <QTableWidget>
+#include <QTimer>
+#include <QVBoxLayout>
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "browser/config_diff.h"
+#include "browser/run_loader.h"
+#include "plot/charts_panel.h"
+
+namespace bl {
+
+namespace {
+
+constexpr int kSortRole = Qt::UserRole + 1;
+constexpr int kIdRole = Qt::UserRole + 2;
+constexpr int kSearchRole = Qt::UserRole + 3;
+constexpr int kStatusRole = Qt::UserRole + 4;
+constexpr size_t kMaxCompared = 10;
+
+/// Status + free-text filter over the source model's column 0 roles.
+class RunTableFilter : public QSortFilterProxyModel {
+ public:
+  using QSortFilterProxyModel::QSortFilterProxyModel;
+  void set(const QString& status, const QString& text) {
+    status_ = status;
+    text_ = text.trimmed();
+    invalidateFilter();
+  }
+
+ protected:
+  bool filterAcceptsRow(int row, const QModelIndex& parent) const override {
+    const QModelIndex i = sourceModel()->index(row, 0, parent);
+    if (!status_.isEmpty() && i.data(kStatusRole).toString() != status_) return false;
+    return text_.isEmpty() || i.data(kSearchRole).toString().contains(text_, Qt::CaseInsensitive);
+  }
+
+ private:
+  QString status_, text_;
+};
+
+std::optional<double> summary_number(const RunRecord& r, const char* key) {
+  if (r.summary.is_object() && r.summary.contains(key) && r.summary[key].is_number())
+    return r.summary[key].get<double>();
+  return std::nullopt;
+}
+
+QColor status_color(RunStatus s) {
+  switch (s) {
+    case RunStatus::kRunning:
+      return QColor(25, 103, 210);
+    case RunStatus::kCompleted:
+      return QColor(30, 130, 50);
+    case RunStatus::kStopped:
+      return QColor(170, 110, 0);
+    case RunStatus::kDiverged:
+    case RunStatus::kFailed:
+      return QColor(190, 30, 30);
+    case RunStatus::kInterrupted:
+      return QColor(110, 110, 110);
+  }
+  return QColor(0, 0, 0);
+}
+
+QString params_text(std::optional<int64_t> n) {
+  if (!n) return "—";
+  if (*n >= 1'000'000) return QString::number(double(*n) / 1e6, 'f', 2) + " M";
+  if (*n >= 1'000) return QString::number(double(*n) / 1e3, 'f', 1) + " k";
+  return QString::number(*n);
+}
+
+QString tags_text(const std::vector<std::string>& tags) {
+  QStringList l;
+  for (const std::string& t : tags) l << QString::fromStdString(t);
+  return l.join(", ");
+}
+
+/// The run's configuration as compared in the diff table.
+nlohmann::json comparable_config(const RunRecord& r) {
+  return {{"preset", r.preset},
+          {"dataset", r.dataset_path},
+          {"model", r.model_config},
+          {"train", r.train_config}};
+}
+
+}  // namespace
+
+RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
+    : QWidget(parent), db_path_(db_path) {
+  model_ = new QStandardItemModel(0, kColumns, this);
+  model_->setHorizontalHeaderLabels(
+      {"ID", "Name", "Status", "Preset", "Params", "Best eval", "Tokens/s", "Date", "Tags"});
+  proxy_ = new RunTableFilter(this);
+  proxy_->setSourceModel(model_);
+  proxy_->setSortRole(kSortRole);
+  proxy_->setDynamicSortFilter(true);
+
+  table_ = new QTableView;
+  table_->setObjectName("runs_table");
+  table_->setModel(proxy_);
+  table_->setSortingEnabled(true);
+  table_->sortByColumn(kId, Qt::DescendingOrder);
+  table_->setSelectionBehavior(QAbstractItemView::SelectRows);
+  table_->setSelectionMode(QAbstractItemView::ExtendedSelection);
+  table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  table_->verticalHeader()->hide();
+  table_->verticalHeader()->setDefaultSectionSize(22);
+  table_->horizontalHeader()->setStretchLastSection(true);
+  table_->setAlternatingRowColors(true);
+  table_->setColumnWidth(kId, 44);
+  table_->setColumnWidth(kName, 170);
+  table_->setColumnWidth(kStatus, 86);
+  table_->setColumnWidth(kPreset, 90);
+  table_->setColumnWidth(kParams, 70);
+  table_->setColumnWidth(kBestEval, 76);
+  table_->setColumnWidth(kTokensPerSec, 76);
+  table_->setColumnWidth(kDate, 124);
+
+  search_ = new QLineEdit;
+  search_->setObjectName("search");
+  search_->setPlaceholderText("Search name, preset, tags, notes…");
+  search_->setClearButtonEnabled(true);
+  status_ = new QComboBox;
+  status_->setObjectName("status_filter");
+  status_->addItem("all statuses", "");
+  for (RunStatus s : {RunStatus::kRunning, RunStatus::kCompleted, RunStatus::kStopped,
+                      RunStatus::kDiverged, RunStatus::kFailed, RunStatus::kInterrupted})
+    status_->addItem(QString::fromLatin1(run_status_name(s)),
+                     QString::fromLatin1(run_status_name(s)));
+  count_ = new QLabel;
+  auto* filter_row = new QHBoxLayout;
+  filter_row->addWidget(search_, 1);
+  filter_row->addWidget(status_);
+  filter_row->addWidget(count_);
+
+  // Details of the current run.
+  details_title_ = new QLabel("Select a run");
+  details_title_->setWordWrap(true);
+  name_edit_ = new QLineEdit;
+  name_edit_->setObjectName("run_name_edit");
+  tags_edit_ = new QLineEdit;
+  tags_edit_->setObjectName("tags_edit");
+  tags_edit_->setPlaceholderText("comma,separated");
+  notes_edit_ = new QPlainTextEdit;
+  notes_edit_->setObjectName("notes_edit");
+  notes_edit_->setPlaceholderText("Notes");
+  save_ = new QPushButton("Save");
+  save_->setObjectName("save_details");
+  delete_ = new QPushButton("Delete…");
+  delete_->setObjectName("delete_runs");
+  open_ = new QPushButton("Open in composer");
+  open_->setObjectName("open_in_composer");
+  open_->setToolTip("Load this run's model and training configuration into the forms to fork it");
+  png_ = new QPushButton("Export chart PNG…");
+  png_->setObjectName("export_png");
+  csv_ = new QPushButton("Export metrics CSV…");
+  csv_->setObjectName("export_csv");
+  message_ = new QLabel;
+  message_->setObjectName("browser_message");
+  message_->setWordWrap(true);
+
+  auto* details = new QWidget;
+  auto* dl = new QVBoxLayout(details);
+  dl->setContentsMargins(4, 4, 4, 4);
+  dl->addWidget(details_title_);
+  auto* form = new QFormLayout;
+  form->addRow("Name", name_edit_);
+  form->addRow("Tags", tags_edit_);
+  dl->addLayout(form);
+  dl->addWidget(notes_edit_, 1);
+  auto* b1 = new QHBoxLayout;
+  b1->addWidget(save_);
+  b1->addWidget(delete_);
+  dl->addLayout(b1);
+  dl->addWidget(open_);
+  auto* b2 = new QHBoxLayout;
+  b2->addWidget(png_);
+  b2->addWidget(csv_);
+  dl->addLayout(b2);
+  dl->addWidget(message_);
+  details->setMinimumWidth(250);
+  details->setMaximumWidth(340);
+
+  charts_ = new ChartsPanel;
+  charts_->setObjectName("compare_charts");
+  diff_ = new QTableWidget;
+  diff_->setObjectName("config_diff");
+  diff_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  diff_->verticalHeader()->hide();
+  diff_->horizontalHeader()->setStretchLastSection(true);
+  tabs_ = new QTabWidget;
+  tabs_->addTab(charts_, "Curves");
+  tabs_->addTab(diff_, "Config diff");
+
+  auto* top = new QWidget;
+  auto* tl = new QVBoxLayout(top);
+  tl->setContentsMargins(0, 0, 0, 0);
+  tl->addLayout(filter_row);
+  tl->addWidget(table_, 1);
+  auto* bottom = new QSplitter(Qt::Horizontal);
+  bottom->addWidget(details);
+  bottom->addWidget(tabs_);
+  bottom->setStretchFactor(1, 1);
+  auto* split = new QSplitter(Qt::Vertical);
+  split->addWidget(top);
+  split->addWidget(bottom);
+  split->setStretchFactor(0, 2);
+  split->setStretchFactor(1, 3);
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(4, 4, 4, 4);
+  layout->addWidget(split);
+
+  auto refilter = [this] {
+    static_cast<RunTableFilter*>(proxy_)->set(status_->currentData().toString(), search_->text());
+    count_->setText(QString("%1 of %2 runs").arg(proxy_->rowCount()).arg(model_->rowCount()));
+  };
+  connect(search_, &QLineEdit::textChanged, this, refilter);
+  connect(status_, &QComboBox::currentIndexChanged, this, refilter);
+  connect(table_->selectionModel(), &QItemSelectionModel::selectionChanged, this,
+          &RunBrowser::selection_changed);
+  connect(table_->selectionModel(), &QItemSelectionModel::currentRowChanged, this,
+          &RunBrowser::update_details);
+  connect(save_, &QPushButton::clicked, this, [this] {
+    const int64_t id = current_id();
+    if (!id) return;
+    QStringList tags;
+    for (const QString& t : tags_edit_->text().split(',', Qt::SkipEmptyParts))
+      if (!t.trimmed().isEmpty()) tags << t.trimmed();
+    if (rename(id, name_edit_->text().trimmed()) && set_tags(id, tags) &&
+        set_notes(id, notes_edit_->toPlainText()))
+      set_message(QString("Saved run #%1.").arg(id), false);
+  });
+  connect(delete_, &QPushButton::clicked, this, [this] {
+    const std::vector<int64_t> ids = selected_ids();
+    if (ids.empty()) return;
+    const auto answer = QMessageBox::question(
+        this, "Delete runs",
+        QString("Delete %1 run(s) and all their metrics, samples and checkpoint records?")
+            .arg(ids.size()));
+    if (answer == QMessageBox::Yes) delete_runs(ids);
+  });
+  connect(open_, &QPushButton::clicked, this, [this] {
+    if (auto r = run(current_id())) emit open_in_composer(*r);
+  });
+  connect(png_, &QPushButton::clicked, this, [this] {
+    const QString f = QFileDialog::getSaveFileName(this, "Export chart", "runs.png", "PNG (*.png)");
+    if (!f.isEmpty()) export_png(f);
+  });
+  connect(csv_, &QPushButton::clicked, this, [this] {
+    const QString f =
+        QFileDialog::getSaveFileName(this, "Export metrics", "metrics.csv", "CSV (*.csv)");
+    if (!f.isEmpty()) export_csv(f);
+  });
+
+  poll_ = new QTimer(this);
+  poll_->setInterval(1000);
+  connect(poll_, &QTimer::timeout, this, &RunBrowser::refresh);
+  poll_->start();
+  refresh();
+  update_details();
+}
+
+RunBrowser::~RunBrowser() = default;
+
+bool RunBrowser::open_reader() {
+  if (reader_) return true;
+  try {
+    reader_ = std::make_unique<ExperimentStore>(ExperimentStore::open_readonly(db_path_));
+    return true;
+  } catch (const std::exception& e) {
+    count_->setText("no runs yet");
+    count_->setToolTip(QString::fromStdString(e.what()));
+    return false;
+  }
+}
+
+void RunBrowser::refresh() {
+  if (!open_reader()) return;
+  std::vector<RunRecord> list;
+  try {
+    list = reader_->list_runs();
+  } catch (const std::exception& e) {
+    set_message(QString("Cannot read %1: %2")
+                    .arg(QString::fromStdString(db_path_), QString::fromStdString(e.what())),
+                true);
+    reader_.reset();  // reopen on the next poll
+    return;
+  }
+  std::set<int64_t> present;
+  for (const RunRecord& r : list) {
+    present.insert(r.id);
+    update_row(r);
+  }
+  // Runs deleted elsewhere.
+  for (int row = model_->rowCount() - 1; row >= 0; --row) {
+    const int64_t id = model_->item(row, 0)->data(kIdRole).toLongLong();
+    if (!present.count(id)) {
+      model_->removeRow(row);
+      runs_.erase(id);
+    }
+  }
+  count_->setText(QString("%1 of %2 runs").arg(proxy_->rowCount()).arg(model_->rowCount()));
+  poll_curves();
+}
+
+void RunBrowser::update_row(const RunRecord& r) {
+  auto old = runs_.find(r.id);
+  const bool changed = old == runs_.end() || old->second.status != r.status ||
+                       old->second.name != r.name || old->second.tags != r.tags ||
+                       old->second.notes != r.notes || old->second.summary != r.summary;
+  runs_[r.id] = r;
+  if (!changed) return;
+  int row = -1;
+  for (int i = 0; i < model_->rowCount(); ++i)
+    if (model_->item(i, 0)->data(kIdRole).toLongLong() == r.id) {
+      row = i;
+      break;
+    }
+  if (row < 0) {
+    QList<QStandardItem*> items;
+    for (int c = 0; c < kColumns; ++c) items << new QStandardItem;
+    model_->appendRow(items);
+    row = model_->rowCount() - 1;
+  }
+  auto set = [&](Column c, const QString& text, const QVariant& sort) {
+    QStandardItem* it = model_->item(row, c);
+    it->setText(text);
+    it->setData(sort, kSortRole);
+  };
+  const QString status = QString::fromLatin1(run_status_name(r.status));
+  const auto best = summary_number(r, "best_val_loss");
+  const auto tps = summary_number(r, "tokens_per_sec");
+  const QString tags = tags_text(r.tags);
+  set(kId, QString::number(r.id), qlonglong(r.id));
+  set(kName, QString::fromStdString(r.name), QString::fromStdString(r.name).toLower());
+  set(kStatus, status, status);
+  set(kPreset, QString::fromStdString(r.preset), QString::fromStdString(r.preset));
+  set(kParams, params_text(r.param_count), qlonglong(r.param_count.value_or(-1)));
+  set(kBestEval, best ? QString::number(*best, 'f', 4) : "—", best.value_or(1e300));
+  set(kTokensPerSec, tps ? QString::number(*tps, 'f', 0) : "—", tps.value_or(-1));
+  set(kDate, QDateTime::fromSecsSinceEpoch(qint64(r.created_at)).toString("yyyy-MM-dd hh:mm"),
+      r.created_at);
+  set(kTags, tags, tags);
+  model_->item(row, kStatus)->setForeground(status_color(r.status));
+  model_->item(row, kName)->setForeground(run_color(r.id).darker(120));
+  model_->item(row, kStatus)->setToolTip(QString::fromStdString(r.status_message));
+  QStandardItem* key = model_->item(row, 0);
+  key->setData(qlonglong(r.id), kIdRole);
+  key->setData(status, kStatusRole);
+  key->setData(QString("#%1 %2 %3 %4 %5")
+                   .arg(r.id)
+                   .arg(QString::fromStdString(r.name), QString::fromStdString(r.preset), tags,
+                        QString::fromStdString(r.notes)),
+               kSearchRole);
+  if (current_id() == r.id) update_details();
+}
+
+int RunBrowser::visible_rows() const {
+  return proxy_->rowCount();
+}
+
+std::vector<int64_t> RunBrowser::visible_ids() const {
+  std::vector<int64_t> out;
+  for (int i = 0; i < proxy_->rowCount(); ++i)
+    out.push_back(proxy_->index(i, 0).data(kIdRole).toLongLong());
+  return out;
+}
+
+std::vector<int64_t> RunBrowser::selected_ids() const {
+  std::vector<int64_t> out;
+  for (const QModelIndex& i : table_->selectionModel()->selectedRows(0))
+    out.push_back(i.data(kIdRole).toLongLong());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void RunBrowser::select_runs(const std::vector<int64_t>& ids) {
+  QItemSelection sel;
+  QModelIndex first;
+  for (int i = 0; i < proxy_->rowCount(); ++i) {
+    const QModelIndex idx = proxy_->index(i, 0);
+    if (std::find(ids.begin(), ids.end(), idx.data(kIdRole).toLongLong()) == ids.end()) continue;
+    sel.select(idx, proxy_->index(i, kColumns - 1));
+    if (!first.isValid()) first = idx;
+  }
+  table_->selectionModel()->setCurrentIndex(first, QItemSelectionModel::NoUpdate);
+  table_->selectionModel()->select(sel, QItemSelectionModel::ClearAndSelect);
+  update_details();
+}
+
+std::optional<RunRecord> RunBrowser::run(int64_t id) const {
+  auto it = runs_.find(id);
+  if (it == runs_.end()) return std::nullopt;
+  return it->second;
+}
+
+QString RunBrowser::cell(int64_t id, Column column) const {
+  for (int i = 0; i < model_->rowCount(); ++i)
+    if (model_->item(i, 0)->data(kIdRole).toLongLong() == id)
+      return model_->item(i, column)->text();
+  return {};
+}
+
+int64_t RunBrowser::current_id() const {
+  const QModelIndex cur = table_->selectionModel()->currentIndex();
+  if (cur.isValid() && table_->selectionModel()->isRowSelected(cur.row(), QModelIndex()))
+    return proxy_->index(cur.row(), 0).data(kIdRole).toLongLong();
+  const std::vector<int64_t> sel = selected_ids();
+  return sel.empty() ? 0 : sel.front();
+}
+
+void RunBrowser::selection_changed() {
+  update_details();
+  update_compare();
+}
+
+void RunBrowser::update_details() {
+  const int64_t id = current_id();
+  const auto r = run(id);
+  for (QWidget* w :
+       std::initializer_list<QWidget*>{name_edit_, tags_edit_, notes_edit_, save_, open_})
+    w->setEnabled(bool(r));
+  delete_->setEnabled(!selected_ids().empty());
+  const bool any = !selected_ids().empty();
+  png_->setEnabled(any);
+  csv_->setEnabled(any);
+  if (!r) {
+    details_title_->setText("Select runs (Ctrl/Shift-click several to compare them)");
+    name_edit_->clear();
+    tags_edit_->clear();
+    notes_edit_->clear();
+    return;
+  }
+  QString title = QString("<b>#%1 %2</b> · %3")
+                      .arg(r->id)
+                      .arg(QString::fromStdString(r->name).toHtmlEscaped(),
+                           QString::fromLatin1(run_status_name(r->status)));
+  if (!r->status_message.empty())
+    title += "<br><small>" + QString::fromStdString(r->status_message).toHtmlEscaped() + "</small>";
+  details_title_->setText(title);
+  if (!name_edit_->hasFocus()) name_edit_->setText(QString::fromStdString(r->name));
+  if (!tags_edit_->hasFocus()) tags_edit_->setText(tags_text(r->tags));
+  if (!notes_edit_->hasFocus()) notes_edit_->setPlainText(QString::fromStdString(r->notes));
+}
+
+void RunBrowser::update_compare() {
+  std::vector<int64_t> ids = selected_ids();
+  if (ids.size() > kMaxCompared) ids.resize(kMaxCompared);
+  for (int64_t id : charts_->run_ids())
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) {
+      charts_->remove_run(id);
+      loaded_step_.erase(id);
+    }
+  for (int64_t id : ids) {
+    if (charts_->has_run(id) || !reader_) continue;
+    const auto r = run(id);
+    if (!r) continue;
+    try {
+      RunCurves c = load_run_curves(*reader_, *r);
+      loaded_step_[id] = c.size() ? c.step.back() : -1;
+      charts_->set_run(std::move(c));
+    } catch (const std::exception& e) {
+      set_message(QString::fromStdString(e.what()), true);
+    }
+  }
+  update_diff();
+}
+
+void RunBrowser::poll_curves() {
+  // Selected runs that are still training (here or in another process) grow.
+  for (int64_t id : charts_->run_ids()) {
+    const auto r = run(id);
+    if (!r || !reader_) continue;
+    const int64_t after = loaded_step_.count(id) ? loaded_step_[id] : -1;
+    try {
+      const auto latest = reader_->latest_step(id);
+      if (!latest || *latest <= after) continue;
+      RunCurves c = load_run_curves(*reader_, *r, after);
+      if (!c.size()) continue;
+      std::vector<StepMetrics> steps(c.size());
+      for (size_t i = 0; i < c.size(); ++i) {
+        steps[i].step = c.step[i];
+        steps[i].wall_time_s = c.wall[i];
+        steps[i].tokens_seen = int64_t(c.tokens[i]);
+        steps[i].loss = c.loss[i];
+        steps[i].tokens_per_sec = c.tokens_per_sec[i];
+        steps[i].grad_norm = c.grad_norm[i];
+        steps[i].learning_rate = c.learning_rate[i];
+      }
+      charts_->append_steps(id, steps);
+      charts_->append_evals(id, c.evals);
+      loaded_step_[id] = c.step.back();
+    } catch (const std::exception&) {
+      // Transient read failure: retried at the next poll.
+    }
+  }
+}
+
+void RunBrowser::update_diff() {
+  std::vector<int64_t> ids = selected_ids();
+  std::vector<nlohmann::json> configs;
+  QStringList headers{"field"};
+  for (int64_t id : ids)
+    if (const auto r = run(id)) {
+      configs.push_back(comparable_config(*r));
+      headers << QString("#%1 %2").arg(id).arg(QString::fromStdString(r->name));
+    }
+  diff_->clear();
+  diff_->setColumnCount(int(headers.size()));
+  diff_->setHorizontalHeaderLabels(headers);
+  if (configs.size() < 2) {
+    diff_->setRowCount(1);
+    diff_->setItem(0, 0, new QTableWidgetItem("Select two or more runs to compare their configs"));
+    return;
+  }
+  const std::vector<DiffRow> rows = config_diff(configs);
+  if (rows.empty()) {
+    diff_->setRowCount(1);
+    diff_->setItem(0, 0, new QTableWidgetItem("(identical configurations)"));
+    return;
+  }
+  diff_->setRowCount(int(rows.size()));
+  for (int i = 0; i < int(rows.size()); ++i) {
+    diff_->setItem(i, 0, new QTableWidgetItem(QString::fromStdString(rows[size_t(i)].field)));
+    for (size_t c = 0; c < rows[size_t(i)].values.size(); ++c)
+      diff_->setItem(i, int(c) + 1,
+                     new QTableWidgetItem(QString::fromStdString(rows[size_t(i)].values[c])));
+  }
+  diff_->resizeColumnsToContents();
+}
+
+bool RunBrowser::write(const std::function<void(ExperimentStore&)>& fn) {
+  try {
+    StoreOptions opt;
+    opt.recover_interrupted = false;
+    ExperimentStore w(db_path_, opt);
+    fn(w);
+    w.close();
+  } catch (const std::exception& e) {
+    set_message(QString::fromStdString(e.what()), true);
+    return false;
+  }
+  refresh();
+  return true;
+}
+
+bool RunBrowser::set_tags(int64_t id, const QStringList& tags) {
+  std::vector<std::string> t;
+  for (const QString& s : tags) t.push_back(s.toStdString());
+  return write([&](ExperimentStore& w) { w.set_tags(id, t); });
+}
+
+bool RunBrowser::set_notes(int64_t id, const QString& notes) {
+  return write([&](ExperimentStore& w) { w.set_notes(id, notes.toStdString()); });
+}
+
+bool RunBrowser::rename(int64_t id, const QString& name) {
+  if (name.isEmpty()) {
+    set_message("A run needs a name.", true);
+    return false;
+  }
+  return write([&](ExperimentStore& w) { w.set_name(id, name.toStdString()); });
+}
+
+bool RunBrowser::delete_runs(const std::vector<int64_t>& ids) {
+  for (int64_t id : ids)
+    if (const auto r = run(id); r && r->status == RunStatus::kRunning) {
+      set_message(QString("Run #%1 is still running; stop it before deleting it.").arg(id), true);
+      return false;
+    }
+  const bool ok = write([&](ExperimentStore& w) {
+    for (int64_t id : ids) w.delete_run(id);
+  });
+  if (ok) set_message(QString("Deleted %1 run(s).").arg(ids.size()), false);
+  return ok;
+}
+
+bool RunBrowser::export_png(const QString& path) {
+  charts_->redraw_now();
+  if (!charts_->grab().save(path, "PNG")) {
+    set_message("Cannot write " + path, true);
+    return false;
+  }
+  set_message("Chart saved to " + path, false);
+  return true;
+}
+
+bool RunBrowser::export_csv(const QString& path) {
+  const std::vector<int64_t> ids = selected_ids();
+  if (ids.empty() || !open_reader()) {
+    set_message("Select runs to export.", true);
+    return false;
+  }
+  try {
+    write_metrics_csv(*reader_, ids, path);
+  } catch (const std::exception& e) {
+    set_message(QString::fromStdString(e.what()), true);
+    return false;
+  }
+  set_message(QString("Metrics of %1 run(s) saved to %2").arg(ids.size()).arg(path), false);
+  return true;
+}
+
+void RunBrowser::set_message(const QString& text, bool error) {
+  message_->setStyleSheet(error ? "color: #b00020;" : "color: #1e6e32;");
+  message_->setText(text);
+}
+
+}  // namespace bl

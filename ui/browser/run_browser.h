@@ -1,0 +1,129 @@
+// The run browser: every run in the experiment store as a sortable, filterable
+// table (name, status, preset, params, best eval loss, tokens/s, date, tags);
+// edit name/tags/notes, delete; select several runs to overlay their curves
+// and see a config diff of only the differing fields; export chart PNG and
+// metrics CSV; "Open in composer" forks a run's configuration.
+//
+// Reads go through a read-only connection polled on a timer (WAL readers never
+// block the training writer), so runs written by another process (the CLI)
+// appear and update live. Edits open a short-lived read-write connection.
+#pragma once
+
+#include <QString>
+#include <QWidget>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/experiment_store.h"
+
+class QComboBox;
+class QLabel;
+class QLineEdit;
+class QPlainTextEdit;
+class QPushButton;
+class QSortFilterProxyModel;
+class QStandardItemModel;
+class QTableView;
+class QTableWidget;
+class QTabWidget;
+class QTimer;
+
+namespace bl {
+
+class ChartsPanel;
+
+class RunBrowser : public QWidget {
+  Q_OBJECT
+
+ public:
+  enum Column {
+    kId,
+    kName,
+    kStatus,
+    kPreset,
+    kParams,
+    kBestEval,
+    kTokensPerSec,
+    kDate,
+    kTags,
+    kColumns
+  };
+
+  explicit RunBrowser(const std::string& db_path, QWidget* parent = nullptr);
+  ~RunBrowser() override;
+
+  /// Re-reads the store now (the timer does this every poll interval).
+  void refresh();
+  const std::string& db_path() const { return db_path_; }
+
+  /// Visible (filtered) rows and their run ids in display order.
+  int visible_rows() const;
+  std::vector<int64_t> visible_ids() const;
+  std::vector<int64_t> selected_ids() const;
+  void select_runs(const std::vector<int64_t>& ids);
+  /// The last-read record of a run.
+  std::optional<RunRecord> run(int64_t id) const;
+  /// Text shown in `column` for run `id`.
+  QString cell(int64_t id, Column column) const;
+
+  // Edits (read-write connection); errors go to the message label and return false.
+  bool set_tags(int64_t id, const QStringList& tags);
+  bool set_notes(int64_t id, const QString& notes);
+  bool rename(int64_t id, const QString& name);
+  bool delete_runs(const std::vector<int64_t>& ids);
+  bool export_png(const QString& path);
+  bool export_csv(const QString& path);
+
+  QTableView* table() const { return table_; }
+  QLineEdit* search_box() const { return search_; }
+  QComboBox* status_box() const { return status_; }
+  QTableWidget* diff_table() const { return diff_; }
+  ChartsPanel* charts() const { return charts_; }
+  QTabWidget* compare_tabs() const { return tabs_; }
+  QLabel* message_label() const { return message_; }
+  QPushButton* open_button() const { return open_; }
+
+ signals:
+  /// "Open in composer": load this run's configuration into the forms.
+  void open_in_composer(const bl::RunRecord& run);
+
+ private:
+  bool open_reader();
+  void update_row(const RunRecord& r);
+  void selection_changed();
+  void update_compare();
+  void update_details();
+  void update_diff();
+  void poll_curves();
+  bool write(const std::function<void(ExperimentStore&)>& fn);
+  void set_message(const QString& text, bool error);
+  int64_t current_id() const;
+
+  std::string db_path_;
+  std::unique_ptr<ExperimentStore> reader_;
+  std::map<int64_t, RunRecord> runs_;
+  std::map<int64_t, int64_t> loaded_step_;  // run id -> last step drawn in charts_
+  QStandardItemModel* model_;
+  QSortFilterProxyModel* proxy_;
+  QTableView* table_;
+  QLineEdit* search_;
+  QComboBox* status_;
+  QLabel* count_;
+  QLineEdit* name_edit_;
+  QLineEdit* tags_edit_;
+  QPlainTextEdit* notes_edit_;
+  QPushButton *save_, *delete_, *open_, *png_, *csv_;
+  QLabel* details_title_;
+  QLabel* message_;
+  QTabWidget* tabs_;
+  ChartsPanel* charts_;
+  QTableWidget* diff_;
+  QTimer* poll_;
+};
+
+}  // namespace bl

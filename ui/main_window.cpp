@@ -1,0 +1,284 @@
+#include "main_window.h"
+
+#include <QCloseEvent>
+#include <QComboBox>
+#include <QDockWidget>
+#include <QFileInfo>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QPushButton>
+#include <QSignalBlocker>
+#include <QStatusBar>
+#include <QTabWidget>
+#include <QTimer>
+#include <QVBoxLayout>
+#include <exception>
+
+#include "arch/arch_panel.h"
+#include "browser/run_browser.h"
+#include "plot/charts_panel.h"
+#include "samples/samples_panel.h"
+#include "training/training_panel.h"
+
+namespace bl {
+
+MainWindow::MainWindow(const std::string& preset_name, const std::string& db_path, QWidget* parent)
+    : QMainWindow(parent), session_(db_path) {
+  setWindowTitle("Blocklab");
+  // Create (or migrate) the database once, so the browser's read-only
+  // connection can open it before the first run; this also marks runs of
+  // crashed processes interrupted, as every CLI command does.
+  QString db_problem;
+  try {
+    ExperimentStore(session_.db_path()).close();
+  } catch (const std::exception& e) {
+    db_problem = QString::fromStdString(e.what());
+  }
+
+  presets_ = new QComboBox;
+  presets_->setObjectName("preset");
+  for (const std::string& n : preset_names()) presets_->addItem(QString::fromStdString(n));
+  preset_info_ = new QLabel;
+  preset_info_->setWordWrap(true);
+  preset_info_->setStyleSheet("color: #555;");
+  train_ = new TrainingPanel;
+  train_->set_data_path(QString::fromStdString(resource_dir() + "/data/tinyshakespeare.txt"));
+
+  auto* side = new QWidget;
+  auto* side_layout = new QVBoxLayout(side);
+  side_layout->setContentsMargins(6, 6, 6, 6);
+  auto* preset_row = new QHBoxLayout;
+  preset_row->addWidget(new QLabel("Preset"));
+  preset_row->addWidget(presets_, 1);
+  side_layout->addLayout(preset_row);
+  side_layout->addWidget(preset_info_);
+  side_layout->addWidget(train_, 1);
+  auto* dock = new QDockWidget("Run");
+  dock->setObjectName("run_dock");
+  dock->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable);
+  dock->setWidget(side);
+  addDockWidget(Qt::LeftDockWidgetArea, dock);
+
+  arch_ = new ArchPanel;
+  charts_ = new ChartsPanel;
+  samples_ = new SamplesPanel;
+  browser_ = new RunBrowser(session_.db_path());
+  tabs_ = new QTabWidget;
+  tabs_->setObjectName("main_tabs");
+  tabs_->addTab(arch_, "Composer");
+  tabs_->addTab(charts_, "Charts");
+  tabs_->addTab(samples_, "Samples");
+  tabs_->addTab(browser_, "Runs");
+  setCentralWidget(tabs_);
+  statusBar()->showMessage(db_problem.isEmpty() ? "Experiment database: " +
+                                                      QString::fromStdString(session_.db_path())
+                                                : "Experiment database unavailable: " + db_problem);
+
+  connect(presets_, &QComboBox::currentTextChanged, this,
+          [this](const QString& n) { load_preset_by_name(n.toStdString()); });
+  connect(arch_, &ArchPanel::changed, this, &MainWindow::refresh);
+  connect(train_, &TrainingPanel::changed, this, &MainWindow::refresh);
+  connect(train_, &TrainingPanel::start_requested, this, &MainWindow::start);
+  connect(train_, &TrainingPanel::pause_requested, this, [this] {
+    session_.pause();
+    update_state();
+  });
+  connect(train_, &TrainingPanel::step_requested, this, [this] { session_.step_once(); });
+  connect(train_, &TrainingPanel::resume_requested, this, [this] {
+    session_.resume();
+    update_state();
+  });
+  connect(train_, &TrainingPanel::stop_requested, this, [this] {
+    session_.stop();
+    train_->set_status("Stopping after the current step…");
+  });
+  connect(samples_, &SamplesPanel::generate_requested, this, [this](const SampleRequest& r) {
+    if (!session_.request_sample(r)) train_->set_status("No model to sample: start a run first.");
+  });
+  connect(samples_, &SamplesPanel::settings_changed, this, &MainWindow::push_sampling);
+  connect(browser_, &RunBrowser::open_in_composer, this, &MainWindow::load_run_config);
+
+  poll_timer_ = new QTimer(this);
+  poll_timer_->setInterval(50);  // 20 Hz: one drain per tick, never one event per step
+  connect(poll_timer_, &QTimer::timeout, this, &MainWindow::poll);
+  poll_timer_->start();
+
+  const int idx = presets_->findText(QString::fromStdString(preset_name));
+  if (idx >= 0) {
+    const QSignalBlocker b(presets_);
+    presets_->setCurrentIndex(idx);
+  }
+  load_preset_by_name(preset_name);
+  resize(1400, 880);
+}
+
+MainWindow::~MainWindow() {
+  session_.join();
+}
+
+void MainWindow::load_preset_by_name(const std::string& name) {
+  if (session_.running()) return;
+  try {
+    load_preset(bl::load_preset(name), name);
+  } catch (const std::exception& e) {
+    train_->set_status(QString("Cannot load preset: %1").arg(e.what()));
+  }
+}
+
+void MainWindow::load_preset(const Preset& p, const std::string& name) {
+  if (session_.running()) return;
+  base_ = p;
+  preset_name_ = name;
+  parent_run_id_.reset();
+  setWindowTitle(QString("Blocklab — %1").arg(QString::fromStdString(name)));
+  preset_info_->setText(QString::fromStdString(base_.description));
+  train_->set_run_name("");
+  arch_->set_model(base_.model);
+  train_->set_config(base_.train);
+  refresh();
+}
+
+bool MainWindow::load_run_config(const RunRecord& run) {
+  if (session_.running()) {
+    train_->set_status("Stop the current run before loading another configuration.");
+    return false;
+  }
+  try {
+    base_ = preset_from_json({{"model", run.model_config}, {"train", run.train_config}});
+  } catch (const std::exception& e) {
+    train_->set_status(
+        QString("Run #%1 has an unusable configuration: %2").arg(run.id).arg(e.what()));
+    return false;
+  }
+  base_.description = "Forked from run #" + std::to_string(run.id) + " (" + run.name + ")";
+  preset_name_ = run.preset;
+  parent_run_id_ = run.id;
+  {
+    const QSignalBlocker b(presets_);
+    const int idx = presets_->findText(QString::fromStdString(run.preset));
+    if (idx >= 0) presets_->setCurrentIndex(idx);
+  }
+  preset_info_->setText(QString::fromStdString(base_.description));
+  setWindowTitle(QString("Blocklab — fork of run #%1").arg(run.id));
+  arch_->set_model(base_.model);
+  train_->set_config(base_.train);
+  if (!run.dataset_path.empty()) train_->set_data_path(QString::fromStdString(run.dataset_path));
+  train_->set_run_name(QString::fromStdString(run.name + " (fork)"));
+  refresh();
+  tabs_->setCurrentWidget(arch_);
+  train_->set_status(
+      QString("Loaded run #%1's configuration: edit it and press Start to fork it.").arg(run.id));
+  return true;
+}
+
+Preset MainWindow::current_preset() const {
+  Preset p = base_;
+  arch_->apply_to(p.model);
+  train_->apply_to(p.train);
+  return p;
+}
+
+void MainWindow::refresh() {
+  const Preset p = current_preset();
+  errors_ = validation_errors(p);
+  const QString data = train_->data_path();
+  if (data.isEmpty())
+    errors_.push_back("dataset: choose a text file to train on");
+  else if (!QFileInfo(data).isFile())
+    errors_.push_back("dataset: " + data.toStdString() + " does not exist");
+  arch_->show_analysis(p.model, p.train.seq_len, errors_, p.train.batch_size);
+  train_->set_errors(errors_);
+  update_state();
+}
+
+void MainWindow::update_state() {
+  TrainingPanel::State s = TrainingPanel::State::kIdle;
+  if (session_.running())
+    s = session_.paused() ? TrainingPanel::State::kPaused : TrainingPanel::State::kRunning;
+  const int key = int(s) * 4 + (errors_.empty() ? 2 : 0) + (session_.has_model() ? 1 : 0);
+  if (key == shown_state_) return;  // polled at 20 Hz: touch widgets only on change
+  shown_state_ = key;
+  train_->set_state(s, errors_.empty());
+  arch_->set_editable(s == TrainingPanel::State::kIdle);
+  presets_->setEnabled(s == TrainingPanel::State::kIdle);
+  samples_->set_can_generate(session_.running() || session_.has_model());
+}
+
+void MainWindow::push_sampling() {
+  session_.set_auto_sample(samples_->auto_every(), samples_->request());
+}
+
+void MainWindow::start() {
+  refresh();
+  if (!errors_.empty() || session_.running()) return;
+  poll();  // collect anything the previous run left
+  charts_->clear();
+  samples_->clear();
+  steps_received_ = 0;
+  live_run_id_ = 0;
+  summary_.reset();
+  RunSpec spec;
+  spec.preset = current_preset();
+  spec.preset_name = preset_name_;
+  spec.data_path = train_->data_path().toStdString();
+  spec.name = train_->run_name().toStdString();
+  spec.tags = train_->tags();
+  spec.parent_run_id = parent_run_id_;
+  max_steps_ = spec.preset.train.max_steps;
+  push_sampling();
+  session_.start(spec);
+  train_->set_status("Preparing data and model…");
+  tabs_->setCurrentWidget(charts_);
+  update_state();
+}
+
+void MainWindow::poll() {
+  TrainingSession::Update u = session_.drain();
+  if (u.run_id) {
+    live_run_id_ = *u.run_id;
+    QString name = train_->run_name();
+    if (name.isEmpty())
+      name = QString::fromStdString(preset_name_.empty() ? base_.model.name : preset_name_);
+    charts_->add_run(live_run_id_, name);
+    browser_->refresh();
+  }
+  if (live_run_id_) {
+    charts_->append_steps(live_run_id_, u.steps);
+    charts_->append_evals(live_run_id_, u.evals);
+  }
+  for (const SampleResult& s : u.samples) samples_->add_sample(s);
+  steps_received_ += int64_t(u.steps.size());
+  if (!u.steps.empty()) {
+    const StepMetrics& m = u.steps.back();
+    train_->set_status(QString("Run #%1 · %2 step %3 / %4 · loss %5 · %6 tok/s")
+                           .arg(live_run_id_)
+                           .arg(session_.paused() ? "paused at" : "training")
+                           .arg(m.step + 1)
+                           .arg(max_steps_)
+                           .arg(m.loss, 0, 'f', 4)
+                           .arg(m.tokens_per_sec, 0, 'f', 0));
+  }
+  if (!u.error.empty())
+    train_->set_status(QString("Failed: %1").arg(QString::fromStdString(u.error)));
+  if (u.summary) {
+    summary_ = u.summary;
+    QString text = QString("Run #%1 %2 after %3 steps · train loss %4")
+                       .arg(live_run_id_)
+                       .arg(QString::fromLatin1(to_string(u.summary->status)))
+                       .arg(u.summary->steps)
+                       .arg(u.summary->final_train_loss, 0, 'f', 4);
+    if (u.summary->val_loss)
+      text += QString(" · eval loss %1").arg(*u.summary->val_loss, 0, 'f', 4);
+    if (!u.summary->message.empty()) text += " · " + QString::fromStdString(u.summary->message);
+    train_->set_status(text);
+  }
+  if (u.summary || !u.error.empty()) browser_->refresh();
+  update_state();
+}
+
+void MainWindow::closeEvent(QCloseEvent* e) {
+  session_.join();  // a run in progress stops within one step
+  e->accept();
+}
+
+}  // namespace bl

@@ -1,0 +1,98 @@
+// The workbench window. Left dock: preset and the training form with the run
+// controls. Tabs: Composer (architecture), Charts (live curves), Samples
+// (generated text) and Runs (the experiment browser). Thin: it edits configs,
+// starts/stops the engine session and draws what the session reports, drained
+// on a 20 Hz timer (never one event per training step).
+#pragma once
+
+#include <QMainWindow>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/presets.h"
+#include "store/experiment_store.h"
+#include "training/training_session.h"
+
+class QComboBox;
+class QLabel;
+class QTabWidget;
+class QTimer;
+
+namespace bl {
+
+class ArchPanel;
+class ChartsPanel;
+class RunBrowser;
+class SamplesPanel;
+class TrainingPanel;
+
+class MainWindow : public QMainWindow {
+  Q_OBJECT
+
+ public:
+  /// Opens with `preset_name` and the bundled corpus; runs are recorded in
+  /// `db_path` (empty: default_db_path(), i.e. $BLOCKLAB_DB or the XDG data dir).
+  explicit MainWindow(const std::string& preset_name = "gpt-tiny", const std::string& db_path = "",
+                      QWidget* parent = nullptr);
+  ~MainWindow() override;
+
+  /// Loads a preset into the forms (not while training).
+  void load_preset_by_name(const std::string& name);
+  /// Loads `p` into the forms as preset `name` (not while training).
+  void load_preset(const Preset& p, const std::string& name);
+  /// Loads a stored run's configuration and dataset into the forms (a fork).
+  bool load_run_config(const RunRecord& run);
+  /// The preset the forms describe now.
+  Preset current_preset() const;
+  /// Validation errors of the forms (empty = ready to train).
+  const std::vector<std::string>& errors() const { return errors_; }
+
+  ArchPanel* arch_panel() const { return arch_; }
+  TrainingPanel* training_panel() const { return train_; }
+  ChartsPanel* charts() const { return charts_; }
+  SamplesPanel* samples_panel() const { return samples_; }
+  RunBrowser* browser() const { return browser_; }
+  QTabWidget* tabs() const { return tabs_; }
+  QComboBox* preset_box() const { return presets_; }
+  TrainingSession& session() { return session_; }
+  /// Id of the run started last from this window (0 before the first).
+  int64_t live_run_id() const { return live_run_id_; }
+  /// Steps received from the engine in the current run.
+  int64_t steps_received() const { return steps_received_; }
+  /// The last summary received (the run has ended).
+  const std::optional<TrainSummary>& last_summary() const { return summary_; }
+
+ protected:
+  void closeEvent(QCloseEvent* e) override;
+
+ private:
+  void refresh();  // re-validate, redraw the analysis, update buttons
+  void start();
+  void poll();  // drains the session (timer)
+  void update_state();
+  void push_sampling();
+
+  Preset base_;  // the loaded preset; the forms override some of its fields
+  std::string preset_name_;
+  std::optional<int64_t> parent_run_id_;
+  std::vector<std::string> errors_;
+  QComboBox* presets_;
+  QLabel* preset_info_;
+  ArchPanel* arch_;
+  TrainingPanel* train_;
+  ChartsPanel* charts_;
+  SamplesPanel* samples_;
+  RunBrowser* browser_;
+  QTabWidget* tabs_;
+  QTimer* poll_timer_;
+  TrainingSession session_;
+  int64_t live_run_id_ = 0;
+  int64_t steps_received_ = 0;
+  int64_t max_steps_ = 0;
+  int shown_state_ = -1;  // last state applied by update_state()
+  std::optional<TrainSummary> summary_;
+};
+
+}  // namespace bl

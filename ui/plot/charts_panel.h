@@ -1,0 +1,100 @@
+// The live/compare charts: train and eval loss, tokens/s, grad norm and
+// learning rate for one or more runs, with a shared X axis choice (step, wall
+// time, tokens), EMA smoothing slider and log-scale toggle. Each run keeps one
+// colour everywhere (run_color of its id). Qt Charts stays inside PlotView.
+#pragma once
+
+#include <QColor>
+#include <QString>
+#include <QWidget>
+#include <cstdint>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "train/metrics.h"
+
+class QCheckBox;
+class QComboBox;
+class QLabel;
+class QSlider;
+
+namespace bl {
+
+class PlotView;
+
+/// A run's curves, one entry per optimizer step (columns aligned by index).
+struct RunCurves {
+  int64_t id = 0;
+  QString name;
+  std::vector<int64_t> step;  // 0-based index of the step
+  std::vector<double> wall;   // seconds since the run started
+  std::vector<double> tokens, loss, tokens_per_sec, grad_norm, learning_rate;
+  std::vector<std::pair<int64_t, double>> evals;  // (step, eval loss)
+
+  void add(const StepMetrics& m);
+  size_t size() const { return step.size(); }
+};
+
+/// Stable colour of a run (tab10 palette by id).
+QColor run_color(int64_t run_id);
+
+class ChartsPanel : public QWidget {
+  Q_OBJECT
+
+ public:
+  enum class XAxis { kStep = 0, kWallTime = 1, kTokens = 2 };
+
+  explicit ChartsPanel(QWidget* parent = nullptr);
+
+  /// Adds an (empty) run if not present.
+  void add_run(int64_t id, const QString& name);
+  /// Adds or replaces a run with all its data.
+  void set_run(RunCurves c);
+  void remove_run(int64_t id);
+  void clear();
+  bool has_run(int64_t id) const { return runs_.count(id) > 0; }
+  std::vector<int64_t> run_ids() const;
+  const RunCurves* curves(int64_t id) const;
+  /// Live updates (the run must have been added).
+  void append_steps(int64_t id, const std::vector<StepMetrics>& steps);
+  void append_evals(int64_t id, const std::vector<std::pair<int64_t, double>>& evals);
+
+  void set_x_axis(XAxis x);
+  XAxis x_axis() const { return x_; }
+  void set_smoothing(double weight);  // 0 .. 0.99
+  void set_log_y(bool on);
+  /// Draws pending changes now (tests, screenshots, export).
+  void redraw_now();
+
+  std::vector<PlotView*> plots() const { return {loss_, tps_, grad_, lr_}; }
+  PlotView* loss_plot() const { return loss_; }
+  PlotView* throughput_plot() const { return tps_; }
+  PlotView* grad_norm_plot() const { return grad_; }
+  PlotView* lr_plot() const { return lr_; }
+  QComboBox* x_axis_box() const { return x_box_; }
+  QSlider* smoothing_slider() const { return smooth_; }
+  QCheckBox* log_box() const { return log_; }
+
+ private:
+  struct Slot {
+    RunCurves c;
+    int loss = -1, eval = -1, tps = -1, grad = -1, lr = -1;  // series ids
+  };
+  void rebuild();  // re-creates every series from the stored curves
+  void add_series(Slot& s);
+  void push_points(Slot& s, size_t from);  // steps [from, size)
+  void push_evals(Slot& s, size_t from);   // evals [from, size)
+  double x_of(const RunCurves& c, size_t i) const;
+  double eval_x(const RunCurves& c, int64_t step) const;
+
+  std::map<int64_t, Slot> runs_;
+  XAxis x_ = XAxis::kStep;
+  PlotView *loss_, *tps_, *grad_, *lr_;
+  QComboBox* x_box_;
+  QSlider* smooth_;
+  QLabel* smooth_label_;
+  QCheckBox* log_;
+};
+
+}  // namespace bl

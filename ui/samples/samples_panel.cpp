@@ -1,0 +1,103 @@
+#include "samples/samples_panel.h"
+
+#include <QDoubleSpinBox>
+#include <QFontDatabase>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QLineEdit>
+#include <QPlainTextEdit>
+#include <QPushButton>
+#include <QScrollBar>
+#include <QSpinBox>
+#include <QVBoxLayout>
+
+namespace bl {
+
+SamplesPanel::SamplesPanel(QWidget* parent) : QWidget(parent) {
+  prompt_ = new QLineEdit("ROMEO:");
+  prompt_->setObjectName("prompt");
+  prompt_->setToolTip("Text the model continues (characters must occur in the corpus)");
+  temperature_ = new QDoubleSpinBox;
+  temperature_->setObjectName("temperature");
+  temperature_->setRange(0.0, 3.0);
+  temperature_->setSingleStep(0.1);
+  temperature_->setValue(0.8);
+  temperature_->setToolTip("0 = greedy");
+  length_ = new QSpinBox;
+  length_->setObjectName("sample_length");
+  length_->setRange(1, 4000);
+  length_->setValue(200);
+  length_->setSuffix(" tokens");
+  every_ = new QSpinBox;
+  every_->setObjectName("sample_every");
+  every_->setRange(0, 1'000'000);
+  every_->setValue(100);
+  every_->setSpecialValueText("never");
+  every_->setPrefix("every ");
+  every_->setSuffix(" steps");
+  generate_ = new QPushButton("Generate");
+  generate_->setObjectName("generate");
+  generate_->setToolTip("Sample from the current model now (between training steps)");
+  output_ = new QPlainTextEdit;
+  output_->setObjectName("samples_output");
+  output_->setReadOnly(true);
+  output_->setFont(QFontDatabase::systemFont(QFontDatabase::FixedFont));
+  output_->setPlaceholderText(
+      "Samples from the model appear here while it trains (and on Generate).");
+
+  auto* row = new QHBoxLayout;
+  row->addWidget(new QLabel("Prompt"));
+  row->addWidget(prompt_, 1);
+  row->addWidget(new QLabel("Temperature"));
+  row->addWidget(temperature_);
+  row->addWidget(new QLabel("Length"));
+  row->addWidget(length_);
+  row->addWidget(new QLabel("Auto"));
+  row->addWidget(every_);
+  row->addWidget(generate_);
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(4, 4, 4, 4);
+  layout->addLayout(row);
+  layout->addWidget(output_, 1);
+
+  connect(generate_, &QPushButton::clicked, this, [this] { emit generate_requested(request()); });
+  connect(prompt_, &QLineEdit::returnPressed, generate_, &QPushButton::click);
+  connect(prompt_, &QLineEdit::editingFinished, this, &SamplesPanel::settings_changed);
+  connect(temperature_, &QDoubleSpinBox::valueChanged, this, &SamplesPanel::settings_changed);
+  connect(length_, &QSpinBox::valueChanged, this, &SamplesPanel::settings_changed);
+  connect(every_, &QSpinBox::valueChanged, this, &SamplesPanel::settings_changed);
+  set_can_generate(false);
+}
+
+SampleRequest SamplesPanel::request() const {
+  SampleRequest r;
+  r.prompt = prompt_->text().isEmpty() ? std::string("\n") : prompt_->text().toStdString();
+  r.temperature = temperature_->value();
+  r.max_new_tokens = length_->value();
+  return r;
+}
+
+int64_t SamplesPanel::auto_every() const {
+  return every_->value();
+}
+
+void SamplesPanel::add_sample(const SampleResult& s) {
+  ++count_;
+  const QString head =
+      QString("── step %1 · temperature %2 ──").arg(s.step).arg(s.temperature, 0, 'f', 2);
+  const QString body = s.ok ? QString::fromStdString(s.prompt + s.text)
+                            : "(cannot sample: " + QString::fromStdString(s.text) + ")";
+  output_->appendPlainText(head + "\n" + body + "\n");
+  output_->verticalScrollBar()->setValue(output_->verticalScrollBar()->maximum());
+}
+
+void SamplesPanel::clear() {
+  output_->clear();
+  count_ = 0;
+}
+
+void SamplesPanel::set_can_generate(bool on) {
+  generate_->setEnabled(on);
+}
+
+}  // namespace bl
