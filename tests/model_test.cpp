@@ -1,13 +1,14 @@
 // Components, blocks and whole models: gradient checks, parameter and FLOP
 // accounting against the PyTorch reference, and KV-cache decoding equal to
 // the full forward pass.
+#include "core/model.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "core/block.h"
 #include "core/config.h"
-#include "core/model.h"
 #include "core/presets.h"
 #include "gradcheck.h"
 #include "tensor/graph.h"
@@ -43,6 +44,9 @@ struct BlockCase {
   std::string attention, ffn, norm, position;
   bool pre_norm, bias, qk_norm;
 };
+void PrintTo(const BlockCase& c, std::ostream* os) {
+  *os << c.attention << "/" << c.ffn << "/" << c.norm << "/" << c.position;
+}
 
 class BlockGradient : public ::testing::TestWithParam<BlockCase> {};
 
@@ -59,8 +63,8 @@ TEST_P(BlockGradient, MatchesFiniteDifferences) {
   std::vector<Parameter*> inputs{x.get()};
   for (Parameter* p : block.parameters()) inputs.push_back(p);
   Rng drop(0);
-  EXPECT_TRUE(test::grad_check([&] { return block.forward(x->tensor(), nullptr, true, drop); },
-                               inputs));
+  EXPECT_TRUE(
+      test::grad_check([&] { return block.forward(x->tensor(), nullptr, true, drop); }, inputs));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -70,7 +74,13 @@ INSTANTIATE_TEST_SUITE_P(
                       BlockCase{"gqa", "gated", "rms_norm", "rope", true, false, true},
                       BlockCase{"mha", "standard", "layer_norm", "alibi", false, true, false},
                       BlockCase{"gqa", "standard", "rms_norm", "none", false, false, true},
-                      BlockCase{"mha", "gated", "layer_norm", "sinusoidal", true, true, false}));
+                      BlockCase{"mha", "gated", "layer_norm", "sinusoidal", true, true, false}),
+    [](const ::testing::TestParamInfo<BlockCase>& info) {  // readable CTest names
+      const BlockCase& c = info.param;
+      return c.attention + "_" + c.ffn + "_" + c.norm + "_" + c.position +
+             (c.pre_norm ? "_prenorm" : "_postnorm") + (c.bias ? "_bias" : "") +
+             (c.qk_norm ? "_qknorm" : "");
+    });
 
 ModelConfig tiny_model(const std::string& position, const std::string& attention = "gqa") {
   ModelConfig m;
@@ -102,8 +112,9 @@ TEST(Model, ReferenceParameterCountsAndFlops) {
     int64_t params, matmul_params;
     double flops;
   };
-  for (Ref r : {Ref{"gpt-tiny", 818048, 801664, 5.60e6}, Ref{"gpt-small", 4821248, 4755712, 33.25e6},
-                Ref{"llama-small", 4150272, 4150272, 29.62e6}}) {
+  for (Ref r :
+       {Ref{"gpt-tiny", 818048, 801664, 5.60e6}, Ref{"gpt-small", 4821248, 4755712, 33.25e6},
+        Ref{"llama-small", 4150272, 4150272, 29.62e6}}) {
     Preset p = load_preset(r.preset);
     LanguageModel model(p.model);
     EXPECT_EQ(model.num_parameters(), r.params) << r.preset;
@@ -137,17 +148,19 @@ void expect_cached_decoding_matches(const ModelConfig& cfg) {
     for (int64_t t = 0; t < prompt; ++t)
       for (int64_t v = 0; v < V; ++v)
         max_err = std::max(max_err, double(std::abs(out.data()[(b * prompt + t) * V + v] -
-                                                     ref[size_t((b * T + t) * V + v)])));
+                                                    ref[size_t((b * T + t) * V + v)])));
   g.clear();
   for (int64_t t = prompt; t < T; ++t) {
     int32_t step_ids[2] = {ids[size_t(t)], ids[size_t(T + t)]};
     Tensor o = model.forward(Tokens{step_ids, Shape{2, 1}}, &st);
     for (int64_t b = 0; b < 2; ++b)
       for (int64_t v = 0; v < V; ++v)
-        max_err = std::max(max_err, double(std::abs(o.data()[b * V + v] - ref[size_t((b * T + t) * V + v)])));
+        max_err = std::max(
+            max_err, double(std::abs(o.data()[b * V + v] - ref[size_t((b * T + t) * V + v)])));
     g.clear();
   }
-  EXPECT_LT(max_err, 1e-4) << "position " << cfg.block.position << " attention " << cfg.block.attention;
+  EXPECT_LT(max_err, 1e-4) << "position " << cfg.block.position << " attention "
+                           << cfg.block.attention;
 }
 
 TEST(Model, CachedDecodingMatchesFullForward) {
