@@ -754,24 +754,25 @@ void ExperimentStore::set_tags(int64_t run_id, const std::vector<std::string>& t
   });
 }
 
-void ExperimentStore::set_notes(int64_t run_id, const std::string& notes) {
-  detail::StoreImpl& m = im();
+namespace {
+// One text column of an existing run; `sql` binds ?1 = run id, ?2 = value.
+void update_run_text(detail::StoreImpl& m, int64_t run_id, const char* sql,
+                     const std::string& value) {
   m.require_writable();
   m.ensure_run(run_id);
   m.write([&] {
-    Query q(m, "UPDATE runs SET notes = ?2 WHERE id = ?1");
-    q.bind(1, run_id).bind(2, notes).run();
+    Query q(m, sql);
+    q.bind(1, run_id).bind(2, value).run();
   });
+}
+}  // namespace
+
+void ExperimentStore::set_notes(int64_t run_id, const std::string& notes) {
+  update_run_text(im(), run_id, "UPDATE runs SET notes = ?2 WHERE id = ?1", notes);
 }
 
 void ExperimentStore::set_name(int64_t run_id, const std::string& name) {
-  detail::StoreImpl& m = im();
-  m.require_writable();
-  m.ensure_run(run_id);
-  m.write([&] {
-    Query q(m, "UPDATE runs SET name = ?2 WHERE id = ?1");
-    q.bind(1, run_id).bind(2, name).run();
-  });
+  update_run_text(im(), run_id, "UPDATE runs SET name = ?2 WHERE id = ?1", name);
 }
 
 bool ExperimentStore::delete_run(int64_t run_id) {
