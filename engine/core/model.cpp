@@ -3,6 +3,7 @@
 #include <cmath>
 #include <unordered_set>
 
+#include "core/aux_outputs.h"
 #include "ops/check.h"
 #include "ops/cross_entropy.h"
 #include "ops/elementwise.h"
@@ -31,6 +32,7 @@ Tensor LanguageModel::forward(const Tokens& tokens, DecodeState* state, bool tra
   op_check(tokens.shape.rank == 2, "model", "tokens must be (batch, seq), got " + tokens.shape.str());
   op_check(!state || state->size() == blocks_.size(), "model", "decode state has wrong layer count");
   const int64_t offset = state ? (*state)[0]->length : 0;
+  aux_outputs().clear();
   Tensor x = embedding(embed_->tensor(), tokens);
   if (abs_position_) x = abs_position_->embed(x, offset);
   for (size_t i = 0; i < blocks_.size(); ++i)
@@ -42,7 +44,11 @@ Tensor LanguageModel::forward(const Tokens& tokens, DecodeState* state, bool tra
 }
 
 Tensor LanguageModel::loss(const Tokens& tokens, const Tokens& targets, bool training) {
-  return cross_entropy(forward(tokens, nullptr, training), targets);
+  Tensor total = cross_entropy(forward(tokens, nullptr, training), targets);
+  lm_loss_ = double(total.item());
+  for (const AuxOutputs::Loss& l : aux_outputs().losses())
+    if (l.weight != 0.0f) total = add(total, scale(l.value, l.weight));
+  return total;
 }
 
 void LanguageModel::init_weights(Rng& rng) {

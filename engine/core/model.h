@@ -31,8 +31,12 @@ class LanguageModel : public Module {
   /// tokens (B, T) -> logits (B, T, vocab). With a state: T new tokens continue
   /// the sequences held in it (positions state[0]->length ...).
   Tensor forward(const Tokens& tokens, DecodeState* state = nullptr, bool training = false);
-  /// Mean next-token cross-entropy of forward(tokens) against targets (B, T).
+  /// Training objective: mean next-token cross-entropy of forward(tokens)
+  /// against targets (B, T), plus every weighted auxiliary loss the forward
+  /// emitted (aux_outputs()). lm_loss() is the cross-entropy alone.
   Tensor loss(const Tokens& tokens, const Tokens& targets, bool training = true);
+  /// Cross-entropy part of the last loss() (what eval and train loss report).
+  double lm_loss() const { return lm_loss_; }
 
   /// N(0, init_std) weights, init_std/sqrt(2 n_layers) for residual projections,
   /// zero biases, unit norm weights (GPT-2 / the PyTorch reference recipe).
@@ -59,6 +63,7 @@ class LanguageModel : public Module {
   Parameter* lm_head_ = nullptr;       // (vocab, d_model) when untied
   float logit_scale_ = 1.0f;           // μP: 1 / width_mult
   Rng dropout_rng_{0};
+  double lm_loss_ = 0;
 };
 
 }  // namespace bl

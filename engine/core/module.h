@@ -24,6 +24,9 @@ class Module {
   int64_t num_parameters();
   /// Called by Model::init_weights for parameters marked Init::kCustom.
   virtual void init_custom(Rng& rng) {}
+  /// Called by the trainer after each optimizer step (state updated outside
+  /// gradient descent, e.g. aux-loss-free MoE router bias from observed load).
+  virtual void after_optimizer_step() {}
   /// Visits this module and every descendant.
   template <class F>
   void visit(F&& f) {

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace bl {
 
@@ -18,6 +20,10 @@ struct StepMetrics {
   int64_t tokens_seen = 0;     // cumulative training tokens after this step
   double wall_time_s = 0;      // seconds since training started
   std::optional<double> eval_loss;  // set on steps followed by an evaluation
+  /// Auxiliary losses and diagnostics the model emitted (MoE balance and
+  /// z-losses, expert load, MTP loss), averaged over the step's micro-batches.
+  /// `loss` above is the language-model cross-entropy alone.
+  std::vector<std::pair<std::string, double>> extra;
 };
 
 enum class RunStatus { kRunning, kCompleted, kStopped, kDiverged, kFailed, kInterrupted };

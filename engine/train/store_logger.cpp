@@ -104,6 +104,7 @@ void StoreLogger::on_step_end(Trainer&, const StepMetrics& m) {
   store_.log_metric(run_id_, m.step, wall, "tokens_per_sec", m.tokens_per_sec);
   store_.log_metric(run_id_, m.step, wall, "step_time_ms", m.step_time_ms);
   store_.log_metric(run_id_, m.step, wall, "tokens_seen", double(m.tokens_seen));
+  for (const auto& [name, value] : m.extra) store_.log_metric(run_id_, m.step, wall, name, value);
   overhead_ms_ +=
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   step_ms_ += m.step_time_ms;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <thread>
 
+#include "core/aux_outputs.h"
 #include "train/grad_clip.h"
 #include "tensor/gemm.h"
 #include "tensor/graph.h"
@@ -105,11 +106,28 @@ double Trainer::evaluate() {
   const Shape s{eval_.batch_size, eval_.seq_len};
   double total = 0;
   for (int64_t i = 0; i < eval_.n_batches; ++i) {
-    Tensor loss = model_.loss(Tokens{eval_.x_batch(i), s}, Tokens{eval_.y_batch(i), s}, false);
-    total += double(loss.item());
+    model_.loss(Tokens{eval_.x_batch(i), s}, Tokens{eval_.y_batch(i), s}, false);
+    total += model_.lm_loss();
     g.clear();
   }
   return eval_.n_batches > 0 ? total / double(eval_.n_batches) : 0.0;
+}
+
+namespace {
+void add_to(std::vector<std::pair<std::string, double>>& out, const std::string& name, double v) {
+  for (auto& [n, x] : out)
+    if (n == name) {
+      x += v;
+      return;
+    }
+  out.emplace_back(name, v);
+}
+}  // namespace
+
+void Trainer::accumulate_aux(std::vector<std::pair<std::string, double>>& out, double w) {
+  const AuxOutputs& aux = aux_outputs();
+  for (const AuxOutputs::Loss& l : aux.losses()) add_to(out, l.name, w * double(l.value.item()));
+  for (const AuxOutputs::Metric& mt : aux.metrics()) add_to(out, mt.name, w * mt.value);
 }
 
 StepMetrics Trainer::train_step() {
@@ -119,19 +137,23 @@ StepMetrics Trainer::train_step() {
   const int64_t accum = cfg_.grad_accumulation_steps;
   for (Parameter* p : params_) p->zero_grad();
   double loss_sum = 0;
+  StepMetrics m;
   for (int64_t micro = 0; micro < accum; ++micro) {
     sampler_.next(x_.data(), y_.data());
     Tensor loss = model_.loss(Tokens{x_.data(), s}, Tokens{y_.data(), s}, true);
-    loss_sum += double(loss.item());
+    loss_sum += model_.lm_loss();
+    accumulate_aux(m.extra, 1.0 / double(accum));
     g.backward(loss, 1.0f / float(accum));  // mean over micro-batches
     g.clear();
   }
-  StepMetrics m;
   m.step = step_;
   m.loss = loss_sum / double(accum);
   m.learning_rate = schedule_.lr_at(step_);
   m.grad_norm = clipper_.clip(cfg_.max_grad_norm);  // max_grad_norm 0: norm only
-  if (std::isfinite(m.loss) && std::isfinite(m.grad_norm)) optimizer_->step(float(m.learning_rate));
+  if (std::isfinite(m.loss) && std::isfinite(m.grad_norm)) {
+    optimizer_->step(float(m.learning_rate));
+    model_.visit([](Module& mod) { mod.after_optimizer_step(); });
+  }
   m.step_time_ms = seconds_since(t0) * 1000.0;
   tokens_seen_ += tokens_per_step();
   m.tokens_seen = tokens_seen_;

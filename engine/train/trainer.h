@@ -57,6 +57,8 @@ class Trainer {
   /// Blocks while paused; false if a stop was requested.
   bool wait_turn();
   StepMetrics train_step();
+  /// Adds w * (this micro-batch's aux losses and metrics) into out, by name.
+  static void accumulate_aux(std::vector<std::pair<std::string, double>>& out, double w);
 
   LanguageModel& model_;
   TrainConfig cfg_;
