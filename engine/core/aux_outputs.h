@@ -34,9 +34,7 @@ class AuxOutputs {
     losses_.push_back({std::move(name), loss, weight});
   }
   /// A diagnostic value (not differentiated).
-  void add_metric(std::string name, double value) {
-    metrics_.push_back({std::move(name), value});
-  }
+  void add_metric(std::string name, double value) { metrics_.push_back({std::move(name), value}); }
   const std::vector<Loss>& losses() const { return losses_; }
   const std::vector<Metric>& metrics() const { return metrics_; }
 

@@ -2,8 +2,8 @@
 #include "core/components.h"
 
 #include "core/attention/gqa.h"
-#include "core/config.h"
 #include "core/attention/mha.h"
+#include "core/config.h"
 #include "core/ffn/gated.h"
 #include "core/ffn/standard.h"
 #include "core/norm/layer_norm.h"
@@ -14,8 +14,6 @@
 #include "core/position/rope.h"
 #include "core/position/sinusoidal.h"
 
-
-
 namespace bl {
 
 namespace {
@@ -25,8 +23,9 @@ typename Registry<Base>::Factory make() {
 }
 
 void register_attention(Registry<Attention>& r) {
-  r.add("mha", make<MHA, Attention>(), "multi-head attention (n_kv_heads = n_heads)");
-  r.add("gqa", make<GQA, Attention>(), "grouped-query attention (n_kv_heads; 1 = MQA)");
+  r.add("mha", make<MHA, Attention>(), "multi-head attention (n_kv_heads = n_heads)", {"qk_norm"});
+  r.add("gqa", make<GQA, Attention>(), "grouped-query attention (n_kv_heads; 1 = MQA)",
+        {"n_kv_heads", "qk_norm"});
 }
 void register_ffn(Registry<FeedForward>& r) {
   r.add("standard", make<StandardFFN, FeedForward>(), "down(GELU(up(x)))");
@@ -37,9 +36,10 @@ void register_norm(Registry<Norm>& r) {
   r.add("rms_norm", make<RMSNormComponent, Norm>(), "RMSNorm (weight)");
 }
 void register_position(Registry<PositionEncoding>& r) {
-  r.add("sinusoidal", make<SinusoidalPosition, PositionEncoding>(), "fixed sin/cos, added to embeddings");
+  r.add("sinusoidal", make<SinusoidalPosition, PositionEncoding>(),
+        "fixed sin/cos, added to embeddings");
   r.add("learned", make<LearnedPosition, PositionEncoding>(), "learned absolute (GPT-2 wpe)");
-  r.add("rope", make<RoPE, PositionEncoding>(), "rotary on q and k (rope_theta)");
+  r.add("rope", make<RoPE, PositionEncoding>(), "rotary on q and k (rope_theta)", {"rope_theta"});
   r.add("alibi", make<ALiBi, PositionEncoding>(), "linear distance bias per head");
   r.add("none", make<NoPosition, PositionEncoding>(), "no position information (NoPE)");
 }

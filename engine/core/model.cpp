@@ -29,8 +29,10 @@ LanguageModel::LanguageModel(const ModelConfig& cfg) : cfg_(cfg) {
 }
 
 Tensor LanguageModel::forward(const Tokens& tokens, DecodeState* state, bool training) {
-  op_check(tokens.shape.rank == 2, "model", "tokens must be (batch, seq), got " + tokens.shape.str());
-  op_check(!state || state->size() == blocks_.size(), "model", "decode state has wrong layer count");
+  op_check(tokens.shape.rank == 2, "model",
+           "tokens must be (batch, seq), got " + tokens.shape.str());
+  op_check(!state || state->size() == blocks_.size(), "model",
+           "decode state has wrong layer count");
   const int64_t offset = state ? (*state)[0]->length : 0;
   aux_outputs().clear();
   Tensor x = embedding(embed_->tensor(), tokens);
@@ -56,11 +58,20 @@ void LanguageModel::init_weights(Rng& rng) {
   const float resid_std = std / std::sqrt(2.0f * float(cfg_.n_layers));
   for (Parameter* p : parameters()) {
     switch (p->init_kind()) {
-      case Init::kNormal: p->init_normal(rng, std); break;
-      case Init::kResidualNormal: p->init_normal(rng, resid_std); break;
-      case Init::kZeros: p->fill(0.0f); break;
-      case Init::kOnes: p->fill(1.0f); break;
-      case Init::kCustom: break;
+      case Init::kNormal:
+        p->init_normal(rng, std);
+        break;
+      case Init::kResidualNormal:
+        p->init_normal(rng, resid_std);
+        break;
+      case Init::kZeros:
+        p->fill(0.0f);
+        break;
+      case Init::kOnes:
+        p->fill(1.0f);
+        break;
+      case Init::kCustom:
+        break;
     }
   }
   visit([&](Module& m) { m.init_custom(rng); });
@@ -87,7 +98,8 @@ std::vector<LayerStats> LanguageModel::layer_stats(int64_t seq_len) {
     s.params = b->num_parameters();
     s.active_params = s.params;
     if (b->ffn()) s.active_params -= b->ffn()->num_parameters() - b->ffn()->active_parameters();
-    s.flops_per_token = 6.0 * double(s.active_params) + 3.0 * b->attention().mixing_flops_per_token(seq_len);
+    s.flops_per_token =
+        6.0 * double(s.active_params) + 3.0 * b->attention().mixing_flops_per_token(seq_len);
     out.push_back(s);
   }
   return out;

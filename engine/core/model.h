@@ -20,8 +20,8 @@ using DecodeState = std::vector<std::unique_ptr<LayerState>>;
 struct LayerStats {
   std::string attention, ffn;
   int64_t params = 0;
-  int64_t active_params = 0;    // per token (MoE: active experts only)
-  double flops_per_token = 0;   // training (forward + backward) FLOPs per token
+  int64_t active_params = 0;   // per token (MoE: active experts only)
+  double flops_per_token = 0;  // training (forward + backward) FLOPs per token
 };
 
 class LanguageModel : public Module {
@@ -56,12 +56,12 @@ class LanguageModel : public Module {
 
  private:
   ModelConfig cfg_;
-  Parameter* embed_;                   // (vocab, d_model)
+  Parameter* embed_;  // (vocab, d_model)
   PositionEncoding* abs_position_ = nullptr;
   std::vector<Block*> blocks_;
   Norm* final_norm_;
-  Parameter* lm_head_ = nullptr;       // (vocab, d_model) when untied
-  float logit_scale_ = 1.0f;           // μP: 1 / width_mult
+  Parameter* lm_head_ = nullptr;  // (vocab, d_model) when untied
+  float logit_scale_ = 1.0f;      // μP: 1 / width_mult
   Rng dropout_rng_{0};
   double lm_loss_ = 0;
 };

@@ -20,11 +20,23 @@ class Registry {
   struct Entry {
     Factory make;
     std::string summary;  // one line for `models list` and the GUI
+    /// Component-specific BlockConfig keys it reads (beyond d_model, n_heads,
+    /// d_ff, bias, ...); the composer shows exactly these for it.
+    std::vector<std::string> fields;
   };
 
   explicit Registry(std::string slot) : slot_(std::move(slot)) {}
-  void add(const std::string& name, Factory f, std::string summary) {
-    entries_[name] = Entry{std::move(f), std::move(summary)};
+  void add(const std::string& name, Factory f, std::string summary,
+           std::vector<std::string> fields = {}) {
+    entries_[name] = Entry{std::move(f), std::move(summary), std::move(fields)};
+  }
+  /// True when component `name` lists `field` among its own fields.
+  bool uses_field(const std::string& name, const std::string& field) const {
+    auto it = entries_.find(name);
+    if (it == entries_.end()) return false;
+    for (const std::string& f : it->second.fields)
+      if (f == field) return true;
+    return false;
   }
   bool contains(const std::string& name) const { return entries_.count(name) > 0; }
   /// Sorted names.

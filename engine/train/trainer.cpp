@@ -6,9 +6,9 @@
 #include <thread>
 
 #include "core/aux_outputs.h"
-#include "train/grad_clip.h"
 #include "tensor/gemm.h"
 #include "tensor/graph.h"
+#include "train/grad_clip.h"
 
 namespace bl {
 
@@ -79,7 +79,9 @@ void Trainer::request_stop(const std::string& reason) {
   cv_.notify_all();
 }
 
-void Trainer::pause() { paused_ = true; }
+void Trainer::pause() {
+  paused_ = true;
+}
 
 void Trainer::resume() {
   paused_ = false;

@@ -51,7 +51,9 @@ class Trainer {
   Optimizer& optimizer() { return *optimizer_; }
   BatchSampler& sampler() { return sampler_; }
   const LrSchedule& schedule() const { return schedule_; }
-  int64_t tokens_per_step() const { return cfg_.batch_size * cfg_.seq_len * cfg_.grad_accumulation_steps; }
+  int64_t tokens_per_step() const {
+    return cfg_.batch_size * cfg_.seq_len * cfg_.grad_accumulation_steps;
+  }
 
  private:
   /// Blocks while paused; false if a stop was requested.

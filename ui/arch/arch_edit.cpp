@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <set>
 
 #include "core/components.h"
@@ -71,9 +72,6 @@ std::string component_summary(Slot s, const std::string& name) {
 namespace {
 
 using Kind = BlockField::Kind;
-bool has(const std::string& s, const char* part) {
-  return s.find(part) != std::string::npos;
-}
 auto always = [](const BlockConfig&) { return true; };
 
 // Accessor pairs for the three storage types.
@@ -95,44 +93,89 @@ auto always = [](const BlockConfig&) { return true; };
   [](const BlockConfig& b) { return b.field ? 1.0 : 0.0; }, \
       [](BlockConfig& b, double v) { b.field = v != 0; }
 
+// A component-specific field is shown when one of the block's components
+// lists it in its registry entry (engine/core/components.cpp).
+std::function<bool(const BlockConfig&)> uses(const char* key) {
+  return [key](const BlockConfig& b) {
+    return attention_registry().uses_field(b.attention, key) ||
+           ffn_registry().uses_field(b.ffn, key) || norm_registry().uses_field(b.norm, key) ||
+           position_registry().uses_field(b.position, key);
+  };
+}
+
 std::vector<BlockField> make_fields() {
-  // GQA-family attention reads n_kv_heads; "mha" always uses n_heads K/V heads.
-  auto kv = [](const BlockConfig& b) { return has(b.attention, "gqa") || b.attention == "mqa"; };
-  auto qk = [](const BlockConfig& b) { return b.attention == "mha" || has(b.attention, "gqa"); };
-  auto moe = [](const BlockConfig& b) { return has(b.ffn, "moe"); };
   const double big = 1 << 20;
+  using S = Slot;
   return {
-      {"d_model", "d_model", Kind::kInt, Slot::kAttention, 1, 65536, always, BL_INT(d_model)},
-      {"n_heads", "heads", Kind::kInt, Slot::kAttention, 1, 1024, always, BL_INT(n_heads)},
-      {"n_kv_heads", "K/V heads", Kind::kOptInt, Slot::kAttention, 0, 1024, kv, BL_OPT(n_kv_heads)},
-      {"qk_norm", "QK norm", Kind::kBool, Slot::kAttention, 0, 1, qk, BL_BOOL(qk_norm)},
-      {"window_size", "window", Kind::kOptInt, Slot::kAttention, 0, big,
-       [](const BlockConfig& b) { return has(b.attention, "sliding"); }, BL_OPT(window_size)},
-      {"attention_chunk_size", "chunk size", Kind::kOptInt, Slot::kAttention, 0, big,
-       [](const BlockConfig& b) { return has(b.attention, "chunk"); },
-       BL_OPT(attention_chunk_size)},
-      {"kv_lora_rank", "KV LoRA rank", Kind::kOptInt, Slot::kAttention, 0, big,
-       [](const BlockConfig& b) { return b.attention == "mla"; }, BL_OPT(kv_lora_rank)},
-      {"q_lora_rank", "Q LoRA rank", Kind::kOptInt, Slot::kAttention, 0, big,
-       [](const BlockConfig& b) { return b.attention == "mla"; }, BL_OPT(q_lora_rank)},
-      {"d_ff", "d_ff", Kind::kInt, Slot::kFfn, 1, big,
+      {"d_model", "d_model", Kind::kInt, S::kAttention, 1, 65536, always, BL_INT(d_model)},
+      {"n_heads", "heads", Kind::kInt, S::kAttention, 1, 1024, always, BL_INT(n_heads)},
+      {"n_kv_heads", "K/V heads", Kind::kOptInt, S::kAttention, 0, 1024, uses("n_kv_heads"),
+       BL_OPT(n_kv_heads)},
+      {"qk_norm", "QK norm", Kind::kBool, S::kAttention, 0, 1, uses("qk_norm"), BL_BOOL(qk_norm)},
+      {"window_size", "window", Kind::kOptInt, S::kAttention, 0, big, uses("window_size"),
+       BL_OPT(window_size)},
+      {"attention_chunk_size", "chunk size", Kind::kOptInt, S::kAttention, 0, big,
+       uses("attention_chunk_size"), BL_OPT(attention_chunk_size)},
+      {"kv_lora_rank", "KV latent rank", Kind::kOptInt, S::kAttention, 0, big, uses("kv_lora_rank"),
+       BL_OPT(kv_lora_rank)},
+      {"q_lora_rank", "Q latent rank", Kind::kOptInt, S::kAttention, 0, big, uses("q_lora_rank"),
+       BL_OPT(q_lora_rank)},
+      {"rope_dim", "RoPE dims", Kind::kOptInt, S::kAttention, 0, 4096, uses("rope_dim"),
+       BL_OPT(rope_dim)},
+      {"sparse_compress_ratio", "compress ratio", Kind::kOptInt, S::kAttention, 0, 4096,
+       uses("sparse_compress_ratio"), BL_OPT(sparse_compress_ratio)},
+      {"sparse_select_k", "selected blocks", Kind::kOptInt, S::kAttention, 0, 4096,
+       uses("sparse_select_k"), BL_OPT(sparse_select_k)},
+      {"conv_kernel_size", "conv kernel", Kind::kInt, S::kAttention, 1, 64,
+       uses("conv_kernel_size"), BL_INT(conv_kernel_size)},
+      {"use_short_conv", "short conv", Kind::kBool, S::kAttention, 0, 1, uses("use_short_conv"),
+       BL_BOOL(use_short_conv)},
+      {"mamba_n_heads", "SSM heads", Kind::kOptInt, S::kAttention, 0, 4096, uses("mamba_n_heads"),
+       BL_OPT(mamba_n_heads)},
+      {"mamba_head_dim", "SSM head dim", Kind::kOptInt, S::kAttention, 0, 4096,
+       uses("mamba_head_dim"), BL_OPT(mamba_head_dim)},
+      {"ssm_state_size", "state size", Kind::kInt, S::kAttention, 1, 4096, uses("ssm_state_size"),
+       BL_INT(ssm_state_size)},
+      {"mamba_expand", "expand", Kind::kInt, S::kAttention, 1, 16, uses("mamba_expand"),
+       BL_INT(mamba_expand)},
+      {"mamba_n_groups", "B/C groups", Kind::kInt, S::kAttention, 1, 1024, uses("mamba_n_groups"),
+       BL_INT(mamba_n_groups)},
+      {"mamba_chunk_size", "scan chunk", Kind::kInt, S::kAttention, 1, 4096,
+       uses("mamba_chunk_size"), BL_INT(mamba_chunk_size)},
+      {"mamba_bc_norm", "B/C norm", Kind::kBool, S::kAttention, 0, 1, uses("mamba_bc_norm"),
+       BL_BOOL(mamba_bc_norm)},
+      {"mamba_trapezoidal", "trapezoidal", Kind::kBool, S::kAttention, 0, 1,
+       uses("mamba_trapezoidal"), BL_BOOL(mamba_trapezoidal)},
+      {"mamba_complex_a", "complex A", Kind::kBool, S::kAttention, 0, 1, uses("mamba_complex_a"),
+       BL_BOOL(mamba_complex_a)},
+      {"d_ff", "d_ff", Kind::kInt, S::kFfn, 1, big,
        [](const BlockConfig& b) { return b.ffn != "none"; }, BL_INT(d_ff)},
-      {"n_experts", "experts", Kind::kOptInt, Slot::kFfn, 0, 4096, moe, BL_OPT(n_experts)},
-      {"top_k_experts", "top-k", Kind::kInt, Slot::kFfn, 1, 4096, moe, BL_INT(top_k_experts)},
-      {"n_shared_experts", "shared experts", Kind::kOptInt, Slot::kFfn, 0, 4096, moe,
-       BL_OPT(n_shared_experts)},
-      {"moe_d_ff", "expert d_ff", Kind::kOptInt, Slot::kFfn, 0, big, moe, BL_OPT(moe_d_ff)},
-      {"norm_eps", "eps", Kind::kDouble, Slot::kNorm, 1e-12, 1, always, BL_DBL(norm_eps)},
-      {"rope_theta", "rope θ", Kind::kDouble, Slot::kPosition, 1, 1e9,
-       [](const BlockConfig& b) { return b.position == "rope"; }, BL_DBL(rope_theta)},
-      {"rope_dim", "rope dims", Kind::kOptInt, Slot::kPosition, 0, 4096,
-       [](const BlockConfig& b) { return b.attention == "mla"; }, BL_OPT(rope_dim)},
+      {"n_experts", "experts", Kind::kOptInt, S::kFfn, 0, 4096, uses("n_experts"),
+       BL_OPT(n_experts)},
+      {"top_k_experts", "top-k", Kind::kInt, S::kFfn, 1, 4096, uses("top_k_experts"),
+       BL_INT(top_k_experts)},
+      {"n_shared_experts", "shared experts", Kind::kOptInt, S::kFfn, 0, 4096,
+       uses("n_shared_experts"), BL_OPT(n_shared_experts)},
+      {"moe_d_ff", "expert d_ff", Kind::kOptInt, S::kFfn, 0, big, uses("moe_d_ff"),
+       BL_OPT(moe_d_ff)},
+      {"shared_expert_d_ff", "shared d_ff", Kind::kOptInt, S::kFfn, 0, big,
+       uses("shared_expert_d_ff"), BL_OPT(shared_expert_d_ff)},
+      {"moe_latent_size", "latent size", Kind::kOptInt, S::kFfn, 0, big, uses("moe_latent_size"),
+       BL_OPT(moe_latent_size)},
+      {"moe_routed_scaling_factor", "routed scale", Kind::kDouble, S::kFfn, 0, 1000,
+       uses("moe_routed_scaling_factor"), BL_DBL(moe_routed_scaling_factor)},
+      {"moe_n_groups", "expert groups", Kind::kInt, S::kFfn, 1, 4096, uses("moe_n_groups"),
+       BL_INT(moe_n_groups)},
+      {"moe_topk_groups", "top groups", Kind::kInt, S::kFfn, 1, 4096, uses("moe_topk_groups"),
+       BL_INT(moe_topk_groups)},
+      {"norm_eps", "eps", Kind::kDouble, S::kNorm, 1e-12, 1, always, BL_DBL(norm_eps)},
+      {"rope_theta", "rope θ", Kind::kDouble, S::kPosition, 1, 1e9, uses("rope_theta"),
+       BL_DBL(rope_theta)},
       // Model-wide in the composer (shown in the model form, never per layer).
-      {"max_seq_len", "max_seq_len", Kind::kInt, Slot::kPosition, 1, big, always,
-       BL_INT(max_seq_len)},
-      {"bias", "bias", Kind::kBool, Slot::kAttention, 0, 1, always, BL_BOOL(bias)},
-      {"pre_norm", "pre-norm", Kind::kBool, Slot::kNorm, 0, 1, always, BL_BOOL(pre_norm)},
-      {"dropout", "dropout", Kind::kDouble, Slot::kAttention, 0, 0.99, always, BL_DBL(dropout)},
+      {"max_seq_len", "max_seq_len", Kind::kInt, S::kPosition, 1, big, always, BL_INT(max_seq_len)},
+      {"bias", "bias", Kind::kBool, S::kAttention, 0, 1, always, BL_BOOL(bias)},
+      {"pre_norm", "pre-norm", Kind::kBool, S::kNorm, 0, 1, always, BL_BOOL(pre_norm)},
+      {"dropout", "dropout", Kind::kDouble, S::kAttention, 0, 0.99, always, BL_DBL(dropout)},
   };
 }
 #undef BL_INT
