@@ -146,12 +146,47 @@ ConfigError::ConfigError(std::vector<std::string> errors)
 
 // ---------------------------------------------------------------- ModelConfig
 
-const BlockConfig& ModelConfig::get_block_config(int64_t layer) const {
-  if (block_configs.empty()) return block;
-  if (layer < 0 || layer >= int64_t(block_configs.size()))
+BlockConfig ModelConfig::get_block_config(int64_t layer) const {
+  if (!block_configs.empty() && (layer < 0 || layer >= int64_t(block_configs.size())))
     throw std::out_of_range("get_block_config: layer " + std::to_string(layer) +
                             " out of range [0, " + std::to_string(block_configs.size()) + ")");
-  return block_configs[size_t(layer)];
+  const BlockConfig& b = block_configs.empty() ? block : block_configs[size_t(layer)];
+  if (layer >= 0 && layer < int64_t(hybrid_pattern.size()))
+    return apply_hybrid_kind(b, hybrid_pattern[size_t(layer)]);
+  return b;
+}
+
+namespace {
+bool is_moe(const std::string& ffn) {
+  return ffn.find("moe") != std::string::npos;
+}
+bool is_token_mixer_without_attention(const std::string& a) {
+  return a == "none" || a.rfind("mamba", 0) == 0 || a == "gated_deltanet";
+}
+}  // namespace
+
+BlockConfig apply_hybrid_kind(BlockConfig b, char kind) {
+  switch (kind) {
+    case 'M':
+      b.attention = "mamba2";
+      b.ffn = "none";
+      break;
+    case '*':
+      if (is_token_mixer_without_attention(b.attention)) b.attention = "gqa";
+      b.ffn = "none";
+      break;
+    case '-':
+      b.attention = "none";
+      if (b.ffn == "none" || is_moe(b.ffn)) b.ffn = "relu2";
+      break;
+    case 'E':
+      b.attention = "none";
+      if (!is_moe(b.ffn)) b.ffn = "moe";
+      break;
+    default:
+      break;
+  }
+  return b;
 }
 
 double ModelConfig::width_mult() const {
@@ -637,9 +672,19 @@ std::vector<std::string> validation_errors(const ModelConfig& m, const std::stri
                          "]: invalid character '" + std::string(1, ch) +
                          "'; allowed: M (Mamba), E (MoE), * (attention), - (MLP)");
     }
-    if (int64_t(m.hybrid_pattern.size()) != m.n_layers)
+    if (int64_t(m.hybrid_pattern.size()) != m.n_layers) {
       errors.push_back(c.p("hybrid_pattern") + " has " + n(int64_t(m.hybrid_pattern.size())) +
                        " characters but " + c.p("n_layers") + " is " + n(m.n_layers));
+    } else if (errors.empty()) {
+      // The layers the pattern makes must be valid too (e.g. 'E' needs n_experts).
+      for (int64_t i = 0; i < m.n_layers; ++i) {
+        const char kind = m.hybrid_pattern[size_t(i)];
+        auto le =
+            validation_errors(m.get_block_config(i), c.p("hybrid_pattern") + "[" + n(i) + "] ('" +
+                                                         std::string(1, kind) + "' layer)");
+        errors.insert(errors.end(), le.begin(), le.end());
+      }
+    }
   }
   return errors;
 }

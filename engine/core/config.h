@@ -105,18 +105,26 @@ struct ModelConfig {
   /// Weights init N(0, init_std); attention/FFN output projections use
   /// init_std / sqrt(2 * n_layers) (GPT-2 / nanoGPT residual scaling).
   double init_std = 0.02;
-  /// Optional per-layer layout string, one character per layer:
-  /// 'M' Mamba, 'E' MoE, '*' attention, '-' MLP (Nemotron-H style). Empty = unused.
-  /// Only parsed and validated for now.
+  /// Optional per-layer layout string, one character per layer (Nemotron-H
+  /// style), applied on top of block / block_configs[i]:
+  ///   'M' mamba2 mixer only, '*' attention only (the layer's attention, or gqa
+  ///   when that is not an attention), '-' dense FFN only (the layer's ffn, or
+  ///   relu2 when that is none or a MoE), 'E' MoE FFN only (the layer's ffn when
+  ///   it is a MoE kind, else moe). Empty = unused.
   std::string hybrid_pattern;
 
-  /// The block config of layer `layer` (block_configs[layer], or block).
-  const BlockConfig& get_block_config(int64_t layer) const;
+  /// The block config of layer `layer`: block_configs[layer] (or block), with
+  /// hybrid_pattern[layer] applied when a pattern is set.
+  BlockConfig get_block_config(int64_t layer) const;
   /// muP width multiplier d_model / mup_base_width; 1.0 without muP.
   double width_mult() const;
 
   bool operator==(const ModelConfig&) const = default;
 };
+
+/// `b` turned into the layer kind of hybrid-pattern character `kind` (see
+/// ModelConfig::hybrid_pattern). Unknown characters leave it unchanged.
+BlockConfig apply_hybrid_kind(BlockConfig b, char kind);
 
 // ---------------------------------------------------------------- JSON
 
@@ -169,6 +177,10 @@ std::vector<std::string> validation_errors(const ModelConfig& m, const std::stri
 void validate(const BlockConfig& b);
 /// Throws ConfigError listing every violated rule.
 void validate(const ModelConfig& m);
+
+/// `b` turned into the layer kind of hybrid-pattern character `kind` (see
+/// ModelConfig::hybrid_pattern). Unknown characters leave it unchanged.
+BlockConfig apply_hybrid_kind(BlockConfig b, char kind);
 
 // ---------------------------------------------------------------- JSON helpers
 

@@ -1,5 +1,6 @@
 #include "core/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <unordered_set>
 
@@ -22,13 +23,27 @@ LanguageModel::LanguageModel(const ModelConfig& cfg) : cfg_(cfg) {
     blocks_.push_back(add_module("layers." + std::to_string(i),
                                  std::make_unique<Block>(cfg_.get_block_config(i))));
   final_norm_ = add_module("norm", norm_registry().create(base.norm, base));
+  for (int64_t k = 0; k < cfg_.mtp_n_predict; ++k)
+    mtp_.push_back(add_module("mtp." + std::to_string(k), std::make_unique<MTPHead>(base)));
   if (!cfg_.tie_embeddings)
     lm_head_ = add_parameter("lm_head.weight", Shape{cfg_.vocab_size, base.d_model});
   logit_scale_ = float(1.0 / cfg_.width_mult());
   for (auto& [name, p] : named_parameters()) p->set_name(name);
+  if (cfg_.mup_base_width) {
+    // μP (Tensor Programs V, Adam): hidden matrices get init std / sqrt(width_mult)
+    // and learning rate / width_mult; embeddings, vectors and the (1/width_mult
+    // scaled) readout keep the base values.
+    const float lr_scale = float(1.0 / cfg_.width_mult());
+    for (auto& [name, p] : named_parameters())
+      if (p->shape().rank >= 2 && p != embed_ && p != lm_head_ &&
+          (name.rfind("layers.", 0) == 0 || name.rfind("mtp.", 0) == 0)) {
+        p->set_lr_scale(lr_scale);
+        mup_hidden_.push_back(p);
+      }
+  }
 }
 
-Tensor LanguageModel::forward(const Tokens& tokens, DecodeState* state, bool training) {
+Tensor LanguageModel::hidden(const Tokens& tokens, DecodeState* state, bool training) {
   op_check(tokens.shape.rank == 2, "model",
            "tokens must be (batch, seq), got " + tokens.shape.str());
   op_check(!state || state->size() == blocks_.size(), "model",
@@ -39,15 +54,51 @@ Tensor LanguageModel::forward(const Tokens& tokens, DecodeState* state, bool tra
   if (abs_position_) x = abs_position_->embed(x, offset);
   for (size_t i = 0; i < blocks_.size(); ++i)
     x = blocks_[i]->forward(x, state ? (*state)[i].get() : nullptr, training, dropout_rng_);
-  x = final_norm_->forward(x);
-  Tensor logits = linear(x, lm_head_ ? lm_head_->tensor() : embed_->tensor());
+  return x;
+}
+
+Tensor LanguageModel::logits_of(const Tensor& hidden) {
+  Tensor logits =
+      linear(final_norm_->forward(hidden), lm_head_ ? lm_head_->tensor() : embed_->tensor());
   if (logit_scale_ != 1.0f) logits = scale(logits, logit_scale_);
   return logits;
 }
 
+Tensor LanguageModel::forward(const Tokens& tokens, DecodeState* state, bool training) {
+  return logits_of(hidden(tokens, state, training));
+}
+
+void LanguageModel::add_mtp_loss(const Tensor& h, const Tokens& targets, bool training) {
+  const int64_t B = targets.shape[0], T = targets.shape[1];
+  Graph& g = current_graph();
+  Tensor hk = h, sum;
+  for (int64_t k = 1; k <= int64_t(mtp_.size()); ++k) {
+    // Depth k at position i reads token t(i+k) = targets[i+k-1] and predicts
+    // t(i+k+1) = targets[i+k]; positions past the end are ignored (-1).
+    int32_t* prev = g.alloc_as<int32_t>(B * T);
+    int32_t* next = g.alloc_as<int32_t>(B * T);
+    for (int64_t b = 0; b < B; ++b) {
+      const int32_t* row = targets.data + b * T;
+      for (int64_t i = 0; i < T; ++i) {
+        prev[b * T + i] = i + k - 1 < T ? row[i + k - 1] : 0;
+        next[b * T + i] = i + k < T ? row[i + k] : -1;
+      }
+    }
+    Tensor e = embedding(embed_->tensor(), Tokens{prev, targets.shape});
+    hk = mtp_[size_t(k - 1)]->forward(hk, e, training, dropout_rng_);
+    Tensor lk = cross_entropy(logits_of(hk), Tokens{next, targets.shape});
+    aux_outputs().add_metric("mtp_loss/depth" + std::to_string(k), double(lk.item()));
+    sum = k == 1 ? lk : add(sum, lk);
+  }
+  aux_outputs().add_loss("mtp_loss", scale(sum, 1.0f / float(mtp_.size())), float(cfg_.mtp_lambda));
+}
+
 Tensor LanguageModel::loss(const Tokens& tokens, const Tokens& targets, bool training) {
-  Tensor total = cross_entropy(forward(tokens, nullptr, training), targets);
+  Tensor h = hidden(tokens, nullptr, training);
+  Tensor total = cross_entropy(logits_of(h), targets);
   lm_loss_ = double(total.item());
+  // MTP heads train the trunk; evaluation (training = false) reports the main loss only.
+  if (training && !mtp_.empty()) add_mtp_loss(h, targets, training);
   for (const AuxOutputs::Loss& l : aux_outputs().losses())
     if (l.weight != 0.0f) total = add(total, scale(l.value, l.weight));
   return total;
@@ -56,13 +107,16 @@ Tensor LanguageModel::loss(const Tokens& tokens, const Tokens& targets, bool tra
 void LanguageModel::init_weights(Rng& rng) {
   const float std = float(cfg_.init_std);
   const float resid_std = std / std::sqrt(2.0f * float(cfg_.n_layers));
+  const float mup_mul = float(1.0 / std::sqrt(cfg_.width_mult()));
   for (Parameter* p : parameters()) {
+    const bool hidden = std::find(mup_hidden_.begin(), mup_hidden_.end(), p) != mup_hidden_.end();
+    const float mul = hidden ? mup_mul : 1.0f;  // μP: hidden matrices shrink with width
     switch (p->init_kind()) {
       case Init::kNormal:
-        p->init_normal(rng, std);
+        p->init_normal(rng, std * mul);
         break;
       case Init::kResidualNormal:
-        p->init_normal(rng, resid_std);
+        p->init_normal(rng, resid_std * mul);
         break;
       case Init::kZeros:
         p->fill(0.0f);
@@ -111,6 +165,12 @@ double LanguageModel::flops_per_token(int64_t seq_len) {
   // LM head matmul (counted even when tied) and the final norm's weights.
   f += 6.0 * double(cfg_.vocab_size * cfg_.block.d_model);
   f += 6.0 * double(final_norm_->num_parameters());
+  // Each MTP depth (training only): its own weights, its block's mixing, and
+  // another pass through the final norm and LM head.
+  for (MTPHead* h : mtp_) {
+    f += 6.0 * double(h->active_parameters()) + 6.0 * double(cfg_.vocab_size * cfg_.block.d_model);
+    f += 3.0 * h->attention_mixing_flops(seq_len) + 6.0 * double(final_norm_->num_parameters());
+  }
   return f;
 }
 

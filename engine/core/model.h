@@ -8,6 +8,7 @@
 
 #include "core/block.h"
 #include "core/config.h"
+#include "core/mtp_head.h"
 #include "ops/embedding.h"
 #include "tensor/rng.h"
 
@@ -46,6 +47,8 @@ class LanguageModel : public Module {
   const ModelConfig& config() const { return cfg_; }
   int64_t n_layers() const { return int64_t(blocks_.size()); }
   Block& block(int64_t i) { return *blocks_[size_t(i)]; }
+  int64_t n_mtp_heads() const { return int64_t(mtp_.size()); }
+  MTPHead& mtp_head(int64_t k) { return *mtp_[size_t(k)]; }
   /// Parameters that take part in a matmul (non-embedding + LM head), as in PaLM's 6N.
   int64_t matmul_parameters();
   /// Training FLOPs per token at context seq_len: 6 * matmul params + 3 * attention mixing.
@@ -55,13 +58,22 @@ class LanguageModel : public Module {
   Rng& dropout_rng() { return dropout_rng_; }
 
  private:
+  /// Blocks' output (B, T, d_model) before the final norm.
+  Tensor hidden(const Tokens& tokens, DecodeState* state, bool training);
+  /// Final norm, LM head and μP logit scale.
+  Tensor logits_of(const Tensor& hidden);
+  /// Adds the MTP heads' mean loss to aux_outputs() (weight mtp_lambda).
+  void add_mtp_loss(const Tensor& h, const Tokens& targets, bool training);
+
   ModelConfig cfg_;
   Parameter* embed_;  // (vocab, d_model)
   PositionEncoding* abs_position_ = nullptr;
   std::vector<Block*> blocks_;
   Norm* final_norm_;
-  Parameter* lm_head_ = nullptr;  // (vocab, d_model) when untied
-  float logit_scale_ = 1.0f;      // μP: 1 / width_mult
+  std::vector<MTPHead*> mtp_;           // mtp_n_predict heads (training only)
+  std::vector<Parameter*> mup_hidden_;  // μP: matrices whose init and lr scale with width
+  Parameter* lm_head_ = nullptr;        // (vocab, d_model) when untied
+  float logit_scale_ = 1.0f;            // μP: 1 / width_mult
   Rng dropout_rng_{0};
   double lm_loss_ = 0;
 };

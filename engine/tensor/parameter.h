@@ -33,7 +33,7 @@ enum class Init {
   kResidualNormal,  // N(0, init_std / sqrt(2 * n_layers)): projections into the residual stream
   kZeros,
   kOnes,
-  kCustom,          // the owning module initialises it itself (init_custom)
+  kCustom,  // the owning module initialises it itself (init_custom)
 };
 
 class Parameter {
@@ -56,6 +56,11 @@ class Parameter {
   void set_trainable(bool on);
   void zero_grad();
 
+  /// Multiplier on the optimizer's learning rate for this parameter (μP's
+  /// per-group rates: hidden matrices get 1 / width_mult). 1 by default.
+  float lr_scale() const { return lr_scale_; }
+  void set_lr_scale(float s) { lr_scale_ = s; }
+
   Init init_kind() const { return init_; }
   void set_init_kind(Init k) { init_ = k; }
 
@@ -67,6 +72,7 @@ class Parameter {
   Buffer value_, grad_;
   TensorImpl impl_;
   Init init_ = Init::kNormal;
+  float lr_scale_ = 1.0f;
 };
 
 }  // namespace bl

@@ -49,7 +49,24 @@ void Optimizer::step(float lr) {
     if (params_[i]->trainable() && params_[i]->grad()) active.push_back(i);
   for (size_t i : active) ++param_steps_[i];
   ++steps_;
-  update(lr, active);
+  // Parameters with their own learning-rate multiplier (μP) are updated in
+  // groups of equal scale; the common case is one group at scale 1.
+  bool uniform = true;
+  for (size_t i : active) uniform = uniform && params_[i]->lr_scale() == 1.0f;
+  if (uniform) {
+    update(lr, active);
+    return;
+  }
+  scales_.clear();
+  for (size_t i : active)
+    if (std::find(scales_.begin(), scales_.end(), params_[i]->lr_scale()) == scales_.end())
+      scales_.push_back(params_[i]->lr_scale());
+  for (float s : scales_) {
+    group_.clear();
+    for (size_t i : active)
+      if (params_[i]->lr_scale() == s) group_.push_back(i);
+    update(lr * s, group_);
+  }
 }
 
 void Optimizer::zero_grad() {

@@ -106,6 +106,8 @@ class Optimizer {
   std::vector<int64_t> param_steps_;
   std::vector<Chunk> chunks_;  // rebuilt per step, capacity kept
   std::vector<size_t> active_;
+  std::vector<size_t> group_;  // active params sharing one lr_scale
+  std::vector<float> scales_;
   int64_t steps_ = 0;
 };
 
