@@ -1,5 +1,6 @@
 #include "ops/ssd.h"
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -55,6 +56,24 @@ void chunk_cumsum(const float* a, int64_t H, int64_t q, float* s) {
   }
 }
 
+// out[k] = exp(si - s[k]) for k < n (vectorised by Eigen).
+inline void exp_diff(float si, const float* s, int64_t n, float* out) {
+  Eigen::Map<Eigen::ArrayXf>(out, n) = (si - Eigen::Map<const Eigen::ArrayXf>(s, n)).exp();
+}
+
+// Decay matrix L (q x q, lower: L_ik = e^{s_i - s_k}) and M = L o CB o w (column k scaled by w_k).
+void decay_and_mix(const float* CB, const float* s, const float* wv, int64_t q, float* L,
+                   float* M) {
+  for (int64_t i = 0; i < q; ++i) {
+    float* Li = L + i * q;
+    float* Mi = M + i * q;
+    exp_diff(s[i], s, i + 1, Li);
+#pragma omp simd
+    for (int64_t k = 0; k <= i; ++k) Mi[k] = Li[k] * CB[i * q + k] * wv[k];
+    for (int64_t k = i + 1; k < q; ++k) Mi[k] = 0.0f;
+  }
+}
+
 void ssd_backward(const Tensor& x, const Tensor& w, const Tensor& a, const Tensor& B,
                   const Tensor& C, const Tensor& D, const Tensor& y, const float* states,
                   const Dims d) {
@@ -76,7 +95,7 @@ void ssd_backward(const Tensor& x, const Tensor& w, const Tensor& a, const Tenso
   float* dD = need_d ? g.grad(D) : nullptr;
   const int64_t Q = d.Q, N = d.N, P = d.P, PN = P * N, H = d.H, HP = d.HP, GN = d.GN;
   const int64_t QM = Q * std::max(N, P);
-  const int64_t per = 4 * Q * Q + 2 * QM + d.hpg * PN + PN + 2 * Q + d.hpg;
+  const int64_t per = 5 * Q * Q + 2 * QM + d.hpg * PN + PN + 4 * Q + d.hpg;
   const int64_t ntask = d.bt * d.G;
   float* scratch = g.alloc(ntask * per);
   const float *xd = x.data(), *wd = w.data(), *ad = a.data(), *Bd = B.data(), *Cd = C.data();
@@ -88,13 +107,16 @@ void ssd_backward(const Tensor& x, const Tensor& w, const Tensor& a, const Tenso
     float* M = CB + Q * Q;
     float* dM = M + Q * Q;
     float* dCB = dM + Q * Q;
-    float* tmp = dCB + Q * Q;
+    float* L = dCB + Q * Q;
+    float* tmp = L + Q * Q;
     float* tmp2 = tmp + QM;
     float* dS = tmp2 + QM;  // grad of each head's chunk-end state
     float* dS0 = dS + d.hpg * PN;
     float* s = dS0 + PN;
     float* ds = s + Q;
-    float* dDp = ds + Q;
+    float* wv = ds + Q;
+    float* dwv = wv + Q;
+    float* dDp = dwv + Q;
     std::memset(dS, 0, sizeof(float) * size_t(d.hpg * PN));
     std::memset(dDp, 0, sizeof(float) * size_t(d.hpg));
     for (int64_t c = d.nc - 1; c >= 0; --c) {
@@ -119,11 +141,9 @@ void ssd_backward(const Tensor& x, const Tensor& w, const Tensor& a, const Tenso
         float* dXc = dx + row * HP + hh * P;
         chunk_cumsum(ac, H, q, s);
         std::memset(ds, 0, sizeof(float) * size_t(q));
-        for (int64_t i = 0; i < q; ++i) {
-          for (int64_t k = 0; k <= i; ++k)
-            M[i * q + k] = CB[i * q + k] * std::exp(s[i] - s[k]) * wc[k * H];
-          for (int64_t k = i + 1; k < q; ++k) M[i * q + k] = 0.0f;
-        }
+        std::memset(dwv, 0, sizeof(float) * size_t(q));
+        for (int64_t k = 0; k < q; ++k) wv[k] = wc[k * H];
+        decay_and_mix(CB, s, wv, q, L, M);
         gemm(true, false, q, P, q, 1.0f, M, q, dYc, HP, 1.0f, dXc, HP);
         if (Dd) {
           const float Dh = Dd[hh];
@@ -136,16 +156,25 @@ void ssd_backward(const Tensor& x, const Tensor& w, const Tensor& a, const Tenso
           dDp[j] += acc;
         }
         gemm(false, true, q, q, P, 1.0f, dYc, HP, Xc, HP, 0.0f, dM, q);
-        for (int64_t i = 0; i < q; ++i)
+        for (int64_t i = 0; i < q; ++i) {
+          const float* Li = L + i * q;
+          const float* dMi = dM + i * q;
+          const float* CBi = CB + i * q;
+          float* dCBi = dCB + i * q;
+          float rowsum = 0.0f;
+#pragma omp simd reduction(+ : rowsum)
           for (int64_t k = 0; k <= i; ++k) {
-            const float L = std::exp(s[i] - s[k]);
-            const float dm = dM[i * q + k];
-            dCB[i * q + k] += dm * L * wc[k * H];
-            dwc[k * H] += dm * CB[i * q + k] * L;
-            const float gk = dm * M[i * q + k];
-            ds[i] += gk;
+            const float dl = dMi[k] * Li[k];
+            dCBi[k] += dl * wv[k];
+            const float t = dl * CBi[k];  // d/dw_k
+            dwv[k] += t;
+            const float gk = t * wv[k];  // dM o M: d/ds_i, -d/ds_k
+            rowsum += gk;
             ds[k] -= gk;
           }
+          ds[i] += rowsum;
+        }
+        for (int64_t k = 0; k < q; ++k) dwc[k * H] += dwv[k];
         if (c > 0) {
           // Y_state = diag(e^s) C S0ᵀ.
           gemm(false, true, q, P, N, 1.0f, Cc, GN, S0, N, 0.0f, tmp, P);
@@ -221,7 +250,7 @@ Tensor ssd_chunked(const Tensor& x, const Tensor& w, const Tensor& a, const Tens
   const int64_t Q = d.Q, N = d.N, P = d.P, PN = P * N, H = d.H, HP = d.HP, GN = d.GN;
   // Chunk-start states of every head, kept for backward.
   float* states = y.requires_grad() ? g.alloc(d.bt * H * d.nc * PN) : nullptr;
-  const int64_t per = 2 * Q * Q + Q * N + d.hpg * PN + Q;
+  const int64_t per = 3 * Q * Q + Q * N + d.hpg * PN + 2 * Q;
   const int64_t ntask = d.bt * d.G;
   float* scratch = g.alloc(ntask * per);
   const float *xd = x.data(), *wd = w.data(), *ad = a.data(), *Bd = B.data(), *Cd = C.data();
@@ -232,9 +261,11 @@ Tensor ssd_chunked(const Tensor& x, const Tensor& w, const Tensor& a, const Tens
     const int64_t b = task / d.G, grp = task % d.G;
     float* CB = scratch + task * per;
     float* M = CB + Q * Q;
-    float* tmp = M + Q * Q;
+    float* L = M + Q * Q;
+    float* tmp = L + Q * Q;
     float* S = tmp + Q * N;
     float* s = S + d.hpg * PN;
+    float* wv = s + Q;
     std::memset(S, 0, sizeof(float) * size_t(d.hpg * PN));
     for (int64_t c = 0; c < d.nc; ++c) {
       const int64_t t0 = c * Q, q = std::min(Q, d.T - t0);
@@ -249,13 +280,10 @@ Tensor ssd_chunked(const Tensor& x, const Tensor& w, const Tensor& a, const Tens
         const float* Xc = xd + row * HP + hh * P;
         float* Yc = yd + row * HP + hh * P;
         chunk_cumsum(ad + row * H + hh, H, q, s);
+        for (int64_t k = 0; k < q; ++k) wv[k] = wc[k * H];
         if (states) std::memcpy(states + ((b * H + hh) * d.nc + c) * PN, Sh, sizeof(float) * PN);
         // Intra-chunk: Y = (L o C Bᵀ) diag(w) X with L_ik = e^{s_i - s_k} (k <= i).
-        for (int64_t i = 0; i < q; ++i) {
-          for (int64_t k = 0; k <= i; ++k)
-            M[i * q + k] = CB[i * q + k] * std::exp(s[i] - s[k]) * wc[k * H];
-          for (int64_t k = i + 1; k < q; ++k) M[i * q + k] = 0.0f;
-        }
+        decay_and_mix(CB, s, wv, q, L, M);
         gemm(false, false, q, P, q, 1.0f, M, q, Xc, HP, 0.0f, Yc, HP);
         if (c > 0) {  // the state entering the chunk, decayed to each position
           for (int64_t i = 0; i < q; ++i) {

@@ -1,5 +1,9 @@
 #include "ops/ssm_ops.h"
 
+// Eigen's AVX-512 sin/cos (used for the B/C rotation angles) trip a false
+// -Wuninitialized inside GCC 12's intrinsics headers.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -18,6 +22,12 @@ inline float sigmoid_f(float u) {
 }
 inline float softplus_f(float u) {
   return u > 20.0f ? u : std::log1p(std::exp(u));
+}
+
+// out = sigmoid(x) over n floats (Eigen's vectorised exp).
+inline void sigmoid_row(const float* x, float* out, int64_t n) {
+  Eigen::Map<Eigen::ArrayXf>(out, n) =
+      ((-Eigen::Map<const Eigen::ArrayXf>(x, n)).exp() + 1.0f).inverse();
 }
 
 float* grad_if(const Tensor& t) {
@@ -41,8 +51,12 @@ Tensor ssm_causal_conv_silu(const Tensor& x, const Tensor& w, const Tensor& bias
   Tensor y = g.empty(x.shape(), g.needs_grad({x, w, bias}));
   const bool save = y.requires_grad();
   float* pre = save ? g.alloc(x.numel()) : nullptr;
-  const float *xd = x.data(), *wd = w.data(), *bd = bias.data();
+  const float *xd = x.data(), *bd = bias.data();
   float* yd = y.data();
+  // Taps transposed to (K, Cd) so every loop runs over contiguous channels.
+  float* wt = g.alloc(K * Cd);
+  for (int64_t c = 0; c < Cd; ++c)
+    for (int64_t k = 0; k < K; ++k) wt[k * Cd + c] = w.data()[c * K + k];
   // Input at (b, tau) for tau in [-(K-1), T): the tail or zeros before 0.
   auto in_row = [=](int64_t b, int64_t tau) -> const float* {
     if (tau >= 0) return xd + (b * T + tau) * Cd;
@@ -58,9 +72,17 @@ Tensor ssm_causal_conv_silu(const Tensor& x, const Tensor& w, const Tensor& bias
         for (int64_t k = 0; k < K; ++k) {
           const float* xr = in_row(b, t - K + 1 + k);
           if (!xr) continue;
-          for (int64_t c = 0; c < Cd; ++c) pr[c] += wd[c * K + k] * xr[c];
+          const float* wk = wt + k * Cd;
+#pragma omp simd
+          for (int64_t c = 0; c < Cd; ++c) pr[c] += wk[c] * xr[c];
         }
-        for (int64_t c = 0; c < Cd; ++c) yr[c] = pr[c] * sigmoid_f(pr[c]);
+        if (pr != yr) {
+          sigmoid_row(pr, yr, Cd);
+          for (int64_t c = 0; c < Cd; ++c) yr[c] *= pr[c];
+        } else {
+          Eigen::Map<Eigen::ArrayXf> v(yr, Cd);
+          v = v * ((-v).exp() + 1.0f).inverse();
+        }
       },
       4);
   if (save) {
@@ -73,23 +95,26 @@ Tensor ssm_causal_conv_silu(const Tensor& x, const Tensor& w, const Tensor& bias
       float* dx = grad_if(x);
       float* dw = grad_if(w);
       float* db = grad_if(bias);
-      float* dpre = gg.alloc(x.numel());
-      float* part = gg.alloc(Bt * Cd * (K + 1));  // per batch row: dw (Cd x K), db (Cd)
+      // Per batch row: dw in (K, Cd) layout, db (Cd), and a sigmoid row.
+      const int64_t per = Cd * (K + 2);
+      float* part = gg.alloc(Bt * per);
       auto row_in = [=](int64_t b, int64_t tau) -> const float* {
         if (tau >= 0) return xd + (b * T + tau) * Cd;
         return tail_c ? tail_c + (b * (K - 1) + (K - 1 + tau)) * Cd : nullptr;
       };
       parallel_for(Bt, [&](int64_t b) {
-        float* pw = part + b * Cd * (K + 1);
+        float* pw = part + b * per;
         float* pb = pw + Cd * K;
+        float* dp = pb + Cd;
         std::memset(pw, 0, sizeof(float) * size_t(Cd * (K + 1)));
         for (int64_t t = 0; t < T; ++t) {
           const int64_t r = b * T + t;
           const float* dyr = dy + r * Cd;
           const float* pr = pre + r * Cd;
-          float* dp = dpre + r * Cd;
+          sigmoid_row(pr, dp, Cd);
+#pragma omp simd
           for (int64_t c = 0; c < Cd; ++c) {
-            const float s = sigmoid_f(pr[c]);
+            const float s = dp[c];
             dp[c] = dyr[c] * s * (1.0f + pr[c] * (1.0f - s));
             pb[c] += dp[c];
           }
@@ -97,18 +122,23 @@ Tensor ssm_causal_conv_silu(const Tensor& x, const Tensor& w, const Tensor& bias
             const int64_t tau = t - K + 1 + k;
             const float* xr = row_in(b, tau);
             if (!xr) continue;
-            for (int64_t c = 0; c < Cd; ++c) pw[c * K + k] += dp[c] * xr[c];
+            float* pwk = pw + k * Cd;
+#pragma omp simd
+            for (int64_t c = 0; c < Cd; ++c) pwk[c] += dp[c] * xr[c];
             if (dx && tau >= 0) {
               float* dxr = dx + (b * T + tau) * Cd;
-              for (int64_t c = 0; c < Cd; ++c) dxr[c] += wd[c * K + k] * dp[c];
+              const float* wk = wt + k * Cd;
+#pragma omp simd
+              for (int64_t c = 0; c < Cd; ++c) dxr[c] += wk[c] * dp[c];
             }
           }
         }
       });
       for (int64_t b = 0; b < Bt; ++b) {
-        const float* pw = part + b * Cd * (K + 1);
+        const float* pw = part + b * per;
         if (dw)
-          for (int64_t i = 0; i < Cd * K; ++i) dw[i] += pw[i];
+          for (int64_t c = 0; c < Cd; ++c)
+            for (int64_t k = 0; k < K; ++k) dw[c * K + k] += pw[k * Cd + c];
         if (db)
           for (int64_t c = 0; c < Cd; ++c) db[c] += pw[Cd * K + c];
       }
@@ -201,17 +231,20 @@ Tensor ssm_gated_rms_norm(const Tensor& y, const Tensor& z, const Tensor& weight
   Graph& g = current_graph();
   Tensor out = g.empty(y.shape(), g.needs_grad({y, z, weight}));
   float* rstd = g.alloc(rows * ng);
+  float* sig = out.requires_grad() ? g.alloc(y.numel()) : nullptr;  // sigmoid(z) for backward
   const float *yd = y.data(), *zd = z.data(), *wd = weight.data();
   float* od = out.data();
   parallel_for(
       rows,
       [&](int64_t r) {
+        float* sr = sig ? sig + r * D : od + r * D;
+        sigmoid_row(zd + r * D, sr, D);
         for (int64_t q = 0; q < ng; ++q) {
           const int64_t o = r * D + q * group_size;
           float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
           for (int64_t j = 0; j < group_size; ++j) {
-            const float zz = zd[o + j];
-            const float u = yd[o + j] * zz * sigmoid_f(zz);
+            const float u = yd[o + j] * zd[o + j] * sr[q * group_size + j];
             od[o + j] = u;
             ss += u * u;
           }
@@ -239,14 +272,18 @@ Tensor ssm_gated_rms_norm(const Tensor& y, const Tensor& z, const Tensor& weight
             const int64_t o = r * D + q * group_size;
             const float rs = rstd[r * ng + q];
             float m = 0.0f;  // mean(dout * w * uhat)
+#pragma omp simd reduction(+ : m)
             for (int64_t j = 0; j < group_size; ++j) {
-              const float zz = zd[o + j], uh = yd[o + j] * zz * sigmoid_f(zz) * rs;
+              const float uh = yd[o + j] * zd[o + j] * sig[o + j] * rs;
               m += dout[o + j] * wd[q * group_size + j] * uh;
-              if (pw) pw[q * group_size + j] += dout[o + j] * uh;
             }
+            if (pw)
+              for (int64_t j = 0; j < group_size; ++j)
+                pw[q * group_size + j] += dout[o + j] * yd[o + j] * zd[o + j] * sig[o + j] * rs;
             m /= float(group_size);
+#pragma omp simd
             for (int64_t j = 0; j < group_size; ++j) {
-              const float zz = zd[o + j], s = sigmoid_f(zz), yy = yd[o + j];
+              const float zz = zd[o + j], s = sig[o + j], yy = yd[o + j];
               const float uh = yy * zz * s * rs;
               const float du = rs * (dout[o + j] * wd[q * group_size + j] - uh * m);
               if (dy) dy[o + j] += du * zz * s;
@@ -285,25 +322,31 @@ RotatedBC ssm_bc_rotary(const Tensor& B, const Tensor& C, const Tensor& theta, c
   float* phi = g.alloc(Bt * T * H * N2);  // angles, kept for backward
   const float *Bd = B.data(), *Cd = C.data(), *thd = theta.data(), *dtd = dt.data();
   float *oB = out.B.data(), *oC = out.C.data();
-  auto rotate = [](const float* src, float* dst, const float* ang, int64_t n2) {
+  auto rotate = [](const float* src, float* dst, const float* cs, const float* sn, int64_t n2) {
+#pragma omp simd
     for (int64_t k = 0; k < n2; ++k) {
-      const float c = std::cos(ang[k]), s = std::sin(ang[k]);
       const float a = src[k], b = src[k + n2];
-      dst[k] = a * c - b * s;
-      dst[k + n2] = b * c + a * s;
+      dst[k] = a * cs[k] - b * sn[k];
+      dst[k + n2] = b * cs[k] + a * sn[k];
     }
   };
+  float* trig = g.alloc(Bt * H * N);  // per task: cos and sin of one angle row
   parallel_for(Bt * H, [&](int64_t task) {
     const int64_t b = task / H, h = task % H, grp = h / hpg;
     float* ph0 = phase ? phase + task * N2 : nullptr;
+    float* cs = trig + task * N;
+    float* sn = cs + N2;
     for (int64_t t = 0; t < T; ++t) {
       const int64_t row = b * T + t;
       float* ang = phi + (row * H + h) * N2;
       const float* prev = t > 0 ? ang - H * N2 : ph0;
       const float d = dtd[row * H + h];
       for (int64_t k = 0; k < N2; ++k) ang[k] = (prev ? prev[k] : 0.0f) + d * thd[row * N2 + k];
-      rotate(Bd + row * G * N + grp * N, oB + (row * H + h) * N, ang, N2);
-      rotate(Cd + row * G * N + grp * N, oC + (row * H + h) * N, ang, N2);
+      Eigen::Map<const Eigen::ArrayXf> a(ang, N2);
+      Eigen::Map<Eigen::ArrayXf>(cs, N2) = a.cos();
+      Eigen::Map<Eigen::ArrayXf>(sn, N2) = a.sin();
+      rotate(Bd + row * G * N + grp * N, oB + (row * H + h) * N, cs, sn, N2);
+      rotate(Cd + row * G * N + grp * N, oC + (row * H + h) * N, cs, sn, N2);
     }
     if (ph0 && T > 0) std::memcpy(ph0, phi + ((b * T + T - 1) * H + h) * N2, sizeof(float) * N2);
   });
@@ -318,32 +361,36 @@ RotatedBC ssm_bc_rotary(const Tensor& B, const Tensor& C, const Tensor& theta, c
       float* dC = grad_if(C);
       float* dth = grad_if(theta);
       float* ddt = grad_if(dt);
-      float* accs = gg.alloc(Bt * N2);
+      float* accs = gg.alloc(Bt * (N2 + N));
       const float *oBd = oBt.data(), *oCd = oCt.data();
       // d out1/d phi = -out2, d out2/d phi = out1; dsrc = R(-phi) dout.
-      auto back = [](const float* gout, const float* o, float* dsrc, const float* ang, int64_t n2,
-                     float* dphi) {
+      auto back = [](const float* gout, const float* o, float* dsrc, const float* cs,
+                     const float* sn, int64_t n2, float* dphi) {
+#pragma omp simd
         for (int64_t k = 0; k < n2; ++k) {
           const float g1 = gout[k], g2 = gout[k + n2];
           dphi[k] += -g1 * o[k + n2] + g2 * o[k];
           if (dsrc) {
-            const float c = std::cos(ang[k]), s = std::sin(ang[k]);
-            dsrc[k] += g1 * c + g2 * s;
-            dsrc[k + n2] += -g1 * s + g2 * c;
+            dsrc[k] += g1 * cs[k] + g2 * sn[k];
+            dsrc[k + n2] += -g1 * sn[k] + g2 * cs[k];
           }
         }
       };
       parallel_for(Bt, [&](int64_t b) {
-        float* acc = accs + b * N2;  // reverse cumsum of dphi = grad of the increment
+        float* acc = accs + b * (N2 + N);  // reverse cumsum of dphi = grad of the increment
+        float* cs = acc + N2;
+        float* sn = cs + N2;
         for (int64_t h = 0; h < H; ++h) {
           const int64_t grp = h / hpg;
           std::memset(acc, 0, sizeof(float) * size_t(N2));
           for (int64_t t = T - 1; t >= 0; --t) {
             const int64_t row = b * T + t, oh = (row * H + h) * N;
-            const float* ang = phi + (row * H + h) * N2;
+            Eigen::Map<const Eigen::ArrayXf> ang(phi + (row * H + h) * N2, N2);
+            Eigen::Map<Eigen::ArrayXf>(cs, N2) = ang.cos();
+            Eigen::Map<Eigen::ArrayXf>(sn, N2) = ang.sin();
             const int64_t src = row * G * N + grp * N;
-            if (gB) back(gB + oh, oBd + oh, dB ? dB + src : nullptr, ang, N2, acc);
-            if (gC) back(gC + oh, oCd + oh, dC ? dC + src : nullptr, ang, N2, acc);
+            if (gB) back(gB + oh, oBd + oh, dB ? dB + src : nullptr, cs, sn, N2, acc);
+            if (gC) back(gC + oh, oCd + oh, dC ? dC + src : nullptr, cs, sn, N2, acc);
             const float d = dtd[row * H + h];
             float sdt = 0.0f;
             for (int64_t k = 0; k < N2; ++k) {
