@@ -477,20 +477,27 @@ TEST(MambaCounts, ParametersByHand) {
 
 TEST(MambaCounts, MixingFlopsOfTheSsdForm) {
   BlockConfig c = mamba_block("mamba2");
-  // H 4, P 4, N 4, G 2, chunk 3.
+  // H 4, P 4, N 4, G 2, chunk 3. 99 tokens = 33 chunks of 3: per chunk C Bᵀ
+  // 2*9*N*G and (L o C Bᵀ) X 2*9*P*H; 32 state read-outs and 32 state passes of
+  // 2*3*P*N*H each.
   Mamba2 m2(c);
-  const double q3 = 2.0 * 3 * 4 * 2 + 2.0 * 3 * 4 * 4 + 4.0 * 4 * 4 * 4;
-  EXPECT_DOUBLE_EQ(m2.mixing_flops_per_token(100), q3);
-  const double q2 = 2.0 * 2 * 4 * 2 + 2.0 * 2 * 4 * 4 + 4.0 * 4 * 4 * 4;  // seq shorter than chunk
-  EXPECT_DOUBLE_EQ(m2.mixing_flops_per_token(2), q2);
+  const double per_chunk = 2.0 * 9 * 4 * 2 + 2.0 * 9 * 4 * 4;
+  const double state = 2.0 * 3 * 4 * 4 * 4;
+  const double f99 = (33 * per_chunk + 64 * state) / 99;
+  EXPECT_DOUBLE_EQ(m2.mixing_flops_per_token(99), f99);
+  // 2 tokens: one chunk of 2, no state traffic.
+  EXPECT_DOUBLE_EQ(m2.mixing_flops_per_token(2), (2.0 * 4 * 4 * 2 + 2.0 * 4 * 4 * 4) / 2);
+  // 4 tokens: chunks of 3 and 1, one read-out (of 1 token) and one pass (of 3 tokens).
+  EXPECT_DOUBLE_EQ(m2.mixing_flops_per_token(4),
+                   (per_chunk + 2.0 * 4 * 2 + 2.0 * 4 * 4 + 2.0 * 4 * 4 * 4 * 4) / 4);
   // mamba3: trapezoid doubles the scans; complex A makes B/C per head (4 groups).
   Mamba3 m3(mamba_block("mamba3", true, true, true));
-  EXPECT_DOUBLE_EQ(m3.mixing_flops_per_token(100),
-                   2 * (2.0 * 3 * 4 * 4 + 2.0 * 3 * 4 * 4 + 4.0 * 4 * 4 * 4));
+  const double per_chunk_h = 2.0 * 9 * 4 * 4 + 2.0 * 9 * 4 * 4;
+  EXPECT_DOUBLE_EQ(m3.mixing_flops_per_token(99), 2 * (33 * per_chunk_h + 64 * state) / 99);
   // The model's training FLOPs count 6 per parameter plus 3x the mixing.
   LanguageModel model(mamba_model(c));
-  auto stats = model.layer_stats(100);
-  EXPECT_DOUBLE_EQ(stats[0].flops_per_token, 6.0 * double(stats[0].params) + 3.0 * q3);
+  auto stats = model.layer_stats(99);
+  EXPECT_DOUBLE_EQ(stats[0].flops_per_token, 6.0 * double(stats[0].params) + 3.0 * f99);
 }
 
 TEST(MambaCounts, InitFollowsThePaper) {

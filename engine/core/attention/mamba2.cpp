@@ -96,14 +96,23 @@ std::unique_ptr<LayerState> Mamba2::make_state(int64_t batch, int64_t) const {
   return s;
 }
 
-double Mamba2::scan_flops_per_token(int64_t groups, int64_t q) const {
-  // Per chunk of q tokens: C Bᵀ (2 q^2 N per group), (L o C Bᵀ) X (2 q^2 P per head),
-  // state read-out C Sᵀ and state update Xᵀ B (2 q P N each per head). Divided by q.
-  return 2.0 * double(q * N_ * groups) + 2.0 * double(q * P_ * H_) + 4.0 * double(P_ * N_ * H_);
+double Mamba2::scan_flops_per_token(int64_t groups, int64_t seq_len) const {
+  // Per chunk of q tokens: C Bᵀ (2 q^2 N per group) and (L o C Bᵀ) X (2 q^2 P per
+  // head); every chunk but the first reads the incoming state out (C Sᵀ, 2 q P N
+  // per head) and every chunk but the last passes it on (Xᵀ B, 2 q P N per head).
+  const int64_t T = std::max<int64_t>(1, seq_len), Q = std::min(chunk_, T);
+  const int64_t nc = (T + Q - 1) / Q;
+  double total = 0;
+  for (int64_t c = 0; c < nc; ++c) {
+    const double q = double(std::min(Q, T - c * Q));
+    total += 2.0 * q * q * double(N_ * groups + P_ * H_);
+    total += 2.0 * q * double(P_ * N_ * H_) * ((c > 0) + (c + 1 < nc));
+  }
+  return total / double(T);
 }
 
 double Mamba2::mixing_flops_per_token(int64_t seq_len) const {
-  return scan_flops_per_token(G_, std::max<int64_t>(1, std::min(chunk_, seq_len)));
+  return scan_flops_per_token(G_, seq_len);
 }
 
 }  // namespace bl

@@ -47,8 +47,9 @@ class Mamba2 : public Attention {
   /// One SSD pass: chunked without a state (training), recurrent with one.
   Tensor scan(const Tensor& x, const Tensor& w, const Tensor& log_decay, const Tensor& B,
               const Tensor& C, const Tensor& D, int64_t groups, float* state) const;
-  /// SSD FLOPs per token of one scan with `groups` B/C groups, chunks of q tokens.
-  double scan_flops_per_token(int64_t groups, int64_t q) const;
+  /// Forward FLOPs per token of one chunked SSD scan over seq_len tokens with
+  /// `groups` B/C groups (the GEMMs the scan runs, full q x q chunk products).
+  double scan_flops_per_token(int64_t groups, int64_t seq_len) const;
 
   int64_t d_model_, inner_, H_, P_, N_, G_, K_, chunk_, conv_dim_, proj_dim_;
   float eps_;

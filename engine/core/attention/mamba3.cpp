@@ -99,8 +99,7 @@ std::unique_ptr<LayerState> Mamba3::make_state(int64_t batch, int64_t max_len) c
 }
 
 double Mamba3::mixing_flops_per_token(int64_t seq_len) const {
-  const int64_t q = std::max<int64_t>(1, std::min(chunk_, seq_len));
-  return (trapezoidal_ ? 2.0 : 1.0) * scan_flops_per_token(bc_groups(), q);
+  return (trapezoidal_ ? 2.0 : 1.0) * scan_flops_per_token(bc_groups(), seq_len);
 }
 
 }  // namespace bl
