@@ -47,6 +47,12 @@ Dims check_dims(const char* op, const Tensor& x, const Tensor& w, const Tensor& 
   return d;
 }
 
+// Tasks per thread so a parallel region carries at least ~64K flops: tiny
+// problems run inline instead of paying a fork/join per call.
+inline int64_t grain_for(int64_t work_per_task) {
+  return std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, work_per_task));
+}
+
 // Cumulative log decay inside a chunk: s_i = a_0 + ... + a_i (a has stride H).
 void chunk_cumsum(const float* a, int64_t H, int64_t q, float* s) {
   float acc = 0.0f;
@@ -101,134 +107,138 @@ void ssd_backward(const Tensor& x, const Tensor& w, const Tensor& a, const Tenso
   const float *xd = x.data(), *wd = w.data(), *ad = a.data(), *Bd = B.data(), *Cd = C.data();
   const float* Dd = D.defined() ? D.data() : nullptr;
 
-  parallel_for(ntask, [&](int64_t task) {
-    const int64_t b = task / d.G, grp = task % d.G;
-    float* CB = scratch + task * per;
-    float* M = CB + Q * Q;
-    float* dM = M + Q * Q;
-    float* dCB = dM + Q * Q;
-    float* L = dCB + Q * Q;
-    float* tmp = L + Q * Q;
-    float* tmp2 = tmp + QM;
-    float* dS = tmp2 + QM;  // grad of each head's chunk-end state
-    float* dS0 = dS + d.hpg * PN;
-    float* s = dS0 + PN;
-    float* ds = s + Q;
-    float* wv = ds + Q;
-    float* dwv = wv + Q;
-    float* dDp = dwv + Q;
-    std::memset(dS, 0, sizeof(float) * size_t(d.hpg * PN));
-    std::memset(dDp, 0, sizeof(float) * size_t(d.hpg));
-    for (int64_t c = d.nc - 1; c >= 0; --c) {
-      const int64_t t0 = c * Q, q = std::min(Q, d.T - t0);
-      const int64_t row = b * d.T + t0;
-      const float* Cc = Cd + row * GN + grp * N;
-      const float* Bc = Bd + row * GN + grp * N;
-      float* dCc = dC + row * GN + grp * N;
-      float* dBc = dB + row * GN + grp * N;
-      gemm(false, true, q, q, N, 1.0f, Cc, GN, Bc, GN, 0.0f, CB, q);
-      std::memset(dCB, 0, sizeof(float) * size_t(q * q));
-      for (int64_t j = 0; j < d.hpg; ++j) {
-        const int64_t hh = grp * d.hpg + j;
-        const float* S0 = states + ((b * H + hh) * d.nc + c) * PN;
-        float* dSh = dS + j * PN;
-        const float* wc = wd + row * H + hh;
-        const float* ac = ad + row * H + hh;
-        float* dwc = dw + row * H + hh;
-        float* dac = da + row * H + hh;
-        const float* Xc = xd + row * HP + hh * P;
-        const float* dYc = dy + row * HP + hh * P;
-        float* dXc = dx + row * HP + hh * P;
-        chunk_cumsum(ac, H, q, s);
-        std::memset(ds, 0, sizeof(float) * size_t(q));
-        std::memset(dwv, 0, sizeof(float) * size_t(q));
-        for (int64_t k = 0; k < q; ++k) wv[k] = wc[k * H];
-        decay_and_mix(CB, s, wv, q, L, M);
-        gemm(true, false, q, P, q, 1.0f, M, q, dYc, HP, 1.0f, dXc, HP);
-        if (Dd) {
-          const float Dh = Dd[hh];
-          float acc = 0.0f;
-          for (int64_t i = 0; i < q; ++i)
-            for (int64_t p = 0; p < P; ++p) {
-              acc += dYc[i * HP + p] * Xc[i * HP + p];
-              dXc[i * HP + p] += Dh * dYc[i * HP + p];
+  const int64_t task_work = 6 * d.T * (Q * (N + P * d.hpg) + P * N * d.hpg);
+  parallel_for(
+      ntask,
+      [&](int64_t task) {
+        const int64_t b = task / d.G, grp = task % d.G;
+        float* CB = scratch + task * per;
+        float* M = CB + Q * Q;
+        float* dM = M + Q * Q;
+        float* dCB = dM + Q * Q;
+        float* L = dCB + Q * Q;
+        float* tmp = L + Q * Q;
+        float* tmp2 = tmp + QM;
+        float* dS = tmp2 + QM;  // grad of each head's chunk-end state
+        float* dS0 = dS + d.hpg * PN;
+        float* s = dS0 + PN;
+        float* ds = s + Q;
+        float* wv = ds + Q;
+        float* dwv = wv + Q;
+        float* dDp = dwv + Q;
+        std::memset(dS, 0, sizeof(float) * size_t(d.hpg * PN));
+        std::memset(dDp, 0, sizeof(float) * size_t(d.hpg));
+        for (int64_t c = d.nc - 1; c >= 0; --c) {
+          const int64_t t0 = c * Q, q = std::min(Q, d.T - t0);
+          const int64_t row = b * d.T + t0;
+          const float* Cc = Cd + row * GN + grp * N;
+          const float* Bc = Bd + row * GN + grp * N;
+          float* dCc = dC + row * GN + grp * N;
+          float* dBc = dB + row * GN + grp * N;
+          gemm(false, true, q, q, N, 1.0f, Cc, GN, Bc, GN, 0.0f, CB, q);
+          std::memset(dCB, 0, sizeof(float) * size_t(q * q));
+          for (int64_t j = 0; j < d.hpg; ++j) {
+            const int64_t hh = grp * d.hpg + j;
+            const float* S0 = states + ((b * H + hh) * d.nc + c) * PN;
+            float* dSh = dS + j * PN;
+            const float* wc = wd + row * H + hh;
+            const float* ac = ad + row * H + hh;
+            float* dwc = dw + row * H + hh;
+            float* dac = da + row * H + hh;
+            const float* Xc = xd + row * HP + hh * P;
+            const float* dYc = dy + row * HP + hh * P;
+            float* dXc = dx + row * HP + hh * P;
+            chunk_cumsum(ac, H, q, s);
+            std::memset(ds, 0, sizeof(float) * size_t(q));
+            std::memset(dwv, 0, sizeof(float) * size_t(q));
+            for (int64_t k = 0; k < q; ++k) wv[k] = wc[k * H];
+            decay_and_mix(CB, s, wv, q, L, M);
+            gemm(true, false, q, P, q, 1.0f, M, q, dYc, HP, 1.0f, dXc, HP);
+            if (Dd) {
+              const float Dh = Dd[hh];
+              float acc = 0.0f;
+              for (int64_t i = 0; i < q; ++i)
+                for (int64_t p = 0; p < P; ++p) {
+                  acc += dYc[i * HP + p] * Xc[i * HP + p];
+                  dXc[i * HP + p] += Dh * dYc[i * HP + p];
+                }
+              dDp[j] += acc;
             }
-          dDp[j] += acc;
-        }
-        gemm(false, true, q, q, P, 1.0f, dYc, HP, Xc, HP, 0.0f, dM, q);
-        for (int64_t i = 0; i < q; ++i) {
-          const float* Li = L + i * q;
-          const float* dMi = dM + i * q;
-          const float* CBi = CB + i * q;
-          float* dCBi = dCB + i * q;
-          float rowsum = 0.0f;
+            gemm(false, true, q, q, P, 1.0f, dYc, HP, Xc, HP, 0.0f, dM, q);
+            for (int64_t i = 0; i < q; ++i) {
+              const float* Li = L + i * q;
+              const float* dMi = dM + i * q;
+              const float* CBi = CB + i * q;
+              float* dCBi = dCB + i * q;
+              float rowsum = 0.0f;
 #pragma omp simd reduction(+ : rowsum)
-          for (int64_t k = 0; k <= i; ++k) {
-            const float dl = dMi[k] * Li[k];
-            dCBi[k] += dl * wv[k];
-            const float t = dl * CBi[k];  // d/dw_k
-            dwv[k] += t;
-            const float gk = t * wv[k];  // dM o M: d/ds_i, -d/ds_k
-            rowsum += gk;
-            ds[k] -= gk;
-          }
-          ds[i] += rowsum;
-        }
-        for (int64_t k = 0; k < q; ++k) dwc[k * H] += dwv[k];
-        if (c > 0) {
-          // Y_state = diag(e^s) C S0ᵀ.
-          gemm(false, true, q, P, N, 1.0f, Cc, GN, S0, N, 0.0f, tmp, P);
-          for (int64_t i = 0; i < q; ++i) {
-            const float e = std::exp(s[i]);
+              for (int64_t k = 0; k <= i; ++k) {
+                const float dl = dMi[k] * Li[k];
+                dCBi[k] += dl * wv[k];
+                const float t = dl * CBi[k];  // d/dw_k
+                dwv[k] += t;
+                const float gk = t * wv[k];  // dM o M: d/ds_i, -d/ds_k
+                rowsum += gk;
+                ds[k] -= gk;
+              }
+              ds[i] += rowsum;
+            }
+            for (int64_t k = 0; k < q; ++k) dwc[k * H] += dwv[k];
+            if (c > 0) {
+              // Y_state = diag(e^s) C S0ᵀ.
+              gemm(false, true, q, P, N, 1.0f, Cc, GN, S0, N, 0.0f, tmp, P);
+              for (int64_t i = 0; i < q; ++i) {
+                const float e = std::exp(s[i]);
+                float acc = 0.0f;
+                for (int64_t p = 0; p < P; ++p) {
+                  acc += dYc[i * HP + p] * tmp[i * P + p];
+                  tmp2[i * P + p] = e * dYc[i * HP + p];
+                }
+                ds[i] += e * acc;
+              }
+              gemm(false, false, q, N, P, 1.0f, tmp2, P, S0, N, 1.0f, dCc, GN);
+              gemm(true, false, P, N, q, 1.0f, tmp2, P, Cc, GN, 0.0f, dS0, N);
+            }
+            if (c < d.nc - 1) {
+              // S1 = e^{s_last} S0 + Xᵀ diag(r) B, r_i = e^{s_last - s_i} w_i.
+              const float sl = s[q - 1], el = std::exp(sl);
+              gemm(false, true, q, P, N, 1.0f, Bc, GN, dSh, N, 0.0f, tmp, P);
+              for (int64_t i = 0; i < q; ++i) {
+                const float e = std::exp(sl - s[i]);
+                const float r = e * wc[i * H];
+                float dr = 0.0f;
+                for (int64_t p = 0; p < P; ++p) {
+                  dr += Xc[i * HP + p] * tmp[i * P + p];
+                  dXc[i * HP + p] += r * tmp[i * P + p];
+                  tmp2[i * P + p] = r * Xc[i * HP + p];
+                }
+                dwc[i * H] += dr * e;
+                ds[q - 1] += dr * r;
+                ds[i] -= dr * r;
+              }
+              gemm(false, false, q, N, P, 1.0f, tmp2, P, dSh, N, 1.0f, dBc, GN);
+              if (c > 0) {
+                float dot = 0.0f;
+                for (int64_t k = 0; k < PN; ++k) dot += dSh[k] * S0[k];
+                ds[q - 1] += el * dot;
+                for (int64_t k = 0; k < PN; ++k) dSh[k] = el * dSh[k] + dS0[k];
+              }
+            } else if (c > 0) {
+              std::memcpy(dSh, dS0, sizeof(float) * size_t(PN));
+            }
+            // s_i = sum_{k <= i} a_k  =>  da_k = sum_{i >= k} ds_i.
             float acc = 0.0f;
-            for (int64_t p = 0; p < P; ++p) {
-              acc += dYc[i * HP + p] * tmp[i * P + p];
-              tmp2[i * P + p] = e * dYc[i * HP + p];
+            for (int64_t i = q - 1; i >= 0; --i) {
+              acc += ds[i];
+              dac[i * H] += acc;
             }
-            ds[i] += e * acc;
           }
-          gemm(false, false, q, N, P, 1.0f, tmp2, P, S0, N, 1.0f, dCc, GN);
-          gemm(true, false, P, N, q, 1.0f, tmp2, P, Cc, GN, 0.0f, dS0, N);
+          // B and C are shared by the group's heads: one GEMM pair for all of them.
+          gemm(false, false, q, N, q, 1.0f, dCB, q, Bc, GN, 1.0f, dCc, GN);
+          gemm(true, false, q, N, q, 1.0f, dCB, q, Cc, GN, 1.0f, dBc, GN);
         }
-        if (c < d.nc - 1) {
-          // S1 = e^{s_last} S0 + Xᵀ diag(r) B, r_i = e^{s_last - s_i} w_i.
-          const float sl = s[q - 1], el = std::exp(sl);
-          gemm(false, true, q, P, N, 1.0f, Bc, GN, dSh, N, 0.0f, tmp, P);
-          for (int64_t i = 0; i < q; ++i) {
-            const float e = std::exp(sl - s[i]);
-            const float r = e * wc[i * H];
-            float dr = 0.0f;
-            for (int64_t p = 0; p < P; ++p) {
-              dr += Xc[i * HP + p] * tmp[i * P + p];
-              dXc[i * HP + p] += r * tmp[i * P + p];
-              tmp2[i * P + p] = r * Xc[i * HP + p];
-            }
-            dwc[i * H] += dr * e;
-            ds[q - 1] += dr * r;
-            ds[i] -= dr * r;
-          }
-          gemm(false, false, q, N, P, 1.0f, tmp2, P, dSh, N, 1.0f, dBc, GN);
-          if (c > 0) {
-            float dot = 0.0f;
-            for (int64_t k = 0; k < PN; ++k) dot += dSh[k] * S0[k];
-            ds[q - 1] += el * dot;
-            for (int64_t k = 0; k < PN; ++k) dSh[k] = el * dSh[k] + dS0[k];
-          }
-        } else if (c > 0) {
-          std::memcpy(dSh, dS0, sizeof(float) * size_t(PN));
-        }
-        // s_i = sum_{k <= i} a_k  =>  da_k = sum_{i >= k} ds_i.
-        float acc = 0.0f;
-        for (int64_t i = q - 1; i >= 0; --i) {
-          acc += ds[i];
-          dac[i * H] += acc;
-        }
-      }
-      // B and C are shared by the group's heads: one GEMM pair for all of them.
-      gemm(false, false, q, N, q, 1.0f, dCB, q, Bc, GN, 1.0f, dCc, GN);
-      gemm(true, false, q, N, q, 1.0f, dCB, q, Cc, GN, 1.0f, dBc, GN);
-    }
-  });
+      },
+      grain_for(task_work));
   if (dD) {
     const float* part = scratch;  // per-task partials live at the end of each task block
     for (int64_t task = 0; task < ntask; ++task) {
@@ -257,59 +267,64 @@ Tensor ssd_chunked(const Tensor& x, const Tensor& w, const Tensor& a, const Tens
   const float* Dd = D.defined() ? D.data() : nullptr;
   float* yd = y.data();
 
-  parallel_for(ntask, [&](int64_t task) {
-    const int64_t b = task / d.G, grp = task % d.G;
-    float* CB = scratch + task * per;
-    float* M = CB + Q * Q;
-    float* L = M + Q * Q;
-    float* tmp = L + Q * Q;
-    float* S = tmp + Q * N;
-    float* s = S + d.hpg * PN;
-    float* wv = s + Q;
-    std::memset(S, 0, sizeof(float) * size_t(d.hpg * PN));
-    for (int64_t c = 0; c < d.nc; ++c) {
-      const int64_t t0 = c * Q, q = std::min(Q, d.T - t0);
-      const int64_t row = b * d.T + t0;
-      const float* Cc = Cd + row * GN + grp * N;
-      const float* Bc = Bd + row * GN + grp * N;
-      gemm(false, true, q, q, N, 1.0f, Cc, GN, Bc, GN, 0.0f, CB, q);
-      for (int64_t j = 0; j < d.hpg; ++j) {
-        const int64_t hh = grp * d.hpg + j;
-        float* Sh = S + j * PN;
-        const float* wc = wd + row * H + hh;
-        const float* Xc = xd + row * HP + hh * P;
-        float* Yc = yd + row * HP + hh * P;
-        chunk_cumsum(ad + row * H + hh, H, q, s);
-        for (int64_t k = 0; k < q; ++k) wv[k] = wc[k * H];
-        if (states) std::memcpy(states + ((b * H + hh) * d.nc + c) * PN, Sh, sizeof(float) * PN);
-        // Intra-chunk: Y = (L o C Bᵀ) diag(w) X with L_ik = e^{s_i - s_k} (k <= i).
-        decay_and_mix(CB, s, wv, q, L, M);
-        gemm(false, false, q, P, q, 1.0f, M, q, Xc, HP, 0.0f, Yc, HP);
-        if (c > 0) {  // the state entering the chunk, decayed to each position
-          for (int64_t i = 0; i < q; ++i) {
-            const float e = std::exp(s[i]);
-            for (int64_t n = 0; n < N; ++n) tmp[i * N + n] = e * Cc[i * GN + n];
+  const int64_t task_work = 2 * d.T * (Q * (N + P * d.hpg) + P * N * d.hpg);
+  parallel_for(
+      ntask,
+      [&](int64_t task) {
+        const int64_t b = task / d.G, grp = task % d.G;
+        float* CB = scratch + task * per;
+        float* M = CB + Q * Q;
+        float* L = M + Q * Q;
+        float* tmp = L + Q * Q;
+        float* S = tmp + Q * N;
+        float* s = S + d.hpg * PN;
+        float* wv = s + Q;
+        std::memset(S, 0, sizeof(float) * size_t(d.hpg * PN));
+        for (int64_t c = 0; c < d.nc; ++c) {
+          const int64_t t0 = c * Q, q = std::min(Q, d.T - t0);
+          const int64_t row = b * d.T + t0;
+          const float* Cc = Cd + row * GN + grp * N;
+          const float* Bc = Bd + row * GN + grp * N;
+          gemm(false, true, q, q, N, 1.0f, Cc, GN, Bc, GN, 0.0f, CB, q);
+          for (int64_t j = 0; j < d.hpg; ++j) {
+            const int64_t hh = grp * d.hpg + j;
+            float* Sh = S + j * PN;
+            const float* wc = wd + row * H + hh;
+            const float* Xc = xd + row * HP + hh * P;
+            float* Yc = yd + row * HP + hh * P;
+            chunk_cumsum(ad + row * H + hh, H, q, s);
+            for (int64_t k = 0; k < q; ++k) wv[k] = wc[k * H];
+            if (states)
+              std::memcpy(states + ((b * H + hh) * d.nc + c) * PN, Sh, sizeof(float) * PN);
+            // Intra-chunk: Y = (L o C Bᵀ) diag(w) X with L_ik = e^{s_i - s_k} (k <= i).
+            decay_and_mix(CB, s, wv, q, L, M);
+            gemm(false, false, q, P, q, 1.0f, M, q, Xc, HP, 0.0f, Yc, HP);
+            if (c > 0) {  // the state entering the chunk, decayed to each position
+              for (int64_t i = 0; i < q; ++i) {
+                const float e = std::exp(s[i]);
+                for (int64_t n = 0; n < N; ++n) tmp[i * N + n] = e * Cc[i * GN + n];
+              }
+              gemm(false, true, q, P, N, 1.0f, tmp, N, Sh, N, 1.0f, Yc, HP);
+            }
+            if (Dd) {
+              const float Dh = Dd[hh];
+              for (int64_t i = 0; i < q; ++i)
+                for (int64_t p = 0; p < P; ++p) Yc[i * HP + p] += Dh * Xc[i * HP + p];
+            }
+            if (c + 1 < d.nc) {  // pass the state on: S = e^{s_last} S + Xᵀ diag(r) B
+              const float sl = s[q - 1];
+              for (int64_t i = 0; i < q; ++i) {
+                const float r = std::exp(sl - s[i]) * wc[i * H];
+                for (int64_t n = 0; n < N; ++n) tmp[i * N + n] = r * Bc[i * GN + n];
+              }
+              const float el = std::exp(sl);
+              for (int64_t k = 0; k < PN; ++k) Sh[k] *= el;
+              gemm(true, false, P, N, q, 1.0f, Xc, HP, tmp, N, 1.0f, Sh, N);
+            }
           }
-          gemm(false, true, q, P, N, 1.0f, tmp, N, Sh, N, 1.0f, Yc, HP);
         }
-        if (Dd) {
-          const float Dh = Dd[hh];
-          for (int64_t i = 0; i < q; ++i)
-            for (int64_t p = 0; p < P; ++p) Yc[i * HP + p] += Dh * Xc[i * HP + p];
-        }
-        if (c + 1 < d.nc) {  // pass the state on: S = e^{s_last} S + Xᵀ diag(r) B
-          const float sl = s[q - 1];
-          for (int64_t i = 0; i < q; ++i) {
-            const float r = std::exp(sl - s[i]) * wc[i * H];
-            for (int64_t n = 0; n < N; ++n) tmp[i * N + n] = r * Bc[i * GN + n];
-          }
-          const float el = std::exp(sl);
-          for (int64_t k = 0; k < PN; ++k) Sh[k] *= el;
-          gemm(true, false, P, N, q, 1.0f, Xc, HP, tmp, N, 1.0f, Sh, N);
-        }
-      }
-    }
-  });
+      },
+      grain_for(task_work));
   if (y.requires_grad()) g.on_backward([=] { ssd_backward(x, w, a, B, C, D, y, states, d); });
   return y;
 }
@@ -332,30 +347,33 @@ Tensor ssd_recurrent(const Tensor& x, const Tensor& w, const Tensor& a, const Te
   const float *xd = x.data(), *wd = w.data(), *ad = a.data(), *Bd = B.data(), *Cd = C.data();
   const float* Dd = D.defined() ? D.data() : nullptr;
   float* yd = y.data();
-  parallel_for(d.bt * H, [&](int64_t task) {
-    const int64_t b = task / H, hh = task % H, grp = hh / d.hpg;
-    float* S = base + task * PN;
-    const float Dh = Dd ? Dd[hh] : 0.0f;
-    for (int64_t t = 0; t < d.T; ++t) {
-      const int64_t row = b * d.T + t;
-      const float decay = std::exp(ad[row * H + hh]), wt = wd[row * H + hh];
-      const float* xt = xd + row * HP + hh * P;
-      const float* Bt = Bd + row * GN + grp * N;
-      const float* Ct = Cd + row * GN + grp * N;
-      float* yt = yd + row * HP + hh * P;
-      for (int64_t p = 0; p < P; ++p) {
-        float* Sp = S + p * N;
-        const float u = wt * xt[p];
-        float acc = 0.0f;
+  parallel_for(
+      d.bt * H,
+      [&](int64_t task) {
+        const int64_t b = task / H, hh = task % H, grp = hh / d.hpg;
+        float* S = base + task * PN;
+        const float Dh = Dd ? Dd[hh] : 0.0f;
+        for (int64_t t = 0; t < d.T; ++t) {
+          const int64_t row = b * d.T + t;
+          const float decay = std::exp(ad[row * H + hh]), wt = wd[row * H + hh];
+          const float* xt = xd + row * HP + hh * P;
+          const float* Bt = Bd + row * GN + grp * N;
+          const float* Ct = Cd + row * GN + grp * N;
+          float* yt = yd + row * HP + hh * P;
+          for (int64_t p = 0; p < P; ++p) {
+            float* Sp = S + p * N;
+            const float u = wt * xt[p];
+            float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
-        for (int64_t n = 0; n < N; ++n) {
-          Sp[n] = decay * Sp[n] + u * Bt[n];
-          acc += Sp[n] * Ct[n];
+            for (int64_t n = 0; n < N; ++n) {
+              Sp[n] = decay * Sp[n] + u * Bt[n];
+              acc += Sp[n] * Ct[n];
+            }
+            yt[p] = acc + Dh * xt[p];
+          }
         }
-        yt[p] = acc + Dh * xt[p];
-      }
-    }
-  });
+      },
+      grain_for(3 * d.T * PN));
   return y;
 }
 

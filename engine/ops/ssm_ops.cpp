@@ -24,6 +24,12 @@ inline float softplus_f(float u) {
   return u > 20.0f ? u : std::log1p(std::exp(u));
 }
 
+// Tasks per thread so a parallel region carries at least ~64K flops: tiny
+// problems run inline instead of paying a fork/join per call.
+inline int64_t grain_for(int64_t work_per_task) {
+  return std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, work_per_task));
+}
+
 // out = sigmoid(x) over n floats (Eigen's vectorised exp).
 inline void sigmoid_row(const float* x, float* out, int64_t n) {
   Eigen::Map<Eigen::ArrayXf>(out, n) =
@@ -84,7 +90,7 @@ Tensor ssm_causal_conv_silu(const Tensor& x, const Tensor& w, const Tensor& bias
           v = v * ((-v).exp() + 1.0f).inverse();
         }
       },
-      4);
+      grain_for(2 * Cd * (K + 4)));
   if (save) {
     // Backward treats the tail as a constant (decoding runs without gradients).
     const float* tail_c = tail;
@@ -102,38 +108,41 @@ Tensor ssm_causal_conv_silu(const Tensor& x, const Tensor& w, const Tensor& bias
         if (tau >= 0) return xd + (b * T + tau) * Cd;
         return tail_c ? tail_c + (b * (K - 1) + (K - 1 + tau)) * Cd : nullptr;
       };
-      parallel_for(Bt, [&](int64_t b) {
-        float* pw = part + b * per;
-        float* pb = pw + Cd * K;
-        float* dp = pb + Cd;
-        std::memset(pw, 0, sizeof(float) * size_t(Cd * (K + 1)));
-        for (int64_t t = 0; t < T; ++t) {
-          const int64_t r = b * T + t;
-          const float* dyr = dy + r * Cd;
-          const float* pr = pre + r * Cd;
-          sigmoid_row(pr, dp, Cd);
+      parallel_for(
+          Bt,
+          [&](int64_t b) {
+            float* pw = part + b * per;
+            float* pb = pw + Cd * K;
+            float* dp = pb + Cd;
+            std::memset(pw, 0, sizeof(float) * size_t(Cd * (K + 1)));
+            for (int64_t t = 0; t < T; ++t) {
+              const int64_t r = b * T + t;
+              const float* dyr = dy + r * Cd;
+              const float* pr = pre + r * Cd;
+              sigmoid_row(pr, dp, Cd);
 #pragma omp simd
-          for (int64_t c = 0; c < Cd; ++c) {
-            const float s = dp[c];
-            dp[c] = dyr[c] * s * (1.0f + pr[c] * (1.0f - s));
-            pb[c] += dp[c];
-          }
-          for (int64_t k = 0; k < K; ++k) {
-            const int64_t tau = t - K + 1 + k;
-            const float* xr = row_in(b, tau);
-            if (!xr) continue;
-            float* pwk = pw + k * Cd;
+              for (int64_t c = 0; c < Cd; ++c) {
+                const float s = dp[c];
+                dp[c] = dyr[c] * s * (1.0f + pr[c] * (1.0f - s));
+                pb[c] += dp[c];
+              }
+              for (int64_t k = 0; k < K; ++k) {
+                const int64_t tau = t - K + 1 + k;
+                const float* xr = row_in(b, tau);
+                if (!xr) continue;
+                float* pwk = pw + k * Cd;
 #pragma omp simd
-            for (int64_t c = 0; c < Cd; ++c) pwk[c] += dp[c] * xr[c];
-            if (dx && tau >= 0) {
-              float* dxr = dx + (b * T + tau) * Cd;
-              const float* wk = wt + k * Cd;
+                for (int64_t c = 0; c < Cd; ++c) pwk[c] += dp[c] * xr[c];
+                if (dx && tau >= 0) {
+                  float* dxr = dx + (b * T + tau) * Cd;
+                  const float* wk = wt + k * Cd;
 #pragma omp simd
-              for (int64_t c = 0; c < Cd; ++c) dxr[c] += wk[c] * dp[c];
+                  for (int64_t c = 0; c < Cd; ++c) dxr[c] += wk[c] * dp[c];
+                }
+              }
             }
-          }
-        }
-      });
+          },
+          grain_for(T * Cd * (4 * K + 8)));
       for (int64_t b = 0; b < Bt; ++b) {
         const float* pw = part + b * per;
         if (dw)
@@ -253,7 +262,7 @@ Tensor ssm_gated_rms_norm(const Tensor& y, const Tensor& z, const Tensor& weight
           for (int64_t j = 0; j < group_size; ++j) od[o + j] *= rs * wd[q * group_size + j];
         }
       },
-      8);
+      grain_for(8 * D));
   if (out.requires_grad()) {
     g.on_backward([=] {
       const float* dout = out.grad();
@@ -262,7 +271,7 @@ Tensor ssm_gated_rms_norm(const Tensor& y, const Tensor& z, const Tensor& weight
       float* dy = grad_if(y);
       float* dz = grad_if(z);
       float* dw = grad_if(weight);
-      const int64_t nc = std::clamp<int64_t>(rows / 64, 1, 16);
+      const int64_t nc = std::clamp<int64_t>(rows * D / 16384, 1, 16);
       float* part = dw ? gg.alloc(nc * D) : nullptr;
       parallel_for(nc, [&](int64_t c) {
         float* pw = part ? part + c * D : nullptr;
@@ -331,25 +340,29 @@ RotatedBC ssm_bc_rotary(const Tensor& B, const Tensor& C, const Tensor& theta, c
     }
   };
   float* trig = g.alloc(Bt * H * N);  // per task: cos and sin of one angle row
-  parallel_for(Bt * H, [&](int64_t task) {
-    const int64_t b = task / H, h = task % H, grp = h / hpg;
-    float* ph0 = phase ? phase + task * N2 : nullptr;
-    float* cs = trig + task * N;
-    float* sn = cs + N2;
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t row = b * T + t;
-      float* ang = phi + (row * H + h) * N2;
-      const float* prev = t > 0 ? ang - H * N2 : ph0;
-      const float d = dtd[row * H + h];
-      for (int64_t k = 0; k < N2; ++k) ang[k] = (prev ? prev[k] : 0.0f) + d * thd[row * N2 + k];
-      Eigen::Map<const Eigen::ArrayXf> a(ang, N2);
-      Eigen::Map<Eigen::ArrayXf>(cs, N2) = a.cos();
-      Eigen::Map<Eigen::ArrayXf>(sn, N2) = a.sin();
-      rotate(Bd + row * G * N + grp * N, oB + (row * H + h) * N, cs, sn, N2);
-      rotate(Cd + row * G * N + grp * N, oC + (row * H + h) * N, cs, sn, N2);
-    }
-    if (ph0 && T > 0) std::memcpy(ph0, phi + ((b * T + T - 1) * H + h) * N2, sizeof(float) * N2);
-  });
+  parallel_for(
+      Bt * H,
+      [&](int64_t task) {
+        const int64_t b = task / H, h = task % H, grp = h / hpg;
+        float* ph0 = phase ? phase + task * N2 : nullptr;
+        float* cs = trig + task * N;
+        float* sn = cs + N2;
+        for (int64_t t = 0; t < T; ++t) {
+          const int64_t row = b * T + t;
+          float* ang = phi + (row * H + h) * N2;
+          const float* prev = t > 0 ? ang - H * N2 : ph0;
+          const float d = dtd[row * H + h];
+          for (int64_t k = 0; k < N2; ++k) ang[k] = (prev ? prev[k] : 0.0f) + d * thd[row * N2 + k];
+          Eigen::Map<const Eigen::ArrayXf> a(ang, N2);
+          Eigen::Map<Eigen::ArrayXf>(cs, N2) = a.cos();
+          Eigen::Map<Eigen::ArrayXf>(sn, N2) = a.sin();
+          rotate(Bd + row * G * N + grp * N, oB + (row * H + h) * N, cs, sn, N2);
+          rotate(Cd + row * G * N + grp * N, oC + (row * H + h) * N, cs, sn, N2);
+        }
+        if (ph0 && T > 0)
+          std::memcpy(ph0, phi + ((b * T + T - 1) * H + h) * N2, sizeof(float) * N2);
+      },
+      grain_for(T * N * 8));
   if (rg) {
     const Tensor oBt = out.B, oCt = out.C;
     g.on_backward([=] {
@@ -376,31 +389,34 @@ RotatedBC ssm_bc_rotary(const Tensor& B, const Tensor& C, const Tensor& theta, c
           }
         }
       };
-      parallel_for(Bt, [&](int64_t b) {
-        float* acc = accs + b * (N2 + N);  // reverse cumsum of dphi = grad of the increment
-        float* cs = acc + N2;
-        float* sn = cs + N2;
-        for (int64_t h = 0; h < H; ++h) {
-          const int64_t grp = h / hpg;
-          std::memset(acc, 0, sizeof(float) * size_t(N2));
-          for (int64_t t = T - 1; t >= 0; --t) {
-            const int64_t row = b * T + t, oh = (row * H + h) * N;
-            Eigen::Map<const Eigen::ArrayXf> ang(phi + (row * H + h) * N2, N2);
-            Eigen::Map<Eigen::ArrayXf>(cs, N2) = ang.cos();
-            Eigen::Map<Eigen::ArrayXf>(sn, N2) = ang.sin();
-            const int64_t src = row * G * N + grp * N;
-            if (gB) back(gB + oh, oBd + oh, dB ? dB + src : nullptr, cs, sn, N2, acc);
-            if (gC) back(gC + oh, oCd + oh, dC ? dC + src : nullptr, cs, sn, N2, acc);
-            const float d = dtd[row * H + h];
-            float sdt = 0.0f;
-            for (int64_t k = 0; k < N2; ++k) {
-              if (dth) dth[row * N2 + k] += acc[k] * d;
-              sdt += acc[k] * thd[row * N2 + k];
+      parallel_for(
+          Bt,
+          [&](int64_t b) {
+            float* acc = accs + b * (N2 + N);  // reverse cumsum of dphi = grad of the increment
+            float* cs = acc + N2;
+            float* sn = cs + N2;
+            for (int64_t h = 0; h < H; ++h) {
+              const int64_t grp = h / hpg;
+              std::memset(acc, 0, sizeof(float) * size_t(N2));
+              for (int64_t t = T - 1; t >= 0; --t) {
+                const int64_t row = b * T + t, oh = (row * H + h) * N;
+                Eigen::Map<const Eigen::ArrayXf> ang(phi + (row * H + h) * N2, N2);
+                Eigen::Map<Eigen::ArrayXf>(cs, N2) = ang.cos();
+                Eigen::Map<Eigen::ArrayXf>(sn, N2) = ang.sin();
+                const int64_t src = row * G * N + grp * N;
+                if (gB) back(gB + oh, oBd + oh, dB ? dB + src : nullptr, cs, sn, N2, acc);
+                if (gC) back(gC + oh, oCd + oh, dC ? dC + src : nullptr, cs, sn, N2, acc);
+                const float d = dtd[row * H + h];
+                float sdt = 0.0f;
+                for (int64_t k = 0; k < N2; ++k) {
+                  if (dth) dth[row * N2 + k] += acc[k] * d;
+                  sdt += acc[k] * thd[row * N2 + k];
+                }
+                if (ddt) ddt[row * H + h] += sdt;
+              }
             }
-            if (ddt) ddt[row * H + h] += sdt;
-          }
-        }
-      });
+          },
+          grain_for(H * T * N * 12));
     });
   }
   return out;
