@@ -526,7 +526,8 @@ TEST(ConfigValidation, EachRuleNamesTheField) {
        "block.mamba_n_groups (0) must be > 0"},
       {"mamba chunk", [](ModelConfig& m) { m.block.mamba_chunk_size = 0; },
        "block.mamba_chunk_size (0) must be > 0"},
-      {"mamba inner width", [](ModelConfig& m) { m.block.attention = "mamba2"; },
+      {"mamba inner width",
+       [](ModelConfig& m) { m.block.attention = "mamba2", m.block.mamba_head_dim = 16; },
        "block: mamba heads (4) * mamba head dim (16) must equal block.mamba_expand * "
        "block.d_model (128)"},
       {"mamba heads per group",

@@ -2,6 +2,8 @@
 #include "core/components.h"
 
 #include "core/attention/gqa.h"
+#include "core/attention/mamba2.h"
+#include "core/attention/mamba3.h"
 #include "core/attention/mha.h"
 #include "core/config.h"
 #include "core/ffn/gated.h"
@@ -26,6 +28,15 @@ void register_attention(Registry<Attention>& r) {
   r.add("mha", make<MHA, Attention>(), "multi-head attention (n_kv_heads = n_heads)", {"qk_norm"});
   r.add("gqa", make<GQA, Attention>(), "grouped-query attention (n_kv_heads; 1 = MQA)",
         {"n_kv_heads", "qk_norm"});
+  r.add("mamba2", make<Mamba2, Attention>(),
+        "Mamba-2 SSD: chunked scan for training, recurrent state for decoding",
+        {"mamba_n_heads", "mamba_head_dim", "ssm_state_size", "mamba_expand", "mamba_n_groups",
+         "mamba_chunk_size", "conv_kernel_size"});
+  r.add("mamba3", make<Mamba3, Attention>(),
+        "Mamba-3: Mamba-2 + trapezoidal rule, B/C RMSNorm, complex A (rotary B/C)",
+        {"mamba_n_heads", "mamba_head_dim", "ssm_state_size", "mamba_expand", "mamba_n_groups",
+         "mamba_chunk_size", "conv_kernel_size", "mamba_trapezoidal", "mamba_bc_norm",
+         "mamba_complex_a"});
 }
 void register_ffn(Registry<FeedForward>& r) {
   r.add("standard", make<StandardFFN, FeedForward>(), "down(GELU(up(x)))");

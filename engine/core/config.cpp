@@ -607,20 +607,29 @@ std::vector<std::string> validation_errors(const BlockConfig& b, const std::stri
   c.positive("mamba_n_groups", b.mamba_n_groups);
   c.positive("mamba_chunk_size", b.mamba_chunk_size);
   if (b.attention == "mamba2" || b.attention == "mamba3") {
-    // lmxlab's Mamba: heads = mamba_n_heads or n_heads, head dim = mamba_head_dim or
-    // d_model / heads, and heads * head_dim must equal the inner width expand * d_model.
+    // Heads = mamba_n_heads or n_heads; head dim = mamba_head_dim or inner / heads, with
+    // inner = mamba_expand * d_model; heads * head dim must equal inner.
     int64_t heads = b.mamba_n_heads ? *b.mamba_n_heads : b.n_heads;
     std::string where = path.empty() ? std::string() : path + ": ";
+    const int64_t inner = b.mamba_expand * b.d_model;
     if (heads > 0 && b.d_model > 0 && b.mamba_expand > 0) {
-      int64_t hd = b.mamba_head_dim ? *b.mamba_head_dim : b.d_model / heads;
-      if (hd > 0 && heads * hd != b.mamba_expand * b.d_model)
+      if (!b.mamba_head_dim && inner % heads != 0)
+        add(where + c.p("mamba_expand") + " * " + c.p("d_model") + " (" + n(inner) +
+            ") must be divisible by the mamba heads (" + n(heads) + ") when " +
+            c.p("mamba_head_dim") + " is unset");
+      int64_t hd = b.mamba_head_dim ? *b.mamba_head_dim : inner / heads;
+      if (b.mamba_head_dim && hd > 0 && heads * hd != inner)
         add(where + "mamba heads (" + n(heads) + ") * mamba head dim (" + n(hd) + ") must equal " +
-            c.p("mamba_expand") + " * " + c.p("d_model") + " (" + n(b.mamba_expand * b.d_model) +
-            "); set " + c.p("mamba_n_heads") + " / " + c.p("mamba_head_dim"));
+            c.p("mamba_expand") + " * " + c.p("d_model") + " (" + n(inner) + "); set " +
+            c.p("mamba_n_heads") + " / " + c.p("mamba_head_dim"));
       if (b.mamba_n_groups > 0 && heads % b.mamba_n_groups != 0)
         add(where + "mamba heads (" + n(heads) + ") must be divisible by " + c.p("mamba_n_groups") +
             " (" + n(b.mamba_n_groups) + ")");
     }
+    if (b.attention == "mamba3" && b.mamba_complex_a && b.ssm_state_size > 0 &&
+        b.ssm_state_size % 2 != 0)
+      add(c.p("ssm_state_size") + " (" + n(b.ssm_state_size) + ") must be even for " +
+          c.p("mamba_complex_a") + " (B/C are rotated in pairs)");
   }
 
   // Sparse attention.

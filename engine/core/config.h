@@ -55,7 +55,7 @@ struct BlockConfig {
   bool use_short_conv = false;
   // Mamba-2 / Mamba-3 (SSM).
   std::optional<int64_t> mamba_n_heads;   // unset = n_heads
-  std::optional<int64_t> mamba_head_dim;  // unset = d_model / mamba heads
+  std::optional<int64_t> mamba_head_dim;  // unset = mamba_expand * d_model / mamba heads
   int64_t ssm_state_size = 128;
   int64_t mamba_expand = 2;  // inner width = mamba_expand * d_model
   int64_t mamba_n_groups = 1;
