@@ -1,6 +1,7 @@
 // Every built-in component, registered by name in one place.
 #include "core/components.h"
 
+#include "core/attention/gated_deltanet.h"
 #include "core/attention/gqa.h"
 #include "core/attention/mha.h"
 #include "core/config.h"
@@ -26,6 +27,10 @@ void register_attention(Registry<Attention>& r) {
   r.add("mha", make<MHA, Attention>(), "multi-head attention (n_kv_heads = n_heads)", {"qk_norm"});
   r.add("gqa", make<GQA, Attention>(), "grouped-query attention (n_kv_heads; 1 = MQA)",
         {"n_kv_heads", "qk_norm"});
+  r.add("gated_deltanet", make<GatedDeltaNet, Attention>(),
+        "Gated DeltaNet: delta-rule linear attention with decay/update gates (chunkwise training, "
+        "recurrent decoding)",
+        {"use_short_conv", "conv_kernel_size"});
 }
 void register_ffn(Registry<FeedForward>& r) {
   r.add("standard", make<StandardFFN, FeedForward>(), "down(GELU(up(x)))");
