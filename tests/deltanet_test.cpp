@@ -102,7 +102,7 @@ TEST(GatedDeltaRule, ChunkwiseMatchesNaiveRecurrence) {
   struct Case {
     int64_t B, T, H, D, chunk;
   };
-  // Single chunk, exact multiples, partial last chunks, chunk 1, the default 64 with T > 64.
+  // Single chunk, exact multiples, partial last chunks, chunk 1, chunk 64 with T > 64.
   for (Case c : {Case{2, 7, 2, 4, 64}, Case{2, 12, 2, 4, 4}, Case{1, 13, 3, 8, 5},
                  Case{2, 9, 1, 4, 1}, Case{2, 150, 2, 16, 64}}) {
     RuleInputs in = random_inputs(c.B, c.T, c.H, c.D, uint64_t(c.T * 31 + c.chunk));
@@ -168,10 +168,10 @@ TEST(GatedDeltaRule, RejectsBadShapes) {
   NoGradGuard ng;
   const Shape x{1, 3, 8}, gs{1, 3, 2};
   EXPECT_THROW(gated_delta_rule(wrap(a, x), wrap(a, x), wrap(a, x), wrap(gz, Shape{1, 3, 2}),
-                                wrap(gz, gs), 3, 1.0f),
+                                wrap(gz, gs), 3, 1.0f, 4),
                std::invalid_argument);  // 8 not divisible by 3 heads
   EXPECT_THROW(gated_delta_rule(wrap(a, x), wrap(a, x), wrap(a, x), wrap(gz, Shape{1, 6}),
-                                wrap(gz, gs), 2, 1.0f),
+                                wrap(gz, gs), 2, 1.0f, 4),
                std::invalid_argument);  // g not (B, T, H)
   EXPECT_THROW(
       gated_delta_rule(wrap(a, x), wrap(a, x), wrap(a, x), wrap(gz, gs), wrap(gz, gs), 2, 1.0f, 0),
@@ -218,14 +218,14 @@ TEST(GatedDeltaRule, GradientMatchesFiniteDifferences) {
 }
 
 TEST(GatedDeltaRule, GradientOfLongSequenceMatchesFiniteDifferences) {
-  // Default chunk 64 with T = 70: a full chunk, then a state carried into a short one.
+  // Chunk 64 with T = 70: a full chunk, then a state carried into a short one.
   RuleParams p = rule_params(1, 70, 1, 4, 9);
   test::GradCheckOptions opt;
   opt.max_checks_per_input = 24;
   EXPECT_TRUE(grad_check(
       [&] {
         return gated_delta_rule(p.q->tensor(), p.k->tensor(), p.v->tensor(), p.g->tensor(),
-                                p.beta->tensor(), 1, 0.5f);
+                                p.beta->tensor(), 1, 0.5f, 64);
       },
       p.all(), opt));
 }
@@ -246,7 +246,7 @@ TEST(GatedDeltaRule, ThreadCountDoesNotChangeResults) {
     Graph& g = current_graph();
     Tensor v = causal_conv1d(p.v->tensor(), w->tensor());
     Tensor y = gated_delta_rule(p.q->tensor(), p.k->tensor(), v, p.g->tensor(), p.beta->tensor(), 2,
-                                0.25f);
+                                0.25f, 32);
     float* dy = g.grad(y);
     for (int64_t i = 0; i < y.numel(); ++i) dy[i] = float(std::sin(0.37 * double(i)));
     auto& r = runs[threads - 1];
@@ -443,12 +443,27 @@ TEST(GatedDeltaNet, ParameterCountsByHand) {
 }
 
 TEST(GatedDeltaNet, MixingFlopsOfTheChunkwiseForm) {
-  Block block(deltanet_block(false));  // 2 heads, head_dim 4, chunk 64
-  // seq_len 100 = chunks of 64 and 36; per head and chunk of n:
-  // 10 n^2 D + 6 n D^2 + (n-1) n (n+1) / 3 = 257344 (n = 64) and 70836 (n = 36).
-  EXPECT_NEAR(block.attention().mixing_flops_per_token(100), 2.0 * (257344 + 70836) / 100.0, 1e-6);
-  // One chunk of 16: 10*256*4 + 6*16*16 + 15*16*17/3 = 10240 + 1536 + 1360.
-  EXPECT_NEAR(block.attention().mixing_flops_per_token(16), 2.0 * 13136 / 16.0, 1e-9);
+  Block block(deltanet_block(false));  // 2 heads, head_dim D = 4
+  GatedDeltaNet& dn = deltanet_of(block);
+  ASSERT_EQ(dn.chunk_size(), 32);
+  // Per head and chunk of n rows: 10 n^2 D + 6 n D^2 + (n-1) n (n+1) / 3.
+  // seq_len 100 = chunks 32, 32, 32, 4: n = 32 gives 40960 + 3072 + 10912 = 54944,
+  // n = 4 gives 640 + 384 + 20 = 1044.
+  EXPECT_NEAR(dn.mixing_flops_per_token(100), 2.0 * (3 * 54944 + 1044) / 100.0, 1e-9);
+  // One chunk of 16: 10240 + 1536 + 1360.
+  EXPECT_NEAR(dn.mixing_flops_per_token(16), 2.0 * 13136 / 16.0, 1e-9);
+  // Chunk 64, seq_len 100 = 64 + 36: 257344 and 70836.
+  dn.set_chunk_size(64);
+  EXPECT_NEAR(dn.mixing_flops_per_token(100), 2.0 * (257344 + 70836) / 100.0, 1e-9);
+  // The model's training FLOPs: 6 per parameter + 3 x mixing, per layer.
+  ModelConfig m;
+  m.vocab_size = 11;
+  m.n_layers = 1;
+  m.block = deltanet_block(false);
+  LanguageModel model(m);
+  const LayerStats s = model.layer_stats(16)[0];
+  EXPECT_EQ(s.params, 360 + 16 + 288);
+  EXPECT_DOUBLE_EQ(s.flops_per_token, 6.0 * (360 + 16 + 288) + 3.0 * 2.0 * 13136 / 16.0);
 }
 
 ModelConfig deltanet_model(bool conv) {
@@ -492,7 +507,7 @@ double decode_error(LanguageModel& model, int64_t T, const std::vector<int64_t>&
 }
 
 TEST(GatedDeltaNet, DecodingMatchesFullForward) {
-  const int64_t T = 80;  // longer than one 64-position chunk
+  const int64_t T = 80;  // two full 32-position chunks and a partial one
   for (bool conv : {false, true}) {
     LanguageModel model(deltanet_model(conv));
     Rng rng(3);

@@ -20,6 +20,7 @@
 
 #include <omp.h>
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -71,24 +72,25 @@ inline float dot(const float* a, const float* b, int64_t n) {
 // One task's buffers for one chunk of n <= C rows. (C x C) matrices have row
 // stride C, (C x D) ones D, (C x 2D) ones 2D.
 struct Chunk {
-  float *k, *q, *v;  // K, Q̂ = scale * Q, V packed
-  float* qg;         // Γ ⊙ Q̂
-  float* kd;         // D ⊙ K
-  float* rhs;        // [βV | βΓK]
-  float* uw;         // [Ũ | W] = T rhs
-  float* u;          // U = Ũ - W h
-  float* kk;         // K Kᵀ
-  float* a;          // A, strictly lower (zero elsewhere)
-  float* t;          // (I + A)^-1
-  float* p;          // (Q̂ Kᵀ) ⊙ M, zero above the diagonal
-  float *G, *gam, *bet;
+  float *k, *q, *v;            // K, Q̂ = scale * Q, V packed
+  float* qg;                   // Γ ⊙ Q̂
+  float* kd;                   // D ⊙ K
+  float* rhs;                  // [βV | βΓK]
+  float* uw;                   // [Ũ | W] = T rhs
+  float* u;                    // U = Ũ - W h
+  float* kk;                   // K Kᵀ
+  float* a;                    // A, strictly lower (zero elsewhere)
+  float* t;                    // (I + A)^-1
+  float* p;                    // (Q̂ Kᵀ) ⊙ M, zero above the diagonal
+  float* e;                    // M: exp(G_i - G_j) for j <= i (entries above the diagonal unset)
+  float *G, *gam, *bet, *dec;  // G, Γ, β, D_j = exp(G_n - G_j)
 
-  static int64_t floats(int64_t C, int64_t D) { return 10 * C * D + 4 * C * C + 3 * C; }
+  static int64_t floats(int64_t C, int64_t D) { return 10 * C * D + 5 * C * C + 4 * C; }
   Chunk(float* s, int64_t C, int64_t D) {
     k = s, q = k + C * D, v = q + C * D, qg = v + C * D, kd = qg + C * D;
     rhs = kd + C * D, uw = rhs + 2 * C * D, u = uw + 2 * C * D;
-    kk = u + C * D, a = kk + C * C, t = a + C * C, p = t + C * C;
-    G = p + C * C, gam = G + C, bet = gam + C;
+    kk = u + C * D, a = kk + C * C, t = a + C * C, p = t + C * C, e = p + C * C;
+    G = e + C * C, gam = G + C, bet = gam + C, dec = bet + C;
   }
 };
 
@@ -135,8 +137,13 @@ void prepare_chunk(const float* qd, const float* kd, const float* vd, const floa
     w.bet[i] = bd[gi];
   }
   const float g_last = w.G[n - 1];
+  // Decay factors with Eigen's vectorised exp (exp is a large share of the scalar work).
+  using Arr = Eigen::Map<Eigen::ArrayXf>;
+  using CArr = Eigen::Map<const Eigen::ArrayXf>;
+  Arr(w.dec, n) = (g_last - CArr(w.G, n)).exp();
+  for (int64_t i = 0; i < n; ++i) Arr(w.e + i * C, i + 1) = (w.G[i] - CArr(w.G, i + 1)).exp();
   for (int64_t i = 0; i < n; ++i) {
-    const float bi = w.bet[i], gi = w.gam[i], di = std::exp(g_last - w.G[i]);
+    const float bi = w.bet[i], gi = w.gam[i], di = w.dec[i];
     const float *ki = w.k + i * D, *vi = w.v + i * D, *qi = w.q + i * D;
     float *r = w.rhs + i * D2, *qg = w.qg + i * D, *kdi = w.kd + i * D;
 #pragma omp simd
@@ -156,7 +163,7 @@ void prepare_chunk(const float* qd, const float* kd, const float* vd, const floa
     std::memset(ti, 0, sizeof(float) * size_t(n));
     ti[i] = 1.0f;
     for (int64_t j = 0; j < i; ++j) {
-      const float aij = w.bet[i] * std::exp(w.G[i] - w.G[j]) * w.kk[i * C + j];
+      const float aij = w.bet[i] * w.e[i * C + j] * w.kk[i * C + j];
       ai[j] = aij;
       const float* tj = w.t + j * C;
 #pragma omp simd
@@ -167,7 +174,9 @@ void prepare_chunk(const float* qd, const float* kd, const float* vd, const floa
   gemm(false, true, n, n, D, 1.0f, w.q, D, w.k, D, 0.0f, w.p, C);
   for (int64_t i = 0; i < n; ++i) {
     float* pi = w.p + i * C;
-    for (int64_t j = 0; j <= i; ++j) pi[j] *= std::exp(w.G[i] - w.G[j]);
+    const float* ei = w.e + i * C;
+#pragma omp simd
+    for (int64_t j = 0; j <= i; ++j) pi[j] *= ei[j];
     for (int64_t j = i + 1; j < n; ++j) pi[j] = 0.0f;
   }
 }
@@ -270,7 +279,7 @@ Tensor gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const
         const float* h0 = saved + (task * s.nc + c) * state_sz;
         prepare_chunk(qd, kd, vd, gd, bd, s, b, h, c0, n, scale, w);
         pseudo_values(w, h0, n, D);
-        const float g_last = w.G[n - 1], gl = w.gam[n - 1];
+        const float gl = w.gam[n - 1];
         for (int64_t i = 0; i < n; ++i)
           std::memcpy(dw.dO + i * D, dy + (b * T + c0 + i) * s.ld + h * D,
                       sizeof(float) * size_t(D));
@@ -282,7 +291,7 @@ Tensor gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const
         // h_next's (D ⊙ K)ᵀ U: with X = U dhᵀ, dK_j = D_j X_j and dD_j = k_j·X_j.
         gemm(false, true, n, D, D, 1.0f, w.u, D, dh, D, 0.0f, dw.x, D);
         for (int64_t j = 0; j < n; ++j) {
-          const float dj = std::exp(g_last - w.G[j]);
+          const float dj = w.dec[j];
           const float* xj = dw.x + j * D;
           float* dkj = dw.dk + j * D;
 #pragma omp simd
@@ -301,7 +310,7 @@ Tensor gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const
             const float t = dpi[j] * pi[j];
             dw.dG[i] += t;
             dw.dG[j] -= t;
-            dpi[j] *= std::exp(w.G[i] - w.G[j]);
+            dpi[j] *= w.e[i * C + j];
           }
           for (int64_t j = i + 1; j < n; ++j) dpi[j] = 0.0f;
         }
@@ -347,7 +356,7 @@ Tensor gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const
           const float bi = w.bet[i];
           float dbi = 0.0f;
           for (int64_t j = 0; j < i; ++j) {
-            const float r = dai[j], e = std::exp(w.G[i] - w.G[j]);
+            const float r = dai[j], e = w.e[i * C + j];
             dbi += r * e * w.kk[i * C + j];
             const float t = r * ai[j];
             dw.dG[i] += t;
@@ -355,10 +364,12 @@ Tensor gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const
             dai[j] = r * bi * e;  // d(K Kᵀ)_ij
           }
           dw.dbet[i] += dbi;
-          for (int64_t j = i; j < n; ++j) dai[j] = 0.0f;
+          dai[i] = 0.0f;
         }
+        // d(K Kᵀ) = R (strictly lower) gives dK = (R + Rᵀ) K: mirror R, one product.
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = i + 1; j < n; ++j) dw.dA[i * C + j] = dw.dA[j * C + i];
         gemm(false, false, n, D, n, 1.0f, dw.dA, C, w.k, D, 1.0f, dw.dk, D);
-        gemm(true, false, n, D, n, 1.0f, dw.dA, C, w.k, D, 1.0f, dw.dk, D);
 
         // Scatter into the input gradients; dg is the reverse cumsum of dG.
         float acc = 0.0f;

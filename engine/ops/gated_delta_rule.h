@@ -20,7 +20,7 @@ namespace bl {
 /// across chunks only the (D x D) state is carried. Backward recomputes each
 /// chunk from the state saved at its start (B * H * n_chunks * D * D floats).
 Tensor gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
-                        const Tensor& beta, int64_t n_heads, float scale, int64_t chunk = 64);
+                        const Tensor& beta, int64_t n_heads, float scale, int64_t chunk);
 
 /// Same inputs; runs the recurrence token by token starting from and updating
 /// `state` (B, H, D, D floats, element [b][h][i][j] = S_{j,i}, i.e. Sᵀ: key
