@@ -1,8 +1,9 @@
-// One attention-slot layer, forward + backward, at B = 8, T = 128,
-// d_model = 128, 4 heads of 32: gated_deltanet (chunkwise form, with and
-// without the short conv) against gqa (4 query / 4 KV heads, RoPE) of the
-// same width. Args: {threads}. Run with --benchmark_repetitions=7 and read
-// the median.
+// One attention-slot layer, forward + backward, at B = 8, T = 128 (and a
+// long-context T = 1024 at B = 1), d_model = 128, 4 heads of 32:
+// gated_deltanet (chunkwise form, with and without the short conv) against
+// gqa (4 query / 4 KV heads, RoPE) of the same width; then the mixing ops
+// alone. Layer args: {threads, chunk (0 = default), T}. Run with
+// --benchmark_repetitions=7 and read the medians.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -25,7 +26,7 @@ namespace bl {
 namespace {
 
 void layer_bench(benchmark::State& state, const std::string& attention, bool conv) {
-  constexpr int64_t B = 8, T = 128, d = 128;
+  const int64_t T = state.range(2), B = T > 128 ? 1 : 8, d = 128;
   BlockConfig c;
   c.attention = attention;
   c.d_model = d;
@@ -83,7 +84,7 @@ void BM_Op_GatedDeltaRule(benchmark::State& state) {
     g.data()[i] = -0.1f * std::abs(g.data()[i]);
     beta.data()[i] = 0.5f;
   }
-  const int64_t chunk = state.range(1) > 0 ? state.range(1) : 64;
+  const int64_t chunk = state.range(1);
   const int saved = num_threads();
   set_num_threads(int(state.range(0)));
   Graph& gr = current_graph();
@@ -120,12 +121,13 @@ void BM_Op_Attention(benchmark::State& state) {
 }
 
 void thread_args(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"threads", "chunk"});
-  for (int th : {1, 2}) b->Args({th, 0});
+  b->ArgNames({"threads", "chunk", "T"});
+  for (int th : {1, 2}) b->Args({th, 0, 128});
+  b->Args({1, 0, 1024});
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
-BENCHMARK(BM_Layer_GatedDeltaNet)->Apply(thread_args)->Args({1, 16})->Args({1, 32});
+BENCHMARK(BM_Layer_GatedDeltaNet)->Apply(thread_args)->Args({1, 16, 128})->Args({1, 64, 128});
 BENCHMARK(BM_Layer_GatedDeltaNet_Conv)->Apply(thread_args);
 BENCHMARK(BM_Layer_GQA)->Apply(thread_args);
 // Args {threads, chunk, head_dim}: chunk-size sweep at width 128.
@@ -135,7 +137,7 @@ BENCHMARK(BM_Op_GatedDeltaRule)
     ->ArgsProduct({{1}, {16, 32, 64}, {64, 128}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
-BENCHMARK(BM_Op_Attention)->Apply(thread_args);
+BENCHMARK(BM_Op_Attention)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace bl

@@ -11,7 +11,13 @@
 // Training and full passes use the chunkwise form (ops/gated_delta_rule.h);
 // decoding runs the recurrence on a per-layer state (S plus the conv tails).
 // Positions come from the causal structure (and the short conv): relative
-// encodings (rope, alibi) are ignored, as in lmxlab, so use position "none".
+// encodings (rope, alibi) are ignored, as in lmxlab, so use position "none"
+// (absolute ones, learned / sinusoidal, still act at the model input).
+// Where lmxlab's educational version differs, this follows the paper and
+// flash-linear-attention: Mamba-2 decay instead of sigmoid(W x), SiLU after
+// the conv on q, k and v (lmxlab: q only), the 1/sqrt(head_dim) output scale
+// and the gated output RMSNorm. Like both, no projection has a bias; the
+// n_kv_heads and qk_norm fields are not used (q and k are always L2-normalised).
 #pragma once
 
 #include "core/components.h"
