@@ -106,6 +106,7 @@ TEST(Allocation, WarmTrainingStepAllocatesNothing) {
   expect_no_allocations("mha", "gated", "layer_norm", "alibi", "lion");
   expect_no_allocations("gqa", "standard", "rms_norm", "sinusoidal", "adafactor");
   expect_no_allocations("mha", "standard", "layer_norm", "none", "sgd");
+  expect_no_allocations("gated_deltanet", "gated", "rms_norm", "none", "adamw");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Every built-in component, registered by name in one place.
 #include "core/components.h"
 
+#include "core/attention/gated_deltanet.h"
 #include "core/attention/gqa.h"
 #include "core/attention/mamba2.h"
 #include "core/attention/mamba3.h"
@@ -37,6 +38,10 @@ void register_attention(Registry<Attention>& r) {
         {"mamba_n_heads", "mamba_head_dim", "ssm_state_size", "mamba_expand", "mamba_n_groups",
          "mamba_chunk_size", "conv_kernel_size", "mamba_trapezoidal", "mamba_bc_norm",
          "mamba_complex_a"});
+  r.add("gated_deltanet", make<GatedDeltaNet, Attention>(),
+        "Gated DeltaNet: delta-rule linear attention with decay/update gates (chunkwise training, "
+        "recurrent decoding)",
+        {"use_short_conv", "conv_kernel_size"});
 }
 void register_ffn(Registry<FeedForward>& r) {
   r.add("standard", make<StandardFFN, FeedForward>(), "down(GELU(up(x)))");

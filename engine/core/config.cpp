@@ -598,6 +598,10 @@ std::vector<std::string> validation_errors(const BlockConfig& b, const std::stri
 
   // Short convolution (DeltaNet, Mamba).
   c.positive("conv_kernel_size", b.conv_kernel_size);
+  if (b.attention == "gated_deltanet" && b.use_short_conv && b.conv_kernel_size == 1)
+    add(c.p("conv_kernel_size") +
+        " (1) must be >= 2 for attention 'gated_deltanet' with use_short_conv (a 1-tap conv "
+        "sees no earlier tokens)");
 
   // Mamba.
   c.positive("mamba_n_heads", b.mamba_n_heads);
