@@ -11,5 +11,7 @@ int bench_command(const std::vector<std::string>& argv);
 int sample_command(const std::vector<std::string>& argv);
 /// runs list | show | export | compare | tag | note | delete (the experiment store).
 int runs_command(const std::vector<std::string>& argv);
+/// models list | info NAME | count NAME [--detail] (registry, presets, architectures).
+int models_command(const std::vector<std::string>& argv);
 
 }  // namespace bl::cli

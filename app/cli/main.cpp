@@ -29,12 +29,14 @@ const char* kUsage =
     "  sample  --run DIR [--prompt TEXT] [--tokens N] [--temperature X] [--top-k N] [--top-p X] "
     "[--seed N]\n"
     "  bench   --preset NAME | --config FILE  [--threads N] [--steps N] [--warmup-steps N]\n"
+    "  models  list | info NAME | count NAME [--detail] [--seq-len N]  [--json]\n"
+    "          NAME: a preset, a published architecture, or a preset/config .json file\n"
     "\n"
     "Every training run is recorded in the experiment database: --db FILE, else $BLOCKLAB_DB,\n"
     "else $XDG_DATA_HOME/blocklab/experiments.db (~/.local/share/blocklab/experiments.db).\n"
     "Checkpoints go to <database dir>/runs/<run id>/checkpoints/step-<N>.\n"
     "\n"
-    "presets: gpt-tiny (default), gpt-small, llama-tiny, llama-small\n";
+    "presets: see `blocklab-cli models list` (default: gpt-tiny)\n";
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -49,6 +51,7 @@ int main(int argc, char** argv) {
     if (cmd == "bench") return bl::cli::bench_command(rest);
     if (cmd == "sample") return bl::cli::sample_command(rest);
     if (cmd == "runs") return bl::cli::runs_command(rest);
+    if (cmd == "models") return bl::cli::models_command(rest);
     std::fprintf(stderr, "blocklab-cli: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const bl::cli::UsageError& e) {

@@ -30,9 +30,10 @@ std::string resource_dir() {
   return BLOCKLAB_RESOURCE_DIR;
 }
 
-std::vector<std::string> preset_names() {
+namespace {
+std::vector<std::string> json_names(const char* folder) {
   std::vector<std::string> names;
-  fs::path dir = fs::path(resource_dir()) / "presets";
+  fs::path dir = fs::path(resource_dir()) / folder;
   std::error_code ec;
   for (auto& entry : fs::directory_iterator(dir, ec))
     if (entry.is_regular_file() && entry.path().extension() == ".json")
@@ -41,16 +42,30 @@ std::vector<std::string> preset_names() {
   return names;
 }
 
-Preset load_preset(const std::string& name) {
-  auto names = preset_names();
+Preset load_named(const char* folder, const char* kind, const std::string& name) {
+  auto names = json_names(folder);
   if (std::find(names.begin(), names.end(), name) == names.end()) {
-    std::string msg = "unknown preset '" + name + "'; known: ";
+    std::string msg = std::string("unknown ") + kind + " '" + name + "'; known: ";
     for (size_t i = 0; i < names.size(); ++i) msg += (i ? ", " : "") + names[i];
     if (names.empty())
-      msg += "(none found in " + (fs::path(resource_dir()) / "presets").string() + ")";
+      msg += "(none found in " + (fs::path(resource_dir()) / folder).string() + ")";
     throw ConfigError(msg);
   }
-  return load_preset_file((fs::path(resource_dir()) / "presets" / (name + ".json")).string());
+  return load_preset_file((fs::path(resource_dir()) / folder / (name + ".json")).string());
+}
+}  // namespace
+
+std::vector<std::string> preset_names() {
+  return json_names("presets");
+}
+Preset load_preset(const std::string& name) {
+  return load_named("presets", "preset", name);
+}
+std::vector<std::string> architecture_names() {
+  return json_names("architectures");
+}
+Preset load_architecture(const std::string& name) {
+  return load_named("architectures", "architecture", name);
 }
 
 Preset preset_from_json(const nlohmann::json& j) {

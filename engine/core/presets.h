@@ -34,6 +34,11 @@ Preset preset_from_json(const nlohmann::json& j);
 nlohmann::ordered_json preset_to_json(const Preset& p);
 /// Writes a preset file (e.g. to save a GUI-built architecture as a new preset).
 void save_preset_file(const std::string& path, const Preset& p);
+/// Published model shapes (<resources>/architectures/*.json, same format as a
+/// preset): for counting parameters and FLOPs, too large to train here.
+std::vector<std::string> architecture_names();
+Preset load_architecture(const std::string& name);
+
 /// Every rule violated by the preset's model, train config and their combination.
 std::vector<std::string> validation_errors(const Preset& p);
 

@@ -6,7 +6,9 @@
 
 namespace bl {
 
-void Buffer::Free::operator()(float* p) const { std::free(p); }
+void Buffer::Free::operator()(float* p) const {
+  std::free(p);
+}
 
 void Buffer::resize(int64_t n) {
   n_ = n;
@@ -17,8 +19,23 @@ void Buffer::resize(int64_t n) {
   p_.reset(p);
 }
 
+namespace {
+thread_local bool meta_parameters = false;
+}
+
+MetaParameterScope::MetaParameterScope() : previous_(meta_parameters) {
+  meta_parameters = true;
+}
+MetaParameterScope::~MetaParameterScope() {
+  meta_parameters = previous_;
+}
+bool MetaParameterScope::active() {
+  return meta_parameters;
+}
+
 Parameter::Parameter(std::string name, const Shape& shape, bool trainable)
-    : name_(std::move(name)), value_(shape.numel()) {
+    : name_(std::move(name)), meta_(meta_parameters) {
+  if (!meta_) value_.resize(shape.numel());
   impl_.shape = shape;
   impl_.data = value_.data();
   set_trainable(trainable);
@@ -26,7 +43,7 @@ Parameter::Parameter(std::string name, const Shape& shape, bool trainable)
 
 void Parameter::set_trainable(bool on) {
   impl_.requires_grad = on;
-  if (on && grad_.size() != numel()) grad_.resize(numel());
+  if (on && !meta_ && grad_.size() != numel()) grad_.resize(numel());
   impl_.grad = on ? grad_.data() : nullptr;
 }
 
@@ -36,11 +53,13 @@ void Parameter::zero_grad() {
 
 void Parameter::fill(float v) {
   float* d = data();
+  if (!d) return;  // meta parameter
   for (int64_t i = 0; i < numel(); ++i) d[i] = v;
 }
 
 void Parameter::init_normal(Rng& rng, float std) {
   float* d = data();
+  if (!d) return;  // meta parameter
   for (int64_t i = 0; i < numel(); ++i) d[i] = float(rng.normal() * std);
 }
 

@@ -36,6 +36,21 @@ enum class Init {
   kCustom,  // the owning module initialises it itself (init_custom)
 };
 
+/// While alive on this thread, new Parameters have shapes but no storage
+/// (data() and grad() are null): for counting the parameters and FLOPs of
+/// published models far too large to allocate. Such a model can't run.
+class MetaParameterScope {
+ public:
+  MetaParameterScope();
+  ~MetaParameterScope();
+  MetaParameterScope(const MetaParameterScope&) = delete;
+  MetaParameterScope& operator=(const MetaParameterScope&) = delete;
+  static bool active();
+
+ private:
+  bool previous_;
+};
+
 class Parameter {
  public:
   Parameter(std::string name, const Shape& shape, bool trainable = true);
@@ -73,6 +88,7 @@ class Parameter {
   TensorImpl impl_;
   Init init_ = Init::kNormal;
   float lr_scale_ = 1.0f;
+  bool meta_ = false;  // created under MetaParameterScope: no storage
 };
 
 }  // namespace bl

@@ -1,8 +1,9 @@
 // Pre-flight analysis of a ModelConfig: parameters, training FLOPs/token,
-// activation and weight memory, per layer and in total. Small models are
-// counted on a real LanguageModel (the engine's own layer_stats); large ones
-// with the same formulas analytically, so a 7B config never allocates 56 GB
-// just to be displayed. gui_composer_test checks that both paths agree.
+// activation and weight memory, per layer and in total. Parameters and FLOPs
+// are counted on the engine's own LanguageModel built without weight storage
+// (MetaParameterScope), so any component counts itself exactly and a 7B config
+// never allocates 28 GB just to be displayed. Activation memory is an estimate
+// from the block's shapes.
 #pragma once
 
 #include <cstdint>
@@ -27,22 +28,13 @@ struct ArchAnalysis {
   PartAnalysis embedding;  // token embedding (+ absolute position table)
   PartAnalysis head;       // final norm + LM head (+ logits)
   PartAnalysis total;
-  bool from_engine = false;  // counted on a constructed LanguageModel
+  bool from_engine = false;  // counted on the engine's LanguageModel (always, when valid)
   std::string error;         // set when the model could not be analysed
 };
 
-/// Models estimated above this many parameters are analysed without construction
-/// (measured: building gpt-small, 4.8M parameters, takes ~10 ms; formulas take µs).
-inline constexpr int64_t kEngineAnalysisLimit = 8'000'000;
-
 /// Analysis at context seq_len with `batch` sequences per step. `m` must be valid.
-ArchAnalysis analyse_architecture(const ModelConfig& m, int64_t seq_len, int64_t batch = 1,
-                                  int64_t engine_limit = kEngineAnalysisLimit);
+ArchAnalysis analyse_architecture(const ModelConfig& m, int64_t seq_len, int64_t batch = 1);
 
-/// Parameters of one block by formula; nullopt if a component has none.
-std::optional<int64_t> analytic_block_params(const BlockConfig& b);
-/// Forward FLOPs/token of the attention mixing (Attention::mixing_flops_per_token).
-std::optional<double> analytic_mixing_flops(const BlockConfig& b, int64_t seq_len);
 /// fp32 values one token of this block keeps for backward (estimate).
 double activation_floats_per_token(const BlockConfig& b);
 

@@ -202,11 +202,17 @@ const BlockField* find_block_field(const std::string& key) {
 }
 
 std::vector<BlockConfig> layer_blocks(const ModelConfig& m) {
-  if (!m.block_configs.empty()) return m.block_configs;
-  return std::vector<BlockConfig>(size_t(std::max<int64_t>(m.n_layers, 0)), m.block);
+  if (m.hybrid_pattern.empty() && !m.block_configs.empty()) return m.block_configs;
+  if (m.hybrid_pattern.empty() || int64_t(m.hybrid_pattern.size()) != m.n_layers ||
+      (!m.block_configs.empty() && int64_t(m.block_configs.size()) != m.n_layers))
+    return std::vector<BlockConfig>(size_t(std::max<int64_t>(m.n_layers, 0)), m.block);
+  std::vector<BlockConfig> layers;  // the pattern's layer kinds, as the engine builds them
+  for (int64_t i = 0; i < m.n_layers; ++i) layers.push_back(m.get_block_config(i));
+  return layers;
 }
 
 void set_layer_blocks(ModelConfig& m, std::vector<BlockConfig> layers) {
+  m.hybrid_pattern.clear();  // the layers are spelled out now
   m.n_layers = int64_t(layers.size());
   const bool all_shared =
       std::all_of(layers.begin(), layers.end(), [&](const BlockConfig& b) { return b == m.block; });

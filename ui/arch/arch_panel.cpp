@@ -651,9 +651,7 @@ void ArchPanel::draw_analysis(const ModelConfig& m) {
            .arg(bytes(a.total.activation_bytes))
            .arg(batch_)
            .arg(seq);
-  t += a.from_engine ? " · <span style='color:#757575'>counted on the engine's model</span>"
-                     : " · <span style='color:#757575'>analytic (model too large to build "
-                       "for counting)</span>";
+  t += " · <span style='color:#757575'>counted on the engine's model</span>";
   totals_->setText(t);
 }
 
