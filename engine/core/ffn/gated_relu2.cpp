@@ -2,7 +2,6 @@
 
 #include "core/config.h"
 #include "ops/activation.h"
-#include "ops/elementwise.h"
 
 namespace bl {
 
@@ -14,7 +13,7 @@ GatedReLU2FFN::GatedReLU2FFN(const BlockConfig& c) {
 }
 
 Tensor GatedReLU2FFN::forward(const Tensor& x) {
-  return down_->forward(mul(relu2(gate_->forward(x)), up_->forward(x)));
+  return down_->forward(relu2_glu(gate_->forward(x), up_->forward(x)));
 }
 
 }  // namespace bl
