@@ -376,6 +376,25 @@ TEST(AttentionVariants, LocalDecodingIsNotBoundedByMaxLen) {
   }
 }
 
+TEST(AttentionVariants, DecodingRejectsAMismatchedState) {
+  for (const char* name : {"gqa", "sliding_window_gqa", "chunked_gqa", "gated_gqa"}) {
+    LanguageModel model(variant_model(variant_block(name)));
+    std::vector<int32_t> ids{1, 2, 3};
+    NoGradGuard ng;
+    DecodeState wrong_batch = model.make_decode_state(2, 8);
+    EXPECT_THROW(model.forward(Tokens{ids.data(), Shape{3, 1}}, &wrong_batch),
+                 std::invalid_argument)
+        << name;
+    // A state made by another kind of attention.
+    LanguageModel other(variant_model(variant_block(
+        std::string(name) == "sliding_window_gqa" ? "chunked_gqa" : "sliding_window_gqa")));
+    DecodeState foreign = other.make_decode_state(1, 8);
+    EXPECT_THROW(model.forward(Tokens{ids.data(), Shape{1, 1}}, &foreign), std::invalid_argument)
+        << name;
+    current_graph().clear();
+  }
+}
+
 // ------------------------------------------------------------ counts
 
 TEST(AttentionVariants, ParameterCountsByHand) {

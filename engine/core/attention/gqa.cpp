@@ -88,7 +88,8 @@ Tensor GQA::mix(const Tensor& x, PositionEncoding& pos, LayerState* state) {
 Tensor GQA::attend_cached(const Tensor& q, const Tensor& k, const Tensor& v, AttentionOptions opt,
                           LayerState& state) {
   auto* kv = dynamic_cast<KVCacheState*>(&state);
-  op_check(kv != nullptr, "gqa", "decoding state of another component");
+  op_check(kv != nullptr && kv->width == n_kv_heads_ * head_dim_, "gqa",
+           "decoding state of another component");
   const int64_t offset = kv->length, T = q.dim(1);
   op_check(q.dim(0) == kv->batch, "gqa",
            "batch " + std::to_string(q.dim(0)) + " but the KV cache holds " +

@@ -21,7 +21,8 @@ std::unique_ptr<LayerState> LocalGQA::make_state(int64_t batch, int64_t /*max_le
 Tensor LocalGQA::attend_cached(const Tensor& q, const Tensor& k, const Tensor& v,
                                AttentionOptions opt, LayerState& state) {
   auto* c = dynamic_cast<LocalKVCacheState*>(&state);
-  op_check(c != nullptr, "local_gqa", "decoding state of another component");
+  op_check(c != nullptr && c->capacity == cache_capacity() && c->width == n_kv_heads_ * head_dim_,
+           "local_gqa", "decoding state of another component");
   const int64_t B = q.dim(0), T = q.dim(1), W = c->width, L = c->length;
   op_check(B == c->batch, "local_gqa",
            "batch " + std::to_string(B) + " but the cache holds " + std::to_string(c->batch) +
