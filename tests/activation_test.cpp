@@ -253,6 +253,40 @@ TEST(Activation, SwigluShapeMismatchThrows) {
   current_graph().clear();
 }
 
+TEST(Activation, Relu2GluMatchesReference) {
+  Rng rng(7);
+  auto gate = test::make_input("gate", Shape{2, 3, 8}, rng, 2.0f);
+  auto up = test::make_input("up", Shape{2, 3, 8}, rng);
+  Tensor y = relu2_glu(gate->tensor(), up->tensor());
+  ASSERT_EQ(y.shape(), gate->shape());
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    const double ref = ref_f(Act::kRelu2, gate->data()[i]) * up->data()[i];
+    ASSERT_NEAR(y.data()[i], ref, 1e-6 * (1 + std::abs(ref))) << i;
+  }
+  EXPECT_THROW(relu2_glu(gate->tensor(), test::make_input("u", Shape{2, 3}, rng)->tensor()),
+               std::invalid_argument);
+  current_graph().clear();
+}
+
+TEST(Activation, Relu2GluGradients) {
+  Rng rng(8);
+  auto gate = test::make_input("gate", Shape{3, 10}, rng, 2.0f);
+  auto up = test::make_input("up", Shape{3, 10}, rng);
+  away_from_zero(*gate, 0.05f);
+  EXPECT_TRUE(test::grad_check([&] { return relu2_glu(gate->tensor(), up->tensor()); },
+                               {gate.get(), up.get()}));
+  // Same input as gate and up: relu(x)^2 * x, both gradients in one buffer.
+  EXPECT_TRUE(
+      test::grad_check([&] { return relu2_glu(gate->tensor(), gate->tensor()); }, {gate.get()}));
+  up->set_trainable(false);
+  EXPECT_TRUE(
+      test::grad_check([&] { return relu2_glu(gate->tensor(), up->tensor()); }, {gate.get()}));
+  up->set_trainable(true);
+  gate->set_trainable(false);
+  EXPECT_TRUE(
+      test::grad_check([&] { return relu2_glu(gate->tensor(), up->tensor()); }, {up.get()}));
+}
+
 // Several parallel chunks: forward and backward against the references.
 TEST(Activation, LargeForwardAndBackward) {
   Rng rng(6);

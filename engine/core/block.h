@@ -1,6 +1,7 @@
 // One transformer block assembled from registry components:
 //   pre-norm:  h = x + drop(attn(norm1(x)));  y = h + drop(ffn(norm2(h)))
 //   post-norm: h = norm1(x + drop(attn(x)));  y = norm2(h + drop(ffn(h)))
+// Attention "none" / ffn "none" drop their whole sublayer (h = x / y = h).
 #pragma once
 
 #include <memory>
@@ -23,11 +24,12 @@ class Block : public Module {
 
  private:
   BlockConfig config_;
-  Norm* attn_norm_;
+  Norm* attn_norm_ = nullptr;  // null for attention "none" (sublayer skipped)
   Attention* attention_;
   Norm* ffn_norm_ = nullptr;
   FeedForward* ffn_ = nullptr;  // null for ffn "none"
-  PositionEncoding* position_;  // relative encodings only (rope, alibi); absolute ones live in the model
+  PositionEncoding*
+      position_;  // relative encodings only (rope, alibi); absolute ones live in the model
 };
 
 }  // namespace bl

@@ -1,13 +1,20 @@
 // Every built-in component, registered by name in one place.
 #include "core/components.h"
 
+#include "core/attention/chunked_gqa.h"
 #include "core/attention/gated_deltanet.h"
+#include "core/attention/gated_gqa.h"
 #include "core/attention/gqa.h"
 #include "core/attention/mamba2.h"
 #include "core/attention/mamba3.h"
 #include "core/attention/mha.h"
+#include "core/attention/none.h"
+#include "core/attention/sliding_window_gqa.h"
 #include "core/config.h"
 #include "core/ffn/gated.h"
+#include "core/ffn/gated_relu2.h"
+#include "core/ffn/none.h"
+#include "core/ffn/relu2.h"
 #include "core/ffn/standard.h"
 #include "core/norm/layer_norm.h"
 #include "core/norm/rms_norm.h"
@@ -42,10 +49,24 @@ void register_attention(Registry<Attention>& r) {
         "Gated DeltaNet: delta-rule linear attention with decay/update gates (chunkwise training, "
         "recurrent decoding)",
         {"use_short_conv", "conv_kernel_size"});
+  r.add("none", make<NoAttention, Attention>(),
+        "no attention sublayer (FFN-only layer of a hybrid stack)");
+  r.add("sliding_window_gqa", make<SlidingWindowGQA, Attention>(),
+        "GQA over the last window_size tokens; cache keeps only the window",
+        {"n_kv_heads", "qk_norm", "window_size"});
+  r.add("chunked_gqa", make<ChunkedGQA, Attention>(),
+        "GQA within fixed chunks of attention_chunk_size (Llama 4 local layers)",
+        {"n_kv_heads", "qk_norm", "attention_chunk_size"});
+  r.add("gated_gqa", make<GatedGQA, Attention>(),
+        "GQA with a sigmoid output gate before o_proj (Qwen3-Next)", {"n_kv_heads", "qk_norm"});
 }
 void register_ffn(Registry<FeedForward>& r) {
   r.add("standard", make<StandardFFN, FeedForward>(), "down(GELU(up(x)))");
   r.add("gated", make<GatedFFN, FeedForward>(), "SwiGLU: down(silu(gate(x)) * up(x))");
+  r.add("relu2", make<ReLU2FFN, FeedForward>(), "squared ReLU: down(relu(up(x))^2) (Primer)");
+  r.add("gated_relu2", make<GatedReLU2FFN, FeedForward>(),
+        "gated squared ReLU: down(relu(gate(x))^2 * up(x))");
+  r.add("none", make<NoFFN, FeedForward>(), "no FFN sublayer (mixer-only layer)");
 }
 void register_norm(Registry<Norm>& r) {
   r.add("layer_norm", make<LayerNormComponent, Norm>(), "LayerNorm (weight, bias if bias)");

@@ -561,6 +561,8 @@ std::vector<std::string> validation_errors(const BlockConfig& b, const std::stri
         ") must be >= 1 when set");
   if (b.attention == "sliding_window_gqa" && !b.window_size)
     add(c.p("window_size") + " must be set for attention 'sliding_window_gqa'");
+  if (b.attention == "chunked_gqa" && !b.attention_chunk_size)
+    add(c.p("attention_chunk_size") + " must be set for attention 'chunked_gqa'");
 
   // MLA.
   c.positive("kv_lora_rank", b.kv_lora_rank);

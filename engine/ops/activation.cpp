@@ -221,7 +221,7 @@ Tensor swiglu(const Tensor& gate, const Tensor& up) {
   if (!gate.defined() || !up.defined()) op_fail("swiglu", "undefined operand");
   if (gate.shape() != up.shape())
     op_fail("swiglu",
-         "gate " + gate.shape().str() + " and up " + up.shape().str() + " must have one shape");
+            "gate " + gate.shape().str() + " and up " + up.shape().str() + " must have one shape");
   Graph& g = current_graph();
   Tensor y = g.empty(gate.shape(), g.needs_grad({gate, up}));
   const int64_t n = gate.numel();
@@ -246,6 +246,44 @@ Tensor swiglu(const Tensor& gate, const Tensor& up) {
         if (dg) swiglu_backward<true, false>(n, dy, gv, uv, dg, du);
         if (du) swiglu_backward<false, true>(n, dy, gv, uv, dg, du);
       }
+    });
+  }
+  return y;
+}
+
+Tensor relu2_glu(const Tensor& gate, const Tensor& up) {
+  if (!gate.defined() || !up.defined()) op_fail("relu2_glu", "undefined operand");
+  if (gate.shape() != up.shape())
+    op_fail("relu2_glu",
+            "gate " + gate.shape().str() + " and up " + up.shape().str() + " must have one shape");
+  Graph& g = current_graph();
+  Tensor y = g.empty(gate.shape(), g.needs_grad({gate, up}));
+  const int64_t n = gate.numel();
+  const float* gd = gate.data();
+  const float* ud = up.data();
+  float* yd = y.data();
+  parallel_range(n, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) yd[i] = Relu2::f(gd[i]) * ud[i];
+  });
+  if (y.requires_grad()) {
+    g.on_backward([=] {
+      const float* dy = y.grad();
+      if (!dy) return;
+      Graph& gg = current_graph();
+      // Both gradients are read from the inputs before either is written, so
+      // relu2_glu(x, x) (one buffer for both) accumulates correctly too.
+      float* dg = gate.requires_grad() ? gg.grad(gate) : nullptr;
+      float* du = up.requires_grad() ? gg.grad(up) : nullptr;
+      const float* gv = gate.data();
+      const float* uv = up.data();
+      parallel_range(n, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) {
+          const float x = gv[i], u = uv[i], d = dy[i];
+          const float r = x > 0.0f ? x : 0.0f;
+          if (dg) dg[i] += d * 2.0f * r * u;
+          if (du) du[i] += d * r * r;
+        }
+      });
     });
   }
   return y;

@@ -17,5 +17,7 @@ Tensor relu2(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 /// SwiGLU gate: silu(gate) * up, fused (no intermediate tensors).
 Tensor swiglu(const Tensor& gate, const Tensor& up);
+/// Squared-ReLU gate: relu(gate)^2 * up, fused (gated_relu2 FFN).
+Tensor relu2_glu(const Tensor& gate, const Tensor& up);
 
 }  // namespace bl

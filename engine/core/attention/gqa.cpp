@@ -21,8 +21,10 @@ GQA::GQA(const BlockConfig& c, int64_t n_kv_heads)
       norm_eps_(float(c.norm_eps)) {
   scale_ = c.mup ? 1.0f / float(head_dim_) : 1.0f / std::sqrt(float(head_dim_));
   q_proj_ = add_module("q_proj", std::make_unique<Linear>(d_model_, n_heads_ * head_dim_, c.bias));
-  k_proj_ = add_module("k_proj", std::make_unique<Linear>(d_model_, n_kv_heads_ * head_dim_, c.bias));
-  v_proj_ = add_module("v_proj", std::make_unique<Linear>(d_model_, n_kv_heads_ * head_dim_, c.bias));
+  k_proj_ =
+      add_module("k_proj", std::make_unique<Linear>(d_model_, n_kv_heads_ * head_dim_, c.bias));
+  v_proj_ =
+      add_module("v_proj", std::make_unique<Linear>(d_model_, n_kv_heads_ * head_dim_, c.bias));
   o_proj_ = add_module("o_proj", std::make_unique<Linear>(n_heads_ * head_dim_, d_model_, c.bias,
                                                           Init::kResidualNormal));
   if (c.qk_norm) {
@@ -64,6 +66,10 @@ Tensor cached_prefix(const float* cache, int64_t B, int64_t max_len, int64_t W, 
 }  // namespace
 
 Tensor GQA::forward(const Tensor& x, PositionEncoding& pos, LayerState* state) {
+  return o_proj_->forward(mix(x, pos, state));
+}
+
+Tensor GQA::mix(const Tensor& x, PositionEncoding& pos, LayerState* state) {
   const int64_t offset = state ? state->length : 0;
   Tensor q = q_proj_->forward(x);
   Tensor k = k_proj_->forward(x);
@@ -75,25 +81,30 @@ Tensor GQA::forward(const Tensor& x, PositionEncoding& pos, LayerState* state) {
   q = pos.rotate(q, n_heads_, offset);
   k = pos.rotate(k, n_kv_heads_, offset);
   AttentionOptions opt = options(pos);
-  Tensor y;
-  if (!state) {
-    y = attention(q, k, v, n_heads_, n_kv_heads_, opt);
-  } else {
-    auto* kv = dynamic_cast<KVCacheState*>(state);
-    op_check(kv != nullptr, "gqa", "decoding state of another component");
-    const int64_t T = x.dim(1);
-    op_check(offset + T <= kv->max_len, "gqa",
-             "KV cache full: " + std::to_string(offset + T) + " > " + std::to_string(kv->max_len));
-    append_rows(kv->k.data(), k, kv->max_len, offset);
-    append_rows(kv->v.data(), v, kv->max_len, offset);
-    const int64_t len = offset + T;
-    Tensor kc = cached_prefix(kv->k.data(), kv->batch, kv->max_len, kv->width, len);
-    Tensor vc = cached_prefix(kv->v.data(), kv->batch, kv->max_len, kv->width, len);
-    opt.q_offset = offset;
-    y = attention(q, kc, vc, n_heads_, n_kv_heads_, opt);
-    kv->length = len;
-  }
-  return o_proj_->forward(y);
+  if (!state) return attention(q, k, v, n_heads_, n_kv_heads_, opt);
+  return attend_cached(q, k, v, opt, *state);
+}
+
+Tensor GQA::attend_cached(const Tensor& q, const Tensor& k, const Tensor& v, AttentionOptions opt,
+                          LayerState& state) {
+  auto* kv = dynamic_cast<KVCacheState*>(&state);
+  op_check(kv != nullptr && kv->width == n_kv_heads_ * head_dim_, "gqa",
+           "decoding state of another component");
+  const int64_t offset = kv->length, T = q.dim(1);
+  op_check(q.dim(0) == kv->batch, "gqa",
+           "batch " + std::to_string(q.dim(0)) + " but the KV cache holds " +
+               std::to_string(kv->batch) + " sequences");
+  op_check(offset + T <= kv->max_len, "gqa",
+           "KV cache full: " + std::to_string(offset + T) + " > " + std::to_string(kv->max_len));
+  append_rows(kv->k.data(), k, kv->max_len, offset);
+  append_rows(kv->v.data(), v, kv->max_len, offset);
+  const int64_t len = offset + T;
+  Tensor kc = cached_prefix(kv->k.data(), kv->batch, kv->max_len, kv->width, len);
+  Tensor vc = cached_prefix(kv->v.data(), kv->batch, kv->max_len, kv->width, len);
+  opt.q_offset = offset;
+  Tensor y = attention(q, kc, vc, n_heads_, n_kv_heads_, opt);
+  kv->length = len;
+  return y;
 }
 
 std::unique_ptr<LayerState> GQA::make_state(int64_t batch, int64_t max_len) const {

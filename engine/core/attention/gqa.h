@@ -27,6 +27,15 @@ class GQA : public Attention {
   GQA(const BlockConfig& c, int64_t n_kv_heads);
   /// Masking options for this variant (sliding window, chunks) on top of the causal mask.
   virtual AttentionOptions options(PositionEncoding& pos) const;
+  /// The attention output before o_proj, (B, T, n_heads * head_dim): projections,
+  /// qk_norm, rotation, then attention() or attend_cached(). Variants that
+  /// transform it (output gates) build forward() on this.
+  Tensor mix(const Tensor& x, PositionEncoding& pos, LayerState* state);
+  /// Decoding step: q, k, v of T new tokens at positions [state.length, +T)
+  /// (already normed and rotated) -> attention output; stores k and v in the
+  /// state and advances its length. Default: a full KV cache (KVCacheState).
+  virtual Tensor attend_cached(const Tensor& q, const Tensor& k, const Tensor& v,
+                               AttentionOptions opt, LayerState& state);
 
   int64_t d_model_, n_heads_, n_kv_heads_, head_dim_;
   float scale_;

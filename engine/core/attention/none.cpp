@@ -1,0 +1,18 @@
+#include "core/attention/none.h"
+
+#include "tensor/graph.h"
+
+namespace bl {
+
+NoAttention::NoAttention(const BlockConfig&) {}
+
+Tensor NoAttention::forward(const Tensor& x, PositionEncoding&, LayerState* state) {
+  if (state) state->length += x.dim(1);
+  return current_graph().zeros(x.shape());
+}
+
+std::unique_ptr<LayerState> NoAttention::make_state(int64_t, int64_t) const {
+  return std::make_unique<LayerState>();
+}
+
+}  // namespace bl
