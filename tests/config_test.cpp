@@ -272,7 +272,7 @@ TEST(ConfigJson, SavedFileKeepsDeclarationOrder) {
 }
 
 TEST(ConfigJson, FieldNameLists) {
-  EXPECT_EQ(block_config_field_names().size(), 43u);
+  EXPECT_EQ(block_config_field_names().size(), 46u);
   ModelConfig m = valid_config();
   m.name = "x";
   m.mup_base_width = 8;
