@@ -129,11 +129,11 @@ TEST(IndexOps, GroupedLinearValuesAndGradient) {
 }
 
 TEST(IndexOps, GroupedLinearManySmallGroupsInParallel) {
-  // rows < 64 * groups takes the one-GEMM-per-thread path.
+  // rows < 64 * groups with enough work takes the one-GEMM-per-thread path.
   Rng rng(7);
-  auto x = test::make_input("x", Shape{20, 6}, rng);
-  auto w = test::make_input("w", Shape{8, 4, 6}, rng);
-  const std::vector<int64_t> off = {0, 2, 5, 5, 9, 12, 15, 19, 20};
+  auto x = test::make_input("x", Shape{200, 24}, rng);
+  auto w = test::make_input("w", Shape{8, 16, 24}, rng);
+  const std::vector<int64_t> off = {0, 20, 50, 50, 90, 120, 150, 190, 200};
   EXPECT_TRUE(test::grad_check(
       [&] { return grouped_linear(x->tensor(), w->tensor(), Tensor(), off.data()); },
       {x.get(), w.get()}));

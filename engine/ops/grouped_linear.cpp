@@ -11,10 +11,11 @@ namespace bl {
 
 namespace {
 // Many small segments: one single-threaded GEMM per thread beats Eigen's own
-// threading of each small GEMM. Large segments: Eigen threads each GEMM.
+// threading of each small GEMM. Large segments, or too little work to be worth
+// a parallel region: one segment after the other.
 template <class F>
-void over_groups(int64_t groups, int64_t rows, F&& f) {
-  if (groups > 1 && rows < 64 * groups)
+void over_groups(int64_t groups, int64_t rows, int64_t in, int64_t out, F&& f) {
+  if (groups > 1 && rows < 64 * groups && rows * in * out >= (1 << 16))
     parallel_for(groups, f);
   else
     for (int64_t gi = 0; gi < groups; ++gi) f(gi);
@@ -41,7 +42,7 @@ Tensor grouped_linear(const Tensor& x, const Tensor& w, const Tensor& b, const i
   const float* wd = w.data();
   const float* bd = b.defined() ? b.data() : nullptr;
   float* yd = y.data();
-  over_groups(groups, m, [&](int64_t gi) {
+  over_groups(groups, m, in, out, [&](int64_t gi) {
     const int64_t r0 = offsets[gi], rows = offsets[gi + 1] - r0;
     if (rows == 0) return;
     float* ys = yd + r0 * out;
@@ -59,7 +60,7 @@ Tensor grouped_linear(const Tensor& x, const Tensor& w, const Tensor& b, const i
       float* dx = x.requires_grad() ? gg.grad(x) : nullptr;
       float* dw = w.requires_grad() ? gg.grad(w) : nullptr;
       float* db = b.defined() && b.requires_grad() ? gg.grad(b) : nullptr;
-      over_groups(groups, m, [&](int64_t gi) {
+      over_groups(groups, m, in, out, [&](int64_t gi) {
         const int64_t r0 = offsets[gi], rows = offsets[gi + 1] - r0;
         if (rows == 0) return;  // unused expert: no gradient at all
         const float* dys = dy + r0 * out;
