@@ -101,8 +101,12 @@ TEST(BlockConfig, DefaultsMatchLmxlab) {
   EXPECT_FALSE(b.mup);
   EXPECT_FALSE(b.sparse_compress_ratio);
   EXPECT_FALSE(b.sparse_select_k);
-  // 43 fields, all serialised except the 15 unset optionals.
-  EXPECT_EQ(json(b).size(), 43u - 15u);
+  // Blocklab's MoE extras (lmxlab has none).
+  EXPECT_EQ(b.moe_aux_loss_coef, 0.01);
+  EXPECT_EQ(b.moe_z_loss_coef, 0.001);
+  EXPECT_EQ(b.moe_bias_update_rate, 1e-3);
+  // 46 fields, all serialised except the 15 unset optionals.
+  EXPECT_EQ(json(b).size(), 46u - 15u);
 }
 
 TEST(BlockConfig, Helpers) {
@@ -203,7 +207,7 @@ TEST(ConfigJson, RoundTripAllFieldsSet) {
   m.hybrid_pattern = "M*";
   m.tie_embeddings = false;
   EXPECT_EQ(model_config_from_json(model_config_to_json(m)), m);
-  EXPECT_EQ(json(m)["block"].size(), 43u);  // nothing unset
+  EXPECT_EQ(json(m)["block"].size(), 46u);  // nothing unset
 }
 
 TEST(ConfigJson, OmitsNulls) {
@@ -292,7 +296,7 @@ TEST(ConfigJson, SavedFileKeepsDeclarationOrder) {
 }
 
 TEST(ConfigJson, FieldNameLists) {
-  EXPECT_EQ(block_config_field_names().size(), 43u);
+  EXPECT_EQ(block_config_field_names().size(), 46u);
   ModelConfig m = valid_config();
   m.name = "x";
   m.mup_base_width = 8;

@@ -21,6 +21,10 @@ class Block : public Module {
   Attention& attention() { return *attention_; }
   FeedForward* ffn() { return ffn_; }
   const BlockConfig& config() const { return config_; }
+  /// Tells the components which layer they are (for per-layer metric names).
+  void set_layer_index(int64_t i) {
+    if (ffn_) ffn_->set_layer_index(i);
+  }
 
  private:
   BlockConfig config_;

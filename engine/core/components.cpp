@@ -13,8 +13,11 @@
 #include "core/config.h"
 #include "core/ffn/gated.h"
 #include "core/ffn/gated_relu2.h"
+#include "core/ffn/latent_moe.h"
+#include "core/ffn/moe.h"
 #include "core/ffn/none.h"
 #include "core/ffn/relu2.h"
+#include "core/ffn/shared_moe.h"
 #include "core/ffn/standard.h"
 #include "core/norm/layer_norm.h"
 #include "core/norm/rms_norm.h"
@@ -67,6 +70,21 @@ void register_ffn(Registry<FeedForward>& r) {
   r.add("gated_relu2", make<GatedReLU2FFN, FeedForward>(),
         "gated squared ReLU: down(relu(gate(x))^2 * up(x))");
   r.add("none", make<NoFFN, FeedForward>(), "no FFN sublayer (mixer-only layer)");
+  r.add("moe", make<MoEFFN, FeedForward>(),
+        "mixture of experts (Mixtral): softmax top-k router over SwiGLU experts, "
+        "load-balancing and z-loss",
+        {"n_experts", "top_k_experts", "moe_d_ff", "moe_aux_loss_coef", "moe_z_loss_coef"});
+  r.add("shared_moe", make<SharedMoEFFN, FeedForward>(),
+        "DeepSeek V3 MoE: shared + routed SwiGLU experts, sigmoid router, aux-loss-free bias "
+        "balancing, group-limited routing",
+        {"n_experts", "top_k_experts", "n_shared_experts", "moe_d_ff", "shared_expert_d_ff",
+         "moe_routed_scaling_factor", "moe_n_groups", "moe_topk_groups", "moe_bias_update_rate"});
+  r.add("latent_moe", make<LatentMoEFFN, FeedForward>(),
+        "Nemotron-H latent MoE: relu2 experts in a moe_latent_size latent + shared relu2 "
+        "expert, sigmoid router with correction bias",
+        {"n_experts", "top_k_experts", "n_shared_experts", "moe_latent_size", "moe_d_ff",
+         "shared_expert_d_ff", "moe_routed_scaling_factor", "moe_n_groups", "moe_topk_groups",
+         "moe_bias_update_rate"});
 }
 void register_norm(Registry<Norm>& r) {
   r.add("layer_norm", make<LayerNormComponent, Norm>(), "LayerNorm (weight, bias if bias)");

@@ -43,6 +43,12 @@ class FeedForward : public Module {
   virtual Tensor forward(const Tensor& x) = 0;
   /// Parameters used per token (MoE: only the active experts); default: all.
   virtual int64_t active_parameters() { return num_parameters(); }
+  /// Index of the owning block in the model (names per-layer metrics, e.g. MoE load).
+  void set_layer_index(int64_t i) { layer_index_ = i; }
+  int64_t layer_index() const { return layer_index_; }
+
+ private:
+  int64_t layer_index_ = 0;
 };
 
 class Norm : public Module {

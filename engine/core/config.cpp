@@ -60,6 +60,9 @@ void visit_fields(B& b, F&& f) {
   f("moe_routed_scaling_factor", b.moe_routed_scaling_factor);
   f("moe_n_groups", b.moe_n_groups);
   f("moe_topk_groups", b.moe_topk_groups);
+  f("moe_aux_loss_coef", b.moe_aux_loss_coef);
+  f("moe_z_loss_coef", b.moe_z_loss_coef);
+  f("moe_bias_update_rate", b.moe_bias_update_rate);
   f("qk_norm", b.qk_norm);
   f("attention_chunk_size", b.attention_chunk_size);
   f("mup", b.mup);
@@ -597,6 +600,26 @@ std::vector<std::string> validation_errors(const BlockConfig& b, const std::stri
   if (b.n_experts && *b.n_experts > 0 && b.moe_n_groups > 0 && *b.n_experts % b.moe_n_groups != 0)
     add(c.p("n_experts") + " (" + n(*b.n_experts) + ") must be divisible by " +
         c.p("moe_n_groups") + " (" + n(b.moe_n_groups) + ")");
+  for (auto [field, v] : {std::pair<const char*, double>{"moe_aux_loss_coef", b.moe_aux_loss_coef},
+                          {"moe_z_loss_coef", b.moe_z_loss_coef},
+                          {"moe_bias_update_rate", b.moe_bias_update_rate}})
+    if (!(v >= 0) || !std::isfinite(v))
+      add(c.p(field) + " (" + Checker::num(v) + ") must be a finite number >= 0");
+  // The MoE components: moe, shared_moe (DeepSeek V3), latent_moe (Nemotron-H).
+  if (b.ffn == "moe" || b.ffn == "shared_moe" || b.ffn == "latent_moe") {
+    const std::string for_ffn = " for ffn '" + b.ffn + "'";
+    if (!b.n_experts) add(c.p("n_experts") + " is required" + for_ffn);
+    // Group-limited routing must leave at least top_k experts to choose from.
+    if (b.ffn != "moe" && b.n_experts && *b.n_experts > 0 && b.moe_n_groups > 0 &&
+        *b.n_experts % b.moe_n_groups == 0 && b.moe_topk_groups <= b.moe_n_groups &&
+        b.moe_topk_groups * (*b.n_experts / b.moe_n_groups) < b.top_k_experts)
+      add(c.p("top_k_experts") + " (" + n(b.top_k_experts) + ") must be <= " +
+          c.p("moe_topk_groups") + " * experts per group (" +
+          n(b.moe_topk_groups * (*b.n_experts / b.moe_n_groups)) + ")" + for_ffn);
+    if (b.ffn == "latent_moe" && !b.moe_latent_size && b.d_model > 0 && b.d_model / 4 < 1)
+      add(c.p("moe_latent_size") + " must be set when " + c.p("d_model") + " (" + n(b.d_model) +
+          ") < 4" + for_ffn + " (unset = d_model / 4)");
+  }
 
   // Short convolution (DeltaNet, Mamba).
   c.positive("conv_kernel_size", b.conv_kernel_size);

@@ -22,6 +22,7 @@ LanguageModel::LanguageModel(const ModelConfig& cfg) : cfg_(cfg) {
   for (int64_t i = 0; i < cfg_.n_layers; ++i)
     blocks_.push_back(add_module("layers." + std::to_string(i),
                                  std::make_unique<Block>(cfg_.get_block_config(i))));
+  for (size_t i = 0; i < blocks_.size(); ++i) blocks_[i]->set_layer_index(int64_t(i));
   final_norm_ = add_module("norm", norm_registry().create(base.norm, base));
   for (int64_t k = 0; k < cfg_.mtp_n_predict; ++k)
     mtp_.push_back(add_module("mtp." + std::to_string(k), std::make_unique<MTPHead>(base)));
