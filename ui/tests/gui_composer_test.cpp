@@ -28,6 +28,7 @@
 #include "arch/block_editor.h"
 #include "arch/layer_stack_view.h"
 #include "arch/model_form.h"
+#include "core/components.h"
 #include "core/model.h"
 #include "core/presets.h"
 
@@ -415,6 +416,39 @@ class ComposerTest : public QObject {
     QVERIFY(q->status_label()->text().contains("d_modle"));
     QVERIFY(q->status_label()->text().contains("d_model"));  // "did you mean"
     QVERIFY(q->model() == expect);
+  }
+
+  // Each component's own fields (its registry entry) are editable in the block
+  // editor exactly when that component is selected.
+  void every_component_shows_its_own_fields() {
+    int checked = 0;
+    for (Slot slot : {Slot::kAttention, Slot::kFfn, Slot::kNorm, Slot::kPosition})
+      for (const std::string& name : component_names(slot)) {
+        BlockConfig b;
+        component(b, slot) = name;
+        const auto& reg_fields = [&]() -> const std::vector<std::string>& {
+          switch (slot) {
+            case Slot::kAttention: return attention_registry().entry(name).fields;
+            case Slot::kFfn: return ffn_registry().entry(name).fields;
+            case Slot::kNorm: return norm_registry().entry(name).fields;
+            default: return position_registry().entry(name).fields;
+          }
+        }();
+        for (const std::string& f : reg_fields) {
+          const BlockField* bf = find_block_field(f);
+          QVERIFY2(bf, (name + " lists unknown field " + f).c_str());
+          QVERIFY2(bf->used(b), (name + " hides its field " + f).c_str());
+          ++checked;
+        }
+      }
+    QVERIFY(checked >= 40);
+    // A field of another component stays hidden: mha shows no window, gqa no experts.
+    BlockConfig b;
+    b.attention = "mha";
+    QVERIFY(!find_block_field("window_size")->used(b));
+    QVERIFY(!find_block_field("n_experts")->used(b));
+    b.attention = "sliding_window_gqa";
+    QVERIFY(find_block_field("window_size")->used(b));
   }
 
   void presets_menu_and_engine_counts() {
