@@ -3,6 +3,8 @@
 
 #include "core/attention/gqa.h"
 #include "core/attention/mha.h"
+#include "core/attention/mla.h"
+#include "core/attention/sparse_gqa.h"
 #include "core/config.h"
 #include "core/ffn/gated.h"
 #include "core/ffn/standard.h"
@@ -26,6 +28,14 @@ void register_attention(Registry<Attention>& r) {
   r.add("mha", make<MHA, Attention>(), "multi-head attention (n_kv_heads = n_heads)", {"qk_norm"});
   r.add("gqa", make<GQA, Attention>(), "grouped-query attention (n_kv_heads; 1 = MQA)",
         {"n_kv_heads", "qk_norm"});
+  r.add("mla", make<MLA, Attention>(),
+        "multi-head latent attention (DeepSeek V2/V3): caches only the KV latent and a shared "
+        "RoPE key",
+        {"kv_lora_rank", "q_lora_rank", "rope_dim", "rope_theta"});
+  r.add("sparse_gqa", make<SparseGQA, Attention>(),
+        "sparse attention (DeepSeek / NSA): compressed blocks + top-k selected blocks + sliding "
+        "window, summed",
+        {"n_kv_heads", "qk_norm", "sparse_compress_ratio", "sparse_select_k", "window_size"});
 }
 void register_ffn(Registry<FeedForward>& r) {
   r.add("standard", make<StandardFFN, FeedForward>(), "down(GELU(up(x)))");
