@@ -31,8 +31,10 @@ namespace {
 
 using ArrMap = Eigen::Map<Eigen::ArrayXf>;
 
-int task_threads(int64_t n_tasks) {
-  if (omp_in_parallel()) return 1;
+// Threads for a task loop: none nested in an outer region, and none for small
+// work (~multiply-adds), where waking a team costs more than it saves.
+int task_threads(int64_t n_tasks, int64_t work) {
+  if (omp_in_parallel() || work < (int64_t(1) << 16)) return 1;
   return int(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), n_tasks)));
 }
 
@@ -163,7 +165,8 @@ Tensor compressed_attention(const Tensor& q, const Tensor& kc, const Tensor& vc,
   const bool save = y.requires_grad();
   float* lse = save ? g.alloc(gm.batch * gm.hq * gm.tq) : nullptr;
   const int64_t n_tasks = gm.batch * gm.hkv;
-  const int nt = task_threads(n_tasks);
+  const int64_t work = gm.batch * gm.hq * gm.tq * std::max<int64_t>(nc, 1) * gm.d;
+  const int nt = task_threads(n_tasks, work);
   // Per thread: probabilities of the group's heads (group x Tq x ld) and one
   // row of selection scores; block ids to rank.
   const int64_t per = gm.group * gm.tq * ld + ld;
@@ -227,7 +230,7 @@ Tensor compressed_attention(const Tensor& q, const Tensor& kc, const Tensor& vc,
     float* dq = q.requires_grad() ? gg.grad(q) : nullptr;
     float* dk = kc.requires_grad() ? gg.grad(kc) : nullptr;
     float* dv = vc.requires_grad() ? gg.grad(vc) : nullptr;
-    const int bnt = task_threads(n_tasks);
+    const int bnt = task_threads(n_tasks, 2 * work);
     const int64_t bper = 2 * gm.tq * ld;  // P and dP/dS of one head
     float* bscratch = gg.alloc(bnt * bper);
     const float *qd = q.data(), *kd = kc.data(), *vd = vc.data();
@@ -286,7 +289,8 @@ Tensor selected_attention(const Tensor& q, const Tensor& k, const Tensor& v, int
   float* lse = save ? g.alloc(gm.batch * gm.hq * gm.tq) : nullptr;
   const int64_t max_keys = select_k * block;
   const int64_t n_tasks = gm.batch * gm.hkv;
-  const int nt = task_threads(n_tasks);
+  const int64_t work = gm.batch * gm.hq * gm.tq * max_keys * gm.d;
+  const int nt = task_threads(n_tasks, work);
   float* scratch = g.alloc(nt * max_keys);
   // Key row (within batch b) of gathered key t of selection sel.
   auto row_of = [block](const int32_t* sel, int64_t t) {
@@ -327,7 +331,7 @@ Tensor selected_attention(const Tensor& q, const Tensor& k, const Tensor& v, int
     float* dq = q.requires_grad() ? gg.grad(q) : nullptr;
     float* dk = k.requires_grad() ? gg.grad(k) : nullptr;
     float* dv = v.requires_grad() ? gg.grad(v) : nullptr;
-    const int bnt = task_threads(n_tasks);
+    const int bnt = task_threads(n_tasks, 2 * work);
     float* bscratch = gg.alloc(bnt * 2 * max_keys);  // P and dP/dS
     const float *qd = q.data(), *kd = k.data(), *vd = v.data();
     run_tasks(n_tasks, bnt, [&](int64_t task, int tid) {
