@@ -8,9 +8,10 @@
 //    plain GEMMs over all of them per head the cheapest form; the causal
 //    restriction to complete blocks is a per-row prefix mask.
 //  - selected_attention: every (query, kv head) has its own key set (the
-//    tokens of its selected blocks), shared by the kv head's query heads;
-//    the scores are direct dot products over the gathered rows, so only
-//    select_k * block keys per query are ever touched.
+//    tokens of its selected blocks), shared by the kv head's query heads:
+//    those rows are gathered once into a contiguous block and the group's
+//    heads run as small matrix products over it, so only select_k * block
+//    keys per query are ever touched.
 #include "ops/sparse_attention.h"
 
 #include <omp.h>
@@ -103,6 +104,37 @@ void probs_prefix(float* row, int64_t n, int64_t len, float lse) {
   if (n == 0) return;
   ArrMap seg(row, n);
   seg = (seg - lse).exp();
+}
+
+using MatRM = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MatMap = Eigen::Map<MatRM>;
+using CMatMap = Eigen::Map<const MatRM>;
+
+// Copies the key and value rows of the selected blocks (ids before the first
+// -1) of one kv head (rows at stride ld) into contiguous ks, vs (n x d).
+// Returns n, the number of gathered rows.
+int64_t gather_selected(const float* k, const float* v, int64_t ld, int64_t d, const int32_t* sel,
+                        int64_t select_k, int64_t block, float* ks, float* vs) {
+  int64_t n = 0;
+  for (int64_t m = 0; m < select_k && sel[m] >= 0; ++m)
+    for (int64_t t = 0; t < block; ++t, ++n) {
+      const int64_t r = (int64_t(sel[m]) * block + t) * ld;
+      std::memcpy(ks + n * d, k + r, sizeof(float) * size_t(d));
+      std::memcpy(vs + n * d, v + r, sizeof(float) * size_t(d));
+    }
+  return n;
+}
+
+// Adds gathered gradient rows dks, dvs back into dk, dv (either may be null).
+void scatter_selected(float* dk, float* dv, int64_t ld, int64_t d, const int32_t* sel,
+                      int64_t select_k, int64_t block, const float* dks, const float* dvs) {
+  int64_t n = 0;
+  for (int64_t m = 0; m < select_k && sel[m] >= 0; ++m)
+    for (int64_t t = 0; t < block; ++t, ++n) {
+      const int64_t r = (int64_t(sel[m]) * block + t) * ld;
+      if (dk) axpy(1.0f, dks + n * d, dk + r, d);
+      if (dv) axpy(1.0f, dvs + n * d, dv + r, d);
+    }
 }
 
 }  // namespace
@@ -287,39 +319,43 @@ Tensor selected_attention(const Tensor& q, const Tensor& k, const Tensor& v, int
   if (y.numel() == 0) return y;
   const bool save = y.requires_grad();
   float* lse = save ? g.alloc(gm.batch * gm.hq * gm.tq) : nullptr;
-  const int64_t max_keys = select_k * block;
+  const int64_t max_keys = select_k * block, G = gm.group, D = gm.d;
   const int64_t n_tasks = gm.batch * gm.hkv;
-  const int64_t work = gm.batch * gm.hq * gm.tq * max_keys * gm.d;
+  const int64_t work = gm.batch * gm.hq * gm.tq * max_keys * D;
   const int nt = task_threads(n_tasks, work);
-  float* scratch = g.alloc(nt * max_keys);
-  // Key row (within batch b) of gathered key t of selection sel.
-  auto row_of = [block](const int32_t* sel, int64_t t) {
-    return int64_t(sel[t / block]) * block + t % block;
-  };
-  auto count = [select_k](const int32_t* sel) {
-    int64_t n = 0;
-    while (n < select_k && sel[n] >= 0) ++n;
-    return n;
-  };
+  // Per thread: the gathered keys and values (max_keys x D each) and the
+  // group's scores (G x max_keys).
+  const int64_t per = 2 * max_keys * D + G * max_keys;
+  float* scratch = g.alloc(nt * per);
   const float *qd = q.data(), *kd = k.data(), *vd = v.data();
   float* od = y.data();
   run_tasks(n_tasks, nt, [&](int64_t task, int tid) {
     const int64_t b = task / gm.hkv, kvh = task % gm.hkv;
-    float* p = scratch + tid * max_keys;
-    const float* kb = kd + b * gm.tk * gm.ldk + kvh * gm.d;
-    const float* vb = vd + b * gm.tk * gm.ldk + kvh * gm.d;
+    float* ks = scratch + tid * per;
+    float* vs = ks + max_keys * D;
+    float* sc = vs + max_keys * D;
+    const int64_t kvo = b * gm.tk * gm.ldk + kvh * D;
     for (int64_t i = 0; i < gm.tq; ++i) {
       const int32_t* sel = selected + ((b * gm.tq + i) * gm.hkv + kvh) * select_k;
-      const int64_t n = count(sel) * block;
-      for (int64_t h = kvh * gm.group; h < (kvh + 1) * gm.group; ++h) {
-        const float* qi = qd + (b * gm.tq + i) * gm.ldq + h * gm.d;
-        float* oi = od + (b * gm.tq + i) * gm.ldq + h * gm.d;
-        std::memset(oi, 0, sizeof(float) * size_t(gm.d));
-        for (int64_t t = 0; t < n; ++t) p[t] = scale * dot(qi, kb + row_of(sel, t) * gm.ldk, gm.d);
-        const float l = softmax_prefix(p, n, n);
-        if (save) lse[(b * gm.hq + h) * gm.tq + i] = l;
-        for (int64_t t = 0; t < n; ++t) axpy(p[t], vb + row_of(sel, t) * gm.ldk, oi, gm.d);
+      // The group's query heads are adjacent: a G x D block of the row.
+      const int64_t qo = (b * gm.tq + i) * gm.ldq + kvh * G * D;
+      MatMap og(od + qo, G, D);
+      const int64_t n =
+          gather_selected(kd + kvo, vd + kvo, gm.ldk, D, sel, select_k, block, ks, vs);
+      if (n == 0) {
+        og.setZero();
+        if (save)
+          for (int64_t h = kvh * G; h < (kvh + 1) * G; ++h) lse[(b * gm.hq + h) * gm.tq + i] = 0;
+        continue;
       }
+      CMatMap qg(qd + qo, G, D), km(ks, n, D), vm(vs, n, D);
+      MatMap s(sc, G, n);
+      s.noalias() = scale * (qg * km.transpose());
+      for (int64_t r = 0; r < G; ++r) {
+        const float l = softmax_prefix(sc + r * n, n, n);
+        if (save) lse[(b * gm.hq + kvh * G + r) * gm.tq + i] = l;
+      }
+      og.noalias() = s * vm;
     }
   });
   if (!save) return y;
@@ -332,37 +368,41 @@ Tensor selected_attention(const Tensor& q, const Tensor& k, const Tensor& v, int
     float* dk = k.requires_grad() ? gg.grad(k) : nullptr;
     float* dv = v.requires_grad() ? gg.grad(v) : nullptr;
     const int bnt = task_threads(n_tasks, 2 * work);
-    float* bscratch = gg.alloc(bnt * 2 * max_keys);  // P and dP/dS
+    // Per thread: gathered K, V and their gradients (max_keys x D each), P and dP (G x max_keys).
+    const int64_t bper = 4 * max_keys * D + 2 * G * max_keys;
+    float* bscratch = gg.alloc(bnt * bper);
     const float *qd = q.data(), *kd = k.data(), *vd = v.data();
     run_tasks(n_tasks, bnt, [&](int64_t task, int tid) {
       const int64_t b = task / gm.hkv, kvh = task % gm.hkv;
-      float* p = bscratch + tid * 2 * max_keys;
-      float* ds = p + max_keys;
-      const int64_t kvo = b * gm.tk * gm.ldk + kvh * gm.d;
+      float* ks = bscratch + tid * bper;
+      float* vs = ks + max_keys * D;
+      float* dks = vs + max_keys * D;
+      float* dvs = dks + max_keys * D;
+      float* pb = dvs + max_keys * D;
+      float* dpb = pb + G * max_keys;
+      const int64_t kvo = b * gm.tk * gm.ldk + kvh * D;
       for (int64_t i = 0; i < gm.tq; ++i) {
         const int32_t* sel = selected + ((b * gm.tq + i) * gm.hkv + kvh) * select_k;
-        const int64_t n = count(sel) * block;
+        const int64_t n =
+            gather_selected(kd + kvo, vd + kvo, gm.ldk, D, sel, select_k, block, ks, vs);
         if (n == 0) continue;
-        for (int64_t h = kvh * gm.group; h < (kvh + 1) * gm.group; ++h) {
-          const int64_t qo = (b * gm.tq + i) * gm.ldq + h * gm.d;
-          const float* qi = qd + qo;
-          const float* dyi = dy + qo;
-          const float l = lse[(b * gm.hq + h) * gm.tq + i];
-          float s = 0.0f;
-          for (int64_t t = 0; t < n; ++t) {
-            const int64_t r = kvo + row_of(sel, t) * gm.ldk;
-            p[t] = std::exp(scale * dot(qi, kd + r, gm.d) - l);
-            ds[t] = dot(dyi, vd + r, gm.d);  // dP
-            s += p[t] * ds[t];
-            if (dv) axpy(p[t], dyi, dv + r, gm.d);
-          }
-          for (int64_t t = 0; t < n; ++t) {
-            const int64_t r = kvo + row_of(sel, t) * gm.ldk;
-            const float dst = scale * p[t] * (ds[t] - s);
-            if (dq) axpy(dst, kd + r, dq + qo, gm.d);
-            if (dk) axpy(dst, qi, dk + r, gm.d);
-          }
+        const int64_t qo = (b * gm.tq + i) * gm.ldq + kvh * G * D;
+        CMatMap qg(qd + qo, G, D), dog(dy + qo, G, D), km(ks, n, D), vm(vs, n, D);
+        MatMap p(pb, G, n), ds(dpb, G, n);
+        // P = exp(scale Q Kᵀ - lse), dP = dO Vᵀ, dS = P * (dP - rowsum(P * dP)).
+        p.noalias() = scale * (qg * km.transpose());
+        for (int64_t r = 0; r < G; ++r)
+          probs_prefix(pb + r * n, n, n, lse[(b * gm.hq + kvh * G + r) * gm.tq + i]);
+        ds.noalias() = dog * vm.transpose();
+        for (int64_t r = 0; r < G; ++r) {
+          const float sdot = dot(pb + r * n, dpb + r * n, n);
+          ds.row(r) = (p.row(r).array() * (ds.row(r).array() - sdot)).matrix();
         }
+        if (dq) MatMap(dq + qo, G, D).noalias() += scale * (ds * km);
+        if (dk) MatMap(dks, n, D).noalias() = scale * (ds.transpose() * qg);
+        if (dv) MatMap(dvs, n, D).noalias() = p.transpose() * dog;
+        scatter_selected(dk ? dk + kvo : nullptr, dv ? dv + kvo : nullptr, gm.ldk, D, sel, select_k,
+                         block, dks, dvs);
       }
     });
   });
