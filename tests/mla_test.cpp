@@ -7,11 +7,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <vector>
 
 #include "core/attention/gqa.h"
 #include "core/block.h"
 #include "core/config.h"
+#include "core/position/none.h"
 #include "gradcheck.h"
 #include "lm_checks.h"
 #include "ops/attention.h"
@@ -118,6 +120,104 @@ TEST(MLA, ParameterCountsByHand) {
             (80 + 5 + 120) + 96 + 6 + 64 + 96 + 96 + 256);
   // rope_dim unset = 0: no k_rope_proj, q heads 8 wide.
   EXPECT_EQ(MLA(mla_block({}, {}, false, "none")).num_parameters(), 256 + 96 + 6 + 96 + 96 + 256);
+}
+
+// The MLA formulas written out in double precision from the module's own
+// weights: per head q = [RoPE(q_rope) | q_nope], k = [RoPE(W_kr x) | W_uk_h c],
+// v = W_uv_h c with c = RMSNorm(W_dkv x), scores / sqrt(head_dim + rope_dim).
+std::vector<double> naive_mla(MLA& m, const BlockConfig& c, const Parameter& x) {
+  std::map<std::string, Parameter*> w;
+  for (auto& [name, p] : m.named_parameters()) w[name] = p;
+  const int64_t B = x.shape()[0], T = x.shape()[1], d = c.d_model, H = c.n_heads;
+  const int64_t hd = c.head_dim(), rd = c.rope_dim.value_or(0), r = *c.kv_lora_rank, qw = hd + rd;
+  auto lin = [](const Parameter* W, const Parameter* bias, const std::vector<double>& in) {
+    const int64_t out = W->shape()[0], n = W->shape()[1];
+    std::vector<double> y(size_t(out), 0.0);
+    for (int64_t o = 0; o < out; ++o) {
+      for (int64_t i = 0; i < n; ++i) y[size_t(o)] += double(W->data()[o * n + i]) * in[size_t(i)];
+      if (bias) y[size_t(o)] += bias->data()[o];
+    }
+    return y;
+  };
+  auto rms = [&](std::vector<double> v, const Parameter* g) {
+    double ms = 0;
+    for (double e : v) ms += e * e / double(v.size());
+    for (size_t i = 0; i < v.size(); ++i) v[i] = v[i] / std::sqrt(ms + c.norm_eps) * g->data()[i];
+    return v;
+  };
+  auto rotate = [&](double* v, int64_t pos) {  // rotate-half over rd dims
+    for (int64_t i = 0; i < rd / 2; ++i) {
+      const double a = double(pos) * std::pow(c.rope_theta, -2.0 * double(i) / double(rd));
+      const double x1 = v[i], x2 = v[i + rd / 2];
+      v[i] = x1 * std::cos(a) - x2 * std::sin(a);
+      v[i + rd / 2] = x2 * std::cos(a) + x1 * std::sin(a);
+    }
+  };
+  auto get = [&](const char* n) { return w.count(n) ? w[n] : nullptr; };
+  std::vector<double> out(size_t(B * T * d), 0.0);
+  for (int64_t b = 0; b < B; ++b) {
+    const size_t nt = static_cast<size_t>(T);
+    std::vector<std::vector<double>> q(nt), kr(nt), kn(nt), v(nt);
+    for (int64_t t = 0; t < T; ++t) {
+      std::vector<double> xt(x.data() + (b * T + t) * d, x.data() + (b * T + t + 1) * d);
+      q[size_t(t)] = get("q_proj.weight")
+                         ? lin(get("q_proj.weight"), get("q_proj.bias"), xt)
+                         : lin(get("q_up.weight"), nullptr,
+                               rms(lin(get("q_down.weight"), nullptr, xt), get("q_norm.weight")));
+      for (int64_t h = 0; h < H; ++h) rotate(q[size_t(t)].data() + h * qw, t);
+      std::vector<double> lat = rms(lin(get("kv_down.weight"), nullptr, xt), get("kv_norm.weight"));
+      kn[size_t(t)] = lin(get("k_up.weight"), nullptr, lat);
+      v[size_t(t)] = lin(get("v_up.weight"), nullptr, lat);
+      if (rd > 0) {
+        kr[size_t(t)] = lin(get("k_rope_proj.weight"), nullptr, xt);
+        rotate(kr[size_t(t)].data(), t);
+      }
+    }
+    for (int64_t t = 0; t < T; ++t) {
+      std::vector<double> o(size_t(H * hd), 0.0);
+      for (int64_t h = 0; h < H; ++h) {
+        std::vector<double> s;
+        double mx = -1e300, sum = 0;
+        for (int64_t u = 0; u <= t; ++u) {
+          double acc = 0;
+          for (int64_t i = 0; i < rd; ++i)
+            acc += q[size_t(t)][size_t(h * qw + i)] * kr[size_t(u)][size_t(i)];
+          for (int64_t i = 0; i < hd; ++i)
+            acc += q[size_t(t)][size_t(h * qw + rd + i)] * kn[size_t(u)][size_t(h * hd + i)];
+          s.push_back(acc / std::sqrt(double(qw)));
+          mx = std::max(mx, s.back());
+        }
+        for (double& e : s) sum += (e = std::exp(e - mx));
+        for (int64_t u = 0; u <= t; ++u)
+          for (int64_t i = 0; i < hd; ++i)
+            o[size_t(h * hd + i)] += s[size_t(u)] / sum * v[size_t(u)][size_t(h * hd + i)];
+      }
+      std::vector<double> y = lin(get("o_proj.weight"), get("o_proj.bias"), o);
+      std::copy(y.begin(), y.end(), out.begin() + (b * T + t) * d);
+    }
+  }
+  return out;
+}
+
+TEST(MLA, FullPassMatchesTheFormulas) {
+  for (BlockConfig c :
+       {mla_block({}, 4, true), mla_block(5, 8, false), mla_block({}, {}, true, "none")}) {
+    MLA m(c);
+    Rng rng(21);
+    test::randomize_weights(m, rng);
+    auto x = test::make_input("x", Shape{2, 6, 16}, rng);
+    NoPosition none;
+    NoGradGuard ng;
+    Tensor y = m.forward(x->tensor(), none, nullptr);
+    std::vector<double> ref = naive_mla(m, c, *x);
+    ASSERT_EQ(size_t(y.numel()), ref.size());
+    double err = 0;
+    for (int64_t i = 0; i < y.numel(); ++i)
+      err = std::max(err, std::abs(y.data()[i] - ref[size_t(i)]));
+    EXPECT_LT(err, 1e-4) << "q_lora " << c.q_lora_rank.value_or(0) << " rope_dim "
+                         << c.rope_dim.value_or(0);
+    current_graph().clear();
+  }
 }
 
 TEST(MLA, MixingFlopsAndLayerStats) {
