@@ -9,12 +9,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numeric>
 #include <vector>
 
 #include "core/attention/sparse_gqa.h"
 #include "core/block.h"
 #include "core/config.h"
+#include "core/position/none.h"
 #include "gradcheck.h"
 #include "lm_checks.h"
 #include "tensor/graph.h"
@@ -242,6 +244,124 @@ TEST(SparseGQA, ParameterCountsAndFlopsByHand) {
   EXPECT_DOUBLE_EQ(a.mixing_flops_per_token(5), 4.0 * 16 * (1 + 4 + 5) + 4 * 1 + 20);
 }
 
+// The three branches written out in double precision from the module's
+// weights (position none): mean-pooled complete blocks, the top select_k of
+// them by group-summed probability attended token by token, and the window.
+std::vector<double> naive_sparse(SparseGQA& m, const BlockConfig& c, const Parameter& x) {
+  std::map<std::string, Parameter*> w;
+  for (auto& [name, p] : m.named_parameters()) w[name] = p;
+  const int64_t B = x.shape()[0], T = x.shape()[1], d = c.d_model, H = c.n_heads;
+  const int64_t Hkv = c.effective_n_kv_heads(), D = c.head_dim(), G = H / Hkv;
+  const int64_t r = *c.sparse_compress_ratio, K = *c.sparse_select_k;
+  const int64_t win = c.window_size.value_or(r);
+  const double scale = 1.0 / std::sqrt(double(D));
+  auto lin = [&](const char* n, const double* in, int64_t n_in) {
+    const Parameter* W = w[std::string(n) + ".weight"];
+    const Parameter* bias =
+        w.count(std::string(n) + ".bias") ? w[std::string(n) + ".bias"] : nullptr;
+    std::vector<double> y(size_t(W->shape()[0]), 0.0);
+    for (int64_t o = 0; o < W->shape()[0]; ++o) {
+      for (int64_t i = 0; i < n_in; ++i) y[size_t(o)] += double(W->data()[o * n_in + i]) * in[i];
+      if (bias) y[size_t(o)] += bias->data()[o];
+    }
+    return y;
+  };
+  // Softmax attention of query vector qv over key/value vectors; returns probabilities.
+  auto attend = [&](const double* qv, const std::vector<const double*>& ks,
+                    const std::vector<const double*>& vs, double* out) {
+    std::vector<double> p;
+    if (ks.empty()) return p;
+    double mx = -1e300, sum = 0;
+    for (const double* kv : ks) {
+      double a = 0;
+      for (int64_t i = 0; i < D; ++i) a += qv[i] * kv[i];
+      p.push_back(scale * a);
+      mx = std::max(mx, p.back());
+    }
+    for (double& e : p) sum += (e = std::exp(e - mx));
+    for (double& e : p) e /= sum;
+    for (size_t j = 0; j < ks.size(); ++j)
+      for (int64_t i = 0; i < D; ++i) out[i] += p[j] * vs[j][i];
+    return p;
+  };
+  std::vector<double> out(size_t(B * T * d));
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<std::vector<double>> q, k, v;
+    for (int64_t t = 0; t < T; ++t) {
+      std::vector<double> xt(x.data() + (b * T + t) * d, x.data() + (b * T + t + 1) * d);
+      q.push_back(lin("q_proj", xt.data(), d));
+      k.push_back(lin("k_proj", xt.data(), d));
+      v.push_back(lin("v_proj", xt.data(), d));
+    }
+    const int64_t nb = T / r;
+    std::vector<std::vector<double>> kc(size_t(nb), std::vector<double>(size_t(Hkv * D), 0.0)),
+        vc = kc;
+    for (int64_t j = 0; j < nb; ++j)
+      for (int64_t u = j * r; u < (j + 1) * r; ++u)
+        for (int64_t i = 0; i < Hkv * D; ++i) {
+          kc[size_t(j)][size_t(i)] += k[size_t(u)][size_t(i)] / double(r);
+          vc[size_t(j)][size_t(i)] += v[size_t(u)][size_t(i)] / double(r);
+        }
+    for (int64_t t = 0; t < T; ++t) {
+      std::vector<double> o(size_t(H * D), 0.0);
+      const int64_t complete = (t + 1) / r;
+      for (int64_t g = 0; g < Hkv; ++g) {
+        std::vector<const double*> cks, cvs, wks, wvs;
+        for (int64_t j = 0; j < complete; ++j) {
+          cks.push_back(kc[size_t(j)].data() + g * D);
+          cvs.push_back(vc[size_t(j)].data() + g * D);
+        }
+        for (int64_t u = std::max<int64_t>(0, t - win + 1); u <= t; ++u) {
+          wks.push_back(k[size_t(u)].data() + g * D);
+          wvs.push_back(v[size_t(u)].data() + g * D);
+        }
+        std::vector<double> mass(static_cast<size_t>(complete), 0.0);
+        for (int64_t h = g * G; h < (g + 1) * G; ++h) {
+          auto p = attend(q[size_t(t)].data() + h * D, cks, cvs, o.data() + h * D);
+          for (size_t j = 0; j < p.size(); ++j) mass[j] += p[j];
+          attend(q[size_t(t)].data() + h * D, wks, wvs, o.data() + h * D);
+        }
+        std::vector<int64_t> order(static_cast<size_t>(complete));
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(),
+                         [&](int64_t a, int64_t e) { return mass[size_t(a)] > mass[size_t(e)]; });
+        order.resize(std::min<size_t>(order.size(), size_t(K)));
+        std::vector<const double*> sks, svs;
+        for (int64_t j : order)
+          for (int64_t u = j * r; u < (j + 1) * r; ++u) {
+            sks.push_back(k[size_t(u)].data() + g * D);
+            svs.push_back(v[size_t(u)].data() + g * D);
+          }
+        for (int64_t h = g * G; h < (g + 1) * G; ++h)
+          attend(q[size_t(t)].data() + h * D, sks, svs, o.data() + h * D);
+      }
+      std::vector<double> y = lin("o_proj", o.data(), H * D);
+      std::copy(y.begin(), y.end(), out.begin() + (b * T + t) * d);
+    }
+  }
+  return out;
+}
+
+TEST(SparseGQA, FullPassMatchesTheThreeBranchesWrittenOut) {
+  // 20 tokens in blocks of 3 (up to 6 complete), 2 selected; windows 4 and the default 3.
+  for (BlockConfig c : {sparse_block(3, 2, 4, 2), sparse_block(3, 1, {}, 1)}) {
+    c.position = "none";
+    SparseGQA m(c);
+    Rng rng(31);
+    test::randomize_weights(m, rng);
+    auto x = test::make_input("x", Shape{2, 20, 16}, rng);
+    NoPosition none;
+    NoGradGuard ng;
+    Tensor y = m.forward(x->tensor(), none, nullptr);
+    std::vector<double> ref = naive_sparse(m, c, *x);
+    double err = 0;
+    for (int64_t i = 0; i < y.numel(); ++i)
+      err = std::max(err, std::abs(y.data()[i] - ref[size_t(i)]));
+    EXPECT_LT(err, 1e-4) << "select_k " << *c.sparse_select_k;
+    current_graph().clear();
+  }
+}
+
 TEST(SparseGQA, BlockGradientsMatchFiniteDifferences) {
   // select_k covers every complete block here, so a finite-difference step
   // cannot change the (non-differentiable) selection; the ranking itself is
@@ -251,6 +371,7 @@ TEST(SparseGQA, BlockGradientsMatchFiniteDifferences) {
   // at h = 2e-2 / 1e-2 / 5e-3, converging on the analytic 0.693).
   test::GradCheckOptions opt;
   opt.h = 5e-3;
+  opt.max_checks_per_input = 32;  // ~20 parameters: keeps the test a few seconds
   struct Case {
     int64_t ratio, select_k;
     std::optional<int64_t> window;
