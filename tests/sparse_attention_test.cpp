@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <numeric>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "core/position/none.h"
 #include "gradcheck.h"
 #include "lm_checks.h"
+#include "tensor/gemm.h"
 #include "tensor/graph.h"
 
 namespace bl {
@@ -207,6 +209,54 @@ TEST(SelectedAttention, GradientsMatchFiniteDifferences) {
                                   sel.data(), select_k);
       },
       {q.get(), k.get(), v.get()}));
+}
+
+// Output and input gradients of f (seeded with fixed weights) at a thread count.
+std::vector<float> run_with_threads(int threads, const std::function<Tensor()>& f,
+                                    const std::vector<Parameter*>& inputs) {
+  set_num_threads(threads);
+  Graph& g = current_graph();
+  for (Parameter* p : inputs) p->zero_grad();
+  Tensor y = f();
+  std::vector<float> out(y.data(), y.data() + y.numel());
+  float* gy = g.grad(y);
+  for (int64_t i = 0; i < y.numel(); ++i) gy[i] = float((i * 37) % 11) - 5.0f;
+  g.run_tape();
+  g.clear();
+  for (Parameter* p : inputs) out.insert(out.end(), p->grad(), p->grad() + p->numel());
+  return out;
+}
+
+TEST(SparseKernels, SameResultWithOneOrTwoThreads) {
+  // Large enough that both kernels take their parallel path with 2 threads.
+  const int before = num_threads();
+  Rng rng(3);
+  auto q = test::make_input("q", Shape{2, 128, 4 * 32}, rng);
+  auto k = test::make_input("k", Shape{2, 128, 2 * 32}, rng);
+  auto v = test::make_input("v", Shape{2, 128, 2 * 32}, rng);
+  auto kc = test::make_input("kc", Shape{2, 32, 2 * 32}, rng);
+  auto vc = test::make_input("vc", Shape{2, 32, 2 * 32}, rng);
+  std::vector<int32_t> sel(2 * 128 * 2 * 4);
+  auto comp = [&] {
+    return compressed_attention(q->tensor(), kc->tensor(), vc->tensor(), 4, 2, 0.3f, 4, 0, 4,
+                                sel.data());
+  };
+  auto picked = [&] {
+    return selected_attention(q->tensor(), k->tensor(), v->tensor(), 4, 2, 0.3f, 4, sel.data(), 4);
+  };
+  std::vector<Parameter*> cin{q.get(), kc.get(), vc.get()}, sin{q.get(), k.get(), v.get()};
+  auto c1 = run_with_threads(1, comp, cin);
+  const std::vector<int32_t> sel1 = sel;
+  auto s1 = run_with_threads(1, picked, sin);
+  auto c2 = run_with_threads(2, comp, cin);
+  EXPECT_EQ(sel, sel1);
+  auto s2 = run_with_threads(2, picked, sin);
+  set_num_threads(before);
+  ASSERT_EQ(c1.size(), c2.size());
+  for (size_t i = 0; i < c1.size(); ++i) ASSERT_NEAR(c1[i], c2[i], 1e-5f) << "compressed " << i;
+  for (size_t i = 0; i < s1.size(); ++i) ASSERT_NEAR(s1[i], s2[i], 1e-5f) << "selected " << i;
+  EXPECT_GT(std::count(sel.begin(), sel.end(), -1), 0);  // early queries: fewer blocks
+  EXPECT_GT(std::count_if(sel.begin(), sel.end(), [](int32_t s) { return s > 3; }), 0);
 }
 
 // ---------------------------------------------------------------- component
