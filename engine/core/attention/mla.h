@@ -6,8 +6,8 @@
 // heads and k_nope_h = W_uk_h c_kv, v_h = W_uv_h c_kv (head_dim each).
 // Scores are scaled by 1/sqrt(head_dim + rope_dim) (μP: 1/(head_dim + rope_dim)).
 //
-// Position: MLA rotates its rope part itself (base rope_theta, rope-half
-// layout) whatever the block's `position` says, because a rotation of the
+// Position: MLA rotates its rope part itself (base rope_theta, rotate-half
+// layout, ops/rope.h) whatever the block's `position` says, because a rotation of the
 // up-projected keys could not be cached as a latent; rope_dim unset = 0 as in
 // lmxlab (no decoupled RoPE: the block then needs an absolute position or none).
 // q_lora_rank set: q = W_uq RMSNorm(W_dq x); unset: one q projection.
@@ -17,7 +17,8 @@
 // floats) and uses weight absorption: q_nope_h W_uk_h becomes a query against
 // the latent itself, and W_uv_h is applied after attending over the latent, so
 // the cache is never up-projected. The full (training) pass up-projects once
-// per token, which is cheaper there (head_dim < kv_lora_rank).
+// per token, which is cheaper there (head_dim < kv_lora_rank). Cached rows are
+// constants: a cached pass differentiates only through the current queries.
 #pragma once
 
 #include "core/components.h"

@@ -14,7 +14,8 @@
 //      still incomplete block, so each past token reaches the query through
 //      the window or through its block.
 // Decoding keeps GQA's full K/V cache (any past block may be selected) and
-// re-pools the complete blocks from it.
+// re-pools the complete blocks from it (cached rows are constants for autodiff).
+// ALiBi is rejected by validation (it would bias only the window branch).
 #pragma once
 
 #include "core/attention/gqa.h"
