@@ -129,7 +129,7 @@ std::vector<double> naive_mla(MLA& m, const BlockConfig& c, const Parameter& x) 
   std::map<std::string, Parameter*> w;
   for (auto& [name, p] : m.named_parameters()) w[name] = p;
   const int64_t B = x.shape()[0], T = x.shape()[1], d = c.d_model, H = c.n_heads;
-  const int64_t hd = c.head_dim(), rd = c.rope_dim.value_or(0), r = *c.kv_lora_rank, qw = hd + rd;
+  const int64_t hd = c.head_dim(), rd = c.rope_dim.value_or(0), qw = hd + rd;
   auto lin = [](const Parameter* W, const Parameter* bias, const std::vector<double>& in) {
     const int64_t out = W->shape()[0], n = W->shape()[1];
     std::vector<double> y(size_t(out), 0.0);
