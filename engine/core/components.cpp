@@ -8,8 +8,10 @@
 #include "core/attention/mamba2.h"
 #include "core/attention/mamba3.h"
 #include "core/attention/mha.h"
+#include "core/attention/mla.h"
 #include "core/attention/none.h"
 #include "core/attention/sliding_window_gqa.h"
+#include "core/attention/sparse_gqa.h"
 #include "core/config.h"
 #include "core/ffn/gated.h"
 #include "core/ffn/gated_relu2.h"
@@ -62,6 +64,14 @@ void register_attention(Registry<Attention>& r) {
         {"n_kv_heads", "qk_norm", "attention_chunk_size"});
   r.add("gated_gqa", make<GatedGQA, Attention>(),
         "GQA with a sigmoid output gate before o_proj (Qwen3-Next)", {"n_kv_heads", "qk_norm"});
+  r.add("mla", make<MLA, Attention>(),
+        "multi-head latent attention (DeepSeek V2/V3): caches only the KV latent and a shared "
+        "RoPE key",
+        {"kv_lora_rank", "q_lora_rank", "rope_dim", "rope_theta"});
+  r.add("sparse_gqa", make<SparseGQA, Attention>(),
+        "sparse attention (DeepSeek / NSA): compressed blocks + top-k selected blocks + sliding "
+        "window, summed",
+        {"n_kv_heads", "qk_norm", "sparse_compress_ratio", "sparse_select_k", "window_size"});
 }
 void register_ffn(Registry<FeedForward>& r) {
   r.add("standard", make<StandardFFN, FeedForward>(), "down(GELU(up(x)))");

@@ -578,6 +578,13 @@ std::vector<std::string> validation_errors(const BlockConfig& b, const std::stri
     if (b.rope_dim && b.n_heads > 0 && *b.rope_dim > b.head_dim())
       add(c.p("rope_dim") + " (" + n(*b.rope_dim) + ") must be <= head_dim (" + n(b.head_dim()) +
           ") for attention 'mla'");
+    // MLA rotates only its decoupled rope_dim part and cannot add ALiBi biases.
+    if (b.position == "rope" && !b.rope_dim)
+      add(c.p("rope_dim") + " must be set for attention 'mla' with position 'rope' (MLA applies " +
+          "RoPE only to its decoupled rope_dim part)");
+    if (b.position == "alibi")
+      add(c.p("position") + " 'alibi' is not supported by attention 'mla'");
+    if (b.qk_norm) add(c.p("qk_norm") + " is not supported by attention 'mla'");
   }
 
   // Mixture of experts.
@@ -664,6 +671,14 @@ std::vector<std::string> validation_errors(const BlockConfig& b, const std::stri
   // Sparse attention.
   c.positive("sparse_compress_ratio", b.sparse_compress_ratio);
   c.positive("sparse_select_k", b.sparse_select_k);
+  if (b.attention == "sparse_gqa") {
+    if (!b.sparse_compress_ratio)
+      add(c.p("sparse_compress_ratio") + " must be set for attention 'sparse_gqa'");
+    if (!b.sparse_select_k) add(c.p("sparse_select_k") + " must be set for attention 'sparse_gqa'");
+    // ALiBi would bias only the window branch: rejected rather than half applied.
+    if (b.position == "alibi")
+      add(c.p("position") + " 'alibi' is not supported by attention 'sparse_gqa'");
+  }
   return errors;
 }
 

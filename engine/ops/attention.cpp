@@ -43,7 +43,8 @@ int64_t floor_div(int64_t a, int64_t b) {
 
 struct Geometry {
   int64_t batch, tq, tk, hq, hkv, d, group, nblk;
-  int64_t ldq, ldk;  // row strides of q/out and of k/v
+  int64_t ldq, ldk;      // row strides of q and of k
+  int64_t dv, ldv, ldo;  // value head dim (may differ from d, MLA), row strides of v and out
 };
 
 struct Mask {
@@ -329,8 +330,12 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
   op_check(k.cols() == n_kv_heads * d, "attention",
            "k " + k.shape().str() + " must have last dim n_kv_heads * head_dim = " +
                std::to_string(n_kv_heads * d) + " (q " + q.shape().str() + ")");
-  op_check(v.shape() == k.shape(), "attention",
-           "v " + v.shape().str() + " must have the shape of k " + k.shape().str());
+  const int64_t v_hd = opt.v_head_dim > 0 ? opt.v_head_dim : d;
+  op_check(v.rank() == 3 && v.dim(0) == k.dim(0) && v.dim(1) == k.dim(1) &&
+               v.cols() == n_kv_heads * v_hd,
+           "attention",
+           "v " + v.shape().str() + " must be (B, Tk, n_kv_heads * v_head_dim = " +
+               std::to_string(n_kv_heads * v_hd) + ") with k " + k.shape().str());
   op_check(q.dim(0) == k.dim(0), "attention",
            "batch sizes differ: q " + q.shape().str() + ", k " + k.shape().str());
   op_check(opt.window >= 0 && opt.chunk >= 0, "attention", "window and chunk must be >= 0");
@@ -344,23 +349,26 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
                     n_heads / n_kv_heads,
                     (q.dim(1) + kBlock - 1) / kBlock,
                     q.cols(),
-                    k.cols()};
+                    k.cols(),
+                    v_hd,
+                    v.cols(),
+                    n_heads * v_hd};
   const Mask mask{gm.tk, opt.q_offset, opt.k_offset, opt.window, opt.chunk, opt.causal};
   const float scale = opt.scale;
   const float* alibi = opt.alibi_slopes;
   const int64_t ldt = padded_ld(gm.tk);  // row stride of Kᵀ, Vᵀ, P and score rows
 
   Graph& g = current_graph();
-  Tensor y = g.empty(q.shape(), g.needs_grad({q, k, v}));
+  Tensor y = g.empty(Shape{q.dim(0), q.dim(1), gm.ldo}, g.needs_grad({q, k, v}));
   if (y.numel() == 0) return y;
   const bool save = y.requires_grad();
   const int64_t n_tasks = gm.batch * gm.hkv;
   const int nt = task_threads(n_tasks);
   // Row logsumexps (B, Hq, Tq) for backward's recompute of P.
   float* lse = save ? g.alloc(gm.batch * gm.hq * gm.tq) : nullptr;
-  // Per thread: Kᵀ (d x ldt), packed V (Tk x d), a query block (kBlock x d)
+  // Per thread: Kᵀ (d x ldt), packed V (Tk x dv), a query block (kBlock x d)
   // and the block's scores/probabilities (kBlock x ldt).
-  const int64_t fwd_scratch = gm.d * ldt + gm.tk * gm.d + kBlock * gm.d + kBlock * ldt;
+  const int64_t fwd_scratch = gm.d * ldt + gm.tk * gm.dv + kBlock * gm.d + kBlock * ldt;
   float* scratch = g.alloc(nt * fwd_scratch);
   {
     const float *qd = q.data(), *kd = k.data(), *vd = v.data();
@@ -369,20 +377,21 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
       const int64_t b = task / gm.hkv, kvh = task % gm.hkv;
       float* kt = scratch + tid * fwd_scratch;
       float* vp = kt + gm.d * ldt;
-      float* qb = vp + gm.tk * gm.d;
+      float* qb = vp + gm.tk * gm.dv;
       float* s = qb + kBlock * gm.d;
       const int64_t kv0 = b * gm.tk * gm.ldk + kvh * gm.d;
       pack_transposed(kd + kv0, gm.ldk, gm.tk, gm.d, kt, ldt);
-      pack_rows(vd + kv0, gm.ldk, gm.tk, gm.d, vp);
+      pack_rows(vd + b * gm.tk * gm.ldv + kvh * gm.dv, gm.ldv, gm.tk, gm.dv, vp);
       for (int64_t h = kvh * gm.group; h < (kvh + 1) * gm.group; ++h) {
         const float slope = alibi ? alibi[h] : 0.0f;
         for (int64_t blk = 0; blk < gm.nblk; ++blk) {
           const int64_t i0 = blk * kBlock, m = std::min(kBlock, gm.tq - i0);
           const BlockRanges br(mask, i0, m);
           const int64_t qoff = (b * gm.tq + i0) * gm.ldq + h * gm.d;
+          const int64_t ooff = (b * gm.tq + i0) * gm.ldo + h * gm.dv;
           if (br.empty()) {  // every key masked: zero output
             for (int64_t r = 0; r < m; ++r)
-              std::memset(od + qoff + r * gm.ldq, 0, sizeof(float) * size_t(gm.d));
+              std::memset(od + ooff + r * gm.ldo, 0, sizeof(float) * size_t(gm.dv));
             continue;
           }
           const int64_t cl = br.cl, n = br.ch - br.cl;
@@ -394,7 +403,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
                                         float(mask.q_off + i0 + r - mask.k_off - cl));
             if (save) lse[(b * gm.hq + h) * gm.tq + i0 + r] = l;
           }
-          small_gemm<false>(m, gm.d, n, 1.0f, s, ldt, 1, vp + cl * gm.d, gm.d, od + qoff, gm.ldq);
+          small_gemm<false>(m, gm.dv, n, 1.0f, s, ldt, 1, vp + cl * gm.dv, gm.dv, od + ooff,
+                            gm.ldo);
         }
       }
     });
@@ -410,24 +420,25 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
     float* dv = v.requires_grad() ? gg.grad(v) : nullptr;
     const bool need_ds = dq || dk;
     const int bnt = task_threads(n_tasks);
-    // Per thread: Kᵀ and Vᵀ (d x ldt), packed K (Tk x d), Q and dO blocks
-    // (kBlock x d), P and dP/dS of one block (kBlock x ldt).
+    // Per thread: Kᵀ (d x ldt) and Vᵀ (dv x ldt), packed K (Tk x d), Q and dO
+    // blocks (kBlock x d, kBlock x dv), P and dP/dS of one block (kBlock x ldt).
     const int64_t bwd_scratch =
-        2 * gm.d * ldt + gm.tk * gm.d + 2 * kBlock * gm.d + 2 * kBlock * ldt;
+        (gm.d + gm.dv) * ldt + gm.tk * gm.d + kBlock * (gm.d + gm.dv) + 2 * kBlock * ldt;
     float* bscratch = gg.alloc(bnt * bwd_scratch);
     const float *qd = q.data(), *kd = k.data(), *vd = v.data();
     run_tasks(n_tasks, bnt, [&](int64_t task, int tid) {
       const int64_t b = task / gm.hkv, kvh = task % gm.hkv;
       float* kt = bscratch + tid * bwd_scratch;
       float* vt = kt + gm.d * ldt;
-      float* kp = vt + gm.d * ldt;
+      float* kp = vt + gm.dv * ldt;
       float* qb = kp + gm.tk * gm.d;
       float* dob = qb + kBlock * gm.d;
-      float* pb = dob + kBlock * gm.d;
+      float* pb = dob + kBlock * gm.dv;
       float* dp = pb + kBlock * ldt;
       const int64_t kv0 = b * gm.tk * gm.ldk + kvh * gm.d;
+      const int64_t v0 = b * gm.tk * gm.ldv + kvh * gm.dv;
       pack_transposed(kd + kv0, gm.ldk, gm.tk, gm.d, kt, ldt);
-      if (need_ds) pack_transposed(vd + kv0, gm.ldk, gm.tk, gm.d, vt, ldt);
+      if (need_ds) pack_transposed(vd + v0, gm.ldv, gm.tk, gm.dv, vt, ldt);
       if (dq) pack_rows(kd + kv0, gm.ldk, gm.tk, gm.d, kp);
       for (int64_t h = kvh * gm.group; h < (kvh + 1) * gm.group; ++h) {
         const float slope = alibi ? alibi[h] : 0.0f;
@@ -437,21 +448,24 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
           if (br.empty()) continue;
           const int64_t cl = br.cl, n = br.ch - br.cl;
           const int64_t qoff = (b * gm.tq + i0) * gm.ldq + h * gm.d;
+          const int64_t ooff = (b * gm.tq + i0) * gm.ldo + h * gm.dv;
           const int64_t koff = kv0 + cl * gm.ldk;
           const float* lse_b = lse + (b * gm.hq + h) * gm.tq + i0;
           pack_rows(qd + qoff, gm.ldq, m, gm.d, qb);
-          pack_rows(dy + qoff, gm.ldq, m, gm.d, dob);
+          pack_rows(dy + ooff, gm.ldo, m, gm.dv, dob);
           // P = exp(scale * Q_blk K_cᵀ + bias - lse), recomputed in L1/L2.
           small_gemm<false>(m, n, gm.d, scale, qb, gm.d, 1, kt + cl, ldt, pb, ldt);
           for (int64_t r = 0; r < m; ++r)
             probs_row(pb + r * ldt, n, br.lo[r] - cl, br.hi[r] - cl, slope,
                       float(mask.q_off + i0 + r - mask.k_off - cl), lse_b[r]);
           // dV_c += Pᵀ dO
-          if (dv) small_gemm<true>(n, gm.d, m, 1.0f, pb, 1, ldt, dob, gm.d, dv + koff, gm.ldk);
+          if (dv)
+            small_gemm<true>(n, gm.dv, m, 1.0f, pb, 1, ldt, dob, gm.dv, dv + v0 + cl * gm.ldv,
+                             gm.ldv);
           if (!need_ds) continue;
           // dP = dO V_cᵀ, then dS = P * (dP - rowsum(dP * P)) in place. Masked
           // entries have P = 0, so they get dS = 0.
-          small_gemm<false>(m, n, gm.d, 1.0f, dob, gm.d, 1, vt + cl, ldt, dp, ldt);
+          small_gemm<false>(m, n, gm.dv, 1.0f, dob, gm.dv, 1, vt + cl, ldt, dp, ldt);
           for (int64_t r = 0; r < m; ++r) {
             const float* pr = pb + r * ldt;
             float* dr = dp + r * ldt;

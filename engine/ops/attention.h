@@ -17,10 +17,13 @@ struct AttentionOptions {
   const float* alibi_slopes = nullptr;  // (n_heads): score += -slope * (q_pos - k_pos)
   int64_t q_offset = 0;   // absolute position of query row 0 (incremental decoding)
   int64_t k_offset = 0;   // absolute position of key row 0 (a cache that dropped old keys)
+  // > 0: v has heads of this size instead of q/k's head_dim (MLA).
+  int64_t v_head_dim = 0;
 };
 
 /// q (B, Tq, Hq*D), k and v (B, Tk, Hkv*D), Hq % Hkv == 0 (GQA; Hkv == 1 is MQA)
 /// -> (B, Tq, Hq*D). Query head h reads key/value head h / (Hq / Hkv).
+/// With opt.v_head_dim = Dv > 0: v (B, Tk, Hkv*Dv) -> (B, Tq, Hq*Dv).
 /// Rows whose every key is masked produce zeros (and zero gradients).
 /// With a gradient, only the row logsumexps (B * Hq * Tq floats) are kept for
 /// backward, which recomputes the probabilities block by block.
