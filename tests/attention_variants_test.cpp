@@ -422,36 +422,38 @@ TEST(AttentionVariants, ParameterCountsByHand) {
 }
 
 // Keys attended per token, averaged over a sequence, from the masks by brute force.
-double mean_keys(int64_t T, bool (*visible)(int64_t q, int64_t k)) {
+// Mean over queries of the keys charged under GQA's convention: every key of
+// the query's span as if unmasked (full attention charges all T keys).
+double mean_keys(int64_t T, bool (*in_span)(int64_t q, int64_t k)) {
   double n = 0;
   for (int64_t q = 0; q < T; ++q)
-    for (int64_t k = 0; k <= q; ++k) n += visible(q, k);
+    for (int64_t k = 0; k < T; ++k) n += in_span(q, k);
   return n / double(T);
 }
 
-TEST(AttentionVariants, MixingFlopsCountOnlyTheSpan) {
+TEST(AttentionVariants, MixingFlopsChargeTheSpanLikeGqaChargesTheSequence) {
   const double per_key = 4.0 * 8;  // Q Kᵀ and P V: 2 * 2 * n_heads * head_dim per key
   Block sw(variant_block("sliding_window_gqa")), ch(variant_block("chunked_gqa")),
       ga(variant_block("gated_gqa")), gq(variant_block("gqa"));
-  // By hand: window 3 over 10 positions: 1 + 2 + 3 * 8 = 27 keys.
-  EXPECT_DOUBLE_EQ(sw.attention().mixing_flops_per_token(10), per_key * 27 / 10);
-  // Shorter than the window: 1 + 2 = 3 keys over 2 positions.
-  EXPECT_DOUBLE_EQ(sw.attention().mixing_flops_per_token(2), per_key * 3 / 2);
-  // Chunks of 4 over 10 positions: (1+2+3+4) * 2 + 1 + 2 = 23 keys.
-  EXPECT_DOUBLE_EQ(ch.attention().mixing_flops_per_token(10), per_key * 23 / 10);
-  // Long sequences against the masks by brute force, and the closed forms.
+  // By hand: window 3 charges 3 keys per token once T >= 3.
+  EXPECT_DOUBLE_EQ(sw.attention().mixing_flops_per_token(10), per_key * 3);
+  // A span covering the sequence costs what full attention does.
+  EXPECT_DOUBLE_EQ(sw.attention().mixing_flops_per_token(2),
+                   gq.attention().mixing_flops_per_token(2));
+  EXPECT_DOUBLE_EQ(ch.attention().mixing_flops_per_token(4),
+                   gq.attention().mixing_flops_per_token(4));
+  // Chunks of 4 over 10 positions: 4 * 4 + 4 * 4 + 2 * 2 = 36 keys.
+  EXPECT_DOUBLE_EQ(ch.attention().mixing_flops_per_token(10), per_key * 36 / 10);
+  // Long sequences against the chunk blocks by brute force.
   for (int64_t T : {1, 3, 4, 5, 64, 1000, 1001}) {
-    EXPECT_DOUBLE_EQ(sw.attention().mixing_flops_per_token(T),
-                     per_key * mean_keys(T, [](int64_t q, int64_t k) { return q - k < kWindow; }))
-        << T;
     EXPECT_DOUBLE_EQ(
         ch.attention().mixing_flops_per_token(T),
         per_key * mean_keys(T, [](int64_t q, int64_t k) { return q / kChunk == k / kChunk; }))
         << T;
+    EXPECT_DOUBLE_EQ(sw.attention().mixing_flops_per_token(T),
+                     per_key * double(std::min<int64_t>(T, kWindow)))
+        << T;
   }
-  // T = 1000 >> window: almost exactly window keys per token.
-  EXPECT_DOUBLE_EQ(sw.attention().mixing_flops_per_token(1000),
-                   per_key * (1000.0 * 3 - 3.0) / 1000);  // sum min(3, p+1) = 3T - (2 + 1)
   // The gate is a projection (counted via parameters); the mixing is GQA's.
   EXPECT_DOUBLE_EQ(ga.attention().mixing_flops_per_token(100),
                    gq.attention().mixing_flops_per_token(100));
@@ -459,7 +461,7 @@ TEST(AttentionVariants, MixingFlopsCountOnlyTheSpan) {
   ModelConfig m = variant_model(variant_block("sliding_window_gqa"));
   LanguageModel model(m);
   for (const LayerStats& s : model.layer_stats(10))
-    EXPECT_DOUBLE_EQ(s.flops_per_token, 6.0 * double(s.params) + 3.0 * per_key * 27 / 10);
+    EXPECT_DOUBLE_EQ(s.flops_per_token, 6.0 * double(s.params) + 3.0 * per_key * 3);
   LanguageModel none(variant_model(variant_block("none")));
   for (const LayerStats& s : none.layer_stats(10))
     EXPECT_DOUBLE_EQ(s.flops_per_token, 6.0 * double(s.params));

@@ -512,8 +512,8 @@ TEST(ConfigValidation, EachRuleNamesTheField) {
        "block.rope_dim (5) must be even"},
       {"mla needs rank", [](ModelConfig& m) { m.block.attention = "mla"; },
        "block.kv_lora_rank must be set for attention 'mla'"},
-      {"mla rope_dim", [](ModelConfig& m) { m.block.attention = "mla", m.block.rope_dim = 32; },
-       "block.rope_dim (32) must be <= head_dim (16) for attention 'mla'"},
+      {"mla rope_dim", [](ModelConfig& m) { m.block.attention = "mla", m.block.position = "rope"; },
+       "block.rope_dim must be set for attention 'mla' with position 'rope'"},
       {"experts vs top k", [](ModelConfig& m) { m.block.n_experts = 1; },
        "block.n_experts (1) must be >= block.top_k_experts (2)"},
       {"n_experts", [](ModelConfig& m) { m.block.n_experts = 0; },
@@ -784,8 +784,9 @@ TEST(Presets, MatchSharedPerfConfigFiles) {
 
 TEST(Presets, UnknownNameListsKnown) {
   EXPECT_THAT(error_of([] { load_preset("gpt-huge"); }),
-              HasSubstr("unknown preset 'gpt-huge'; known: gpt-small, gpt-tiny, llama-small, "
-                        "llama-tiny"));
+              HasSubstr("unknown preset 'gpt-huge'; known: deepseek-v2-tiny, "));
+  EXPECT_THAT(error_of([] { load_preset("gpt-huge"); }),
+              HasSubstr(", gpt-small, gpt-tiny, jamba-tiny, llama-small, llama-tiny, "));
 }
 
 TEST(Presets, ResourceDirEnvOverride) {

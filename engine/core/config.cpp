@@ -575,9 +575,7 @@ std::vector<std::string> validation_errors(const BlockConfig& b, const std::stri
     add(c.p("rope_dim") + " (" + n(*b.rope_dim) + ") must be even (RoPE rotates pairs)");
   if (b.attention == "mla") {
     if (!b.kv_lora_rank) add(c.p("kv_lora_rank") + " must be set for attention 'mla'");
-    if (b.rope_dim && b.n_heads > 0 && *b.rope_dim > b.head_dim())
-      add(c.p("rope_dim") + " (" + n(*b.rope_dim) + ") must be <= head_dim (" + n(b.head_dim()) +
-          ") for attention 'mla'");
+    // rope_dim is separate from head_dim (DeepSeek V3: 128 + 64), so no bound between them.
     // MLA rotates only its decoupled rope_dim part and cannot add ALiBi biases.
     if (b.position == "rope" && !b.rope_dim)
       add(c.p("rope_dim") + " must be set for attention 'mla' with position 'rope' (MLA applies " +
@@ -620,8 +618,8 @@ std::vector<std::string> validation_errors(const BlockConfig& b, const std::stri
     if (b.ffn != "moe" && b.n_experts && *b.n_experts > 0 && b.moe_n_groups > 0 &&
         *b.n_experts % b.moe_n_groups == 0 && b.moe_topk_groups <= b.moe_n_groups &&
         b.moe_topk_groups * (*b.n_experts / b.moe_n_groups) < b.top_k_experts)
-      add(c.p("top_k_experts") + " (" + n(b.top_k_experts) + ") must be <= " +
-          c.p("moe_topk_groups") + " * experts per group (" +
+      add(c.p("top_k_experts") + " (" + n(b.top_k_experts) +
+          ") must be <= " + c.p("moe_topk_groups") + " * experts per group (" +
           n(b.moe_topk_groups * (*b.n_experts / b.moe_n_groups)) + ")" + for_ffn);
     if (b.ffn == "latent_moe" && !b.moe_latent_size && b.d_model > 0 && b.d_model / 4 < 1)
       add(c.p("moe_latent_size") + " must be set when " + c.p("d_model") + " (" + n(b.d_model) +

@@ -13,6 +13,10 @@ class ChunkedGQA : public LocalGQA {
   explicit ChunkedGQA(const BlockConfig& c);
   int64_t first_key(int64_t pos) const override { return pos / chunk_ * chunk_; }
   int64_t cache_capacity() const override { return chunk_ - 1; }
+  int64_t charged_keys(int64_t pos, int64_t seq_len) const override {
+    const int64_t start = pos / chunk_ * chunk_;  // the whole chunk, cut at the sequence end
+    return (start + chunk_ < seq_len ? start + chunk_ : seq_len) - start;
+  }
   int64_t chunk() const { return chunk_; }
 
  protected:

@@ -65,11 +65,13 @@ Tensor LocalGQA::attend_cached(const Tensor& q, const Tensor& k, const Tensor& v
 }
 
 double LocalGQA::mixing_flops_per_token(int64_t seq_len) const {
-  // Exact: the query at position p attends p - first_key(p) + 1 keys; Q Kᵀ and P V
-  // cost 2 * 2 * n_heads * head_dim FLOPs per key. Averaged over positions [0, seq_len).
+  // Same convention as GQA (PaLM's 6N + 12·L·T·d): a query is charged every
+  // key of its span as if unmasked, so a span covering the sequence costs
+  // exactly what full attention does. Q Kᵀ and P V: 2 * 2 * n_heads * head_dim
+  // FLOPs per key. Averaged over the positions of a seq_len sequence.
   if (seq_len <= 0) return 0.0;
   double keys = 0;
-  for (int64_t p = 0; p < seq_len; ++p) keys += double(p - first_key(p) + 1);
+  for (int64_t p = 0; p < seq_len; ++p) keys += double(charged_keys(p, seq_len));
   return 4.0 * double(n_heads_ * head_dim_) * keys / double(seq_len);
 }
 

@@ -24,6 +24,9 @@ class LocalGQA : public GQA {
   virtual int64_t first_key(int64_t pos) const = 0;
   /// Most keys before a query any query needs: max over pos of pos - first_key(pos).
   virtual int64_t cache_capacity() const = 0;
+  /// Keys the query at `pos` of a seq_len sequence is charged in the FLOP count:
+  /// its whole span as if unmasked (GQA's convention charges all seq_len keys).
+  virtual int64_t charged_keys(int64_t pos, int64_t seq_len) const = 0;
 
  protected:
   using GQA::GQA;

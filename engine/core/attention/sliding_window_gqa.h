@@ -15,6 +15,9 @@ class SlidingWindowGQA : public LocalGQA {
     return pos - window_ + 1 > 0 ? pos - window_ + 1 : 0;
   }
   int64_t cache_capacity() const override { return window_ - 1; }
+  int64_t charged_keys(int64_t, int64_t seq_len) const override {
+    return window_ < seq_len ? window_ : seq_len;
+  }
   int64_t window() const { return window_; }
 
  protected:
