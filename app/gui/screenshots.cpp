@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <functional>
 
+#include "arch/arch_panel.h"
 #include "browser/run_browser.h"
 #include "main_window.h"
 #include "plot/charts_panel.h"
@@ -63,6 +64,12 @@ int main(int argc, char** argv) {
   w.resize(1440, 900);
   w.show();
   bool ok = save(w, out + "/composer.png");
+  // A hybrid from the zoo: Mamba-2 / attention layers with MoE in every other one,
+  // the attention + MoE layer selected so its own fields show.
+  ok = w.arch_panel()->load_preset_model("jamba-tiny") && ok;
+  w.arch_panel()->select_layers(3, 3);
+  ok = save(w, out + "/composer_hybrid.png") && ok;
+  ok = w.arch_panel()->load_preset_model("gpt-tiny") && ok;
 
   ok = train(w, 150, 2e-3) && ok;
   ok = train(w, 300, 1e-3) && ok;

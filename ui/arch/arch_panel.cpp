@@ -2,6 +2,7 @@
 
 #include <QAction>
 #include <QCheckBox>
+#include <QElapsedTimer>
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QGroupBox>
@@ -56,6 +57,8 @@ QString bytes(double b) {
 }
 
 // One undo step: a whole-ModelConfig snapshot before and after an edit.
+// Edits of the same thing in quick succession (arrowing through a combo box,
+// spinning a value) merge into one step, as text editors merge typing.
 template <class Snap>
 class SnapshotCommand : public QUndoCommand {
  public:
@@ -63,13 +66,27 @@ class SnapshotCommand : public QUndoCommand {
                   const QString& text)
       : apply_(std::move(apply)), before_(std::move(before)), after_(std::move(after)) {
     setText(text);
+    subject_ = text.section(QString::fromUtf8(" → "), 0, 0);
+    clock_.start();
   }
   void undo() override { apply_(before_); }
   void redo() override { apply_(after_); }
+  int id() const override { return 1; }
+  bool mergeWith(const QUndoCommand* other) override {
+    auto* o = static_cast<const SnapshotCommand*>(other);
+    if (o->subject_ != subject_ || clock_.elapsed() > kMergeWindowMs) return false;
+    after_ = o->after_;
+    setText(o->text());
+    clock_.restart();
+    return true;
+  }
 
  private:
+  static constexpr qint64 kMergeWindowMs = 1500;
   std::function<void(const Snap&)> apply_;
   Snap before_, after_;
+  QString subject_;  // "ffn" of "ffn → gated", or the whole text
+  QElapsedTimer clock_;
 };
 
 void add_line(std::map<std::string, QString>& m, const std::string& key, const QString& line) {

@@ -338,7 +338,7 @@ class ComposerTest : public QObject {
     QVERIFY(!u->canUndo());
     type_into(p->d_model_box(), "128");
     type_into(p->n_layers_box(), "3");
-    choose(p->block_editor()->combo(Slot::kFfn), "gated");
+    choose(p->block_editor()->combo(Slot::kFfn), "gated");  // arrows through 7 names: one step
     QCOMPARE(u->count(), 3);
     QSignalSpy changed(p.get(), &ArchPanel::changed);
     u->undo();
@@ -428,10 +428,14 @@ class ComposerTest : public QObject {
         component(b, slot) = name;
         const auto& reg_fields = [&]() -> const std::vector<std::string>& {
           switch (slot) {
-            case Slot::kAttention: return attention_registry().entry(name).fields;
-            case Slot::kFfn: return ffn_registry().entry(name).fields;
-            case Slot::kNorm: return norm_registry().entry(name).fields;
-            default: return position_registry().entry(name).fields;
+            case Slot::kAttention:
+              return attention_registry().entry(name).fields;
+            case Slot::kFfn:
+              return ffn_registry().entry(name).fields;
+            case Slot::kNorm:
+              return norm_registry().entry(name).fields;
+            default:
+              return position_registry().entry(name).fields;
           }
         }();
         for (const std::string& f : reg_fields) {
