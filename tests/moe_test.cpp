@@ -848,6 +848,14 @@ TEST(MoE, ConfigValidationAndRoundTrip) {
   EXPECT_TRUE(
       test::contains(errors_of(b), "block.moe_latent_size must be set when block.d_model (2) < 4"));
 
+  // Components built directly (without LanguageModel's validation) check too.
+  BlockConfig no_experts = moe_block("moe");
+  no_experts.n_experts.reset();
+  for (const char* name : {"moe", "shared_moe", "latent_moe"})
+    EXPECT_TRUE(test::contains(
+        test::error_of<ConfigError>([&] { ffn_registry().create(name, no_experts); }),
+        std::string("n_experts is required for ffn '") + name + "'"));
+
   BlockConfig r = moe_block("moe");
   r.moe_aux_loss_coef = 0.02;
   r.moe_z_loss_coef = 0.0;
