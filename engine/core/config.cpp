@@ -576,8 +576,8 @@ std::vector<std::string> validation_errors(const BlockConfig& b, const std::stri
     if (b.ffn != "moe" && b.n_experts && *b.n_experts > 0 && b.moe_n_groups > 0 &&
         *b.n_experts % b.moe_n_groups == 0 && b.moe_topk_groups <= b.moe_n_groups &&
         b.moe_topk_groups * (*b.n_experts / b.moe_n_groups) < b.top_k_experts)
-      add(c.p("top_k_experts") + " (" + n(b.top_k_experts) + ") must be <= " +
-          c.p("moe_topk_groups") + " * experts per group (" +
+      add(c.p("top_k_experts") + " (" + n(b.top_k_experts) +
+          ") must be <= " + c.p("moe_topk_groups") + " * experts per group (" +
           n(b.moe_topk_groups * (*b.n_experts / b.moe_n_groups)) + ")" + for_ffn);
     if (b.ffn == "latent_moe" && !b.moe_latent_size && b.d_model > 0 && b.d_model / 4 < 1)
       add(c.p("moe_latent_size") + " must be set when " + c.p("d_model") + " (" + n(b.d_model) +
