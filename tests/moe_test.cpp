@@ -486,6 +486,43 @@ TEST(MoE, GroupLimitedSelection) {
   current_graph().clear();
 }
 
+TEST(MoE, SelectionOfManyTokensMatchesReference) {
+  // Enough tokens for the parallel path; 16 experts in 4 groups, 2 groups, top-3.
+  const int64_t n = 3000, E = 16;
+  Rng rng(12);
+  std::vector<float> scores(size_t(n * E), 0.0f), bias(size_t(E), 0.0f);
+  for (float& v : scores) v = float(rng.uniform());
+  for (float& v : bias) v = float(rng.normal() * 0.1);
+  std::vector<int32_t> sel(size_t(n * 3));
+  select_top_k(scores.data(), bias.data(), n, E, 3, 4, 2, sel.data());
+  BlockConfig c;
+  c.n_experts = E;
+  c.top_k_experts = 3;
+  c.moe_n_groups = 4;
+  c.moe_topk_groups = 2;
+  for (int64_t t = 0; t < n; ++t) {
+    Vec v(size_t(E), 0.0);
+    for (int64_t e = 0; e < E; ++e)
+      v[size_t(e)] = double(scores[size_t(t * E + e)]) + bias[size_t(e)];
+    // Group scores and picks as in select_ref (float sums can differ in the last bit,
+    // so only tokens clear of ties are compared).
+    Vec gs(4, 0.0);
+    for (int g = 0; g < 4; ++g) {
+      Vec gv(v.begin() + g * 4, v.begin() + (g + 1) * 4);
+      std::sort(gv.rbegin(), gv.rend());
+      gs[size_t(g)] = gv[0] + gv[1];
+    }
+    std::vector<bool> allowed(size_t(E), false);
+    const std::vector<bool> all4(4, true);
+    for (int g : top_k(gs, 2, all4))
+      for (int e = g * 4; e < (g + 1) * 4; ++e) allowed[size_t(e)] = true;
+    if (boundary_gap(gs, 2, all4) < 1e-5 || boundary_gap(v, 3, allowed) < 1e-5) continue;
+    std::vector<int> ref = top_k(v, 3, allowed);
+    for (int j = 0; j < 3; ++j) ASSERT_EQ(sel[size_t(t * 3 + j)], ref[size_t(j)]) << "token " << t;
+  }
+  current_graph().clear();
+}
+
 // Gradient of each expert's slices of the stacked weights is exactly zero iff the
 // expert received no token; its load metric is then zero too.
 void expect_only_selected_experts_compute(FeedForward& ffn, int64_t E, const Tensor& x) {
@@ -847,6 +884,14 @@ TEST(MoE, ConfigValidationAndRoundTrip) {
   b.n_heads = 1;
   EXPECT_TRUE(
       test::contains(errors_of(b), "block.moe_latent_size must be set when block.d_model (2) < 4"));
+
+  // Components built directly (without LanguageModel's validation) check too.
+  BlockConfig no_experts = moe_block("moe");
+  no_experts.n_experts.reset();
+  for (const char* name : {"moe", "shared_moe", "latent_moe"})
+    EXPECT_TRUE(test::contains(
+        test::error_of<ConfigError>([&] { ffn_registry().create(name, no_experts); }),
+        std::string("n_experts is required for ffn '") + name + "'"));
 
   BlockConfig r = moe_block("moe");
   r.moe_aux_loss_coef = 0.02;

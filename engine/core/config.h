@@ -74,6 +74,7 @@ struct BlockConfig {
   double moe_aux_loss_coef = 0.01;     // 'moe': load-balancing loss weight (Switch / Mixtral)
   double moe_z_loss_coef = 0.001;      // 'moe': router z-loss weight (ST-MoE)
   double moe_bias_update_rate = 1e-3;  // shared/latent MoE: expert-bias step per optimizer step
+
   bool qk_norm = false;  // per-head RMSNorm on Q and K before RoPE (OLMo 2)
   // Chunked local attention: attend only within fixed chunks of this size.
   std::optional<int64_t> attention_chunk_size;

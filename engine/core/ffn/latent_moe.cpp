@@ -9,7 +9,7 @@ namespace bl {
 
 LatentMoEFFN::LatentMoEFFN(const BlockConfig& c) {
   const int64_t latent = c.moe_latent_size.value_or(c.d_model / 4);
-  router_ = add_module("router", std::make_unique<BalancedRouter>(c));
+  router_ = add_module("router", std::make_unique<BalancedRouter>(c, "latent_moe"));
   down_ = add_module("latent_down_proj", std::make_unique<Linear>(c.d_model, latent, false));
   experts_ = add_module(
       "experts", std::make_unique<ExpertBank>(*c.n_experts, latent, c.moe_d_ff.value_or(c.d_ff),

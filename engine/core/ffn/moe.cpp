@@ -12,11 +12,11 @@
 namespace bl {
 
 MoEFFN::MoEFFN(const BlockConfig& c)
-    : n_experts_(*c.n_experts),
+    : n_experts_(routed_experts(c, "moe")),
       k_(c.top_k_experts),
       aux_coef_(float(c.moe_aux_loss_coef)),
       z_coef_(float(c.moe_z_loss_coef)),
-      load_(*c.n_experts) {
+      load_(n_experts_) {
   router_ = add_module("router", std::make_unique<Linear>(c.d_model, n_experts_, false));
   experts_ = add_module(
       "experts", std::make_unique<ExpertBank>(n_experts_, c.d_model, c.moe_d_ff.value_or(c.d_ff),

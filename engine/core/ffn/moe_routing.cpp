@@ -27,6 +27,17 @@ int64_t best_of(const float* v, const uint8_t* eligible, int64_t n) {
 }
 }  // namespace
 
+int64_t routed_experts(const BlockConfig& c, const char* ffn) {
+  BlockConfig b = c;
+  b.ffn = ffn;
+  std::vector<std::string> errors;
+  for (const std::string& e : validation_errors(b))
+    if (e.find("expert") != std::string::npos || e.find("moe_") != std::string::npos)
+      errors.push_back(e);
+  if (!errors.empty()) throw ConfigError(errors);
+  return *c.n_experts;
+}
+
 void select_top_k(const float* scores, const float* bias, int64_t n, int64_t n_experts, int64_t k,
                   int64_t n_groups, int64_t topk_groups, int32_t* out) {
   Graph& g = current_graph();
@@ -163,14 +174,14 @@ bool ExpertLoad::update_bias(float* bias, double rate) {
   return true;
 }
 
-BalancedRouter::BalancedRouter(const BlockConfig& c)
-    : n_experts_(*c.n_experts),
+BalancedRouter::BalancedRouter(const BlockConfig& c, const char* ffn)
+    : n_experts_(routed_experts(c, ffn)),
       k_(c.top_k_experts),
       n_groups_(c.moe_n_groups),
       topk_groups_(c.moe_topk_groups),
       scale_(float(c.moe_routed_scaling_factor)),
       rate_(c.moe_bias_update_rate),
-      load_(*c.n_experts) {
+      load_(n_experts_) {
   weight_ = add_parameter("weight", Shape{n_experts_, c.d_model});
   bias_ = add_parameter("expert_bias", Shape{n_experts_}, Init::kZeros);
   bias_->set_trainable(false);

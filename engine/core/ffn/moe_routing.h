@@ -16,6 +16,11 @@ namespace bl {
 
 struct BlockConfig;
 
+/// n_experts of c, after checking the routing rules of config validation for
+/// ffn `ffn` (ConfigError otherwise). LanguageModel validates its whole config;
+/// this guards components built directly from a BlockConfig.
+int64_t routed_experts(const BlockConfig& c, const char* ffn);
+
 /// Picks k experts per token from scores (n, n_experts) [+ bias (n_experts),
 /// for selection only; may be null]: out[t * k + j] is token t's j-th pick,
 /// best first, ties to the lower index. Group-limited (DeepSeek V3) when
@@ -89,7 +94,8 @@ class ExpertLoad {
 /// optimizers and gradient clipping skip it.
 class BalancedRouter : public Module {
  public:
-  explicit BalancedRouter(const BlockConfig& c);
+  /// ffn: the owning component's name (for config errors).
+  BalancedRouter(const BlockConfig& c, const char* ffn);
   struct Routing {
     Tensor gates;        // (n, k)
     const int32_t* sel;  // (n * k) picked experts

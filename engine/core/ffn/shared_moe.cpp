@@ -8,7 +8,7 @@ namespace bl {
 
 SharedMoEFFN::SharedMoEFFN(const BlockConfig& c) {
   const int64_t width = c.moe_d_ff.value_or(c.d_ff);
-  router_ = add_module("router", std::make_unique<BalancedRouter>(c));
+  router_ = add_module("router", std::make_unique<BalancedRouter>(c, "shared_moe"));
   experts_ = add_module("experts", std::make_unique<ExpertBank>(*c.n_experts, c.d_model, width,
                                                                 c.bias, ExpertBank::Kind::kSwiGLU));
   const int64_t n_shared = c.n_shared_experts.value_or(1);
