@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <functional>
 #include <new>
 
 #include "core/model.h"
@@ -58,7 +59,8 @@ class AllocCounter : public Callback {
 
 void expect_no_allocations(const std::string& attention, const std::string& ffn,
                            const std::string& norm, const std::string& position,
-                           const std::string& optimizer) {
+                           const std::string& optimizer,
+                           const std::function<void(ModelConfig&)>& tweak = {}) {
   std::string text;
   for (int i = 0; i < 200; ++i)
     text += "all the world's a stage, and all the men and women merely players. ";
@@ -76,6 +78,7 @@ void expect_no_allocations(const std::string& attention, const std::string& ffn,
   if (attention == "gqa") m.block.n_kv_heads = 2;
   m.block.d_ff = 128;
   m.block.max_seq_len = 64;
+  if (tweak) tweak(m);
   TrainConfig t;
   t.seq_len = 64;
   t.batch_size = 4;
@@ -107,6 +110,25 @@ TEST(Allocation, WarmTrainingStepAllocatesNothing) {
   expect_no_allocations("gqa", "standard", "rms_norm", "sinusoidal", "adafactor");
   expect_no_allocations("mha", "standard", "layer_norm", "none", "sgd");
   expect_no_allocations("gated_deltanet", "gated", "rms_norm", "none", "adamw");
+  // Aux losses and per-expert metrics reuse their storage step after step.
+  auto experts = [](ModelConfig& m) {
+    m.block.n_experts = 4;
+    m.block.moe_d_ff = 64;
+  };
+  expect_no_allocations("gqa", "moe", "rms_norm", "rope", "adamw", experts);
+  expect_no_allocations("gqa", "shared_moe", "rms_norm", "rope", "adamw", [&](ModelConfig& m) {
+    experts(m);
+    m.block.n_shared_experts = 1;
+    m.block.moe_n_groups = 2;
+  });
+  expect_no_allocations("mha", "gated", "rms_norm", "rope", "adamw",
+                        [](ModelConfig& m) { m.mtp_n_predict = 2; });
+  expect_no_allocations("mamba2", "none", "rms_norm", "none", "adamw", [](ModelConfig& m) {
+    m.block.mamba_head_dim = 32;
+    m.block.mamba_n_heads = 4;
+    m.block.ssm_state_size = 16;
+    m.block.mamba_chunk_size = 16;
+  });
 }
 
 }  // namespace

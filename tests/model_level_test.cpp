@@ -116,7 +116,7 @@ TEST(MultiTokenPrediction, DepthOneSeesTheNextTargetsEmbedding) {
   std::vector<int32_t> y = kTargets;
   auto depth1 = [&] {
     model.loss(Tokens{kIds.data(), Shape{2, 6}}, Tokens{y.data(), Shape{2, 6}}, true);
-    double v = aux_outputs().metrics().at(0).value;
+    double v = aux_outputs().metrics()[0].value;
     current_graph().clear();
     return std::make_pair(model.lm_loss(), v);
   };

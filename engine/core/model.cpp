@@ -24,8 +24,10 @@ LanguageModel::LanguageModel(const ModelConfig& cfg) : cfg_(cfg) {
                                  std::make_unique<Block>(cfg_.get_block_config(i))));
   for (size_t i = 0; i < blocks_.size(); ++i) blocks_[i]->set_layer_index(int64_t(i));
   final_norm_ = add_module("norm", norm_registry().create(base.norm, base));
-  for (int64_t k = 0; k < cfg_.mtp_n_predict; ++k)
+  for (int64_t k = 0; k < cfg_.mtp_n_predict; ++k) {
     mtp_.push_back(add_module("mtp." + std::to_string(k), std::make_unique<MTPHead>(base)));
+    mtp_names_.push_back("mtp_loss/depth" + std::to_string(k + 1));
+  }
   if (!cfg_.tie_embeddings)
     lm_head_ = add_parameter("lm_head.weight", Shape{cfg_.vocab_size, base.d_model});
   logit_scale_ = float(1.0 / cfg_.width_mult());
@@ -88,7 +90,7 @@ void LanguageModel::add_mtp_loss(const Tensor& h, const Tokens& targets, bool tr
     Tensor e = embedding(embed_->tensor(), Tokens{prev, targets.shape});
     hk = mtp_[size_t(k - 1)]->forward(hk, e, training, dropout_rng_);
     Tensor lk = cross_entropy(logits_of(hk), Tokens{next, targets.shape});
-    aux_outputs().add_metric("mtp_loss/depth" + std::to_string(k), double(lk.item()));
+    aux_outputs().add_metric(mtp_names_[size_t(k - 1)], double(lk.item()));
     sum = k == 1 ? lk : add(sum, lk);
   }
   aux_outputs().add_loss("mtp_loss", scale(sum, 1.0f / float(mtp_.size())), float(cfg_.mtp_lambda));

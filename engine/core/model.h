@@ -70,7 +70,9 @@ class LanguageModel : public Module {
   PositionEncoding* abs_position_ = nullptr;
   std::vector<Block*> blocks_;
   Norm* final_norm_;
-  std::vector<MTPHead*> mtp_;           // mtp_n_predict heads (training only)
+  std::vector<MTPHead*> mtp_;
+  std::vector<std::string> mtp_names_;  // metric names, built once (no per-step allocation) //
+                                        // mtp_n_predict heads (training only)
   std::vector<Parameter*> mup_hidden_;  // μP: matrices whose init and lr scale with width
   Parameter* lm_head_ = nullptr;        // (vocab, d_model) when untied
   float logit_scale_ = 1.0f;            // μP: 1 / width_mult

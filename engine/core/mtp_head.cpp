@@ -13,7 +13,9 @@ MTPHead::MTPHead(const BlockConfig& c) {
 }
 
 Tensor MTPHead::forward(const Tensor& h, const Tensor& prev_embed, bool training, Rng& rng) {
-  Tensor joined = concat({h_norm_->forward(h), embed_norm_->forward(prev_embed)}, 2);
+  parts_[0] = h_norm_->forward(h);
+  parts_[1] = embed_norm_->forward(prev_embed);
+  Tensor joined = concat(parts_, 2);
   return block_->forward(proj_->forward(joined), nullptr, training, rng);
 }
 

@@ -5,6 +5,8 @@
 // t+k+1. Training only: generation uses the main model.
 #pragma once
 
+#include <vector>
+
 #include "core/block.h"
 #include "core/components.h"
 #include "core/linear.h"
@@ -27,6 +29,7 @@ class MTPHead : public Module {
   Norm* embed_norm_;
   Linear* proj_;  // (2 d_model -> d_model)
   Block* block_;
+  std::vector<Tensor> parts_ = std::vector<Tensor>(2);  // concat inputs, reused: no step allocates
 };
 
 }  // namespace bl

@@ -115,39 +115,48 @@ double Trainer::evaluate() {
   return eval_.n_batches > 0 ? total / double(eval_.n_batches) : 0.0;
 }
 
-namespace {
-void add_to(std::vector<std::pair<std::string, double>>& out, const std::string& name, double v) {
-  for (auto& [n, x] : out)
-    if (n == name) {
-      x += v;
-      return;
-    }
-  out.emplace_back(name, v);
-}
-}  // namespace
-
-void Trainer::accumulate_aux(std::vector<std::pair<std::string, double>>& out, double w) {
+void Trainer::accumulate_aux(double w) {
+  auto add = [&](const std::string& name, double v) {
+    auto& extra = metrics_.extra;
+    for (size_t i = 0; i < extra.size(); ++i)
+      if (extra[i].first == name) {
+        extra[i].second += v;
+        aux_seen_[i] = 1;
+        return;
+      }
+    extra.emplace_back(name, v);  // first time only: later steps reuse the entry
+    aux_seen_.push_back(1);
+  };
   const AuxOutputs& aux = aux_outputs();
-  for (const AuxOutputs::Loss& l : aux.losses()) add_to(out, l.name, w * double(l.value.item()));
-  for (const AuxOutputs::Metric& mt : aux.metrics()) add_to(out, mt.name, w * mt.value);
+  for (const AuxOutputs::Loss& l : aux.losses()) add(l.name, w * double(l.value.item()));
+  for (const AuxOutputs::Metric& mt : aux.metrics()) add(mt.name, w * mt.value);
 }
 
-StepMetrics Trainer::train_step() {
+StepMetrics& Trainer::train_step() {
   const auto t0 = Clock::now();
   Graph& g = current_graph();
   const Shape s{cfg_.batch_size, cfg_.seq_len};
   const int64_t accum = cfg_.grad_accumulation_steps;
   for (Parameter* p : params_) p->zero_grad();
   double loss_sum = 0;
-  StepMetrics m;
+  // One StepMetrics lives across steps so its named aux entries keep their
+  // storage: values restart at 0, entries not emitted this step are dropped.
+  StepMetrics& m = metrics_;
+  for (auto& e : m.extra) e.second = 0;
+  aux_seen_.assign(m.extra.size(), 0);
+  m.eval_loss.reset();
   for (int64_t micro = 0; micro < accum; ++micro) {
     sampler_.next(x_.data(), y_.data());
     Tensor loss = model_.loss(Tokens{x_.data(), s}, Tokens{y_.data(), s}, true);
     loss_sum += model_.lm_loss();
-    accumulate_aux(m.extra, 1.0 / double(accum));
+    accumulate_aux(1.0 / double(accum));
     g.backward(loss, 1.0f / float(accum));  // mean over micro-batches
     g.clear();
   }
+  size_t kept = 0;
+  for (size_t i = 0; i < m.extra.size(); ++i)
+    if (aux_seen_[i]) std::swap(m.extra[kept++], m.extra[i]);
+  m.extra.resize(kept);
   m.step = step_;
   m.loss = loss_sum / double(accum);
   m.learning_rate = schedule_.lr_at(step_);
@@ -177,7 +186,7 @@ TrainSummary Trainer::train() {
   bool evaluated_last = false;
   while (step_ < cfg_.max_steps) {
     if (!wait_turn()) break;
-    StepMetrics m = train_step();
+    StepMetrics& m = train_step();
     m.wall_time_s = seconds_since(start);
     losses.push_back(m.loss);
     times.push_back(m.step_time_ms);

@@ -58,9 +58,11 @@ class Trainer {
  private:
   /// Blocks while paused; false if a stop was requested.
   bool wait_turn();
-  StepMetrics train_step();
-  /// Adds w * (this micro-batch's aux losses and metrics) into out, by name.
-  static void accumulate_aux(std::vector<std::pair<std::string, double>>& out, double w);
+  StepMetrics& train_step();
+  /// Adds w * (this micro-batch's aux losses and metrics) into metrics_.extra, by name.
+  void accumulate_aux(double w);
+  StepMetrics metrics_;         // reused every step (see train_step)
+  std::vector<char> aux_seen_;  // per metrics_.extra entry: emitted this step
 
   LanguageModel& model_;
   TrainConfig cfg_;

@@ -141,6 +141,9 @@ Tensor run_experts(ExpertBank& experts, const Tensor& x, const Tensor& gates, co
 
 Tensor normalized_gates(const Tensor& scores, const int32_t* sel, int64_t k, float s) {
   Tensor picked = take_along_rows(scores, sel, k);
+  // Top-1 (Switch, Llama 4) gates by the score itself: normalised over one pick it
+  // would be constant 1 and the router would get no gradient from the loss.
+  if (k == 1) return s == 1.0f ? picked : scale(picked, s);
   // The epsilon only guards a softmax that underflowed to zero everywhere picked.
   Tensor gates = div(picked, add_scalar(row_sum(picked), 1e-20f));
   return s == 1.0f ? gates : scale(gates, s);

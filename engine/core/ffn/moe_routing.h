@@ -65,7 +65,8 @@ class ExpertBank : public Module {
 Tensor run_experts(ExpertBank& experts, const Tensor& x, const Tensor& gates, const Dispatch& d,
                    int64_t k);
 
-/// gates[t, j] = scores[t, sel[t, j]] / sum_j scores[t, sel[t, j]] * scale.
+/// gates[t, j] = scores[t, sel[t, j]] / sum_j scores[t, sel[t, j]] * scale; with
+/// k = 1 the score itself times scale (Switch / Llama 4), so the router still learns.
 Tensor normalized_gates(const Tensor& scores, const int32_t* sel, int64_t k, float scale);
 
 /// Per-expert load of one layer: emits "moe_load/layer{i}/expert{j}" metrics
