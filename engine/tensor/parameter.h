@@ -33,7 +33,7 @@ enum class Init {
   kResidualNormal,  // N(0, init_std / sqrt(2 * n_layers)): projections into the residual stream
   kZeros,
   kOnes,
-  kCustom,          // the owning module initialises it itself (init_custom)
+  kCustom,  // the owning module initialises it itself (init_custom)
 };
 
 class Parameter {
@@ -51,6 +51,7 @@ class Parameter {
   int64_t numel() const { return impl_.shape.numel(); }
   float* data() { return value_.data(); }
   const float* data() const { return value_.data(); }
+  /// Gradient buffer; null while frozen (set_trainable(false) frees it).
   float* grad() { return grad_.data(); }
   bool trainable() const { return impl_.requires_grad; }
   void set_trainable(bool on);
