@@ -67,6 +67,8 @@ class Linear : public Module {
   /// W += (alpha / rank) · B A (a quantized base is dequantized first), then drops
   /// the adapter and restores W's trainability.
   void merge_lora();
+  /// Sets the adapter's alpha (scaling alpha / rank), e.g. from a loaded adapter.
+  void set_lora_alpha(float alpha) { lora_.alpha = alpha; }
   /// Drops the adapter without merging.
   void remove_lora();
 

@@ -91,7 +91,11 @@ std::vector<std::string> apply_lora(Module& model, int64_t rank, float alpha,
   for (auto& [path, l] : named_linears(model))
     if (l->lora() && std::find(paths.begin(), paths.end(), path) != paths.end())
       throw std::invalid_argument("LoRA: '" + path + "' already has an adapter");
+  // Only adapters train: freeze everything except adapters attached earlier.
+  std::vector<Parameter*> keep;
+  for (auto& [name, p] : lora_parameters(model)) keep.push_back(p);
   for (Parameter* p : model.parameters()) p->set_trainable(false);
+  for (Parameter* p : keep) p->set_trainable(true);
   Rng rng(seed);
   for (auto& [path, l] : named_linears(model))
     if (std::find(paths.begin(), paths.end(), path) != paths.end()) l->add_lora(rank, alpha, rng);
