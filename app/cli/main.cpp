@@ -28,6 +28,9 @@ const char* kUsage =
     "FILE]\n"
     "  sample  --run DIR [--prompt TEXT] [--tokens N] [--temperature X] [--top-k N] [--top-p X] "
     "[--seed N]\n"
+    "  train   --init-from CKPT --lora rank=8,alpha=16,targets=q,v [--quantize nf4|affine4|affine8]\n"
+    "          --adapter-out DIR|FILE.gguf [--data FILE] [--steps N] [--lr X] ... [--db FILE] [--json]\n"
+    "  lora    merge --base CKPT --adapter PATH --out DIR | export --adapter PATH --out DIR|FILE.gguf\n"
     "  bench   --preset NAME | --config FILE  [--threads N] [--steps N] [--warmup-steps N]\n"
     "\n"
     "Every training run is recorded in the experiment database: --db FILE, else $BLOCKLAB_DB,\n"
@@ -49,6 +52,7 @@ int main(int argc, char** argv) {
     if (cmd == "bench") return bl::cli::bench_command(rest);
     if (cmd == "sample") return bl::cli::sample_command(rest);
     if (cmd == "runs") return bl::cli::runs_command(rest);
+    if (cmd == "lora") return bl::cli::lora_command(rest);
     std::fprintf(stderr, "blocklab-cli: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const bl::cli::UsageError& e) {

@@ -1,0 +1,215 @@
+// LoRA / QLoRA from the command line:
+//   train --init-from CKPT --lora rank=8,alpha=16,targets=q,v [--quantize nf4|affine4|affine8]
+//         --adapter-out PATH [--data FILE] [--steps N] [--lr X] ... [--db FILE] [--json]
+//   lora merge  --base CKPT --adapter PATH --out DIR   (a plain checkpoint with W + s·BA)
+//   lora export --adapter PATH --out PATH              (PEFT directory <-> .gguf)
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "args.h"
+#include "commands.h"
+#include "lora/adapter_io.h"
+#include "lora/lora.h"
+#include "quant/quantize.h"
+#include "setup.h"
+#include "store/experiment_store.h"
+#include "train/checkpoint.h"
+#include "train/store_logger.h"
+#include "train/trainer.h"
+
+namespace bl::cli {
+
+LoraSpec parse_lora_spec(const std::string& text) {
+  LoraSpec s;
+  s.targets.clear();
+  std::string key;
+  std::stringstream ss(text);
+  std::string tok;
+  bool targets_given = false;
+  while (std::getline(ss, tok, ',')) {
+    const size_t eq = tok.find('=');
+    std::string value = tok;
+    if (eq != std::string::npos) {
+      key = tok.substr(0, eq);
+      value = tok.substr(eq + 1);
+    } else if (key != "targets") {
+      throw UsageError("--lora: '" + tok + "' is not key=value (keys: rank, alpha, targets)");
+    }
+    try {
+      if (key == "rank" || key == "r") {
+        s.rank = std::stoll(value);
+        if (s.rank < 1) throw UsageError("--lora: rank must be >= 1");
+      } else if (key == "alpha") {
+        s.alpha = std::stof(value);
+      } else if (key == "targets") {
+        if (!value.empty()) s.targets.push_back(value);
+        targets_given = true;
+      } else {
+        throw UsageError("--lora: unknown key '" + key + "' (keys: rank, alpha, targets)");
+      }
+    } catch (const std::logic_error& e) {
+      if (dynamic_cast<const UsageError*>(&e)) throw;
+      throw UsageError("--lora: bad value '" + value + "' for " + key);
+    }
+  }
+  if (!targets_given || s.targets.empty()) s.targets = {"q", "v"};
+  return s;
+}
+
+int lora_train_command(const std::vector<std::string>& argv) {
+  auto value_opts = run_value_options();
+  for (const char* o : {"init-from", "lora", "quantize", "adapter-out", "db", "name", "tag"})
+    value_opts.insert(o);
+  Args args(argv, value_opts, {"json", "quiet"});
+  if (!args.positional().empty())
+    throw UsageError("unexpected argument '" + args.positional()[0] + "'");
+  for (const char* o : {"preset", "config", "tokenizer"})
+    if (args.get(o))
+      throw UsageError("--" + std::string(o) +
+                       " cannot be used with --init-from (the base checkpoint fixes the model)");
+  const auto base_dir = args.get("init-from");
+  if (!base_dir) throw UsageError("--lora needs --init-from CHECKPOINT (the base model)");
+  const auto out = args.get("adapter-out");
+  if (!out)
+    throw UsageError(
+        "--adapter-out PATH (a PEFT directory or a .gguf file) is required with --lora");
+  const LoraSpec spec = parse_lora_spec(args.get("lora").value_or(""));
+  const bool quiet = args.flag("quiet");
+
+  CheckpointInfo info = read_checkpoint_info(*base_dir);
+  RunSetup s;
+  s.preset.model = info.model;
+  s.preset.train = info.train;
+  apply_train_overrides(args, s.preset.train);
+  validate(s.preset.train);
+  s.tokenizer = tokenizer_from_json(info.tokenizer);
+  s.data_path = args.get("data").value_or(default_data_path());
+  build_data_and_model(s, read_text_file(s.data_path), false);
+  load_model_weights(*base_dir, *s.model);
+  LanguageModel& model = *s.model;
+  const int64_t full_params = model.num_parameters();
+  QuantizeReport qr;
+  std::string qname;
+  if (auto q = args.get("quantize")) {
+    const QuantSpec qs = QuantSpec::parse(*q);
+    qname = qs.str();
+    qr = quantize_model(model, qs);
+    if (!quiet)
+      std::fprintf(
+          stderr, "quantized %lld tensors to %s: weights %.2f MB -> %.2f MB%s\n",
+          (long long)qr.quantized, qname.c_str(), qr.bytes_before / 1e6, qr.bytes_after / 1e6,
+          qr.skipped.empty()
+              ? ""
+              : (" (" + std::to_string(qr.skipped.size()) + " layers kept float)").c_str());
+  }
+  const std::vector<std::string> paths =
+      apply_lora(model, spec.rank, spec.alpha, spec.targets, uint64_t(s.preset.train.seed));
+  const int64_t trainable = trainable_parameter_count(model);
+  if (!quiet)
+    std::fprintf(
+        stderr,
+        "LoRA rank %lld alpha %g on %zu layers: %lld trainable of %lld parameters (%.3f%%)\n",
+        (long long)spec.rank, double(spec.alpha), paths.size(), (long long)trainable,
+        (long long)total_parameter_count(model), 100.0 * double(trainable) / double(full_params));
+
+  ExperimentStore store(args.get("db").value_or(default_db_path()));
+  RunRecord rec;
+  rec.name =
+      args.get("name").value_or(info.model.name.empty() ? "lora" : info.model.name + " lora");
+  rec.tags = args.all("tag");
+  rec.tags.push_back("lora");
+  const DatasetFingerprint fp = fingerprint_dataset(s.data_path);
+  rec.dataset_path = fp.path;
+  rec.dataset_size = fp.size;
+  rec.dataset_sha256 = fp.sha256;
+  rec.tokenizer = s.tokenizer->to_json();
+  Trainer trainer(model, s.preset.train, *s.data);
+  StoreLogger logger(store, rec);
+  logger.summary_extra()["lora"] = {
+      {"base_checkpoint", *base_dir},
+      {"rank", spec.rank},
+      {"alpha", spec.alpha},
+      {"targets", spec.targets},
+      {"layers", paths},
+      {"trainable_params", trainable},
+      {"quantize", qname.empty() ? nlohmann::json() : nlohmann::json(qname)},
+      {"adapter", *out}};
+  trainer.add_callback(&logger);
+  const int64_t run_id = logger.begin(trainer);
+  TrainSummary sum;
+  try {
+    sum = trainer.train();
+  } catch (const std::exception& e) {
+    logger.fail(e.what());
+    throw;
+  }
+  save_adapter(*out, model);
+  std::printf("%s after %lld steps: train loss %.4f", to_string(sum.status), (long long)sum.steps,
+              sum.final_train_loss);
+  if (sum.val_loss) std::printf(", val loss %.4f", *sum.val_loss);
+  std::printf(
+      ", %.0f tok/s\nadapter saved to %s (merge with: blocklab-cli lora merge --base %s --adapter "
+      "%s --out DIR)\n",
+      sum.tokens_per_sec, out->c_str(), base_dir->c_str(), out->c_str());
+  std::printf("run %lld recorded in %s\n", (long long)run_id, store.path().c_str());
+  if (args.flag("json")) {
+    nlohmann::json j = {
+        {"status", to_string(sum.status)},
+        {"steps", sum.steps},
+        {"final_train_loss", sum.final_train_loss},
+        {"val_loss", sum.val_loss ? nlohmann::json(*sum.val_loss) : nlohmann::json()},
+        {"trainable_params", trainable},
+        {"total_params", total_parameter_count(model)},
+        {"weight_bytes", model_weight_bytes(model)},
+        {"adapter", *out},
+        {"run_id", run_id}};
+    std::printf("%s\n", j.dump().c_str());
+  }
+  return sum.status == RunStatus::kCompleted || sum.status == RunStatus::kStopped ? 0 : 3;
+}
+
+int lora_command(const std::vector<std::string>& argv) {
+  if (argv.empty()) throw UsageError("lora merge | export");
+  const std::string sub = argv[0];
+  const std::vector<std::string> rest(argv.begin() + 1, argv.end());
+  if (sub == "merge") {
+    Args args(rest, {"base", "adapter", "out"}, {});
+    if (!args.positional().empty())
+      throw UsageError("unexpected argument '" + args.positional()[0] + "'");
+    const auto base = args.get("base"), adapter = args.get("adapter"), out = args.get("out");
+    if (!base || !adapter || !out)
+      throw UsageError("lora merge needs --base CHECKPOINT --adapter PATH --out DIR");
+    CheckpointInfo info = read_checkpoint_info(*base);
+    std::unique_ptr<Tokenizer> tok = tokenizer_from_json(info.tokenizer);
+    LanguageModel model(info.model);
+    load_model_weights(*base, model);
+    load_adapter(*adapter, model);
+    const size_t n = lora_parameters(model).size() / 2;
+    merge_lora(model);
+    save_checkpoint(*out, model, info.train, *tok);
+    std::printf(
+        "merged %zu adapted layers of %s into %s (sample with: blocklab-cli sample --run %s)\n", n,
+        adapter->c_str(), out->c_str(), out->c_str());
+    return 0;
+  }
+  if (sub == "export") {
+    Args args(rest, {"adapter", "out"}, {});
+    if (!args.positional().empty())
+      throw UsageError("unexpected argument '" + args.positional()[0] + "'");
+    const auto adapter = args.get("adapter"), out = args.get("out");
+    if (!adapter || !out)
+      throw UsageError("lora export needs --adapter PATH --out PATH (.gguf or a directory)");
+    const Adapter ad = read_adapter(*adapter);
+    if (out->size() > 5 && out->substr(out->size() - 5) == ".gguf")
+      write_gguf_adapter(*out, ad);
+    else
+      write_peft_adapter(*out, ad);
+    std::printf("exported %zu adapted layers (rank %lld, alpha %g) to %s\n", ad.layers.size(),
+                (long long)ad.rank, double(ad.alpha), out->c_str());
+    return 0;
+  }
+  throw UsageError("unknown lora subcommand '" + sub + "' (merge | export)");
+}
+
+}  // namespace bl::cli
