@@ -123,7 +123,8 @@ TEST(Quantize, SpecParsing) {
 }
 
 // The tiled on-the-fly matmul equals a dense matmul with the dequantized weight,
-// forward and backward, including an out dimension that is not a whole number of tiles.
+// forward and backward, including an out dimension that is not a whole number of tiles
+// and the few-row decoding path.
 TEST(QuantizedLinear, EqualsDenseMatmulWithDequantizedWeight) {
   const int64_t in = 256, out = quantized_tile_rows(in) * 2 + 13;
   for (QuantSpec spec :
@@ -131,32 +132,35 @@ TEST(QuantizedLinear, EqualsDenseMatmulWithDequantizedWeight) {
         QuantSpec{QuantMode::kAffine, 8, 128}, QuantSpec{QuantMode::kAffine, 2, 32}}) {
     const std::vector<float> w = random_matrix(out, in, 4);
     QuantizedMatrix q(w.data(), out, in, spec);
-    Rng rng(5);
-    auto x = test::make_input("x", Shape{3, 5, in}, rng);
-    auto b = test::make_input("b", Shape{out}, rng);
-    Parameter dense("w", Shape{out, in}, false);
-    const std::vector<float> d = q.dequantize_all();
-    std::copy(d.begin(), d.end(), dense.data());
-    Graph& g = current_graph();
-    g.clear();
-    x->zero_grad();
-    Tensor yq = quantized_linear(x->tensor(), q, b->tensor());
-    std::vector<float> dy(size_t(yq.numel()));
-    for (auto& v : dy) v = float(rng.normal());
-    std::copy(dy.begin(), dy.end(), g.grad(yq));
-    g.run_tape();
-    std::vector<float> yqv(yq.data(), yq.data() + yq.numel());
-    std::vector<float> dxq(x->grad(), x->grad() + x->numel());
-    g.clear();
-    x->zero_grad();
-    Tensor yd = linear(x->tensor(), dense.tensor(), b->tensor());
-    std::copy(dy.begin(), dy.end(), g.grad(yd));
-    g.run_tape();
-    std::vector<float> ydv(yd.data(), yd.data() + yd.numel());
-    std::vector<float> dxd(x->grad(), x->grad() + x->numel());
-    g.clear();
-    EXPECT_LT(test::max_abs_diff(yqv, ydv), 1e-4) << spec.str();
-    EXPECT_LT(test::max_abs_diff(dxq, dxd), 1e-4) << spec.str();
+    // 15 rows take the tiled GEMM path, 1 and 3 rows (decoding) the row-dot path.
+    for (Shape xs : {Shape{3, 5, in}, Shape{1, 1, in}, Shape{3, 1, in}}) {
+      Rng rng(5);
+      auto x = test::make_input("x", xs, rng);
+      auto b = test::make_input("b", Shape{out}, rng);
+      Parameter dense("w", Shape{out, in}, false);
+      const std::vector<float> d = q.dequantize_all();
+      std::copy(d.begin(), d.end(), dense.data());
+      Graph& g = current_graph();
+      g.clear();
+      x->zero_grad();
+      Tensor yq = quantized_linear(x->tensor(), q, b->tensor());
+      std::vector<float> dy(size_t(yq.numel()));
+      for (auto& v : dy) v = float(rng.normal());
+      std::copy(dy.begin(), dy.end(), g.grad(yq));
+      g.run_tape();
+      std::vector<float> yqv(yq.data(), yq.data() + yq.numel());
+      std::vector<float> dxq(x->grad(), x->grad() + x->numel());
+      g.clear();
+      x->zero_grad();
+      Tensor yd = linear(x->tensor(), dense.tensor(), b->tensor());
+      std::copy(dy.begin(), dy.end(), g.grad(yd));
+      g.run_tape();
+      std::vector<float> ydv(yd.data(), yd.data() + yd.numel());
+      std::vector<float> dxd(x->grad(), x->grad() + x->numel());
+      g.clear();
+      EXPECT_LT(test::max_abs_diff(yqv, ydv), 1e-4) << spec.str();
+      EXPECT_LT(test::max_abs_diff(dxq, dxd), 1e-4) << spec.str();
+    }
   }
 }
 

@@ -18,6 +18,8 @@ int64_t quantized_tile_rows(int64_t in) {
 }
 
 namespace {
+constexpr int64_t kSmallRows = 4;  // up to this many input rows: the GEMV path
+
 // Scratch slots: one per thread of the coming parallel loop. When already inside a
 // parallel region parallel_for runs inline on this thread, which owns its graph.
 struct Scratch {
@@ -49,17 +51,36 @@ Tensor quantized_linear(const Tensor& x, const QuantizedMatrix& w, const Tensor&
   const float* bd = b.defined() ? b.data() : nullptr;
   const int64_t tile = quantized_tile_rows(in);
   const int64_t tiles = (out + tile - 1) / tile;
-  Scratch s = make_scratch(g, tile * in);
   const QuantizedMatrix* wp = &w;
-  // Output columns [r0, r1) = x · W[r0:r1]ᵀ: tiles write disjoint column bands of y.
-  parallel_for(tiles, [&](int64_t t) {
-    const int64_t r0 = t * tile, r1 = std::min(out, r0 + tile);
-    float* buf = s.get();
-    wp->dequantize(r0, r1, 0, in, buf, in);
-    if (bd)
-      for (int64_t i = 0; i < n; ++i) std::copy(bd + r0, bd + r1, yd + i * out + r0);
-    gemm(false, true, n, r1 - r0, in, 1.0f, xd, in, buf, in, bd ? 1.0f : 0.0f, yd + r0, out);
-  });
+  if (n <= kSmallRows) {
+    // Decoding: a GEMM call per tile would cost more than the product; dequantize
+    // one weight row at a time into L1 and take its dot products with the few x rows.
+    Scratch s = make_scratch(g, in);
+    parallel_chunks(out, 64, [&](int64_t r0, int64_t r1) {
+      float* buf = s.get();
+      for (int64_t r = r0; r < r1; ++r) {
+        wp->dequantize(r, r + 1, 0, in, buf, in);
+        for (int64_t i = 0; i < n; ++i) {
+          const float* xi = xd + i * in;
+          float acc = 0;
+#pragma omp simd reduction(+ : acc)
+          for (int64_t k = 0; k < in; ++k) acc += xi[k] * buf[k];
+          yd[i * out + r] = acc + (bd ? bd[r] : 0.0f);
+        }
+      }
+    });
+  } else {
+    Scratch s = make_scratch(g, tile * in);
+    // Output columns [r0, r1) = x · W[r0:r1]ᵀ: tiles write disjoint column bands of y.
+    parallel_for(tiles, [&](int64_t t) {
+      const int64_t r0 = t * tile, r1 = std::min(out, r0 + tile);
+      float* buf = s.get();
+      wp->dequantize(r0, r1, 0, in, buf, in);
+      if (bd)
+        for (int64_t i = 0; i < n; ++i) std::copy(bd + r0, bd + r1, yd + i * out + r0);
+      gemm(false, true, n, r1 - r0, in, 1.0f, xd, in, buf, in, bd ? 1.0f : 0.0f, yd + r0, out);
+    });
+  }
   if (y.requires_grad()) {
     g.on_backward([=] {
       const float* dy = y.grad();

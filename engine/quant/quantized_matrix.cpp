@@ -4,6 +4,10 @@
 #include <cmath>
 #include <stdexcept>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "tensor/parallel.h"
 
 namespace bl {
@@ -91,18 +95,45 @@ int nearest_nf4(float x) {
 }
 
 // Dequantizes one group of n codes packed from bit offset `first` of `row`.
-template <int kBits>
+// Groups are multiples of 32 codes, so they start on a byte boundary.
+template <int kBits, bool kTable>
 void dequant_group(const uint8_t* row, int64_t first, int64_t n, float s, float b,
                    const float* table, float* out) {
   constexpr int kPer = 8 / kBits;
   constexpr int kMask = (1 << kBits) - 1;
   const uint8_t* p = row + first / kPer;
-  // Groups are multiples of 32 codes, so every group starts on a byte boundary.
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  // 16 codes per step: widen to int32, then one FMA (affine) or one 16-entry
+  // table permute (NF4: the whole code book fits one register).
+  if constexpr (kBits == 4) {
+    const __m512 vs = _mm512_set1_ps(s), vb = _mm512_set1_ps(b);
+    __m512 lut = _mm512_setzero_ps();
+    if constexpr (kTable) lut = _mm512_mul_ps(_mm512_loadu_ps(table), vs);
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    for (int64_t j = 0; j < n; j += 16) {
+      const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + j / 2));
+      const __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+      const __m512i q = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi));
+      const __m512 w =
+          kTable ? _mm512_permutexvar_ps(q, lut) : _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), vs, vb);
+      _mm512_storeu_ps(out + j, w);
+    }
+    return;
+  } else if constexpr (kBits == 8) {
+    const __m512 vs = _mm512_set1_ps(s), vb = _mm512_set1_ps(b);
+    for (int64_t j = 0; j < n; j += 16) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + j));
+      _mm512_storeu_ps(out + j,
+                       _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v)), vs, vb));
+    }
+    return;
+  }
+#endif
   for (int64_t j = 0; j < n; j += kPer) {
     const uint8_t byte = *p++;
     for (int k = 0; k < kPer; ++k) {
       const int q = (byte >> (k * kBits)) & kMask;
-      out[j + k] = table ? table[q] * s : float(q) * s + b;
+      out[j + k] = kTable ? table[q] * s : float(q) * s + b;
     }
   }
 }
@@ -172,17 +203,15 @@ void QuantizedMatrix::dequantize(int64_t r0, int64_t r1, int64_t c0, int64_t c1,
       const int64_t g = c / gs;
       const float s = scales_[size_t(r * G + g)];
       const float b = biases_.empty() ? 0.0f : biases_[size_t(r * G + g)];
-      switch (spec_.bits) {
-        case 2:
-          dequant_group<2>(row, c, gs, s, b, table, o + (c - c0));
-          break;
-        case 4:
-          dequant_group<4>(row, c, gs, s, b, table, o + (c - c0));
-          break;
-        default:
-          dequant_group<8>(row, c, gs, s, b, table, o + (c - c0));
-          break;
-      }
+      float* dst = o + (c - c0);
+      if (table)
+        dequant_group<4, true>(row, c, gs, s, b, table, dst);
+      else if (spec_.bits == 2)
+        dequant_group<2, false>(row, c, gs, s, b, nullptr, dst);
+      else if (spec_.bits == 4)
+        dequant_group<4, false>(row, c, gs, s, b, nullptr, dst);
+      else
+        dequant_group<8, false>(row, c, gs, s, b, nullptr, dst);
     }
   }
 }
