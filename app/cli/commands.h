@@ -15,7 +15,8 @@ int runs_command(const std::vector<std::string>& argv);
 
 /// lora merge | export (app/cli/lora_command.cpp).
 int lora_command(const std::vector<std::string>& argv);
-/// train --init-from CKPT --lora rank=..,alpha=..,targets=.. [--quantize ...] (LoRA / QLoRA fine-tuning).
+/// train --init-from CKPT --lora rank=..,alpha=..,targets=.. [--quantize ...] (LoRA / QLoRA
+/// fine-tuning).
 int lora_train_command(const std::vector<std::string>& argv);
 
 /// "rank=8,alpha=16,targets=q,v" (targets run to the end or the next key; default q, v).
