@@ -34,10 +34,22 @@ TEST(LoraCli, FineTuneExportMergeSample) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   nlohmann::json j = nlohmann::json::parse(r.last_line());
   EXPECT_EQ(j["status"], "completed");
+  EXPECT_EQ(j["parent_run_id"], nullptr);  // --out directories are not store checkpoints
   EXPECT_EQ(j["trainable_params"],
             4 * (64 + 64) * 3 + 4 * (128 + 64));  // q, k, v 64->64; down 128->64
   EXPECT_TRUE(fs::exists(d + "/ad/adapter_model.safetensors"));
   EXPECT_TRUE(fs::exists(d + "/ad/adapter_config.json"));
+
+  // By run id: the run's newest checkpoint, and the run becomes the parent.
+  r = run_cli(
+      "train --init-from 1 --lora rank=2 --steps 2 --warmup 0 --batch-size 2 --seq-len 32 "
+      "--threads 1 --json" +
+      db + " --adapter-out " + d + "/ad2.gguf");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  j = nlohmann::json::parse(r.last_line());
+  EXPECT_EQ(j["parent_run_id"], 1);
+  EXPECT_EQ(j["trainable_params"], 2 * 2 * (64 + 64));  // default targets q, v
+  EXPECT_TRUE(fs::exists(d + "/ad2.gguf"));
 
   r = run_cli("lora export --adapter " + d + "/ad --out " + d + "/ad.gguf");
   ASSERT_EQ(r.exit_code, 0) << r.out;

@@ -4,6 +4,7 @@
 //   lora merge  --base CKPT --adapter PATH --out DIR   (a plain checkpoint with W + s·BA)
 //   lora export --adapter PATH --out PATH              (PEFT directory <-> .gguf)
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -68,8 +69,8 @@ int lora_train_command(const std::vector<std::string>& argv) {
     if (args.get(o))
       throw UsageError("--" + std::string(o) +
                        " cannot be used with --init-from (the base checkpoint fixes the model)");
-  const auto base_dir = args.get("init-from");
-  if (!base_dir) throw UsageError("--lora needs --init-from CHECKPOINT (the base model)");
+  const auto init_from = args.get("init-from");
+  if (!init_from) throw UsageError("--lora needs --init-from RUN|CHECKPOINT (the base model)");
   const auto out = args.get("adapter-out");
   if (!out)
     throw UsageError(
@@ -77,7 +78,26 @@ int lora_train_command(const std::vector<std::string>& argv) {
   const LoraSpec spec = parse_lora_spec(args.get("lora").value_or(""));
   const bool quiet = args.flag("quiet");
 
-  CheckpointInfo info = read_checkpoint_info(*base_dir);
+  // The base: a run id (its newest checkpoint) or a checkpoint directory; either
+  // way the run that wrote it becomes the parent of the fine-tune in the store.
+  ExperimentStore store(args.get("db").value_or(default_db_path()));
+  std::optional<int64_t> parent;
+  std::string base = *init_from;
+  if (!base.empty() && base.find_first_not_of("#0123456789") == std::string::npos) {
+    parent = parse_run_id(base, "--init-from");
+    auto ck = latest_checkpoint(store, *parent);
+    if (!ck)
+      throw std::runtime_error("run " + std::to_string(*parent) +
+                               " has no checkpoint to fine-tune");
+    base = ck->path;
+  } else {
+    std::error_code ec;
+    for (const RunRecord& r : store.list_runs())
+      for (const CheckpointRecord& c : store.checkpoints(r.id))
+        if (!parent && std::filesystem::equivalent(c.path, base, ec)) parent = r.id;
+  }
+  const std::string* base_dir = &base;
+  CheckpointInfo info = read_checkpoint_info(base);
   RunSetup s;
   s.preset.model = info.model;
   s.preset.train = info.train;
@@ -113,8 +133,8 @@ int lora_train_command(const std::vector<std::string>& argv) {
         (long long)spec.rank, double(spec.alpha), paths.size(), (long long)trainable,
         (long long)total_parameter_count(model), 100.0 * double(trainable) / double(full_params));
 
-  ExperimentStore store(args.get("db").value_or(default_db_path()));
   RunRecord rec;
+  rec.parent_run_id = parent;
   rec.name =
       args.get("name").value_or(info.model.name.empty() ? "lora" : info.model.name + " lora");
   rec.tags = args.all("tag");
@@ -163,7 +183,8 @@ int lora_train_command(const std::vector<std::string>& argv) {
         {"total_params", total_parameter_count(model)},
         {"weight_bytes", model_weight_bytes(model)},
         {"adapter", *out},
-        {"run_id", run_id}};
+        {"run_id", run_id},
+        {"parent_run_id", parent ? nlohmann::json(*parent) : nlohmann::json()}};
     std::printf("%s\n", j.dump().c_str());
   }
   return sum.status == RunStatus::kCompleted || sum.status == RunStatus::kStopped ? 0 : 3;

@@ -28,7 +28,7 @@ const char* kUsage =
     "FILE]\n"
     "  sample  --run DIR [--prompt TEXT] [--tokens N] [--temperature X] [--top-k N] [--top-p X] "
     "[--seed N]\n"
-    "  train   --init-from CKPT --lora rank=8,alpha=16,targets=q,v [--quantize "
+    "  train   --init-from RUN|CKPT --lora rank=8,alpha=16,targets=q,v [--quantize "
     "nf4|affine4|affine8]\n"
     "          --adapter-out DIR|FILE.gguf [--data FILE] [--steps N] [--lr X] ... [--db FILE] "
     "[--json]\n"
