@@ -53,20 +53,13 @@ Tensor quantized_linear(const Tensor& x, const QuantizedMatrix& w, const Tensor&
   const int64_t tiles = (out + tile - 1) / tile;
   const QuantizedMatrix* wp = &w;
   if (n <= kSmallRows) {
-    // Decoding: a GEMM call per tile would cost more than the product; dequantize
-    // one weight row at a time into L1 and take its dot products with the few x rows.
-    Scratch s = make_scratch(g, in);
+    // Decoding: a GEMM call per tile would cost more than the product; each weight
+    // row is dequantized in registers and dotted with the few x rows.
     parallel_chunks(out, 64, [&](int64_t r0, int64_t r1) {
-      float* buf = s.get();
       for (int64_t r = r0; r < r1; ++r) {
-        wp->dequantize(r, r + 1, 0, in, buf, in);
-        for (int64_t i = 0; i < n; ++i) {
-          const float* xi = xd + i * in;
-          float acc = 0;
-#pragma omp simd reduction(+ : acc)
-          for (int64_t k = 0; k < in; ++k) acc += xi[k] * buf[k];
-          yd[i * out + r] = acc + (bd ? bd[r] : 0.0f);
-        }
+        wp->dot_row(r, xd, in, n, yd + r, out);
+        if (bd)
+          for (int64_t i = 0; i < n; ++i) yd[i * out + r] += bd[r];
       }
     });
   } else {

@@ -41,8 +41,9 @@ float nf4_max_half_gap() {
 }
 
 std::string QuantSpec::str() const {
-  std::string s = mode == QuantMode::kNF4 ? "nf4" : "affine" + std::to_string(bits);
-  if (group_size != 64) s += "@" + std::to_string(group_size);
+  std::string s = mode == QuantMode::kNF4 ? std::string("nf4") : std::string("affine");
+  if (mode != QuantMode::kNF4) s.push_back(char('0' + bits));
+  if (group_size != 64) s.append("@").append(std::to_string(group_size));
   return s;
 }
 
@@ -214,6 +215,67 @@ void QuantizedMatrix::dequantize(int64_t r0, int64_t r1, int64_t c0, int64_t c1,
         dequant_group<8, false>(row, c, gs, s, b, nullptr, dst);
     }
   }
+}
+
+void QuantizedMatrix::dot_row(int64_t r, const float* x, int64_t ldx, int64_t n, float* y,
+                              int64_t ldy) const {
+  const int64_t gs = spec_.group_size, G = groups_per_row();
+  const uint8_t* row = packed_.data() + r * row_bytes_;
+  const float* sc = scales_.data() + r * G;
+  const float* bi = biases_.empty() ? nullptr : biases_.data() + r * G;
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  if (spec_.bits == 8 && n <= 4) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    for (int64_t g = 0; g < G; ++g) {
+      const __m512 vs = _mm512_set1_ps(sc[g]), vb = _mm512_set1_ps(bi[g]);
+      for (int64_t j = g * gs; j < (g + 1) * gs; j += 16) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + j));
+        const __m512 w = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v)), vs, vb);
+        for (int64_t i = 0; i < n; ++i)
+          acc[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + i * ldx + j), acc[i]);
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) y[i * ldy] = _mm512_reduce_add_ps(acc[i]);
+    return;
+  }
+  if (spec_.bits == 4 && n <= 4) {
+    const bool nf4 = spec_.mode == QuantMode::kNF4;
+    const __m512 codes = _mm512_loadu_ps(kNF4Codes.data());
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    for (int64_t g = 0; g < G; ++g) {
+      const __m512 vs = _mm512_set1_ps(sc[g]), vb = _mm512_set1_ps(bi ? bi[g] : 0.0f);
+      const __m512 lut = _mm512_mul_ps(codes, vs);
+      for (int64_t j = g * gs; j < (g + 1) * gs; j += 16) {
+        const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + j / 2));
+        const __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+        const __m512i q = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi));
+        const __m512 w =
+            nf4 ? _mm512_permutexvar_ps(q, lut) : _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), vs, vb);
+        for (int64_t i = 0; i < n; ++i)
+          acc[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + i * ldx + j), acc[i]);
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) y[i * ldy] = _mm512_reduce_add_ps(acc[i]);
+    return;
+  }
+#endif
+  // Portable path: one group at a time through a small stack buffer.
+  float buf[128];
+  float acc[4] = {0, 0, 0, 0};
+  for (int64_t g = 0; g < G; ++g) {
+    dequantize(r, r + 1, g * gs, (g + 1) * gs, buf, gs);
+    for (int64_t i = 0; i < n && i < 4; ++i) {
+      const float* xi = x + i * ldx + g * gs;
+      float a = 0;
+#pragma omp simd reduction(+ : a)
+      for (int64_t j = 0; j < gs; ++j) a += xi[j] * buf[j];
+      acc[i] += a;
+    }
+  }
+  for (int64_t i = 0; i < n && i < 4; ++i) y[i * ldy] = acc[i];
 }
 
 std::vector<float> QuantizedMatrix::dequantize_all() const {
