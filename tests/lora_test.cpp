@@ -10,12 +10,15 @@
 #include <cmath>
 #include <cstring>
 
+#include "data/text_dataset.h"
+#include "data/tokenizer.h"
 #include "gradcheck.h"
 #include "lora/lora_ops.h"
 #include "ops/cross_entropy.h"
 #include "peft_test_util.h"
 #include "quant/quantize.h"
 #include "train/optimizer.h"
+#include "train/trainer.h"
 
 namespace bl {
 namespace {
@@ -340,6 +343,48 @@ TEST(QLoRA, TrainsAdaptersOverAQuantizedBaseAndSavesMemory) {
         mode, first, last, (long long)qlora_bytes, (long long)full_bytes, ratio);
     EXPECT_LT(ratio, 0.16) << mode;  // measured 0.145 (nf4), 0.148 (affine4)
   }
+}
+
+// The real Trainer over a QLoRA model: its optimizer holds exactly the adapter
+// parameters (state for nothing else) and the training loss falls.
+TEST(QLoRA, TrainerOptimizesOnlyTheAdapters) {
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "the quick brown fox jumps over the lazy dog. ";
+  std::unique_ptr<Tokenizer> tok = make_tokenizer("char", text);
+  TextDataset data(text, *tok);
+  ModelConfig cfg = test::peft_model_config(true, 64);
+  cfg.vocab_size = tok->vocab_size();
+  LanguageModel model(cfg);
+  test::init_model(model, 2);
+  quantize_model(model, 4, 64, "nf4");
+  apply_lora(model, 4, 8.0f, {"all"});
+  TrainConfig tc;
+  tc.max_steps = 30;
+  tc.warmup_steps = 0;
+  tc.batch_size = 4;
+  tc.seq_len = 16;
+  tc.learning_rate = 1e-2;
+  tc.eval_interval = 0;
+  tc.eval_batches = 2;
+  tc.checkpoint_interval = 0;
+  tc.threads = 1;
+  Trainer trainer(model, tc, data);
+  const auto lp = lora_parameters(model);
+  ASSERT_EQ(trainer.optimizer().params().size(), lp.size());
+  for (size_t i = 0; i < lp.size(); ++i) EXPECT_EQ(trainer.optimizer().params()[i], lp[i].second);
+  EXPECT_EQ(trainer.optimizer().state_floats(), 2 * trainable_parameter_count(model));
+  double first = 0;
+  struct First : Callback {
+    double* first;
+    void on_step_end(Trainer&, const StepMetrics& m) override {
+      if (m.step == 0) *first = m.loss;
+    }
+  } cb;
+  cb.first = &first;
+  trainer.add_callback(&cb);
+  const TrainSummary sum = trainer.train();
+  EXPECT_EQ(sum.status, RunStatus::kCompleted);
+  EXPECT_LT(sum.final_train_loss, 0.9 * first) << first << " -> " << sum.final_train_loss;
 }
 
 }  // namespace
