@@ -24,7 +24,8 @@ Tensor Linear::base_forward(const Tensor& x) {
 Tensor Linear::forward(const Tensor& x) {
   Tensor y = base_forward(x);
   if (lora_.rank)
-    y = lora_up(y, lora_down(x, {lora_.a->tensor()}), 0, lora_.b->tensor(), lora_.scaling());
+    y = lora_up_inplace(y, lora_down(x, {lora_.a->tensor()}), 0, lora_.b->tensor(),
+                        lora_.scaling());
   if (bank_) y = bank_->apply(x, y);
   return y;
 }
@@ -38,7 +39,8 @@ std::array<Tensor, 3> Linear::forward_qkv(Linear& q, Linear& k, Linear& v, const
   Linear* ls[3] = {&q, &k, &v};
   for (int i = 0; i < 3; ++i) {
     Linear& l = *ls[i];
-    out[size_t(i)] = lora_up(l.base_forward(x), h, off, l.lora_.b->tensor(), l.lora_.scaling());
+    out[size_t(i)] =
+        lora_up_inplace(l.base_forward(x), h, off, l.lora_.b->tensor(), l.lora_.scaling());
     off += l.lora_.rank;
     if (l.bank_) out[size_t(i)] = l.bank_->apply(x, out[size_t(i)]);
   }

@@ -60,7 +60,9 @@ Tensor lora_down(const Tensor& x, const std::vector<Tensor>& as) {
   return h;
 }
 
-Tensor lora_up(const Tensor& base, const Tensor& h, int64_t off, const Tensor& b, float s) {
+namespace {
+Tensor lora_up_impl(const Tensor& base, const Tensor& h, int64_t off, const Tensor& b, float s,
+                    bool in_place) {
   const int64_t out = base.cols(), n = base.rows(), H = h.cols();
   op_check(b.rank() == 2 && b.dim(0) == out, "lora_up",
            "B " + b.shape().str() + " does not fit output " + base.shape().str());
@@ -69,15 +71,23 @@ Tensor lora_up(const Tensor& base, const Tensor& h, int64_t off, const Tensor& b
            "h " + h.shape().str() + " has no columns [" + std::to_string(off) + ", " +
                std::to_string(off + r) + ") for " + std::to_string(n) + " rows");
   Graph& g = current_graph();
-  Tensor y = g.empty(base.shape(), g.needs_grad({base, h, b}));
-  std::memcpy(y.data(), base.data(), sizeof(float) * size_t(base.numel()));
+  const bool rg = g.needs_grad({base, h, b});
+  Tensor y;
+  if (in_place) {
+    // A view of base: the gradient of y is the gradient of base (one buffer).
+    const bool base_rg = g.needs_grad({base});
+    y = g.wrap(base.data(), base.shape(), base_rg ? g.grad(base) : nullptr, rg);
+  } else {
+    y = g.empty(base.shape(), rg);
+    std::memcpy(y.data(), base.data(), sizeof(float) * size_t(base.numel()));
+  }
   gemm(false, true, n, out, r, s, h.data() + off, H, b.data(), r, 1.0f, y.data(), out);
-  if (y.requires_grad()) {
+  if (rg) {
     g.on_backward([=] {
       const float* dy = y.grad();
       if (!dy) return;
       Graph& gg = current_graph();
-      if (base.requires_grad()) {
+      if (!in_place && base.requires_grad()) {
         float* db = gg.grad(base);
         for (int64_t i = 0; i < n * out; ++i) db[i] += dy[i];
       }
@@ -88,6 +98,15 @@ Tensor lora_up(const Tensor& base, const Tensor& h, int64_t off, const Tensor& b
     });
   }
   return y;
+}
+}  // namespace
+
+Tensor lora_up(const Tensor& base, const Tensor& h, int64_t off, const Tensor& b, float s) {
+  return lora_up_impl(base, h, off, b, s, false);
+}
+
+Tensor lora_up_inplace(const Tensor& base, const Tensor& h, int64_t off, const Tensor& b, float s) {
+  return lora_up_impl(base, h, off, b, s, true);
 }
 
 }  // namespace bl

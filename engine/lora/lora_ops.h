@@ -18,4 +18,9 @@ Tensor lora_down(const Tensor& x, const std::vector<Tensor>& as);
 /// returns base + s · h[..., off:off+r] · Bᵀ. Gradients reach base, h and B.
 Tensor lora_up(const Tensor& base, const Tensor& h, int64_t off, const Tensor& b, float s);
 
+/// lora_up writing into base's own buffer (no copy): the result is a view of
+/// base, sharing its data and gradient buffer, so base is overwritten. For an
+/// intermediate that nothing else reads (a Linear's base output).
+Tensor lora_up_inplace(const Tensor& base, const Tensor& h, int64_t off, const Tensor& b, float s);
+
 }  // namespace bl
