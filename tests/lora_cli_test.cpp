@@ -59,6 +59,13 @@ TEST(LoraCli, FineTuneExportMergeSample) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   r = run_cli("sample --run " + d + "/merged --tokens 5 --seed 1");
   EXPECT_EQ(r.exit_code, 0) << r.out;
+  // Several adapters (and the base) in one batch, one row each.
+  r = run_cli("lora sample --base " + d + "/base --adapter " + d + "/ad --adapter base --adapter " +
+              d + "/ad2.gguf --prompt the --tokens 6 --temperature 0");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("--- " + d + "/ad\nthe"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--- base\nthe"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--- " + d + "/ad2.gguf\nthe"), std::string::npos) << r.out;
 
   // Errors: a bad --lora key, a target the model lacks, an adapter of another shape.
   r = run_cli("train --init-from " + d + "/base --lora rank=4,beta=2 --adapter-out " + d + "/x" +

@@ -13,7 +13,7 @@ int sample_command(const std::vector<std::string>& argv);
 /// runs list | show | export | compare | tag | note | delete (the experiment store).
 int runs_command(const std::vector<std::string>& argv);
 
-/// lora merge | export (app/cli/lora_command.cpp).
+/// lora merge | export | sample (app/cli/lora_command.cpp).
 int lora_command(const std::vector<std::string>& argv);
 /// train --init-from CKPT --lora rank=..,alpha=..,targets=.. [--quantize ...] (LoRA / QLoRA
 /// fine-tuning).

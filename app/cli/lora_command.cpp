@@ -3,6 +3,8 @@
 //         --adapter-out PATH [--data FILE] [--steps N] [--lr X] ... [--db FILE] [--json]
 //   lora merge  --base CKPT --adapter PATH --out DIR   (a plain checkpoint with W + s·BA)
 //   lora export --adapter PATH --out PATH              (PEFT directory <-> .gguf)
+//   lora sample --base CKPT --adapter A --adapter B [--adapter base] [--prompt ...]
+//               (one batch, one row per adapter: MultiAdapter + generate_batch)
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -10,8 +12,10 @@
 
 #include "args.h"
 #include "commands.h"
+#include "generate/sampler.h"
 #include "lora/adapter_io.h"
 #include "lora/lora.h"
+#include "lora/multi_adapter.h"
 #include "quant/quantize.h"
 #include "setup.h"
 #include "store/experiment_store.h"
@@ -230,7 +234,55 @@ int lora_command(const std::vector<std::string>& argv) {
                 (long long)ad.rank, double(ad.alpha), out->c_str());
     return 0;
   }
-  throw UsageError("unknown lora subcommand '" + sub + "' (merge | export)");
+  if (sub == "sample") {
+    // One batch, one row per adapter (MultiAdapter): every row continues the same
+    // prompt with its own adapter; "base" names the model without adapter.
+    Args args(rest,
+              {"base", "adapter", "prompt", "tokens", "temperature", "top-k", "top-p", "seed"}, {});
+    if (!args.positional().empty())
+      throw UsageError("unexpected argument '" + args.positional()[0] + "'");
+    const auto base = args.get("base");
+    const std::vector<std::string> adapters = args.all("adapter");
+    if (!base || adapters.empty())
+      throw UsageError("lora sample needs --base CHECKPOINT and one --adapter PATH|base per row");
+    CheckpointInfo info = read_checkpoint_info(*base);
+    std::unique_ptr<Tokenizer> tok = tokenizer_from_json(info.tokenizer);
+    LanguageModel model(info.model);
+    load_model_weights(*base, model);
+    std::vector<Adapter> loaded;
+    int64_t max_rank = 1;
+    for (const std::string& a : adapters)
+      if (a != "base") {
+        loaded.push_back(read_adapter(a));
+        for (auto& [path, l] : loaded.back().layers) max_rank = std::max(max_rank, l.rank);
+      }
+    MultiAdapter multi(model, max_rank);
+    std::vector<int32_t> rows;
+    size_t next = 0;
+    for (const std::string& a : adapters)
+      rows.push_back(a == "base" ? -1 : multi.add(a, loaded[next++]));
+    multi.set_batch(rows);
+    SamplingOptions opt;
+    opt.max_new_tokens = args.get_int("tokens", 1).value_or(100);
+    opt.temperature = float(args.get_double("temperature").value_or(0.8));
+    opt.top_k = args.get_int("top-k", 0).value_or(0);
+    opt.top_p = float(args.get_double("top-p").value_or(1.0));
+    if (opt.temperature < 0) throw UsageError("--temperature must be >= 0");
+    if (opt.top_p <= 0 || opt.top_p > 1) throw UsageError("--top-p must be in (0, 1]");
+    const std::string prompt = args.get("prompt").value_or("\n");
+    const std::vector<int32_t> ids = tok->encode(prompt);
+    if (ids.empty()) throw UsageError("--prompt must not be empty");
+    const uint64_t seed = uint64_t(args.get_int("seed", 0).value_or(0));
+    std::vector<Rng> rngs;
+    for (size_t i = 0; i < adapters.size(); ++i) rngs.emplace_back(seed + i);
+    const auto out =
+        generate_batch(model, std::vector<std::vector<int32_t>>(adapters.size(), ids), opt, rngs);
+    for (size_t i = 0; i < adapters.size(); ++i)
+      std::printf("--- %s\n%s%s\n", adapters[i].c_str(), prompt.c_str(),
+                  tok->decode(out[i]).c_str());
+    return 0;
+  }
+  throw UsageError("unknown lora subcommand '" + sub + "' (merge | export | sample)");
 }
 
 }  // namespace bl::cli
