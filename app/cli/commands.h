@@ -1,6 +1,7 @@
 // blocklab-cli subcommands. Each returns the process exit code.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -13,5 +14,19 @@ int sample_command(const std::vector<std::string>& argv);
 int runs_command(const std::vector<std::string>& argv);
 /// models list | info NAME | count NAME [--detail] (registry, presets, architectures).
 int models_command(const std::vector<std::string>& argv);
+
+/// lora merge | export | sample (app/cli/lora_command.cpp).
+int lora_command(const std::vector<std::string>& argv);
+/// train --init-from CKPT --lora rank=..,alpha=..,targets=.. [--quantize ...] (LoRA / QLoRA
+/// fine-tuning).
+int lora_train_command(const std::vector<std::string>& argv);
+
+/// "rank=8,alpha=16,targets=q,v" (targets run to the end or the next key; default q, v).
+struct LoraSpec {
+  int64_t rank = 8;
+  float alpha = 16.0f;
+  std::vector<std::string> targets{"q", "v"};
+};
+LoraSpec parse_lora_spec(const std::string& text);
 
 }  // namespace bl::cli

@@ -28,6 +28,15 @@ const char* kUsage =
     "FILE]\n"
     "  sample  --run DIR [--prompt TEXT] [--tokens N] [--temperature X] [--top-k N] [--top-p X] "
     "[--seed N]\n"
+    "  train   --init-from RUN|CKPT --lora rank=8,alpha=16,targets=q,v [--quantize "
+    "nf4|affine4|affine8]\n"
+    "          --adapter-out DIR|FILE.gguf [--data FILE] [--steps N] [--lr X] ... [--db FILE] "
+    "[--json]\n"
+    "  lora    merge --base CKPT --adapter PATH --out DIR | export --adapter PATH --out "
+    "DIR|FILE.gguf |\n"
+    "          sample --base CKPT --adapter PATH|base [--adapter ...] [--prompt TEXT] [--tokens "
+    "N]\n"
+    "          [--temperature X] [--top-k N] [--top-p X] [--seed N]  (one batch row per adapter)\n"
     "  bench   --preset NAME | --config FILE  [--threads N] [--steps N] [--warmup-steps N]\n"
     "  models  list | info NAME | count NAME [--detail] [--seq-len N]  [--json]\n"
     "          NAME: a preset, a published architecture, or a preset/config .json file\n"
@@ -52,6 +61,7 @@ int main(int argc, char** argv) {
     if (cmd == "sample") return bl::cli::sample_command(rest);
     if (cmd == "runs") return bl::cli::runs_command(rest);
     if (cmd == "models") return bl::cli::models_command(rest);
+    if (cmd == "lora") return bl::cli::lora_command(rest);
     std::fprintf(stderr, "blocklab-cli: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const bl::cli::UsageError& e) {

@@ -224,6 +224,8 @@ std::string default_run_name(const Args& args, const RunSetup& s) {
 }  // namespace
 
 int train_command(const std::vector<std::string>& argv) {
+  for (const std::string& a : argv)  // LoRA / QLoRA fine-tuning of a checkpoint: lora_command.cpp
+    if (a == "--lora" || a == "--init-from") return lora_train_command(argv);
   auto value_opts = run_value_options();
   for (const char* o : {"out", "db", "name", "tag", "resume", "fork", "set", "flush-interval",
                         "checkpoint-interval", "keep-checkpoints"})

@@ -9,6 +9,7 @@
 #include "ops/cross_entropy.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
+#include "quant/quantized_linear.h"
 #include "tensor/graph.h"
 
 namespace bl {
@@ -53,16 +54,25 @@ Tensor LanguageModel::hidden(const Tokens& tokens, DecodeState* state, bool trai
            "decode state has wrong layer count");
   const int64_t offset = state ? (*state)[0]->length : 0;
   aux_outputs().clear();
-  Tensor x = embedding(embed_->tensor(), tokens);
+  Tensor x = embed_tokens(tokens);
   if (abs_position_) x = abs_position_->embed(x, offset);
   for (size_t i = 0; i < blocks_.size(); ++i)
     x = blocks_[i]->forward(x, state ? (*state)[i].get() : nullptr, training, dropout_rng_);
   return x;
 }
 
+Tensor LanguageModel::embed_tokens(const Tokens& tokens) {
+  return embed_q_ ? bl::quantized_embedding(*embed_q_, tokens)
+                  : embedding(embed_->tensor(), tokens);
+}
+
 Tensor LanguageModel::logits_of(const Tensor& hidden) {
-  Tensor logits =
-      linear(final_norm_->forward(hidden), lm_head_ ? lm_head_->tensor() : embed_->tensor());
+  Tensor x = final_norm_->forward(hidden);
+  Tensor logits;
+  if (cfg_.tie_embeddings)
+    logits = embed_q_ ? quantized_linear(x, *embed_q_) : linear(x, embed_->tensor());
+  else
+    logits = head_q_ ? quantized_linear(x, *head_q_) : linear(x, lm_head_->tensor());
   if (logit_scale_ != 1.0f) logits = scale(logits, logit_scale_);
   return logits;
 }
@@ -87,7 +97,7 @@ void LanguageModel::add_mtp_loss(const Tensor& h, const Tokens& targets, bool tr
         next[b * T + i] = i + k < T ? row[i + k] : -1;
       }
     }
-    Tensor e = embedding(embed_->tensor(), Tokens{prev, targets.shape});
+    Tensor e = embed_tokens(Tokens{prev, targets.shape});
     hk = mtp_[size_t(k - 1)]->forward(hk, e, training, dropout_rng_);
     Tensor lk = cross_entropy(logits_of(hk), Tokens{next, targets.shape});
     aux_outputs().add_metric(mtp_names_[size_t(k - 1)], double(lk.item()));
@@ -134,6 +144,42 @@ void LanguageModel::init_weights(Rng& rng) {
   visit([&](Module& m) { m.init_custom(rng); });
 }
 
+void LanguageModel::quantize_embeddings(const QuantSpec& spec) {
+  const int64_t V = cfg_.vocab_size, D = cfg_.block.d_model;
+  if (!embed_q_) {
+    auto q = std::make_unique<QuantizedMatrix>(embed_->data(), V, D, spec);
+    std::unique_ptr<QuantizedMatrix> h;
+    if (lm_head_) h = std::make_unique<QuantizedMatrix>(lm_head_->data(), V, D, spec);
+    embed_q_ = std::move(q);
+    remove_parameter("embed_tokens.weight");
+    embed_ = nullptr;
+    if (h) {
+      head_q_ = std::move(h);
+      remove_parameter("lm_head.weight");
+      lm_head_ = nullptr;
+    }
+  }
+}
+
+void LanguageModel::dequantize_embeddings() {
+  const int64_t V = cfg_.vocab_size, D = cfg_.block.d_model;
+  auto restore = [&](std::unique_ptr<QuantizedMatrix>& q, const char* name) {
+    std::vector<float> w = q->dequantize_all();
+    Parameter* p = add_parameter(name, Shape{V, D});
+    p->set_name(name);
+    std::copy(w.begin(), w.end(), p->data());
+    q.reset();
+    return p;
+  };
+  if (embed_q_) embed_ = restore(embed_q_, "embed_tokens.weight");
+  if (head_q_) lm_head_ = restore(head_q_, "lm_head.weight");
+}
+
+int64_t LanguageModel::quantized_elements() const {
+  return (embed_q_ ? embed_q_->rows() * embed_q_->cols() : 0) +
+         (head_q_ ? head_q_->rows() * head_q_->cols() : 0);
+}
+
 DecodeState LanguageModel::make_decode_state(int64_t batch, int64_t max_len) const {
   DecodeState s;
   for (Block* b : blocks_) s.push_back(b->attention().make_state(batch, max_len));
@@ -141,9 +187,10 @@ DecodeState LanguageModel::make_decode_state(int64_t batch, int64_t max_len) con
 }
 
 int64_t LanguageModel::matmul_parameters() {
-  int64_t n = num_parameters() - embed_->numel();
+  const int64_t embed = cfg_.vocab_size * cfg_.block.d_model;  // also when quantized
+  int64_t n = num_parameters() - embed;
   if (abs_position_) n -= abs_position_->num_parameters();
-  return n + (cfg_.tie_embeddings ? embed_->numel() : 0);
+  return n + (cfg_.tie_embeddings ? embed : 0);
 }
 
 std::vector<LayerStats> LanguageModel::layer_stats(int64_t seq_len) {

@@ -10,6 +10,7 @@
 #include "core/config.h"
 #include "core/mtp_head.h"
 #include "ops/embedding.h"
+#include "quant/quantized_matrix.h"
 #include "tensor/rng.h"
 
 namespace bl {
@@ -54,12 +55,24 @@ class LanguageModel : public Module {
   /// Training FLOPs per token at context seq_len: 6 * matmul params + 3 * attention mixing.
   double flops_per_token(int64_t seq_len);
   std::vector<LayerStats> layer_stats(int64_t seq_len);
+  /// Quantizes the token embedding and the LM head (quant/quantize.h). With tied
+  /// embeddings one quantized table serves both the lookup and the logits, so
+  /// they stay tied. Throws std::invalid_argument if d_model is not a multiple
+  /// of the group size (the model is left unchanged).
+  void quantize_embeddings(const QuantSpec& spec);
+  /// Restores float embedding / LM head Parameters from the quantized values.
+  void dequantize_embeddings();
+  const QuantizedMatrix* quantized_embedding() const { return embed_q_.get(); }
+  const QuantizedMatrix* quantized_lm_head() const { return head_q_.get(); }
+  int64_t quantized_elements() const override;
   /// Dropout randomness (only used when training with dropout > 0).
   Rng& dropout_rng() { return dropout_rng_; }
 
  private:
   /// Blocks' output (B, T, d_model) before the final norm.
   Tensor hidden(const Tokens& tokens, DecodeState* state, bool training);
+  /// Token embedding lookup (float or quantized table).
+  Tensor embed_tokens(const Tokens& tokens);
   /// Final norm, LM head and μP logit scale.
   Tensor logits_of(const Tensor& hidden);
   /// Adds the MTP heads' mean loss to aux_outputs() (weight mtp_lambda).
@@ -70,12 +83,12 @@ class LanguageModel : public Module {
   PositionEncoding* abs_position_ = nullptr;
   std::vector<Block*> blocks_;
   Norm* final_norm_;
-  std::vector<MTPHead*> mtp_;
-  std::vector<std::string> mtp_names_;  // metric names, built once (no per-step allocation) //
-                                        // mtp_n_predict heads (training only)
+  std::vector<MTPHead*> mtp_;           // mtp_n_predict heads (training only)
+  std::vector<std::string> mtp_names_;  // their metric names, built once (no per-step allocation)
   std::vector<Parameter*> mup_hidden_;  // μP: matrices whose init and lr scale with width
   Parameter* lm_head_ = nullptr;        // (vocab, d_model) when untied
-  float logit_scale_ = 1.0f;            // μP: 1 / width_mult
+  std::unique_ptr<QuantizedMatrix> embed_q_, head_q_;  // replace embed_ / lm_head_ when set
+  float logit_scale_ = 1.0f;                           // μP: 1 / width_mult
   Rng dropout_rng_{0};
   double lm_loss_ = 0;
 };

@@ -10,6 +10,16 @@ Parameter* Module::add_parameter(const std::string& name, const Shape& shape, In
   return params_.back().second.get();
 }
 
+std::unique_ptr<Parameter> Module::remove_parameter(const std::string& name) {
+  for (auto it = params_.begin(); it != params_.end(); ++it)
+    if (it->first == name) {
+      std::unique_ptr<Parameter> p = std::move(it->second);
+      params_.erase(it);
+      return p;
+    }
+  return nullptr;
+}
+
 void Module::add_shared_parameter(const std::string& name, Parameter* p) {
   shared_.emplace_back(name, p);
 }
@@ -37,6 +47,7 @@ int64_t Module::num_parameters() {
   int64_t n = 0;
   for (Parameter* p : parameters())
     if (seen.insert(p).second) n += p->numel();
+  visit([&](Module& m) { n += m.quantized_elements(); });
   return n;
 }
 

@@ -78,4 +78,42 @@ std::vector<int32_t> generate(LanguageModel& model, const std::vector<int32_t>& 
   return out;
 }
 
+std::vector<std::vector<int32_t>> generate_batch(LanguageModel& model,
+                                                 const std::vector<std::vector<int32_t>>& prompts,
+                                                 const SamplingOptions& opt,
+                                                 std::vector<Rng>& rngs) {
+  const int64_t B = int64_t(prompts.size());
+  if (B == 0 || int64_t(rngs.size()) != B)
+    throw std::invalid_argument("[generate_batch] need one Rng per prompt and at least one prompt");
+  const int64_t T = int64_t(prompts[0].size());
+  const int64_t max_len = model.config().block.max_seq_len;
+  for (const auto& p : prompts)
+    if (int64_t(p.size()) != T || T == 0 || T > max_len)
+      throw std::invalid_argument(
+          "[generate_batch] prompts must be non-empty, of equal length and at most max_seq_len = " +
+          std::to_string(max_len) + " tokens");
+  NoGradGuard no_grad;
+  Graph& g = current_graph();
+  const int64_t vocab = model.config().vocab_size;
+  const int64_t steps = std::min(opt.max_new_tokens, max_len - T + 1);
+  DecodeState state = model.make_decode_state(B, max_len);
+  std::vector<int32_t> ids;
+  for (const auto& p : prompts) ids.insert(ids.end(), p.begin(), p.end());
+  std::vector<std::vector<int32_t>> out(static_cast<size_t>(B));
+  int64_t len = T;
+  for (int64_t i = 0; i < steps; ++i) {
+    Tensor logits = model.forward(Tokens{ids.data(), Shape{B, len}}, &state);
+    std::vector<int32_t> next(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b) {
+      next[size_t(b)] =
+          sample_token(logits.data() + ((b + 1) * len - 1) * vocab, vocab, opt, rngs[size_t(b)]);
+      out[size_t(b)].push_back(next[size_t(b)]);
+    }
+    g.clear();
+    ids = next;
+    len = 1;
+  }
+  return out;
+}
+
 }  // namespace bl

@@ -28,4 +28,16 @@ std::vector<int32_t> generate(LanguageModel& model, const std::vector<int32_t>& 
                               const SamplingOptions& opt, Rng& rng,
                               const std::function<bool(int32_t)>& on_token = {});
 
+/// Continues several prompts of equal length in one batch (one KV cache of
+/// batch B): every step samples one token per row, row i drawing from rngs[i],
+/// so a row gives the same tokens as generating it alone with that Rng. With a
+/// MultiAdapter (lora/multi_adapter.h) and set_batch(ids), row i runs with
+/// adapter ids[i]. Stops after max_new_tokens or when the context reaches
+/// max_seq_len. Throws std::invalid_argument on empty / unequal / too long
+/// prompts or rngs.size() != prompts.size().
+std::vector<std::vector<int32_t>> generate_batch(LanguageModel& model,
+                                                 const std::vector<std::vector<int32_t>>& prompts,
+                                                 const SamplingOptions& opt,
+                                                 std::vector<Rng>& rngs);
+
 }  // namespace bl

@@ -44,6 +44,7 @@ Parameter::Parameter(std::string name, const Shape& shape, bool trainable)
 void Parameter::set_trainable(bool on) {
   impl_.requires_grad = on;
   if (on && !meta_ && grad_.size() != numel()) grad_.resize(numel());
+  if (!on) grad_ = Buffer();  // a frozen weight holds no gradient memory
   impl_.grad = on ? grad_.data() : nullptr;
 }
 

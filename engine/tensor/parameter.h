@@ -66,6 +66,7 @@ class Parameter {
   int64_t numel() const { return impl_.shape.numel(); }
   float* data() { return value_.data(); }
   const float* data() const { return value_.data(); }
+  /// Gradient buffer; null while frozen (set_trainable(false) frees it).
   float* grad() { return grad_.data(); }
   bool trainable() const { return impl_.requires_grad; }
   void set_trainable(bool on);

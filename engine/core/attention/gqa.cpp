@@ -71,9 +71,7 @@ Tensor GQA::forward(const Tensor& x, PositionEncoding& pos, LayerState* state) {
 
 Tensor GQA::mix(const Tensor& x, PositionEncoding& pos, LayerState* state) {
   const int64_t offset = state ? state->length : 0;
-  Tensor q = q_proj_->forward(x);
-  Tensor k = k_proj_->forward(x);
-  Tensor v = v_proj_->forward(x);
+  auto [q, k, v] = Linear::forward_qkv(*q_proj_, *k_proj_, *v_proj_, x);  // fused QKV LoRA
   if (q_norm_) {
     q = head_rms_norm(q, q_norm_, n_heads_, norm_eps_);
     k = head_rms_norm(k, k_norm_, n_kv_heads_, norm_eps_);

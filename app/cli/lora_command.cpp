@@ -1,0 +1,288 @@
+// LoRA / QLoRA from the command line:
+//   train --init-from CKPT --lora rank=8,alpha=16,targets=q,v [--quantize nf4|affine4|affine8]
+//         --adapter-out PATH [--data FILE] [--steps N] [--lr X] ... [--db FILE] [--json]
+//   lora merge  --base CKPT --adapter PATH --out DIR   (a plain checkpoint with W + s·BA)
+//   lora export --adapter PATH --out PATH              (PEFT directory <-> .gguf)
+//   lora sample --base CKPT --adapter A --adapter B [--adapter base] [--prompt ...]
+//               (one batch, one row per adapter: MultiAdapter + generate_batch)
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "args.h"
+#include "commands.h"
+#include "generate/sampler.h"
+#include "lora/adapter_io.h"
+#include "lora/lora.h"
+#include "lora/multi_adapter.h"
+#include "quant/quantize.h"
+#include "setup.h"
+#include "store/experiment_store.h"
+#include "train/checkpoint.h"
+#include "train/store_logger.h"
+#include "train/trainer.h"
+
+namespace bl::cli {
+
+LoraSpec parse_lora_spec(const std::string& text) {
+  LoraSpec s;
+  s.targets.clear();
+  std::string key;
+  std::stringstream ss(text);
+  std::string tok;
+  bool targets_given = false;
+  while (std::getline(ss, tok, ',')) {
+    const size_t eq = tok.find('=');
+    std::string value = tok;
+    if (eq != std::string::npos) {
+      key = tok.substr(0, eq);
+      value = tok.substr(eq + 1);
+    } else if (key != "targets") {
+      throw UsageError("--lora: '" + tok + "' is not key=value (keys: rank, alpha, targets)");
+    }
+    try {
+      if (key == "rank" || key == "r") {
+        s.rank = std::stoll(value);
+        if (s.rank < 1) throw UsageError("--lora: rank must be >= 1");
+      } else if (key == "alpha") {
+        s.alpha = std::stof(value);
+      } else if (key == "targets") {
+        if (!value.empty()) s.targets.push_back(value);
+        targets_given = true;
+      } else {
+        throw UsageError("--lora: unknown key '" + key + "' (keys: rank, alpha, targets)");
+      }
+    } catch (const std::logic_error& e) {
+      if (dynamic_cast<const UsageError*>(&e)) throw;
+      throw UsageError("--lora: bad value '" + value + "' for " + key);
+    }
+  }
+  if (!targets_given || s.targets.empty()) s.targets = {"q", "v"};
+  return s;
+}
+
+int lora_train_command(const std::vector<std::string>& argv) {
+  auto value_opts = run_value_options();
+  for (const char* o : {"init-from", "lora", "quantize", "adapter-out", "db", "name", "tag"})
+    value_opts.insert(o);
+  Args args(argv, value_opts, {"json", "quiet"});
+  if (!args.positional().empty())
+    throw UsageError("unexpected argument '" + args.positional()[0] + "'");
+  for (const char* o : {"preset", "config", "tokenizer"})
+    if (args.get(o))
+      throw UsageError("--" + std::string(o) +
+                       " cannot be used with --init-from (the base checkpoint fixes the model)");
+  const auto init_from = args.get("init-from");
+  if (!init_from) throw UsageError("--lora needs --init-from RUN|CHECKPOINT (the base model)");
+  const auto out = args.get("adapter-out");
+  if (!out)
+    throw UsageError(
+        "--adapter-out PATH (a PEFT directory or a .gguf file) is required with --lora");
+  const LoraSpec spec = parse_lora_spec(args.get("lora").value_or(""));
+  const bool quiet = args.flag("quiet");
+
+  // The base: a run id (its newest checkpoint) or a checkpoint directory; either
+  // way the run that wrote it becomes the parent of the fine-tune in the store.
+  ExperimentStore store(args.get("db").value_or(default_db_path()));
+  std::optional<int64_t> parent;
+  std::string base = *init_from;
+  if (!base.empty() && base.find_first_not_of("#0123456789") == std::string::npos) {
+    parent = parse_run_id(base, "--init-from");
+    auto ck = latest_checkpoint(store, *parent);
+    if (!ck)
+      throw std::runtime_error("run " + std::to_string(*parent) +
+                               " has no checkpoint to fine-tune");
+    base = ck->path;
+  } else {
+    std::error_code ec;
+    for (const RunRecord& r : store.list_runs())
+      for (const CheckpointRecord& c : store.checkpoints(r.id))
+        if (!parent && std::filesystem::equivalent(c.path, base, ec)) parent = r.id;
+  }
+  const std::string* base_dir = &base;
+  CheckpointInfo info = read_checkpoint_info(base);
+  RunSetup s;
+  s.preset.model = info.model;
+  s.preset.train = info.train;
+  apply_train_overrides(args, s.preset.train);
+  validate(s.preset.train);
+  s.tokenizer = tokenizer_from_json(info.tokenizer);
+  s.data_path = args.get("data").value_or(default_data_path());
+  build_data_and_model(s, read_text_file(s.data_path), false);
+  load_model_weights(*base_dir, *s.model);
+  LanguageModel& model = *s.model;
+  const int64_t full_params = model.num_parameters();
+  QuantizeReport qr;
+  std::string qname;
+  if (auto q = args.get("quantize")) {
+    const QuantSpec qs = QuantSpec::parse(*q);
+    qname = qs.str();
+    qr = quantize_model(model, qs);
+    if (!quiet)
+      std::fprintf(
+          stderr, "quantized %lld tensors to %s: weights %.2f MB -> %.2f MB%s\n",
+          (long long)qr.quantized, qname.c_str(), qr.bytes_before / 1e6, qr.bytes_after / 1e6,
+          qr.skipped.empty()
+              ? ""
+              : (" (" + std::to_string(qr.skipped.size()) + " layers kept float)").c_str());
+  }
+  const std::vector<std::string> paths =
+      apply_lora(model, spec.rank, spec.alpha, spec.targets, uint64_t(s.preset.train.seed));
+  const int64_t trainable = trainable_parameter_count(model);
+  if (!quiet)
+    std::fprintf(
+        stderr,
+        "LoRA rank %lld alpha %g on %zu layers: %lld trainable of %lld parameters (%.3f%%)\n",
+        (long long)spec.rank, double(spec.alpha), paths.size(), (long long)trainable,
+        (long long)total_parameter_count(model), 100.0 * double(trainable) / double(full_params));
+
+  RunRecord rec;
+  rec.parent_run_id = parent;
+  rec.name =
+      args.get("name").value_or(info.model.name.empty() ? "lora" : info.model.name + " lora");
+  rec.tags = args.all("tag");
+  rec.tags.push_back("lora");
+  const DatasetFingerprint fp = fingerprint_dataset(s.data_path);
+  rec.dataset_path = fp.path;
+  rec.dataset_size = fp.size;
+  rec.dataset_sha256 = fp.sha256;
+  rec.tokenizer = s.tokenizer->to_json();
+  Trainer trainer(model, s.preset.train, *s.data);
+  StoreLogger logger(store, rec);
+  logger.summary_extra()["lora"] = {
+      {"base_checkpoint", *base_dir},
+      {"rank", spec.rank},
+      {"alpha", spec.alpha},
+      {"targets", spec.targets},
+      {"layers", paths},
+      {"trainable_params", trainable},
+      {"quantize", qname.empty() ? nlohmann::json() : nlohmann::json(qname)},
+      {"adapter", *out}};
+  trainer.add_callback(&logger);
+  const int64_t run_id = logger.begin(trainer);
+  TrainSummary sum;
+  try {
+    sum = trainer.train();
+  } catch (const std::exception& e) {
+    logger.fail(e.what());
+    throw;
+  }
+  save_adapter(*out, model);
+  std::printf("%s after %lld steps: train loss %.4f", to_string(sum.status), (long long)sum.steps,
+              sum.final_train_loss);
+  if (sum.val_loss) std::printf(", val loss %.4f", *sum.val_loss);
+  std::printf(
+      ", %.0f tok/s\nadapter saved to %s (merge with: blocklab-cli lora merge --base %s --adapter "
+      "%s --out DIR)\n",
+      sum.tokens_per_sec, out->c_str(), base_dir->c_str(), out->c_str());
+  std::printf("run %lld recorded in %s\n", (long long)run_id, store.path().c_str());
+  if (args.flag("json")) {
+    nlohmann::json j = {
+        {"status", to_string(sum.status)},
+        {"steps", sum.steps},
+        {"final_train_loss", sum.final_train_loss},
+        {"val_loss", sum.val_loss ? nlohmann::json(*sum.val_loss) : nlohmann::json()},
+        {"trainable_params", trainable},
+        {"total_params", total_parameter_count(model)},
+        {"weight_bytes", model_weight_bytes(model)},
+        {"adapter", *out},
+        {"run_id", run_id},
+        {"parent_run_id", parent ? nlohmann::json(*parent) : nlohmann::json()}};
+    std::printf("%s\n", j.dump().c_str());
+  }
+  return sum.status == RunStatus::kCompleted || sum.status == RunStatus::kStopped ? 0 : 3;
+}
+
+int lora_command(const std::vector<std::string>& argv) {
+  if (argv.empty()) throw UsageError("lora merge | export");
+  const std::string sub = argv[0];
+  const std::vector<std::string> rest(argv.begin() + 1, argv.end());
+  if (sub == "merge") {
+    Args args(rest, {"base", "adapter", "out"}, {});
+    if (!args.positional().empty())
+      throw UsageError("unexpected argument '" + args.positional()[0] + "'");
+    const auto base = args.get("base"), adapter = args.get("adapter"), out = args.get("out");
+    if (!base || !adapter || !out)
+      throw UsageError("lora merge needs --base CHECKPOINT --adapter PATH --out DIR");
+    CheckpointInfo info = read_checkpoint_info(*base);
+    std::unique_ptr<Tokenizer> tok = tokenizer_from_json(info.tokenizer);
+    LanguageModel model(info.model);
+    load_model_weights(*base, model);
+    load_adapter(*adapter, model);
+    const size_t n = lora_parameters(model).size() / 2;
+    merge_lora(model);
+    save_checkpoint(*out, model, info.train, *tok);
+    std::printf(
+        "merged %zu adapted layers of %s into %s (sample with: blocklab-cli sample --run %s)\n", n,
+        adapter->c_str(), out->c_str(), out->c_str());
+    return 0;
+  }
+  if (sub == "export") {
+    Args args(rest, {"adapter", "out"}, {});
+    if (!args.positional().empty())
+      throw UsageError("unexpected argument '" + args.positional()[0] + "'");
+    const auto adapter = args.get("adapter"), out = args.get("out");
+    if (!adapter || !out)
+      throw UsageError("lora export needs --adapter PATH --out PATH (.gguf or a directory)");
+    const Adapter ad = read_adapter(*adapter);
+    if (out->size() > 5 && out->substr(out->size() - 5) == ".gguf")
+      write_gguf_adapter(*out, ad);
+    else
+      write_peft_adapter(*out, ad);
+    std::printf("exported %zu adapted layers (rank %lld, alpha %g) to %s\n", ad.layers.size(),
+                (long long)ad.rank, double(ad.alpha), out->c_str());
+    return 0;
+  }
+  if (sub == "sample") {
+    // One batch, one row per adapter (MultiAdapter): every row continues the same
+    // prompt with its own adapter; "base" names the model without adapter.
+    Args args(rest,
+              {"base", "adapter", "prompt", "tokens", "temperature", "top-k", "top-p", "seed"}, {});
+    if (!args.positional().empty())
+      throw UsageError("unexpected argument '" + args.positional()[0] + "'");
+    const auto base = args.get("base");
+    const std::vector<std::string> adapters = args.all("adapter");
+    if (!base || adapters.empty())
+      throw UsageError("lora sample needs --base CHECKPOINT and one --adapter PATH|base per row");
+    CheckpointInfo info = read_checkpoint_info(*base);
+    std::unique_ptr<Tokenizer> tok = tokenizer_from_json(info.tokenizer);
+    LanguageModel model(info.model);
+    load_model_weights(*base, model);
+    std::vector<Adapter> loaded;
+    int64_t max_rank = 1;
+    for (const std::string& a : adapters)
+      if (a != "base") {
+        loaded.push_back(read_adapter(a));
+        for (auto& [path, l] : loaded.back().layers) max_rank = std::max(max_rank, l.rank);
+      }
+    MultiAdapter multi(model, max_rank);
+    std::vector<int32_t> rows;
+    size_t next = 0;
+    for (const std::string& a : adapters)
+      rows.push_back(a == "base" ? -1 : multi.add(a, loaded[next++]));
+    multi.set_batch(rows);
+    SamplingOptions opt;
+    opt.max_new_tokens = args.get_int("tokens", 1).value_or(100);
+    opt.temperature = float(args.get_double("temperature").value_or(0.8));
+    opt.top_k = args.get_int("top-k", 0).value_or(0);
+    opt.top_p = float(args.get_double("top-p").value_or(1.0));
+    if (opt.temperature < 0) throw UsageError("--temperature must be >= 0");
+    if (opt.top_p <= 0 || opt.top_p > 1) throw UsageError("--top-p must be in (0, 1]");
+    const std::string prompt = args.get("prompt").value_or("\n");
+    const std::vector<int32_t> ids = tok->encode(prompt);
+    if (ids.empty()) throw UsageError("--prompt must not be empty");
+    const uint64_t seed = uint64_t(args.get_int("seed", 0).value_or(0));
+    std::vector<Rng> rngs;
+    for (size_t i = 0; i < adapters.size(); ++i) rngs.emplace_back(seed + i);
+    const auto out =
+        generate_batch(model, std::vector<std::vector<int32_t>>(adapters.size(), ids), opt, rngs);
+    for (size_t i = 0; i < adapters.size(); ++i)
+      std::printf("--- %s\n%s%s\n", adapters[i].c_str(), prompt.c_str(),
+                  tok->decode(out[i]).c_str());
+    return 0;
+  }
+  throw UsageError("unknown lora subcommand '" + sub + "' (merge | export | sample)");
+}
+
+}  // namespace bl::cli

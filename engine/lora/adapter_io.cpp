@@ -1,0 +1,469 @@
+#include "lora/adapter_io.h"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/linear.h"
+#include "io/safetensors.h"
+#include "lora/lora.h"
+#include "quant/quantize.h"
+#include "train/checkpoint.h"
+
+namespace bl {
+
+namespace fs = std::filesystem;
+
+namespace {
+constexpr const char* kPeftPrefix = "base_model.model.";
+constexpr const char* kSafetensorsFile = "adapter_model.safetensors";
+constexpr const char* kConfigFile = "adapter_config.json";
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string last_name(const std::string& path) {
+  const size_t dot = path.rfind('.');
+  return dot == std::string::npos ? path : path.substr(dot + 1);
+}
+
+std::string shape_str(std::initializer_list<int64_t> s) {
+  std::string out = "[";
+  for (int64_t d : s) out += (out.size() > 1 ? ", " : "") + std::to_string(d);
+  return out + "]";
+}
+
+// PEFT module key (rank_pattern / alpha_pattern): the tensor name without prefix and suffix.
+std::string peft_module(const std::string& path) {
+  std::string n = peft_tensor_name(path, "lora_A");
+  n = n.substr(std::strlen(kPeftPrefix));
+  return n.substr(0, n.size() - std::strlen(".lora_A.weight"));
+}
+
+std::vector<std::string> target_modules_of(const Adapter& ad) {
+  std::set<std::string> names;
+  for (auto& [path, l] : ad.layers) names.insert(last_name(path));
+  return {names.begin(), names.end()};
+}
+}  // namespace
+
+std::string peft_tensor_name(const std::string& path, const std::string& which) {
+  return kPeftPrefix + checkpoint_tensor_name(path + "." + which + ".weight");
+}
+
+Adapter extract_adapter(Module& model) {
+  Adapter ad;
+  for (auto& [path, l] : named_linears(model)) {
+    const LoraAdapter* a = l->lora();
+    if (!a) continue;
+    AdapterLayer x;
+    x.rank = a->rank;
+    x.alpha = a->alpha;
+    x.in = l->in_features();
+    x.out = l->out_features();
+    x.a.assign(a->a->data(), a->a->data() + a->a->numel());
+    x.b.assign(a->b->data(), a->b->data() + a->b->numel());
+    if (ad.layers.empty()) {
+      ad.rank = x.rank;
+      ad.alpha = x.alpha;
+    }
+    ad.layers.emplace(path, std::move(x));
+  }
+  ad.target_modules = target_modules_of(ad);
+  return ad;
+}
+
+void attach_adapter(Module& model, const Adapter& ad) {
+  std::map<std::string, Linear*> linears;
+  for (auto& [path, l] : named_linears(model)) linears[path] = l;
+  for (auto& [path, x] : ad.layers) {
+    const std::string ta = peft_tensor_name(path, "lora_A"), tb = peft_tensor_name(path, "lora_B");
+    auto it = linears.find(path);
+    if (it == linears.end())
+      throw AdapterError("adapter tensor '" + ta +
+                         "' names no Linear layer of the model (module '" + path + "')");
+    Linear* l = it->second;
+    if (x.in != l->in_features())
+      throw AdapterError("adapter tensor '" + ta + "' has shape " + shape_str({x.rank, x.in}) +
+                         " but layer '" + path + "' needs " +
+                         shape_str({x.rank, l->in_features()}));
+    if (x.out != l->out_features())
+      throw AdapterError("adapter tensor '" + tb + "' has shape " + shape_str({x.out, x.rank}) +
+                         " but layer '" + path + "' needs " +
+                         shape_str({l->out_features(), x.rank}));
+    if (l->lora() && l->lora()->rank != x.rank)
+      throw AdapterError("adapter tensor '" + ta + "' has rank " + std::to_string(x.rank) +
+                         " but layer '" + path + "' carries a rank-" +
+                         std::to_string(l->lora()->rank) + " adapter");
+  }
+  bool added = false;
+  for (auto& [path, x] : ad.layers) {
+    Linear* l = linears[path];
+    if (!l->lora()) {
+      if (!added) {  // as apply_lora: only adapters train
+        std::vector<Parameter*> keep;
+        for (auto& [name, p] : lora_parameters(model)) keep.push_back(p);
+        for (Parameter* p : model.parameters()) p->set_trainable(false);
+        for (Parameter* p : keep) p->set_trainable(true);
+      }
+      added = true;
+      Rng rng(0);
+      l->add_lora(x.rank, x.alpha, rng);
+    }
+    l->set_lora_alpha(x.alpha);  // alpha is part of the adapter
+    std::copy(x.a.begin(), x.a.end(), l->lora()->a->data());
+    std::copy(x.b.begin(), x.b.end(), l->lora()->b->data());
+  }
+  rename_parameters(model);
+}
+
+// ---------------------------------------------------------------- PEFT
+
+void write_peft_adapter(const std::string& dir, const Adapter& ad) {
+  if (ad.layers.empty()) throw AdapterError(dir + ": the model has no LoRA adapters to save");
+  fs::create_directories(dir);
+  std::vector<TensorView> views;
+  nlohmann::json rank_pattern = nlohmann::json::object(), alpha_pattern = nlohmann::json::object();
+  for (auto& [path, x] : ad.layers) {
+    views.push_back({peft_tensor_name(path, "lora_A"), {x.rank, x.in}, x.a.data()});
+    views.push_back({peft_tensor_name(path, "lora_B"), {x.out, x.rank}, x.b.data()});
+    if (x.rank != ad.rank) rank_pattern[peft_module(path)] = x.rank;
+    if (x.alpha != ad.alpha) alpha_pattern[peft_module(path)] = x.alpha;
+  }
+  write_safetensors((fs::path(dir) / kSafetensorsFile).string(), views, {{"format", "pt"}});
+  nlohmann::json cfg = {{"peft_type", "LORA"},
+                        {"task_type", "CAUSAL_LM"},
+                        {"r", ad.rank},
+                        {"lora_alpha", ad.alpha},
+                        {"target_modules", target_modules_of(ad)},
+                        {"rank_pattern", rank_pattern},
+                        {"alpha_pattern", alpha_pattern},
+                        {"lora_dropout", 0.0},
+                        {"bias", "none"},
+                        {"fan_in_fan_out", false},
+                        {"init_lora_weights", true},
+                        {"inference_mode", true},
+                        {"base_model_name_or_path", nullptr},
+                        {"library", "blocklab"}};
+  const fs::path cfg_path = fs::path(dir) / kConfigFile;
+  std::ofstream f(cfg_path);
+  f << cfg.dump(2) << "\n";
+  if (!f) throw AdapterError(cfg_path.string() + ": cannot write");
+}
+
+Adapter read_peft_adapter(const std::string& dir) {
+  const fs::path cfg_path = fs::path(dir) / kConfigFile;
+  std::ifstream f(cfg_path);
+  if (!f) throw AdapterError(cfg_path.string() + ": cannot read (not a PEFT adapter directory?)");
+  nlohmann::json cfg;
+  try {
+    cfg = nlohmann::json::parse(f);
+  } catch (const std::exception& e) {
+    throw AdapterError(cfg_path.string() + ": invalid JSON: " + e.what());
+  }
+  Adapter ad;
+  try {
+    if (cfg.value("peft_type", std::string("LORA")) != "LORA")
+      throw AdapterError(cfg_path.string() + ": peft_type is not LORA");
+    ad.rank = cfg.at("r").get<int64_t>();
+    ad.alpha = cfg.at("lora_alpha").get<float>();
+  } catch (const nlohmann::json::exception& e) {
+    throw AdapterError(cfg_path.string() + ": needs integer \"r\" and number \"lora_alpha\" (" +
+                       e.what() + ")");
+  }
+  const nlohmann::json rp = cfg.value("rank_pattern", nlohmann::json::object());
+  const nlohmann::json ap = cfg.value("alpha_pattern", nlohmann::json::object());
+  const std::string st_path = (fs::path(dir) / kSafetensorsFile).string();
+  SafetensorsFile st = read_safetensors(st_path);
+  const std::string suffix_a = ".lora_A.weight", suffix_b = ".lora_B.weight";
+  for (auto& [name, t] : st.tensors) {
+    const bool is_a = ends_with(name, suffix_a);
+    if (!is_a && !ends_with(name, suffix_b))
+      throw AdapterError(st_path + ": tensor '" + name + "' is not a lora_A / lora_B weight");
+    if (name.rfind(kPeftPrefix, 0) != 0)
+      throw AdapterError(st_path + ": tensor '" + name + "' does not start with '" + kPeftPrefix +
+                         "'");
+    const std::string hf = name.substr(std::strlen(kPeftPrefix));
+    auto internal = internal_tensor_name(hf);
+    if (!internal)
+      throw AdapterError(st_path + ": tensor '" + name + "' has no module path this model uses");
+    const std::string path = internal->substr(0, internal->size() - suffix_a.size());
+    if (t.shape.size() != 2) throw AdapterError(st_path + ": tensor '" + name + "' must be 2-D");
+    AdapterLayer& x = ad.layers[path];
+    if (is_a) {
+      x.a = std::move(t.data);
+      x.rank = t.shape[0];
+      x.in = t.shape[1];
+    } else {
+      x.b = std::move(t.data);
+      x.out = t.shape[0];
+      if (x.rank && x.rank != t.shape[1])
+        throw AdapterError(st_path + ": tensor '" + name + "' has rank " +
+                           std::to_string(t.shape[1]) + " but its lora_A has rank " +
+                           std::to_string(x.rank));
+      x.rank = t.shape[1];
+    }
+  }
+  for (auto& [path, x] : ad.layers) {
+    const std::string module = peft_module(path);
+    if (x.a.empty() || x.b.empty())
+      throw AdapterError(st_path + ": '" +
+                         peft_tensor_name(path, x.a.empty() ? "lora_A" : "lora_B") +
+                         "' is missing");
+    if (int64_t(x.b.size()) != x.out * x.rank || int64_t(x.a.size()) != x.rank * x.in)
+      throw AdapterError(st_path + ": '" + peft_tensor_name(path, "lora_B") + "' has rank " +
+                         std::to_string(int64_t(x.b.size()) / std::max<int64_t>(x.out, 1)) +
+                         " but its lora_A has rank " + std::to_string(x.rank));
+    const int64_t expect = rp.contains(module) ? rp[module].get<int64_t>() : ad.rank;
+    if (x.rank != expect)
+      throw AdapterError(st_path + ": tensor '" + peft_tensor_name(path, "lora_A") + "' has rank " +
+                         std::to_string(x.rank) + " but " + kConfigFile +
+                         " says r = " + std::to_string(expect));
+    x.alpha = ap.contains(module) ? ap[module].get<float>() : ad.alpha;
+  }
+  if (ad.layers.empty()) throw AdapterError(st_path + ": no adapter tensors");
+  ad.target_modules = target_modules_of(ad);
+  return ad;
+}
+
+// ---------------------------------------------------------------- GGUF
+
+namespace {
+constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF" little-endian
+constexpr uint64_t kGgufAlignment = 32;
+enum GgufType : uint32_t {
+  kU32 = 4,
+  kI32 = 5,
+  kF32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kU64 = 10
+};
+
+struct Writer {
+  std::vector<uint8_t> buf;
+  template <class T>
+  void put(T v) {
+    const auto* p = reinterpret_cast<const uint8_t*>(&v);
+    buf.insert(buf.end(), p, p + sizeof(T));
+  }
+  void str(const std::string& s) {
+    put<uint64_t>(s.size());
+    buf.insert(buf.end(), s.begin(), s.end());
+  }
+  void pad() {
+    while (buf.size() % kGgufAlignment) buf.push_back(0);
+  }
+};
+
+struct Reader {
+  const std::vector<uint8_t>& buf;
+  std::string file;
+  size_t pos = 0;
+  [[noreturn]] void fail(const std::string& what) const {
+    throw AdapterError(file + ": " + what + " (at byte " + std::to_string(pos) + ")");
+  }
+  template <class T>
+  T get() {
+    if (buf.size() - pos < sizeof(T)) fail("truncated");
+    T v;
+    std::memcpy(&v, buf.data() + pos, sizeof(T));
+    pos += sizeof(T);
+    return v;
+  }
+  std::string str() {
+    const uint64_t n = get<uint64_t>();
+    if (n > buf.size() - pos) fail("string longer than the file");
+    std::string s(reinterpret_cast<const char*>(buf.data() + pos), size_t(n));
+    pos += size_t(n);
+    return s;
+  }
+  void skip_value(uint32_t type, int depth = 0) {
+    static const size_t sizes[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    if (type == kString) {
+      str();
+    } else if (type == kArray) {
+      if (depth > 2) fail("nested arrays too deep");
+      const uint32_t t = get<uint32_t>();
+      const uint64_t n = get<uint64_t>();
+      if (n > buf.size()) fail("array longer than the file");
+      for (uint64_t i = 0; i < n; ++i) skip_value(t, depth + 1);
+    } else if (type < 13) {
+      if (buf.size() - pos < sizes[type]) fail("truncated");
+      pos += sizes[type];
+    } else {
+      fail("unknown metadata type " + std::to_string(type));
+    }
+  }
+};
+}  // namespace
+
+void write_gguf_adapter(const std::string& path, const Adapter& ad) {
+  if (ad.layers.empty()) throw AdapterError(path + ": the model has no LoRA adapters to save");
+  struct T {
+    std::string name;
+    int64_t rows, cols;
+    const std::vector<float>* data;
+  };
+  std::vector<T> ts;
+  for (auto& [p, x] : ad.layers) {
+    ts.push_back({"lora." + p + ".weight_a", x.rank, x.in, &x.a});
+    ts.push_back({"lora." + p + ".weight_b", x.out, x.rank, &x.b});
+  }
+  Writer w;
+  w.put<uint32_t>(kGgufMagic);
+  w.put<uint32_t>(3);
+  w.put<uint64_t>(ts.size());
+  // Per-layer alpha where it differs from the usual one: "lora.<module>.alpha".
+  std::vector<std::pair<std::string, float>> alphas;
+  for (auto& [p, x] : ad.layers)
+    if (x.alpha != ad.alpha) alphas.emplace_back("lora." + p + ".alpha", x.alpha);
+  w.put<uint64_t>(6 + alphas.size());
+  w.str("general.type"), w.put<uint32_t>(kString), w.str("adapter");
+  w.str("general.alignment"), w.put<uint32_t>(kU32), w.put<uint32_t>(uint32_t(kGgufAlignment));
+  w.str("adapter.type"), w.put<uint32_t>(kString), w.str("lora");
+  w.str("adapter.lora.alpha"), w.put<uint32_t>(kF32), w.put<float>(ad.alpha);
+  w.str("lora.rank"), w.put<uint32_t>(kU32), w.put<uint32_t>(uint32_t(ad.rank));
+  w.str("lora.alpha"), w.put<uint32_t>(kF32), w.put<float>(ad.alpha);
+  for (auto& [k, v] : alphas) w.str(k), w.put<uint32_t>(kF32), w.put<float>(v);
+  uint64_t offset = 0;
+  for (const T& t : ts) {
+    w.str(t.name);
+    w.put<uint32_t>(2);
+    w.put<uint64_t>(uint64_t(t.cols));  // innermost first
+    w.put<uint64_t>(uint64_t(t.rows));
+    w.put<uint32_t>(0);  // GGML_TYPE_F32
+    w.put<uint64_t>(offset);
+    offset +=
+        (uint64_t(t.rows * t.cols) * 4 + kGgufAlignment - 1) / kGgufAlignment * kGgufAlignment;
+  }
+  w.pad();
+  for (const T& t : ts) {
+    const auto* p = reinterpret_cast<const uint8_t*>(t.data->data());
+    w.buf.insert(w.buf.end(), p, p + t.data->size() * 4);
+    w.pad();
+  }
+  if (fs::path(path).has_parent_path()) fs::create_directories(fs::path(path).parent_path());
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(w.buf.data()), std::streamsize(w.buf.size()));
+    if (!f) throw AdapterError(path + ": cannot write");
+  }
+  fs::rename(tmp, path);
+}
+
+Adapter read_gguf_adapter(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw AdapterError(path + ": cannot read");
+  std::vector<uint8_t> buf((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  Reader r{buf, path};
+  if (r.get<uint32_t>() != kGgufMagic) r.fail("not a GGUF file (bad magic)");
+  const uint32_t version = r.get<uint32_t>();
+  if (version != 2 && version != 3) r.fail("unsupported GGUF version " + std::to_string(version));
+  const uint64_t n_tensors = r.get<uint64_t>(), n_kv = r.get<uint64_t>();
+  if (n_tensors > buf.size() / 8 || n_kv > buf.size() / 8) r.fail("counts exceed the file size");
+  Adapter ad;
+  bool has_rank = false, has_alpha = false;
+  uint64_t alignment = kGgufAlignment;
+  std::map<std::string, float> layer_alpha;
+  for (uint64_t i = 0; i < n_kv; ++i) {
+    const std::string key = r.str();
+    const uint32_t type = r.get<uint32_t>();
+    if (key == "lora.rank" && (type == kU32 || type == kI32)) {
+      ad.rank = type == kU32 ? int64_t(r.get<uint32_t>()) : int64_t(r.get<int32_t>());
+      has_rank = true;
+    } else if (key == "lora.alpha" && type == kF32) {
+      ad.alpha = r.get<float>();
+      has_alpha = true;
+    } else if (key == "general.alignment" && type == kU32) {
+      alignment = r.get<uint32_t>();
+      if (alignment == 0 || alignment % 8) r.fail("bad general.alignment");
+    } else if (key.rfind("lora.", 0) == 0 && ends_with(key, ".alpha") && type == kF32) {
+      layer_alpha[key.substr(5, key.size() - 11)] = r.get<float>();
+    } else {
+      r.skip_value(type);
+    }
+  }
+  if (!has_rank || !has_alpha) r.fail("missing lora.rank / lora.alpha metadata");
+  struct Info {
+    std::string name;
+    int64_t rows, cols;
+    uint64_t offset;
+  };
+  std::vector<Info> infos;
+  for (uint64_t i = 0; i < n_tensors; ++i) {
+    Info t;
+    t.name = r.str();
+    const uint32_t nd = r.get<uint32_t>();
+    if (nd != 2) r.fail("tensor '" + t.name + "' must be 2-D, has " + std::to_string(nd) + " dims");
+    const uint64_t c = r.get<uint64_t>(), rr = r.get<uint64_t>();
+    if (c == 0 || rr == 0 || c > buf.size() || rr > buf.size() || c * rr > buf.size())
+      r.fail("tensor '" + t.name + "' has impossible dims");
+    t.cols = int64_t(c);
+    t.rows = int64_t(rr);
+    if (r.get<uint32_t>() != 0) r.fail("tensor '" + t.name + "' is not F32");
+    t.offset = r.get<uint64_t>();
+    infos.push_back(t);
+  }
+  const uint64_t data_start = (r.pos + alignment - 1) / alignment * alignment;
+  for (const Info& t : infos) {
+    const uint64_t bytes = uint64_t(t.rows * t.cols) * 4;
+    if (t.offset > buf.size() || data_start + t.offset > buf.size() ||
+        bytes > buf.size() - data_start - t.offset)
+      r.fail("tensor '" + t.name + "' lies outside the file");
+    const bool is_a = ends_with(t.name, ".weight_a");
+    if ((!is_a && !ends_with(t.name, ".weight_b")) || t.name.rfind("lora.", 0) != 0)
+      r.fail("tensor '" + t.name + "' is not named lora.<layer>.weight_a / weight_b");
+    const std::string p = t.name.substr(5, t.name.size() - 5 - 9);
+    AdapterLayer& x = ad.layers[p];
+    const float* src = reinterpret_cast<const float*>(buf.data() + data_start + t.offset);
+    std::vector<float> v(size_t(t.rows * t.cols));
+    std::memcpy(v.data(), src, v.size() * 4);
+    if (is_a) {
+      x.a = std::move(v);
+      x.rank = t.rows;
+      x.in = t.cols;
+    } else {
+      x.b = std::move(v);
+      x.out = t.rows;
+    }
+  }
+  for (auto& [p, x] : ad.layers) {
+    if (x.a.empty() || x.b.empty())
+      r.fail("'lora." + p + (x.a.empty() ? ".weight_a" : ".weight_b") + "' is missing");
+    if (int64_t(x.b.size()) != x.out * x.rank)
+      r.fail("'lora." + p + ".weight_b' has rank " + std::to_string(int64_t(x.b.size()) / x.out) +
+             " but its weight_a has rank " + std::to_string(x.rank));
+    x.alpha = layer_alpha.count(p) ? layer_alpha[p] : ad.alpha;
+  }
+  if (ad.layers.empty()) r.fail("no adapter tensors");
+  ad.target_modules = target_modules_of(ad);
+  return ad;
+}
+
+// ---------------------------------------------------------------- by path
+
+void save_adapter(const std::string& path, Module& model) {
+  const Adapter ad = extract_adapter(model);
+  if (ends_with(path, ".gguf"))
+    write_gguf_adapter(path, ad);
+  else
+    write_peft_adapter(path, ad);
+}
+
+Adapter read_adapter(const std::string& path) {
+  return ends_with(path, ".gguf") ? read_gguf_adapter(path) : read_peft_adapter(path);
+}
+
+void load_adapter(const std::string& path, Module& model) {
+  attach_adapter(model, read_adapter(path));
+}
+
+}  // namespace bl

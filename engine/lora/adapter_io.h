@@ -1,0 +1,74 @@
+// LoRA adapters on disk, without the base model.
+//
+// PEFT layout (a directory, as Hugging Face PEFT's save_pretrained writes it):
+//   adapter_model.safetensors  "base_model.model.<HF module path>.lora_A.weight" (r, in)
+//                              and ".lora_B.weight" (out, r), float32, e.g.
+//                              base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight
+//                              (module paths mapped as in checkpoints: attention ->
+//                              self_attn, ffn -> mlp; train/checkpoint.h)
+//   adapter_config.json        {"peft_type": "LORA", "r", "lora_alpha", "target_modules",
+//                              "rank_pattern", "alpha_pattern", ...}; rank_pattern /
+//                              alpha_pattern key layers (by PEFT module path) whose
+//                              rank / alpha differ from r / lora_alpha.
+// GGUF layout (one file, the Go lora package's SaveAdapter): GGUF v3, tensors
+//   "lora.<module path>.weight_a" (r, in) and ".weight_b" (out, r) as F32 (GGUF lists
+//   dims innermost first: [in, r] and [r, out]); metadata "lora.rank" (u32) and
+//   "lora.alpha" (f32), plus llama.cpp's "general.type" = "adapter",
+//   "adapter.type" = "lora", "adapter.lora.alpha".
+// Module paths are ours ("layers.0.attention.q_proj").
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/module.h"
+
+namespace bl {
+
+/// An adapter file is malformed or does not fit the model; what() names the
+/// file or tensor and the problem.
+class AdapterError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct AdapterLayer {
+  int64_t rank = 0, in = 0, out = 0;
+  float alpha = 0;
+  std::vector<float> a, b;  // (rank, in), (out, rank)
+  float scaling() const { return alpha / float(rank); }
+};
+
+struct Adapter {
+  int64_t rank = 0;                            // the usual rank (PEFT "r")
+  float alpha = 0;                             // the usual alpha ("lora_alpha")
+  std::vector<std::string> target_modules;     // Linear names, e.g. "q_proj"
+  std::map<std::string, AdapterLayer> layers;  // module path -> weights
+};
+
+/// Copies the adapters attached to the model's Linear layers.
+Adapter extract_adapter(Module& model);
+/// Attaches `ad` to the model: layers without an adapter get one (the base is
+/// frozen as in apply_lora), layers with one must have the same rank; then copies
+/// A and B. Every layer is checked before anything changes: an unknown module,
+/// wrong rank or shape throws AdapterError naming the tensor.
+void attach_adapter(Module& model, const Adapter& ad);
+
+/// PEFT tensor name of a module path's A or B: which = "lora_A" / "lora_B".
+std::string peft_tensor_name(const std::string& module_path, const std::string& which);
+
+void write_peft_adapter(const std::string& dir, const Adapter& ad);
+Adapter read_peft_adapter(const std::string& dir);
+void write_gguf_adapter(const std::string& path, const Adapter& ad);
+Adapter read_gguf_adapter(const std::string& path);
+
+/// By path: "*.gguf" is a GGUF file, anything else a PEFT directory.
+void save_adapter(const std::string& path, Module& model);
+Adapter read_adapter(const std::string& path);
+/// read_adapter + attach_adapter.
+void load_adapter(const std::string& path, Module& model);
+
+}  // namespace bl
