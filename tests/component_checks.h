@@ -68,6 +68,21 @@ inline double cached_decoding_error(LanguageModel& model, int64_t T,
   return max_err;
 }
 
+/// Chunk sizes 1, 1, ..., 1 (T of them).
+inline std::vector<int64_t> one_at_a_time(int64_t T) {
+  return std::vector<int64_t>(size_t(T), 1);
+}
+
+/// cached_decoding_error of a fresh model of `cfg` with random weights.
+inline double decode_error(const ModelConfig& cfg, int64_t T, const std::vector<int64_t>& pieces,
+                           uint64_t seed = 3) {
+  LanguageModel model(cfg);
+  Rng rng(seed);
+  model.init_weights(rng);
+  randomize(model, rng, 0.2f);
+  return cached_decoding_error(model, T, pieces, T);
+}
+
 /// Mean loss of the first and of the last `steps` / 5 steps of AdamW on one
 /// batch of a short repeated string (a model that learns must fit it quickly).
 inline std::pair<double, double> train_on_repeated_text(const ModelConfig& cfg, int steps = 30) {

@@ -10,12 +10,12 @@
 #include <map>
 #include <vector>
 
+#include "component_checks.h"
 #include "core/attention/gqa.h"
 #include "core/block.h"
 #include "core/config.h"
 #include "core/position/none.h"
 #include "gradcheck.h"
-#include "lm_checks.h"
 #include "ops/attention.h"
 #include "tensor/graph.h"
 
@@ -204,7 +204,7 @@ TEST(MLA, FullPassMatchesTheFormulas) {
        {mla_block({}, 4, true), mla_block(5, 8, false), mla_block({}, {}, true, "none")}) {
     MLA m(c);
     Rng rng(21);
-    test::randomize_weights(m, rng);
+    test::randomize(m, rng);
     auto x = test::make_input("x", Shape{2, 6, 16}, rng);
     NoPosition none;
     NoGradGuard ng;
@@ -265,7 +265,7 @@ TEST(MLA, BlockGradientsMatchFiniteDifferences) {
     c.mup = cs.mup;
     Block block(c);
     Rng rng(11);
-    test::randomize_weights(block, rng);
+    test::randomize(block, rng);
     auto x = test::make_input("x", Shape{2, 5, 16}, rng);
     std::vector<Parameter*> inputs{x.get()};
     for (Parameter* p : block.parameters()) inputs.push_back(p);
@@ -324,7 +324,7 @@ TEST(MLA, RopeIsAppliedByMlaWhateverThePositionSetting) {
     LanguageModel model(cfg);
     Rng rng(2);
     model.init_weights(rng);
-    test::randomize_weights(model, rng, 0.3f);
+    test::randomize(model, rng, 0.3f);
     NoGradGuard ng;
     std::vector<int32_t> a{1, 2, 3, 4, 5}, b{2, 1, 3, 4, 5};
     Tensor ya = model.forward(Tokens{a.data(), Shape{1, 5}});
@@ -394,7 +394,7 @@ TEST(MLA, SmallModelTrains) {
   cfg.block.n_heads = 4;
   cfg.block.d_ff = 64;
   cfg.block.kv_lora_rank = 16;
-  auto [first, last] = test::train_on_repeated_string(cfg, 30, 1e-2f);
+  auto [first, last] = test::train_on_repeated_text(cfg, 30);
   EXPECT_LT(last, 0.5 * first) << "first " << first << " last " << last;
 }
 

@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "component_checks.h"
 #include "core/block.h"
 #include "core/config.h"
 #include "core/presets.h"
@@ -16,14 +17,7 @@
 namespace bl {
 namespace {
 
-// Random weights everywhere (norm weights near 1) so no gradient path is trivially zero.
-void randomize(Module& m, Rng& rng, float std = 0.3f) {
-  for (Parameter* p : m.parameters()) {
-    p->init_normal(rng, std);
-    if (p->init_kind() == Init::kOnes)
-      for (int64_t i = 0; i < p->numel(); ++i) p->data()[i] += 1.0f;
-  }
-}
+using test::randomize;
 
 BlockConfig small_block(const std::string& attention, const std::string& ffn,
                         const std::string& norm, const std::string& position) {
@@ -129,38 +123,8 @@ void expect_cached_decoding_matches(const ModelConfig& cfg) {
   Rng rng(3);
   model.init_weights(rng);
   randomize(model, rng, 0.2f);
-  const int64_t T = 9, V = cfg.vocab_size;
-  std::vector<int32_t> ids;
-  for (int64_t i = 0; i < 2 * T; ++i) ids.push_back(int32_t((i * 7 + 3) % V));
-  Graph& g = current_graph();
-  NoGradGuard ng;
-  Tensor full = model.forward(Tokens{ids.data(), Shape{2, T}});
-  std::vector<float> ref(full.data(), full.data() + full.numel());
-  g.clear();
-  DecodeState st = model.make_decode_state(2, T);
-  const int64_t prompt = 4;
-  std::vector<int32_t> chunk;
-  for (int64_t b = 0; b < 2; ++b)
-    for (int64_t t = 0; t < prompt; ++t) chunk.push_back(ids[size_t(b * T + t)]);
-  Tensor out = model.forward(Tokens{chunk.data(), Shape{2, prompt}}, &st);
-  double max_err = 0;
-  for (int64_t b = 0; b < 2; ++b)
-    for (int64_t t = 0; t < prompt; ++t)
-      for (int64_t v = 0; v < V; ++v)
-        max_err = std::max(max_err, double(std::abs(out.data()[(b * prompt + t) * V + v] -
-                                                    ref[size_t((b * T + t) * V + v)])));
-  g.clear();
-  for (int64_t t = prompt; t < T; ++t) {
-    int32_t step_ids[2] = {ids[size_t(t)], ids[size_t(T + t)]};
-    Tensor o = model.forward(Tokens{step_ids, Shape{2, 1}}, &st);
-    for (int64_t b = 0; b < 2; ++b)
-      for (int64_t v = 0; v < V; ++v)
-        max_err = std::max(
-            max_err, double(std::abs(o.data()[b * V + v] - ref[size_t((b * T + t) * V + v)])));
-    g.clear();
-  }
-  EXPECT_LT(max_err, 1e-4) << "position " << cfg.block.position << " attention "
-                           << cfg.block.attention;
+  EXPECT_LT(test::cached_decoding_error(model, 9, {4, 1, 1, 1, 1, 1}, 9), 1e-4)
+      << "position " << cfg.block.position << " attention " << cfg.block.attention;
 }
 
 TEST(Model, CachedDecodingMatchesFullForward) {

@@ -14,12 +14,12 @@
 #include <numeric>
 #include <vector>
 
+#include "component_checks.h"
 #include "core/attention/sparse_gqa.h"
 #include "core/block.h"
 #include "core/config.h"
 #include "core/position/none.h"
 #include "gradcheck.h"
-#include "lm_checks.h"
 #include "tensor/gemm.h"
 #include "tensor/graph.h"
 
@@ -398,7 +398,7 @@ TEST(SparseGQA, FullPassMatchesTheThreeBranchesWrittenOut) {
     c.position = "none";
     SparseGQA m(c);
     Rng rng(31);
-    test::randomize_weights(m, rng);
+    test::randomize(m, rng);
     auto x = test::make_input("x", Shape{2, 20, 16}, rng);
     NoPosition none;
     NoGradGuard ng;
@@ -433,7 +433,7 @@ TEST(SparseGQA, BlockGradientsMatchFiniteDifferences) {
     c.qk_norm = cs.qk_norm;
     Block block(c);
     Rng rng(12);
-    test::randomize_weights(block, rng);
+    test::randomize(block, rng);
     auto x = test::make_input("x", Shape{2, 6, 16}, rng);
     std::vector<Parameter*> inputs{x.get()};
     for (Parameter* p : block.parameters()) inputs.push_back(p);
@@ -475,7 +475,7 @@ TEST(SparseGQA, SelectionChangesTheOutput) {
     LanguageModel model(cfg);
     Rng rng(4);
     model.init_weights(rng);
-    test::randomize_weights(model, rng, 0.3f);
+    test::randomize(model, rng, 0.3f);
     std::vector<int32_t> ids;
     for (int i = 0; i < 16; ++i) ids.push_back(int32_t((i * 5 + 1) % 19));
     NoGradGuard ng;
@@ -546,7 +546,7 @@ TEST(SparseGQA, SmallModelTrains) {
   cfg.vocab_size = 64;
   cfg.block.d_model = 32;
   cfg.block.d_ff = 64;
-  auto [first, last] = test::train_on_repeated_string(cfg, 30, 1e-2f);
+  auto [first, last] = test::train_on_repeated_text(cfg, 30);
   EXPECT_LT(last, 0.5 * first) << "first " << first << " last " << last;
 }
 
