@@ -74,7 +74,11 @@ inline ::testing::AssertionResult grad_check(const std::function<Tensor()>& f,
   g.run_tape();
   g.clear();
   std::vector<std::vector<float>> analytic;
-  for (Parameter* p : inputs) analytic.emplace_back(p->grad(), p->grad() + p->numel());
+  for (Parameter* p : inputs) {
+    if (!p->grad())
+      return ::testing::AssertionFailure() << "input '" << p->name() << "' is frozen (no gradient)";
+    analytic.emplace_back(p->grad(), p->grad() + p->numel());
+  }
 
   // Numeric gradients on a subset of elements.
   NoGradGuard ng;
