@@ -500,6 +500,15 @@ void RunBrowser::update_details() {
                       .arg(r->id)
                       .arg(QString::fromStdString(r->name).toHtmlEscaped(),
                            QString::fromLatin1(run_status_name(r->status)));
+  if (r->parent_run_id) {
+    const auto parent = run(*r->parent_run_id);
+    const QString adapter = adapter_text(*r);
+    title += QString("<br><small>%1 #%2%3%4</small>")
+                 .arg(adapter.isEmpty() ? "fork of" : "fine-tune of")
+                 .arg(*r->parent_run_id)
+                 .arg(parent ? " " + QString::fromStdString(parent->name).toHtmlEscaped() : "")
+                 .arg(adapter.isEmpty() ? "" : " · " + adapter.toHtmlEscaped());
+  }
   if (!r->status_message.empty())
     title += "<br><small>" + QString::fromStdString(r->status_message).toHtmlEscaped() + "</small>";
   details_title_->setText(title);

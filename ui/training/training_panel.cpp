@@ -402,6 +402,8 @@ void TrainingPanel::update_finetune() {
       counts_ = count_finetune(base->model, spec);  // storage-less model: cheap
       text = trainable_text(*counts_);
       if (!quantize().empty()) text += " · base in " + QString::fromStdString(quantize());
+      text += QString("\nmodel and tokenizer from run #%1's checkpoint (not the composer)")
+                  .arg(base->run_id);
     } catch (const std::exception& e) {
       text = QString::fromStdString(e.what());
       finetune_errors_.push_back(std::string("fine-tune: ") + e.what());
