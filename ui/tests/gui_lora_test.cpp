@@ -8,6 +8,7 @@
 #include <QComboBox>
 #include <QGroupBox>
 #include <QLabel>
+#include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSpinBox>
 #include <QTableView>
@@ -19,6 +20,8 @@
 #include "lora/adapter_io.h"
 #include "lora/finetune.h"
 #include "main_window.h"
+#include "plot/charts_panel.h"
+#include "plot/plot_view.h"
 #include "samples/samples_panel.h"
 #include "store/experiment_store.h"
 #include "train/store_logger.h"
@@ -126,10 +129,17 @@ class LoraTest : public QObject {
     const int64_t id = w.live_run_id();
     QVERIFY(id != base_id);
     QCOMPARE(w.steps_received(), int64_t(5));
+    QTRY_COMPARE(w.charts()->loss_plot()->point_count(0), 5);  // live charts as for any run
+    // The fine-tuned model (NF4 base + adapters) samples after the run.
+    w.samples_panel()->length_box()->setValue(20);
+    w.samples_panel()->generate_button()->click();
+    QTRY_COMPARE_WITH_TIMEOUT(w.samples_panel()->sample_count(), 1, 30000);
+    QVERIFY(!w.samples_panel()->output()->toPlainText().contains("cannot sample"));
 
     ExperimentStore store = ExperimentStore::open_readonly(db());
     const auto run = store.get_run(id);
     QVERIFY(run.has_value());
+    QTRY_COMPARE(store.samples(id).size(), size_t(1));
     QCOMPARE(run->parent_run_id.value_or(0), base_id);
     QVERIFY(std::find(run->tags.begin(), run->tags.end(), "lora") != run->tags.end());
     QCOMPARE(run->model_config["n_layers"].get<int64_t>(), int64_t(2));  // the base's model
