@@ -4,6 +4,7 @@
 #include <QComboBox>
 #include <QDockWidget>
 #include <QFileInfo>
+#include <QGroupBox>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QPushButton>
@@ -18,6 +19,8 @@
 #include "browser/run_browser.h"
 #include "plot/charts_panel.h"
 #include "samples/samples_panel.h"
+#include "train/checkpoint.h"
+#include "train/store_logger.h"
 #include "training/training_panel.h"
 
 namespace bl {
@@ -109,6 +112,10 @@ MainWindow::MainWindow(const std::string& preset_name, const std::string& db_pat
     presets_->setCurrentIndex(idx);
   }
   load_preset_by_name(preset_name);
+  refresh_finetune_bases();
+  connect(train_->finetune_group(), &QGroupBox::toggled, this, [this](bool on) {
+    if (on) refresh_finetune_bases();
+  });
   resize(1400, 880);
 }
 
@@ -171,22 +178,54 @@ bool MainWindow::load_run_config(const RunRecord& run) {
   return true;
 }
 
+void MainWindow::refresh_finetune_bases() {
+  std::vector<FinetuneBase> bases;
+  try {
+    ExperimentStore store = ExperimentStore::open_readonly(session_.db_path());
+    for (const RunRecord& r : store.list_runs()) {
+      if (r.status == RunStatus::kRunning) continue;
+      const auto ck = latest_checkpoint(store, r.id);
+      if (!ck) continue;
+      FinetuneBase b;
+      b.run_id = r.id;
+      b.label = QString("#%1 %2").arg(r.id).arg(QString::fromStdString(r.name));
+      try {
+        const CheckpointInfo info = read_checkpoint_info(ck->path);
+        b.model = info.model;
+        b.model.vocab_size = tokenizer_from_json(info.tokenizer)->vocab_size();
+      } catch (const std::exception&) {
+        continue;  // an unreadable checkpoint is no base
+      }
+      bases.push_back(std::move(b));
+    }
+  } catch (const std::exception&) {
+    // No database yet: no bases.
+  }
+  train_->set_finetune_bases(std::move(bases));
+  refresh();
+}
+
 Preset MainWindow::current_preset() const {
   Preset p = base_;
   arch_->apply_to(p.model);
   train_->apply_to(p.train);
+  if (train_->finetune_enabled())
+    if (const FinetuneBase* b = train_->finetune_base()) p.model = b->model;
   return p;
 }
 
 void MainWindow::refresh() {
   const Preset p = current_preset();
   errors_ = validation_errors(p);
+  for (const std::string& e : train_->finetune_errors()) errors_.push_back(e);
   const QString data = train_->data_path();
   if (data.isEmpty())
     errors_.push_back("dataset: choose a text file to train on");
   else if (!QFileInfo(data).isFile())
     errors_.push_back("dataset: " + data.toStdString() + " does not exist");
-  arch_->show_analysis(p.model, p.train.seq_len, errors_, p.train.batch_size);
+  Preset composed = base_;  // the composer analyses its own model even while fine-tuning
+  arch_->apply_to(composed.model);
+  arch_->show_analysis(composed.model, p.train.seq_len, errors_, p.train.batch_size);
   train_->set_errors(errors_);
   update_state();
 }
@@ -224,10 +263,22 @@ void MainWindow::start() {
   spec.name = train_->run_name().toStdString();
   spec.tags = train_->tags();
   spec.parent_run_id = parent_run_id_;
+  const FinetuneBase* ft_base = train_->finetune_enabled() ? train_->finetune_base() : nullptr;
+  if (ft_base) {
+    FinetuneSettings f;
+    f.base_run_id = ft_base->run_id;
+    f.lora = train_->lora_spec();
+    f.quantize = train_->quantize();
+    spec.finetune = f;
+    spec.parent_run_id = ft_base->run_id;
+    spec.preset_name.clear();
+  }
   max_steps_ = spec.preset.train.max_steps;
   push_sampling();
   session_.start(spec);
-  train_->set_status("Preparing data and model…");
+  train_->set_status(
+      ft_base ? QString("Loading run #%1's checkpoint and attaching adapters…").arg(ft_base->run_id)
+              : QString("Preparing data and model…"));
   tabs_->setCurrentWidget(charts_);
   update_state();
 }
@@ -237,6 +288,8 @@ void MainWindow::poll() {
   if (u.run_id) {
     live_run_id_ = *u.run_id;
     QString name = train_->run_name();
+    const FinetuneBase* ft = train_->finetune_enabled() ? train_->finetune_base() : nullptr;
+    if (name.isEmpty() && ft) name = QString("LoRA of #%1").arg(ft->run_id);
     if (name.isEmpty())
       name = QString::fromStdString(preset_name_.empty() ? base_.model.name : preset_name_);
     charts_->add_run(live_run_id_, name);
@@ -272,7 +325,10 @@ void MainWindow::poll() {
     if (!u.summary->message.empty()) text += " · " + QString::fromStdString(u.summary->message);
     train_->set_status(text);
   }
-  if (u.summary || !u.error.empty()) browser_->refresh();
+  if (u.summary || !u.error.empty()) {
+    browser_->refresh();
+    refresh_finetune_bases();  // a finished run's checkpoint can be fine-tuned now
+  }
   update_state();
 }
 

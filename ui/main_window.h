@@ -44,8 +44,11 @@ class MainWindow : public QMainWindow {
   void load_preset(const Preset& p, const std::string& name);
   /// Loads a stored run's configuration and dataset into the forms (a fork).
   bool load_run_config(const RunRecord& run);
-  /// The preset the forms describe now.
+  /// The preset the forms describe now (with fine-tuning on, the base
+  /// checkpoint's model replaces the composer's).
   Preset current_preset() const;
+  /// Re-reads the stored runs with a checkpoint into the fine-tune base list.
+  void refresh_finetune_bases();
   /// Validation errors of the forms (empty = ready to train).
   const std::vector<std::string>& errors() const { return errors_; }
 

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "lora/finetune.h"
+
 namespace bl::cli {
 
 int train_command(const std::vector<std::string>& argv);
@@ -22,11 +24,7 @@ int lora_command(const std::vector<std::string>& argv);
 int lora_train_command(const std::vector<std::string>& argv);
 
 /// "rank=8,alpha=16,targets=q,v" (targets run to the end or the next key; default q, v).
-struct LoraSpec {
-  int64_t rank = 8;
-  float alpha = 16.0f;
-  std::vector<std::string> targets{"q", "v"};
-};
+using LoraSpec = bl::LoraSpec;
 LoraSpec parse_lora_spec(const std::string& text);
 
 }  // namespace bl::cli

@@ -100,65 +100,51 @@ int lora_train_command(const std::vector<std::string>& argv) {
       for (const CheckpointRecord& c : store.checkpoints(r.id))
         if (!parent && std::filesystem::equivalent(c.path, base, ec)) parent = r.id;
   }
+  // The model, tokenizer, quantization and adapters: engine/lora/finetune.h,
+  // shared with the GUI. Train overrides apply to the base's train config.
+  TrainConfig train = read_checkpoint_info(base).train;
+  apply_train_overrides(args, train);
+  validate(train);
+  FinetuneSpec fs;
+  fs.base_checkpoint = base;
+  fs.lora = spec;
+  fs.quantize = args.get("quantize").value_or("");
+  fs.seed = uint64_t(train.seed);
+  Finetune ft = build_finetune(fs);
   const std::string* base_dir = &base;
-  CheckpointInfo info = read_checkpoint_info(base);
-  RunSetup s;
-  s.preset.model = info.model;
-  s.preset.train = info.train;
-  apply_train_overrides(args, s.preset.train);
-  validate(s.preset.train);
-  s.tokenizer = tokenizer_from_json(info.tokenizer);
-  s.data_path = args.get("data").value_or(default_data_path());
-  build_data_and_model(s, read_text_file(s.data_path), false);
-  load_model_weights(*base_dir, *s.model);
-  LanguageModel& model = *s.model;
-  const int64_t full_params = model.num_parameters();
-  QuantizeReport qr;
-  std::string qname;
-  if (auto q = args.get("quantize")) {
-    const QuantSpec qs = QuantSpec::parse(*q);
-    qname = qs.str();
-    qr = quantize_model(model, qs);
-    if (!quiet)
-      std::fprintf(
-          stderr, "quantized %lld tensors to %s: weights %.2f MB -> %.2f MB%s\n",
-          (long long)qr.quantized, qname.c_str(), qr.bytes_before / 1e6, qr.bytes_after / 1e6,
-          qr.skipped.empty()
-              ? ""
-              : (" (" + std::to_string(qr.skipped.size()) + " layers kept float)").c_str());
-  }
-  const std::vector<std::string> paths =
-      apply_lora(model, spec.rank, spec.alpha, spec.targets, uint64_t(s.preset.train.seed));
-  const int64_t trainable = trainable_parameter_count(model);
+  LanguageModel& model = *ft.model;
+  const std::string data_path = args.get("data").value_or(default_data_path());
+  TextDataset data(read_text_file(data_path), *ft.tokenizer, train.val_fraction);
+  const QuantizeReport& qr = ft.quant;
+  if (!quiet && !ft.quant_name.empty())
+    std::fprintf(stderr, "quantized %lld tensors to %s: weights %.2f MB -> %.2f MB%s\n",
+                 (long long)qr.quantized, ft.quant_name.c_str(), qr.bytes_before / 1e6,
+                 qr.bytes_after / 1e6,
+                 qr.skipped.empty()
+                     ? ""
+                     : (" (" + std::to_string(qr.skipped.size()) + " layers kept float)").c_str());
+  const int64_t trainable = ft.counts.trainable;
   if (!quiet)
     std::fprintf(
         stderr,
         "LoRA rank %lld alpha %g on %zu layers: %lld trainable of %lld parameters (%.3f%%)\n",
-        (long long)spec.rank, double(spec.alpha), paths.size(), (long long)trainable,
-        (long long)total_parameter_count(model), 100.0 * double(trainable) / double(full_params));
+        (long long)spec.rank, double(spec.alpha), ft.lora_paths.size(), (long long)trainable,
+        (long long)ft.counts.total, 100.0 * double(trainable) / double(ft.counts.base));
 
   RunRecord rec;
   rec.parent_run_id = parent;
   rec.name =
-      args.get("name").value_or(info.model.name.empty() ? "lora" : info.model.name + " lora");
+      args.get("name").value_or(ft.info.model.name.empty() ? "lora" : ft.info.model.name + " lora");
   rec.tags = args.all("tag");
   rec.tags.push_back("lora");
-  const DatasetFingerprint fp = fingerprint_dataset(s.data_path);
+  const DatasetFingerprint fp = fingerprint_dataset(data_path);
   rec.dataset_path = fp.path;
   rec.dataset_size = fp.size;
   rec.dataset_sha256 = fp.sha256;
-  rec.tokenizer = s.tokenizer->to_json();
-  Trainer trainer(model, s.preset.train, *s.data);
+  rec.tokenizer = ft.tokenizer->to_json();
+  Trainer trainer(model, train, data);
   StoreLogger logger(store, rec);
-  logger.summary_extra()["lora"] = {
-      {"base_checkpoint", *base_dir},
-      {"rank", spec.rank},
-      {"alpha", spec.alpha},
-      {"targets", spec.targets},
-      {"layers", paths},
-      {"trainable_params", trainable},
-      {"quantize", qname.empty() ? nlohmann::json() : nlohmann::json(qname)},
-      {"adapter", *out}};
+  logger.summary_extra()["lora"] = ft.summary(*out);
   trainer.add_callback(&logger);
   const int64_t run_id = logger.begin(trainer);
   TrainSummary sum;

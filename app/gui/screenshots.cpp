@@ -1,8 +1,11 @@
 // `blocklab-screenshots [OUT_DIR]`: renders every main view of the workbench
 // offscreen and saves PNGs (docs/screenshots/ in the repo): the composer, the
 // live charts and samples after a short real training run, and the run browser
-// comparing two runs. Uses a temporary experiment database.
+// comparing two runs, a LoRA fine-tune's settings and the runs' lineage. Uses a
+// temporary experiment database.
 #include <QApplication>
+#include <QCheckBox>
+#include <QComboBox>
 #include <QDir>
 #include <QElapsedTimer>
 #include <QPushButton>
@@ -94,5 +97,23 @@ int main(int argc, char** argv) {
   ok = save(w, out + "/runs_compare.png") && ok;
   b->compare_tabs()->setCurrentIndex(1);
   ok = save(w, out + "/runs_diff.png") && ok;
+
+  // A QLoRA fine-tune of the second run: the Fine-tune group with its live
+  // trainable count, then the browser's lineage columns.
+  bl::TrainingPanel* tp = w.training_panel();
+  tp->set_finetune_enabled(true);
+  ok = tp->select_finetune_base(w.live_run_id()) && ok;
+  tp->rank_box()->setValue(8);
+  tp->target_box("o")->setChecked(true);
+  tp->quantize_box()->setCurrentText("nf4");
+  w.tabs()->setCurrentWidget(w.arch_panel());
+  ok = save(w, out + "/finetune.png") && ok;
+  ok = train(w, 100, 2e-3) && ok;
+  b->refresh();
+  w.tabs()->setCurrentWidget(b);
+  b->select_runs({w.live_run_id()});
+  b->compare_tabs()->setCurrentIndex(0);
+  b->charts()->redraw_now();
+  ok = save(w, out + "/runs_lineage.png") && ok;
   return ok ? 0 : 1;
 }

@@ -105,11 +105,29 @@ nlohmann::json comparable_config(const RunRecord& r) {
 
 }  // namespace
 
+QString adapter_text(const RunRecord& r) {
+  if (!r.summary.is_object() || !r.summary.contains("lora") || !r.summary["lora"].is_object())
+    return {};
+  const nlohmann::json& l = r.summary["lora"];
+  QString text = "LoRA";
+  if (l.contains("rank") && l["rank"].is_number_integer())
+    text += QString(" r%1").arg(l["rank"].get<int64_t>());
+  if (l.contains("targets") && l["targets"].is_array()) {
+    QStringList t;
+    for (const auto& v : l["targets"])
+      if (v.is_string()) t << QString::fromStdString(v.get<std::string>());
+    if (!t.empty()) text += " " + t.join(",");
+  }
+  if (l.contains("quantize") && l["quantize"].is_string())
+    text += " " + QString::fromStdString(l["quantize"].get<std::string>());
+  return text;
+}
+
 RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
     : QWidget(parent), db_path_(db_path) {
   model_ = new QStandardItemModel(0, kColumns, this);
-  model_->setHorizontalHeaderLabels(
-      {"ID", "Name", "Status", "Preset", "Params", "Best eval", "Tokens/s", "Date", "Tags"});
+  model_->setHorizontalHeaderLabels({"ID", "Name", "Status", "Preset", "Base", "Adapter", "Params",
+                                     "Best eval", "Tokens/s", "Date", "Tags"});
   proxy_ = new RunTableFilter(this);
   proxy_->setSourceModel(model_);
   proxy_->setSortRole(kSortRole);
@@ -131,6 +149,8 @@ RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
   table_->setColumnWidth(kName, 170);
   table_->setColumnWidth(kStatus, 86);
   table_->setColumnWidth(kPreset, 90);
+  table_->setColumnWidth(kBase, 50);
+  table_->setColumnWidth(kAdapter, 120);
   table_->setColumnWidth(kParams, 70);
   table_->setColumnWidth(kBestEval, 76);
   table_->setColumnWidth(kTokensPerSec, 76);
@@ -240,6 +260,11 @@ RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
           &RunBrowser::selection_changed);
   connect(table_->selectionModel(), &QItemSelectionModel::currentRowChanged, this,
           &RunBrowser::update_details);
+  connect(table_, &QTableView::doubleClicked, this, [this](const QModelIndex& i) {
+    if (i.column() != kBase) return;
+    const auto r = run(proxy_->index(i.row(), 0).data(kIdRole).toLongLong());
+    if (r && r->parent_run_id) select_runs({*r->parent_run_id});
+  });
   connect(save_, &QPushButton::clicked, this, [this] {
     const int64_t id = current_id();
     if (!id) return;
@@ -355,6 +380,26 @@ void RunBrowser::update_row(const RunRecord& r) {
   set(kName, QString::fromStdString(r.name), QString::fromStdString(r.name).toLower());
   set(kStatus, status, status);
   set(kPreset, QString::fromStdString(r.preset), QString::fromStdString(r.preset));
+  const QString adapter = adapter_text(r);
+  if (r.parent_run_id) {
+    const auto parent = runs_.find(*r.parent_run_id);
+    set(kBase, QString("#%1").arg(*r.parent_run_id), qlonglong(*r.parent_run_id));
+    model_->item(row, kBase)
+        ->setToolTip(QString("%1 #%2%3 (double-click to select it)")
+                         .arg(adapter.isEmpty() ? "Forked from run" : "Fine-tune of run")
+                         .arg(*r.parent_run_id)
+                         .arg(parent == runs_.end()
+                                  ? QString(" (deleted)")
+                                  : " " + QString::fromStdString(parent->second.name)));
+  } else {
+    set(kBase, "", qlonglong(0));
+  }
+  set(kAdapter, adapter, adapter);
+  if (!adapter.isEmpty() && r.summary["lora"].contains("adapter") &&
+      r.summary["lora"]["adapter"].is_string())
+    model_->item(row, kAdapter)
+        ->setToolTip("Adapter: " +
+                     QString::fromStdString(r.summary["lora"]["adapter"].get<std::string>()));
   set(kParams, params_text(r.param_count), qlonglong(r.param_count.value_or(-1)));
   set(kBestEval, best ? QString::number(*best, 'f', 4) : "—", best.value_or(1e300));
   set(kTokensPerSec, tps ? QString::number(*tps, 'f', 0) : "—", tps.value_or(-1));
@@ -367,10 +412,10 @@ void RunBrowser::update_row(const RunRecord& r) {
   QStandardItem* key = model_->item(row, 0);
   key->setData(qlonglong(r.id), kIdRole);
   key->setData(status, kStatusRole);
-  key->setData(QString("#%1 %2 %3 %4 %5")
+  key->setData(QString("#%1 %2 %3 %4 %5 %6")
                    .arg(r.id)
                    .arg(QString::fromStdString(r.name), QString::fromStdString(r.preset), tags,
-                        QString::fromStdString(r.notes)),
+                        QString::fromStdString(r.notes), adapter),
                kSearchRole);
   if (current_id() == r.id) update_details();
 }
@@ -455,6 +500,15 @@ void RunBrowser::update_details() {
                       .arg(r->id)
                       .arg(QString::fromStdString(r->name).toHtmlEscaped(),
                            QString::fromLatin1(run_status_name(r->status)));
+  if (r->parent_run_id) {
+    const auto parent = run(*r->parent_run_id);
+    const QString adapter = adapter_text(*r);
+    title += QString("<br><small>%1 #%2%3%4</small>")
+                 .arg(adapter.isEmpty() ? "fork of" : "fine-tune of")
+                 .arg(*r->parent_run_id)
+                 .arg(parent ? " " + QString::fromStdString(parent->name).toHtmlEscaped() : "")
+                 .arg(adapter.isEmpty() ? "" : " · " + adapter.toHtmlEscaped());
+  }
   if (!r->status_message.empty())
     title += "<br><small>" + QString::fromStdString(r->status_message).toHtmlEscaped() + "</small>";
   details_title_->setText(title);

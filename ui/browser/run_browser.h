@@ -1,5 +1,6 @@
 // The run browser: every run in the experiment store as a sortable, filterable
-// table (name, status, preset, params, best eval loss, tokens/s, date, tags);
+// table (name, status, preset, lineage: base run and adapter, params, best
+// eval loss, tokens/s, date, tags; double-click a base to select that run);
 // edit name/tags/notes, delete; select several runs to overlay their curves
 // and see a config diff of only the differing fields; export chart PNG and
 // metrics CSV; "Open in composer" forks a run's configuration.
@@ -37,6 +38,9 @@ namespace bl {
 
 class ChartsPanel;
 
+/// "LoRA r8 q,v nf4" from a fine-tune run's summary "lora" block ("" otherwise).
+QString adapter_text(const RunRecord& r);
+
 class RunBrowser : public QWidget {
   Q_OBJECT
 
@@ -46,6 +50,8 @@ class RunBrowser : public QWidget {
     kName,
     kStatus,
     kPreset,
+    kBase,     // parent run ("#3"): the fine-tune's base or the forked run
+    kAdapter,  // "LoRA r8 q,v nf4" for fine-tunes
     kParams,
     kBestEval,
     kTokensPerSec,

@@ -1,10 +1,12 @@
 #include "training/training_panel.h"
 
+#include <QCheckBox>
 #include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QFileDialog>
 #include <QFormLayout>
 #include <QGridLayout>
+#include <QGroupBox>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
@@ -13,6 +15,8 @@
 #include <QSpinBox>
 #include <QThread>
 #include <QVBoxLayout>
+
+#include "lora/lora.h"
 
 namespace bl {
 
@@ -48,7 +52,19 @@ QPushButton* button(const char* text, const char* name, const char* tip) {
   b->setToolTip(tip);
   return b;
 }
+/// 12345 -> "12.3 K", 823000 -> "0.82 M".
+QString count_text(int64_t n) {
+  if (n >= 100'000) return QString::number(double(n) / 1e6, 'f', 2) + " M";
+  if (n >= 1'000) return QString::number(double(n) / 1e3, 'f', 1) + " K";
+  return QString::number(n);
+}
 }  // namespace
+
+QString trainable_text(const FinetuneCounts& c) {
+  return QString("trainable %1 of %2 (%3%)")
+      .arg(count_text(c.trainable), count_text(c.total))
+      .arg(100.0 * double(c.trainable) / double(std::max<int64_t>(c.total, 1)), 0, 'f', 2);
+}
 
 TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   data_ = new QLineEdit;
@@ -117,6 +133,66 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   top->addRow("run name", name_);
   top->addRow("tags", tags_);
 
+  // Fine-tune (LoRA / QLoRA) of a stored run.
+  lora_group_ = new QGroupBox("Fine-tune (LoRA)");
+  lora_group_->setObjectName("finetune");
+  lora_group_->setCheckable(true);
+  lora_group_->setChecked(false);
+  lora_group_->setToolTip(
+      "Train LoRA adapters on a stored run's newest checkpoint (QLoRA with a quantized base).\n"
+      "When enabled the model and tokenizer come from the base checkpoint: the composer's\n"
+      "architecture and the preset are ignored; the training settings above apply.\n"
+      "The adapter is saved as a PEFT directory next to the run's files.");
+  base_ = new QComboBox;
+  base_->setObjectName("finetune_base");
+  base_->setToolTip("Stored run with a checkpoint; its newest checkpoint is the base model");
+  base_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+  base_->setMinimumContentsLength(12);
+  rank_ = spin("lora_rank", 1, 4096, "Adapter rank r (A is r x in, B is out x r)");
+  rank_->setValue(8);
+  alpha_ =
+      dspin("lora_alpha", 0.01, 100000, 2, 1, "Adapter scale alpha (the update is alpha/r BA)");
+  alpha_->setValue(16);
+  quant_ = combo("quantize", {"none", "nf4", "affine4", "affine8"});
+  quant_->setToolTip("Quantize the frozen base (QLoRA): NF4 or affine 4/8-bit, group size 64");
+  auto* target_row = new QHBoxLayout;
+  target_row->setContentsMargins(0, 0, 0, 0);
+  target_row->setSpacing(4);
+  for (const auto& [role, linear] : lora_roles()) {
+    auto* c = new QCheckBox(QString::fromStdString(role));
+    c->setObjectName(QString::fromStdString("target_" + role));
+    c->setToolTip(QString::fromStdString("Adapt every " + linear + " layer"));
+    c->setChecked(role == "q" || role == "v");  // PEFT's default for Llama
+    targets_.push_back(c);
+    target_row->addWidget(c);
+  }
+  target_row->addStretch(1);
+  trainable_ = new QLabel;
+  trainable_->setObjectName("trainable");
+  trainable_->setWordWrap(true);
+  auto* lg = new QGridLayout(lora_group_);
+  lg->setContentsMargins(6, 4, 6, 4);
+  lg->setHorizontalSpacing(6);
+  lg->setVerticalSpacing(4);
+  auto lora_label = [](const char* text, QWidget* buddy) {
+    auto* l = new QLabel(text);
+    l->setBuddy(buddy);
+    return l;
+  };
+  lg->addWidget(lora_label("base", base_), 0, 0, Qt::AlignRight);
+  lg->addWidget(base_, 0, 1, 1, 3);
+  lg->addWidget(lora_label("rank", rank_), 1, 0, Qt::AlignRight);
+  lg->addWidget(rank_, 1, 1);
+  lg->addWidget(lora_label("alpha", alpha_), 1, 2, Qt::AlignRight);
+  lg->addWidget(alpha_, 1, 3);
+  lg->addWidget(new QLabel("targets"), 2, 0, Qt::AlignRight);
+  lg->addLayout(target_row, 2, 1, 1, 3);
+  lg->addWidget(lora_label("quantize", quant_), 3, 0, Qt::AlignRight);
+  lg->addWidget(quant_, 3, 1);
+  lg->addWidget(trainable_, 4, 0, 1, 4);
+  lg->setColumnStretch(1, 1);
+  lg->setColumnStretch(3, 1);
+
   start_ = button("Start", "start", "Train a new run with this configuration");
   pause_ = button("Pause", "pause", "Hold after the current step");
   step_ = button("Step", "step", "While paused: run exactly one more step");
@@ -139,6 +215,7 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   layout->setContentsMargins(6, 6, 6, 6);
   layout->addLayout(top);
   layout->addLayout(grid);
+  layout->addWidget(lora_group_);
   layout->addLayout(buttons);
   layout->addWidget(errors_);
   layout->addWidget(status_);
@@ -152,6 +229,16 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
     connect(s, &QDoubleSpinBox::valueChanged, this, &TrainingPanel::changed);
   for (QComboBox* c : {optimizer_, schedule_})
     connect(c, &QComboBox::currentTextChanged, this, &TrainingPanel::changed);
+  auto lora_changed = [this] {
+    update_finetune();
+    emit changed();
+  };
+  connect(lora_group_, &QGroupBox::toggled, this, lora_changed);
+  connect(base_, &QComboBox::currentIndexChanged, this, lora_changed);
+  connect(rank_, &QSpinBox::valueChanged, this, lora_changed);
+  connect(alpha_, &QDoubleSpinBox::valueChanged, this, lora_changed);
+  connect(quant_, &QComboBox::currentIndexChanged, this, lora_changed);
+  for (QCheckBox* c : targets_) connect(c, &QCheckBox::toggled, this, lora_changed);
   connect(browse_, &QPushButton::clicked, this, [this] {
     const QString f = QFileDialog::getOpenFileName(this, "Training corpus", data_->text(),
                                                    "Text (*.txt);;All files (*)");
@@ -166,12 +253,13 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   connect(resume_, &QPushButton::clicked, this, &TrainingPanel::resume_requested);
   connect(stop_, &QPushButton::clicked, this, &TrainingPanel::stop_requested);
   set_state(State::kIdle, true);
+  update_finetune();
 }
 
 QList<QWidget*> TrainingPanel::fields() const {
   return {data_,  browse_, name_,          tags_,         optimizer_,  schedule_,
           lr_,    warmup_, max_steps_,     weight_decay_, batch_size_, seq_len_,
-          accum_, clip_,   eval_interval_, seed_,         threads_};
+          accum_, clip_,   eval_interval_, seed_,         threads_,    lora_group_};
 }
 
 void TrainingPanel::set_config(const TrainConfig& t) {
@@ -241,6 +329,89 @@ void TrainingPanel::set_state(State s, bool config_valid) {
   resume_->setEnabled(s == State::kPaused);
   stop_->setEnabled(!idle);
   for (QWidget* w : fields()) w->setEnabled(idle);
+}
+
+void TrainingPanel::set_finetune_bases(std::vector<FinetuneBase> bases) {
+  const FinetuneBase* cur = finetune_base();
+  const int64_t keep = cur ? cur->run_id : 0;
+  bases_ = std::move(bases);
+  {
+    const QSignalBlocker b(base_);
+    base_->clear();
+    for (const FinetuneBase& f : bases_) base_->addItem(f.label, qlonglong(f.run_id));
+    if (base_->count() == 0) base_->setPlaceholderText("no stored run has a checkpoint");
+    const int idx = base_->findData(qlonglong(keep));
+    base_->setCurrentIndex(idx >= 0 ? idx : (bases_.empty() ? -1 : 0));
+  }
+  update_finetune();
+}
+
+bool TrainingPanel::finetune_enabled() const {
+  return lora_group_->isChecked();
+}
+
+void TrainingPanel::set_finetune_enabled(bool on) {
+  lora_group_->setChecked(on);
+}
+
+const FinetuneBase* TrainingPanel::finetune_base() const {
+  const int i = base_->currentIndex();
+  return i >= 0 && size_t(i) < bases_.size() ? &bases_[size_t(i)] : nullptr;
+}
+
+bool TrainingPanel::select_finetune_base(int64_t run_id) {
+  const int idx = base_->findData(qlonglong(run_id));
+  if (idx >= 0) base_->setCurrentIndex(idx);
+  return idx >= 0;
+}
+
+LoraSpec TrainingPanel::lora_spec() const {
+  LoraSpec s;
+  s.rank = rank_->value();
+  s.alpha = float(alpha_->value());
+  s.targets.clear();
+  for (QCheckBox* c : targets_)
+    if (c->isChecked()) s.targets.push_back(c->text().toStdString());
+  return s;
+}
+
+std::string TrainingPanel::quantize() const {
+  return quant_->currentIndex() <= 0 ? "" : quant_->currentText().toStdString();
+}
+
+QCheckBox* TrainingPanel::target_box(const QString& role) const {
+  for (QCheckBox* c : targets_)
+    if (c->text() == role) return c;
+  return nullptr;
+}
+
+void TrainingPanel::update_finetune() {
+  counts_.reset();
+  finetune_errors_.clear();
+  QString text;
+  const FinetuneBase* base = finetune_base();
+  const LoraSpec spec = lora_spec();
+  if (!base) {
+    text = "Train a run with a checkpoint first: it appears here as a base.";
+    finetune_errors_.push_back("fine-tune: choose a base run that has a checkpoint");
+  } else if (spec.targets.empty()) {
+    text = "Choose at least one target.";
+    finetune_errors_.push_back("fine-tune: choose at least one LoRA target");
+  } else {
+    try {
+      counts_ = count_finetune(base->model, spec);  // storage-less model: cheap
+      text = trainable_text(*counts_);
+      if (!quantize().empty()) text += " · base in " + QString::fromStdString(quantize());
+      text += QString("\nmodel and tokenizer from run #%1's checkpoint (not the composer)")
+                  .arg(base->run_id);
+    } catch (const std::exception& e) {
+      text = QString::fromStdString(e.what());
+      finetune_errors_.push_back(std::string("fine-tune: ") + e.what());
+    }
+  }
+  trainable_->setText(text);
+  trainable_->setStyleSheet(finetune_errors_.empty() ? "" : "color: #b00020;");
+  if (!finetune_enabled()) finetune_errors_.clear();
 }
 
 void TrainingPanel::set_status(const QString& text) {

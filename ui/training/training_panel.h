@@ -7,12 +7,18 @@
 #include <QString>
 #include <QStringList>
 #include <QWidget>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "core/config.h"
+#include "lora/finetune.h"
 #include "train/train_config.h"
 
+class QCheckBox;
 class QComboBox;
+class QGroupBox;
 class QDoubleSpinBox;
 class QLabel;
 class QLineEdit;
@@ -20,6 +26,16 @@ class QPushButton;
 class QSpinBox;
 
 namespace bl {
+
+/// A stored run that can be fine-tuned: its newest checkpoint's model.
+struct FinetuneBase {
+  int64_t run_id = 0;
+  QString label;  // "#3 gpt-tiny"
+  ModelConfig model;
+};
+
+/// "trainable 12.3 K of 0.82 M (1.50%)".
+QString trainable_text(const FinetuneCounts& c);
 
 class TrainingPanel : public QWidget {
   Q_OBJECT
@@ -60,6 +76,29 @@ class TrainingPanel : public QWidget {
   QDoubleSpinBox* lr_box() const { return lr_; }
   QDoubleSpinBox* clip_box() const { return clip_; }
   QDoubleSpinBox* weight_decay_box() const { return weight_decay_; }
+  // Fine-tune (LoRA / QLoRA): the base run's checkpoint replaces the composer's model.
+  /// Runs offered as bases (keeps the selected one when it is still listed).
+  void set_finetune_bases(std::vector<FinetuneBase> bases);
+  bool finetune_enabled() const;
+  void set_finetune_enabled(bool on);
+  /// The selected base (nullptr if none).
+  const FinetuneBase* finetune_base() const;
+  bool select_finetune_base(int64_t run_id);
+  LoraSpec lora_spec() const;
+  std::string quantize() const;  // "" = float base
+  /// Counts of the current settings on the selected base (engine's count_finetune).
+  const std::optional<FinetuneCounts>& finetune_counts() const { return counts_; }
+  /// Why the fine-tune settings cannot be trained (empty when off or valid).
+  const std::vector<std::string>& finetune_errors() const { return finetune_errors_; }
+
+  QGroupBox* finetune_group() const { return lora_group_; }
+  QComboBox* base_box() const { return base_; }
+  QSpinBox* rank_box() const { return rank_; }
+  QDoubleSpinBox* alpha_box() const { return alpha_; }
+  QCheckBox* target_box(const QString& role) const;
+  QComboBox* quantize_box() const { return quant_; }
+  QLabel* trainable_label() const { return trainable_; }
+
   QPushButton* start_button() const { return start_; }
   QPushButton* pause_button() const { return pause_; }
   QPushButton* step_button() const { return step_; }
@@ -78,6 +117,7 @@ class TrainingPanel : public QWidget {
 
  private:
   QList<QWidget*> fields() const;
+  void update_finetune();  // recounts, refreshes the label and errors
 
   QLineEdit* data_;
   QPushButton* browse_;
@@ -96,6 +136,16 @@ class TrainingPanel : public QWidget {
   QSpinBox* eval_interval_;
   QSpinBox* seed_;
   QSpinBox* threads_;
+  QGroupBox* lora_group_;
+  QComboBox* base_;
+  QSpinBox* rank_;
+  QDoubleSpinBox* alpha_;
+  std::vector<QCheckBox*> targets_;
+  QComboBox* quant_;
+  QLabel* trainable_;
+  std::vector<FinetuneBase> bases_;
+  std::optional<FinetuneCounts> counts_;
+  std::vector<std::string> finetune_errors_;
   QPushButton *start_, *pause_, *step_, *resume_, *stop_;
   QLabel* status_;
   QLabel* errors_;

@@ -4,6 +4,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 
@@ -11,6 +13,7 @@
 #include "data/text_dataset.h"
 #include "data/tokenizer.h"
 #include "generate/sampler.h"
+#include "lora/adapter_io.h"
 #include "store/experiment_store.h"
 #include "tensor/rng.h"
 #include "train/callbacks.h"
@@ -63,6 +66,25 @@ class TrainingSession::Forwarder : public Callback {
   int64_t last_eval_step_ = -1;
 };
 
+namespace {
+
+/// Saves the model's adapters when training ends (completed, stopped or diverged,
+/// as the CLI does after train()).
+class AdapterSaver : public Callback {
+ public:
+  explicit AdapterSaver(std::function<std::string()> dir) : dir_(std::move(dir)) {}
+  void on_train_end(Trainer& t, const TrainSummary&) override { save_adapter(dir_(), t.model()); }
+
+ private:
+  std::function<std::string()> dir_;
+};
+
+}  // namespace
+
+std::string run_adapter_dir(const std::string& db_path, int64_t run_id) {
+  return run_files_dir(db_path, run_id) + "/adapter";
+}
+
 TrainingSession::TrainingSession(std::string db_path)
     : db_path_(db_path.empty() ? default_db_path() : std::move(db_path)) {}
 
@@ -95,22 +117,48 @@ void TrainingSession::run(RunSpec spec) {
     // The worker's own read-write connection (one connection per thread).
     ExperimentStore store(db_path_);
     const std::string text = read_text_file(spec.data_path);
-    std::unique_ptr<Tokenizer> tok = make_tokenizer("char", text);
     Preset& p = spec.preset;
-    p.model.vocab_size = tok->vocab_size();
+    std::unique_ptr<Tokenizer> tok;
+    std::unique_ptr<LanguageModel> model_ptr;
+    Finetune ft;
+    if (spec.finetune) {
+      // Built exactly as `blocklab-cli train --init-from RUN --lora ...` builds it.
+      const int64_t base = spec.finetune->base_run_id;
+      const auto ck = latest_checkpoint(store, base);
+      if (!ck)
+        throw std::runtime_error("run #" + std::to_string(base) +
+                                 " has no checkpoint to fine-tune");
+      FinetuneSpec fs;
+      fs.base_checkpoint = ck->path;
+      fs.lora = spec.finetune->lora;
+      fs.quantize = spec.finetune->quantize;
+      fs.seed = uint64_t(p.train.seed);
+      ft = build_finetune(fs);
+      tok = std::move(ft.tokenizer);
+      model_ptr = std::move(ft.model);
+      p.model = model_ptr->config();
+      spec.parent_run_id = base;
+    } else {
+      tok = make_tokenizer("char", text);
+      p.model.vocab_size = tok->vocab_size();
+      model_ptr = std::make_unique<LanguageModel>(p.model);
+      Rng init(uint64_t(p.train.seed));
+      model_ptr->init_weights(init);
+    }
+    LanguageModel& model = *model_ptr;
     TextDataset data(text, *tok, p.train.val_fraction);
-    LanguageModel model(p.model);
-    Rng init(uint64_t(p.train.seed));
-    model.init_weights(init);
     Trainer trainer(model, p.train, data);
 
-    // Same records as `blocklab-cli train`.
+    // Same records as `blocklab-cli train` (with --lora for a fine-tune).
     RunRecord rec;
-    rec.name = !spec.name.empty()          ? spec.name
+    rec.name = !spec.name.empty() ? spec.name
+               : spec.finetune    ? (p.model.name.empty() ? "lora" : p.model.name + " lora")
                : !spec.preset_name.empty() ? spec.preset_name
                                            : p.model.name;
     rec.tags = spec.tags;
-    rec.preset = spec.preset_name;
+    if (spec.finetune && std::find(rec.tags.begin(), rec.tags.end(), "lora") == rec.tags.end())
+      rec.tags.push_back("lora");
+    rec.preset = spec.finetune ? "" : spec.preset_name;
     const DatasetFingerprint fp = fingerprint_dataset(spec.data_path);
     rec.dataset_path = fp.path;
     rec.dataset_size = fp.size;
@@ -118,17 +166,24 @@ void TrainingSession::run(RunSpec spec) {
     rec.tokenizer = tok->to_json();
     rec.parent_run_id = spec.parent_run_id;
     StoreLogger logger(store, rec);
+    // A quantized base cannot be checkpointed and a fine-tune's product is its
+    // adapter: fine-tunes save that (before the logger closes the run) instead.
     CheckpointPolicy policy;
     policy.interval = p.train.checkpoint_interval;
     CheckpointSaver saver(
         *tok, policy,
         [&](int64_t step) { return run_checkpoint_dir(store.path(), logger.run_id(), step); },
         [&](int64_t step, const std::string& dir) { logger.add_checkpoint(step, dir); });
+    AdapterSaver adapter_saver([&] { return run_adapter_dir(store.path(), logger.run_id()); });
     Forwarder fwd(*this);
-    trainer.add_callback(&saver);  // the final checkpoint is registered before the run ends
+    // The final checkpoint / adapter is on disk before the run ends.
+    trainer.add_callback(spec.finetune ? static_cast<Callback*>(&adapter_saver) : &saver);
     trainer.add_callback(&logger);
     trainer.add_callback(&fwd);
     const int64_t run_id = logger.begin(trainer);
+    if (spec.finetune) {
+      logger.summary_extra()["lora"] = ft.summary(run_adapter_dir(store.path(), run_id));
+    }
     ModelRef ref{&model, tok.get(), &store, run_id, Rng(uint64_t(p.train.seed) ^ 0x5a3b1eULL)};
     {
       std::lock_guard<std::mutex> lk(mu_);

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "core/presets.h"
+#include "lora/finetune.h"
 #include "train/metrics.h"
 
 namespace bl {
@@ -49,6 +50,19 @@ struct SampleResult {
   bool ok = true;
 };
 
+/// A LoRA / QLoRA fine-tune of a stored run's newest checkpoint: the checkpoint
+/// fixes model and tokenizer (RunSpec::preset.model is ignored), only the
+/// adapters train, and they are saved as a PEFT directory
+/// <db dir>/runs/<run id>/adapter when the run ends (completed or stopped).
+struct FinetuneSettings {
+  int64_t base_run_id = 0;
+  LoraSpec lora;
+  std::string quantize;  // "" (float base), "nf4", "affine4", "affine8", ...
+};
+
+/// Directory a fine-tune run's adapter is saved to.
+std::string run_adapter_dir(const std::string& db_path, int64_t run_id);
+
 /// Describes a run for the store.
 struct RunSpec {
   Preset preset;
@@ -56,7 +70,8 @@ struct RunSpec {
   std::string data_path;
   std::string name;  // run name; preset name if empty
   std::vector<std::string> tags;
-  std::optional<int64_t> parent_run_id;  // set when forked from a stored run
+  std::optional<int64_t> parent_run_id;      // set when forked from a stored run
+  std::optional<FinetuneSettings> finetune;  // parent_run_id becomes its base run
 };
 
 class TrainingSession {
