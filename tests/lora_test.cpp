@@ -238,9 +238,11 @@ TEST(LoRA, MergeEqualsUnmerged) {
         }());
     EXPECT_LT(test::max_abs_diff(test::logits_of(model, ids, 2, 9), unmerged), 1e-4)
         << "quantized " << quantized;
-    for (auto& [path, l] : named_linears(model))
-      if (path.find("q_proj") != std::string::npos || path.find("up_proj") != std::string::npos)
+    for (auto& [path, l] : named_linears(model)) {
+      if (path.find("q_proj") != std::string::npos || path.find("up_proj") != std::string::npos) {
         EXPECT_FALSE(l->quantized()) << path;  // merged into a float weight
+      }
+    }
   }
 }
 

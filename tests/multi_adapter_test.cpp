@@ -49,7 +49,7 @@ TEST(MultiAdapter, EachRowEqualsItsAdapterAlone) {
   test::init_model(base, 9);
   MultiAdapter multi(base, 8);
   for (size_t i = 0; i < f.adapters.size(); ++i)
-    EXPECT_EQ(multi.add("a" + std::to_string(i), f.adapters[i]), int32_t(i));
+    EXPECT_EQ(multi.add(std::string("a").append(std::to_string(i)), f.adapters[i]), int32_t(i));
   const std::vector<int32_t> rows{1, -1, 0, 2, 1};
   const int64_t B = int64_t(rows.size()), T = 7, V = f.cfg.vocab_size;
   std::vector<int32_t> ids;
