@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "generate/sampler.h"
 #include "lora/adapter_io.h"
+#include "lora/adapter_saver.h"
 #include "lora/lora.h"
 #include "lora/multi_adapter.h"
 #include "quant/quantize.h"
@@ -145,6 +146,10 @@ int lora_train_command(const std::vector<std::string>& argv) {
   Trainer trainer(model, train, data);
   StoreLogger logger(store, rec);
   logger.summary_extra()["lora"] = ft.summary(*out);
+  // Every --checkpoint-interval steps and at the end (before the run closes):
+  // a killed fine-tune keeps the adapter of its last interval.
+  AdapterSaver adapter_saver([&] { return *out; }, train.checkpoint_interval);
+  trainer.add_callback(&adapter_saver);
   trainer.add_callback(&logger);
   const int64_t run_id = logger.begin(trainer);
   TrainSummary sum;
@@ -154,7 +159,6 @@ int lora_train_command(const std::vector<std::string>& argv) {
     logger.fail(e.what());
     throw;
   }
-  save_adapter(*out, model);
   std::printf("%s after %lld steps: train loss %.4f", to_string(sum.status), (long long)sum.steps,
               sum.final_train_loss);
   if (sum.val_loss) std::printf(", val loss %.4f", *sum.val_loss);

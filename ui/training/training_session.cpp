@@ -14,6 +14,7 @@
 #include "data/tokenizer.h"
 #include "generate/sampler.h"
 #include "lora/adapter_io.h"
+#include "lora/adapter_saver.h"
 #include "store/experiment_store.h"
 #include "tensor/rng.h"
 #include "train/callbacks.h"
@@ -65,21 +66,6 @@ class TrainingSession::Forwarder : public Callback {
   TrainingSession& s_;
   int64_t last_eval_step_ = -1;
 };
-
-namespace {
-
-/// Saves the model's adapters when training ends (completed, stopped or diverged,
-/// as the CLI does after train()).
-class AdapterSaver : public Callback {
- public:
-  explicit AdapterSaver(std::function<std::string()> dir) : dir_(std::move(dir)) {}
-  void on_train_end(Trainer& t, const TrainSummary&) override { save_adapter(dir_(), t.model()); }
-
- private:
-  std::function<std::string()> dir_;
-};
-
-}  // namespace
 
 std::string run_adapter_dir(const std::string& db_path, int64_t run_id) {
   return run_files_dir(db_path, run_id) + "/adapter";
@@ -174,7 +160,9 @@ void TrainingSession::run(RunSpec spec) {
         *tok, policy,
         [&](int64_t step) { return run_checkpoint_dir(store.path(), logger.run_id(), step); },
         [&](int64_t step, const std::string& dir) { logger.add_checkpoint(step, dir); });
-    AdapterSaver adapter_saver([&] { return run_adapter_dir(store.path(), logger.run_id()); });
+    // Every checkpoint interval and at the end: a killed fine-tune keeps its last adapter.
+    AdapterSaver adapter_saver([&] { return run_adapter_dir(store.path(), logger.run_id()); },
+                               p.train.checkpoint_interval);
     Forwarder fwd(*this);
     // The final checkpoint / adapter is on disk before the run ends.
     trainer.add_callback(spec.finetune ? static_cast<Callback*>(&adapter_saver) : &saver);
