@@ -28,6 +28,7 @@
 
 #include "ops/check.h"
 #include "tensor/graph.h"
+#include "tensor/parallel.h"
 
 namespace bl {
 
@@ -86,23 +87,6 @@ struct BlockRanges {
   }
   bool empty() const { return ch <= cl; }
 };
-
-// Number of threads for a task loop: none nested inside an outer region.
-int task_threads(int64_t n_tasks) {
-  if (omp_in_parallel()) return 1;
-  return int(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), n_tasks)));
-}
-
-// f(task, thread) over [0, n) with per-thread scratch indexed by thread.
-template <class F>
-void run_tasks(int64_t n, int nt, F&& f) {
-  if (nt <= 1) {
-    for (int64_t i = 0; i < n; ++i) f(i, 0);
-    return;
-  }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-  for (int64_t i = 0; i < n; ++i) f(i, omp_get_thread_num());
-}
 
 // ---- Small-matrix products --------------------------------------------------
 // C = alpha * A B (+ C) with A(i, l) = a[i * ars + l * acs] (any strides, so

@@ -43,24 +43,8 @@ struct Geo {
   int64_t nc;  // chunks per sequence
 };
 
-// Threads for a loop over tasks: none nested inside an outer parallel region,
-// and none for tiny problems (work ~ multiply-adds), whose parallel region
-// would cost more than the work, especially on a loaded machine.
-int task_threads(int64_t n_tasks, double work) {
-  if (omp_in_parallel() || work < double(1 << 18)) return 1;
-  return int(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), n_tasks)));
-}
-
-// f(task, thread) over [0, n); per-thread scratch is indexed by thread.
-template <class F>
-void run_tasks(int64_t n, int nt, F&& f) {
-  if (nt <= 1) {
-    for (int64_t i = 0; i < n; ++i) f(i, 0);
-    return;
-  }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-  for (int64_t i = 0; i < n; ++i) f(i, omp_get_thread_num());
-}
+// Below this much work (~multiply-adds) a loop runs on one thread.
+constexpr double kMinParallelWork = double(1 << 18);
 
 inline float dot(const float* a, const float* b, int64_t n) {
   float s = 0.0f;
@@ -224,7 +208,7 @@ Tensor gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const
   float* saved = save ? gr.alloc(n_tasks * s.nc * state_sz) : nullptr;
   // Per (b, h): ~10 C D + 6 D^2 multiply-adds per position (see mixing_flops_per_token).
   const double work = double(n_tasks) * double(T) * double(D) * double(10 * C + 6 * D);
-  const int nt = task_threads(n_tasks, work);
+  const int nt = task_threads(n_tasks, work, kMinParallelWork);
   const int64_t per_thread = Chunk::floats(C, D) + state_sz;
   float* scratch = gr.alloc(nt * per_thread);
   {
@@ -263,7 +247,7 @@ Tensor gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const
     float* dv_out = v.requires_grad() ? gg.grad(v) : nullptr;
     float* dg_out = g.requires_grad() ? gg.grad(g) : nullptr;
     float* db_out = beta.requires_grad() ? gg.grad(beta) : nullptr;
-    const int bnt = task_threads(n_tasks, 2.0 * work);
+    const int bnt = task_threads(n_tasks, 2.0 * work, kMinParallelWork);
     const int64_t per = Chunk::floats(C, D) + ChunkGrad::floats(C, D);
     float* bscratch = gg.alloc(bnt * per);
     const float *qd = q.data(), *kd = k.data(), *vd = v.data(), *gd = g.data(), *bd = beta.data();

@@ -32,23 +32,8 @@ namespace {
 
 using ArrMap = Eigen::Map<Eigen::ArrayXf>;
 
-// Threads for a task loop: none nested in an outer region, and none for small
-// work (~multiply-adds), where waking a team costs more than it saves.
-int task_threads(int64_t n_tasks, int64_t work) {
-  if (omp_in_parallel() || work < (int64_t(1) << 16)) return 1;
-  return int(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), n_tasks)));
-}
-
-// f(task, thread) over [0, n), per-thread scratch indexed by thread.
-template <class F>
-void run_tasks(int64_t n, int nt, F&& f) {
-  if (nt <= 1) {
-    for (int64_t i = 0; i < n; ++i) f(i, 0);
-    return;
-  }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-  for (int64_t i = 0; i < n; ++i) f(i, omp_get_thread_num());
-}
+// Below this much work (~multiply-adds) a loop runs on one thread.
+constexpr double kMinParallelWork = double(1 << 16);
 
 struct Heads {
   int64_t batch, tq, tk, hq, hkv, d, group, ldq, ldk;
@@ -198,7 +183,7 @@ Tensor compressed_attention(const Tensor& q, const Tensor& kc, const Tensor& vc,
   float* lse = save ? g.alloc(gm.batch * gm.hq * gm.tq) : nullptr;
   const int64_t n_tasks = gm.batch * gm.hkv;
   const int64_t work = gm.batch * gm.hq * gm.tq * std::max<int64_t>(nc, 1) * gm.d;
-  const int nt = task_threads(n_tasks, work);
+  const int nt = task_threads(n_tasks, double(work), kMinParallelWork);
   // Per thread: probabilities of the group's heads (group x Tq x ld) and one
   // row of selection scores; block ids to rank.
   const int64_t per = gm.group * gm.tq * ld + ld;
@@ -262,7 +247,7 @@ Tensor compressed_attention(const Tensor& q, const Tensor& kc, const Tensor& vc,
     float* dq = q.requires_grad() ? gg.grad(q) : nullptr;
     float* dk = kc.requires_grad() ? gg.grad(kc) : nullptr;
     float* dv = vc.requires_grad() ? gg.grad(vc) : nullptr;
-    const int bnt = task_threads(n_tasks, 2 * work);
+    const int bnt = task_threads(n_tasks, 2.0 * double(work), kMinParallelWork);
     const int64_t bper = 2 * gm.tq * ld;  // P and dP/dS of one head
     float* bscratch = gg.alloc(bnt * bper);
     const float *qd = q.data(), *kd = kc.data(), *vd = vc.data();
@@ -322,7 +307,7 @@ Tensor selected_attention(const Tensor& q, const Tensor& k, const Tensor& v, int
   const int64_t max_keys = select_k * block, G = gm.group, D = gm.d;
   const int64_t n_tasks = gm.batch * gm.hkv;
   const int64_t work = gm.batch * gm.hq * gm.tq * max_keys * D;
-  const int nt = task_threads(n_tasks, work);
+  const int nt = task_threads(n_tasks, double(work), kMinParallelWork);
   // Per thread: the gathered keys and values (max_keys x D each) and the
   // group's scores (G x max_keys).
   const int64_t per = 2 * max_keys * D + G * max_keys;
@@ -367,7 +352,7 @@ Tensor selected_attention(const Tensor& q, const Tensor& k, const Tensor& v, int
     float* dq = q.requires_grad() ? gg.grad(q) : nullptr;
     float* dk = k.requires_grad() ? gg.grad(k) : nullptr;
     float* dv = v.requires_grad() ? gg.grad(v) : nullptr;
-    const int bnt = task_threads(n_tasks, 2 * work);
+    const int bnt = task_threads(n_tasks, 2.0 * double(work), kMinParallelWork);
     // Per thread: gathered K, V and their gradients (max_keys x D each), P and dP (G x max_keys).
     const int64_t bper = 4 * max_keys * D + 2 * G * max_keys;
     float* bscratch = gg.alloc(bnt * bper);
