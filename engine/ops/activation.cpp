@@ -178,11 +178,31 @@ Tensor unary(const Tensor& x, const char* name) {
   return y;
 }
 
-// One sigmoid per element serves both gradients. Templated on which
-// gradients are wanted so each variant is a branch-free, vectorisable loop.
-template <bool kGate, bool kUp>
-void swiglu_backward(int64_t n, const float* dy, const float* gate, const float* up, float* dgate,
-                     float* dup) {
+// Gated linear units y = act(gate) * up. Each activation gives f and f' from
+// one evaluation where it can (SiLU: one sigmoid serves both gradients).
+struct SiluGate {
+  static float f(float x) { return x * sigmoid_f(x); }
+  static void f_df(float x, float& f, float& df) {
+    float s, ms;
+    sigmoid_pair(x, s, ms);
+    f = x * s;
+    df = s * (1.0f + x * ms);
+  }
+};
+struct Relu2Gate {
+  static float f(float x) { return x > 0.0f ? x * x : 0.0f; }
+  static void f_df(float x, float& f, float& df) {
+    const float r = x > 0.0f ? x : 0.0f;
+    f = r * r;
+    df = 2.0f * r;
+  }
+};
+
+// Templated on which gradients are wanted so each variant is a branch-free,
+// vectorisable loop.
+template <class A, bool kGate, bool kUp>
+void glu_backward(int64_t n, const float* dy, const float* gate, const float* up, float* dgate,
+                  float* dup) {
   parallel_range(n, [&](int64_t lo, int64_t hi) {
     const float* __restrict dyp = dy;
     const float* __restrict gp = gate;
@@ -190,13 +210,47 @@ void swiglu_backward(int64_t n, const float* dy, const float* gate, const float*
     float* __restrict dgp = dgate;
     float* __restrict dup_ = dup;
     for (int64_t i = lo; i < hi; ++i) {
-      const float x = gp[i];
-      float s, ms;
-      sigmoid_pair(x, s, ms);
-      if constexpr (kGate) dgp[i] += dyp[i] * upp[i] * s * (1.0f + x * ms);
-      if constexpr (kUp) dup_[i] += dyp[i] * x * s;
+      float f, df;
+      A::f_df(gp[i], f, df);
+      if constexpr (kGate) dgp[i] += dyp[i] * upp[i] * df;
+      if constexpr (kUp) dup_[i] += dyp[i] * f;
     }
   });
+}
+
+template <class A>
+Tensor glu(const Tensor& gate, const Tensor& up, const char* op) {
+  if (!gate.defined() || !up.defined()) op_fail(op, "undefined operand");
+  if (gate.shape() != up.shape())
+    op_fail(op,
+            "gate " + gate.shape().str() + " and up " + up.shape().str() + " must have one shape");
+  Graph& g = current_graph();
+  Tensor y = g.empty(gate.shape(), g.needs_grad({gate, up}));
+  const int64_t n = gate.numel();
+  const float* gd = gate.data();
+  const float* ud = up.data();
+  float* yd = y.data();
+  parallel_range(n, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) yd[i] = A::f(gd[i]) * ud[i];
+  });
+  if (y.requires_grad()) {
+    g.on_backward([=] {
+      const float* dy = y.grad();
+      if (!dy) return;
+      Graph& gg = current_graph();
+      float* dg = gate.requires_grad() ? gg.grad(gate) : nullptr;
+      float* du = up.requires_grad() ? gg.grad(up) : nullptr;
+      const float* gv = gate.data();
+      const float* uv = up.data();
+      if (dg && du && dg != du) {
+        glu_backward<A, true, true>(n, dy, gv, uv, dg, du);
+      } else {  // one gradient, or glu(x, x) where both land in one buffer
+        if (dg) glu_backward<A, true, false>(n, dy, gv, uv, dg, du);
+        if (du) glu_backward<A, false, true>(n, dy, gv, uv, dg, du);
+      }
+    });
+  }
+  return y;
 }
 
 }  // namespace
@@ -218,75 +272,10 @@ Tensor sigmoid(const Tensor& x) {
 }
 
 Tensor swiglu(const Tensor& gate, const Tensor& up) {
-  if (!gate.defined() || !up.defined()) op_fail("swiglu", "undefined operand");
-  if (gate.shape() != up.shape())
-    op_fail("swiglu",
-            "gate " + gate.shape().str() + " and up " + up.shape().str() + " must have one shape");
-  Graph& g = current_graph();
-  Tensor y = g.empty(gate.shape(), g.needs_grad({gate, up}));
-  const int64_t n = gate.numel();
-  const float* gd = gate.data();
-  const float* ud = up.data();
-  float* yd = y.data();
-  parallel_range(n, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) yd[i] = gd[i] * sigmoid_f(gd[i]) * ud[i];
-  });
-  if (y.requires_grad()) {
-    g.on_backward([=] {
-      const float* dy = y.grad();
-      if (!dy) return;
-      Graph& gg = current_graph();
-      float* dg = gate.requires_grad() ? gg.grad(gate) : nullptr;
-      float* du = up.requires_grad() ? gg.grad(up) : nullptr;
-      const float* gv = gate.data();
-      const float* uv = up.data();
-      if (dg && du && dg != du) {
-        swiglu_backward<true, true>(n, dy, gv, uv, dg, du);
-      } else {  // one gradient, or swiglu(x, x) where both land in one buffer
-        if (dg) swiglu_backward<true, false>(n, dy, gv, uv, dg, du);
-        if (du) swiglu_backward<false, true>(n, dy, gv, uv, dg, du);
-      }
-    });
-  }
-  return y;
+  return glu<SiluGate>(gate, up, "swiglu");
 }
-
 Tensor relu2_glu(const Tensor& gate, const Tensor& up) {
-  if (!gate.defined() || !up.defined()) op_fail("relu2_glu", "undefined operand");
-  if (gate.shape() != up.shape())
-    op_fail("relu2_glu",
-            "gate " + gate.shape().str() + " and up " + up.shape().str() + " must have one shape");
-  Graph& g = current_graph();
-  Tensor y = g.empty(gate.shape(), g.needs_grad({gate, up}));
-  const int64_t n = gate.numel();
-  const float* gd = gate.data();
-  const float* ud = up.data();
-  float* yd = y.data();
-  parallel_range(n, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) yd[i] = Relu2::f(gd[i]) * ud[i];
-  });
-  if (y.requires_grad()) {
-    g.on_backward([=] {
-      const float* dy = y.grad();
-      if (!dy) return;
-      Graph& gg = current_graph();
-      // Both gradients are read from the inputs before either is written, so
-      // relu2_glu(x, x) (one buffer for both) accumulates correctly too.
-      float* dg = gate.requires_grad() ? gg.grad(gate) : nullptr;
-      float* du = up.requires_grad() ? gg.grad(up) : nullptr;
-      const float* gv = gate.data();
-      const float* uv = up.data();
-      parallel_range(n, [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i) {
-          const float x = gv[i], u = uv[i], d = dy[i];
-          const float r = x > 0.0f ? x : 0.0f;
-          if (dg) dg[i] += d * 2.0f * r * u;
-          if (du) du[i] += d * r * r;
-        }
-      });
-    });
-  }
-  return y;
+  return glu<Relu2Gate>(gate, up, "relu2_glu");
 }
 
 }  // namespace bl
