@@ -117,12 +117,14 @@ struct Gelu {
     neg_half_square(x, hi, lo);
     return x * normal_cdf(x, hi, lo);
   }
-  // Phi(x) + x phi(x); both share the split -x^2/2.
-  static float df(float x, float) {
+  // f and f' = Phi(x) + x phi(x); both share the split -x^2/2.
+  static void f_df(float x, float& f, float& df) {
     float hi, lo;
     neg_half_square(x, hi, lo);
+    const float cdf = normal_cdf(x, hi, lo);
     const float pdf = exp_parts(hi, lo) * float(0.5 * M_2_SQRTPI * M_SQRT1_2);
-    return normal_cdf(x, hi, lo) + x * pdf;
+    f = x * cdf;
+    df = cdf + x * pdf;
   }
 };
 struct Silu {
@@ -255,8 +257,42 @@ Tensor glu(const Tensor& gate, const Tensor& up, const char* op) {
 
 }  // namespace
 
+// GELU's derivative needs Phi(x) again, which is most of its cost: when a
+// gradient is wanted the forward keeps Phi(x) + x phi(x) (one float per
+// element, graph arena) and the backward is a plain multiply-add.
 Tensor gelu(const Tensor& x) {
-  return unary<Gelu>(x, "gelu");
+  if (!x.defined()) op_fail("gelu", "undefined operand");
+  Graph& g = current_graph();
+  Tensor y = g.empty(x.shape(), g.needs_grad({x}));
+  const int64_t n = x.numel();
+  const float* xd = x.data();
+  float* yd = y.data();
+  if (!y.requires_grad()) {
+    parallel_range(n, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) yd[i] = Gelu::f(xd[i]);
+    });
+    return y;
+  }
+  float* dd = g.alloc(n);
+  parallel_range(n, [&](int64_t lo, int64_t hi) {
+    const float* __restrict xp = xd;
+    float* __restrict yp = yd;
+    float* __restrict dp = dd;
+    for (int64_t i = lo; i < hi; ++i) Gelu::f_df(xp[i], yp[i], dp[i]);
+  });
+  g.on_backward([=] {
+    const float* dy = y.grad();
+    if (!dy) return;
+    bool fresh;
+    float* dx = current_graph().grad_for_overwrite(x, fresh);
+    parallel_range(n, [&](int64_t lo, int64_t hi) {
+      if (fresh)
+        for (int64_t i = lo; i < hi; ++i) dx[i] = dy[i] * dd[i];
+      else
+        for (int64_t i = lo; i < hi; ++i) dx[i] += dy[i] * dd[i];
+    });
+  });
+  return y;
 }
 Tensor silu(const Tensor& x) {
   return unary<Silu>(x, "silu");

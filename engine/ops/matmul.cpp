@@ -20,10 +20,13 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   float* yd = y.data();
   if (b.defined()) {
     const float* bd = b.data();
-    parallel_for(n, [&](int64_t r) {
-      float* row = yd + r * out;
-      for (int64_t j = 0; j < out; ++j) row[j] = bd[j];
-    }, 256);
+    parallel_for(
+        n,
+        [&](int64_t r) {
+          float* row = yd + r * out;
+          for (int64_t j = 0; j < out; ++j) row[j] = bd[j];
+        },
+        256);
   }
   gemm(false, true, n, out, in, 1.0f, x.data(), in, w.data(), in, b.defined() ? 1.0f : 0.0f, yd,
        out);
@@ -32,8 +35,13 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
       const float* dy = y.grad();
       if (!dy) return;
       Graph& gg = current_graph();
-      if (x.requires_grad()) gemm(false, false, n, in, out, 1.0f, dy, out, w.data(), in, 1.0f, gg.grad(x), in);
-      if (w.requires_grad()) gemm(true, false, out, in, n, 1.0f, dy, out, x.data(), in, 1.0f, gg.grad(w), in);
+      if (x.requires_grad()) {
+        bool fresh;
+        float* dx = gg.grad_for_overwrite(x, fresh);
+        gemm(false, false, n, in, out, 1.0f, dy, out, w.data(), in, fresh ? 0.0f : 1.0f, dx, in);
+      }
+      if (w.requires_grad())
+        gemm(true, false, out, in, n, 1.0f, dy, out, x.data(), in, 1.0f, gg.grad(w), in);
       if (b.defined() && b.requires_grad()) {
         float* db = gg.grad(b);
         for (int64_t r = 0; r < n; ++r)
@@ -49,8 +57,9 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_b) {
   const int64_t m = a.dim(-2), k = a.dim(-1);
   const int64_t bk = trans_b ? b.dim(-1) : b.dim(-2);
   const int64_t n = trans_b ? b.dim(-2) : b.dim(-1);
-  op_check(k == bk, "matmul", "inner dims differ: " + a.shape().str() + " x " + b.shape().str() +
-                                  (trans_b ? "ᵀ" : ""));
+  op_check(
+      k == bk, "matmul",
+      "inner dims differ: " + a.shape().str() + " x " + b.shape().str() + (trans_b ? "ᵀ" : ""));
   const int64_t batch = a.numel() / (m * k);
   const bool shared_b = b.rank() == 2;
   op_check(shared_b || b.numel() / (k * n) == batch, "matmul",

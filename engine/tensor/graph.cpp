@@ -46,6 +46,13 @@ float* Graph::grad(const Tensor& t) {
   return p->grad;
 }
 
+float* Graph::grad_for_overwrite(const Tensor& t, bool& fresh) {
+  TensorImpl* p = t.impl();
+  fresh = !p->grad;
+  if (fresh) p->grad = alloc(p->shape.numel());
+  return p->grad;
+}
+
 bool Graph::needs_grad(std::initializer_list<Tensor> inputs) const {
   if (!grad_enabled_) return false;
   for (const Tensor& t : inputs)

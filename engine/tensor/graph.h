@@ -2,8 +2,9 @@
 // any input requires a gradient, records a backward closure. backward() runs
 // the closures in reverse; each one *accumulates* (+=) into its inputs'
 // gradients (allocating them with grad() before any parallel loop: the
-// graph itself is not thread-safe, ops parallelise inside their kernels). Every thread has its own Graph (current_graph()); all its
-// memory comes from one arena, so a warmed-up training step allocates nothing.
+// graph itself is not thread-safe, ops parallelise inside their kernels). Every thread has its own
+// Graph (current_graph()); all its memory comes from one arena, so a warmed-up training step
+// allocates nothing.
 #pragma once
 
 #include <cstdint>
@@ -32,11 +33,16 @@ class Graph {
   float* alloc(int64_t n);
   template <class T>
   T* alloc_as(int64_t n) {
-    return static_cast<T*>(arena_.alloc_bytes(sizeof(T) * size_t(n), alignof(T) < 64 ? 64 : alignof(T)));
+    return static_cast<T*>(
+        arena_.alloc_bytes(sizeof(T) * size_t(n), alignof(T) < 64 ? 64 : alignof(T)));
   }
 
   /// Gradient buffer of t, allocated zeroed on first use.
   float* grad(const Tensor& t);
+  /// Gradient buffer of t for an op that can either overwrite it (fresh: the
+  /// buffer is new and uninitialised, the caller must write every element) or
+  /// add to it (not fresh). Saves zeroing a buffer that is overwritten next.
+  float* grad_for_overwrite(const Tensor& t, bool& fresh);
   /// Output of an op on `inputs` requires grad iff grad mode is on and any does.
   bool needs_grad(std::initializer_list<Tensor> inputs) const;
 
@@ -47,7 +53,8 @@ class Graph {
     using Fn = std::decay_t<F>;
     static_assert(std::is_trivially_destructible_v<Fn>,
                   "backward closures may capture only trivially destructible values");
-    void* mem = arena_.alloc_bytes(sizeof(FnNode<Fn>), alignof(FnNode<Fn>) < 64 ? 64 : alignof(FnNode<Fn>));
+    void* mem =
+        arena_.alloc_bytes(sizeof(FnNode<Fn>), alignof(FnNode<Fn>) < 64 ? 64 : alignof(FnNode<Fn>));
     tape_.push_back(new (mem) FnNode<Fn>(std::forward<F>(f)));
   }
 
