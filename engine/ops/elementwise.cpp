@@ -117,15 +117,22 @@ void same_forward(int64_t n, const float* a, const float* b, float* y) {
   });
 }
 
+// overwrite: dx is a fresh buffer (Graph::grad_for_overwrite), assigned
+// instead of zeroed and added to.
 template <class Op, bool kForA>
-void same_backward(int64_t n, const float* dy, const float* a, const float* b, float* dx) {
+void same_backward(int64_t n, const float* dy, const float* a, const float* b, float* dx,
+                   bool overwrite) {
   parallel_range(n, [&](int64_t lo, int64_t hi) {
     const float* __restrict dyp = dy;
     const float* __restrict ap = a;
     const float* __restrict bp = b;
     float* __restrict dxp = dx;
-    for (int64_t i = lo; i < hi; ++i)
-      dxp[i] += kForA ? Op::da(dyp[i], ap[i], bp[i]) : Op::db(dyp[i], ap[i], bp[i]);
+    if (overwrite)
+      for (int64_t i = lo; i < hi; ++i)
+        dxp[i] = kForA ? Op::da(dyp[i], ap[i], bp[i]) : Op::db(dyp[i], ap[i], bp[i]);
+    else
+      for (int64_t i = lo; i < hi; ++i)
+        dxp[i] += kForA ? Op::da(dyp[i], ap[i], bp[i]) : Op::db(dyp[i], ap[i], bp[i]);
   });
 }
 
@@ -342,13 +349,24 @@ Tensor binary(const Tensor& a, const Tensor& b, const char* name) {
     const float* dy = y.grad();
     if (!dy) return;
     Graph& gg = current_graph();
+    const float *av = a.data(), *bv = b.data();
+    if (path == Path::kSame) {
+      // a is b (x + x) works too: b's buffer is then no longer fresh.
+      bool fresh = false;
+      if (a.requires_grad()) {
+        float* da = gg.grad_for_overwrite(a, fresh);
+        same_backward<Op, true>(p.n, dy, av, bv, da, fresh);
+      }
+      if (b.requires_grad()) {
+        float* db = gg.grad_for_overwrite(b, fresh);
+        same_backward<Op, false>(p.n, dy, av, bv, db, fresh);
+      }
+      return;
+    }
     float* da = a.requires_grad() ? gg.grad(a) : nullptr;
     float* db = b.requires_grad() ? gg.grad(b) : nullptr;
-    const float *av = a.data(), *bv = b.data();
     switch (path) {
       case Path::kSame:
-        if (da) same_backward<Op, true>(p.n, dy, av, bv, da);
-        if (db) same_backward<Op, false>(p.n, dy, av, bv, db);
         break;
       case Path::kSmallB:
         if (da) suffix_backward_full<Op, true>(p.n, p.nb, dy, av, bv, da);
