@@ -9,6 +9,9 @@
 
 #include <filesystem>
 
+#include "expect_error.h"
+#include "io/safetensors.h"
+#include "io/sha256.h"
 #include "lora/lora.h"
 #include "peft_test_util.h"
 
@@ -99,6 +102,94 @@ TEST_F(Finetuning, BadSpecsThrow) {
   spec.quantize = "";
   spec.base_checkpoint = (dir_ / "missing").string();
   EXPECT_THROW(build_finetune(spec), CheckpointError);
+}
+
+// Fine-tune checkpoints: only the adapters are written; load_finetune_checkpoint
+// rebuilds base + adapters from the recorded spec, refusing a changed base,
+// and whole-model loaders refuse the adapter-only file.
+TEST_F(Finetuning, FinetuneCheckpointsHoldOnlyTheAdapters) {
+  FinetuneSpec spec;
+  spec.base_checkpoint = ckpt();
+  spec.lora = {2, 4.0f, {"q", "v"}};
+  spec.seed = 5;
+  Finetune ft = build_finetune(spec);
+  EXPECT_EQ(ft.base_sha256, sha256_file(ckpt() + "/model.safetensors"));
+  float x = 0.25f;  // distinct, non-zero adapter values (B starts at zero)
+  for (auto& [name, p] : lora_parameters(*ft.model))
+    for (int64_t i = 0; i < p->numel(); ++i) p->data()[i] = (x += 0.001f);
+  const std::string dir = (dir_ / "ft").string();
+  save_checkpoint(dir, *ft.model, TrainConfig{}, *ft.tokenizer, nullptr, ft.summary("/a"));
+  const SafetensorsFile file = read_safetensors(dir + "/model.safetensors");
+  EXPECT_EQ(file.tensors.size(), lora_parameters(*ft.model).size());
+  EXPECT_EQ(read_checkpoint_info(dir).finetune["base_sha256"], ft.base_sha256);
+
+  Finetune back = load_finetune_checkpoint(dir);
+  EXPECT_EQ(back.lora.rank, 2);
+  EXPECT_EQ(back.seed, 5u);
+  const auto a = lora_parameters(*ft.model), b = lora_parameters(*back.model);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].first, b[i].first);
+    EXPECT_TRUE(std::equal(a[i].second->data(), a[i].second->data() + a[i].second->numel(),
+                           b[i].second->data()))
+        << a[i].first;
+  }
+  const std::vector<int32_t> ids = test::token_ids(16, tok_->vocab_size());
+  EXPECT_EQ(test::max_abs_diff(test::logits_of(*ft.model, ids, 2, 8),
+                               test::logits_of(*back.model, ids, 2, 8)),
+            0.0);
+
+  // Whole-model loading refuses it, naming the base; the reverse is refused too.
+  LanguageModel plain(ft.info.model);
+  const std::string msg = test::error_of<CheckpointError>([&] { load_model_weights(dir, plain); });
+  EXPECT_TRUE(test::contains(msg, "a fine-tune checkpoint")) << msg;
+  EXPECT_TRUE(test::contains(msg, ckpt())) << msg;
+  EXPECT_TRUE(test::contains(
+      test::error_of<CheckpointError>([&] { load_trainable_weights(ckpt(), *back.model); }),
+      "not a fine-tune checkpoint"));
+  // Another LoRA spec does not fit the stored adapters.
+  FinetuneSpec other = spec;
+  other.lora.targets = {"q", "k", "v"};
+  Finetune wider = build_finetune(other);
+  EXPECT_TRUE(test::contains(
+      test::error_of<CheckpointError>([&] { load_trainable_weights(dir, *wider.model); }),
+      "k_proj.lora_A.weight' is missing"));
+
+  // A changed base is refused.
+  save_checkpoint(ckpt(), *base_, TrainConfig{}, *tok_);  // same weights: same SHA-256
+  EXPECT_NO_THROW(load_finetune_checkpoint(dir));
+  base_->named_parameters()[0].second->data()[0] += 1.0f;
+  save_checkpoint(ckpt(), *base_, TrainConfig{}, *tok_);
+  EXPECT_TRUE(
+      test::contains(test::error_of<CheckpointError>([&] { load_finetune_checkpoint(dir); }),
+                     "SHA-256 differs from the one recorded when the fine-tune began"));
+}
+
+TEST(FinetuneSpecJson, RoundTripsAndNamesBadFields) {
+  Finetune ft;
+  ft.base_checkpoint = "/b";
+  ft.base_sha256 = "abc";
+  ft.lora = {4, 8.0f, {"q", "down"}};
+  ft.seed = 123456789012345ULL;
+  ft.quant_name = "nf4";
+  const FinetuneSpec s = finetune_spec_from_json(ft.summary("/a"));
+  EXPECT_EQ(s.base_checkpoint, "/b");
+  EXPECT_EQ(s.base_sha256, "abc");
+  EXPECT_EQ(s.lora.rank, 4);
+  EXPECT_EQ(s.lora.alpha, 8.0f);
+  EXPECT_EQ(s.lora.targets, (std::vector<std::string>{"q", "down"}));
+  EXPECT_EQ(s.seed, 123456789012345ULL);
+  EXPECT_EQ(s.quantize, "nf4");
+  nlohmann::json j = ft.summary("/a");
+  j.erase("rank");
+  EXPECT_TRUE(
+      test::contains(test::error_of<std::invalid_argument>([&] { finetune_spec_from_json(j); }),
+                     "missing \"rank\""));
+  j = ft.summary("/a");
+  j["targets"] = nlohmann::json::array();
+  EXPECT_TRUE(
+      test::contains(test::error_of<std::invalid_argument>([&] { finetune_spec_from_json(j); }),
+                     "\"targets\" must be a non-empty array"));
 }
 
 }  // namespace

@@ -191,6 +191,7 @@ void MainWindow::refresh_finetune_bases() {
       b.label = QString("#%1 %2").arg(r.id).arg(QString::fromStdString(r.name));
       try {
         const CheckpointInfo info = read_checkpoint_info(ck->path);
+        if (!info.finetune.is_null()) continue;  // a LoRA run's adapter-only checkpoint
         b.model = info.model;
         b.model.vocab_size = tokenizer_from_json(info.tokenizer)->vocab_size();
       } catch (const std::exception&) {

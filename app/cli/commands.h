@@ -5,7 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "lora/finetune.h"
+#include "store/experiment_store.h"
 
 namespace bl::cli {
 
@@ -22,6 +24,22 @@ int lora_command(const std::vector<std::string>& argv);
 /// train --init-from CKPT --lora rank=..,alpha=..,targets=.. [--quantize ...] (LoRA / QLoRA
 /// fine-tuning).
 int lora_train_command(const std::vector<std::string>& argv);
+
+/// train --resume RUN for a LoRA / QLoRA run (is_finetune_run): rebuilds the
+/// fine-tune from the spec recorded in the run and continues from its newest
+/// fine-tune checkpoint. check_resume_options has been applied to args.
+int lora_resume_command(ExperimentStore& store, const RunRecord& run, const Args& args);
+/// A run recorded by a fine-tune with its spec (summary "lora" block).
+bool is_finetune_run(const RunRecord& run);
+
+// Shared by the full and the LoRA resume (train_command.cpp).
+/// Rejects options a resume cannot change and runs that are still alive.
+void check_resume_options(const RunRecord& run, const Args& args);
+/// The run's newest checkpoint on disk, its model.safetensors checked against
+/// the SHA-256 recorded in the store (CheckpointError if it differs).
+CheckpointRecord checkpoint_to_resume(ExperimentStore& store, const RunRecord& run);
+/// The run's dataset text (a warning on stderr unless quiet if it changed since).
+std::string read_resume_dataset(const RunRecord& run, bool quiet);
 
 /// "rank=8,alpha=16,targets=q,v" (targets run to the end or the next key; default q, v).
 using LoraSpec = bl::LoraSpec;

@@ -1,5 +1,6 @@
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -82,6 +83,8 @@ void on_sigint(int) {
 const char* const kFixedOnResume[] = {"preset", "config",    "data",       "tokenizer",
                                       "seed",   "lr",        "batch-size", "seq-len",
                                       "warmup", "optimizer", "schedule",   "set"};
+/// Options that start a fine-tune (lora_command.cpp); a resumed one keeps its own.
+const char* const kFinetuneOptions[] = {"init-from", "lora", "quantize", "adapter-out"};
 
 RunRecord get_run_or_throw(ExperimentStore& store, int64_t id) {
   auto run = store.get_run(id);
@@ -99,21 +102,29 @@ std::string read_run_dataset(const RunRecord& run, const std::string& path) {
   }
 }
 
-/// Resume: config, tokenizer and weights from the run's newest checkpoint.
-std::string setup_resume(ExperimentStore& store, const RunRecord& run, const Args& args,
-                         RunSetup& s, bool quiet) {
+}  // namespace
+
+void check_resume_options(const RunRecord& run, const Args& args) {
   for (const char* opt : kFixedOnResume)
     if (args.get(opt))
       throw UsageError("--" + std::string(opt) +
                        " cannot be used with --resume (a resumed run keeps its configuration); "
                        "use --fork " +
                        std::to_string(run.id) + " --set ... for a changed copy");
+  for (const char* opt : kFinetuneOptions)
+    if (args.get(opt))
+      throw UsageError("--" + std::string(opt) +
+                       " cannot be used with --resume (a resumed fine-tune keeps the base, LoRA "
+                       "spec, quantization and adapter path it began with)");
   if (args.flag("fresh")) throw UsageError("--fresh applies to --fork, not --resume");
   // Runs of dead processes were marked interrupted when the store was opened.
   if (run.status == RunStatus::kRunning)
     throw std::runtime_error("run " + std::to_string(run.id) + " is still running (pid " +
                              std::to_string(run.pid) + " on " + run.host +
                              "); stop it before resuming it");
+}
+
+CheckpointRecord checkpoint_to_resume(ExperimentStore& store, const RunRecord& run) {
   auto ck = latest_checkpoint(store, run.id);
   if (!ck) {
     const size_t n = store.checkpoints(run.id).size();
@@ -135,7 +146,31 @@ std::string setup_resume(ExperimentStore& store, const RunRecord& run, const Arg
                             ": SHA-256 differs from the one recorded when the checkpoint was saved "
                             "(the file was modified or is corrupt)");
   }
-  CheckpointInfo info = read_checkpoint_info(ck->path);
+  return *ck;
+}
+
+std::string read_resume_dataset(const RunRecord& run, bool quiet) {
+  const std::string text = read_run_dataset(run, run.dataset_path);
+  if (!run.dataset_sha256.empty() && sha256_hex(text) != run.dataset_sha256 && !quiet)
+    std::fprintf(stderr,
+                 "warning: %s changed since run %lld was recorded (SHA-256 differs); the resumed "
+                 "run will not reproduce the original\n",
+                 run.dataset_path.c_str(), (long long)run.id);
+  return text;
+}
+
+namespace {
+
+/// Resume: config, tokenizer and weights from the run's newest checkpoint
+/// (check_resume_options has been applied).
+std::string setup_resume(ExperimentStore& store, const RunRecord& run, const Args& args,
+                         RunSetup& s, bool quiet) {
+  const CheckpointRecord ck = checkpoint_to_resume(store, run);
+  CheckpointInfo info = read_checkpoint_info(ck.path);
+  if (!info.finetune.is_null())
+    throw CheckpointError(ck.path + " is a fine-tune checkpoint, but run " +
+                          std::to_string(run.id) +
+                          " has no recorded fine-tune spec to rebuild its base from");
   s.preset.model = info.model;
   s.preset.train = info.train;
   s.preset_name = run.preset;
@@ -148,15 +183,10 @@ std::string setup_resume(ExperimentStore& store, const RunRecord& run, const Arg
                      ") to train it further");
   s.tokenizer = tokenizer_from_json(info.tokenizer);
   s.data_path = run.dataset_path;
-  const std::string text = read_run_dataset(run, s.data_path);
-  if (!run.dataset_sha256.empty() && sha256_hex(text) != run.dataset_sha256 && !quiet)
-    std::fprintf(stderr,
-                 "warning: %s changed since run %lld was recorded (SHA-256 differs); the resumed "
-                 "run will not reproduce the original\n",
-                 s.data_path.c_str(), (long long)run.id);
+  const std::string text = read_resume_dataset(run, quiet);
   build_data_and_model(s, text, false);
-  load_model_weights(ck->path, *s.model);
-  return ck->path;
+  load_model_weights(ck.path, *s.model);
+  return ck.path;
 }
 
 /// Fork: the run's config with overrides, weights from its newest checkpoint.
@@ -199,6 +229,11 @@ std::string setup_fork(ExperimentStore& store, const RunRecord& run, const Args&
   }
   if (args.flag("fresh")) return "";
   auto ck = latest_checkpoint(store, run.id);
+  if (ck && !read_checkpoint_info(ck->path).finetune.is_null())
+    throw std::runtime_error("run " + std::to_string(run.id) +
+                             " is a LoRA fine-tune: its checkpoints hold only adapter weights, so "
+                             "a fork cannot start from them; fork its base run, or add --fresh "
+                             "for newly initialised weights");
   if (!ck) {
     if (!quiet)
       std::fprintf(stderr, "note: run %lld has no checkpoint; the fork starts from fresh weights\n",
@@ -224,12 +259,17 @@ std::string default_run_name(const Args& args, const RunSetup& s) {
 }  // namespace
 
 int train_command(const std::vector<std::string>& argv) {
-  for (const std::string& a : argv)  // LoRA / QLoRA fine-tuning of a checkpoint: lora_command.cpp
-    if (a == "--lora" || a == "--init-from") return lora_train_command(argv);
+  // LoRA / QLoRA fine-tuning of a checkpoint: lora_command.cpp (a resume is
+  // dispatched below, once the run shows whether it is a fine-tune).
+  const bool has_resume = std::find(argv.begin(), argv.end(), "--resume") != argv.end();
+  for (const std::string& a : argv)
+    for (const char* o : kFinetuneOptions)
+      if (!has_resume && a == "--" + std::string(o)) return lora_train_command(argv);
   auto value_opts = run_value_options();
   for (const char* o : {"out", "db", "name", "tag", "resume", "fork", "set", "flush-interval",
                         "checkpoint-interval", "keep-checkpoints"})
     value_opts.insert(o);
+  for (const char* o : kFinetuneOptions) value_opts.insert(o);  // rejected by check_resume_options
   Args args(argv, value_opts, {"json", "quiet", "fresh"});
   if (!args.positional().empty())
     throw UsageError("unexpected argument '" + args.positional()[0] + "'");
@@ -253,6 +293,8 @@ int train_command(const std::vector<std::string>& argv) {
   std::optional<RunRecord> parent;
   if (resume) {
     parent = get_run_or_throw(store, parse_run_id(*resume, "--resume"));
+    check_resume_options(*parent, args);
+    if (is_finetune_run(*parent)) return lora_resume_command(store, *parent, args);
     resume_dir = setup_resume(store, *parent, args, s, quiet);
     rec.name = parent->name;
     rec.tags = parent->tags;

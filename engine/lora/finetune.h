@@ -31,6 +31,9 @@ struct FinetuneSpec {
   LoraSpec lora;
   std::string quantize;  // "" keeps a float base; else QuantSpec::parse text ("nf4", ...)
   uint64_t seed = 0;     // initialises the A matrices
+  /// SHA-256 of the base's model.safetensors when the fine-tune began; when set,
+  /// build_finetune refuses a base that changed since (an adapter fits one base).
+  std::string base_sha256;
 };
 
 /// Parameter counts of a fine-tune: all weights of the base, the weights after
@@ -44,7 +47,9 @@ struct FinetuneCounts {
 
 struct Finetune {
   std::string base_checkpoint;
+  std::string base_sha256;  // of the base's model.safetensors
   LoraSpec lora;
+  uint64_t seed = 0;
   CheckpointInfo info;  // the base checkpoint's model / train config and tokenizer
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<LanguageModel> model;  // base weights (quantized if asked) + adapters
@@ -52,13 +57,27 @@ struct Finetune {
   std::string quant_name;                // QuantSpec::str(), "" for a float base
   QuantizeReport quant;
   FinetuneCounts counts;
-  /// The run summary's "lora" block (CLI and GUI record the same one).
+  /// The run summary's "lora" block (CLI and GUI record the same one); it is
+  /// also the spec of fine-tune checkpoints (finetune_spec_from_json reads it).
   nlohmann::json summary(const std::string& adapter_path) const;
 };
 
-/// Builds the fine-tune. Throws CheckpointError for an unusable checkpoint and
-/// std::invalid_argument for a bad rank, target or quantization spec.
+/// Builds the fine-tune. Throws CheckpointError for an unusable checkpoint (or
+/// one whose SHA-256 differs from spec.base_sha256) and std::invalid_argument
+/// for a bad rank, target or quantization spec.
 Finetune build_finetune(const FinetuneSpec& spec);
+
+/// The spec recorded in a Finetune::summary block (a run's summary "lora", a
+/// fine-tune checkpoint's "finetune"). Throws std::invalid_argument naming the
+/// missing or malformed field. Blocks of older runs without "seed" or
+/// "base_sha256" give seed 0 and no SHA-256 check.
+FinetuneSpec finetune_spec_from_json(const nlohmann::json& block);
+
+/// A fine-tune checkpoint (train/checkpoint.h) as a model: rebuilds the
+/// fine-tune from its spec (the base must be unchanged) and loads its adapter
+/// weights. Throws CheckpointError for a missing, changed or unusable base and
+/// for a checkpoint that is not a fine-tune checkpoint.
+Finetune load_finetune_checkpoint(const std::string& dir);
 
 /// The counts build_finetune would report for a base model of this config,
 /// computed on a model without storage (MetaParameterScope): cheap enough to

@@ -72,7 +72,8 @@ struct RunRecord {
   std::string host;             // auto: gethostname()
   int64_t pid = 0;              // auto: getpid()
   std::optional<int64_t> parent_run_id;
-  nlohmann::json summary;  // null until finish_run
+  nlohmann::json
+      summary;  // null until finish_run, unless set at create (a fine-tune's "lora" spec)
 };
 
 /// Filter for list_runs; unset fields match everything.

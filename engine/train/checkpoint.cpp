@@ -89,9 +89,14 @@ std::optional<std::string> internal_tensor_name(const std::string& c) {
 
 namespace {
 
-std::vector<TensorView> weight_views(LanguageModel& model) {
+// model.safetensors metadata marking a fine-tune checkpoint's trainable-only weights.
+constexpr const char* kWeightsKey = "weights";
+constexpr const char* kTrainableWeights = "trainable";
+
+std::vector<TensorView> weight_views(LanguageModel& model, bool trainable_only) {
   std::vector<TensorView> v;
   for (auto& [name, p] : model.named_parameters()) {
+    if (trainable_only && !p->trainable()) continue;
     bool dup = false;
     for (auto& t : v) dup |= t.data == p->data();
     if (dup) continue;  // tied weights are stored once
@@ -199,7 +204,7 @@ std::string shape_str(const std::vector<int64_t>& s) {
 }  // namespace
 
 void save_checkpoint(const std::string& dir, LanguageModel& model, const TrainConfig& train,
-                     const Tokenizer& tok, Trainer* trainer) {
+                     const Tokenizer& tok, Trainer* trainer, const nlohmann::json& finetune) {
   const fs::path final_dir = fs::path(dir).lexically_normal();
   if (final_dir.filename().empty()) throw CheckpointError("bad checkpoint directory '" + dir + "'");
   fs::path tmp = final_dir;
@@ -212,12 +217,14 @@ void save_checkpoint(const std::string& dir, LanguageModel& model, const TrainCo
                           ec.message());
   const int64_t step = trainer ? trainer->step() : 0;
   try {
+    const bool ft = !finetune.is_null();
+    std::map<std::string, std::string> meta = {{"format", "pt"},
+                                               {"blocklab_format", "blocklab-checkpoint"},
+                                               {"naming", "hf-llama"},
+                                               {"step", std::to_string(step)}};
+    if (ft) meta[kWeightsKey] = kTrainableWeights;
     as_checkpoint_error((tmp / "model.safetensors").string(), [&] {
-      write_safetensors((tmp / "model.safetensors").string(), weight_views(model),
-                        {{"format", "pt"},
-                         {"blocklab_format", "blocklab-checkpoint"},
-                         {"naming", "hf-llama"},
-                         {"step", std::to_string(step)}});
+      write_safetensors((tmp / "model.safetensors").string(), weight_views(model, ft), meta);
     });
     nlohmann::json info = {{"format", "blocklab-checkpoint"},
                            {"version", kCheckpointVersion},
@@ -226,6 +233,7 @@ void save_checkpoint(const std::string& dir, LanguageModel& model, const TrainCo
                            {"train", train_config_to_json(train)},
                            {"tokenizer", tok.to_json()},
                            {"step", step}};
+    if (ft) info["finetune"] = finetune;
     if (trainer) {
       NamedBuffers state = trainer->optimizer().state();
       const auto names = state_names(trainer->optimizer(), true);
@@ -306,18 +314,50 @@ CheckpointInfo read_checkpoint_info(const std::string& dir) {
     c.step = j.at("step").get<int64_t>();
     if (c.step < 0) throw std::invalid_argument("negative step");
     if (j.contains("trainer")) c.trainer_state = j["trainer"];
+    if (j.contains("finetune")) {
+      if (!j["finetune"].is_object()) throw std::invalid_argument("\"finetune\" is not an object");
+      c.finetune = j["finetune"];
+    }
   });
   return c;
 }
 
-void load_model_weights(const std::string& dir, LanguageModel& model) {
+namespace {
+
+// Copies the tensors of dir/model.safetensors into the model's parameters (all,
+// or only the trainable ones), after checking that they fit exactly.
+void load_weights(const std::string& dir, LanguageModel& model, bool trainable_only) {
   const std::string path = (fs::path(dir) / "model.safetensors").string();
   SafetensorsFile file;
   as_checkpoint_error(path, [&] { file = read_safetensors(path); });
+  const auto weights = file.metadata.find(kWeightsKey);
+  const bool file_trainable =
+      weights != file.metadata.end() && weights->second == kTrainableWeights;
+  if (file_trainable && !trainable_only) {
+    std::string base;
+    try {
+      const CheckpointInfo info = read_checkpoint_info(dir);
+      base = info.finetune.value("base_checkpoint", "");
+    } catch (const std::exception&) {
+      // The base is only named to help; the error below stands without it.
+    }
+    throw CheckpointError(
+        path + ": a fine-tune checkpoint (only the trainable LoRA adapter weights" +
+        (base.empty() ? std::string() : "; the frozen base model is in " + base) +
+        "), not a whole model: load it as a fine-tune of its base, or merge its adapter into "
+        "the base first");
+  }
+  if (!file_trainable && trainable_only)
+    throw CheckpointError(path +
+                          ": not a fine-tune checkpoint (it holds a whole model, not only the "
+                          "trainable weights of a fine-tune)");
+  const std::string why =
+      trainable_only ? "a different model or LoRA spec" : "a different model config";
   // Validate everything first, so a checkpoint that does not fit changes nothing.
   std::vector<std::pair<const LoadedTensor*, Parameter*>> plan;
   std::set<std::string> used;
   for (auto& [name, p] : model.named_parameters()) {
+    if (trainable_only && !p->trainable()) continue;
     bool dup = false;
     for (auto& [t, q] : plan) dup |= q->data() == p->data();
     if (dup) continue;
@@ -334,16 +374,25 @@ void load_model_weights(const std::string& dir, LanguageModel& model) {
     if (!same)
       throw CheckpointError(path + ": tensor '" + key + "' has shape " + shape_str(t.shape) +
                             " but the model expects " + p->shape().str() +
-                            " (the checkpoint was saved for a different model config)");
+                            " (the checkpoint was saved for " + why + ")");
     plan.emplace_back(&t, p);
     used.insert(key);
   }
   for (auto& [name, t] : file.tensors)
     if (!used.count(name))
       throw CheckpointError(path + ": unexpected tensor '" + name + "' of shape " +
-                            shape_str(t.shape) +
-                            " (the checkpoint was saved for a different model config)");
+                            shape_str(t.shape) + " (the checkpoint was saved for " + why + ")");
   for (auto& [t, p] : plan) std::copy(t->data.begin(), t->data.end(), p->data());
+}
+
+}  // namespace
+
+void load_model_weights(const std::string& dir, LanguageModel& model) {
+  load_weights(dir, model, false);
+}
+
+void load_trainable_weights(const std::string& dir, LanguageModel& model) {
+  load_weights(dir, model, true);
 }
 
 void load_trainer_state(const std::string& dir, Trainer& trainer) {
@@ -386,7 +435,7 @@ CheckpointSaver::CheckpointSaver(const Tokenizer& tok, CheckpointPolicy policy, 
 
 std::string CheckpointSaver::save(Trainer& t) {
   const std::string dir = dir_of_(t.step());
-  save_checkpoint(dir, t.model(), t.config(), tok_, &t);
+  save_checkpoint(dir, t.model(), t.config(), tok_, &t, finetune_);
   last_dir_ = dir;
   last_step_ = t.step();
   std::erase(kept_, dir);

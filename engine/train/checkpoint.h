@@ -3,6 +3,9 @@
 //   model.safetensors      weights, Hugging Face Llama tensor names where one exists
 //   optimizer.safetensors  optimizer state "<tensor name>.<slot>" (same names), when saved
 //   checkpoint.json        model + train config, tokenizer, step, RNG and data position
+// A fine-tune checkpoint (LoRA / QLoRA) holds only the trainable parameters in
+// model.safetensors; its checkpoint.json "finetune" block names the base
+// checkpoint that holds the frozen rest (lora/finetune.h).
 // The directory is written under a temporary name and renamed into place, so a
 // crash never leaves a half-written checkpoint under the final name.
 #pragma once
@@ -40,6 +43,9 @@ struct CheckpointInfo {
   int64_t step = 0;
   int version = 1;
   nlohmann::json trainer_state;  // sampler / dropout RNG, optimizer step count
+  /// Null for a whole-model checkpoint. For a fine-tune checkpoint the spec that
+  /// rebuilds the frozen base (Finetune::summary: base_checkpoint, rank, ...).
+  nlohmann::json finetune;
 };
 
 /// The model.safetensors name of an internal parameter name, e.g.
@@ -51,9 +57,13 @@ std::optional<std::string> internal_tensor_name(const std::string& checkpoint_na
 
 /// Writes model weights, configs and tokenizer (and, with a trainer, its optimizer
 /// and data state) to `dir`, replacing an existing checkpoint there atomically.
+/// A non-null `finetune` spec makes a fine-tune checkpoint: only the trainable
+/// parameters are written (the base stays in its own checkpoint), and the spec
+/// is stored as checkpoint.json "finetune".
 /// Throws CheckpointError naming the path on I/O failure (e.g. a full disk).
 void save_checkpoint(const std::string& dir, LanguageModel& model, const TrainConfig& train,
-                     const Tokenizer& tok, Trainer* trainer = nullptr);
+                     const Tokenizer& tok, Trainer* trainer = nullptr,
+                     const nlohmann::json& finetune = nullptr);
 
 /// Reads checkpoint.json. Throws CheckpointError naming the file on problems.
 CheckpointInfo read_checkpoint_info(const std::string& dir);
@@ -61,8 +71,15 @@ CheckpointInfo read_checkpoint_info(const std::string& dir);
 /// Copies the weights in dir/model.safetensors into the model. Every parameter
 /// must be present with the right shape and no unknown tensor may be present
 /// (errors name the file, the tensor and both shapes); on error the model is
-/// left unchanged. Reads both current and version-1 (internal) names.
+/// left unchanged. Reads both current and version-1 (internal) names. A
+/// fine-tune checkpoint is rejected with a CheckpointError naming its base.
 void load_model_weights(const std::string& dir, LanguageModel& model);
+
+/// Copies a fine-tune checkpoint's weights into the model's trainable
+/// parameters (the model is the rebuilt fine-tune: base + adapters). Every
+/// trainable parameter must be present with the right shape, no other tensor
+/// may be; on error the model is unchanged.
+void load_trainable_weights(const std::string& dir, LanguageModel& model);
 
 /// Restores optimizer state, step and data/RNG positions saved with a trainer.
 /// Throws CheckpointError naming the file; on error the trainer's optimizer is unchanged.
@@ -84,6 +101,9 @@ class CheckpointSaver : public Callback {
   using SavedFn = std::function<void(int64_t step, const std::string& dir)>;
   CheckpointSaver(const Tokenizer& tok, CheckpointPolicy policy, DirFn dir_of,
                   SavedFn on_saved = {});
+  /// Writes fine-tune checkpoints from now on: trainable parameters only, with
+  /// this spec (save_checkpoint's `finetune`).
+  void set_finetune(nlohmann::json spec) { finetune_ = std::move(spec); }
 
   void on_step_end(Trainer& t, const StepMetrics& m) override;
   void on_train_end(Trainer& t, const TrainSummary& s) override;
@@ -98,6 +118,7 @@ class CheckpointSaver : public Callback {
   CheckpointPolicy policy_;
   DirFn dir_of_;
   SavedFn on_saved_;
+  nlohmann::json finetune_;
   std::vector<std::string> kept_;  // directories written, oldest first
   std::string last_dir_;
   std::optional<int64_t> last_step_;
