@@ -9,8 +9,12 @@
 namespace bl {
 
 std::string LoraSpec::str() const {
-  std::string s = "r" + std::to_string(rank);
-  for (size_t i = 0; i < targets.size(); ++i) s += (i ? "," : " ") + targets[i];
+  std::string s(1, 'r');
+  s += std::to_string(rank);
+  for (size_t i = 0; i < targets.size(); ++i) {
+    s += i ? ',' : ' ';
+    s += targets[i];
+  }
   return s;
 }
 
