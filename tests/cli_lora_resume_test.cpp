@@ -158,14 +158,14 @@ TEST_P(LoraResume, StoppedAndResumedEqualsUninterrupted) {
   EXPECT_EQ(run->summary["resumed_from"]["checkpoint"], ck);
 }
 
-// A real interruption: SIGKILL a fine-tune mid-run; its spec was recorded when
-// it began, so it resumes from its newest fine-tune checkpoint.
-TEST_P(LoraResume, SigkilledFineTuneResumes) {
-  fs::create_directories(dir_ / "db");
-  const std::string log = dir_ / "train.log", killed_adapter = dir_ / "killed";
+// A long fine-tune started in the background (stdout and stderr to log),
+// returned once it has written a fine-tune checkpoint and logged 2 steps past it.
+pid_t start_long_finetune(const std::string& base, const std::string& adapter,
+                          const std::string& log, const std::string& db,
+                          const std::string& quantize) {
   std::vector<std::string> argv = {"train",
                                    "--init-from",
-                                   base_,
+                                   base,
                                    "--lora",
                                    "rank=4,alpha=8,targets=q,v,down",
                                    "--warmup",
@@ -185,16 +185,15 @@ TEST_P(LoraResume, SigkilledFineTuneResumes) {
                                    "--flush-interval",
                                    "0.02",
                                    "--adapter-out",
-                                   killed_adapter,
+                                   adapter,
                                    "--quiet",
                                    "--db",
-                                   db_};
-  if (!GetParam().empty()) {
+                                   db};
+  if (!quantize.empty()) {
     argv.push_back("--quantize");
-    argv.push_back(GetParam());
+    argv.push_back(quantize);
   }
   const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
   if (pid == 0) {
     FILE* f = freopen(log.c_str(), "w", stdout);
     (void)f;
@@ -206,24 +205,37 @@ TEST_P(LoraResume, SigkilledFineTuneResumes) {
     _exit(127);
   }
   // Run 2 is the fine-tune (run 1 the base): wait for a checkpoint and steps past it.
-  bool ready = false;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!ready && std::chrono::steady_clock::now() < deadline) {
+  while (pid > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     try {
-      auto store = ExperimentStore::open_readonly(db_);
+      auto store = ExperimentStore::open_readonly(db);
       const auto cks = store.checkpoints(2);
       const auto latest = store.latest_step(2);
-      ready = !cks.empty() && latest && *latest >= cks.front().step + 2;
+      if (!cks.empty() && latest && *latest >= cks.front().step + 2) return pid;
     } catch (const StoreError&) {
       // Not created yet.
     }
   }
+  if (pid > 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  ADD_FAILURE() << "the fine-tune did not get far enough:\n" << read_bytes(log);
+  return -1;
+}
+
+// A real interruption: SIGKILL a fine-tune mid-run; its spec was recorded when
+// it began, so it resumes from its newest fine-tune checkpoint.
+TEST_P(LoraResume, SigkilledFineTuneResumes) {
+  fs::create_directories(dir_ / "db");
+  const std::string log = dir_ / "train.log", killed_adapter = dir_ / "killed";
+  const pid_t pid = start_long_finetune(base_, killed_adapter, log, db_, GetParam());
+  ASSERT_GT(pid, 0);
   kill(pid, SIGKILL);
   int status = 0;
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFSIGNALED(status)) << read_bytes(log);
-  ASSERT_TRUE(ready) << "the fine-tune did not get far enough:\n" << read_bytes(log);
 
   int64_t ck_step = 0;
   MetricSeries killed;
@@ -257,6 +269,38 @@ TEST_P(LoraResume, SigkilledFineTuneResumes) {
   expect_same_adapter(dir_ / "straight", killed_adapter);
   std::printf("killed after %zu logged steps; resumed from step %lld\n", killed.size(),
               (long long)ck_step);
+}
+
+// Ctrl-C: the fine-tune finishes its step, saves adapter and fine-tune
+// checkpoint at that step, ends "stopped" with exit code 0, and resumes from
+// exactly there.
+TEST_P(LoraResume, InterruptedFineTuneStopsCleanlyAndResumes) {
+  fs::create_directories(dir_ / "db");
+  const std::string log = dir_ / "train.log", adapter = dir_ / "stopped";
+  const pid_t pid = start_long_finetune(base_, adapter, log, db_, GetParam());
+  ASSERT_GT(pid, 0);
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << read_bytes(log);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << read_bytes(log);
+  int64_t stop_step = 0;
+  {
+    auto store = ExperimentStore::open_readonly(db_);
+    const auto run = store.get_run(2);
+    ASSERT_TRUE(run);
+    EXPECT_EQ(run->status, RunStatus::kStopped);
+    const auto ck = latest_checkpoint(store, 2);
+    ASSERT_TRUE(ck);
+    stop_step = ck->step;
+    // The checkpoint is the stop itself, not the last interval before it.
+    EXPECT_EQ(stop_step, int64_t(store.metrics(2, "loss").size()));
+  }
+  EXPECT_TRUE(fs::exists(fs::path(adapter) / "adapter_config.json")) << read_bytes(log);
+  EXPECT_TRUE(contains(read_bytes(log), "train --resume 2")) << read_bytes(log);
+  const nlohmann::json resumed = resume(2, stop_step + 3);
+  EXPECT_EQ(resumed["status"], "completed");
+  EXPECT_EQ(losses(resumed["run_id"]).size(), 3u);
 }
 
 INSTANTIATE_TEST_SUITE_P(FloatAndNF4, LoraResume, ::testing::Values("", "nf4"),

@@ -151,14 +151,7 @@ int run_finetune(ExperimentStore& store, FinetuneRun& r, const Args& args) {
     std::fprintf(stderr, "run %lld recorded in %s (resumes run %lld from step %lld)\n",
                  (long long)run_id, store.path().c_str(), (long long)r.resumed->id,
                  (long long)trainer.step());
-  TrainSummary sum;
-  try {
-    sum = trainer.train();
-  } catch (const std::exception& e) {
-    logger.fail(e.what());
-    throw;
-  }
-  if (!logger.finished()) logger.fail("training ended without a summary");
+  const TrainSummary sum = train_recorded(trainer, logger);
   std::printf("%s after %lld steps: train loss %.4f", to_string(sum.status), (long long)sum.steps,
               sum.final_train_loss);
   if (sum.val_loss) std::printf(", val loss %.4f", *sum.val_loss);

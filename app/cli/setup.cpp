@@ -1,5 +1,6 @@
 #include "setup.h"
 
+#include <csignal>
 #include <nlohmann/json.hpp>
 
 #include "tensor/rng.h"
@@ -136,6 +137,43 @@ RunSetup make_run_setup(const Args& args) {
   s.tokenizer = make_tokenizer(args.get("tokenizer").value_or("char"), text);
   build_data_and_model(s, text, true);
   return s;
+}
+
+namespace {
+Trainer* g_trainer = nullptr;
+void on_stop_signal(int) {
+  // First signal: finish the current step and stop cleanly; second: default action.
+  if (g_trainer) g_trainer->request_stop("interrupted by signal");
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+}
+}  // namespace
+
+TrainSummary train_recorded(Trainer& trainer, StoreLogger& logger) {
+  struct Handlers {
+    explicit Handlers(Trainer& t) {
+      g_trainer = &t;
+      std::signal(SIGINT, on_stop_signal);
+      std::signal(SIGTERM, on_stop_signal);
+    }
+    ~Handlers() {
+      g_trainer = nullptr;
+      std::signal(SIGINT, SIG_DFL);
+      std::signal(SIGTERM, SIG_DFL);
+    }
+  };
+  TrainSummary sum;
+  {
+    Handlers h(trainer);
+    try {
+      sum = trainer.train();
+    } catch (const std::exception& e) {
+      logger.fail(e.what());
+      throw;
+    }
+  }
+  if (!logger.finished()) logger.fail("training ended without a summary");
+  return sum;
 }
 
 }  // namespace bl::cli

@@ -11,6 +11,8 @@
 #include "core/presets.h"
 #include "data/text_dataset.h"
 #include "data/tokenizer.h"
+#include "train/store_logger.h"
+#include "train/trainer.h"
 
 namespace bl::cli {
 
@@ -46,6 +48,10 @@ Preset apply_set_overrides(const Preset& base, const std::vector<std::string>& a
 /// Sets s.model's vocabulary from s.tokenizer, encodes `text` into s.data and
 /// builds s.model from s.preset (weights initialised from train.seed if init).
 void build_data_and_model(RunSetup& s, const std::string& text, bool init);
+
+/// Trains with Ctrl-C / SIGTERM stopping cleanly after the current step (a
+/// second signal kills), and records a thrown error as the run's failure.
+TrainSummary train_recorded(Trainer& trainer, StoreLogger& logger);
 
 /// Path of the bundled default corpus.
 std::string default_data_path();

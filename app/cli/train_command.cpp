@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -70,14 +69,6 @@ class ProgressPrinter : public Callback {
   bool quiet_, tty_;
   double ema_tps_ = 0;
 };
-
-Trainer* g_trainer = nullptr;
-void on_sigint(int) {
-  // First Ctrl-C: finish the current step and stop cleanly; second: default action.
-  if (g_trainer) g_trainer->request_stop("interrupted by signal");
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
-}
 
 /// Options that would change what a resumed run computes.
 const char* const kFixedOnResume[] = {"preset", "config",    "data",       "tokenizer",
@@ -361,23 +352,7 @@ int train_command(const std::vector<std::string>& argv) {
                    fork_dir.empty() ? ", fresh weights" : "");
     std::fprintf(stderr, "\n");
   }
-  g_trainer = &trainer;
-  std::signal(SIGINT, on_sigint);
-  std::signal(SIGTERM, on_sigint);
-  TrainSummary sum;
-  try {
-    sum = trainer.train();
-  } catch (const std::exception& e) {
-    g_trainer = nullptr;
-    std::signal(SIGINT, SIG_DFL);
-    std::signal(SIGTERM, SIG_DFL);
-    logger.fail(e.what());
-    throw;
-  }
-  g_trainer = nullptr;
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
-  if (!logger.finished()) logger.fail("training ended without a summary");
+  const TrainSummary sum = train_recorded(trainer, logger);
 
   std::printf("%s after %lld steps: train loss %.4f (mean of last 10)", to_string(sum.status),
               (long long)sum.steps, sum.final_train_loss);
