@@ -775,6 +775,10 @@ void ExperimentStore::set_name(int64_t run_id, const std::string& name) {
   update_run_text(im(), run_id, "UPDATE runs SET name = ?2 WHERE id = ?1", name);
 }
 
+void ExperimentStore::set_summary(int64_t run_id, const nlohmann::json& summary) {
+  update_run_text(im(), run_id, "UPDATE runs SET summary = ?2 WHERE id = ?1", dump_json(summary));
+}
+
 bool ExperimentStore::delete_run(int64_t run_id) {
   detail::StoreImpl& m = im();
   m.require_writable();

@@ -175,6 +175,8 @@ class ExperimentStore {
   void set_tags(int64_t run_id, const std::vector<std::string>& tags);
   void set_notes(int64_t run_id, const std::string& notes);
   void set_name(int64_t run_id, const std::string& name);
+  /// Replaces the summary of a run while it runs (finish_run writes the final one).
+  void set_summary(int64_t run_id, const nlohmann::json& summary);
   /// Deletes a run and everything logged for it; children keep a NULL parent.
   /// Returns false if no such run.
   bool delete_run(int64_t run_id);

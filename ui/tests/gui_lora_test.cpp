@@ -17,6 +17,7 @@
 #include <filesystem>
 
 #include "browser/run_browser.h"
+#include "io/safetensors.h"
 #include "lora/adapter_io.h"
 #include "lora/finetune.h"
 #include "main_window.h"
@@ -24,6 +25,7 @@
 #include "plot/plot_view.h"
 #include "samples/samples_panel.h"
 #include "store/experiment_store.h"
+#include "train/checkpoint.h"
 #include "train/store_logger.h"
 #include "training/training_panel.h"
 #include "training/training_session.h"
@@ -155,7 +157,15 @@ class LoraTest : public QObject {
     const Adapter ad = read_adapter(adapter);
     QCOMPARE(ad.rank, int64_t(4));
     QCOMPARE(ad.layers.size(), size_t(6));
-    QVERIFY(store.checkpoints(id).empty());  // a quantized base is not checkpointed
+    // A fine-tune checkpoint (adapter tensors + trainer state + the spec) to resume from.
+    const auto fck = latest_checkpoint(store, id);
+    QVERIFY(fck.has_value());
+    QCOMPARE(fck->step, int64_t(5));
+    const CheckpointInfo fci = read_checkpoint_info(fck->path);
+    QCOMPARE(fci.finetune["base_checkpoint"].get<std::string>(), ck->path);
+    QCOMPARE(fci.finetune["quantize"].get<std::string>(), std::string("nf4"));
+    QCOMPARE(read_safetensors(fck->path + "/model.safetensors").tensors.size(),
+             size_t(12));  // 6 x (A, B)
 
     // Lineage in the browser; double-clicking the base selects it.
     RunBrowser* b = w.browser();
@@ -178,6 +188,13 @@ class LoraTest : public QObject {
     tp->quantize_box()->setCurrentText("none");
     tp->start_button()->click();
     QTRY_VERIFY_WITH_TIMEOUT(w.steps_received() >= 3, 60000);
+    {  // The spec is in the run row while it runs (a killed fine-tune can resume).
+      auto live = ExperimentStore::open_readonly(db());
+      const auto r = live.get_run(w.live_run_id());
+      QVERIFY(r.has_value());
+      QCOMPARE(r->summary["lora"]["adapter"].get<std::string>(),
+               run_adapter_dir(db(), w.live_run_id()));
+    }
     tp->stop_button()->click();
     QTRY_VERIFY_WITH_TIMEOUT(w.last_summary().has_value(), 60000);
     QCOMPARE(w.last_summary()->status, RunStatus::kStopped);

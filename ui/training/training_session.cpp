@@ -152,8 +152,8 @@ void TrainingSession::run(RunSpec spec) {
     rec.tokenizer = tok->to_json();
     rec.parent_run_id = spec.parent_run_id;
     StoreLogger logger(store, rec);
-    // A quantized base cannot be checkpointed and a fine-tune's product is its
-    // adapter: fine-tunes save that (before the logger closes the run) instead.
+    // Fine-tunes write fine-tune checkpoints (adapter tensors + trainer state;
+    // the base stays in its own checkpoint) and their adapter.
     CheckpointPolicy policy;
     policy.interval = p.train.checkpoint_interval;
     CheckpointSaver saver(
@@ -165,12 +165,18 @@ void TrainingSession::run(RunSpec spec) {
                                p.train.checkpoint_interval);
     Forwarder fwd(*this);
     // The final checkpoint / adapter is on disk before the run ends.
-    trainer.add_callback(spec.finetune ? static_cast<Callback*>(&adapter_saver) : &saver);
+    trainer.add_callback(&saver);
+    if (spec.finetune) trainer.add_callback(&adapter_saver);
     trainer.add_callback(&logger);
     trainer.add_callback(&fwd);
     const int64_t run_id = logger.begin(trainer);
     if (spec.finetune) {
-      logger.summary_extra()["lora"] = ft.summary(run_adapter_dir(store.path(), run_id));
+      // In the run row from the start, as the CLI records it: `blocklab-cli
+      // train --resume RUN` rebuilds a stopped or killed fine-tune from it.
+      const nlohmann::json lora = ft.summary(run_adapter_dir(store.path(), run_id));
+      logger.summary_extra()["lora"] = lora;
+      store.set_summary(run_id, {{"lora", lora}});
+      saver.set_finetune(lora);
     }
     ModelRef ref{&model, tok.get(), &store, run_id, Rng(uint64_t(p.train.seed) ^ 0x5a3b1eULL)};
     {
