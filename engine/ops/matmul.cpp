@@ -43,9 +43,17 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
       if (w.requires_grad())
         gemm(true, false, out, in, n, 1.0f, dy, out, x.data(), in, 1.0f, gg.grad(w), in);
       if (b.defined() && b.requires_grad()) {
+        // Column blocks in parallel, rows summed in order within each (the
+        // result does not depend on the thread count).
         float* db = gg.grad(b);
-        for (int64_t r = 0; r < n; ++r)
-          for (int64_t j = 0; j < out; ++j) db[j] += dy[r * out + j];
+        constexpr int64_t kCols = 64;
+        parallel_for((out + kCols - 1) / kCols,
+                     [&](int64_t c) {
+                       const int64_t j0 = c * kCols, j1 = std::min(out, j0 + kCols);
+                       for (int64_t r = 0; r < n; ++r)
+                         for (int64_t j = j0; j < j1; ++j) db[j] += dy[r * out + j];
+                     },
+                     1);
       }
     });
   }
