@@ -1,6 +1,8 @@
 // The training loop's contract: learning on a tiny model, stop within one
 // step, pause / single step / resume from another thread, early stopping,
 // divergence detection, gradient accumulation, and sampling options.
+#include "train/trainer.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,7 +13,6 @@
 #include "data/tokenizer.h"
 #include "generate/sampler.h"
 #include "tensor/graph.h"
-#include "train/trainer.h"
 
 namespace bl {
 namespace {
@@ -92,7 +93,7 @@ TEST(Trainer, LearnsAndReportsEveryMetric) {
     EXPECT_EQ(m.tokens_seen, (m.step + 1) * 4 * 32);
     evals += m.eval_loss.has_value();
   }
-  EXPECT_EQ(evals, 3);  // steps 20, 40, 60
+  EXPECT_EQ(evals, 3);                                      // steps 20, 40, 60
   EXPECT_NEAR(rec.steps[0].learning_rate, 3e-3 / 5, 1e-9);  // warmup (t+1)/warmup
   EXPECT_NEAR(rec.steps[4].learning_rate, 3e-3, 1e-9);
   EXPECT_NEAR(rec.steps[59].learning_rate, 3e-4, 1e-9);  // cosine floor 0.1 lr
@@ -128,7 +129,8 @@ TEST(Trainer, PauseSingleStepAndResumeFromAnotherThread) {
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_EQ(done.load(), 0);  // paused before the first step
   t.step_once();
-  for (int i = 0; i < 200 && done.load() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 200 && done.load() < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_EQ(done.load(), 1);  // exactly one step, then paused again
   t.resume();
@@ -215,6 +217,109 @@ TEST(Trainer, GradientAccumulationAveragesMicroBatches) {
   EXPECT_NEAR(rec.steps[0].grad_norm, std::sqrt(ref_norm), 1e-4 * std::sqrt(ref_norm));
 }
 
+// With 2 threads a data-parallel-safe model trains as 2 replicas, each on half
+// the rows; the step must equal the 1-thread step up to summation order: same
+// loss, same gradients (compared at the end of step 1, before the next zeroes
+// them), including learned positions (a view into the parameter's gradient)
+// and gradient accumulation.
+TEST(Trainer, DataParallelStepMatchesOneThread) {
+  for (const char* kind : {"llama-like", "gpt-like"}) {
+    Fixture f;
+    if (std::string(kind) == "gpt-like") {
+      f.model.block.attention = "mha";
+      f.model.block.n_kv_heads.reset();
+      f.model.block.position = "learned";
+      f.model.block.norm = "layer_norm";
+      f.model.block.ffn = "standard";
+    }
+    f.train.max_steps = 1;
+    f.train.warmup_steps = 0;
+    f.train.grad_accumulation_steps = 2;
+    struct Grads : Callback {
+      std::vector<std::vector<float>> g;
+      double loss = 0;
+      void on_step_end(Trainer& t, const StepMetrics& m) override {
+        loss = m.loss;
+        for (Parameter* p : t.model().parameters())
+          g.emplace_back(p->grad(), p->grad() + p->numel());
+      }
+    };
+    Grads one, two;
+    for (int threads : {1, 2}) {
+      auto model = f.make_model();
+      f.train.threads = threads;
+      Trainer t(*model, f.train, *f.data);
+      t.add_callback(threads == 1 ? &one : &two);
+      t.train();
+      EXPECT_EQ(t.replicas(), threads) << kind;
+    }
+    EXPECT_NEAR(two.loss, one.loss, 1e-6 * one.loss) << kind;
+    ASSERT_EQ(one.g.size(), two.g.size());
+    // Per tensor relative to its largest entry; tensors whose gradient is
+    // rounding noise (a bias that cancels, ~1e-13) against the model's largest.
+    float global = 0;
+    for (const auto& g : one.g)
+      for (float v : g) global = std::max(global, std::abs(v));
+    ASSERT_GT(global, 0.0f) << kind;
+    for (size_t i = 0; i < one.g.size(); ++i) {
+      float scale = 0;
+      for (float v : one.g[i]) scale = std::max(scale, std::abs(v));
+      const float tol = 1e-4f * std::max(scale, 1e-3f * global);
+      for (size_t j = 0; j < one.g[i].size(); ++j)
+        ASSERT_NEAR(two.g[i][j], one.g[i][j], tol) << kind << " parameter " << i;
+    }
+  }
+}
+
+// Models whose forward keeps state (MoE load statistics), draws dropout or adds
+// auxiliary losses stay op-parallel; an odd batch cannot split evenly.
+TEST(Trainer, DataParallelOnlyWhereSafe) {
+  auto run = [&](const std::function<void(Fixture&)>& tweak) {
+    Fixture g;
+    g.train.max_steps = 1;
+    g.train.warmup_steps = 0;
+    g.train.threads = 2;
+    tweak(g);
+    auto model = g.make_model();
+    Trainer t(*model, g.train, *g.data);
+    t.train();
+    return t.replicas();
+  };
+  EXPECT_EQ(run([](Fixture&) {}), 2);
+  EXPECT_EQ(run([](Fixture& g) { g.train.batch_size = 3; }), 1);
+  EXPECT_EQ(run([](Fixture& g) { g.model.block.dropout = 0.1; }), 1);
+  EXPECT_EQ(run([](Fixture& g) { g.model.mtp_n_predict = 1; }), 1);
+  EXPECT_EQ(run([](Fixture& g) {
+              g.model.block.ffn = "moe";
+              g.model.block.n_experts = 4;
+            }),
+            1);
+}
+
+TEST(Parameter, ReplicaGradientsAreSeparateAndChecked) {
+  Parameter p("w", Shape{3});
+  {
+    ReplicaScope r1(1);
+    EXPECT_THROW(p.tensor(), std::logic_error);  // set_replicas not called
+  }
+  p.set_replicas(2);
+  Tensor t0 = p.tensor();
+  Tensor t1;
+  {
+    ReplicaScope r1(1);
+    t1 = p.tensor();
+  }
+  EXPECT_EQ(t0.data(), t1.data());  // one value
+  ASSERT_NE(t0.grad(), nullptr);
+  ASSERT_NE(t1.grad(), nullptr);
+  EXPECT_NE(t0.grad(), t1.grad());  // two gradients
+  t1.grad()[0] = 5;
+  p.zero_grad();
+  EXPECT_EQ(p.replica_grad(1)[0], 0.0f);
+  p.set_trainable(false);
+  EXPECT_EQ(p.replica_grad(1), nullptr);
+}
+
 TEST(Trainer, InvalidConfigNamesTheField) {
   Fixture f;
   f.train.seq_len = 64;  // > max_seq_len 32
@@ -248,7 +353,8 @@ TEST(Sampler, GreedyTopKTopP) {
   for (int i = 0; i < 20000; ++i) ++counts[size_t(sample_token(logits.data(), 5, plain, rng))];
   double z = 0;
   for (float l : logits) z += std::exp(l);
-  for (int v = 0; v < 5; ++v) EXPECT_NEAR(counts[size_t(v)] / 20000.0, std::exp(logits[size_t(v)]) / z, 0.015);
+  for (int v = 0; v < 5; ++v)
+    EXPECT_NEAR(counts[size_t(v)] / 20000.0, std::exp(logits[size_t(v)]) / z, 0.015);
 }
 
 TEST(Sampler, GenerateBeyondMaxSeqLenKeepsGoing) {

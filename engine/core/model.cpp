@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 #include <unordered_set>
 
 #include "core/aux_outputs.h"
@@ -109,12 +110,25 @@ void LanguageModel::add_mtp_loss(const Tensor& h, const Tokens& targets, bool tr
 Tensor LanguageModel::loss(const Tokens& tokens, const Tokens& targets, bool training) {
   Tensor h = hidden(tokens, nullptr, training);
   Tensor total = cross_entropy(logits_of(h), targets);
-  lm_loss_ = double(total.item());
+  if (ReplicaScope::current() == 0) lm_loss_ = double(total.item());
   // MTP heads train the trunk; evaluation (training = false) reports the main loss only.
   if (training && !mtp_.empty()) add_mtp_loss(h, targets, training);
   for (const AuxOutputs::Loss& l : aux_outputs().losses())
     if (l.weight != 0.0f) total = add(total, scale(l.value, l.weight));
   return total;
+}
+
+bool LanguageModel::data_parallel_safe() const {
+  // Components known to keep no state in their training forward.
+  static const std::set<std::string> kAttention = {
+      "mha", "gqa", "gated_gqa", "sliding_window_gqa", "chunked_gqa", "mla", "none"};
+  static const std::set<std::string> kFfn = {"standard", "gated", "relu2", "gated_relu2", "none"};
+  if (cfg_.mtp_n_predict > 0) return false;
+  for (int64_t i = 0; i < cfg_.n_layers; ++i) {
+    const BlockConfig b = cfg_.get_block_config(i);
+    if (b.dropout != 0.0 || !kAttention.count(b.attention) || !kFfn.count(b.ffn)) return false;
+  }
+  return true;
 }
 
 void LanguageModel::init_weights(Rng& rng) {

@@ -37,8 +37,14 @@ class LanguageModel : public Module {
   /// against targets (B, T), plus every weighted auxiliary loss the forward
   /// emitted (aux_outputs()). lm_loss() is the cross-entropy alone.
   Tensor loss(const Tokens& tokens, const Tokens& targets, bool training = true);
-  /// Cross-entropy part of the last loss() (what eval and train loss report).
+  /// Cross-entropy part of the last loss() (what eval and train loss report;
+  /// under a ReplicaScope other than 0, not recorded).
   double lm_loss() const { return lm_loss_; }
+  /// Whether replicas of this model may run forward/backward concurrently on
+  /// separate threads (data-parallel training): no component changes state in
+  /// its forward (MoE load statistics), draws from the shared dropout RNG, or
+  /// adds auxiliary losses (MTP).
+  bool data_parallel_safe() const;
 
   /// N(0, init_std) weights, init_std/sqrt(2 n_layers) for residual projections,
   /// zero biases, unit norm weights (GPT-2 / the PyTorch reference recipe).

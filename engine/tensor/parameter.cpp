@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <stdexcept>
+#include <string>
 
 namespace bl {
 
@@ -21,6 +23,17 @@ void Buffer::resize(int64_t n) {
 
 namespace {
 thread_local bool meta_parameters = false;
+thread_local int current_replica = 0;
+}  // namespace
+
+ReplicaScope::ReplicaScope(int replica) : previous_(current_replica) {
+  current_replica = replica;
+}
+ReplicaScope::~ReplicaScope() {
+  current_replica = previous_;
+}
+int ReplicaScope::current() {
+  return current_replica;
 }
 
 MetaParameterScope::MetaParameterScope() : previous_(meta_parameters) {
@@ -46,10 +59,38 @@ void Parameter::set_trainable(bool on) {
   if (on && !meta_ && grad_.size() != numel()) grad_.resize(numel());
   if (!on) grad_ = Buffer();  // a frozen weight holds no gradient memory
   impl_.grad = on ? grad_.data() : nullptr;
+  set_replicas(replicas());  // replicas follow
+}
+
+void Parameter::set_replicas(int n) {
+  replicas_.resize(size_t(n > 1 ? n - 1 : 0));
+  for (auto& r : replicas_) {
+    if (!r) r = std::make_unique<Replica>();
+    r->impl = impl_;
+    if (impl_.requires_grad && !meta_) {
+      if (r->grad.size() != numel()) r->grad.resize(numel());
+    } else {
+      r->grad = Buffer();
+    }
+    r->impl.grad = r->grad.data();
+  }
+}
+
+TensorImpl* Parameter::replica_impl(int r) {
+  if (r < 1 || r > int(replicas_.size()))
+    throw std::logic_error("parameter '" + name_ + "': no gradient replica " + std::to_string(r) +
+                           " (set_replicas was not called)");
+  return &replicas_[size_t(r - 1)]->impl;
+}
+
+float* Parameter::replica_grad(int r) {
+  return r == 0 ? grad_.data() : replica_impl(r)->grad;
 }
 
 void Parameter::zero_grad() {
   if (grad_.data()) std::memset(grad_.data(), 0, sizeof(float) * size_t(numel()));
+  for (auto& r : replicas_)
+    if (r->grad.data()) std::memset(r->grad.data(), 0, sizeof(float) * size_t(numel()));
 }
 
 void Parameter::fill(float v) {

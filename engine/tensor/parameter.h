@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tensor/rng.h"
 #include "tensor/tensor.h"
@@ -51,14 +52,33 @@ class MetaParameterScope {
   bool previous_;
 };
 
+/// Data-parallel training: while alive on a thread, Parameter::tensor() hands
+/// out replica r's handle, which reads the shared values but accumulates its
+/// gradient into the replica's own buffer (Parameter::set_replicas).
+class ReplicaScope {
+ public:
+  explicit ReplicaScope(int replica);
+  ~ReplicaScope();
+  ReplicaScope(const ReplicaScope&) = delete;
+  ReplicaScope& operator=(const ReplicaScope&) = delete;
+  static int current();
+
+ private:
+  int previous_;
+};
+
 class Parameter {
  public:
   Parameter(std::string name, const Shape& shape, bool trainable = true);
   Parameter(const Parameter&) = delete;
   Parameter& operator=(const Parameter&) = delete;
 
-  /// Handle for use in ops; the gradient accumulates into grad().
-  Tensor tensor() { return Tensor(&impl_); }
+  /// Handle for use in ops; the gradient accumulates into grad() (or, under a
+  /// ReplicaScope, into that replica's buffer).
+  Tensor tensor() {
+    const int r = ReplicaScope::current();
+    return Tensor(r == 0 ? &impl_ : replica_impl(r));
+  }
   const std::string& name() const { return name_; }
   /// The owning model renames parameters to their full dotted path.
   void set_name(std::string n) { name_ = std::move(n); }
@@ -70,7 +90,14 @@ class Parameter {
   float* grad() { return grad_.data(); }
   bool trainable() const { return impl_.requires_grad; }
   void set_trainable(bool on);
+  /// Zeroes the gradient, replicas' included.
   void zero_grad();
+  /// n - 1 extra gradient buffers for replicas 1..n-1 (n = 1 frees them).
+  /// Replica 0 is the parameter itself.
+  void set_replicas(int n);
+  int replicas() const { return 1 + int(replicas_.size()); }
+  /// Gradient of replica r (r = 0: grad()); null while frozen.
+  float* replica_grad(int r);
 
   /// Multiplier on the optimizer's learning rate for this parameter (μP's
   /// per-group rates: hidden matrices get 1 / width_mult). 1 by default.
@@ -84,9 +111,16 @@ class Parameter {
   void init_normal(Rng& rng, float std);
 
  private:
+  struct Replica {
+    TensorImpl impl;
+    Buffer grad;
+  };
+  TensorImpl* replica_impl(int r);
+
   std::string name_;
   Buffer value_, grad_;
   TensorImpl impl_;
+  std::vector<std::unique_ptr<Replica>> replicas_;
   Init init_ = Init::kNormal;
   float lr_scale_ = 1.0f;
   bool meta_ = false;  // created under MetaParameterScope: no storage

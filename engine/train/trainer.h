@@ -44,6 +44,8 @@ class Trainer {
   bool stop_requested() const { return stop_.load(); }
 
   int64_t step() const { return step_; }
+  /// Data-parallel replicas of the current / last train() (1: op-parallel).
+  int replicas() const { return replicas_; }
   /// Continue from a later step (after loading a checkpoint).
   void set_step(int64_t s) { step_ = s; }
   const TrainConfig& config() const { return cfg_; }
@@ -59,6 +61,12 @@ class Trainer {
   /// Blocks while paused; false if a stop was requested.
   bool wait_turn();
   StepMetrics& train_step();
+  /// One micro-batch split over replicas_ threads, each running its own
+  /// forward/backward single-threaded on batch_size / replicas_ rows; returns
+  /// the micro-batch's mean loss. Gradients land in the replicas' buffers.
+  double data_parallel_micro_step(float grad_scale);
+  /// Adds every replica's gradient into replica 0's (the parameters' own).
+  void reduce_replica_grads();
   /// Adds w * (this micro-batch's aux losses and metrics) into metrics_.extra, by name.
   void accumulate_aux(double w);
   StepMetrics metrics_;         // reused every step (see train_step)
@@ -76,6 +84,9 @@ class Trainer {
   std::vector<Callback*> callbacks_;
   int64_t step_ = 0;
   int64_t tokens_seen_ = 0;
+  // Data-parallel replicas (threads), chosen in train(): 1 = every op spreads
+  // over the threads instead.
+  int replicas_ = 1;
 
   std::atomic<bool> stop_{false};
   std::atomic<bool> paused_{false};

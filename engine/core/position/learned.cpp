@@ -17,7 +17,9 @@ Tensor LearnedPosition::embed(const Tensor& x, int64_t offset) {
            "position " + std::to_string(offset + T - 1) + " beyond max_seq_len " +
                std::to_string(max_len_));
   // A view of rows [offset, offset + T) whose gradient lands in the parameter's.
-  float* grad = weight_->trainable() ? weight_->grad() + offset * dim_ : nullptr;
+  // (The handle's gradient: a data-parallel replica's own buffer.)
+  float* g = weight_->tensor().impl()->grad;
+  float* grad = weight_->trainable() && g ? g + offset * dim_ : nullptr;
   Tensor rows = current_graph().wrap(weight_->data() + offset * dim_, Shape{T, dim_}, grad,
                                      weight_->trainable());
   return add(x, rows);
