@@ -92,6 +92,10 @@ class LoraResume : public ::testing::TestWithParam<std::string> {
     EXPECT_TRUE(trained) << "the adapters were never trained";
   }
 
+  // A long fine-tune of the base (start_long_finetune) sent `sig` once it has
+  // a checkpoint and steps past it: its wait status, -1 if it never got there.
+  int signal_long_finetune(int sig, const std::string& adapter, const std::string& log);
+
   TempDir dir_;
   std::string db_, base_;
 };
@@ -225,16 +229,22 @@ pid_t start_long_finetune(const std::string& base, const std::string& adapter,
   return -1;
 }
 
+int LoraResume::signal_long_finetune(int sig, const std::string& adapter, const std::string& log) {
+  fs::create_directories(dir_ / "db");
+  const pid_t pid = start_long_finetune(base_, adapter, log, db_, GetParam());
+  if (pid <= 0) return -1;
+  kill(pid, sig);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
 // A real interruption: SIGKILL a fine-tune mid-run; its spec was recorded when
 // it began, so it resumes from its newest fine-tune checkpoint.
 TEST_P(LoraResume, SigkilledFineTuneResumes) {
-  fs::create_directories(dir_ / "db");
   const std::string log = dir_ / "train.log", killed_adapter = dir_ / "killed";
-  const pid_t pid = start_long_finetune(base_, killed_adapter, log, db_, GetParam());
-  ASSERT_GT(pid, 0);
-  kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
+  const int status = signal_long_finetune(SIGKILL, killed_adapter, log);
+  ASSERT_NE(status, -1);
   ASSERT_TRUE(WIFSIGNALED(status)) << read_bytes(log);
 
   int64_t ck_step = 0;
@@ -275,13 +285,9 @@ TEST_P(LoraResume, SigkilledFineTuneResumes) {
 // checkpoint at that step, ends "stopped" with exit code 0, and resumes from
 // exactly there.
 TEST_P(LoraResume, InterruptedFineTuneStopsCleanlyAndResumes) {
-  fs::create_directories(dir_ / "db");
   const std::string log = dir_ / "train.log", adapter = dir_ / "stopped";
-  const pid_t pid = start_long_finetune(base_, adapter, log, db_, GetParam());
-  ASSERT_GT(pid, 0);
-  kill(pid, SIGINT);
-  int status = 0;
-  waitpid(pid, &status, 0);
+  const int status = signal_long_finetune(SIGINT, adapter, log);
+  ASSERT_NE(status, -1);
   ASSERT_TRUE(WIFEXITED(status)) << read_bytes(log);
   EXPECT_EQ(WEXITSTATUS(status), 0) << read_bytes(log);
   int64_t stop_step = 0;
