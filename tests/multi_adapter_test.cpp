@@ -116,7 +116,11 @@ TEST(MultiAdapter, GenerationSamplesEachRowFromItsAdapter) {
   LanguageModel base(f.cfg);
   test::init_model(base, 9);
   MultiAdapter multi(base, 8);
-  for (size_t i = 0; i < f.adapters.size(); ++i) multi.add("a" + std::to_string(i), f.adapters[i]);
+  for (size_t i = 0; i < f.adapters.size(); ++i) {
+    std::string name(1, 'a');  // (not "a" + ...: GCC 12 warns falsely, -Wrestrict)
+    name += std::to_string(i);
+    multi.add(name, f.adapters[i]);
+  }
   const std::vector<int32_t> rows{2, 0, -1, 1};
   std::vector<std::vector<int32_t>> prompts;
   for (size_t b = 0; b < rows.size(); ++b) prompts.push_back(test::token_ids(5, 40, int64_t(b)));

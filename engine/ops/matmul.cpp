@@ -1,5 +1,7 @@
 #include "ops/matmul.h"
 
+#include <omp.h>
+
 #include "ops/check.h"
 #include "tensor/gemm.h"
 #include "tensor/graph.h"
@@ -43,13 +45,15 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
       if (w.requires_grad())
         gemm(true, false, out, in, n, 1.0f, dy, out, x.data(), in, 1.0f, gg.grad(w), in);
       if (b.defined() && b.requires_grad()) {
-        // Column blocks in parallel, rows summed in order within each (the
-        // result does not depend on the thread count).
+        // One contiguous column range per thread (a single sequential pass on
+        // one thread), rows summed in order within each: the result does not
+        // depend on the thread count.
         float* db = gg.grad(b);
-        constexpr int64_t kCols = 64;
-        parallel_for((out + kCols - 1) / kCols,
+        const int64_t nt = omp_in_parallel() ? 1 : num_threads();
+        const int64_t cols = std::max<int64_t>(16, (out + nt - 1) / nt + 15) / 16 * 16;
+        parallel_for((out + cols - 1) / cols,
                      [&](int64_t c) {
-                       const int64_t j0 = c * kCols, j1 = std::min(out, j0 + kCols);
+                       const int64_t j0 = c * cols, j1 = std::min(out, j0 + cols);
                        for (int64_t r = 0; r < n; ++r)
                          for (int64_t j = j0; j < j1; ++j) db[j] += dy[r * out + j];
                      },
