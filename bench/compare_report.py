@@ -1,13 +1,15 @@
 """Markdown table from bench/compare_torch.sh's raw JSON: both sides as tokens
 per median step time (torch_ref.py's own tokens_per_sec is a mean; the ratio is
 taken on the same statistic), median over repetitions with the range."""
-import json, statistics, sys
+import json, os, statistics, sys
 
 out, reps = sys.argv[1], int(sys.argv[2])
 print("| preset | threads | PyTorch tok/s median (range) | Blocklab tok/s median (range) | ratio | Blocklab RSS after warm-up / end MB | PyTorch peak RSS MB |")
 print("|---|---|---|---|---|---|---|")
 for preset in ["gpt-tiny", "gpt-small", "llama-small"]:
     for t in (1, 2):
+        if not os.path.exists(f"{out}/ours-{preset}-{t}-1.json"):
+            continue  # not in this run's CASES / THREADS
         tj = [json.load(open(f"{out}/torch-{preset}-{t}-{r}.json")) for r in range(1, reps + 1)]
         oj = [json.load(open(f"{out}/ours-{preset}-{t}-{r}.json")) for r in range(1, reps + 1)]
         tokens = oj[0]["batch_size"] * oj[0]["seq_len"]
