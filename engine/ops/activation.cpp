@@ -243,8 +243,8 @@ Tensor glu(const Tensor& gate, const Tensor& up, const char* op) {
       const float* dy = y.grad();
       if (!dy) return;
       Graph& gg = current_graph();
-      float* dg = gate.requires_grad() ? gg.grad(gate) : nullptr;
-      float* du = up.requires_grad() ? gg.grad(up) : nullptr;
+      float* dg = gg.grad_if_required(gate);
+      float* du = gg.grad_if_required(up);
       const float* gv = gate.data();
       const float* uv = up.data();
       if (dg && du && dg != du) {

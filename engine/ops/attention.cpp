@@ -401,9 +401,9 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
     const float* dy = y.grad();
     if (!dy) return;
     Graph& gg = current_graph();
-    float* dq = q.requires_grad() ? gg.grad(q) : nullptr;
-    float* dk = k.requires_grad() ? gg.grad(k) : nullptr;
-    float* dv = v.requires_grad() ? gg.grad(v) : nullptr;
+    float* dq = gg.grad_if_required(q);
+    float* dk = gg.grad_if_required(k);
+    float* dv = gg.grad_if_required(v);
     const bool need_ds = dq || dk;
     const int bnt = task_threads(n_tasks);
     // Per thread: Kᵀ (d x ldt) and Vᵀ (dv x ldt), packed K (Tk x d), Q and dO

@@ -70,8 +70,8 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& w, const float* prefix) {
     const float* dy = y.grad();
     if (!dy) return;
     Graph& gg = current_graph();
-    float* dx = x.requires_grad() ? gg.grad(x) : nullptr;
-    float* dw = w.requires_grad() ? gg.grad(w) : nullptr;
+    float* dx = gg.grad_if_required(x);
+    float* dw = gg.grad_if_required(w);
     const int64_t n_tasks = B * nblk;
     float* part = dw ? gg.alloc(n_tasks * K * C) : nullptr;  // per-task dW (K, C)
     const float* xd = x.data();

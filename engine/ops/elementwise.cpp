@@ -363,8 +363,8 @@ Tensor binary(const Tensor& a, const Tensor& b, const char* name) {
       }
       return;
     }
-    float* da = a.requires_grad() ? gg.grad(a) : nullptr;
-    float* db = b.requires_grad() ? gg.grad(b) : nullptr;
+    float* da = gg.grad_if_required(a);
+    float* db = gg.grad_if_required(b);
     switch (path) {
       case Path::kSame:
         break;

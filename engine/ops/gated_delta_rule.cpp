@@ -242,11 +242,11 @@ Tensor gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const
     const float* dy = y.grad();
     if (!dy) return;
     Graph& gg = current_graph();
-    float* dq_out = q.requires_grad() ? gg.grad(q) : nullptr;
-    float* dk_out = k.requires_grad() ? gg.grad(k) : nullptr;
-    float* dv_out = v.requires_grad() ? gg.grad(v) : nullptr;
-    float* dg_out = g.requires_grad() ? gg.grad(g) : nullptr;
-    float* db_out = beta.requires_grad() ? gg.grad(beta) : nullptr;
+    float* dq_out = gg.grad_if_required(q);
+    float* dk_out = gg.grad_if_required(k);
+    float* dv_out = gg.grad_if_required(v);
+    float* dg_out = gg.grad_if_required(g);
+    float* db_out = gg.grad_if_required(beta);
     const int bnt = task_threads(n_tasks, 2.0 * work, kMinParallelWork);
     const int64_t per = Chunk::floats(C, D) + ChunkGrad::floats(C, D);
     float* bscratch = gg.alloc(bnt * per);
@@ -464,9 +464,9 @@ Tensor gated_delta_decay(const Tensor& a, const Tensor& a_log, const Tensor& dt_
     const float* dy = y.grad();
     if (!dy) return;
     Graph& gg = current_graph();
-    float* da = a.requires_grad() ? gg.grad(a) : nullptr;
-    float* dal = a_log.requires_grad() ? gg.grad(a_log) : nullptr;
-    float* ddt = dt_bias.requires_grad() ? gg.grad(dt_bias) : nullptr;
+    float* da = gg.grad_if_required(a);
+    float* dal = gg.grad_if_required(a_log);
+    float* ddt = gg.grad_if_required(dt_bias);
     const float *ad = a.data(), *al = a_log.data(), *db = dt_bias.data(), *yd = y.data();
     for (int64_t h = 0; h < H; ++h) {
       const float ea = std::exp(al[h]);

@@ -57,9 +57,9 @@ Tensor grouped_linear(const Tensor& x, const Tensor& w, const Tensor& b, const i
       const float* dy = y.grad();
       if (!dy) return;
       Graph& gg = current_graph();
-      float* dx = x.requires_grad() ? gg.grad(x) : nullptr;
-      float* dw = w.requires_grad() ? gg.grad(w) : nullptr;
-      float* db = b.defined() && b.requires_grad() ? gg.grad(b) : nullptr;
+      float* dx = gg.grad_if_required(x);
+      float* dw = gg.grad_if_required(w);
+      float* db = b.defined() ? gg.grad_if_required(b) : nullptr;
       over_groups(groups, m, in, out, [&](int64_t gi) {
         const int64_t r0 = offsets[gi], rows = offsets[gi + 1] - r0;
         if (rows == 0) return;  // unused expert: no gradient at all

@@ -86,8 +86,8 @@ Tensor scatter_add_rows(const Tensor& src, const int32_t* idx, int64_t n_rows, c
       const float* dy = y.grad();
       if (!dy) return;
       Graph& gg = current_graph();
-      float* ds = src.requires_grad() ? gg.grad(src) : nullptr;
-      float* dw = w.defined() && w.requires_grad() ? gg.grad(w) : nullptr;
+      float* ds = gg.grad_if_required(src);
+      float* dw = w.defined() ? gg.grad_if_required(w) : nullptr;
       parallel_for(
           n,
           [&](int64_t i) {

@@ -166,7 +166,7 @@ void run_norm_backward(const Tensor& x, const Tensor& w, const Tensor& b, const 
   Graph& g = current_graph();
   const int64_t rows = x.rows(), d = x.cols();
   const int64_t nc = n_chunks(rows);
-  float* dx = x.requires_grad() ? g.grad(x) : nullptr;
+  float* dx = g.grad_if_required(x);
   const bool need_w = w.defined() && w.requires_grad();
   const bool need_b = b.defined() && b.requires_grad();
   float* dw = need_w ? g.grad(w) : nullptr;

@@ -58,7 +58,7 @@ Tensor reshape(const Tensor& a, const Shape& s) {
   if (!a.defined()) op_fail("reshape", "undefined operand");
   if (s.numel() != a.numel())
     op_fail("reshape",
-         "cannot reshape " + a.shape().str() + " to " + s.str() + " (element counts differ)");
+            "cannot reshape " + a.shape().str() + " to " + s.str() + " (element counts differ)");
   Graph& g = current_graph();
   const bool rg = g.needs_grad({a});
   // A view: the output shares the data and, when grads flow, the very
@@ -123,7 +123,7 @@ Tensor slice(const Tensor& a, int dim, int64_t start, int64_t end) {
   split3(a.shape(), dim, outer, mid, inner);
   if (start < 0 || start > end || end > mid)
     op_fail("slice", "range [" + std::to_string(start) + ", " + std::to_string(end) +
-                      ") invalid for dim " + std::to_string(dim) + " of " + a.shape().str());
+                         ") invalid for dim " + std::to_string(dim) + " of " + a.shape().str());
   Graph& g = current_graph();
   Shape os = a.shape();
   os.dims[dim] = end - start;
@@ -175,7 +175,7 @@ Tensor concat(const std::vector<Tensor>& parts, int dim) {
     for (int k = 0; ok && k < s0.rank; ++k) ok = k == dim || si.dims[k] == s0.dims[k];
     if (!ok)
       op_fail("concat", "part " + std::to_string(i) + " has shape " + si.str() + ", expected " +
-                         s0.str() + " except along dim " + std::to_string(dim));
+                            s0.str() + " except along dim " + std::to_string(dim));
     new (ps + i) Tensor(parts[size_t(i)]);
     off[i + 1] = off[i] + si.dims[dim];
     rg = rg || parts[size_t(i)].requires_grad();
@@ -205,7 +205,7 @@ Tensor concat(const std::vector<Tensor>& parts, int dim) {
       Graph& gg = current_graph();
       // Fetch the grad buffers before the parallel loop (the graph is not thread-safe).
       float** dp = gg.alloc_as<float*>(np);
-      for (int64_t i = 0; i < np; ++i) dp[i] = ps[i].requires_grad() ? gg.grad(ps[i]) : nullptr;
+      for (int64_t i = 0; i < np; ++i) dp[i] = gg.grad_if_required(ps[i]);
       parallel_for(
           outer,
           [&](int64_t o) {

@@ -244,9 +244,9 @@ Tensor compressed_attention(const Tensor& q, const Tensor& kc, const Tensor& vc,
     const float* dy = y.grad();
     if (!dy) return;
     Graph& gg = current_graph();
-    float* dq = q.requires_grad() ? gg.grad(q) : nullptr;
-    float* dk = kc.requires_grad() ? gg.grad(kc) : nullptr;
-    float* dv = vc.requires_grad() ? gg.grad(vc) : nullptr;
+    float* dq = gg.grad_if_required(q);
+    float* dk = gg.grad_if_required(kc);
+    float* dv = gg.grad_if_required(vc);
     const int bnt = task_threads(n_tasks, 2.0 * double(work), kMinParallelWork);
     const int64_t bper = 2 * gm.tq * ld;  // P and dP/dS of one head
     float* bscratch = gg.alloc(bnt * bper);
@@ -349,9 +349,9 @@ Tensor selected_attention(const Tensor& q, const Tensor& k, const Tensor& v, int
     const float* dy = y.grad();
     if (!dy) return;
     Graph& gg = current_graph();
-    float* dq = q.requires_grad() ? gg.grad(q) : nullptr;
-    float* dk = k.requires_grad() ? gg.grad(k) : nullptr;
-    float* dv = v.requires_grad() ? gg.grad(v) : nullptr;
+    float* dq = gg.grad_if_required(q);
+    float* dk = gg.grad_if_required(k);
+    float* dv = gg.grad_if_required(v);
     const int bnt = task_threads(n_tasks, 2.0 * double(work), kMinParallelWork);
     // Per thread: gathered K, V and their gradients (max_keys x D each), P and dP (G x max_keys).
     const int64_t bper = 4 * max_keys * D + 2 * G * max_keys;

@@ -37,7 +37,7 @@ inline void sigmoid_row(const float* x, float* out, int64_t n) {
 }
 
 float* grad_if(const Tensor& t) {
-  return t.defined() && t.requires_grad() ? current_graph().grad(t) : nullptr;
+  return t.defined() ? current_graph().grad_if_required(t) : nullptr;
 }
 
 }  // namespace

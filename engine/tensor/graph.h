@@ -39,6 +39,8 @@ class Graph {
 
   /// Gradient buffer of t, allocated zeroed on first use.
   float* grad(const Tensor& t);
+  /// grad(t) if t requires a gradient, else null (an op's backward skips it).
+  float* grad_if_required(const Tensor& t) { return t.requires_grad() ? grad(t) : nullptr; }
   /// Gradient buffer of t for an op that can either overwrite it (fresh: the
   /// buffer is new and uninitialised, the caller must write every element) or
   /// add to it (not fresh). Saves zeroing a buffer that is overwritten next.

@@ -5,7 +5,7 @@
 
 namespace bl {
 
-GatedFFN::GatedFFN(const BlockConfig& c) {
+GatedFFN::GatedFFN(const BlockConfig& c, GatedActivation act) : act_(act ? act : swiglu) {
   gate_ = add_module("gate_proj", std::make_unique<Linear>(c.d_model, c.d_ff, c.bias));
   up_ = add_module("up_proj", std::make_unique<Linear>(c.d_model, c.d_ff, c.bias));
   down_ = add_module("down_proj",
@@ -13,7 +13,7 @@ GatedFFN::GatedFFN(const BlockConfig& c) {
 }
 
 Tensor GatedFFN::forward(const Tensor& x) {
-  return down_->forward(swiglu(gate_->forward(x), up_->forward(x)));
+  return down_->forward(act_(gate_->forward(x), up_->forward(x)));
 }
 
 }  // namespace bl

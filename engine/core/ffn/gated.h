@@ -1,4 +1,5 @@
-// Gated FFN (SwiGLU): down(silu(gate(x)) * up(x)), as in LLaMA.
+// Gated FFN (SwiGLU): down(silu(gate(x)) * up(x)), as in LLaMA. Other gated
+// units (gated_relu2) are this class with another gate activation.
 #pragma once
 
 #include "core/components.h"
@@ -8,10 +9,13 @@ namespace bl {
 
 class GatedFFN : public FeedForward {
  public:
-  explicit GatedFFN(const BlockConfig& c);
+  /// act(gate, up): the fused gated activation (ops/activation.h).
+  using GatedActivation = Tensor (*)(const Tensor& gate, const Tensor& up);
+  explicit GatedFFN(const BlockConfig& c, GatedActivation act = nullptr);
   Tensor forward(const Tensor& x) override;
 
  private:
+  GatedActivation act_;
   Linear* gate_;  // (d_ff, d_model)
   Linear* up_;    // (d_ff, d_model)
   Linear* down_;  // (d_model, d_ff), residual init

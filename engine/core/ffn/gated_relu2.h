@@ -1,21 +1,15 @@
 // Gated squared-ReLU FFN: down(relu(gate(x))^2 * up(x)) (the ReGLU family with
-// Primer's squared activation).
+// Primer's squared activation): the gated FFN with another gate activation.
 #pragma once
 
-#include "core/components.h"
-#include "core/linear.h"
+#include "core/ffn/gated.h"
+#include "ops/activation.h"
 
 namespace bl {
 
-class GatedReLU2FFN : public FeedForward {
+class GatedReLU2FFN : public GatedFFN {
  public:
-  explicit GatedReLU2FFN(const BlockConfig& c);
-  Tensor forward(const Tensor& x) override;
-
- private:
-  Linear* gate_;  // (d_ff, d_model)
-  Linear* up_;    // (d_ff, d_model)
-  Linear* down_;  // (d_model, d_ff), residual init
+  explicit GatedReLU2FFN(const BlockConfig& c) : GatedFFN(c, relu2_glu) {}
 };
 
 }  // namespace bl
