@@ -15,6 +15,7 @@
 #include "core/attention/gated_deltanet.h"
 #include "core/components.h"
 #include "core/config.h"
+#include "layer_bench.h"
 #include "ops/attention.h"
 #include "ops/gated_delta_rule.h"
 #include "tensor/gemm.h"
@@ -40,26 +41,7 @@ void layer_bench(benchmark::State& state, const std::string& attention, bool con
   std::unique_ptr<PositionEncoding> pos = position_registry().create(c.position, c);
   if (auto* dn = dynamic_cast<GatedDeltaNet*>(layer.get()); dn && state.range(1) > 0)
     dn->set_chunk_size(state.range(1));
-  Rng rng(1);
-  for (Parameter* p : layer->parameters()) p->init_normal(rng, 0.02f);
-  layer->init_custom(rng);
-  Parameter x("x", Shape{B, T, d});
-  x.init_normal(rng, 1.0f);
-  std::vector<float> dy(size_t(B * T * d));
-  for (auto& v : dy) v = float(rng.normal());
-
-  const int saved = num_threads();
-  set_num_threads(int(state.range(0)));
-  Graph& g = current_graph();
-  g.clear();
-  for (auto _ : state) {
-    Tensor y = layer->forward(x.tensor(), *pos, nullptr);
-    std::memcpy(g.grad(y), dy.data(), sizeof(float) * dy.size());
-    g.run_tape();
-    g.clear();
-  }
-  set_num_threads(saved);
-  state.SetItemsProcessed(state.iterations() * B * T);
+  time_layer(state, *layer, *pos, B, T, d);
 }
 
 void BM_Layer_GatedDeltaNet(benchmark::State& s) {

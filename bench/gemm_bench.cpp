@@ -17,13 +17,20 @@ void run(benchmark::State& st, bool ta, bool tb) {
     bl::gemm(ta, tb, m, n, k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), n);
     benchmark::DoNotOptimize(c.data());
   }
-  st.counters["GFLOPs"] = benchmark::Counter(2.0 * double(m * n * k) * double(st.iterations()),
-                                             benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  st.counters["GFLOPs"] =
+      benchmark::Counter(2.0 * double(m * n * k) * double(st.iterations()),
+                         benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
 }
 
-void BM_GemmForwardNT(benchmark::State& st) { run(st, false, true); }
-void BM_GemmInputGradNN(benchmark::State& st) { run(st, false, false); }
-void BM_GemmWeightGradTN(benchmark::State& st) { run(st, true, false); }
+void BM_GemmForwardNT(benchmark::State& st) {
+  run(st, false, true);
+}
+void BM_GemmInputGradNN(benchmark::State& st) {
+  run(st, false, false);
+}
+void BM_GemmWeightGradTN(benchmark::State& st) {
+  run(st, true, false);
+}
 
 // (m, n, k, threads): m = tokens per step (4096), n x k = the weight.
 void shapes(benchmark::internal::Benchmark* b) {
@@ -42,6 +49,11 @@ BENCHMARK(BM_GemmForwardNT)->Apply(shapes);
 BENCHMARK(BM_GemmInputGradNN)->Apply(shapes);
 // Weight gradients: (out, in) = dyᵀ (out x 4096) times x (4096 x in).
 BENCHMARK(BM_GemmWeightGradTN)
-    ->Args({128, 128, 4096, 1})->Args({512, 128, 4096, 1})->Args({1024, 256, 4096, 1})
-    ->Args({128, 128, 4096, 2})->Args({512, 128, 4096, 2})->Args({1024, 256, 4096, 2})
-    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+    ->Args({128, 128, 4096, 1})
+    ->Args({512, 128, 4096, 1})
+    ->Args({1024, 256, 4096, 1})
+    ->Args({128, 128, 4096, 2})
+    ->Args({512, 128, 4096, 2})
+    ->Args({1024, 256, 4096, 2})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();

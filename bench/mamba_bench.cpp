@@ -11,6 +11,7 @@
 
 #include "core/components.h"
 #include "core/config.h"
+#include "layer_bench.h"
 #include "tensor/gemm.h"
 #include "tensor/graph.h"
 #include "tensor/parameter.h"
@@ -38,25 +39,7 @@ void mixer_bench(benchmark::State& state, const std::string& attention) {
   validate(c);
   std::unique_ptr<Attention> layer = attention_registry().create(c.attention, c);
   std::unique_ptr<PositionEncoding> pos = position_registry().create(c.position, c);
-  Rng rng(1);
-  for (Parameter* p : layer->parameters()) p->init_normal(rng, 0.02f);
-  layer->init_custom(rng);
-  Parameter x("x", Shape{B, T, D});
-  x.init_normal(rng, 1.0f);
-  std::vector<float> dy(size_t(B * T * D));
-  for (auto& v : dy) v = float(rng.normal());
-  const int saved = num_threads();
-  set_num_threads(int(state.range(0)));
-  Graph& g = current_graph();
-  g.clear();
-  for (auto _ : state) {
-    Tensor y = layer->forward(x.tensor(), *pos, nullptr);
-    std::memcpy(g.grad(y), dy.data(), sizeof(float) * dy.size());
-    g.run_tape();
-    g.clear();
-  }
-  set_num_threads(saved);
-  state.SetItemsProcessed(state.iterations() * B * T);
+  time_layer(state, *layer, *pos, B, T, D);
 }
 
 void BM_Layer_Mamba2_B8_T128_D128(benchmark::State& s) {

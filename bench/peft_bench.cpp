@@ -51,8 +51,12 @@ void BM_MatmulAffine4(benchmark::State& s) {
 void BM_MatmulNF4(benchmark::State& s) {
   run_matmul(s, 3);
 }
-#define MATMUL_ARGS \
-  ->Args({256, 512})->Args({256, 2048})->Args({1, 2048})->UseRealTime()->Unit(benchmark::kMicrosecond)
+#define MATMUL_ARGS       \
+  ->Args({256, 512})      \
+      ->Args({256, 2048}) \
+      ->Args({1, 2048})   \
+      ->UseRealTime()     \
+      ->Unit(benchmark::kMicrosecond)
 BENCHMARK(BM_MatmulFloat) MATMUL_ARGS;
 BENCHMARK(BM_MatmulAffine8) MATMUL_ARGS;
 BENCHMARK(BM_MatmulAffine4) MATMUL_ARGS;
@@ -89,6 +93,12 @@ void BM_TrainStep(benchmark::State& state) {
   state.counters["trainable_params"] = double(trainable_parameter_count(model));
   state.SetItemsProcessed(state.iterations() * B * T);  // tokens/s
 }
-BENCHMARK(BM_TrainStep)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_TrainStep)
+    ->Arg(0)
+    ->Arg(1)
+    ->Arg(2)
+    ->Arg(3)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
