@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "component_checks.h"
 #include "data/text_dataset.h"
 #include "data/tokenizer.h"
 #include "gradcheck.h"
@@ -253,20 +254,7 @@ TEST(LoRA, CachedDecodingMatchesFullForward) {
   apply_lora(model, 4, 8.0f, {"q", "k", "v", "o"});
   randomize_lora_b(model, 10, 0.2f);
   const int64_t T = 8;
-  const std::vector<int32_t> ids = test::token_ids(2 * T, 40);
-  const std::vector<float> ref = test::logits_of(model, ids, 2, T);
-  NoGradGuard ng;
-  DecodeState st = model.make_decode_state(2, T);
-  double err = 0;
-  for (int64_t t = 0; t < T; ++t) {
-    int32_t step[2] = {ids[size_t(t)], ids[size_t(T + t)]};
-    Tensor o = model.forward(Tokens{step, Shape{2, 1}}, &st);
-    for (int64_t b = 0; b < 2; ++b)
-      for (int64_t v = 0; v < 40; ++v)
-        err = std::max(err,
-                       double(std::abs(o.data()[b * 40 + v] - ref[size_t((b * T + t) * 40 + v)])));
-    current_graph().clear();
-  }
+  const double err = test::cached_decoding_error(model, T, test::one_at_a_time(T), T);
   EXPECT_LT(err, 1e-4);
 }
 

@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "component_checks.h"
 #include "core/linear.h"
 #include "gradcheck.h"
 #include "ops/matmul.h"
@@ -271,20 +272,7 @@ TEST(QuantizeModel, CachedDecodingMatchesFullForward) {
   test::init_model(model, 4);
   quantize_model(model, 4, 32, "nf4");
   const int64_t T = 10;
-  const std::vector<int32_t> ids = test::token_ids(2 * T, 40);
-  const std::vector<float> ref = test::logits_of(model, ids, 2, T);
-  NoGradGuard ng;
-  DecodeState st = model.make_decode_state(2, T);
-  double err = 0;
-  for (int64_t t = 0; t < T; ++t) {
-    int32_t step[2] = {ids[size_t(t)], ids[size_t(T + t)]};
-    Tensor o = model.forward(Tokens{step, Shape{2, 1}}, &st);
-    for (int64_t b = 0; b < 2; ++b)
-      for (int64_t v = 0; v < 40; ++v)
-        err = std::max(err,
-                       double(std::abs(o.data()[b * 40 + v] - ref[size_t((b * T + t) * 40 + v)])));
-    current_graph().clear();
-  }
+  const double err = test::cached_decoding_error(model, T, test::one_at_a_time(T), T);
   EXPECT_LT(err, 1e-4);
 }
 
