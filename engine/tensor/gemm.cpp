@@ -3,6 +3,12 @@
 #include <omp.h>
 
 #include <Eigen/Core>
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "tensor/gemm_avx512.h"
 
 namespace bl {
 
@@ -25,6 +31,44 @@ void assign(MMap& c, float alpha, float beta, const A& a, const B& b) {
       c.noalias() += alpha * (a * b);
   }
 }
+// The engine's own kernel where it wins: AVX-512 builds, and enough rows to
+// amortise packing op(B) (a decode step's one-row product stays with Eigen's
+// GEMV). BLOCKLAB_GEMM=eigen (or set_gemm_backend) selects Eigen everywhere.
+std::atomic<GemmBackend> g_backend{[] {
+  const char* e = std::getenv("BLOCKLAB_GEMM");
+  return e && std::strcmp(e, "eigen") == 0 ? GemmBackend::eigen : GemmBackend::automatic;
+}()};
+
+bool use_own_kernel(int64_t m, int64_t n, int64_t k) {
+  return detail::have_avx512_gemm() &&
+         g_backend.load(std::memory_order_relaxed) == GemmBackend::automatic && m >= 32 &&
+         n >= 16 && k >= 16;
+}
+
+// Splits C across the engine's threads (rows, or 32-column panels when C is
+// short and wide); each part sums over k exactly as the whole would.
+void own_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+              int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const int nt = omp_in_parallel() || double(m) * n * k < 1 << 21 ? 1 : omp_get_max_threads();
+  if (nt <= 1) {
+    detail::gemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  const bool by_rows = m >= 64 * nt || m >= n;
+  const int64_t unit = by_rows ? 14 : 32, total = by_rows ? m : n;
+  const int64_t part = ((total + nt - 1) / nt + unit - 1) / unit * unit;
+#pragma omp parallel for schedule(static) num_threads(nt)
+  for (int t = 0; t < nt; ++t) {
+    const int64_t p0 = t * part, p1 = std::min(total, p0 + part);
+    if (p0 >= p1) continue;
+    if (by_rows)
+      detail::gemm_avx512(ta, tb, p1 - p0, n, k, alpha, ta ? a + p0 : a + p0 * lda, lda, b, ldb,
+                          beta, c + p0 * ldc, ldc);
+    else
+      detail::gemm_avx512(ta, tb, m, p1 - p0, k, alpha, a, lda, tb ? b + p0 * ldb : b + p0, ldb,
+                          beta, c + p0, ldc);
+  }
+}
 }  // namespace
 
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
@@ -32,6 +76,10 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
   MMap cm(c, m, n, Eigen::OuterStride<>(ldc));
   if (k == 0) {
     if (beta == 0.0f) cm.setZero();
+    return;
+  }
+  if (use_own_kernel(m, n, k)) {
+    own_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
   CMap am(a, trans_a ? k : m, trans_a ? m : k, Eigen::OuterStride<>(lda));
@@ -46,12 +94,21 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     assign(cm, alpha, beta, am.transpose(), bm.transpose());
 }
 
+void set_gemm_backend(GemmBackend b) {
+  g_backend.store(b);
+}
+GemmBackend gemm_backend() {
+  return g_backend.load();
+}
+
 void set_num_threads(int n) {
   if (n < 1) n = 1;
   omp_set_num_threads(n);
   Eigen::setNbThreads(n);
 }
 
-int num_threads() { return omp_get_max_threads(); }
+int num_threads() {
+  return omp_get_max_threads();
+}
 
 }  // namespace bl

@@ -9,6 +9,12 @@ namespace bl {
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
+/// automatic: the engine's AVX-512 kernel where the build and shape allow,
+/// else Eigen (over OpenBLAS when linked). eigen: Eigen everywhere (A/B runs).
+enum class GemmBackend { automatic, eigen };
+void set_gemm_backend(GemmBackend b);
+GemmBackend gemm_backend();
+
 /// Threads used by GEMM and by the engine's parallel loops.
 void set_num_threads(int n);
 int num_threads();

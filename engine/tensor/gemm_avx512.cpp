@@ -1,0 +1,194 @@
+#include "tensor/gemm_avx512.h"
+
+#include <algorithm>
+#include <array>
+#include <utility>
+#include <vector>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+namespace bl::detail {
+
+#ifdef __AVX512F__
+
+namespace {
+
+constexpr int kNR = 32;       // columns per micro-tile: two zmm registers
+constexpr int64_t kMR = 14;   // rows per micro-tile: 28 accumulators + 2 B + 1 broadcast
+constexpr int64_t kKC = 512;  // longest k-block: fewer passes over C beat an L1-sized B panel
+constexpr int64_t kMC = 8 * kMR;
+
+__mmask16 lane_mask(int64_t r) {
+  return r <= 0 ? __mmask16(0) : r >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << r) - 1u);
+}
+
+// op(B)[k0 : k0+kc, 0 : n] as panels of kNR columns, each kc rows of kNR
+// floats; the columns past n are zero so the kernel never needs a mask.
+void pack_b(bool tb, const float* b, int64_t ldb, int64_t k0, int64_t kc, int64_t n, float* dst) {
+  if (!tb) {
+    // Row by row, so the source is read once, front to back.
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* s = b + (k0 + k) * ldb;
+      for (int64_t j0 = 0; j0 < n; j0 += kNR) {
+        float* d = dst + (j0 / kNR) * kc * kNR + k * kNR;
+        _mm512_storeu_ps(d, _mm512_maskz_loadu_ps(lane_mask(n - j0), s + j0));
+        _mm512_storeu_ps(d + 16, _mm512_maskz_loadu_ps(lane_mask(n - j0 - 16), s + j0 + 16));
+      }
+    }
+    return;
+  }
+  // op(B)[k][j] = b[j * ldb + k]: each source row is a destination column.
+  for (int64_t j0 = 0; j0 < n; j0 += kNR) {
+    const int64_t nr = std::min<int64_t>(kNR, n - j0);
+    float* d = dst + (j0 / kNR) * kc * kNR;
+    if (nr < kNR)
+      for (int64_t k = 0; k < kc; ++k) std::fill(d + k * kNR + nr, d + (k + 1) * kNR, 0.0f);
+    for (int64_t j = 0; j < nr; ++j) {
+      const float* s = b + (j0 + j) * ldb + k0;
+      for (int64_t k = 0; k < kc; ++k) d[k * kNR + j] = s[k];
+    }
+  }
+}
+
+struct Tile {
+  float* c;
+  int64_t ldc;
+  __mmask16 m0, m1;
+  float alpha, beta;
+};
+
+// A block, packed so the kernel reads it from one pointer at fixed offsets
+// and power-of-two leading dimensions cannot alias L1 sets: op(A) = Aᵀ as
+// k-major rows of 16 floats (a plain copy), op(A) = A as row copies with a
+// padded stride.
+constexpr int64_t kPanelT = kKC * 16;    // floats per packed Aᵀ micro-panel
+constexpr int64_t kLdp = kKC + 16;       // padded row stride of packed A
+constexpr int64_t kPanelN = kMR * kLdp;  // floats per packed A micro-panel
+constexpr int64_t kPackedA = (kMC / kMR) * std::max(kPanelT, kPanelN);
+
+void pack_a(bool ta, const float* a, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
+            float* dst) {
+  if (ta) {
+    // op(A)[i][k] = a[k * lda + i]: source rows in order, each split into panels.
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* s = a + (k0 + k) * lda + i0;
+      for (int64_t q = 0; q * kMR < mc; ++q)
+        _mm512_storeu_ps(
+            dst + q * kPanelT + k * 16,
+            _mm512_maskz_loadu_ps(lane_mask(std::min(kMR, mc - q * kMR)), s + q * kMR));
+    }
+    return;
+  }
+  for (int64_t i = 0; i < mc; ++i)
+    std::copy_n(a + (i0 + i) * lda + k0, kc, dst + (i / kMR) * kPanelN + (i % kMR) * kLdp);
+}
+
+// One MR x 32 tile of C from kc steps of a packed A micro-panel and B panel.
+template <int MR, bool TA>
+void micro_kernel(int64_t kc, const float* ap, const float* bp, const Tile& t) {
+  __m512 acc0[MR], acc1[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    acc0[i] = acc1[i] = _mm512_setzero_ps();
+    // The tile of C is read at the end; start fetching it now (from L3 on
+    // wide outputs), so the epilogue does not stall on it.
+    _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc + 16), _MM_HINT_T0);
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_loadu_ps(bp + k * kNR);
+    const __m512 b1 = _mm512_loadu_ps(bp + k * kNR + 16);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const __m512 av = _mm512_set1_ps(TA ? ap[k * 16 + i] : ap[i * kLdp + k]);
+      acc0[i] = _mm512_fmadd_ps(av, b0, acc0[i]);
+      acc1[i] = _mm512_fmadd_ps(av, b1, acc1[i]);
+    }
+  }
+  // Locals: stores to C could alias t as far as the compiler knows.
+  float* const c = t.c;
+  const int64_t ldc = t.ldc;
+  const __mmask16 m0 = t.m0, m1 = t.m1;
+  const bool add_c = t.beta != 0.0f;
+  const __m512 va = _mm512_set1_ps(t.alpha), vb = _mm512_set1_ps(t.beta);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    float* cr = c + i * ldc;
+    __m512 r0 = _mm512_mul_ps(acc0[i], va), r1 = _mm512_mul_ps(acc1[i], va);
+    if (add_c) {
+      r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), r0);
+      r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), r1);
+    }
+    _mm512_mask_storeu_ps(cr, m0, r0);
+    _mm512_mask_storeu_ps(cr + 16, m1, r1);
+  }
+}
+
+using Kernel = void (*)(int64_t, const float*, const float*, const Tile&);
+
+template <bool TA, int... R>
+constexpr std::array<Kernel, sizeof...(R)> kernels(std::integer_sequence<int, R...>) {
+  return {&micro_kernel<R + 1, TA>...};
+}
+constexpr auto kKernelsN = kernels<false>(std::make_integer_sequence<int, kMR>{});
+constexpr auto kKernelsT = kernels<true>(std::make_integer_sequence<int, kMR>{});
+
+}  // namespace
+
+bool have_avx512_gemm() {
+  return true;
+}
+
+void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                 int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    return;
+  }
+  const auto& table = trans_a ? kKernelsT : kKernelsN;
+  const int64_t panels = (n + kNR - 1) / kNR;
+  // Grow to the largest block once, then stay: no allocation in a warm step.
+  thread_local std::vector<float> packed_b, packed_a = std::vector<float>(size_t(kPackedA));
+  if (packed_b.size() < size_t(panels * kKC * kNR)) packed_b.resize(size_t(panels * kKC * kNR));
+  const int64_t a_panel = trans_a ? kPanelT : kPanelN;
+  // Equal k-blocks of at most kKC: C is read and written once per block.
+  const int64_t kstep = (k + (k + kKC - 1) / kKC - 1) / ((k + kKC - 1) / kKC);
+  for (int64_t k0 = 0; k0 < k; k0 += kstep) {
+    const int64_t kc = std::min(kstep, k - k0);
+    pack_b(trans_b, b, ldb, k0, kc, n, packed_b.data());
+    Tile t{nullptr, ldc, 0, 0, alpha, k0 == 0 ? beta : 1.0f};
+    for (int64_t i0 = 0; i0 < m; i0 += kMC) {
+      const int64_t mc = std::min(kMC, m - i0);
+      pack_a(trans_a, a, lda, i0, mc, k0, kc, packed_a.data());
+      for (int64_t p = 0; p < panels; ++p) {
+        const int64_t j0 = p * kNR;
+        t.m0 = lane_mask(n - j0);
+        t.m1 = lane_mask(n - j0 - 16);
+        const float* bp = packed_b.data() + p * kc * kNR;
+        for (int64_t ir = 0; ir < mc; ir += kMR) {
+          const int64_t mr = std::min<int64_t>(kMR, mc - ir);
+          t.c = c + (i0 + ir) * ldc + j0;
+          table[size_t(mr - 1)](kc, packed_a.data() + (ir / kMR) * a_panel, bp, t);
+        }
+      }
+    }
+  }
+}
+
+#else
+
+bool have_avx512_gemm() {
+  return false;
+}
+
+void gemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
+                 int64_t, float, float*, int64_t) {}
+
+#endif
+
+}  // namespace bl::detail
