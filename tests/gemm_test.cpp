@@ -94,6 +94,33 @@ TEST_P(GemmBackends, ZeroInnerDimensionScalesC) {
   for (float x : c) EXPECT_EQ(x, 0.0f);
 }
 
+TEST_P(GemmBackends, LinearGemmAddsTheBiasToEveryRow) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int threads : {1, 2})
+    for (int64_t m : {5, 131})
+      for (int64_t n : {17, 70}) {
+        const int64_t k = 600;
+        std::vector<float> x(size_t(m * k)), w(size_t(n * k)), y(size_t(m * n));
+        std::vector<float> bias(static_cast<size_t>(n));
+        for (float& v : x) v = u(rng);
+        for (float& v : w) v = u(rng);
+        for (float& v : bias) v = u(rng);
+        bl::set_num_threads(threads);
+        for (bool with_bias : {true, false}) {
+          bl::linear_gemm(m, n, k, x.data(), w.data(), with_bias ? bias.data() : nullptr, y.data());
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) {
+              double ref = with_bias ? bias[size_t(j)] : 0.0;
+              for (int64_t p = 0; p < k; ++p)
+                ref += double(x[size_t(i * k + p)]) * w[size_t(j * k + p)];
+              ASSERT_NEAR(y[size_t(i * n + j)], ref, 2e-5)
+                  << "m=" << m << " n=" << n << " bias=" << with_bias << " threads=" << threads;
+            }
+        }
+      }
+}
+
 INSTANTIATE_TEST_SUITE_P(Gemm, GemmBackends,
                          ::testing::Values(bl::GemmBackend::automatic, bl::GemmBackend::eigen),
                          [](const auto& info) {

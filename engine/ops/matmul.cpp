@@ -19,19 +19,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   Shape ys = x.shape();
   ys[-1] = out;
   Tensor y = g.empty(ys, g.needs_grad({x, w, b}));
-  float* yd = y.data();
-  if (b.defined()) {
-    const float* bd = b.data();
-    parallel_for(
-        n,
-        [&](int64_t r) {
-          float* row = yd + r * out;
-          for (int64_t j = 0; j < out; ++j) row[j] = bd[j];
-        },
-        256);
-  }
-  gemm(false, true, n, out, in, 1.0f, x.data(), in, w.data(), in, b.defined() ? 1.0f : 0.0f, yd,
-       out);
+  linear_gemm(n, out, in, x.data(), w.data(), b.defined() ? b.data() : nullptr, y.data());
   if (y.requires_grad()) {
     g.on_backward([=] {
       const float* dy = y.grad();

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "tensor/gemm_avx512.h"
+#include "tensor/parallel.h"
 
 namespace bl {
 
@@ -48,10 +49,11 @@ bool use_own_kernel(int64_t m, int64_t n, int64_t k) {
 // Splits C across the engine's threads (rows, or 32-column panels when C is
 // short and wide); each part sums over k exactly as the whole would.
 void own_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-              int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+              int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+              const float* bias = nullptr) {
   const int nt = omp_in_parallel() || double(m) * n * k < 1 << 21 ? 1 : omp_get_max_threads();
   if (nt <= 1) {
-    detail::gemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    detail::gemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
     return;
   }
   const bool by_rows = m >= 64 * nt || m >= n;
@@ -63,10 +65,10 @@ void own_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, co
     if (p0 >= p1) continue;
     if (by_rows)
       detail::gemm_avx512(ta, tb, p1 - p0, n, k, alpha, ta ? a + p0 : a + p0 * lda, lda, b, ldb,
-                          beta, c + p0 * ldc, ldc);
+                          beta, c + p0 * ldc, ldc, bias);
     else
       detail::gemm_avx512(ta, tb, m, p1 - p0, k, alpha, a, lda, tb ? b + p0 * ldb : b + p0, ldb,
-                          beta, c + p0, ldc);
+                          beta, c + p0, ldc, bias ? bias + p0 : nullptr);
   }
 }
 }  // namespace
@@ -92,6 +94,18 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     assign(cm, alpha, beta, am.transpose(), bm);
   else
     assign(cm, alpha, beta, am.transpose(), bm.transpose());
+}
+
+void linear_gemm(int64_t m, int64_t n, int64_t k, const float* x, const float* w, const float* bias,
+                 float* y) {
+  if (k > 0 && use_own_kernel(m, n, k)) {
+    own_gemm(false, true, m, n, k, 1.0f, x, k, w, k, 0.0f, y, n, bias);
+    return;
+  }
+  if (bias)
+    parallel_for(
+        m, [&](int64_t r) { std::copy_n(bias, n, y + r * n); }, 256);
+  gemm(false, true, m, n, k, 1.0f, x, k, w, k, bias ? 1.0f : 0.0f, y, n);
 }
 
 void set_gemm_backend(GemmBackend b) {

@@ -9,6 +9,11 @@ namespace bl {
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
+/// y[m x n] = x[m x k] · wᵀ + bias (w is n x k, all contiguous; bias may be
+/// null): a Linear layer's forward, with the bias added in the GEMM's epilogue.
+void linear_gemm(int64_t m, int64_t n, int64_t k, const float* x, const float* w, const float* bias,
+                 float* y);
+
 /// automatic: the engine's AVX-512 kernel where the build and shape allow,
 /// else Eigen (over OpenBLAS when linked). eigen: Eigen everywhere (A/B runs).
 enum class GemmBackend { automatic, eigen };

@@ -57,6 +57,7 @@ struct Tile {
   int64_t ldc;
   __mmask16 m0, m1;
   float alpha, beta;
+  const float* bias;  // added to every row (columns from the tile's first), or null
 };
 
 // A block, packed so the kernel reads it from one pointer at fixed offsets
@@ -113,10 +114,12 @@ void micro_kernel(int64_t kc, const float* ap, const float* bp, const Tile& t) {
   const __mmask16 m0 = t.m0, m1 = t.m1;
   const bool add_c = t.beta != 0.0f;
   const __m512 va = _mm512_set1_ps(t.alpha), vb = _mm512_set1_ps(t.beta);
+  const __m512 bias0 = t.bias ? _mm512_maskz_loadu_ps(m0, t.bias) : _mm512_setzero_ps();
+  const __m512 bias1 = t.bias ? _mm512_maskz_loadu_ps(m1, t.bias + 16) : _mm512_setzero_ps();
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
     float* cr = c + i * ldc;
-    __m512 r0 = _mm512_mul_ps(acc0[i], va), r1 = _mm512_mul_ps(acc1[i], va);
+    __m512 r0 = _mm512_fmadd_ps(acc0[i], va, bias0), r1 = _mm512_fmadd_ps(acc1[i], va, bias1);
     if (add_c) {
       r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), r0);
       r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), r1);
@@ -143,11 +146,12 @@ bool have_avx512_gemm() {
 
 void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                 int64_t ldc) {
+                 int64_t ldc, const float* bias) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+      for (int64_t j = 0; j < n; ++j)
+        c[i * ldc + j] = (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]) + (bias ? bias[j] : 0.0f);
     return;
   }
   const auto& table = trans_a ? kKernelsT : kKernelsN;
@@ -161,7 +165,8 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
   for (int64_t k0 = 0; k0 < k; k0 += kstep) {
     const int64_t kc = std::min(kstep, k - k0);
     pack_b(trans_b, b, ldb, k0, kc, n, packed_b.data());
-    Tile t{nullptr, ldc, 0, 0, alpha, k0 == 0 ? beta : 1.0f};
+    const bool first = k0 == 0;
+    Tile t{nullptr, ldc, 0, 0, alpha, first ? beta : 1.0f, nullptr};
     for (int64_t i0 = 0; i0 < m; i0 += kMC) {
       const int64_t mc = std::min(kMC, m - i0);
       pack_a(trans_a, a, lda, i0, mc, k0, kc, packed_a.data());
@@ -169,6 +174,7 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
         const int64_t j0 = p * kNR;
         t.m0 = lane_mask(n - j0);
         t.m1 = lane_mask(n - j0 - 16);
+        t.bias = first && bias ? bias + j0 : nullptr;
         const float* bp = packed_b.data() + p * kc * kNR;
         for (int64_t ir = 0; ir < mc; ir += kMR) {
           const int64_t mr = std::min<int64_t>(kMR, mc - ir);
@@ -187,7 +193,7 @@ bool have_avx512_gemm() {
 }
 
 void gemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
-                 int64_t, float, float*, int64_t) {}
+                 int64_t, float, float*, int64_t, const float*) {}
 
 #endif
 

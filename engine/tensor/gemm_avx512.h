@@ -13,9 +13,10 @@ namespace bl::detail {
 /// True when this build has the kernel (compiled with AVX-512F).
 bool have_avx512_gemm();
 
-/// C[m x n] = alpha * op(A) * op(B) + beta * C on the calling thread.
+/// C[m x n] = alpha * op(A) * op(B) + beta * C (+ bias[j] in every row when
+/// bias is given) on the calling thread.
 void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                 int64_t ldc);
+                 int64_t ldc, const float* bias = nullptr);
 
 }  // namespace bl::detail
