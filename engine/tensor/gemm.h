@@ -1,4 +1,5 @@
-// The one GEMM entry point of the engine (row-major, Eigen underneath).
+// The one GEMM entry point of the engine (row-major): the own AVX-512 kernel
+// (gemm_avx512.h) where it applies, Eigen otherwise.
 // C = alpha * op(A) * op(B) + beta * C with beta in {0, 1}.
 #pragma once
 
