@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "ops/check.h"
 #include "tensor/graph.h"
@@ -33,8 +34,6 @@
 namespace bl {
 
 namespace {
-
-using ArrMap = Eigen::Map<Eigen::ArrayXf>;
 
 // Query rows per block. 16 measured faster than 32 and 64 (bench/ops_bench
 // BM_Attention, T = 128 and 256, d = 32): less of the causal diagonal computed.
@@ -259,43 +258,87 @@ void pack_transposed(const float* src, int64_t ld_src, int64_t n, int64_t d, flo
     for (int64_t c = 0; c < d; ++c) dst[c * ld + j] = src[j * ld_src + c];
 }
 
-// In-place stable softmax of one score row over its allowed keys [a, e), with
-// the ALiBi bias; entries outside [a, e) become 0. base = q_pos - k_pos of
-// column 0. Returns the row's logsumexp (0 for a fully masked row).
-float softmax_row(float* row, int64_t n, int64_t a, int64_t e, float slope, float base) {
-  if (a >= e) {
-    std::memset(row, 0, sizeof(float) * size_t(n));
-    return 0.0f;
-  }
+// Score rows are processed in whole packets (Eigen's, so any vector ISA) over
+// the allowed keys [a, e) widened to packet boundaries: the widening lanes are
+// set to -inf first, which exp maps to exactly 0. No scalar exp calls for
+// unaligned heads and tails, which cost more than the vector body on rows of
+// 16-128 keys. Row buffers are padded to whole packets (padded_ld).
+using Packet = Eigen::internal::packet_traits<float>::type;
+constexpr int64_t kLanes = Eigen::internal::packet_traits<float>::size;
+
+struct RowSpan {
+  int64_t a0, e1;  // [a, e) widened to whole packets
+};
+
+// Applies the ALiBi bias on [a, e), puts -inf in the widening lanes and zeros
+// outside them. Returns the widened span.
+RowSpan prepare_row(float* row, int64_t n, int64_t a, int64_t e, float slope, float base) {
+  const RowSpan sp{a / kLanes * kLanes, (e + kLanes - 1) / kLanes * kLanes};
   if (slope != 0.0f) {
 #pragma omp simd
     for (int64_t j = a; j < e; ++j) row[j] -= slope * (base - float(j));
   }
-  ArrMap seg(row + a, e - a);
-  const float mx = seg.maxCoeff();
-  seg = (seg - mx).exp();  // Eigen's exp is vectorised
-  const float sum = seg.sum();
-  seg *= 1.0f / sum;
-  if (a > 0) std::memset(row, 0, sizeof(float) * size_t(a));
-  if (e < n) std::memset(row + e, 0, sizeof(float) * size_t(n - e));
+  const float ninf = -std::numeric_limits<float>::infinity();
+  for (int64_t j = sp.a0; j < a; ++j) row[j] = ninf;
+  for (int64_t j = e; j < sp.e1; ++j) row[j] = ninf;
+  if (sp.a0 > 0) std::memset(row, 0, sizeof(float) * size_t(sp.a0));
+  if (sp.e1 < n) std::memset(row + sp.e1, 0, sizeof(float) * size_t(n - sp.e1));
+  return sp;
+}
+
+// In-place stable softmax of one score row over its allowed keys [a, e), with
+// the ALiBi bias; entries outside [a, e) become 0. base = q_pos - k_pos of
+// column 0. Returns the row's logsumexp (0 for a fully masked row).
+float softmax_row(float* row, int64_t n, int64_t a, int64_t e, float slope, float base) {
+  using namespace Eigen::internal;
+  if (a >= e) {
+    std::memset(row, 0, sizeof(float) * size_t(n));
+    return 0.0f;
+  }
+  const RowSpan sp = prepare_row(row, n, a, e, slope, base);
+  Packet vmax = pset1<Packet>(-std::numeric_limits<float>::infinity());
+  for (int64_t j = sp.a0; j < sp.e1; j += kLanes) vmax = pmax(vmax, ploadu<Packet>(row + j));
+  const float mx = predux_max(vmax);
+  const Packet pm = pset1<Packet>(mx);
+  Packet vsum = pset1<Packet>(0.0f);
+  for (int64_t j = sp.a0; j < sp.e1; j += kLanes) {
+    const Packet p = pexp(psub(ploadu<Packet>(row + j), pm));
+    pstoreu(row + j, p);
+    vsum = padd(vsum, p);
+  }
+  const float sum = predux(vsum);
+  const Packet inv = pset1<Packet>(1.0f / sum);
+  for (int64_t j = sp.a0; j < sp.e1; j += kLanes)
+    pstoreu(row + j, pmul(ploadu<Packet>(row + j), inv));
   return mx + std::log(sum);
 }
 
 // Backward's recompute of one probability row from its scores and the saved
 // logsumexp: P = exp(S + bias - lse) on [a, e), 0 elsewhere.
 void probs_row(float* row, int64_t n, int64_t a, int64_t e, float slope, float base, float lse) {
+  using namespace Eigen::internal;
   if (a >= e) {
     std::memset(row, 0, sizeof(float) * size_t(n));
     return;
   }
-  if (slope != 0.0f) {
-#pragma omp simd
-    for (int64_t j = a; j < e; ++j) row[j] -= slope * (base - float(j));
-  }
-  ArrMap seg(row + a, e - a);
-  seg = (seg - lse).exp();
-  if (a > 0) std::memset(row, 0, sizeof(float) * size_t(a));
-  if (e < n) std::memset(row + e, 0, sizeof(float) * size_t(n - e));
+  const RowSpan sp = prepare_row(row, n, a, e, slope, base);
+  const Packet pl = pset1<Packet>(lse);
+  for (int64_t j = sp.a0; j < sp.e1; j += kLanes)
+    pstoreu(row + j, pexp(psub(ploadu<Packet>(row + j), pl)));
+}
+
+// Starts loading `rows` rows of `cols` floats at stride ld into L2, ahead of
+// their use: Q/K/V rows sit at a stride of the fused projection's width, which
+// the hardware prefetcher follows poorly, and a task would otherwise wait on
+// each of its first-touch misses in turn.
+void prefetch_rows(const float* p, int64_t ld, int64_t rows, int64_t cols, bool write = false) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; c += 16) {
+      if (write)
+        __builtin_prefetch(p + r * ld + c, 1, 2);
+      else
+        __builtin_prefetch(p + r * ld + c, 0, 2);
+    }
 }
 
 }  // namespace
@@ -356,11 +399,25 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
   // and the block's scores/probabilities (kBlock x ldt).
   const int64_t fwd_scratch = gm.d * ldt + gm.tk * gm.dv + kBlock * gm.d + kBlock * ldt;
   float* scratch = g.alloc(nt * fwd_scratch);
+  // Prefetch the next task's rows only while they fit L2 beside this task's
+  // (beyond, they would evict what the task is using).
+  const bool prefetch =
+      (gm.tk * (gm.d + gm.dv) + gm.tq * gm.group * (gm.d + gm.dv)) * 2 * sizeof(float) <=
+      (256u << 10);
   {
     const float *qd = q.data(), *kd = k.data(), *vd = v.data();
     float* od = y.data();
     run_tasks(n_tasks, nt, [&](int64_t task, int tid) {
       const int64_t b = task / gm.hkv, kvh = task % gm.hkv;
+      if (prefetch && task + nt < n_tasks) {
+        const int64_t nb = (task + nt) / gm.hkv, nh = (task + nt) % gm.hkv;
+        prefetch_rows(kd + nb * gm.tk * gm.ldk + nh * gm.d, gm.ldk, gm.tk, gm.d);
+        prefetch_rows(vd + nb * gm.tk * gm.ldv + nh * gm.dv, gm.ldv, gm.tk, gm.dv);
+        prefetch_rows(qd + nb * gm.tq * gm.ldq + nh * gm.group * gm.d, gm.ldq, gm.tq,
+                      gm.group * gm.d);
+        prefetch_rows(od + nb * gm.tq * gm.ldo + nh * gm.group * gm.dv, gm.ldo, gm.tq,
+                      gm.group * gm.dv, true);
+      }
       float* kt = scratch + tid * fwd_scratch;
       float* vp = kt + gm.d * ldt;
       float* qb = vp + gm.tk * gm.dv;
@@ -408,12 +465,29 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
     const int bnt = task_threads(n_tasks);
     // Per thread: Kᵀ (d x ldt) and Vᵀ (dv x ldt), packed K (Tk x d), Q and dO
     // blocks (kBlock x d, kBlock x dv), P and dP/dS of one block (kBlock x ldt).
-    const int64_t bwd_scratch =
-        (gm.d + gm.dv) * ldt + gm.tk * gm.d + kBlock * (gm.d + gm.dv) + 2 * kBlock * ldt;
+    // dK and dV of the kv head accumulate in contiguous per-task buffers
+    // (Tk x d, Tk x dv), added to the strided gradients once at the end: rows
+    // at the projection's stride (often a power of two) would share a few L1
+    // sets and thrash across the many query blocks that update them.
+    const int64_t bwd_scratch = (gm.d + gm.dv) * ldt + gm.tk * gm.d + kBlock * (gm.d + gm.dv) +
+                                2 * kBlock * ldt + gm.tk * (gm.d + gm.dv);
     float* bscratch = gg.alloc(bnt * bwd_scratch);
     const float *qd = q.data(), *kd = k.data(), *vd = v.data();
     run_tasks(n_tasks, bnt, [&](int64_t task, int tid) {
       const int64_t b = task / gm.hkv, kvh = task % gm.hkv;
+      if (prefetch && task + bnt < n_tasks) {
+        const int64_t nb = (task + bnt) / gm.hkv, nh = (task + bnt) % gm.hkv;
+        const int64_t nk = nb * gm.tk * gm.ldk + nh * gm.d, nv = nb * gm.tk * gm.ldv + nh * gm.dv;
+        const int64_t nq = nb * gm.tq * gm.ldq + nh * gm.group * gm.d;
+        const int64_t no = nb * gm.tq * gm.ldo + nh * gm.group * gm.dv;
+        prefetch_rows(kd + nk, gm.ldk, gm.tk, gm.d);
+        prefetch_rows(vd + nv, gm.ldv, gm.tk, gm.dv);
+        prefetch_rows(qd + nq, gm.ldq, gm.tq, gm.group * gm.d);
+        prefetch_rows(dy + no, gm.ldo, gm.tq, gm.group * gm.dv);
+        if (dk) prefetch_rows(dk + nk, gm.ldk, gm.tk, gm.d, true);
+        if (dv) prefetch_rows(dv + nv, gm.ldv, gm.tk, gm.dv, true);
+        if (dq) prefetch_rows(dq + nq, gm.ldq, gm.tq, gm.group * gm.d, true);
+      }
       float* kt = bscratch + tid * bwd_scratch;
       float* vt = kt + gm.d * ldt;
       float* kp = vt + gm.dv * ldt;
@@ -421,6 +495,10 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
       float* dob = qb + kBlock * gm.d;
       float* pb = dob + kBlock * gm.dv;
       float* dp = pb + kBlock * ldt;
+      float* dk_acc = dp + kBlock * ldt;
+      float* dv_acc = dk_acc + gm.tk * gm.d;
+      if (dk) std::memset(dk_acc, 0, sizeof(float) * size_t(gm.tk * gm.d));
+      if (dv) std::memset(dv_acc, 0, sizeof(float) * size_t(gm.tk * gm.dv));
       const int64_t kv0 = b * gm.tk * gm.ldk + kvh * gm.d;
       const int64_t v0 = b * gm.tk * gm.ldv + kvh * gm.dv;
       pack_transposed(kd + kv0, gm.ldk, gm.tk, gm.d, kt, ldt);
@@ -435,7 +513,6 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
           const int64_t cl = br.cl, n = br.ch - br.cl;
           const int64_t qoff = (b * gm.tq + i0) * gm.ldq + h * gm.d;
           const int64_t ooff = (b * gm.tq + i0) * gm.ldo + h * gm.dv;
-          const int64_t koff = kv0 + cl * gm.ldk;
           const float* lse_b = lse + (b * gm.hq + h) * gm.tq + i0;
           pack_rows(qd + qoff, gm.ldq, m, gm.d, qb);
           pack_rows(dy + ooff, gm.ldo, m, gm.dv, dob);
@@ -446,8 +523,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
                       float(mask.q_off + i0 + r - mask.k_off - cl), lse_b[r]);
           // dV_c += Pᵀ dO
           if (dv)
-            small_gemm<true>(n, gm.dv, m, 1.0f, pb, 1, ldt, dob, gm.dv, dv + v0 + cl * gm.ldv,
-                             gm.ldv);
+            small_gemm<true>(n, gm.dv, m, 1.0f, pb, 1, ldt, dob, gm.dv, dv_acc + cl * gm.dv, gm.dv);
           if (!need_ds) continue;
           // dP = dO V_cᵀ, then dS = P * (dP - rowsum(dP * P)) in place. Masked
           // entries have P = 0, so they get dS = 0.
@@ -465,7 +541,22 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
           if (dq)
             small_gemm<true>(m, gm.d, n, scale, dp, ldt, 1, kp + cl * gm.d, gm.d, dq + qoff,
                              gm.ldq);
-          if (dk) small_gemm<true>(n, gm.d, m, scale, dp, 1, ldt, qb, gm.d, dk + koff, gm.ldk);
+          if (dk)
+            small_gemm<true>(n, gm.d, m, scale, dp, 1, ldt, qb, gm.d, dk_acc + cl * gm.d, gm.d);
+        }
+      }
+      for (int64_t j = 0; j < gm.tk; ++j) {
+        if (dk) {
+          float* __restrict o = dk + kv0 + j * gm.ldk;
+          const float* __restrict a = dk_acc + j * gm.d;
+#pragma omp simd
+          for (int64_t c = 0; c < gm.d; ++c) o[c] += a[c];
+        }
+        if (dv) {
+          float* __restrict o = dv + v0 + j * gm.ldv;
+          const float* __restrict a = dv_acc + j * gm.dv;
+#pragma omp simd
+          for (int64_t c = 0; c < gm.dv; ++c) o[c] += a[c];
         }
       }
     });

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -86,6 +87,39 @@ void pack_a(bool ta, const float* a, int64_t lda, int64_t i0, int64_t mc, int64_
     std::copy_n(a + (i0 + i) * lda + k0, kc, dst + (i / kMR) * kPanelN + (i % kMR) * kLdp);
 }
 
+// Prefetches a strided region into L2 a few cache lines at a time: `rows`
+// segments of `len` floats at stride ld. Spread over the kernel calls of the
+// current block, it brings the next block's operands in while this one
+// computes, so packing copies hit L2 instead of waiting on L3 or memory.
+class Prefetcher {
+ public:
+  void reset(const float* p, int64_t rows, int64_t len, int64_t ld, int64_t calls) {
+    p_ = p;
+    rows_ = p && len > 0 ? rows : 0;
+    len_ = len;
+    ld_ = ld;
+    r_ = 0;
+    line_ = first_line(0);
+    const int64_t lines = rows_ * ((len + 15) / 16 + 1);
+    per_call_ = calls > 0 ? (lines + calls - 1) / calls : lines;
+  }
+  void step() {
+    for (int64_t i = 0; i < per_call_ && r_ < rows_; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(line_ * 64), _MM_HINT_T1);
+      if (++line_ > last_line(r_)) line_ = first_line(++r_);
+    }
+  }
+
+ private:
+  uintptr_t first_line(int64_t r) const { return reinterpret_cast<uintptr_t>(p_ + r * ld_) / 64; }
+  uintptr_t last_line(int64_t r) const {
+    return (reinterpret_cast<uintptr_t>(p_ + r * ld_ + len_) - 1) / 64;
+  }
+  const float* p_ = nullptr;
+  int64_t rows_ = 0, len_ = 0, ld_ = 0, r_ = 0, per_call_ = 0;
+  uintptr_t line_ = 0;
+};
+
 // One MR x 32 tile of C from kc steps of a packed A micro-panel and B panel.
 template <int MR, bool TA>
 void micro_kernel(int64_t kc, const float* ap, const float* bp, const Tile& t) {
@@ -162,14 +196,40 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
   const int64_t a_panel = trans_a ? kPanelT : kPanelN;
   // Equal k-blocks of at most kKC: C is read and written once per block.
   const int64_t kstep = (k + (k + kKC - 1) / kKC - 1) / ((k + kKC - 1) / kKC);
+  // Regions of op(A) and op(B) as (start, rows, row length) in memory.
+  auto a_region = [&](int64_t i0, int64_t mc, int64_t k0, int64_t kc, Prefetcher& pf,
+                      int64_t calls) {
+    if (trans_a)
+      pf.reset(a + k0 * lda + i0, kc, mc, lda, calls);
+    else
+      pf.reset(a + i0 * lda + k0, mc, kc, lda, calls);
+  };
+  const int64_t row_tiles = (m / kMC) * (kMC / kMR) + (m % kMC + kMR - 1) / kMR;
+  Prefetcher next_a, next_b;
   for (int64_t k0 = 0; k0 < k; k0 += kstep) {
     const int64_t kc = std::min(kstep, k - k0);
     pack_b(trans_b, b, ldb, k0, kc, n, packed_b.data());
+    // The next k-block's op(B), spread over this whole k-block.
+    const int64_t k1 = k0 + kstep, kc1 = std::min(kstep, k - k1);
+    if (k1 >= k)
+      next_b.reset(nullptr, 0, 0, 0, 0);
+    else if (trans_b)
+      next_b.reset(b + k1, n, kc1, ldb, panels * row_tiles);
+    else
+      next_b.reset(b + k1 * ldb, kc1, n, ldb, panels * row_tiles);
     const bool first = k0 == 0;
     Tile t{nullptr, ldc, 0, 0, alpha, first ? beta : 1.0f, nullptr};
     for (int64_t i0 = 0; i0 < m; i0 += kMC) {
       const int64_t mc = std::min(kMC, m - i0);
       pack_a(trans_a, a, lda, i0, mc, k0, kc, packed_a.data());
+      // The next A block, spread over this block's kernel calls.
+      const int64_t calls = panels * ((mc + kMR - 1) / kMR);
+      if (i0 + kMC < m)
+        a_region(i0 + kMC, std::min(kMC, m - i0 - kMC), k0, kc, next_a, calls);
+      else if (k1 < k)
+        a_region(0, std::min(kMC, m), k1, kc1, next_a, calls);
+      else
+        next_a.reset(nullptr, 0, 0, 0, 0);
       for (int64_t p = 0; p < panels; ++p) {
         const int64_t j0 = p * kNR;
         t.m0 = lane_mask(n - j0);
@@ -179,6 +239,8 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
         for (int64_t ir = 0; ir < mc; ir += kMR) {
           const int64_t mr = std::min<int64_t>(kMR, mc - ir);
           t.c = c + (i0 + ir) * ldc + j0;
+          next_a.step();
+          next_b.step();
           table[size_t(mr - 1)](kc, packed_a.data() + (ir / kMR) * a_panel, bp, t);
         }
       }
