@@ -58,8 +58,8 @@ TEST(Cli, MissingAndCorruptFilesAreNamed) {
 }
 
 TEST(Cli, InvalidConfigNamesFieldAndRule) {
-  std::string cfg = temp_file("heads.json",
-                              R"({"model": {"block": {"d_model": 30, "n_heads": 4}, "n_layers": 1}})");
+  std::string cfg = temp_file(
+      "heads.json", R"({"model": {"block": {"d_model": 30, "n_heads": 4}, "n_layers": 1}})");
   auto r = run_cli("train --config " + cfg);
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_NE(r.out.find("d_model"), std::string::npos) << r.out;
@@ -74,7 +74,8 @@ TEST(Cli, TooShortCorpusIsAClearError) {
 }
 
 TEST(Cli, JsonSummaryIsTheLastLine) {
-  auto r = run_cli("train --preset gpt-tiny --steps 3 --warmup 1 --batch-size 4 --json --quiet", false);
+  auto r =
+      run_cli("train --preset gpt-tiny --steps 3 --warmup 1 --batch-size 4 --json --quiet", false);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   auto j = nlohmann::json::parse(r.last_line());
   for (const char* key : {"steps", "final_train_loss", "val_loss", "tokens_per_sec", "params"})
@@ -84,11 +85,31 @@ TEST(Cli, JsonSummaryIsTheLastLine) {
   EXPECT_GT(j["val_loss"].get<double>(), 0.0);
 }
 
+// bench times exactly --steps steps after --warmup-steps, for any step count
+// (a repeated --steps used to keep the user's value as the total, so
+// --steps 5 timed nothing and crashed).
+TEST(Cli, BenchTimesTheRequestedSteps) {
+  for (int steps : {1, 3}) {
+    auto r =
+        run_cli("bench --preset gpt-tiny --batch-size 2 --threads 1 --warmup-steps 2 --steps " +
+                    std::to_string(steps),
+                false);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    auto j = nlohmann::json::parse(r.last_line());
+    EXPECT_EQ(j["steps"], steps);
+    EXPECT_EQ(j["timed_steps"], steps);
+    EXPECT_GT(j["tokens_per_sec"].get<double>(), 0.0);
+    EXPECT_GT(j["peak_rss_mb"].get<double>(), 0.0);
+  }
+}
+
 TEST(Cli, UserDataWithOwnVocabulary) {
   std::string text;
   for (int i = 0; i < 400; ++i) text += "αβγ δέζ ηθι κλμ νξο πρσ ";
   std::string data = temp_file("greek.txt", text);
-  auto r = run_cli("train --data " + data + " --steps 2 --warmup 1 --batch-size 2 --seq-len 32 --json --quiet", false);
+  auto r = run_cli(
+      "train --data " + data + " --steps 2 --warmup 1 --batch-size 2 --seq-len 32 --json --quiet",
+      false);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   auto j = nlohmann::json::parse(r.last_line());
   EXPECT_EQ(j["steps"], 2);

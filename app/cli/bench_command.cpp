@@ -51,11 +51,24 @@ int bench_command(const std::vector<std::string>& argv) {
   auto value_opts = run_value_options();
   value_opts.insert("warmup-steps");
   Args args(argv, value_opts, {});
-  if (!args.positional().empty()) throw UsageError("unexpected argument '" + args.positional()[0] + "'");
+  if (!args.positional().empty())
+    throw UsageError("unexpected argument '" + args.positional()[0] + "'");
   const int64_t steps = args.get_int("steps", 1).value_or(50);
   const int64_t warm = args.get_int("warmup-steps", 0).value_or(5);
-  std::vector<std::string> av = argv;
-  // The run covers warm-up + timed steps; evaluation is off so only training is timed.
+  // The run covers warm-up + timed steps; evaluation is off so only training is
+  // timed. Args keeps the first value of a repeated option, so the user's
+  // --steps / --eval-interval are dropped before the run's own are added.
+  std::vector<std::string> av;
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& a = argv[i];
+    const bool owned = a == "--steps" || a == "--eval-interval";
+    if (owned) {
+      ++i;  // and its value
+      continue;
+    }
+    if (a.rfind("--steps=", 0) == 0 || a.rfind("--eval-interval=", 0) == 0) continue;
+    av.push_back(a);
+  }
   av.push_back("--steps=" + std::to_string(warm + steps));
   av.push_back("--eval-interval=0");
   if (!args.get("warmup")) av.push_back("--warmup=0");  // the lr schedule does not matter here
@@ -68,6 +81,11 @@ int bench_command(const std::vector<std::string>& argv) {
   BenchRecorder rec;
   trainer.add_callback(&rec);
   trainer.train();
+  if (rec.step_ms.size() != size_t(warm + steps)) {
+    std::fprintf(stderr, "bench: the run stopped after %zu of %lld steps\n", rec.step_ms.size(),
+                 static_cast<long long>(warm + steps));
+    return 1;
+  }
   std::vector<double> timed(rec.step_ms.begin() + long(warm), rec.step_ms.end());
   std::vector<double> sorted = timed;
   std::sort(sorted.begin(), sorted.end());
@@ -80,6 +98,7 @@ int bench_command(const std::vector<std::string>& argv) {
       {"seq_len", tc.seq_len},
       {"warmup_steps", warm},
       {"steps", steps},
+      {"timed_steps", timed.size()},
       {"params", s.model->num_parameters()},
       {"flops_per_token", s.model->flops_per_token(tc.seq_len)},
       {"step_time_ms", median},
