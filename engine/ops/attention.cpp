@@ -271,8 +271,9 @@ struct RowSpan {
 };
 
 // Applies the ALiBi bias on [a, e), puts -inf in the widening lanes and zeros
-// outside them. Returns the widened span.
-RowSpan prepare_row(float* row, int64_t n, int64_t a, int64_t e, float slope, float base) {
+// outside them. Returns the widened span. (Causal blocks need neither zeros
+// nor bias: the span ends at the block's last column.)
+inline RowSpan prepare_row(float* row, int64_t n, int64_t a, int64_t e, float slope, float base) {
   const RowSpan sp{a / kLanes * kLanes, (e + kLanes - 1) / kLanes * kLanes};
   if (slope != 0.0f) {
 #pragma omp simd
@@ -281,19 +282,23 @@ RowSpan prepare_row(float* row, int64_t n, int64_t a, int64_t e, float slope, fl
   const float ninf = -std::numeric_limits<float>::infinity();
   for (int64_t j = sp.a0; j < a; ++j) row[j] = ninf;
   for (int64_t j = e; j < sp.e1; ++j) row[j] = ninf;
-  if (sp.a0 > 0) std::memset(row, 0, sizeof(float) * size_t(sp.a0));
-  if (sp.e1 < n) std::memset(row + sp.e1, 0, sizeof(float) * size_t(n - sp.e1));
+  for (int64_t j = 0; j < sp.a0; ++j) row[j] = 0.0f;
+  for (int64_t j = sp.e1; j < n; ++j) row[j] = 0.0f;
   return sp;
 }
 
-// In-place stable softmax of one score row over its allowed keys [a, e), with
-// the ALiBi bias; entries outside [a, e) become 0. base = q_pos - k_pos of
-// column 0. Returns the row's logsumexp (0 for a fully masked row).
-float softmax_row(float* row, int64_t n, int64_t a, int64_t e, float slope, float base) {
+// In place, one score row becomes exp(s + bias - max) over its allowed keys
+// [a, e) and 0 elsewhere: unnormalised, the caller scales the row's output by
+// 1 / sum (a dv-wide pass instead of an n-wide one). base = q_pos - k_pos of
+// column 0. Gives max and sum; sum = 0 for a fully masked row.
+inline void exp_row(float* row, int64_t n, int64_t a, int64_t e, float slope, float base,
+                    float* max_out, float* sum_out) {
   using namespace Eigen::internal;
   if (a >= e) {
     std::memset(row, 0, sizeof(float) * size_t(n));
-    return 0.0f;
+    *max_out = 0.0f;
+    *sum_out = 0.0f;
+    return;
   }
   const RowSpan sp = prepare_row(row, n, a, e, slope, base);
   Packet vmax = pset1<Packet>(-std::numeric_limits<float>::infinity());
@@ -306,16 +311,14 @@ float softmax_row(float* row, int64_t n, int64_t a, int64_t e, float slope, floa
     pstoreu(row + j, p);
     vsum = padd(vsum, p);
   }
-  const float sum = predux(vsum);
-  const Packet inv = pset1<Packet>(1.0f / sum);
-  for (int64_t j = sp.a0; j < sp.e1; j += kLanes)
-    pstoreu(row + j, pmul(ploadu<Packet>(row + j), inv));
-  return mx + std::log(sum);
+  *max_out = mx;
+  *sum_out = predux(vsum);
 }
 
 // Backward's recompute of one probability row from its scores and the saved
 // logsumexp: P = exp(S + bias - lse) on [a, e), 0 elsewhere.
-void probs_row(float* row, int64_t n, int64_t a, int64_t e, float slope, float base, float lse) {
+inline void probs_row(float* row, int64_t n, int64_t a, int64_t e, float slope, float base,
+                      float lse) {
   using namespace Eigen::internal;
   if (a >= e) {
     std::memset(row, 0, sizeof(float) * size_t(n));
@@ -441,13 +444,23 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
           pack_rows(qd + qoff, gm.ldq, m, gm.d, qb);
           // S = scale * Q_blk K_cᵀ, softmax per row, O_blk = P V_c.
           small_gemm<false>(m, n, gm.d, scale, qb, gm.d, 1, kt + cl, ldt, s, ldt);
-          for (int64_t r = 0; r < m; ++r) {
-            const float l = softmax_row(s + r * ldt, n, br.lo[r] - cl, br.hi[r] - cl, slope,
-                                        float(mask.q_off + i0 + r - mask.k_off - cl));
-            if (save) lse[(b * gm.hq + h) * gm.tq + i0 + r] = l;
-          }
+          float mx[kBlock], sum[kBlock];
+          for (int64_t r = 0; r < m; ++r)
+            exp_row(s + r * ldt, n, br.lo[r] - cl, br.hi[r] - cl, slope,
+                    float(mask.q_off + i0 + r - mask.k_off - cl), &mx[r], &sum[r]);
           small_gemm<false>(m, gm.dv, n, 1.0f, s, ldt, 1, vp + cl * gm.dv, gm.dv, od + ooff,
                             gm.ldo);
+          for (int64_t r = 0; r < m; ++r) {  // O = (exp(S - max) V) / sum
+            float* o = od + ooff + r * gm.ldo;
+            const float inv = sum[r] > 0.0f ? 1.0f / sum[r] : 0.0f;
+#pragma omp simd
+            for (int64_t c = 0; c < gm.dv; ++c) o[c] *= inv;
+          }
+          if (save) {  // row logsumexps; 0 for fully masked rows
+            const Eigen::Map<Eigen::ArrayXf> sums(sum, m);
+            Eigen::Map<Eigen::ArrayXf>(lse + (b * gm.hq + h) * gm.tq + i0, m) =
+                Eigen::Map<Eigen::ArrayXf>(mx, m) + (sums > 0.0f).select(sums.log(), 0.0f);
+          }
         }
       }
     });
@@ -472,7 +485,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
     const int64_t bwd_scratch = (gm.d + gm.dv) * ldt + gm.tk * gm.d + kBlock * (gm.d + gm.dv) +
                                 2 * kBlock * ldt + gm.tk * (gm.d + gm.dv);
     float* bscratch = gg.alloc(bnt * bwd_scratch);
-    const float *qd = q.data(), *kd = k.data(), *vd = v.data();
+    const float *qd = q.data(), *kd = k.data(), *vd = v.data(), *od = y.data();
     run_tasks(n_tasks, bnt, [&](int64_t task, int tid) {
       const int64_t b = task / gm.hkv, kvh = task % gm.hkv;
       if (prefetch && task + bnt < n_tasks) {
@@ -484,6 +497,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
         prefetch_rows(vd + nv, gm.ldv, gm.tk, gm.dv);
         prefetch_rows(qd + nq, gm.ldq, gm.tq, gm.group * gm.d);
         prefetch_rows(dy + no, gm.ldo, gm.tq, gm.group * gm.dv);
+        prefetch_rows(od + no, gm.ldo, gm.tq, gm.group * gm.dv);
         if (dk) prefetch_rows(dk + nk, gm.ldk, gm.tk, gm.d, true);
         if (dv) prefetch_rows(dv + nv, gm.ldv, gm.tk, gm.dv, true);
         if (dq) prefetch_rows(dq + nq, gm.ldq, gm.tq, gm.group * gm.d, true);
@@ -525,15 +539,18 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
           if (dv)
             small_gemm<true>(n, gm.dv, m, 1.0f, pb, 1, ldt, dob, gm.dv, dv_acc + cl * gm.dv, gm.dv);
           if (!need_ds) continue;
-          // dP = dO V_cᵀ, then dS = P * (dP - rowsum(dP * P)) in place. Masked
-          // entries have P = 0, so they get dS = 0.
+          // dP = dO V_cᵀ, then dS = P * (dP - D) in place with D = rowsum(P * dP)
+          // = dO · O per row (FlashAttention-2): a dv-wide dot instead of an
+          // n-wide pass. Masked entries have P = 0, so they get dS = 0.
           small_gemm<false>(m, n, gm.dv, 1.0f, dob, gm.dv, 1, vt + cl, ldt, dp, ldt);
           for (int64_t r = 0; r < m; ++r) {
             const float* pr = pb + r * ldt;
+            const float* dor = dob + r * gm.dv;
+            const float* orow = od + ooff + r * gm.ldo;
             float* dr = dp + r * ldt;
             float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-            for (int64_t j = 0; j < n; ++j) dot += dr[j] * pr[j];
+            for (int64_t c = 0; c < gm.dv; ++c) dot += dor[c] * orow[c];
 #pragma omp simd
             for (int64_t j = 0; j < n; ++j) dr[j] = pr[j] * (dr[j] - dot);
           }
