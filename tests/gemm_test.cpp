@@ -18,13 +18,15 @@ struct Case {
   bool ta, tb;
   int64_t m, n, k;
   float alpha, beta;
+  bool padded = true;  // leading dimensions padded; false: exactly the row widths
 };
 
 // Fills C first: NaN when beta is 0 (it must not be read), values otherwise.
 double max_rel_error(const Case& c, int threads) {
   std::mt19937 rng(uint32_t(c.m * 131 + c.n * 17 + c.k));
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  const int64_t lda = (c.ta ? c.m : c.k) + 3, ldb = (c.tb ? c.k : c.n) + 5, ldc = c.n + 7;
+  const int64_t pa = c.padded ? 3 : 0, pb = c.padded ? 5 : 0, pc = c.padded ? 7 : 0;
+  const int64_t lda = (c.ta ? c.m : c.k) + pa, ldb = (c.tb ? c.k : c.n) + pb, ldc = c.n + pc;
   std::vector<float> a(size_t((c.ta ? c.k : c.m) * lda)), b(size_t((c.tb ? c.n : c.k) * ldb));
   std::vector<float> cm(size_t(c.m * ldc));
   for (float& x : a) x = u(rng);
@@ -72,11 +74,22 @@ TEST_P(GemmBackends, MatchesDoubleReferenceOnEveryForm) {
   // m: below/at/above the 14-row tile and its 112-row block; n: partial
   // 32-column panels; k: one block, and 1100 = three k-blocks.
   const std::vector<Case> cases = {
-      {false, false, 37, 45, 29, 1.0f, 0.0f},    {false, true, 113, 33, 130, 1.0f, 1.0f},
-      {true, false, 29, 65, 1100, 1.0f, 1.0f},   {true, true, 50, 17, 64, 0.5f, 0.0f},
-      {false, true, 256, 384, 128, -2.0f, 1.0f}, {false, false, 100, 96, 600, 1.0f, 0.0f},
-      {true, false, 128, 128, 4096, 1.0f, 1.0f}, {false, true, 4, 70, 40, 1.0f, 0.0f},
+      {false, false, 37, 45, 29, 1.0f, 0.0f},
+      {false, true, 113, 33, 130, 1.0f, 1.0f},
+      {true, false, 29, 65, 1100, 1.0f, 1.0f},
+      {true, true, 50, 17, 64, 0.5f, 0.0f},
+      {false, true, 256, 384, 128, -2.0f, 1.0f},
+      {false, false, 100, 96, 600, 1.0f, 0.0f},
+      {true, false, 128, 128, 4096, 1.0f, 1.0f},
+      {false, true, 4, 70, 40, 1.0f, 0.0f},
       {false, false, 45, 3, 200, 1.0f, 1.0f},
+      // Unpadded power-of-two strides: the own kernel packs A (rows 2 KiB
+      // apart) or op(B) of a weight-gradient product instead of reading them
+      // in place; the other strides above take the in-place paths.
+      {false, true, 60, 40, 512, 1.0f, 0.0f, false},
+      {false, false, 100, 96, 1024, 1.0f, 1.0f, false},
+      {true, false, 40, 512, 600, 1.0f, 1.0f, false},
+      {true, false, 70, 64, 300, 1.0f, 0.0f, false},
   };
   for (int threads : {1, 2})
     for (const Case& c : cases) {

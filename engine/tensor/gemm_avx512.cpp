@@ -56,6 +56,7 @@ void pack_b(bool tb, const float* b, int64_t ldb, int64_t k0, int64_t kc, int64_
 struct Tile {
   float* c;
   int64_t ldc;
+  int64_t as, bs;  // A micro-panel: k-stride (op(A) = Aᵀ) or row stride; B panel k-stride
   __mmask16 m0, m1;
   float alpha, beta;
   const float* bias;  // added to every row (columns from the tile's first), or null
@@ -123,6 +124,7 @@ class Prefetcher {
 // One MR x 32 tile of C from kc steps of a packed A micro-panel and B panel.
 template <int MR, bool TA>
 void micro_kernel(int64_t kc, const float* ap, const float* bp, const Tile& t) {
+  const int64_t as = t.as, bs = t.bs;
   __m512 acc0[MR], acc1[MR];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
@@ -133,11 +135,11 @@ void micro_kernel(int64_t kc, const float* ap, const float* bp, const Tile& t) {
     _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc + 16), _MM_HINT_T0);
   }
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_loadu_ps(bp + k * kNR);
-    const __m512 b1 = _mm512_loadu_ps(bp + k * kNR + 16);
+    const __m512 b0 = _mm512_loadu_ps(bp + k * bs);
+    const __m512 b1 = _mm512_loadu_ps(bp + k * bs + 16);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const __m512 av = _mm512_set1_ps(TA ? ap[k * 16 + i] : ap[i * kLdp + k]);
+      const __m512 av = _mm512_set1_ps(TA ? ap[k * as + i] : ap[i * as + k]);
       acc0[i] = _mm512_fmadd_ps(av, b0, acc0[i]);
       acc1[i] = _mm512_fmadd_ps(av, b1, acc1[i]);
     }
@@ -206,9 +208,18 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
   };
   const int64_t row_tiles = (m / kMC) * (kMC / kMR) + (m % kMC + kMR - 1) / kMR;
   Prefetcher next_a, next_b;
+  // Operands are read in place where packing would only copy them: op(A) = Aᵀ
+  // (each k-row is already a contiguous run of a micro-tile's 14 rows), A
+  // unless its rows are a multiple of 2 KiB apart (then a micro-tile's 14 rows
+  // would share a few L1 sets), and, for weight gradients (dYᵀ X), op(B) = B
+  // in whole panels under the same stride rule. These operands are
+  // activations: thousands of k-rows, each element used by only m/14 or n/32
+  // tiles, and packing them cost 5-20% of such products (bench/gemm_bench).
+  const bool direct_a = trans_a || lda % 512 != 0;
+  const bool direct_b = trans_a && !trans_b && n % kNR == 0 && ldb % 512 != 0;
   for (int64_t k0 = 0; k0 < k; k0 += kstep) {
     const int64_t kc = std::min(kstep, k - k0);
-    pack_b(trans_b, b, ldb, k0, kc, n, packed_b.data());
+    if (!direct_b) pack_b(trans_b, b, ldb, k0, kc, n, packed_b.data());
     // The next k-block's op(B), spread over this whole k-block.
     const int64_t k1 = k0 + kstep, kc1 = std::min(kstep, k - k1);
     if (k1 >= k)
@@ -218,10 +229,20 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
     else
       next_b.reset(b + k1 * ldb, kc1, n, ldb, panels * row_tiles);
     const bool first = k0 == 0;
-    Tile t{nullptr, ldc, 0, 0, alpha, first ? beta : 1.0f, nullptr};
+    Tile t{nullptr,
+           ldc,
+           direct_a  ? lda
+           : trans_a ? 16
+                     : kLdp,
+           direct_b ? ldb : kNR,
+           0,
+           0,
+           alpha,
+           first ? beta : 1.0f,
+           nullptr};
     for (int64_t i0 = 0; i0 < m; i0 += kMC) {
       const int64_t mc = std::min(kMC, m - i0);
-      pack_a(trans_a, a, lda, i0, mc, k0, kc, packed_a.data());
+      if (!direct_a) pack_a(trans_a, a, lda, i0, mc, k0, kc, packed_a.data());
       // The next A block, spread over this block's kernel calls.
       const int64_t calls = panels * ((mc + kMR - 1) / kMR);
       if (i0 + kMC < m)
@@ -235,13 +256,16 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
         t.m0 = lane_mask(n - j0);
         t.m1 = lane_mask(n - j0 - 16);
         t.bias = first && bias ? bias + j0 : nullptr;
-        const float* bp = packed_b.data() + p * kc * kNR;
+        const float* bp = direct_b ? b + k0 * ldb + j0 : packed_b.data() + p * kc * kNR;
         for (int64_t ir = 0; ir < mc; ir += kMR) {
           const int64_t mr = std::min<int64_t>(kMR, mc - ir);
           t.c = c + (i0 + ir) * ldc + j0;
           next_a.step();
           next_b.step();
-          table[size_t(mr - 1)](kc, packed_a.data() + (ir / kMR) * a_panel, bp, t);
+          const float* ap = !direct_a ? packed_a.data() + (ir / kMR) * a_panel
+                            : trans_a ? a + k0 * lda + i0 + ir
+                                      : a + (i0 + ir) * lda + k0;
+          table[size_t(mr - 1)](kc, ap, bp, t);
         }
       }
     }

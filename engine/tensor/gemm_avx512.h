@@ -1,7 +1,9 @@
 // The engine's own single-thread GEMM for AVX-512 machines (row-major,
-// C = alpha * op(A) * op(B) + beta * C). 14x32 register tiles; A is copied per
-// 112-row block into a layout whose rows cannot alias L1 sets, op(B) into
-// 32-column panels, and k runs in equal blocks of at most 512. On the narrow
+// C = alpha * op(A) * op(B) + beta * C). 14x32 register tiles over 112-row
+// blocks; op(A) is read in place unless A's rows are a multiple of 2 KiB apart
+// (then copied so they cannot alias L1 sets), op(B) is packed into 32-column
+// panels (read in place for weight gradients, Aᵀ B), k runs in equal blocks of
+// at most 512, and the next blocks are prefetched into L2. On the narrow
 // training shapes (K and N of 128-1024, M of thousands of tokens) it beats
 // OpenBLAS (bench/gemm_bench.cpp). Sums over k run in order, block by block,
 // so a result never depends on how callers split C across threads.
