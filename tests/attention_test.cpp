@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gradcheck.h"
+#include "ops/elementwise.h"
 #include "tensor/gemm.h"
 
 namespace bl {
@@ -134,23 +135,28 @@ void poison_arena() {
   g.clear();
 }
 
-// Forward and backward against the reference.
+// Forward and backward against the reference, with q, k, v as parameters
+// (gradients accumulate into existing buffers) and as op outputs (the op gets
+// fresh, NaN-poisoned gradient buffers and must write every element).
 void check_against_ref(const Dims& s, AttentionOptions o, uint64_t seed = 1) {
   Inputs in = make_inputs(s, seed);
-  for (auto* p : {in.q.get(), in.k.get(), in.v.get()}) p->zero_grad();
   Graph& g = current_graph();
-  poison_arena();
-
-  Tensor y = attention(in.q->tensor(), in.k->tensor(), in.v->tensor(), s.hq, s.hkv, o);
-  ASSERT_EQ(y.shape(), in.q->shape());
-  float* gy = g.grad(y);
-  for (int64_t i = 0; i < y.numel(); ++i) gy[i] = in.dout->data()[i];
-  g.run_tape();
   AttnRef r = ref_attention(in.q->data(), in.k->data(), in.v->data(), s, o, in.dout->data());
-  expect_close(y.data(), r.out, 2e-5, "out");
-  expect_close(in.q->grad(), r.dq, 1e-4, "dq");
-  expect_close(in.k->grad(), r.dk, 1e-4, "dk");
-  expect_close(in.v->grad(), r.dv, 1e-4, "dv");
+  for (bool fresh : {false, true}) {
+    SCOPED_TRACE(fresh ? "fresh gradient buffers" : "parameter gradients");
+    for (auto* p : {in.q.get(), in.k.get(), in.v.get()}) p->zero_grad();
+    poison_arena();
+    auto input = [&](Parameter& p) { return fresh ? scale(p.tensor(), 1.0f) : p.tensor(); };
+    Tensor y = attention(input(*in.q), input(*in.k), input(*in.v), s.hq, s.hkv, o);
+    ASSERT_EQ(y.shape(), in.q->shape());
+    float* gy = g.grad(y);
+    for (int64_t i = 0; i < y.numel(); ++i) gy[i] = in.dout->data()[i];
+    g.run_tape();
+    expect_close(y.data(), r.out, 2e-5, "out");
+    expect_close(in.q->grad(), r.dq, 1e-4, "dq");
+    expect_close(in.k->grad(), r.dk, 1e-4, "dk");
+    expect_close(in.v->grad(), r.dv, 1e-4, "dv");
+  }
   // The no-grad path gives the same output.
   poison_arena();
   NoGradGuard ng;
@@ -251,6 +257,36 @@ TEST(Attention, FullyMaskedRowsGiveZeros) {
     EXPECT_EQ(in.q->grad()[i], 0.0f);
   }
   g.clear();
+}
+
+TEST(Attention, WholeQueryBlocksWithoutKeys) {
+  // Keys start at position 20: the first 16-row query block sees no key, so
+  // its rows of dQ are zeros the op must write itself.
+  AttentionOptions o = opts(true);
+  o.k_offset = 20;
+  check_against_ref(Dims{1, 40, 40, 2, 1, 4}, o);
+}
+
+// attention(x, x, x): one gradient buffer receives dQ + dK + dV.
+TEST(Attention, SharedInputSumsItsGradients) {
+  const Dims s{2, 40, 40, 2, 2, 4};
+  const AttentionOptions o = opts(true);
+  Inputs in = make_inputs(s, 5);
+  AttnRef r = ref_attention(in.q->data(), in.q->data(), in.q->data(), s, o, in.dout->data());
+  for (bool fresh : {false, true}) {
+    in.q->zero_grad();
+    poison_arena();
+    Graph& g = current_graph();
+    Tensor x = fresh ? scale(in.q->tensor(), 1.0f) : in.q->tensor();
+    Tensor y = attention(x, x, x, s.hq, s.hkv, o);
+    float* gy = g.grad(y);
+    for (int64_t i = 0; i < y.numel(); ++i) gy[i] = in.dout->data()[i];
+    g.run_tape();
+    std::vector<double> want(r.dq.size());
+    for (size_t i = 0; i < want.size(); ++i) want[i] = r.dq[i] + r.dk[i] + r.dv[i];
+    expect_close(in.q->grad(), want, 1e-4, fresh ? "dx (fresh)" : "dx");
+    g.clear();
+  }
 }
 
 TEST(Attention, DecodeStepEqualsLastRowOfFullSequence) {

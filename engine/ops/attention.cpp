@@ -330,6 +330,21 @@ inline void probs_row(float* row, int64_t n, int64_t a, int64_t e, float slope, 
     pstoreu(row + j, pexp(psub(ploadu<Packet>(row + j), pl)));
 }
 
+// dst rows (stride ld) = src (rows x cols, contiguous), or += when !overwrite.
+void store_rows(const float* src, int64_t rows, int64_t cols, float* dst, int64_t ld,
+                bool overwrite) {
+  for (int64_t j = 0; j < rows; ++j) {
+    float* __restrict o = dst + j * ld;
+    const float* __restrict a = src + j * cols;
+    if (overwrite) {
+      std::memcpy(o, a, sizeof(float) * size_t(cols));
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < cols; ++c) o[c] += a[c];
+    }
+  }
+}
+
 // Starts loading `rows` rows of `cols` floats at stride ld into L2, ahead of
 // their use: Q/K/V rows sit at a stride of the fused projection's width, which
 // the hardware prefetcher follows poorly, and a task would otherwise wait on
@@ -471,9 +486,16 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
     const float* dy = y.grad();
     if (!dy) return;
     Graph& gg = current_graph();
-    float* dq = gg.grad_if_required(q);
-    float* dk = gg.grad_if_required(k);
-    float* dv = gg.grad_if_required(v);
+    // Each element of dQ, dK and dV is written by exactly one task, so a
+    // gradient buffer this op creates (fresh) is overwritten rather than
+    // zeroed and accumulated into: no zeroing pass, and no reads of lines that
+    // only hold zeros. For attention(x, x, x) only the first of the three is
+    // fresh; the task that overwrites its dQ columns adds dK and dV to the
+    // same columns after its last block.
+    bool q_fresh = false, k_fresh = false, v_fresh = false;
+    float* dq = q.requires_grad() ? gg.grad_for_overwrite(q, q_fresh) : nullptr;
+    float* dk = k.requires_grad() ? gg.grad_for_overwrite(k, k_fresh) : nullptr;
+    float* dv = v.requires_grad() ? gg.grad_for_overwrite(v, v_fresh) : nullptr;
     const bool need_ds = dq || dk;
     const int bnt = task_threads(n_tasks);
     // Per thread: Kᵀ (d x ldt) and Vᵀ (dv x ldt), packed K (Tk x d), Q and dO
@@ -523,9 +545,14 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
         for (int64_t blk = 0; blk < gm.nblk; ++blk) {
           const int64_t i0 = blk * kBlock, m = std::min(kBlock, gm.tq - i0);
           const BlockRanges br(mask, i0, m);
-          if (br.empty()) continue;
-          const int64_t cl = br.cl, n = br.ch - br.cl;
           const int64_t qoff = (b * gm.tq + i0) * gm.ldq + h * gm.d;
+          if (br.empty()) {  // every key masked: no gradient
+            if (q_fresh)
+              for (int64_t r = 0; r < m; ++r)
+                std::memset(dq + qoff + r * gm.ldq, 0, sizeof(float) * size_t(gm.d));
+            continue;
+          }
+          const int64_t cl = br.cl, n = br.ch - br.cl;
           const int64_t ooff = (b * gm.tq + i0) * gm.ldo + h * gm.dv;
           const float* lse_b = lse + (b * gm.hq + h) * gm.tq + i0;
           pack_rows(qd + qoff, gm.ldq, m, gm.d, qb);
@@ -555,27 +582,18 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
             for (int64_t j = 0; j < n; ++j) dr[j] = pr[j] * (dr[j] - dot);
           }
           // dQ_blk += scale dS K_c ;  dK_c += scale dSᵀ Q_blk
-          if (dq)
+          if (dq && q_fresh)
+            small_gemm<false>(m, gm.d, n, scale, dp, ldt, 1, kp + cl * gm.d, gm.d, dq + qoff,
+                              gm.ldq);
+          else if (dq)
             small_gemm<true>(m, gm.d, n, scale, dp, ldt, 1, kp + cl * gm.d, gm.d, dq + qoff,
                              gm.ldq);
           if (dk)
             small_gemm<true>(n, gm.d, m, scale, dp, 1, ldt, qb, gm.d, dk_acc + cl * gm.d, gm.d);
         }
       }
-      for (int64_t j = 0; j < gm.tk; ++j) {
-        if (dk) {
-          float* __restrict o = dk + kv0 + j * gm.ldk;
-          const float* __restrict a = dk_acc + j * gm.d;
-#pragma omp simd
-          for (int64_t c = 0; c < gm.d; ++c) o[c] += a[c];
-        }
-        if (dv) {
-          float* __restrict o = dv + v0 + j * gm.ldv;
-          const float* __restrict a = dv_acc + j * gm.dv;
-#pragma omp simd
-          for (int64_t c = 0; c < gm.dv; ++c) o[c] += a[c];
-        }
-      }
+      if (dk) store_rows(dk_acc, gm.tk, gm.d, dk + kv0, gm.ldk, k_fresh);
+      if (dv) store_rows(dv_acc, gm.tk, gm.dv, dv + v0, gm.ldv, v_fresh);
     });
   });
   return y;
