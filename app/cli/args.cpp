@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <iterator>
 
 namespace bl::cli {
 
@@ -37,9 +38,10 @@ Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& va
 }
 
 std::optional<std::string> Args::get(const std::string& name) const {
-  auto it = values_.find(name);
-  if (it == values_.end()) return std::nullopt;
-  return it->second;
+  // Equal keys keep their insertion order: the last occurrence wins.
+  auto [lo, hi] = values_.equal_range(name);
+  if (lo == hi) return std::nullopt;
+  return std::prev(hi)->second;
 }
 
 std::vector<std::string> Args::all(const std::string& name) const {

@@ -21,6 +21,7 @@ class Args {
   Args(const std::vector<std::string>& argv, const std::set<std::string>& value_opts,
        const std::set<std::string>& flag_opts);
   bool flag(const std::string& name) const { return flags_.count(name) > 0; }
+  /// Value of a single-valued option; when repeated, the last one wins.
   std::optional<std::string> get(const std::string& name) const;
   std::vector<std::string> all(const std::string& name) const;
   std::optional<int64_t> get_int(const std::string& name, int64_t min_value) const;

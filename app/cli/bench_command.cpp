@@ -56,19 +56,8 @@ int bench_command(const std::vector<std::string>& argv) {
   const int64_t steps = args.get_int("steps", 1).value_or(50);
   const int64_t warm = args.get_int("warmup-steps", 0).value_or(5);
   // The run covers warm-up + timed steps; evaluation is off so only training is
-  // timed. Args keeps the first value of a repeated option, so the user's
-  // --steps / --eval-interval are dropped before the run's own are added.
-  std::vector<std::string> av;
-  for (size_t i = 0; i < argv.size(); ++i) {
-    const std::string& a = argv[i];
-    const bool owned = a == "--steps" || a == "--eval-interval";
-    if (owned) {
-      ++i;  // and its value
-      continue;
-    }
-    if (a.rfind("--steps=", 0) == 0 || a.rfind("--eval-interval=", 0) == 0) continue;
-    av.push_back(a);
-  }
+  // timed. Appended last, these override the user's --steps / --eval-interval.
+  std::vector<std::string> av = argv;
   av.push_back("--steps=" + std::to_string(warm + steps));
   av.push_back("--eval-interval=0");
   if (!args.get("warmup")) av.push_back("--warmup=0");  // the lr schedule does not matter here

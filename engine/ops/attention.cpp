@@ -43,10 +43,22 @@ int64_t floor_div(int64_t a, int64_t b) {
   return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
+// Where one task's data starts: its first K and V rows (its kv head's
+// columns) and its first Q and O rows (its query heads' columns).
+struct TaskRows {
+  int64_t k, v, q, o;
+};
+
 struct Geometry {
   int64_t batch, tq, tk, hq, hkv, d, group, nblk;
   int64_t ldq, ldk;      // row strides of q and of k
   int64_t dv, ldv, ldo;  // value head dim (may differ from d, MLA), row strides of v and out
+
+  TaskRows rows(int64_t task) const {
+    const int64_t b = task / hkv, h = task % hkv;
+    return {b * tk * ldk + h * d, b * tk * ldv + h * dv, b * tq * ldq + h * group * d,
+            b * tq * ldo + h * group * dv};
+  }
 };
 
 struct Mask {
@@ -428,21 +440,19 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
     run_tasks(n_tasks, nt, [&](int64_t task, int tid) {
       const int64_t b = task / gm.hkv, kvh = task % gm.hkv;
       if (prefetch && task + nt < n_tasks) {
-        const int64_t nb = (task + nt) / gm.hkv, nh = (task + nt) % gm.hkv;
-        prefetch_rows(kd + nb * gm.tk * gm.ldk + nh * gm.d, gm.ldk, gm.tk, gm.d);
-        prefetch_rows(vd + nb * gm.tk * gm.ldv + nh * gm.dv, gm.ldv, gm.tk, gm.dv);
-        prefetch_rows(qd + nb * gm.tq * gm.ldq + nh * gm.group * gm.d, gm.ldq, gm.tq,
-                      gm.group * gm.d);
-        prefetch_rows(od + nb * gm.tq * gm.ldo + nh * gm.group * gm.dv, gm.ldo, gm.tq,
-                      gm.group * gm.dv, true);
+        const TaskRows nx = gm.rows(task + nt);
+        prefetch_rows(kd + nx.k, gm.ldk, gm.tk, gm.d);
+        prefetch_rows(vd + nx.v, gm.ldv, gm.tk, gm.dv);
+        prefetch_rows(qd + nx.q, gm.ldq, gm.tq, gm.group * gm.d);
+        prefetch_rows(od + nx.o, gm.ldo, gm.tq, gm.group * gm.dv, true);
       }
       float* kt = scratch + tid * fwd_scratch;
       float* vp = kt + gm.d * ldt;
       float* qb = vp + gm.tk * gm.dv;
       float* s = qb + kBlock * gm.d;
-      const int64_t kv0 = b * gm.tk * gm.ldk + kvh * gm.d;
-      pack_transposed(kd + kv0, gm.ldk, gm.tk, gm.d, kt, ldt);
-      pack_rows(vd + b * gm.tk * gm.ldv + kvh * gm.dv, gm.ldv, gm.tk, gm.dv, vp);
+      const TaskRows tr = gm.rows(task);
+      pack_transposed(kd + tr.k, gm.ldk, gm.tk, gm.d, kt, ldt);
+      pack_rows(vd + tr.v, gm.ldv, gm.tk, gm.dv, vp);
       for (int64_t h = kvh * gm.group; h < (kvh + 1) * gm.group; ++h) {
         const float slope = alibi ? alibi[h] : 0.0f;
         for (int64_t blk = 0; blk < gm.nblk; ++blk) {
@@ -511,18 +521,15 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
     run_tasks(n_tasks, bnt, [&](int64_t task, int tid) {
       const int64_t b = task / gm.hkv, kvh = task % gm.hkv;
       if (prefetch && task + bnt < n_tasks) {
-        const int64_t nb = (task + bnt) / gm.hkv, nh = (task + bnt) % gm.hkv;
-        const int64_t nk = nb * gm.tk * gm.ldk + nh * gm.d, nv = nb * gm.tk * gm.ldv + nh * gm.dv;
-        const int64_t nq = nb * gm.tq * gm.ldq + nh * gm.group * gm.d;
-        const int64_t no = nb * gm.tq * gm.ldo + nh * gm.group * gm.dv;
-        prefetch_rows(kd + nk, gm.ldk, gm.tk, gm.d);
-        prefetch_rows(vd + nv, gm.ldv, gm.tk, gm.dv);
-        prefetch_rows(qd + nq, gm.ldq, gm.tq, gm.group * gm.d);
-        prefetch_rows(dy + no, gm.ldo, gm.tq, gm.group * gm.dv);
-        prefetch_rows(od + no, gm.ldo, gm.tq, gm.group * gm.dv);
-        if (dk) prefetch_rows(dk + nk, gm.ldk, gm.tk, gm.d, true);
-        if (dv) prefetch_rows(dv + nv, gm.ldv, gm.tk, gm.dv, true);
-        if (dq) prefetch_rows(dq + nq, gm.ldq, gm.tq, gm.group * gm.d, true);
+        const TaskRows nx = gm.rows(task + bnt);
+        prefetch_rows(kd + nx.k, gm.ldk, gm.tk, gm.d);
+        prefetch_rows(vd + nx.v, gm.ldv, gm.tk, gm.dv);
+        prefetch_rows(qd + nx.q, gm.ldq, gm.tq, gm.group * gm.d);
+        prefetch_rows(dy + nx.o, gm.ldo, gm.tq, gm.group * gm.dv);
+        prefetch_rows(od + nx.o, gm.ldo, gm.tq, gm.group * gm.dv);
+        if (dk) prefetch_rows(dk + nx.k, gm.ldk, gm.tk, gm.d, true);
+        if (dv) prefetch_rows(dv + nx.v, gm.ldv, gm.tk, gm.dv, true);
+        if (dq) prefetch_rows(dq + nx.q, gm.ldq, gm.tq, gm.group * gm.d, true);
       }
       float* kt = bscratch + tid * bwd_scratch;
       float* vt = kt + gm.d * ldt;
@@ -535,11 +542,10 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
       float* dv_acc = dk_acc + gm.tk * gm.d;
       if (dk) std::memset(dk_acc, 0, sizeof(float) * size_t(gm.tk * gm.d));
       if (dv) std::memset(dv_acc, 0, sizeof(float) * size_t(gm.tk * gm.dv));
-      const int64_t kv0 = b * gm.tk * gm.ldk + kvh * gm.d;
-      const int64_t v0 = b * gm.tk * gm.ldv + kvh * gm.dv;
-      pack_transposed(kd + kv0, gm.ldk, gm.tk, gm.d, kt, ldt);
-      if (need_ds) pack_transposed(vd + v0, gm.ldv, gm.tk, gm.dv, vt, ldt);
-      if (dq) pack_rows(kd + kv0, gm.ldk, gm.tk, gm.d, kp);
+      const TaskRows tr = gm.rows(task);
+      pack_transposed(kd + tr.k, gm.ldk, gm.tk, gm.d, kt, ldt);
+      if (need_ds) pack_transposed(vd + tr.v, gm.ldv, gm.tk, gm.dv, vt, ldt);
+      if (dq) pack_rows(kd + tr.k, gm.ldk, gm.tk, gm.d, kp);
       for (int64_t h = kvh * gm.group; h < (kvh + 1) * gm.group; ++h) {
         const float slope = alibi ? alibi[h] : 0.0f;
         for (int64_t blk = 0; blk < gm.nblk; ++blk) {
@@ -592,8 +598,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
             small_gemm<true>(n, gm.d, m, scale, dp, 1, ldt, qb, gm.d, dk_acc + cl * gm.d, gm.d);
         }
       }
-      if (dk) store_rows(dk_acc, gm.tk, gm.d, dk + kv0, gm.ldk, k_fresh);
-      if (dv) store_rows(dv_acc, gm.tk, gm.dv, dv + v0, gm.ldv, v_fresh);
+      if (dk) store_rows(dk_acc, gm.tk, gm.d, dk + tr.k, gm.ldk, k_fresh);
+      if (dv) store_rows(dv_acc, gm.tk, gm.dv, dv + tr.v, gm.ldv, v_fresh);
     });
   });
   return y;

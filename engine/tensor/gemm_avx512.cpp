@@ -62,28 +62,15 @@ struct Tile {
   const float* bias;  // added to every row (columns from the tile's first), or null
 };
 
-// A block, packed so the kernel reads it from one pointer at fixed offsets
-// and power-of-two leading dimensions cannot alias L1 sets: op(A) = Aᵀ as
-// k-major rows of 16 floats (a plain copy), op(A) = A as row copies with a
-// padded stride.
-constexpr int64_t kPanelT = kKC * 16;    // floats per packed Aᵀ micro-panel
+// A block of op(A) = A whose rows are a multiple of 2 KiB apart, copied with a
+// padded stride so a micro-tile's rows cannot alias L1 sets (op(A) = Aᵀ and
+// other strides are read in place).
 constexpr int64_t kLdp = kKC + 16;       // padded row stride of packed A
 constexpr int64_t kPanelN = kMR * kLdp;  // floats per packed A micro-panel
-constexpr int64_t kPackedA = (kMC / kMR) * std::max(kPanelT, kPanelN);
+constexpr int64_t kPackedA = (kMC / kMR) * kPanelN;
 
-void pack_a(bool ta, const float* a, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
+void pack_a(const float* a, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
             float* dst) {
-  if (ta) {
-    // op(A)[i][k] = a[k * lda + i]: source rows in order, each split into panels.
-    for (int64_t k = 0; k < kc; ++k) {
-      const float* s = a + (k0 + k) * lda + i0;
-      for (int64_t q = 0; q * kMR < mc; ++q)
-        _mm512_storeu_ps(
-            dst + q * kPanelT + k * 16,
-            _mm512_maskz_loadu_ps(lane_mask(std::min(kMR, mc - q * kMR)), s + q * kMR));
-    }
-    return;
-  }
   for (int64_t i = 0; i < mc; ++i)
     std::copy_n(a + (i0 + i) * lda + k0, kc, dst + (i / kMR) * kPanelN + (i % kMR) * kLdp);
 }
@@ -91,7 +78,8 @@ void pack_a(bool ta, const float* a, int64_t lda, int64_t i0, int64_t mc, int64_
 // Prefetches a strided region into L2 a few cache lines at a time: `rows`
 // segments of `len` floats at stride ld. Spread over the kernel calls of the
 // current block, it brings the next block's operands in while this one
-// computes, so packing copies hit L2 instead of waiting on L3 or memory.
+// computes, so packing copies and in-place reads hit L2 instead of waiting on
+// L3 or memory.
 class Prefetcher {
  public:
   void reset(const float* p, int64_t rows, int64_t len, int64_t ld, int64_t calls) {
@@ -121,7 +109,7 @@ class Prefetcher {
   uintptr_t line_ = 0;
 };
 
-// One MR x 32 tile of C from kc steps of a packed A micro-panel and B panel.
+// One MR x 32 tile of C from kc steps of an A micro-panel and a B panel.
 template <int MR, bool TA>
 void micro_kernel(int64_t kc, const float* ap, const float* bp, const Tile& t) {
   const int64_t as = t.as, bs = t.bs;
@@ -195,7 +183,6 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
   // Grow to the largest block once, then stay: no allocation in a warm step.
   thread_local std::vector<float> packed_b, packed_a = std::vector<float>(size_t(kPackedA));
   if (packed_b.size() < size_t(panels * kKC * kNR)) packed_b.resize(size_t(panels * kKC * kNR));
-  const int64_t a_panel = trans_a ? kPanelT : kPanelN;
   // Equal k-blocks of at most kKC: C is read and written once per block.
   const int64_t kstep = (k + (k + kKC - 1) / kKC - 1) / ((k + kKC - 1) / kKC);
   // Regions of op(A) and op(B) as (start, rows, row length) in memory.
@@ -215,7 +202,7 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
   // in whole panels under the same stride rule. These operands are
   // activations: thousands of k-rows, each element used by only m/14 or n/32
   // tiles, and packing them cost 5-20% of such products (bench/gemm_bench).
-  const bool direct_a = trans_a || lda % 512 != 0;
+  const bool pack_a_rows = !trans_a && lda % 512 == 0;
   const bool direct_b = trans_a && !trans_b && n % kNR == 0 && ldb % 512 != 0;
   for (int64_t k0 = 0; k0 < k; k0 += kstep) {
     const int64_t kc = std::min(kstep, k - k0);
@@ -231,9 +218,7 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
     const bool first = k0 == 0;
     Tile t{nullptr,
            ldc,
-           direct_a  ? lda
-           : trans_a ? 16
-                     : kLdp,
+           pack_a_rows ? kLdp : lda,
            direct_b ? ldb : kNR,
            0,
            0,
@@ -242,7 +227,7 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
            nullptr};
     for (int64_t i0 = 0; i0 < m; i0 += kMC) {
       const int64_t mc = std::min(kMC, m - i0);
-      if (!direct_a) pack_a(trans_a, a, lda, i0, mc, k0, kc, packed_a.data());
+      if (pack_a_rows) pack_a(a, lda, i0, mc, k0, kc, packed_a.data());
       // The next A block, spread over this block's kernel calls.
       const int64_t calls = panels * ((mc + kMR - 1) / kMR);
       if (i0 + kMC < m)
@@ -262,9 +247,9 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
           t.c = c + (i0 + ir) * ldc + j0;
           next_a.step();
           next_b.step();
-          const float* ap = !direct_a ? packed_a.data() + (ir / kMR) * a_panel
-                            : trans_a ? a + k0 * lda + i0 + ir
-                                      : a + (i0 + ir) * lda + k0;
+          const float* ap = pack_a_rows ? packed_a.data() + (ir / kMR) * kPanelN
+                            : trans_a   ? a + k0 * lda + i0 + ir
+                                        : a + (i0 + ir) * lda + k0;
           table[size_t(mr - 1)](kc, ap, bp, t);
         }
       }
