@@ -172,7 +172,7 @@ AttentionOptions opts(bool causal, float scale = 0.35f) {
   return o;
 }
 
-// T = 70 spans three 32-row query blocks, so block ranges are exercised.
+// T = 70 spans five 16-row query blocks, so block ranges are exercised.
 constexpr Dims kGqa{2, 70, 70, 4, 2, 8};
 
 TEST(Attention, CausalGqaMatchesNaive) {
@@ -316,6 +316,20 @@ TEST(Attention, DecodeStepEqualsLastRowOfFullSequence) {
             << "mode " << mode;
     g.clear();
   }
+}
+
+TEST(Attention, TasksOfSomeOrAllKvHeads) {
+  // A task takes all kv heads of a batch element when that keeps both
+  // threads busy and fits L2, else fewer: B = 1 with 4 kv heads splits into
+  // tasks of 2 kv heads at 2 threads (all 4 at 1 thread); head_dim 64 at
+  // T = 300 fits one kv head per task only.
+  const int saved = num_threads();
+  for (int nt = 1; nt <= 2; ++nt) {
+    set_num_threads(nt);
+    check_against_ref({1, 70, 70, 8, 4, 8}, opts(true));
+    check_against_ref({2, 300, 300, 4, 2, 64}, opts(true, 0.125f));
+  }
+  set_num_threads(saved);
 }
 
 TEST(Attention, SameResultWithOneOrTwoThreads) {

@@ -43,7 +43,7 @@ int64_t floor_div(int64_t a, int64_t b) {
   return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
-// Where one task's data starts: its first K and V rows (its kv head's
+// Where one task's data starts: its first K and V rows (its kv heads'
 // columns) and its first Q and O rows (its query heads' columns).
 struct TaskRows {
   int64_t k, v, q, o;
@@ -53,11 +53,21 @@ struct Geometry {
   int64_t batch, tq, tk, hq, hkv, d, group, nblk;
   int64_t ldq, ldk;      // row strides of q and of k
   int64_t dv, ldv, ldo;  // value head dim (may differ from d, MLA), row strides of v and out
+  int64_t ck = 1;        // kv heads per task (a divisor of hkv)
+
+  int64_t chunks() const { return hkv / ck; }
+  int64_t tasks() const { return batch * chunks(); }
+  // Column widths of one task's slice of q, k, v and out.
+  int64_t wq() const { return ck * group * d; }
+  int64_t wk() const { return ck * d; }
+  int64_t wv() const { return ck * dv; }
+  int64_t wo() const { return ck * group * dv; }
+  int64_t first_head(int64_t task) const { return task % chunks() * ck * group; }
 
   TaskRows rows(int64_t task) const {
-    const int64_t b = task / hkv, h = task % hkv;
-    return {b * tk * ldk + h * d, b * tk * ldv + h * dv, b * tq * ldq + h * group * d,
-            b * tq * ldo + h * group * dv};
+    const int64_t b = task / chunks(), c = task % chunks();
+    return {b * tk * ldk + c * wk(), b * tk * ldv + c * wv(), b * tq * ldq + c * wq(),
+            b * tq * ldo + c * wo()};
   }
 };
 
@@ -371,6 +381,23 @@ void prefetch_rows(const float* p, int64_t ld, int64_t rows, int64_t cols, bool 
     }
 }
 
+// kv heads per task. Preferably all of them: a task then reads whole rows of
+// Q, K, V and O (for (B, T, H*D) tensors, one contiguous stretch per batch
+// element) in sweeps the hardware prefetcher follows, where one head's columns
+// are short pieces at a stride. Fewer when that would leave a thread idle or
+// the task's packed operands (backward's, the larger) would not fit L2.
+int64_t kv_heads_per_task(const Geometry& gm, int64_t ldt, int threads) {
+  for (int64_t ck = gm.hkv; ck > 1; --ck) {
+    if (gm.hkv % ck != 0) continue;
+    const int64_t tasks = gm.batch * (gm.hkv / ck);
+    const int64_t floats = ck * ((gm.d + gm.dv) * ldt + gm.tk * (2 * gm.d + gm.dv));
+    const bool fits = floats * int64_t(sizeof(float)) <= (int64_t(512) << 10);
+    const bool balanced = tasks % threads == 0 || tasks >= 4 * int64_t(threads);
+    if (fits && balanced) return ck;
+  }
+  return 1;
+}
+
 }  // namespace
 
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_heads,
@@ -399,84 +426,94 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
            "batch sizes differ: q " + q.shape().str() + ", k " + k.shape().str());
   op_check(opt.window >= 0 && opt.chunk >= 0, "attention", "window and chunk must be >= 0");
 
-  const Geometry gm{q.dim(0),
-                    q.dim(1),
-                    k.dim(1),
-                    n_heads,
-                    n_kv_heads,
-                    d,
-                    n_heads / n_kv_heads,
-                    (q.dim(1) + kBlock - 1) / kBlock,
-                    q.cols(),
-                    k.cols(),
-                    v_hd,
-                    v.cols(),
-                    n_heads * v_hd};
+  Geometry gm{q.dim(0),
+              q.dim(1),
+              k.dim(1),
+              n_heads,
+              n_kv_heads,
+              d,
+              n_heads / n_kv_heads,
+              (q.dim(1) + kBlock - 1) / kBlock,
+              q.cols(),
+              k.cols(),
+              v_hd,
+              v.cols(),
+              n_heads * v_hd};
   const Mask mask{gm.tk, opt.q_offset, opt.k_offset, opt.window, opt.chunk, opt.causal};
   const float scale = opt.scale;
   const float* alibi = opt.alibi_slopes;
   const int64_t ldt = padded_ld(gm.tk);  // row stride of Kᵀ, Vᵀ, P and score rows
+  gm.ck = kv_heads_per_task(gm, ldt, task_threads(gm.batch * gm.hkv));
 
   Graph& g = current_graph();
   Tensor y = g.empty(Shape{q.dim(0), q.dim(1), gm.ldo}, g.needs_grad({q, k, v}));
   if (y.numel() == 0) return y;
   const bool save = y.requires_grad();
-  const int64_t n_tasks = gm.batch * gm.hkv;
+  const int64_t n_tasks = gm.tasks();
   const int nt = task_threads(n_tasks);
   // Row logsumexps (B, Hq, Tq) for backward's recompute of P.
   float* lse = save ? g.alloc(gm.batch * gm.hq * gm.tq) : nullptr;
-  // Per thread: Kᵀ (d x ldt), packed V (Tk x dv), a query block (kBlock x d)
-  // and the block's scores/probabilities (kBlock x ldt).
-  const int64_t fwd_scratch = gm.d * ldt + gm.tk * gm.dv + kBlock * gm.d + kBlock * ldt;
+  // Per thread: Kᵀ of the task's kv heads (wk x ldt), their V rows (Tk x wv),
+  // a query block of every query head (kBlock x wq) and one head's
+  // scores/probabilities (kBlock x ldt).
+  const int64_t fwd_scratch = gm.wk() * ldt + gm.tk * gm.wv() + kBlock * gm.wq() + kBlock * ldt;
   float* scratch = g.alloc(nt * fwd_scratch);
-  // Prefetch the next task's rows only while they fit L2 beside this task's
-  // (beyond, they would evict what the task is using).
-  const bool prefetch =
-      (gm.tk * (gm.d + gm.dv) + gm.tq * gm.group * (gm.d + gm.dv)) * 2 * sizeof(float) <=
-      (256u << 10);
+  const int64_t kv_per_blk = (gm.tk + gm.nblk - 1) / gm.nblk;
   {
     const float *qd = q.data(), *kd = k.data(), *vd = v.data();
     float* od = y.data();
     run_tasks(n_tasks, nt, [&](int64_t task, int tid) {
-      const int64_t b = task / gm.hkv, kvh = task % gm.hkv;
-      if (prefetch && task + nt < n_tasks) {
-        const TaskRows nx = gm.rows(task + nt);
-        prefetch_rows(kd + nx.k, gm.ldk, gm.tk, gm.d);
-        prefetch_rows(vd + nx.v, gm.ldv, gm.tk, gm.dv);
-        prefetch_rows(qd + nx.q, gm.ldq, gm.tq, gm.group * gm.d);
-        prefetch_rows(od + nx.o, gm.ldo, gm.tq, gm.group * gm.dv, true);
-      }
+      const int64_t b = task / gm.chunks(), h0 = gm.first_head(task);
       float* kt = scratch + tid * fwd_scratch;
-      float* vp = kt + gm.d * ldt;
-      float* qb = vp + gm.tk * gm.dv;
-      float* s = qb + kBlock * gm.d;
+      float* vp = kt + gm.wk() * ldt;
+      float* qb = vp + gm.tk * gm.wv();
+      float* s = qb + kBlock * gm.wq();
       const TaskRows tr = gm.rows(task);
-      pack_transposed(kd + tr.k, gm.ldk, gm.tk, gm.d, kt, ldt);
-      pack_rows(vd + tr.v, gm.ldv, gm.tk, gm.dv, vp);
-      for (int64_t h = kvh * gm.group; h < (kvh + 1) * gm.group; ++h) {
-        const float slope = alibi ? alibi[h] : 0.0f;
-        for (int64_t blk = 0; blk < gm.nblk; ++blk) {
-          const int64_t i0 = blk * kBlock, m = std::min(kBlock, gm.tq - i0);
-          const BlockRanges br(mask, i0, m);
-          const int64_t qoff = (b * gm.tq + i0) * gm.ldq + h * gm.d;
-          const int64_t ooff = (b * gm.tq + i0) * gm.ldo + h * gm.dv;
-          if (br.empty()) {  // every key masked: zero output
-            for (int64_t r = 0; r < m; ++r)
-              std::memset(od + ooff + r * gm.ldo, 0, sizeof(float) * size_t(gm.dv));
-            continue;
+      pack_transposed(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kt, ldt);
+      pack_rows(vd + tr.v, gm.ldv, gm.tk, gm.wv(), vp);
+      for (int64_t blk = 0; blk < gm.nblk; ++blk) {
+        const int64_t i0 = blk * kBlock, m = std::min(kBlock, gm.tq - i0);
+        const float* qrows = qd + tr.q + i0 * gm.ldq;
+        float* orows = od + tr.o + i0 * gm.ldo;
+        const int64_t m_next = std::min(kBlock, gm.tq - i0 - kBlock);
+        if (m_next > 0) {
+          prefetch_rows(qrows + kBlock * gm.ldq, gm.ldq, m_next, gm.wq());
+          prefetch_rows(orows + kBlock * gm.ldo, gm.ldo, m_next, gm.wo(), true);
+        }
+        if (task + nt < n_tasks) {  // the next task's K and V, a slice per block
+          const TaskRows nx = gm.rows(task + nt);
+          const int64_t r0 = blk * kv_per_blk, nr = std::min(kv_per_blk, gm.tk - r0);
+          prefetch_rows(kd + nx.k + r0 * gm.ldk, gm.ldk, nr, gm.wk());
+          prefetch_rows(vd + nx.v + r0 * gm.ldv, gm.ldv, nr, gm.wv());
+          if (blk + 1 == gm.nblk) {
+            const int64_t mq = std::min(kBlock, gm.tq);
+            prefetch_rows(qd + nx.q, gm.ldq, mq, gm.wq());
+            prefetch_rows(od + nx.o, gm.ldo, mq, gm.wo(), true);
           }
-          const int64_t cl = br.cl, n = br.ch - br.cl;
-          pack_rows(qd + qoff, gm.ldq, m, gm.d, qb);
+        }
+        const BlockRanges br(mask, i0, m);
+        if (br.empty()) {  // every key masked: zero output
+          for (int64_t r = 0; r < m; ++r)
+            std::memset(orows + r * gm.ldo, 0, sizeof(float) * size_t(gm.wo()));
+          continue;
+        }
+        const int64_t cl = br.cl, n = br.ch - br.cl;
+        pack_rows(qrows, gm.ldq, m, gm.wq(), qb);
+        for (int64_t hl = 0; hl < gm.ck * gm.group; ++hl) {
+          const int64_t h = h0 + hl, kl = hl / gm.group;
+          const float slope = alibi ? alibi[h] : 0.0f;
           // S = scale * Q_blk K_cᵀ, softmax per row, O_blk = P V_c.
-          small_gemm<false>(m, n, gm.d, scale, qb, gm.d, 1, kt + cl, ldt, s, ldt);
+          small_gemm<false>(m, n, gm.d, scale, qb + hl * gm.d, gm.wq(), 1,
+                            kt + kl * gm.d * ldt + cl, ldt, s, ldt);
           float mx[kBlock], sum[kBlock];
           for (int64_t r = 0; r < m; ++r)
             exp_row(s + r * ldt, n, br.lo[r] - cl, br.hi[r] - cl, slope,
                     float(mask.q_off + i0 + r - mask.k_off - cl), &mx[r], &sum[r]);
-          small_gemm<false>(m, gm.dv, n, 1.0f, s, ldt, 1, vp + cl * gm.dv, gm.dv, od + ooff,
-                            gm.ldo);
+          float* oh = orows + hl * gm.dv;
+          small_gemm<false>(m, gm.dv, n, 1.0f, s, ldt, 1, vp + cl * gm.wv() + kl * gm.dv, gm.wv(),
+                            oh, gm.ldo);
           for (int64_t r = 0; r < m; ++r) {  // O = (exp(S - max) V) / sum
-            float* o = od + ooff + r * gm.ldo;
+            float* o = oh + r * gm.ldo;
             const float inv = sum[r] > 0.0f ? 1.0f / sum[r] : 0.0f;
 #pragma omp simd
             for (int64_t c = 0; c < gm.dv; ++c) o[c] *= inv;
@@ -508,98 +545,126 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
     float* dv = v.requires_grad() ? gg.grad_for_overwrite(v, v_fresh) : nullptr;
     const bool need_ds = dq || dk;
     const int bnt = task_threads(n_tasks);
-    // Per thread: Kᵀ (d x ldt) and Vᵀ (dv x ldt), packed K (Tk x d), Q and dO
-    // blocks (kBlock x d, kBlock x dv), P and dP/dS of one block (kBlock x ldt).
-    // dK and dV of the kv head accumulate in contiguous per-task buffers
-    // (Tk x d, Tk x dv), added to the strided gradients once at the end: rows
-    // at the projection's stride (often a power of two) would share a few L1
-    // sets and thrash across the many query blocks that update them.
-    const int64_t bwd_scratch = (gm.d + gm.dv) * ldt + gm.tk * gm.d + kBlock * (gm.d + gm.dv) +
-                                2 * kBlock * ldt + gm.tk * (gm.d + gm.dv);
+    const int64_t heads = gm.ck * gm.group;  // query heads per task
+    // Per thread: Kᵀ and Vᵀ of the task's kv heads (wk x ldt, wv x ldt), their
+    // K rows (Tk x wk), a query block of Q and dO for every query head
+    // (kBlock x wq, kBlock x wo), and one head's P and dP/dS (kBlock x ldt).
+    // dK and dV accumulate in contiguous per-task buffers (Tk x wk, Tk x wv),
+    // added to the strided gradients once at the end: rows at the
+    // projection's stride (often a power of two) would share a few L1 sets
+    // and thrash across the many query blocks that update them.
+    const int64_t bwd_scratch = (gm.wk() + gm.wv()) * ldt + gm.tk * gm.wk() +
+                                kBlock * (gm.wq() + gm.wo()) + 2 * kBlock * ldt +
+                                gm.tk * (gm.wk() + gm.wv()) + kBlock * heads;
     float* bscratch = gg.alloc(bnt * bwd_scratch);
     const float *qd = q.data(), *kd = k.data(), *vd = v.data(), *od = y.data();
     run_tasks(n_tasks, bnt, [&](int64_t task, int tid) {
-      const int64_t b = task / gm.hkv, kvh = task % gm.hkv;
-      if (prefetch && task + bnt < n_tasks) {
-        const TaskRows nx = gm.rows(task + bnt);
-        prefetch_rows(kd + nx.k, gm.ldk, gm.tk, gm.d);
-        prefetch_rows(vd + nx.v, gm.ldv, gm.tk, gm.dv);
-        prefetch_rows(qd + nx.q, gm.ldq, gm.tq, gm.group * gm.d);
-        prefetch_rows(dy + nx.o, gm.ldo, gm.tq, gm.group * gm.dv);
-        prefetch_rows(od + nx.o, gm.ldo, gm.tq, gm.group * gm.dv);
-        if (dk) prefetch_rows(dk + nx.k, gm.ldk, gm.tk, gm.d, true);
-        if (dv) prefetch_rows(dv + nx.v, gm.ldv, gm.tk, gm.dv, true);
-        if (dq) prefetch_rows(dq + nx.q, gm.ldq, gm.tq, gm.group * gm.d, true);
-      }
+      const int64_t b = task / gm.chunks(), h0 = gm.first_head(task);
       float* kt = bscratch + tid * bwd_scratch;
-      float* vt = kt + gm.d * ldt;
-      float* kp = vt + gm.dv * ldt;
-      float* qb = kp + gm.tk * gm.d;
-      float* dob = qb + kBlock * gm.d;
-      float* pb = dob + kBlock * gm.dv;
+      float* vt = kt + gm.wk() * ldt;
+      float* kp = vt + gm.wv() * ldt;
+      float* qb = kp + gm.tk * gm.wk();
+      float* dob = qb + kBlock * gm.wq();
+      float* pb = dob + kBlock * gm.wo();
       float* dp = pb + kBlock * ldt;
       float* dk_acc = dp + kBlock * ldt;
-      float* dv_acc = dk_acc + gm.tk * gm.d;
-      if (dk) std::memset(dk_acc, 0, sizeof(float) * size_t(gm.tk * gm.d));
-      if (dv) std::memset(dv_acc, 0, sizeof(float) * size_t(gm.tk * gm.dv));
+      float* dv_acc = dk_acc + gm.tk * gm.wk();
+      float* dsum = dv_acc + gm.tk * gm.wv();
+      if (dk) std::memset(dk_acc, 0, sizeof(float) * size_t(gm.tk * gm.wk()));
+      if (dv) std::memset(dv_acc, 0, sizeof(float) * size_t(gm.tk * gm.wv()));
       const TaskRows tr = gm.rows(task);
-      pack_transposed(kd + tr.k, gm.ldk, gm.tk, gm.d, kt, ldt);
-      if (need_ds) pack_transposed(vd + tr.v, gm.ldv, gm.tk, gm.dv, vt, ldt);
-      if (dq) pack_rows(kd + tr.k, gm.ldk, gm.tk, gm.d, kp);
-      for (int64_t h = kvh * gm.group; h < (kvh + 1) * gm.group; ++h) {
-        const float slope = alibi ? alibi[h] : 0.0f;
-        for (int64_t blk = 0; blk < gm.nblk; ++blk) {
-          const int64_t i0 = blk * kBlock, m = std::min(kBlock, gm.tq - i0);
-          const BlockRanges br(mask, i0, m);
-          const int64_t qoff = (b * gm.tq + i0) * gm.ldq + h * gm.d;
-          if (br.empty()) {  // every key masked: no gradient
-            if (q_fresh)
-              for (int64_t r = 0; r < m; ++r)
-                std::memset(dq + qoff + r * gm.ldq, 0, sizeof(float) * size_t(gm.d));
-            continue;
+      pack_transposed(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kt, ldt);
+      if (need_ds) pack_transposed(vd + tr.v, gm.ldv, gm.tk, gm.wv(), vt, ldt);
+      if (dq) pack_rows(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kp);
+      for (int64_t blk = 0; blk < gm.nblk; ++blk) {
+        const int64_t i0 = blk * kBlock, m = std::min(kBlock, gm.tq - i0);
+        const float* qrows = qd + tr.q + i0 * gm.ldq;
+        const float* dorows = dy + tr.o + i0 * gm.ldo;
+        const float* orows = od + tr.o + i0 * gm.ldo;
+        float* dqrows = dq ? dq + tr.q + i0 * gm.ldq : nullptr;
+        const int64_t m_next = std::min(kBlock, gm.tq - i0 - kBlock);
+        if (m_next > 0) {
+          prefetch_rows(qrows + kBlock * gm.ldq, gm.ldq, m_next, gm.wq());
+          prefetch_rows(dorows + kBlock * gm.ldo, gm.ldo, m_next, gm.wo());
+          prefetch_rows(orows + kBlock * gm.ldo, gm.ldo, m_next, gm.wo());
+          if (dq) prefetch_rows(dqrows + kBlock * gm.ldq, gm.ldq, m_next, gm.wq(), true);
+        }
+        if (task + bnt < n_tasks) {  // the next task's K, V, dK and dV, a slice per block
+          const TaskRows nx = gm.rows(task + bnt);
+          const int64_t r0 = blk * kv_per_blk, nr = std::min(kv_per_blk, gm.tk - r0);
+          prefetch_rows(kd + nx.k + r0 * gm.ldk, gm.ldk, nr, gm.wk());
+          prefetch_rows(vd + nx.v + r0 * gm.ldv, gm.ldv, nr, gm.wv());
+          if (dk) prefetch_rows(dk + nx.k + r0 * gm.ldk, gm.ldk, nr, gm.wk(), true);
+          if (dv) prefetch_rows(dv + nx.v + r0 * gm.ldv, gm.ldv, nr, gm.wv(), true);
+          if (blk + 1 == gm.nblk) {
+            const int64_t mq = std::min(kBlock, gm.tq);
+            prefetch_rows(qd + nx.q, gm.ldq, mq, gm.wq());
+            prefetch_rows(dy + nx.o, gm.ldo, mq, gm.wo());
+            prefetch_rows(od + nx.o, gm.ldo, mq, gm.wo());
+            if (dq) prefetch_rows(dq + nx.q, gm.ldq, mq, gm.wq(), true);
           }
-          const int64_t cl = br.cl, n = br.ch - br.cl;
-          const int64_t ooff = (b * gm.tq + i0) * gm.ldo + h * gm.dv;
+        }
+        const BlockRanges br(mask, i0, m);
+        if (br.empty()) {  // every key masked: no gradient
+          if (q_fresh)
+            for (int64_t r = 0; r < m; ++r)
+              std::memset(dqrows + r * gm.ldq, 0, sizeof(float) * size_t(gm.wq()));
+          continue;
+        }
+        const int64_t cl = br.cl, n = br.ch - br.cl;
+        pack_rows(qrows, gm.ldq, m, gm.wq(), qb);
+        pack_rows(dorows, gm.ldo, m, gm.wo(), dob);
+        if (need_ds)  // D = dO · O of every row and head, in one sweep of the block's O rows
+          for (int64_t r = 0; r < m; ++r)
+            for (int64_t hl = 0; hl < heads; ++hl) {
+              using V = Eigen::Map<const Eigen::VectorXf>;
+              dsum[r * heads + hl] = V(dob + r * gm.wo() + hl * gm.dv, gm.dv)
+                                         .dot(V(orows + r * gm.ldo + hl * gm.dv, gm.dv));
+            }
+        for (int64_t hl = 0; hl < heads; ++hl) {
+          const int64_t h = h0 + hl, kl = hl / gm.group;
+          const float slope = alibi ? alibi[h] : 0.0f;
           const float* lse_b = lse + (b * gm.hq + h) * gm.tq + i0;
-          pack_rows(qd + qoff, gm.ldq, m, gm.d, qb);
-          pack_rows(dy + ooff, gm.ldo, m, gm.dv, dob);
+          const float* qh = qb + hl * gm.d;
+          const float* doh = dob + hl * gm.dv;
           // P = exp(scale * Q_blk K_cᵀ + bias - lse), recomputed in L1/L2.
-          small_gemm<false>(m, n, gm.d, scale, qb, gm.d, 1, kt + cl, ldt, pb, ldt);
+          small_gemm<false>(m, n, gm.d, scale, qh, gm.wq(), 1, kt + kl * gm.d * ldt + cl, ldt, pb,
+                            ldt);
           for (int64_t r = 0; r < m; ++r)
             probs_row(pb + r * ldt, n, br.lo[r] - cl, br.hi[r] - cl, slope,
                       float(mask.q_off + i0 + r - mask.k_off - cl), lse_b[r]);
           // dV_c += Pᵀ dO
           if (dv)
-            small_gemm<true>(n, gm.dv, m, 1.0f, pb, 1, ldt, dob, gm.dv, dv_acc + cl * gm.dv, gm.dv);
+            small_gemm<true>(n, gm.dv, m, 1.0f, pb, 1, ldt, doh, gm.wo(),
+                             dv_acc + cl * gm.wv() + kl * gm.dv, gm.wv());
           if (!need_ds) continue;
           // dP = dO V_cᵀ, then dS = P * (dP - D) in place with D = rowsum(P * dP)
           // = dO · O per row (FlashAttention-2): a dv-wide dot instead of an
           // n-wide pass. Masked entries have P = 0, so they get dS = 0.
-          small_gemm<false>(m, n, gm.dv, 1.0f, dob, gm.dv, 1, vt + cl, ldt, dp, ldt);
+          small_gemm<false>(m, n, gm.dv, 1.0f, doh, gm.wo(), 1, vt + kl * gm.dv * ldt + cl, ldt, dp,
+                            ldt);
           for (int64_t r = 0; r < m; ++r) {
             const float* pr = pb + r * ldt;
-            const float* dor = dob + r * gm.dv;
-            const float* orow = od + ooff + r * gm.ldo;
             float* dr = dp + r * ldt;
-            float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-            for (int64_t c = 0; c < gm.dv; ++c) dot += dor[c] * orow[c];
+            const float dot = dsum[r * heads + hl];
 #pragma omp simd
             for (int64_t j = 0; j < n; ++j) dr[j] = pr[j] * (dr[j] - dot);
           }
           // dQ_blk += scale dS K_c ;  dK_c += scale dSᵀ Q_blk
+          const float* kh = kp + cl * gm.wk() + kl * gm.d;
           if (dq && q_fresh)
-            small_gemm<false>(m, gm.d, n, scale, dp, ldt, 1, kp + cl * gm.d, gm.d, dq + qoff,
+            small_gemm<false>(m, gm.d, n, scale, dp, ldt, 1, kh, gm.wk(), dqrows + hl * gm.d,
                               gm.ldq);
           else if (dq)
-            small_gemm<true>(m, gm.d, n, scale, dp, ldt, 1, kp + cl * gm.d, gm.d, dq + qoff,
+            small_gemm<true>(m, gm.d, n, scale, dp, ldt, 1, kh, gm.wk(), dqrows + hl * gm.d,
                              gm.ldq);
           if (dk)
-            small_gemm<true>(n, gm.d, m, scale, dp, 1, ldt, qb, gm.d, dk_acc + cl * gm.d, gm.d);
+            small_gemm<true>(n, gm.d, m, scale, dp, 1, ldt, qh, gm.wq(),
+                             dk_acc + cl * gm.wk() + kl * gm.d, gm.wk());
         }
       }
-      if (dk) store_rows(dk_acc, gm.tk, gm.d, dk + tr.k, gm.ldk, k_fresh);
-      if (dv) store_rows(dv_acc, gm.tk, gm.dv, dv + tr.v, gm.ldv, v_fresh);
+      if (dk) store_rows(dk_acc, gm.tk, gm.wk(), dk + tr.k, gm.ldk, k_fresh);
+      if (dv) store_rows(dv_acc, gm.tk, gm.wv(), dv + tr.v, gm.ldv, v_fresh);
     });
   });
   return y;
