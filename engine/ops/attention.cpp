@@ -19,6 +19,7 @@
 // packing such small operands.
 #include "ops/attention.h"
 
+#include <immintrin.h>
 #include <omp.h>
 
 #include <Eigen/Core>
@@ -280,6 +281,114 @@ void pack_transposed(const float* src, int64_t ld_src, int64_t n, int64_t d, flo
     for (int64_t c = 0; c < d; ++c) dst[c * ld + j] = src[j * ld_src + c];
 }
 
+#if defined(__AVX512F__)
+// Score rows in whole 16-lane vectors over the allowed keys [a, e) widened
+// to vector boundaries; lanes outside [a, e) are masked: loaded as -inf,
+// stored as 0. exp is evaluated inline (below). The row buffers are padded
+// to whole vectors (padded_ld), so the widening never leaves them.
+
+// exp(x) for x <= 88: n = round(x / ln 2), r = x - n ln 2 in two parts
+// (Cody-Waite), e^r by its Taylor series to degree 7 (truncation < 6e-9
+// relative), 2^n applied by vscalefps. Arguments below -87 give exp(-87)
+// (1.6e-38, the smallest normal range; no denormals): the callers mask the
+// lanes that must be exactly 0. NaN propagates.
+inline __m512 exp512(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);  // NaN stays NaN (second operand)
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682e-6f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// Lanes of the vector at column j that lie in [a, e).
+inline __mmask16 span_mask(int64_t j, int64_t a, int64_t e) {
+  const int64_t lo = a - j, hi = e - j;
+  const uint32_t below = lo <= 0 ? 0u : lo >= 16 ? 0xFFFFu : (1u << lo) - 1u;
+  const uint32_t upto = hi >= 16 ? 0xFFFFu : hi <= 0 ? 0u : (1u << hi) - 1u;
+  return __mmask16(upto & ~below);
+}
+
+// Scores of the vector at column j over [a, e) plus the ALiBi bias
+// -slope * (base - column), -inf outside.
+inline __m512 load_scores(const float* row, int64_t j, int64_t a, int64_t e, float slope,
+                          float base) {
+  const __mmask16 m = span_mask(j, a, e);
+  __m512 x = _mm512_mask_loadu_ps(_mm512_set1_ps(-std::numeric_limits<float>::infinity()), m,
+                                  row + j);
+  if (slope != 0.0f) {
+    const __m512 col = _mm512_add_ps(
+        _mm512_set1_ps(float(j)),
+        _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    x = _mm512_mask_sub_ps(x, m, x,
+                           _mm512_mul_ps(_mm512_set1_ps(slope),
+                                         _mm512_sub_ps(_mm512_set1_ps(base), col)));
+  }
+  return x;
+}
+
+// Zeros the whole vectors of the row outside [a0, e1).
+inline void zero_outside(float* row, int64_t n, int64_t a0, int64_t e1) {
+  for (int64_t j = 0; j < a0; j += 16) _mm512_storeu_ps(row + j, _mm512_setzero_ps());
+  for (int64_t j = e1; j < n; j += 16) _mm512_storeu_ps(row + j, _mm512_setzero_ps());
+}
+
+// In place, one score row becomes exp(s + bias - max) over its allowed keys
+// [a, e) and 0 elsewhere: unnormalised, the caller scales the row's output by
+// 1 / sum (a dv-wide pass instead of an n-wide one). base = q_pos - k_pos of
+// column 0. Gives max and sum; sum = 0 for a fully masked row.
+inline void exp_row(float* row, int64_t n, int64_t a, int64_t e, float slope, float base,
+                    float* max_out, float* sum_out) {
+  if (a >= e) {
+    std::memset(row, 0, sizeof(float) * size_t(n));
+    *max_out = 0.0f;
+    *sum_out = 0.0f;
+    return;
+  }
+  const int64_t a0 = a / 16 * 16, e1 = (e + 15) / 16 * 16;
+  __m512 vmax = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t j = a0; j < e1; j += 16)
+    vmax = _mm512_max_ps(vmax, load_scores(row, j, a, e, slope, base));
+  const float mx = _mm512_reduce_max_ps(vmax);
+  const __m512 pm = _mm512_set1_ps(mx);
+  __m512 vsum = _mm512_setzero_ps();
+  for (int64_t j = a0; j < e1; j += 16) {
+    const __m512 p = _mm512_maskz_mov_ps(
+        span_mask(j, a, e), exp512(_mm512_sub_ps(load_scores(row, j, a, e, slope, base), pm)));
+    _mm512_storeu_ps(row + j, p);
+    vsum = _mm512_add_ps(vsum, p);
+  }
+  zero_outside(row, n, a0, e1);
+  *max_out = mx;
+  *sum_out = _mm512_reduce_add_ps(vsum);
+}
+
+// Backward's recompute of one probability row from its scores and the saved
+// logsumexp: P = exp(S + bias - lse) on [a, e), 0 elsewhere.
+inline void probs_row(float* row, int64_t n, int64_t a, int64_t e, float slope, float base,
+                      float lse) {
+  if (a >= e) {
+    std::memset(row, 0, sizeof(float) * size_t(n));
+    return;
+  }
+  const int64_t a0 = a / 16 * 16, e1 = (e + 15) / 16 * 16;
+  const __m512 pl = _mm512_set1_ps(lse);
+  for (int64_t j = a0; j < e1; j += 16)
+    _mm512_storeu_ps(row + j, _mm512_maskz_mov_ps(span_mask(j, a, e),
+                                                  exp512(_mm512_sub_ps(
+                                                      load_scores(row, j, a, e, slope, base), pl))));
+  zero_outside(row, n, a0, e1);
+}
+
+#else
 // Score rows are processed in whole packets (Eigen's, so any vector ISA) over
 // the allowed keys [a, e) widened to packet boundaries: the widening lanes are
 // set to -inf first, which exp maps to exactly 0. No scalar exp calls for
@@ -351,6 +460,8 @@ inline void probs_row(float* row, int64_t n, int64_t a, int64_t e, float slope, 
   for (int64_t j = sp.a0; j < sp.e1; j += kLanes)
     pstoreu(row + j, pexp(psub(ploadu<Packet>(row + j), pl)));
 }
+
+#endif
 
 // dst rows (stride ld) = src (rows x cols, contiguous), or += when !overwrite.
 void store_rows(const float* src, int64_t rows, int64_t cols, float* dst, int64_t ld,
