@@ -6,15 +6,18 @@
 // measured ~5% faster on one thread at B=16, H=8, T=256, but costs 36 MB of
 // arena per layer and twice that in memory traffic, which the 2 cores share.
 //
-// Work is split per (batch, kv head): that task transposes/packs its K and V
-// once, then runs every query head of its GQA group in blocks of kBlock query
-// rows. Every mask (causal, window, chunk) restricts a query row to one
-// contiguous key interval, so a block only computes the union of its rows'
-// intervals (the causal upper triangle is skipped but for the diagonal
-// blocks). Keys outside a block's column range are never touched. In backward the same split means
-// one task owns dK/dV of its kv head and dQ of its query heads: no accumulation races.
+// A task is one batch element and a group of kv heads (all of them when that
+// keeps the threads busy; kv_heads_per_task): it packs their K and V rows
+// once, then runs blocks of 16 query rows, every query head of the group per
+// block, so Q, O and their gradients are read and written in whole-row sweeps.
+// Every mask (causal, window, chunk) restricts a query row to one contiguous
+// key interval, so a block only computes the union of its rows' intervals
+// (the causal upper triangle is skipped but for the diagonal blocks). A
+// block's scores are held transposed, one query row per vector lane, so the
+// softmax runs down columns with no horizontal reductions. In backward one
+// task owns dK/dV of its kv heads and dQ of its query heads: no races.
 //
-// The products (32 x 256 x 32 and the like) run on a register-tiled kernel
+// The products (128 x 16 x 32 and the like) run on a register-tiled kernel
 // over packed, L1-friendly copies; a general GEMM spends much of its time
 // packing such small operands.
 #include "ops/attention.h"
@@ -24,6 +27,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -217,14 +221,6 @@ void small_gemm(int64_t m, int64_t n, int64_t k, float alpha, const float* a, in
   }
 }
 
-// Row stride for buffers of rows of n floats: a multiple of 16 floats that
-// is an odd number of 64-byte lines, so successive rows spread over all L1
-// sets (a 1 KiB stride, e.g. Tk = 256, would use only 1/16 of them).
-int64_t padded_ld(int64_t n) {
-  const int64_t n16 = (n + 15) / 16 * 16;
-  return (n16 / 16) % 2 ? n16 : n16 + 16;
-}
-
 // dst (n x d, contiguous) = n rows of d floats at stride ld_src.
 void pack_rows(const float* src, int64_t ld_src, int64_t n, int64_t d, float* dst) {
   for (int64_t j = 0; j < n; ++j) {
@@ -281,187 +277,115 @@ void pack_transposed(const float* src, int64_t ld_src, int64_t n, int64_t d, flo
     for (int64_t c = 0; c < d; ++c) dst[c * ld + j] = src[j * ld_src + c];
 }
 
-#if defined(__AVX512F__)
-// Score rows in whole 16-lane vectors over the allowed keys [a, e) widened
-// to vector boundaries; lanes outside [a, e) are masked: loaded as -inf,
-// stored as 0. exp is evaluated inline (below). The row buffers are padded
-// to whole vectors (padded_ld), so the widening never leaves them.
+// ---- Scores with one query row per vector lane ---------------------------
+// A block's scores are kept transposed, St (n x 16): row j holds key cl + j
+// against the block's 16 query rows, one per lane. The softmax then runs down
+// the columns with plain vector arithmetic: a row's max and sum are lanes of
+// a vector, never horizontal reductions, and consecutive key rows are
+// independent work. GCC/Clang vector extensions keep it ISA-neutral.
 
-// exp(x) for x <= 88: n = round(x / ln 2), r = x - n ln 2 in two parts
-// (Cody-Waite), e^r by its Taylor series to degree 7 (truncation < 6e-9
-// relative), 2^n applied by vscalefps. Arguments below -87 give exp(-87)
-// (1.6e-38, the smallest normal range; no denormals): the callers mask the
-// lanes that must be exactly 0. NaN propagates.
-inline __m512 exp512(__m512 x) {
-  x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);  // NaN stays NaN (second operand)
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682e-6f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
+typedef int32_t Lanes16 __attribute__((vector_size(64)));
+typedef uint32_t ULanes16 __attribute__((vector_size(64)));
+static_assert(kBlock == 16, "one query row per lane of a 16-float vector");
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+inline Vec16 splat(float x) {
+  return Vec16{} + x;
 }
 
-// Lanes of the vector at column j that lie in [a, e).
-inline __mmask16 span_mask(int64_t j, int64_t a, int64_t e) {
-  const int64_t lo = a - j, hi = e - j;
-  const uint32_t below = lo <= 0 ? 0u : lo >= 16 ? 0xFFFFu : (1u << lo) - 1u;
-  const uint32_t upto = hi >= 16 ? 0xFFFFu : hi <= 0 ? 0u : (1u << hi) - 1u;
-  return __mmask16(upto & ~below);
+// exp(x) for x <= 88 as vector arithmetic: x = k ln2 + r (k = round(x / ln2),
+// r in two Cody-Waite parts), e^r by its Taylor series to degree 7
+// (truncation < 6e-9 relative), 2^k built in the exponent bits. Arguments
+// below -87 give exp(-87) (1.6e-38: no denormals); the callers zero the lanes
+// that must be exactly 0. NaN propagates.
+inline Vec16 vexp(Vec16 x) {
+  x = x < -87.0f ? splat(-87.0f) : x;
+  x = x > 88.0f ? splat(88.0f) : x;
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  Vec16 kf = x * 1.44269504f + kMagic;   // low mantissa bits now hold k
+  const ULanes16 kbits = std::bit_cast<ULanes16>(kf);
+  kf -= kMagic;
+  const Vec16 r = (x - kf * 0.693145751953125f) - kf * 1.42860682e-6f;
+  Vec16 p = splat(1.0f / 5040.0f);
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const ULanes16 two_k = (kbits + 127u) << 23;  // k + 127 in [1, 254]
+  return p * std::bit_cast<Vec16>(two_k);
 }
 
-// Scores of the vector at column j over [a, e) plus the ALiBi bias
-// -slope * (base - column), -inf outside.
-inline __m512 load_scores(const float* row, int64_t j, int64_t a, int64_t e, float slope,
-                          float base) {
-  const __mmask16 m = span_mask(j, a, e);
-  __m512 x = _mm512_mask_loadu_ps(_mm512_set1_ps(-std::numeric_limits<float>::infinity()), m,
-                                  row + j);
-  if (slope != 0.0f) {
-    const __m512 col = _mm512_add_ps(
-        _mm512_set1_ps(float(j)),
-        _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-    x = _mm512_mask_sub_ps(x, m, x,
-                           _mm512_mul_ps(_mm512_set1_ps(slope),
-                                         _mm512_sub_ps(_mm512_set1_ps(base), col)));
+// Which lanes (query rows) of a block may see each key row, and their bias.
+struct Lanes {
+  Lanes16 lo{}, hi{};  // allowed key rows [lo, hi) of each lane, relative to cl; empty past m
+  Vec16 base{};        // q_pos - k_pos of key row 0, per lane (ALiBi)
+  float slope = 0.0f;
+
+  Lanes(const BlockRanges& br, const Mask& mask, int64_t i0, int64_t m) {
+    for (int64_t l = 0; l < m; ++l) {
+      lo[l] = int32_t(br.lo[l] - br.cl);
+      hi[l] = int32_t(std::max(br.hi[l], br.lo[l]) - br.cl);
+      base[l] = float(mask.q_off + i0 + l - mask.k_off - br.cl);
+    }
   }
-  return x;
-}
-
-// Zeros the whole vectors of the row outside [a0, e1).
-inline void zero_outside(float* row, int64_t n, int64_t a0, int64_t e1) {
-  for (int64_t j = 0; j < a0; j += 16) _mm512_storeu_ps(row + j, _mm512_setzero_ps());
-  for (int64_t j = e1; j < n; j += 16) _mm512_storeu_ps(row + j, _mm512_setzero_ps());
-}
-
-// In place, one score row becomes exp(s + bias - max) over its allowed keys
-// [a, e) and 0 elsewhere: unnormalised, the caller scales the row's output by
-// 1 / sum (a dv-wide pass instead of an n-wide one). base = q_pos - k_pos of
-// column 0. Gives max and sum; sum = 0 for a fully masked row.
-inline void exp_row(float* row, int64_t n, int64_t a, int64_t e, float slope, float base,
-                    float* max_out, float* sum_out) {
-  if (a >= e) {
-    std::memset(row, 0, sizeof(float) * size_t(n));
-    *max_out = 0.0f;
-    *sum_out = 0.0f;
-    return;
+  Lanes16 allowed(int64_t j) const {
+    const Lanes16 jv = Lanes16{} + int32_t(j);
+    return (jv >= lo) & (jv < hi);
   }
-  const int64_t a0 = a / 16 * 16, e1 = (e + 15) / 16 * 16;
-  __m512 vmax = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  for (int64_t j = a0; j < e1; j += 16)
-    vmax = _mm512_max_ps(vmax, load_scores(row, j, a, e, slope, base));
-  const float mx = _mm512_reduce_max_ps(vmax);
-  const __m512 pm = _mm512_set1_ps(mx);
-  __m512 vsum = _mm512_setzero_ps();
-  for (int64_t j = a0; j < e1; j += 16) {
-    const __m512 p = _mm512_maskz_mov_ps(
-        span_mask(j, a, e), exp512(_mm512_sub_ps(load_scores(row, j, a, e, slope, base), pm)));
-    _mm512_storeu_ps(row + j, p);
-    vsum = _mm512_add_ps(vsum, p);
+  // Key row j of St plus the ALiBi bias -slope * (q_pos - k_pos).
+  Vec16 scores(const float* st, int64_t j) const {
+    const Vec16 s = *reinterpret_cast<const Vec16*>(st + j * kBlock);
+    return slope != 0.0f ? s - slope * (base - float(j)) : s;
   }
-  zero_outside(row, n, a0, e1);
-  *max_out = mx;
-  *sum_out = _mm512_reduce_add_ps(vsum);
-}
-
-// Backward's recompute of one probability row from its scores and the saved
-// logsumexp: P = exp(S + bias - lse) on [a, e), 0 elsewhere.
-inline void probs_row(float* row, int64_t n, int64_t a, int64_t e, float slope, float base,
-                      float lse) {
-  if (a >= e) {
-    std::memset(row, 0, sizeof(float) * size_t(n));
-    return;
-  }
-  const int64_t a0 = a / 16 * 16, e1 = (e + 15) / 16 * 16;
-  const __m512 pl = _mm512_set1_ps(lse);
-  for (int64_t j = a0; j < e1; j += 16)
-    _mm512_storeu_ps(row + j, _mm512_maskz_mov_ps(span_mask(j, a, e),
-                                                  exp512(_mm512_sub_ps(
-                                                      load_scores(row, j, a, e, slope, base), pl))));
-  zero_outside(row, n, a0, e1);
-}
-
-#else
-// Score rows are processed in whole packets (Eigen's, so any vector ISA) over
-// the allowed keys [a, e) widened to packet boundaries: the widening lanes are
-// set to -inf first, which exp maps to exactly 0. No scalar exp calls for
-// unaligned heads and tails, which cost more than the vector body on rows of
-// 16-128 keys. Row buffers are padded to whole packets (padded_ld).
-using Packet = Eigen::internal::packet_traits<float>::type;
-constexpr int64_t kLanes = Eigen::internal::packet_traits<float>::size;
-
-struct RowSpan {
-  int64_t a0, e1;  // [a, e) widened to whole packets
 };
 
-// Applies the ALiBi bias on [a, e), puts -inf in the widening lanes and zeros
-// outside them. Returns the widened span. (Causal blocks need neither zeros
-// nor bias: the span ends at the block's last column.)
-inline RowSpan prepare_row(float* row, int64_t n, int64_t a, int64_t e, float slope, float base) {
-  const RowSpan sp{a / kLanes * kLanes, (e + kLanes - 1) / kLanes * kLanes};
-  if (slope != 0.0f) {
-#pragma omp simd
-    for (int64_t j = a; j < e; ++j) row[j] -= slope * (base - float(j));
+// In place over St (n x 16): P = exp(S + bias - max) on each lane's allowed
+// keys, 0 elsewhere, unnormalised (the caller scales the output rows by
+// 1 / sum). max = 0 and sum = 0 in lanes with no allowed key. Results go to
+// arrays so the accumulators stay in registers.
+inline void softmax_lanes(float* st, int64_t n, const Lanes& ln, float* max_out, float* sum_out) {
+  Vec16 mx = splat(-kInf);
+  for (int64_t j = 0; j < n; ++j) {
+    const Vec16 s = ln.allowed(j) ? ln.scores(st, j) : splat(-kInf);
+    mx = s > mx ? s : mx;
   }
-  const float ninf = -std::numeric_limits<float>::infinity();
-  for (int64_t j = sp.a0; j < a; ++j) row[j] = ninf;
-  for (int64_t j = e; j < sp.e1; ++j) row[j] = ninf;
-  for (int64_t j = 0; j < sp.a0; ++j) row[j] = 0.0f;
-  for (int64_t j = sp.e1; j < n; ++j) row[j] = 0.0f;
-  return sp;
+  mx = mx == -kInf ? Vec16{} : mx;
+  Vec16 sum0{}, sum1{};  // two chains: the adds do not wait on each other
+  int64_t j = 0;
+  for (; j + 1 < n; j += 2) {
+    const Vec16 p0 = ln.allowed(j) ? vexp(ln.scores(st, j) - mx) : Vec16{};
+    const Vec16 p1 = ln.allowed(j + 1) ? vexp(ln.scores(st, j + 1) - mx) : Vec16{};
+    *reinterpret_cast<Vec16*>(st + j * kBlock) = p0;
+    *reinterpret_cast<Vec16*>(st + (j + 1) * kBlock) = p1;
+    sum0 += p0;
+    sum1 += p1;
+  }
+  if (j < n) {
+    const Vec16 p0 = ln.allowed(j) ? vexp(ln.scores(st, j) - mx) : Vec16{};
+    *reinterpret_cast<Vec16*>(st + j * kBlock) = p0;
+    sum0 += p0;
+  }
+  *reinterpret_cast<Vec16*>(max_out) = mx;
+  *reinterpret_cast<Vec16*>(sum_out) = sum0 + sum1;
 }
 
-// In place, one score row becomes exp(s + bias - max) over its allowed keys
-// [a, e) and 0 elsewhere: unnormalised, the caller scales the row's output by
-// 1 / sum (a dv-wide pass instead of an n-wide one). base = q_pos - k_pos of
-// column 0. Gives max and sum; sum = 0 for a fully masked row.
-inline void exp_row(float* row, int64_t n, int64_t a, int64_t e, float slope, float base,
-                    float* max_out, float* sum_out) {
-  using namespace Eigen::internal;
-  if (a >= e) {
-    std::memset(row, 0, sizeof(float) * size_t(n));
-    *max_out = 0.0f;
-    *sum_out = 0.0f;
-    return;
-  }
-  const RowSpan sp = prepare_row(row, n, a, e, slope, base);
-  Packet vmax = pset1<Packet>(-std::numeric_limits<float>::infinity());
-  for (int64_t j = sp.a0; j < sp.e1; j += kLanes) vmax = pmax(vmax, ploadu<Packet>(row + j));
-  const float mx = predux_max(vmax);
-  const Packet pm = pset1<Packet>(mx);
-  Packet vsum = pset1<Packet>(0.0f);
-  for (int64_t j = sp.a0; j < sp.e1; j += kLanes) {
-    const Packet p = pexp(psub(ploadu<Packet>(row + j), pm));
-    pstoreu(row + j, p);
-    vsum = padd(vsum, p);
-  }
-  *max_out = mx;
-  *sum_out = predux(vsum);
+// Backward's recompute in place over St: P = exp(S + bias - lse), 0 where masked.
+inline void probs_lanes(float* st, int64_t n, const Lanes& ln, Vec16 lse) {
+  for (int64_t j = 0; j < n; ++j)
+    *reinterpret_cast<Vec16*>(st + j * kBlock) =
+        ln.allowed(j) ? vexp(ln.scores(st, j) - lse) : Vec16{};
 }
 
-// Backward's recompute of one probability row from its scores and the saved
-// logsumexp: P = exp(S + bias - lse) on [a, e), 0 elsewhere.
-inline void probs_row(float* row, int64_t n, int64_t a, int64_t e, float slope, float base,
-                      float lse) {
-  using namespace Eigen::internal;
-  if (a >= e) {
-    std::memset(row, 0, sizeof(float) * size_t(n));
-    return;
-  }
-  const RowSpan sp = prepare_row(row, n, a, e, slope, base);
-  const Packet pl = pset1<Packet>(lse);
-  for (int64_t j = sp.a0; j < sp.e1; j += kLanes)
-    pstoreu(row + j, pexp(psub(ploadu<Packet>(row + j), pl)));
+// qt (cols x 16) = transpose of m <= 16 rows of cols floats at stride ld; the
+// lanes past m are zero.
+inline void pack_lanes(const float* src, int64_t ld, int64_t m, int64_t cols, float* qt) {
+  if (m < kBlock) std::memset(qt, 0, sizeof(float) * size_t(cols * kBlock));
+  pack_transposed(src, ld, m, cols, qt, kBlock);
 }
-
-#endif
 
 // dst rows (stride ld) = src (rows x cols, contiguous), or += when !overwrite.
 void store_rows(const float* src, int64_t rows, int64_t cols, float* dst, int64_t ld,
@@ -497,11 +421,11 @@ void prefetch_rows(const float* p, int64_t ld, int64_t rows, int64_t cols, bool 
 // element) in sweeps the hardware prefetcher follows, where one head's columns
 // are short pieces at a stride. Fewer when that would leave a thread idle or
 // the task's packed operands (backward's, the larger) would not fit L2.
-int64_t kv_heads_per_task(const Geometry& gm, int64_t ldt, int threads) {
+int64_t kv_heads_per_task(const Geometry& gm, int threads) {
   for (int64_t ck = gm.hkv; ck > 1; --ck) {
     if (gm.hkv % ck != 0) continue;
     const int64_t tasks = gm.batch * (gm.hkv / ck);
-    const int64_t floats = ck * ((gm.d + gm.dv) * ldt + gm.tk * (2 * gm.d + gm.dv));
+    const int64_t floats = 2 * ck * gm.tk * (gm.d + gm.dv) + 2 * gm.tk * kBlock;
     const bool fits = floats * int64_t(sizeof(float)) <= (int64_t(512) << 10);
     const bool balanced = tasks % threads == 0 || tasks >= 4 * int64_t(threads);
     if (fits && balanced) return ck;
@@ -553,21 +477,21 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
   const Mask mask{gm.tk, opt.q_offset, opt.k_offset, opt.window, opt.chunk, opt.causal};
   const float scale = opt.scale;
   const float* alibi = opt.alibi_slopes;
-  const int64_t ldt = padded_ld(gm.tk);  // row stride of Kᵀ, Vᵀ, P and score rows
-  gm.ck = kv_heads_per_task(gm, ldt, task_threads(gm.batch * gm.hkv));
+  gm.ck = kv_heads_per_task(gm, task_threads(gm.batch * gm.hkv));
 
   Graph& g = current_graph();
   Tensor y = g.empty(Shape{q.dim(0), q.dim(1), gm.ldo}, g.needs_grad({q, k, v}));
   if (y.numel() == 0) return y;
   const bool save = y.requires_grad();
   const int64_t n_tasks = gm.tasks();
+  const int64_t heads = gm.ck * gm.group;  // query heads per task
   const int nt = task_threads(n_tasks);
   // Row logsumexps (B, Hq, Tq) for backward's recompute of P.
   float* lse = save ? g.alloc(gm.batch * gm.hq * gm.tq) : nullptr;
-  // Per thread: Kᵀ of the task's kv heads (wk x ldt), their V rows (Tk x wv),
-  // a query block of every query head (kBlock x wq) and one head's
-  // scores/probabilities (kBlock x ldt).
-  const int64_t fwd_scratch = gm.wk() * ldt + gm.tk * gm.wv() + kBlock * gm.wq() + kBlock * ldt;
+  // Per thread: the K and V rows of the task's kv heads (Tk x wk, Tk x wv),
+  // a query block of every query head transposed (wq x 16) and one head's
+  // St (Tk x 16).
+  const int64_t fwd_scratch = gm.tk * (gm.wk() + gm.wv()) + gm.wq() * kBlock + gm.tk * kBlock;
   float* scratch = g.alloc(nt * fwd_scratch);
   const int64_t kv_per_blk = (gm.tk + gm.nblk - 1) / gm.nblk;
   {
@@ -575,12 +499,12 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
     float* od = y.data();
     run_tasks(n_tasks, nt, [&](int64_t task, int tid) {
       const int64_t b = task / gm.chunks(), h0 = gm.first_head(task);
-      float* kt = scratch + tid * fwd_scratch;
-      float* vp = kt + gm.wk() * ldt;
-      float* qb = vp + gm.tk * gm.wv();
-      float* s = qb + kBlock * gm.wq();
+      float* kp = scratch + tid * fwd_scratch;
+      float* vp = kp + gm.tk * gm.wk();
+      float* qt = vp + gm.tk * gm.wv();
+      float* st = qt + gm.wq() * kBlock;
       const TaskRows tr = gm.rows(task);
-      pack_transposed(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kt, ldt);
+      pack_rows(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kp);
       pack_rows(vd + tr.v, gm.ldv, gm.tk, gm.wv(), vp);
       for (int64_t blk = 0; blk < gm.nblk; ++blk) {
         const int64_t i0 = blk * kBlock, m = std::min(kBlock, gm.tq - i0);
@@ -609,30 +533,31 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
           continue;
         }
         const int64_t cl = br.cl, n = br.ch - br.cl;
-        pack_rows(qrows, gm.ldq, m, gm.wq(), qb);
-        for (int64_t hl = 0; hl < gm.ck * gm.group; ++hl) {
+        Lanes ln(br, mask, i0, m);
+        pack_lanes(qrows, gm.ldq, m, gm.wq(), qt);
+        for (int64_t hl = 0; hl < heads; ++hl) {
           const int64_t h = h0 + hl, kl = hl / gm.group;
-          const float slope = alibi ? alibi[h] : 0.0f;
-          // S = scale * Q_blk K_cᵀ, softmax per row, O_blk = P V_c.
-          small_gemm<false>(m, n, gm.d, scale, qb + hl * gm.d, gm.wq(), 1,
-                            kt + kl * gm.d * ldt + cl, ldt, s, ldt);
+          ln.slope = alibi ? alibi[h] : 0.0f;
+          // St = scale K_c Q_blkᵀ, softmax down its columns, O_blk = P V_c.
+          small_gemm<false>(n, kBlock, gm.d, scale, kp + cl * gm.wk() + kl * gm.d, gm.wk(), 1,
+                            qt + hl * gm.d * kBlock, kBlock, st, kBlock);
           float mx[kBlock], sum[kBlock];
-          for (int64_t r = 0; r < m; ++r)
-            exp_row(s + r * ldt, n, br.lo[r] - cl, br.hi[r] - cl, slope,
-                    float(mask.q_off + i0 + r - mask.k_off - cl), &mx[r], &sum[r]);
+          softmax_lanes(st, n, ln, mx, sum);
           float* oh = orows + hl * gm.dv;
-          small_gemm<false>(m, gm.dv, n, 1.0f, s, ldt, 1, vp + cl * gm.wv() + kl * gm.dv, gm.wv(),
-                            oh, gm.ldo);
+          small_gemm<false>(m, gm.dv, n, 1.0f, st, 1, kBlock, vp + cl * gm.wv() + kl * gm.dv,
+                            gm.wv(), oh, gm.ldo);
           for (int64_t r = 0; r < m; ++r) {  // O = (exp(S - max) V) / sum
             float* o = oh + r * gm.ldo;
-            const float inv = sum[r] > 0.0f ? 1.0f / sum[r] : 0.0f;
+            const float f = sum[r] > 0.0f ? 1.0f / sum[r] : 0.0f;
 #pragma omp simd
-            for (int64_t c = 0; c < gm.dv; ++c) o[c] *= inv;
+            for (int64_t c = 0; c < gm.dv; ++c) o[c] *= f;
           }
           if (save) {  // row logsumexps; 0 for fully masked rows
-            const Eigen::Map<Eigen::ArrayXf> sums(sum, m);
-            Eigen::Map<Eigen::ArrayXf>(lse + (b * gm.hq + h) * gm.tq + i0, m) =
-                Eigen::Map<Eigen::ArrayXf>(mx, m) + (sums > 0.0f).select(sums.log(), 0.0f);
+            const Eigen::Map<const Eigen::Array<float, kBlock, 1>> sums(sum);
+            const Eigen::Array<float, kBlock, 1> out =
+                Eigen::Map<const Eigen::Array<float, kBlock, 1>>(mx) +
+                (sums > 0.0f).select(sums.log(), 0.0f);
+            std::memcpy(lse + (b * gm.hq + h) * gm.tq + i0, out.data(), sizeof(float) * size_t(m));
           }
         }
       }
@@ -656,37 +581,36 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
     float* dv = v.requires_grad() ? gg.grad_for_overwrite(v, v_fresh) : nullptr;
     const bool need_ds = dq || dk;
     const int bnt = task_threads(n_tasks);
-    const int64_t heads = gm.ck * gm.group;  // query heads per task
-    // Per thread: Kᵀ and Vᵀ of the task's kv heads (wk x ldt, wv x ldt), their
-    // K rows (Tk x wk), a query block of Q and dO for every query head
-    // (kBlock x wq, kBlock x wo), and one head's P and dP/dS (kBlock x ldt).
-    // dK and dV accumulate in contiguous per-task buffers (Tk x wk, Tk x wv),
-    // added to the strided gradients once at the end: rows at the
-    // projection's stride (often a power of two) would share a few L1 sets
-    // and thrash across the many query blocks that update them.
-    const int64_t bwd_scratch = (gm.wk() + gm.wv()) * ldt + gm.tk * gm.wk() +
-                                kBlock * (gm.wq() + gm.wo()) + 2 * kBlock * ldt +
-                                gm.tk * (gm.wk() + gm.wv()) + kBlock * heads;
+    // Per thread: the K and V rows of the task's kv heads (Tk x wk, Tk x wv);
+    // a query block of Q and dO for every query head, as rows (16 x wq,
+    // 16 x wo) and transposed (wq x 16, wo x 16); one head's Pt and dPt/dSt
+    // (Tk x 16); dO · O per row and head (heads x 16). dK and dV accumulate in
+    // contiguous per-task buffers (Tk x wk, Tk x wv), added to the strided
+    // gradients once at the end: rows at the projection's stride (often a
+    // power of two) would share a few L1 sets and thrash across the many query
+    // blocks that update them.
+    const int64_t bwd_scratch = 2 * gm.tk * (gm.wk() + gm.wv()) + 2 * kBlock * (gm.wq() + gm.wo()) +
+                                2 * gm.tk * kBlock + heads * kBlock;
     float* bscratch = gg.alloc(bnt * bwd_scratch);
     const float *qd = q.data(), *kd = k.data(), *vd = v.data(), *od = y.data();
     run_tasks(n_tasks, bnt, [&](int64_t task, int tid) {
       const int64_t b = task / gm.chunks(), h0 = gm.first_head(task);
-      float* kt = bscratch + tid * bwd_scratch;
-      float* vt = kt + gm.wk() * ldt;
-      float* kp = vt + gm.wv() * ldt;
-      float* qb = kp + gm.tk * gm.wk();
-      float* dob = qb + kBlock * gm.wq();
-      float* pb = dob + kBlock * gm.wo();
-      float* dp = pb + kBlock * ldt;
-      float* dk_acc = dp + kBlock * ldt;
+      float* kp = bscratch + tid * bwd_scratch;
+      float* vp = kp + gm.tk * gm.wk();
+      float* qb = vp + gm.tk * gm.wv();
+      float* qt = qb + kBlock * gm.wq();
+      float* dob = qt + kBlock * gm.wq();
+      float* dot = dob + kBlock * gm.wo();
+      float* pt = dot + kBlock * gm.wo();
+      float* dpt = pt + gm.tk * kBlock;
+      float* dk_acc = dpt + gm.tk * kBlock;
       float* dv_acc = dk_acc + gm.tk * gm.wk();
       float* dsum = dv_acc + gm.tk * gm.wv();
       if (dk) std::memset(dk_acc, 0, sizeof(float) * size_t(gm.tk * gm.wk()));
       if (dv) std::memset(dv_acc, 0, sizeof(float) * size_t(gm.tk * gm.wv()));
       const TaskRows tr = gm.rows(task);
-      pack_transposed(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kt, ldt);
-      if (need_ds) pack_transposed(vd + tr.v, gm.ldv, gm.tk, gm.wv(), vt, ldt);
-      if (dq) pack_rows(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kp);
+      pack_rows(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kp);
+      if (need_ds) pack_rows(vd + tr.v, gm.ldv, gm.tk, gm.wv(), vp);
       for (int64_t blk = 0; blk < gm.nblk; ++blk) {
         const int64_t i0 = blk * kBlock, m = std::min(kBlock, gm.tq - i0);
         const float* qrows = qd + tr.q + i0 * gm.ldq;
@@ -723,54 +647,57 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
           continue;
         }
         const int64_t cl = br.cl, n = br.ch - br.cl;
+        Lanes ln(br, mask, i0, m);
         pack_rows(qrows, gm.ldq, m, gm.wq(), qb);
+        pack_lanes(qrows, gm.ldq, m, gm.wq(), qt);
         pack_rows(dorows, gm.ldo, m, gm.wo(), dob);
-        if (need_ds)  // D = dO · O of every row and head, in one sweep of the block's O rows
+        if (need_ds) {
+          pack_lanes(dorows, gm.ldo, m, gm.wo(), dot);
+          // D = dO · O of every row and head, in one sweep of the block's O rows.
+          std::memset(dsum, 0, sizeof(float) * size_t(heads * kBlock));
           for (int64_t r = 0; r < m; ++r)
             for (int64_t hl = 0; hl < heads; ++hl) {
               using V = Eigen::Map<const Eigen::VectorXf>;
-              dsum[r * heads + hl] = V(dob + r * gm.wo() + hl * gm.dv, gm.dv)
-                                         .dot(V(orows + r * gm.ldo + hl * gm.dv, gm.dv));
+              dsum[hl * kBlock + r] = V(dob + r * gm.wo() + hl * gm.dv, gm.dv)
+                                          .dot(V(orows + r * gm.ldo + hl * gm.dv, gm.dv));
             }
+        }
+        Vec16 lse_l{};
         for (int64_t hl = 0; hl < heads; ++hl) {
           const int64_t h = h0 + hl, kl = hl / gm.group;
-          const float slope = alibi ? alibi[h] : 0.0f;
+          ln.slope = alibi ? alibi[h] : 0.0f;
           const float* lse_b = lse + (b * gm.hq + h) * gm.tq + i0;
-          const float* qh = qb + hl * gm.d;
-          const float* doh = dob + hl * gm.dv;
-          // P = exp(scale * Q_blk K_cᵀ + bias - lse), recomputed in L1/L2.
-          small_gemm<false>(m, n, gm.d, scale, qh, gm.wq(), 1, kt + kl * gm.d * ldt + cl, ldt, pb,
-                            ldt);
-          for (int64_t r = 0; r < m; ++r)
-            probs_row(pb + r * ldt, n, br.lo[r] - cl, br.hi[r] - cl, slope,
-                      float(mask.q_off + i0 + r - mask.k_off - cl), lse_b[r]);
-          // dV_c += Pᵀ dO
+          for (int64_t l = 0; l < m; ++l) lse_l[l] = lse_b[l];
+          const float* kh = kp + cl * gm.wk() + kl * gm.d;
+          const float* vh = vp + cl * gm.wv() + kl * gm.dv;
+          // Pt = exp(scale K_c Q_blkᵀ + bias - lse), recomputed in L1.
+          small_gemm<false>(n, kBlock, gm.d, scale, kh, gm.wk(), 1, qt + hl * gm.d * kBlock, kBlock,
+                            pt, kBlock);
+          probs_lanes(pt, n, ln, lse_l);
+          // dV_c += P_blkᵀ dO_blk
           if (dv)
-            small_gemm<true>(n, gm.dv, m, 1.0f, pb, 1, ldt, doh, gm.wo(),
+            small_gemm<true>(n, gm.dv, m, 1.0f, pt, kBlock, 1, dob + hl * gm.dv, gm.wo(),
                              dv_acc + cl * gm.wv() + kl * gm.dv, gm.wv());
           if (!need_ds) continue;
-          // dP = dO V_cᵀ, then dS = P * (dP - D) in place with D = rowsum(P * dP)
+          // dPt = V_c dO_blkᵀ, then dS = P * (dP - D) in place with D = rowsum(P * dP)
           // = dO · O per row (FlashAttention-2): a dv-wide dot instead of an
           // n-wide pass. Masked entries have P = 0, so they get dS = 0.
-          small_gemm<false>(m, n, gm.dv, 1.0f, doh, gm.wo(), 1, vt + kl * gm.dv * ldt + cl, ldt, dp,
-                            ldt);
-          for (int64_t r = 0; r < m; ++r) {
-            const float* pr = pb + r * ldt;
-            float* dr = dp + r * ldt;
-            const float dot = dsum[r * heads + hl];
-#pragma omp simd
-            for (int64_t j = 0; j < n; ++j) dr[j] = pr[j] * (dr[j] - dot);
+          small_gemm<false>(n, kBlock, gm.dv, 1.0f, vh, gm.wv(), 1, dot + hl * gm.dv * kBlock,
+                            kBlock, dpt, kBlock);
+          const Vec16 dl = *reinterpret_cast<const Vec16*>(dsum + hl * kBlock);
+          for (int64_t j = 0; j < n; ++j) {
+            Vec16* dr = reinterpret_cast<Vec16*>(dpt + j * kBlock);
+            *dr = *reinterpret_cast<const Vec16*>(pt + j * kBlock) * (*dr - dl);
           }
           // dQ_blk += scale dS K_c ;  dK_c += scale dSᵀ Q_blk
-          const float* kh = kp + cl * gm.wk() + kl * gm.d;
           if (dq && q_fresh)
-            small_gemm<false>(m, gm.d, n, scale, dp, ldt, 1, kh, gm.wk(), dqrows + hl * gm.d,
+            small_gemm<false>(m, gm.d, n, scale, dpt, 1, kBlock, kh, gm.wk(), dqrows + hl * gm.d,
                               gm.ldq);
           else if (dq)
-            small_gemm<true>(m, gm.d, n, scale, dp, ldt, 1, kh, gm.wk(), dqrows + hl * gm.d,
+            small_gemm<true>(m, gm.d, n, scale, dpt, 1, kBlock, kh, gm.wk(), dqrows + hl * gm.d,
                              gm.ldq);
           if (dk)
-            small_gemm<true>(n, gm.d, m, scale, dp, 1, ldt, qh, gm.wq(),
+            small_gemm<true>(n, gm.d, m, scale, dpt, kBlock, 1, qb + hl * gm.d, gm.wq(),
                              dk_acc + cl * gm.wk() + kl * gm.d, gm.wk());
         }
       }
