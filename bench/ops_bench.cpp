@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "ops/activation.h"
 #include "ops/attention.h"
 #include "ops/cross_entropy.h"
 #include "ops/norm.h"
@@ -87,6 +88,15 @@ void BM_Attention_B32_T128_H4_D32(benchmark::State& s) {
   attention_bench(s, 32, 128, 4, 32);
 }
 
+// The FFN activation of gpt-tiny (4096 tokens x d_ff 512).
+void BM_Gelu_4096x512(benchmark::State& state) {
+  Rng rng(5);
+  auto x = rand_param("x", Shape{4096, 512}, rng);
+  auto dy = rand_vec(4096 * 512, rng);
+  run(
+      state, [&] { return gelu(x->tensor()); }, dy);
+}
+
 void BM_LayerNorm_4096x256(benchmark::State& state) {
   Rng rng(2);
   auto x = rand_param("x", Shape{4096, 256}, rng);
@@ -133,6 +143,7 @@ void BM_Attention_B2_T128_H4_D32(benchmark::State& s) {
   attention_bench(s, 2, 128, 4, 32);
 }
 BENCHMARK(BM_Attention_B2_T128_H4_D32)->Apply(thread_args);
+BENCHMARK(BM_Gelu_4096x512)->Apply(thread_args);
 BENCHMARK(BM_LayerNorm_4096x256)->Apply(thread_args);
 BENCHMARK(BM_RmsNorm_4096x256)->Apply(thread_args);
 BENCHMARK(BM_CrossEntropy_4096x65)->Apply(thread_args);
