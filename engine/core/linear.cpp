@@ -5,6 +5,7 @@
 
 #include "lora/adapter_bank.h"
 #include "lora/lora_ops.h"
+#include "ops/activation.h"
 #include "ops/matmul.h"
 #include "quant/quantized_linear.h"
 #include "tensor/gemm.h"
@@ -28,6 +29,11 @@ Tensor Linear::forward(const Tensor& x) {
                         lora_.scaling());
   if (bank_) y = bank_->apply(x, y);
   return y;
+}
+
+Tensor Linear::forward_gelu(const Tensor& h) {
+  if (qweight_ || lora_.rank || bank_) return forward(gelu(h));
+  return gelu_linear(h, weight->tensor(), bias ? bias->tensor() : Tensor());
 }
 
 std::array<Tensor, 3> Linear::forward_qkv(Linear& q, Linear& k, Linear& v, const Tensor& x) {

@@ -42,6 +42,9 @@ class Linear : public Module {
 
   /// x Wᵀ + b without adapters (float or quantized weight).
   Tensor base_forward(const Tensor& x);
+  /// forward(gelu(h)), fused (gelu_linear) when this layer is a plain float
+  /// linear: no adapter, bank or quantized weight.
+  Tensor forward_gelu(const Tensor& h);
   /// q, k and v projections of one input; when all three carry a LoRA adapter
   /// their A matrices are applied in a single GEMM (fused QKV LoRA).
   static std::array<Tensor, 3> forward_qkv(Linear& q, Linear& k, Linear& v, const Tensor& x);

@@ -260,6 +260,21 @@ Tensor glu(const Tensor& gate, const Tensor& up, const char* op) {
 
 }  // namespace
 
+void gelu_values(const float* x, int64_t n, float* y, float* dydx) {
+  if (!dydx) {
+    parallel_range(n, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) y[i] = Gelu::f(x[i]);
+    });
+    return;
+  }
+  parallel_range(n, [&](int64_t lo, int64_t hi) {
+    const float* __restrict xp = x;
+    float* __restrict yp = y;
+    float* __restrict dp = dydx;
+    for (int64_t i = lo; i < hi; ++i) Gelu::f_df(xp[i], yp[i], dp[i]);
+  });
+}
+
 // GELU's derivative needs Phi(x) again, which is most of its cost: when a
 // gradient is wanted the forward keeps Phi(x) + x phi(x) (one float per
 // element, graph arena) and the backward is a plain multiply-add.
@@ -268,21 +283,9 @@ Tensor gelu(const Tensor& x) {
   Graph& g = current_graph();
   Tensor y = g.empty(x.shape(), g.needs_grad({x}));
   const int64_t n = x.numel();
-  const float* xd = x.data();
-  float* yd = y.data();
-  if (!y.requires_grad()) {
-    parallel_range(n, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) yd[i] = Gelu::f(xd[i]);
-    });
-    return y;
-  }
-  float* dd = g.alloc(n);
-  parallel_range(n, [&](int64_t lo, int64_t hi) {
-    const float* __restrict xp = xd;
-    float* __restrict yp = yd;
-    float* __restrict dp = dd;
-    for (int64_t i = lo; i < hi; ++i) Gelu::f_df(xp[i], yp[i], dp[i]);
-  });
+  float* dd = y.requires_grad() ? g.alloc(n) : nullptr;
+  gelu_values(x.data(), n, y.data(), dd);
+  if (!dd) return y;
   g.on_backward([=] {
     const float* dy = y.grad();
     if (!dy) return;

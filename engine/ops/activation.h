@@ -9,6 +9,9 @@ namespace bl {
 /// evaluated by a vectorised erfc approximation accurate to float rounding
 /// (max relative error ~4e-7 over [-20, 20], tails included).
 Tensor gelu(const Tensor& x);
+/// The values behind gelu(), for fused ops: y = GELU(x) of n floats and, when
+/// dydx is not null, the derivative GELU'(x) from the same evaluation.
+void gelu_values(const float* x, int64_t n, float* y, float* dydx);
 /// x * sigmoid(x)
 Tensor silu(const Tensor& x);
 Tensor relu(const Tensor& x);

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include "ops/activation.h"
 #include "ops/check.h"
 #include "tensor/gemm.h"
 #include "tensor/graph.h"
@@ -41,14 +42,42 @@ void add_column_sums(const float* dy, int64_t ld, int64_t rows, int64_t w, float
   for (int64_t j = 0; j < w; ++j) db[j] += acc[j];
 }
 
+// Shared checks of linear-like ops: x (..., in), w (out, in), b (out) or undefined.
+void check_linear(const char* op, const Tensor& x, const Tensor& w, const Tensor& b) {
+  op_check(w.rank() == 2, op, "weight must be 2-D, got " + w.shape().str());
+  op_check(x.cols() == w.dim(1), op,
+           "input " + x.shape().str() + " does not fit weight " + w.shape().str());
+  op_check(!b.defined() || b.numel() == w.dim(0), op,
+           "bias size must be " + std::to_string(w.dim(0)));
+}
+
+// dW += dyᵀ x and db += column sums of dy, for y = x Wᵀ + b over n rows.
+void linear_param_grads(Graph& g, const float* dy, const float* x, int64_t n, const Tensor& w,
+                        const Tensor& b) {
+  const int64_t out = w.dim(0), in = w.dim(1);
+  if (w.requires_grad()) gemm(true, false, out, in, n, 1.0f, dy, out, x, in, 1.0f, g.grad(w), in);
+  if (b.defined() && b.requires_grad()) {
+    // One contiguous column range per thread (a single sequential pass on
+    // one thread), rows summed in order within each: the result does not
+    // depend on the thread count.
+    float* db = g.grad(b);
+    const int64_t nt = omp_in_parallel() ? 1 : num_threads();
+    const int64_t cols = std::max<int64_t>(16, (out + nt - 1) / nt + 15) / 16 * 16;
+    parallel_for((out + cols - 1) / cols,
+                 [&](int64_t c) {
+                   const int64_t j0 = c * cols, j1 = std::min(out, j0 + cols);
+                   for (int64_t j = j0; j < j1; j += kBiasCols)
+                     add_column_sums(dy + j, out, n, std::min(kBiasCols, j1 - j), db + j);
+                 },
+                 1);
+  }
+}
+
 }  // namespace
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
-  op_check(w.rank() == 2, "linear", "weight must be 2-D, got " + w.shape().str());
-  op_check(x.cols() == w.dim(1), "linear",
-           "input " + x.shape().str() + " does not fit weight " + w.shape().str());
+  check_linear("linear", x, w, b);
   const int64_t n = x.rows(), in = w.dim(1), out = w.dim(0);
-  op_check(!b.defined() || b.numel() == out, "linear", "bias size must be " + std::to_string(out));
   Graph& g = current_graph();
   Shape ys = x.shape();
   ys[-1] = out;
@@ -64,23 +93,36 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
         float* dx = gg.grad_for_overwrite(x, fresh);
         gemm(false, false, n, in, out, 1.0f, dy, out, w.data(), in, fresh ? 0.0f : 1.0f, dx, in);
       }
-      if (w.requires_grad())
-        gemm(true, false, out, in, n, 1.0f, dy, out, x.data(), in, 1.0f, gg.grad(w), in);
-      if (b.defined() && b.requires_grad()) {
-        // One contiguous column range per thread (a single sequential pass on
-        // one thread), rows summed in order within each: the result does not
-        // depend on the thread count.
-        float* db = gg.grad(b);
-        const int64_t nt = omp_in_parallel() ? 1 : num_threads();
-        const int64_t cols = std::max<int64_t>(16, (out + nt - 1) / nt + 15) / 16 * 16;
-        parallel_for((out + cols - 1) / cols,
-                     [&](int64_t c) {
-                       const int64_t j0 = c * cols, j1 = std::min(out, j0 + cols);
-                       for (int64_t j = j0; j < j1; j += kBiasCols)
-                         add_column_sums(dy + j, out, n, std::min(kBiasCols, j1 - j), db + j);
-                     },
-                     1);
+      linear_param_grads(gg, dy, x.data(), n, w, b);
+    });
+  }
+  return y;
+}
+
+Tensor gelu_linear(const Tensor& h, const Tensor& w, const Tensor& b) {
+  check_linear("gelu_linear", h, w, b);
+  const int64_t n = h.rows(), in = w.dim(1), out = w.dim(0);
+  Graph& g = current_graph();
+  Shape ys = h.shape();
+  ys[-1] = out;
+  Tensor y = g.empty(ys, g.needs_grad({h, w, b}));
+  // GELU(h) is kept for dW; GELU'(h) only when h needs a gradient.
+  float* act = g.alloc(n * in);
+  float* dact = y.requires_grad() && h.requires_grad() ? g.alloc(n * in) : nullptr;
+  gelu_values(h.data(), n * in, act, dact);
+  linear_gemm(n, out, in, act, w.data(), b.defined() ? b.data() : nullptr, y.data());
+  if (y.requires_grad()) {
+    g.on_backward([=] {
+      const float* dy = y.grad();
+      if (!dy) return;
+      Graph& gg = current_graph();
+      if (h.requires_grad()) {  // dh = (dy W) ∘ GELU'(h), the product gated in its epilogue
+        bool fresh;
+        float* dh = gg.grad_for_overwrite(h, fresh);
+        gemm_gated(false, false, n, in, out, 1.0f, dy, out, w.data(), in, dact, in,
+                   fresh ? 0.0f : 1.0f, dh, in);
       }
+      linear_param_grads(gg, dy, act, n, w, b);
     });
   }
   return y;

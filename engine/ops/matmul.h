@@ -8,6 +8,11 @@ namespace bl {
 /// y = x Wᵀ + b.  x (..., in), w (out, in), b (out) or undefined.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 
+/// linear(gelu(h), w, b) in one op: the GELU values never get a gradient
+/// buffer of their own, since backward gates dy W by GELU'(h) in the GEMM's
+/// epilogue (one pass over dh instead of three).
+Tensor gelu_linear(const Tensor& h, const Tensor& w, const Tensor& b = Tensor());
+
 /// Batched product. a (..., M, K); b (..., K, N) with the same leading dims,
 /// or b (K, N) shared by every batch. trans_b: b holds (..., N, K).
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_b = false);

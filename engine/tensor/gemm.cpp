@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "tensor/gemm_avx512.h"
 #include "tensor/parallel.h"
@@ -50,10 +51,10 @@ bool use_own_kernel(int64_t m, int64_t n, int64_t k) {
 // short and wide); each part sums over k exactly as the whole would.
 void own_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
-              const float* bias = nullptr) {
+              const float* bias = nullptr, const float* gate = nullptr, int64_t ldg = 0) {
   const int nt = omp_in_parallel() || double(m) * n * k < 1 << 21 ? 1 : omp_get_max_threads();
   if (nt <= 1) {
-    detail::gemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
+    detail::gemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, gate, ldg);
     return;
   }
   const bool by_rows = m >= 64 * nt || m >= n;
@@ -65,10 +66,11 @@ void own_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, co
     if (p0 >= p1) continue;
     if (by_rows)
       detail::gemm_avx512(ta, tb, p1 - p0, n, k, alpha, ta ? a + p0 : a + p0 * lda, lda, b, ldb,
-                          beta, c + p0 * ldc, ldc, bias);
+                          beta, c + p0 * ldc, ldc, bias, gate ? gate + p0 * ldg : nullptr, ldg);
     else
       detail::gemm_avx512(ta, tb, m, p1 - p0, k, alpha, a, lda, tb ? b + p0 * ldb : b + p0, ldb,
-                          beta, c + p0, ldc, bias ? bias + p0 : nullptr);
+                          beta, c + p0, ldc, bias ? bias + p0 : nullptr, gate ? gate + p0 : nullptr,
+                          ldg);
   }
 }
 }  // namespace
@@ -94,6 +96,39 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     assign(cm, alpha, beta, am.transpose(), bm);
   else
     assign(cm, alpha, beta, am.transpose(), bm.transpose());
+}
+
+void gemm_gated(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                const float* a, int64_t lda, const float* b, int64_t ldb, const float* gate,
+                int64_t ldg, float beta, float* c, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (beta == 0.0f && k > 0 && use_own_kernel(m, n, k)) {
+    own_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, 0.0f, c, ldc, nullptr, gate, ldg);
+    return;
+  }
+  // Elsewhere: the product into C (beta 0) or into scratch (beta 1), then the
+  // gate in a second pass. The scratch grows once and is reused.
+  thread_local std::vector<float> scratch;
+  float* p = c;
+  int64_t ldp = ldc;
+  if (beta != 0.0f) {
+    if (scratch.size() < size_t(m * n)) scratch.resize(size_t(m * n));
+    p = scratch.data();
+    ldp = n;
+  }
+  gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, 0.0f, p, ldp);
+  parallel_for(
+      m,
+      [&](int64_t i) {
+        const float* g = gate + i * ldg;
+        const float* pr = p + i * ldp;
+        float* cr = c + i * ldc;
+        if (beta != 0.0f)
+          for (int64_t j = 0; j < n; ++j) cr[j] += pr[j] * g[j];
+        else
+          for (int64_t j = 0; j < n; ++j) cr[j] = pr[j] * g[j];
+      },
+      64);
 }
 
 void linear_gemm(int64_t m, int64_t n, int64_t k, const float* x, const float* w, const float* bias,

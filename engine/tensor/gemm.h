@@ -10,6 +10,14 @@ namespace bl {
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
+/// C = (alpha * op(A) * op(B)) ∘ gate, or C += that when beta = 1: a product
+/// that feeds an elementwise gate (an activation's derivative, in backward),
+/// applied in the GEMM's epilogue rather than in a second pass over C.
+/// gate is m x n with row stride ldg.
+void gemm_gated(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                const float* a, int64_t lda, const float* b, int64_t ldb, const float* gate,
+                int64_t ldg, float beta, float* c, int64_t ldc);
+
 /// y[m x n] = x[m x k] · wᵀ + bias (w is n x k, all contiguous; bias may be
 /// null): a Linear layer's forward, with the bias added in the GEMM's epilogue.
 void linear_gemm(int64_t m, int64_t n, int64_t k, const float* x, const float* w, const float* bias,

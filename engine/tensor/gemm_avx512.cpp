@@ -60,6 +60,8 @@ struct Tile {
   __mmask16 m0, m1;
   float alpha, beta;
   const float* bias;  // added to every row (columns from the tile's first), or null
+  const float* gate;  // last k-block: C = (sum) ∘ gate elementwise (rows at stride ldg), or null
+  int64_t ldg;
 };
 
 // A block of op(A) = A whose rows are a multiple of 2 KiB apart, copied with a
@@ -121,6 +123,10 @@ void micro_kernel(int64_t kc, const float* ap, const float* bp, const Tile& t) {
     // wide outputs), so the epilogue does not stall on it.
     _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc + 16), _MM_HINT_T0);
+    if (t.gate) {
+      _mm_prefetch(reinterpret_cast<const char*>(t.gate + i * t.ldg), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(t.gate + i * t.ldg + 16), _MM_HINT_T0);
+    }
   }
   for (int64_t k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_loadu_ps(bp + k * bs);
@@ -148,6 +154,11 @@ void micro_kernel(int64_t kc, const float* ap, const float* bp, const Tile& t) {
       r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), r0);
       r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), r1);
     }
+    if (t.gate) {  // beta is 0 overall, so C held only earlier k-blocks' partial sums
+      const float* gr = t.gate + i * t.ldg;
+      r0 = _mm512_mul_ps(r0, _mm512_maskz_loadu_ps(m0, gr));
+      r1 = _mm512_mul_ps(r1, _mm512_maskz_loadu_ps(m1, gr + 16));
+    }
     _mm512_mask_storeu_ps(cr, m0, r0);
     _mm512_mask_storeu_ps(cr + 16, m1, r1);
   }
@@ -170,12 +181,13 @@ bool have_avx512_gemm() {
 
 void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                 int64_t ldc, const float* bias) {
+                 int64_t ldc, const float* bias, const float* gate, int64_t ldg) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j)
-        c[i * ldc + j] = (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]) + (bias ? bias[j] : 0.0f);
+        c[i * ldc + j] = (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]) +
+                         (bias ? bias[j] : 0.0f) * (gate ? gate[i * ldg + j] : 1.0f);
     return;
   }
   const auto& table = trans_a ? kKernelsT : kKernelsN;
@@ -224,7 +236,10 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
            0,
            alpha,
            first ? beta : 1.0f,
-           nullptr};
+           nullptr,
+           nullptr,
+           ldg};
+    const bool last = k0 + kc >= k;
     for (int64_t i0 = 0; i0 < m; i0 += kMC) {
       const int64_t mc = std::min(kMC, m - i0);
       if (pack_a_rows) pack_a(a, lda, i0, mc, k0, kc, packed_a.data());
@@ -245,6 +260,7 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
         for (int64_t ir = 0; ir < mc; ir += kMR) {
           const int64_t mr = std::min<int64_t>(kMR, mc - ir);
           t.c = c + (i0 + ir) * ldc + j0;
+          t.gate = last && gate ? gate + (i0 + ir) * ldg + j0 : nullptr;
           next_a.step();
           next_b.step();
           const float* ap = pack_a_rows ? packed_a.data() + (ir / kMR) * kPanelN
@@ -264,7 +280,7 @@ bool have_avx512_gemm() {
 }
 
 void gemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
-                 int64_t, float, float*, int64_t, const float*) {}
+                 int64_t, float, float*, int64_t, const float*, const float*, int64_t) {}
 
 #endif
 

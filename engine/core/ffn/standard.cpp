@@ -1,7 +1,6 @@
 #include "core/ffn/standard.h"
 
 #include "core/config.h"
-#include "ops/activation.h"
 
 namespace bl {
 
@@ -11,6 +10,8 @@ StandardFFN::StandardFFN(const BlockConfig& c) {
                      std::make_unique<Linear>(c.d_ff, c.d_model, c.bias, Init::kResidualNormal));
 }
 
-Tensor StandardFFN::forward(const Tensor& x) { return down_->forward(gelu(up_->forward(x))); }
+Tensor StandardFFN::forward(const Tensor& x) {
+  return down_->forward_gelu(up_->forward(x));
+}
 
 }  // namespace bl
