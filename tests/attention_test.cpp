@@ -375,6 +375,13 @@ TEST(AttentionGradient, Causal) {
 TEST(AttentionGradient, NonCausal) {
   grad_check_mode(kSmall, opts(false, 0.6f));
 }
+// Probabilities kept from the forward (P no larger than q, k and v: head_dim
+// 8 at T = 6) instead of recomputed from the logsumexps (kSmall, head_dim 3).
+TEST(AttentionGradient, KeptProbabilities) {
+  grad_check_mode({2, 6, 6, 2, 2, 8}, opts(true, 0.4f));
+  grad_check_mode({1, 20, 20, 2, 1, 24}, opts(false, 0.3f));
+}
+
 TEST(AttentionGradient, Mqa) {
   grad_check_mode({2, 6, 6, 4, 1, 3}, opts(true, 0.6f));
 }

@@ -1,10 +1,12 @@
 // Fused attention.
 //
-// Forward saves only the row logsumexps (B, Hq, Tq) when a gradient is
-// needed; backward recomputes each block's probabilities P = exp(S - lse)
-// while they are hot in L1/L2 (flash-attention style). Saving P instead
-// measured ~5% faster on one thread at B=16, H=8, T=256, but costs 36 MB of
-// arena per layer and twice that in memory traffic, which the 2 cores share.
+// When a gradient is needed, forward keeps the probabilities P of the blocks
+// it computed if they take no more memory than q, k and v together (short
+// sequences: T = 128 at head_dim 32 keeps 0.75x that); backward then skips
+// the score product and the exp (BM_Attention_B32_T128_H4_D32 fwd+bwd, one
+// thread: 8.3 -> 7.2 ms). Longer sequences keep only the row logsumexps
+// (B, Hq, Tq) and recompute P = exp(S - lse) block by block while it is hot
+// in L1 (flash-attention style), so memory stays linear in T.
 //
 // A task is one batch element and a group of kv heads (all of them when that
 // keeps the threads busy; kv_heads_per_task): it packs their K and V rows
@@ -486,8 +488,20 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
   const int64_t n_tasks = gm.tasks();
   const int64_t heads = gm.ck * gm.group;  // query heads per task
   const int nt = task_threads(n_tasks);
-  // Row logsumexps (B, Hq, Tq) for backward's recompute of P.
-  float* lse = save ? g.alloc(gm.batch * gm.hq * gm.tq) : nullptr;
+  // Backward needs P. Kept from the forward when it is no larger than q, k
+  // and v together (short sequences, gpt-tiny's T = 128 among them): block
+  // blk of head (b, h) at pbuf + (b * hq + h) * p_head + p_off[blk], n x 16.
+  // Longer ones keep the row logsumexps (B, Hq, Tq) and recompute P.
+  int64_t* p_off = g.alloc_as<int64_t>(gm.nblk + 1);
+  p_off[0] = 0;
+  for (int64_t blk = 0; blk < gm.nblk; ++blk) {
+    const BlockRanges br(mask, blk * kBlock, std::min(kBlock, gm.tq - blk * kBlock));
+    p_off[blk + 1] = p_off[blk] + (br.empty() ? 0 : (br.ch - br.cl) * kBlock);
+  }
+  const int64_t p_head = p_off[gm.nblk];
+  const bool keep_p = save && gm.batch * gm.hq * p_head <= q.numel() + k.numel() + v.numel();
+  float* pbuf = keep_p ? g.alloc(gm.batch * gm.hq * p_head) : nullptr;
+  float* lse = save && !keep_p ? g.alloc(gm.batch * gm.hq * gm.tq) : nullptr;
   // Per thread: the K and V rows of the task's kv heads (Tk x wk, Tk x wv),
   // a query block of every query head transposed (wq x 16) and one head's
   // St (Tk x 16).
@@ -544,6 +558,17 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
           float mx[kBlock], sum[kBlock];
           softmax_lanes(st, n, ln, mx, sum);
           float* oh = orows + hl * gm.dv;
+          if (keep_p) {  // P = St / sum, kept for backward; O = P V
+            float* pk = pbuf + (b * gm.hq + h) * p_head + p_off[blk];
+            const Vec16 s = *reinterpret_cast<const Vec16*>(sum);
+            const Vec16 inv = s > 0.0f ? 1.0f / s : Vec16{};
+            for (int64_t j = 0; j < n; ++j)
+              *reinterpret_cast<Vec16*>(pk + j * kBlock) =
+                  *reinterpret_cast<const Vec16*>(st + j * kBlock) * inv;
+            small_gemm<false>(m, gm.dv, n, 1.0f, pk, 1, kBlock, vp + cl * gm.wv() + kl * gm.dv,
+                              gm.wv(), oh, gm.ldo);
+            continue;
+          }
           small_gemm<false>(m, gm.dv, n, 1.0f, st, 1, kBlock, vp + cl * gm.wv() + kl * gm.dv,
                             gm.wv(), oh, gm.ldo);
           for (int64_t r = 0; r < m; ++r) {  // O = (exp(S - max) V) / sum
@@ -662,21 +687,25 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
                                           .dot(V(orows + r * gm.ldo + hl * gm.dv, gm.dv));
             }
         }
-        Vec16 lse_l{};
         for (int64_t hl = 0; hl < heads; ++hl) {
           const int64_t h = h0 + hl, kl = hl / gm.group;
           ln.slope = alibi ? alibi[h] : 0.0f;
-          const float* lse_b = lse + (b * gm.hq + h) * gm.tq + i0;
-          for (int64_t l = 0; l < m; ++l) lse_l[l] = lse_b[l];
           const float* kh = kp + cl * gm.wk() + kl * gm.d;
           const float* vh = vp + cl * gm.wv() + kl * gm.dv;
-          // Pt = exp(scale K_c Q_blkᵀ + bias - lse), recomputed in L1.
-          small_gemm<false>(n, kBlock, gm.d, scale, kh, gm.wk(), 1, qt + hl * gm.d * kBlock, kBlock,
-                            pt, kBlock);
-          probs_lanes(pt, n, ln, lse_l);
+          const float* pb = pt;
+          if (keep_p) {
+            pb = pbuf + (b * gm.hq + h) * p_head + p_off[blk];
+          } else {  // Pt = exp(scale K_c Q_blkᵀ + bias - lse), recomputed in L1
+            Vec16 lse_l{};
+            const float* lse_b = lse + (b * gm.hq + h) * gm.tq + i0;
+            for (int64_t l = 0; l < m; ++l) lse_l[l] = lse_b[l];
+            small_gemm<false>(n, kBlock, gm.d, scale, kh, gm.wk(), 1, qt + hl * gm.d * kBlock,
+                              kBlock, pt, kBlock);
+            probs_lanes(pt, n, ln, lse_l);
+          }
           // dV_c += P_blkᵀ dO_blk
           if (dv)
-            small_gemm<true>(n, gm.dv, m, 1.0f, pt, kBlock, 1, dob + hl * gm.dv, gm.wo(),
+            small_gemm<true>(n, gm.dv, m, 1.0f, pb, kBlock, 1, dob + hl * gm.dv, gm.wo(),
                              dv_acc + cl * gm.wv() + kl * gm.dv, gm.wv());
           if (!need_ds) continue;
           // dPt = V_c dO_blkᵀ, then dS = P * (dP - D) in place with D = rowsum(P * dP)
@@ -687,7 +716,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
           const Vec16 dl = *reinterpret_cast<const Vec16*>(dsum + hl * kBlock);
           for (int64_t j = 0; j < n; ++j) {
             Vec16* dr = reinterpret_cast<Vec16*>(dpt + j * kBlock);
-            *dr = *reinterpret_cast<const Vec16*>(pt + j * kBlock) * (*dr - dl);
+            *dr = *reinterpret_cast<const Vec16*>(pb + j * kBlock) * (*dr - dl);
           }
           // dQ_blk += scale dS K_c ;  dK_c += scale dSᵀ Q_blk
           if (dq && q_fresh)
