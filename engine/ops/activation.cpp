@@ -7,6 +7,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "ops/exp_taylor.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
 
@@ -25,7 +26,7 @@ void parallel_range(int64_t n, F&& f) {
 
 // exp(hi + lo) as plain float arithmetic, so loops over it vectorise (the libm
 // call does not without -ffast-math). hi + lo = k ln2 + r with |r| <~ ln2/2;
-// exp(r) by its Taylor series to degree 7 (truncation < 6e-9 relative); 2^k
+// exp(r) by exp_taylor7; 2^k
 // built in the exponent bits. Passing the argument as an exact hi plus a small
 // lo keeps large arguments (-x^2/2 in the Gaussian tails) from losing bits to
 // rounding. Underflows to 0 below -87, saturates at exp(88) (never inf); NaN
@@ -43,14 +44,7 @@ inline float exp_parts(float hi, float lo) {
   // ln2 split in two (Cody-Waite): k * 0.693145751953125 is exact, and so is
   // its difference with hi, so r keeps every bit of the argument.
   const float r = ((hi - kf * 0.693145751953125f) + lo) - kf * 1.42860682e-6f;
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
+  const float p = exp_taylor7(r);
   // k + 127 (in [1, 254]) sits in the low bits of kbits; shift it into the exponent.
   const float v = p * std::bit_cast<float>((kbits + 127u) << 23);
   return under ? 0.0f : v;

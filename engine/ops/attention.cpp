@@ -35,6 +35,7 @@
 #include <limits>
 
 #include "ops/check.h"
+#include "ops/exp_taylor.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
 
@@ -297,8 +298,8 @@ inline Vec16 splat(float x) {
 }
 
 // exp(x) for x <= 88 as vector arithmetic: x = k ln2 + r (k = round(x / ln2),
-// r in two Cody-Waite parts), e^r by its Taylor series to degree 7
-// (truncation < 6e-9 relative), 2^k built in the exponent bits. Arguments
+// r in two Cody-Waite parts), e^r by exp_taylor7, 2^k built in the exponent
+// bits. Arguments
 // below -87 give exp(-87) (1.6e-38: no denormals); the callers zero the lanes
 // that must be exactly 0. NaN propagates.
 inline Vec16 vexp(Vec16 x) {
@@ -309,14 +310,7 @@ inline Vec16 vexp(Vec16 x) {
   const ULanes16 kbits = std::bit_cast<ULanes16>(kf);
   kf -= kMagic;
   const Vec16 r = (x - kf * 0.693145751953125f) - kf * 1.42860682e-6f;
-  Vec16 p = splat(1.0f / 5040.0f);
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
+  const Vec16 p = exp_taylor7(r);
   const ULanes16 two_k = (kbits + 127u) << 23;  // k + 127 in [1, 254]
   return p * std::bit_cast<Vec16>(two_k);
 }

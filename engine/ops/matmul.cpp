@@ -73,15 +73,20 @@ void linear_param_grads(Graph& g, const float* dy, const float* x, int64_t n, co
   }
 }
 
+// The output of a linear-like op on x: x's shape with the last dim w's rows.
+Tensor linear_output(Graph& g, const Tensor& x, const Tensor& w, const Tensor& b) {
+  Shape ys = x.shape();
+  ys[-1] = w.dim(0);
+  return g.empty(ys, g.needs_grad({x, w, b}));
+}
+
 }  // namespace
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   check_linear("linear", x, w, b);
   const int64_t n = x.rows(), in = w.dim(1), out = w.dim(0);
   Graph& g = current_graph();
-  Shape ys = x.shape();
-  ys[-1] = out;
-  Tensor y = g.empty(ys, g.needs_grad({x, w, b}));
+  Tensor y = linear_output(g, x, w, b);
   linear_gemm(n, out, in, x.data(), w.data(), b.defined() ? b.data() : nullptr, y.data());
   if (y.requires_grad()) {
     g.on_backward([=] {
@@ -103,9 +108,7 @@ Tensor gelu_linear(const Tensor& h, const Tensor& w, const Tensor& b) {
   check_linear("gelu_linear", h, w, b);
   const int64_t n = h.rows(), in = w.dim(1), out = w.dim(0);
   Graph& g = current_graph();
-  Shape ys = h.shape();
-  ys[-1] = out;
-  Tensor y = g.empty(ys, g.needs_grad({h, w, b}));
+  Tensor y = linear_output(g, h, w, b);
   // GELU(h) is kept for dW; GELU'(h) only when h needs a gradient.
   float* act = g.alloc(n * in);
   float* dact = y.requires_grad() && h.requires_grad() ? g.alloc(n * in) : nullptr;
