@@ -1,5 +1,6 @@
 #include "ops/norm.h"
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -49,17 +50,12 @@ void layer_norm_fwd(const float* x, const float* w, const float* b, float* y, fl
       [&](int64_t r) {
         const float* xr = x + r * d;
         float* yr = y + r * d;
-        float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-        for (int64_t j = 0; j < d; ++j) s += xr[j];
-        const float mean = s * inv_d;
+        // Eigen's reductions: vector partial sums, then a shuffle tree (the
+        // OpenMP simd reductions finished through memory, a long serial tail).
+        const Eigen::Map<const Eigen::ArrayXf> xa(xr, d);
+        const float mean = xa.sum() * inv_d;
         // Second sweep over the (L1-resident) row: exact variance, no cancellation.
-        float v = 0.0f;
-#pragma omp simd reduction(+ : v)
-        for (int64_t j = 0; j < d; ++j) {
-          const float c = xr[j] - mean;
-          v += c * c;
-        }
+        const float v = (xa - mean).square().sum();
         const float rstd = 1.0f / std::sqrt(v * inv_d + eps);
 #pragma omp simd
         for (int64_t j = 0; j < d; ++j) {
@@ -85,9 +81,7 @@ void rms_norm_fwd(const float* x, const float* w, float* y, float* save_rstd, in
       [&](int64_t r) {
         const float* xr = x + r * d;
         float* yr = y + r * d;
-        float ss = 0.0f;
-#pragma omp simd reduction(+ : ss)
-        for (int64_t j = 0; j < d; ++j) ss += xr[j] * xr[j];
+        const float ss = Eigen::Map<const Eigen::ArrayXf>(xr, d).square().sum();
         const float rstd = 1.0f / std::sqrt(ss * inv_d + eps);
 #pragma omp simd
         for (int64_t j = 0; j < d; ++j) {
