@@ -99,6 +99,34 @@ void rms_norm_fwd(const float* x, const float* w, float* y, float* save_rstd, in
 //   layer: dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
 //   rms:   dx = rstd * (g - xhat * mean(g * xhat))
 // dw += sum_rows dy * xhat, db += sum_rows dy (per-chunk partials).
+// One row's sg = sum(g) and sgx = sum(g * xhat), g = dy * w (or dy): vector
+// partial sums in one pass, then Eigen's shuffle-tree finish (an OpenMP simd
+// reduction finished through memory, a long serial tail per row).
+template <bool kHasW>
+inline void row_grad_sums(const float* xr, const float* dyr, const float* w, float mu, float rs,
+                          int64_t d, float* sg_out, float* sgx_out) {
+  using namespace Eigen::internal;
+  using Packet = packet_traits<float>::type;
+  constexpr int64_t kLanes = packet_traits<float>::size;
+  Packet ag = pset1<Packet>(0.0f), agx = pset1<Packet>(0.0f);
+  const Packet pmu = pset1<Packet>(mu), prs = pset1<Packet>(rs);
+  int64_t j = 0;
+  for (; j + kLanes <= d; j += kLanes) {
+    Packet g = ploadu<Packet>(dyr + j);
+    if constexpr (kHasW) g = pmul(g, ploadu<Packet>(w + j));
+    ag = padd(ag, g);
+    agx = pmadd(g, pmul(psub(ploadu<Packet>(xr + j), pmu), prs), agx);
+  }
+  float sg = predux(ag), sgx = predux(agx);
+  for (; j < d; ++j) {
+    const float g = kHasW ? dyr[j] * w[j] : dyr[j];
+    sg += g;
+    sgx += g * ((xr[j] - mu) * rs);
+  }
+  *sg_out = sg;
+  *sgx_out = sgx;
+}
+
 void norm_bwd(const float* x, const float* w, const float* mean, const float* rstd, const float* dy,
               float* dx, float* pw, float* pb, int64_t rows, int64_t d, int64_t nc) {
   const float inv_d = 1.0f / float(d);
@@ -122,21 +150,11 @@ void norm_bwd(const float* x, const float* w, const float* mean, const float* rs
         for (int64_t j = 0; j < d; ++j) cb[j] += dyr[j];
       }
       if (!dx) continue;
-      float sg = 0.0f, sgx = 0.0f;
-      if (w) {
-#pragma omp simd reduction(+ : sg, sgx)
-        for (int64_t j = 0; j < d; ++j) {
-          const float g = dyr[j] * w[j];
-          sg += g;
-          sgx += g * ((xr[j] - mu) * rs);
-        }
-      } else {
-#pragma omp simd reduction(+ : sg, sgx)
-        for (int64_t j = 0; j < d; ++j) {
-          sg += dyr[j];
-          sgx += dyr[j] * ((xr[j] - mu) * rs);
-        }
-      }
+      float sg, sgx;
+      if (w)
+        row_grad_sums<true>(xr, dyr, w, mu, rs, d, &sg, &sgx);
+      else
+        row_grad_sums<false>(xr, dyr, w, mu, rs, d, &sg, &sgx);
       const float mg = mean ? sg * inv_d : 0.0f;
       const float mgx = sgx * inv_d;
       float* dxr = dx + r * d;
