@@ -26,11 +26,10 @@ void parallel_range(int64_t n, F&& f) {
 
 // exp(hi + lo) as plain float arithmetic, so loops over it vectorise (the libm
 // call does not without -ffast-math). hi + lo = k ln2 + r with |r| <~ ln2/2;
-// exp(r) by exp_taylor7; 2^k
-// built in the exponent bits. Passing the argument as an exact hi plus a small
-// lo keeps large arguments (-x^2/2 in the Gaussian tails) from losing bits to
-// rounding. Underflows to 0 below -87, saturates at exp(88) (never inf); NaN
-// propagates.
+// exp(r) by exp_taylor7; 2^k built in the exponent bits. Passing the argument
+// as an exact hi plus a small lo keeps large arguments (-x^2/2 in the Gaussian
+// tails) from losing bits to rounding. Underflows to 0 below -87, saturates at exp(88) (never inf);
+// NaN propagates.
 inline float exp_parts(float hi, float lo) {
   const float x = hi + lo;
   const bool under = x < -87.0f;

@@ -24,7 +24,6 @@
 // packing such small operands.
 #include "ops/attention.h"
 
-#include <immintrin.h>
 #include <omp.h>
 
 #include <Eigen/Core>
@@ -38,6 +37,7 @@
 #include "ops/exp_taylor.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
+#include "tensor/vec16.h"
 
 namespace bl {
 
@@ -124,8 +124,6 @@ struct BlockRanges {
 // Aᵀ is free) and B rows contiguous (b[l * ldb + j]). A tile of R rows x 16/32
 // columns lives in registers; GCC/Clang vector extensions lower it to the
 // target's vector ISA (8 x 32 tiles reach ~110 GFLOP/s on one Zen 4 core).
-
-typedef float Vec16 __attribute__((vector_size(64), aligned(4), may_alias));
 
 #if defined(__AVX512F__)
 constexpr int kTileRows = 8;  // 8 x 32 accumulators = 16 zmm registers
@@ -299,9 +297,8 @@ inline Vec16 splat(float x) {
 
 // exp(x) for x <= 88 as vector arithmetic: x = k ln2 + r (k = round(x / ln2),
 // r in two Cody-Waite parts), e^r by exp_taylor7, 2^k built in the exponent
-// bits. Arguments
-// below -87 give exp(-87) (1.6e-38: no denormals); the callers zero the lanes
-// that must be exactly 0. NaN propagates.
+// bits. Arguments below -87 give exp(-87) (1.6e-38: no denormals); the
+// callers zero the lanes that must be exactly 0. NaN propagates.
 inline Vec16 vexp(Vec16 x) {
   x = x < -87.0f ? splat(-87.0f) : x;
   x = x > 88.0f ? splat(88.0f) : x;
@@ -324,7 +321,7 @@ struct Lanes {
   Lanes(const BlockRanges& br, const Mask& mask, int64_t i0, int64_t m) {
     for (int64_t l = 0; l < m; ++l) {
       lo[l] = int32_t(br.lo[l] - br.cl);
-      hi[l] = int32_t(std::max(br.hi[l], br.lo[l]) - br.cl);
+      hi[l] = int32_t(br.hi[l] - br.cl);  // Mask::range keeps hi >= lo
       base[l] = float(mask.q_off + i0 + l - mask.k_off - br.cl);
     }
   }
@@ -383,6 +380,11 @@ inline void pack_lanes(const float* src, int64_t ld, int64_t m, int64_t cols, fl
   pack_transposed(src, ld, m, cols, qt, kBlock);
 }
 
+// rows rows of cols floats at stride ld = 0.
+void zero_rows(float* p, int64_t ld, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) std::memset(p + r * ld, 0, sizeof(float) * size_t(cols));
+}
+
 // dst rows (stride ld) = src (rows x cols, contiguous), or += when !overwrite.
 void store_rows(const float* src, int64_t rows, int64_t cols, float* dst, int64_t ld,
                 bool overwrite) {
@@ -410,6 +412,16 @@ void prefetch_rows(const float* p, int64_t ld, int64_t rows, int64_t cols, bool 
       else
         __builtin_prefetch(p + r * ld + c, 0, 2);
     }
+}
+
+// Slice blk (of per_blk rows) of a task's Tk rows of K-like and V-like
+// columns: K and V, or dK and dV (write). Spread over the current task's
+// blocks, it brings the next task's operands into L2 without flooding it.
+void prefetch_kv_slice(const Geometry& gm, const TaskRows& t, int64_t blk, int64_t per_blk,
+                       const float* kl, const float* vl, bool write = false) {
+  const int64_t r0 = blk * per_blk, nr = std::min(per_blk, gm.tk - r0);
+  if (kl) prefetch_rows(kl + t.k + r0 * gm.ldk, gm.ldk, nr, gm.wk(), write);
+  if (vl) prefetch_rows(vl + t.v + r0 * gm.ldv, gm.ldv, nr, gm.wv(), write);
 }
 
 // kv heads per task. Preferably all of them: a task then reads whole rows of
@@ -525,9 +537,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
         }
         if (task + nt < n_tasks) {  // the next task's K and V, a slice per block
           const TaskRows nx = gm.rows(task + nt);
-          const int64_t r0 = blk * kv_per_blk, nr = std::min(kv_per_blk, gm.tk - r0);
-          prefetch_rows(kd + nx.k + r0 * gm.ldk, gm.ldk, nr, gm.wk());
-          prefetch_rows(vd + nx.v + r0 * gm.ldv, gm.ldv, nr, gm.wv());
+          prefetch_kv_slice(gm, nx, blk, kv_per_blk, kd, vd);
           if (blk + 1 == gm.nblk) {
             const int64_t mq = std::min(kBlock, gm.tq);
             prefetch_rows(qd + nx.q, gm.ldq, mq, gm.wq());
@@ -536,8 +546,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
         }
         const BlockRanges br(mask, i0, m);
         if (br.empty()) {  // every key masked: zero output
-          for (int64_t r = 0; r < m; ++r)
-            std::memset(orows + r * gm.ldo, 0, sizeof(float) * size_t(gm.wo()));
+          zero_rows(orows, gm.ldo, m, gm.wo());
           continue;
         }
         const int64_t cl = br.cl, n = br.ch - br.cl;
@@ -645,11 +654,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
         }
         if (task + bnt < n_tasks) {  // the next task's K, V, dK and dV, a slice per block
           const TaskRows nx = gm.rows(task + bnt);
-          const int64_t r0 = blk * kv_per_blk, nr = std::min(kv_per_blk, gm.tk - r0);
-          prefetch_rows(kd + nx.k + r0 * gm.ldk, gm.ldk, nr, gm.wk());
-          prefetch_rows(vd + nx.v + r0 * gm.ldv, gm.ldv, nr, gm.wv());
-          if (dk) prefetch_rows(dk + nx.k + r0 * gm.ldk, gm.ldk, nr, gm.wk(), true);
-          if (dv) prefetch_rows(dv + nx.v + r0 * gm.ldv, gm.ldv, nr, gm.wv(), true);
+          prefetch_kv_slice(gm, nx, blk, kv_per_blk, kd, vd);
+          prefetch_kv_slice(gm, nx, blk, kv_per_blk, dk, dv, true);
           if (blk + 1 == gm.nblk) {
             const int64_t mq = std::min(kBlock, gm.tq);
             prefetch_rows(qd + nx.q, gm.ldq, mq, gm.wq());
@@ -660,9 +666,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
         }
         const BlockRanges br(mask, i0, m);
         if (br.empty()) {  // every key masked: no gradient
-          if (q_fresh)
-            for (int64_t r = 0; r < m; ++r)
-              std::memset(dqrows + r * gm.ldq, 0, sizeof(float) * size_t(gm.wq()));
+          if (q_fresh) zero_rows(dqrows, gm.ldq, m, gm.wq());
           continue;
         }
         const int64_t cl = br.cl, n = br.ch - br.cl;

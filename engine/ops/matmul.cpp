@@ -7,6 +7,7 @@
 #include "tensor/gemm.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
+#include "tensor/vec16.h"
 
 namespace bl {
 
@@ -16,7 +17,6 @@ namespace {
 // while the rows stream by, where summing straight into db would load and
 // store it once per row.
 constexpr int64_t kBiasCols = 64;
-typedef float Vec16 __attribute__((vector_size(64), aligned(4), may_alias));
 
 // db[j] += sum over rows r of dy[r * ld + j], j < w <= kBiasCols, rows in order.
 void add_column_sums(const float* dy, int64_t ld, int64_t rows, int64_t w, float* db) {

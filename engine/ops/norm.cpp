@@ -94,11 +94,6 @@ void rms_norm_fwd(const float* x, const float* w, float* y, float* save_rstd, in
       min_rows_per_thread(d));
 }
 
-// Backward of both norms. For layer norm xhat = (x - mean) * rstd; for RMS
-// norm mean is null and xhat = x * rstd. With g = dy * w:
-//   layer: dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
-//   rms:   dx = rstd * (g - xhat * mean(g * xhat))
-// dw += sum_rows dy * xhat, db += sum_rows dy (per-chunk partials).
 // One row's sg = sum(g) and sgx = sum(g * xhat), g = dy * w (or dy): vector
 // partial sums in one pass, then Eigen's shuffle-tree finish (an OpenMP simd
 // reduction finished through memory, a long serial tail per row).
@@ -127,6 +122,11 @@ inline void row_grad_sums(const float* xr, const float* dyr, const float* w, flo
   *sgx_out = sgx;
 }
 
+// Backward of both norms. For layer norm xhat = (x - mean) * rstd; for RMS
+// norm mean is null and xhat = x * rstd. With g = dy * w:
+//   layer: dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
+//   rms:   dx = rstd * (g - xhat * mean(g * xhat))
+// dw += sum_rows dy * xhat, db += sum_rows dy (per-chunk partials).
 void norm_bwd(const float* x, const float* w, const float* mean, const float* rstd, const float* dy,
               float* dx, float* pw, float* pb, int64_t rows, int64_t d, int64_t nc) {
   const float inv_d = 1.0f / float(d);
