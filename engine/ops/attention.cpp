@@ -33,6 +33,10 @@
 #include <cstring>
 #include <limits>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "ops/check.h"
 #include "ops/exp_taylor.h"
 #include "tensor/graph.h"
@@ -380,6 +384,23 @@ inline void pack_lanes(const float* src, int64_t ld, int64_t m, int64_t cols, fl
   pack_transposed(src, ld, m, cols, qt, kBlock);
 }
 
+// Stores one 64-byte-aligned row of 16 floats past the caches where the ISA
+// allows: kept probabilities are read back only in backward, after the rest of
+// the forward has evicted them, so fetching their lines for ownership first
+// would only double the memory traffic. Ordered by stream_fence().
+inline void stream_row(float* dst, Vec16 v) {
+#if defined(__AVX512F__)
+  _mm512_stream_ps(dst, __m512(v));
+#else
+  *reinterpret_cast<Vec16*>(dst) = v;
+#endif
+}
+inline void stream_fence() {
+#if defined(__AVX512F__)
+  _mm_sfence();
+#endif
+}
+
 // rows rows of cols floats at stride ld = 0.
 void zero_rows(float* p, int64_t ld, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; ++r) std::memset(p + r * ld, 0, sizeof(float) * size_t(cols));
@@ -519,13 +540,14 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
     float* od = y.data();
     run_tasks(n_tasks, nt, [&](int64_t task, int tid) {
       const int64_t b = task / gm.chunks(), h0 = gm.first_head(task);
-      float* kp = scratch + tid * fwd_scratch;
-      float* vp = kp + gm.tk * gm.wk();
-      float* qt = vp + gm.tk * gm.wv();
+      float* kbuf = scratch + tid * fwd_scratch;
+      float* vbuf = kbuf + gm.tk * gm.wk();
+      float* qt = vbuf + gm.tk * gm.wv();
       float* st = qt + gm.wq() * kBlock;
       const TaskRows tr = gm.rows(task);
-      pack_rows(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kp);
-      pack_rows(vd + tr.v, gm.ldv, gm.tk, gm.wv(), vp);
+      const float *kp = kbuf, *vp = vbuf;
+      pack_rows(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kbuf);
+      pack_rows(vd + tr.v, gm.ldv, gm.tk, gm.wv(), vbuf);
       for (int64_t blk = 0; blk < gm.nblk; ++blk) {
         const int64_t i0 = blk * kBlock, m = std::min(kBlock, gm.tq - i0);
         const float* qrows = qd + tr.q + i0 * gm.ldq;
@@ -565,10 +587,12 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
             float* pk = pbuf + (b * gm.hq + h) * p_head + p_off[blk];
             const Vec16 s = *reinterpret_cast<const Vec16*>(sum);
             const Vec16 inv = s > 0.0f ? 1.0f / s : Vec16{};
-            for (int64_t j = 0; j < n; ++j)
-              *reinterpret_cast<Vec16*>(pk + j * kBlock) =
-                  *reinterpret_cast<const Vec16*>(st + j * kBlock) * inv;
-            small_gemm<false>(m, gm.dv, n, 1.0f, pk, 1, kBlock, vp + cl * gm.wv() + kl * gm.dv,
+            for (int64_t j = 0; j < n; ++j) {  // normalised in L1, a copy streamed out
+              Vec16* sr = reinterpret_cast<Vec16*>(st + j * kBlock);
+              *sr *= inv;
+              stream_row(pk + j * kBlock, *sr);
+            }
+            small_gemm<false>(m, gm.dv, n, 1.0f, st, 1, kBlock, vp + cl * gm.wv() + kl * gm.dv,
                               gm.wv(), oh, gm.ldo);
             continue;
           }
@@ -589,6 +613,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
           }
         }
       }
+      if (keep_p) stream_fence();  // P visible to backward on any thread
     });
   }
   if (!save) return y;
@@ -623,9 +648,9 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
     const float *qd = q.data(), *kd = k.data(), *vd = v.data(), *od = y.data();
     run_tasks(n_tasks, bnt, [&](int64_t task, int tid) {
       const int64_t b = task / gm.chunks(), h0 = gm.first_head(task);
-      float* kp = bscratch + tid * bwd_scratch;
-      float* vp = kp + gm.tk * gm.wk();
-      float* qb = vp + gm.tk * gm.wv();
+      float* kbuf = bscratch + tid * bwd_scratch;
+      float* vbuf = kbuf + gm.tk * gm.wk();
+      float* qb = vbuf + gm.tk * gm.wv();
       float* qt = qb + kBlock * gm.wq();
       float* dob = qt + kBlock * gm.wq();
       float* dot = dob + kBlock * gm.wo();
@@ -637,8 +662,9 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
       if (dk) std::memset(dk_acc, 0, sizeof(float) * size_t(gm.tk * gm.wk()));
       if (dv) std::memset(dv_acc, 0, sizeof(float) * size_t(gm.tk * gm.wv()));
       const TaskRows tr = gm.rows(task);
-      pack_rows(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kp);
-      if (need_ds) pack_rows(vd + tr.v, gm.ldv, gm.tk, gm.wv(), vp);
+      const float *kp = kbuf, *vp = vbuf;
+      pack_rows(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kbuf);
+      if (need_ds) pack_rows(vd + tr.v, gm.ldv, gm.tk, gm.wv(), vbuf);
       for (int64_t blk = 0; blk < gm.nblk; ++blk) {
         const int64_t i0 = blk * kBlock, m = std::min(kBlock, gm.tq - i0);
         const float* qrows = qd + tr.q + i0 * gm.ldq;

@@ -119,13 +119,16 @@ void micro_kernel(int64_t kc, const float* ap, const float* bp, const Tile& t) {
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
     acc0[i] = acc1[i] = _mm512_setzero_ps();
-    // The tile of C is read at the end; start fetching it now (from L3 on
-    // wide outputs), so the epilogue does not stall on it.
-    _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc + 16), _MM_HINT_T0);
+    // The tile of C (and the gate) is read at the end; start fetching it now
+    // (from L3 or memory on wide outputs), so the epilogue does not stall on
+    // it. Into L2, not L1: at a 2 KiB row stride these 28-56 lines share a few
+    // L1 sets and would evict the A and B lines the k-loop is reading (the
+    // FFN's gated 4096 x 512 x 128 product: 6.1 -> 5.7 ms in gpt-tiny).
+    _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc), _MM_HINT_T1);
+    _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc + 16), _MM_HINT_T1);
     if (t.gate) {
-      _mm_prefetch(reinterpret_cast<const char*>(t.gate + i * t.ldg), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(t.gate + i * t.ldg + 16), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(t.gate + i * t.ldg), _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(t.gate + i * t.ldg + 16), _MM_HINT_T1);
     }
   }
   for (int64_t k = 0; k < kc; ++k) {
