@@ -187,6 +187,42 @@ TEST(Elementwise, SameTensorOnBothSides) {
 
 // Big enough for every parallel branch (several chunks, per-thread partials);
 // forward and backward against a double-precision naive reference.
+// Intermediate operands of add (and sub's left side) take dy's gradient
+// buffer instead of a copy (Graph::share_grad). The residual-stream pattern:
+// the shared operand later gets more gradient from its other consumer, the
+// other operand's producer reads its own, and sub's right side must not share
+// (its gradient is -dy).
+TEST(Elementwise, SharedGradientBuffersInResidualChains) {
+  Rng rng(11);
+  auto x = test::make_input("x", Shape{3, 5}, rng);
+  auto c = test::make_input("c", Shape{3, 5}, rng);
+  for (Op op : {Op::kAdd, Op::kSub}) {
+    EXPECT_TRUE(test::grad_check(
+        [&] {
+          const Tensor u = mul(x->tensor(), c->tensor());  // intermediate, no buffer yet
+          const Tensor z = run(op, u, mul(u, u));          // u: shared; u*u: own buffer
+          const Tensor w = run(op, mul(z, c->tensor()), z);
+          return run(op, w, mul(w, w));
+        },
+        {x.get(), c.get()}))
+        << op_name(op);
+  }
+  // The shared operand's gradient is dy's buffer, and the values are right.
+  Graph& g = current_graph();
+  g.clear();
+  const Tensor u = mul(x->tensor(), c->tensor());
+  const Tensor v = mul(c->tensor(), c->tensor());
+  const Tensor z = add(u, v);
+  float* dz = g.grad(z);
+  for (int64_t i = 0; i < z.numel(); ++i) dz[i] = float(i);
+  g.run_tape();
+  EXPECT_EQ(u.grad(), dz);
+  ASSERT_NE(v.grad(), nullptr);
+  EXPECT_NE(v.grad(), dz);
+  for (int64_t i = 0; i < z.numel(); ++i) EXPECT_EQ(v.grad()[i], float(i));
+  g.clear();
+}
+
 TEST(Elementwise, LargeShapesMatchNaiveForwardAndBackward) {
   Rng rng(5);
   const std::vector<Pattern> big = {

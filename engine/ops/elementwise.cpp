@@ -24,22 +24,28 @@ void parallel_range(int64_t n, F&& f) {
 }
 
 // The four binary ops: value and the partial derivatives times dy.
+// kPassA / kPassB: the partial is dy itself, so the operand's gradient may
+// share dy's buffer (Graph::share_grad).
 struct AddOp {
+  static constexpr bool kPassA = true, kPassB = true;
   static float f(float a, float b) { return a + b; }
   static float da(float dy, float, float) { return dy; }
   static float db(float dy, float, float) { return dy; }
 };
 struct SubOp {
+  static constexpr bool kPassA = true, kPassB = false;
   static float f(float a, float b) { return a - b; }
   static float da(float dy, float, float) { return dy; }
   static float db(float dy, float, float) { return -dy; }
 };
 struct MulOp {
+  static constexpr bool kPassA = false, kPassB = false;
   static float f(float a, float b) { return a * b; }
   static float da(float dy, float, float b) { return dy * b; }
   static float db(float dy, float a, float) { return dy * a; }
 };
 struct DivOp {
+  static constexpr bool kPassA = false, kPassB = false;
   static float f(float a, float b) { return a / b; }
   static float da(float dy, float, float b) { return dy / b; }
   static float db(float dy, float a, float b) { return -dy * a / (b * b); }
@@ -351,15 +357,22 @@ Tensor binary(const Tensor& a, const Tensor& b, const char* name) {
     Graph& gg = current_graph();
     const float *av = a.data(), *bv = b.data();
     if (path == Path::kSame) {
-      // a is b (x + x) works too: b's buffer is then no longer fresh.
-      bool fresh = false;
+      // a is b (x + x) works too: b's buffer is then no longer fresh. One
+      // operand at most shares dy's buffer (the residual stream's adds: no
+      // copy of dy); the other gets its own.
+      bool fresh = false, shared = false;
       if (a.requires_grad()) {
-        float* da = gg.grad_for_overwrite(a, fresh);
-        same_backward<Op, true>(p.n, dy, av, bv, da, fresh);
+        if (Op::kPassA && a.impl() != b.impl()) shared = gg.share_grad(a, y);
+        if (!shared) {
+          float* da = gg.grad_for_overwrite(a, fresh);
+          same_backward<Op, true>(p.n, dy, av, bv, da, fresh);
+        }
       }
       if (b.requires_grad()) {
-        float* db = gg.grad_for_overwrite(b, fresh);
-        same_backward<Op, false>(p.n, dy, av, bv, db, fresh);
+        if (!(Op::kPassB && !shared && a.impl() != b.impl() && gg.share_grad(b, y))) {
+          float* db = gg.grad_for_overwrite(b, fresh);
+          same_backward<Op, false>(p.n, dy, av, bv, db, fresh);
+        }
       }
       return;
     }

@@ -53,6 +53,13 @@ float* Graph::grad_for_overwrite(const Tensor& t, bool& fresh) {
   return p->grad;
 }
 
+bool Graph::share_grad(const Tensor& t, const Tensor& from) {
+  TensorImpl* p = t.impl();
+  if (p->grad || !from.grad() || p == from.impl()) return false;
+  p->grad = from.grad();
+  return true;
+}
+
 bool Graph::needs_grad(std::initializer_list<Tensor> inputs) const {
   if (!grad_enabled_) return false;
   for (const Tensor& t : inputs)

@@ -45,6 +45,13 @@ class Graph {
   /// buffer is new and uninitialised, the caller must write every element) or
   /// add to it (not fresh). Saves zeroing a buffer that is overwritten next.
   float* grad_for_overwrite(const Tensor& t, bool& fresh);
+  /// For an op whose backward would copy `from`'s gradient unchanged into t's
+  /// (an add's operand): when t has no gradient buffer yet, it takes `from`'s
+  /// buffer itself and the copy is skipped. Sound because backward runs in
+  /// reverse order: every consumer of `from` has already added to its
+  /// gradient, and the op asking is the last reader. False if t already has a
+  /// buffer (a Parameter's, a view's, or an earlier consumer's).
+  bool share_grad(const Tensor& t, const Tensor& from);
   /// Output of an op on `inputs` requires grad iff grad mode is on and any does.
   bool needs_grad(std::initializer_list<Tensor> inputs) const;
 
