@@ -107,7 +107,10 @@ TEST_P(GemmBackends, ZeroInnerDimensionScalesC) {
   for (float x : c) EXPECT_EQ(x, 0.0f);
 }
 
-TEST_P(GemmBackends, LinearGemmAddsTheBiasToEveryRow) {
+// With and without a bias and a residual; k = 600 runs in two k-blocks (the
+// residual goes into the first only), n = 70 ends in a partial panel, and 2
+// threads split the rows (m = 131) or the panels (m = 5 stays on Eigen's side).
+TEST_P(GemmBackends, LinearGemmAddsTheBiasAndResidualToEveryRow) {
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   for (int threads : {1, 2})
@@ -115,22 +118,27 @@ TEST_P(GemmBackends, LinearGemmAddsTheBiasToEveryRow) {
       for (int64_t n : {17, 70}) {
         const int64_t k = 600;
         std::vector<float> x(size_t(m * k)), w(size_t(n * k)), y(size_t(m * n));
-        std::vector<float> bias(static_cast<size_t>(n));
+        std::vector<float> bias(static_cast<size_t>(n)), res(size_t(m * n));
         for (float& v : x) v = u(rng);
         for (float& v : w) v = u(rng);
         for (float& v : bias) v = u(rng);
+        for (float& v : res) v = 4.0f * u(rng);
         bl::set_num_threads(threads);
-        for (bool with_bias : {true, false}) {
-          bl::linear_gemm(m, n, k, x.data(), w.data(), with_bias ? bias.data() : nullptr, y.data());
-          for (int64_t i = 0; i < m; ++i)
-            for (int64_t j = 0; j < n; ++j) {
-              double ref = with_bias ? bias[size_t(j)] : 0.0;
-              for (int64_t p = 0; p < k; ++p)
-                ref += double(x[size_t(i * k + p)]) * w[size_t(j * k + p)];
-              ASSERT_NEAR(y[size_t(i * n + j)], ref, 2e-5)
-                  << "m=" << m << " n=" << n << " bias=" << with_bias << " threads=" << threads;
-            }
-        }
+        for (bool with_bias : {true, false})
+          for (bool with_res : {false, true}) {
+            bl::linear_gemm(m, n, k, x.data(), w.data(), with_bias ? bias.data() : nullptr,
+                            y.data(), with_res ? res.data() : nullptr);
+            for (int64_t i = 0; i < m; ++i)
+              for (int64_t j = 0; j < n; ++j) {
+                double ref =
+                    (with_bias ? bias[size_t(j)] : 0.0) + (with_res ? res[size_t(i * n + j)] : 0.0);
+                for (int64_t p = 0; p < k; ++p)
+                  ref += double(x[size_t(i * k + p)]) * w[size_t(j * k + p)];
+                ASSERT_NEAR(y[size_t(i * n + j)], ref, 2e-5)
+                    << "m=" << m << " n=" << n << " bias=" << with_bias << " res=" << with_res
+                    << " threads=" << threads;
+              }
+          }
       }
 }
 

@@ -23,24 +23,31 @@ Block::Block(const BlockConfig& c) : config_(c) {
 
 Tensor Block::forward(const Tensor& x, LayerState* state, bool training, Rng& rng) {
   const float p = float(config_.dropout);
-  Tensor h;
+  // Without dropout on the sublayer's output, the residual add goes into the
+  // sublayer's last product (forward_add) instead of a pass of its own.
+  const bool fold = p == 0.0f || !training;
+  auto mixed = [&](const Tensor& res, const Tensor& in) {
+    if (fold) return attention_->forward_add(in, *position_, state, res);
+    return add(res, dropout(attention_->forward(in, *position_, state), p, training, rng));
+  };
+  auto fed = [&](const Tensor& res, const Tensor& in) {
+    if (fold) return ffn_->forward_add(in, res);
+    return add(res, dropout(ffn_->forward(in), p, training, rng));
+  };
   if (!attn_norm_) {  // attention "none": no sublayer, the state still advances
     if (state) state->length += x.dim(1);
     if (!ffn_) return x;
-    if (config_.pre_norm)
-      return add(x, dropout(ffn_->forward(ffn_norm_->forward(x)), p, training, rng));
-    return ffn_norm_->forward(add(x, dropout(ffn_->forward(x), p, training, rng)));
+    if (config_.pre_norm) return fed(x, ffn_norm_->forward(x));
+    return ffn_norm_->forward(fed(x, x));
   }
   if (config_.pre_norm) {
-    h = add(x, dropout(attention_->forward(attn_norm_->forward(x), *position_, state), p, training,
-                       rng));
+    const Tensor h = mixed(x, attn_norm_->forward(x));
     if (!ffn_) return h;
-    return add(h, dropout(ffn_->forward(ffn_norm_->forward(h)), p, training, rng));
+    return fed(h, ffn_norm_->forward(h));
   }
-  h = attn_norm_->forward(
-      add(x, dropout(attention_->forward(x, *position_, state), p, training, rng)));
+  const Tensor h = attn_norm_->forward(mixed(x, x));
   if (!ffn_) return h;
-  return ffn_norm_->forward(add(h, dropout(ffn_->forward(h), p, training, rng)));
+  return ffn_norm_->forward(fed(h, h));
 }
 
 }  // namespace bl

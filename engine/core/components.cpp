@@ -28,6 +28,7 @@
 #include "core/position/none.h"
 #include "core/position/rope.h"
 #include "core/position/sinusoidal.h"
+#include "ops/elementwise.h"
 
 namespace bl {
 
@@ -141,6 +142,20 @@ Registry<PositionEncoding>& position_registry() {
     return reg;
   }();
   return r;
+}
+
+}  // namespace bl
+
+namespace bl {
+
+// The plain residual add; mixers ending in a plain linear override these.
+Tensor Attention::forward_add(const Tensor& x, PositionEncoding& pos, LayerState* state,
+                              const Tensor& residual) {
+  return add(residual, forward(x, pos, state));
+}
+
+Tensor FeedForward::forward_add(const Tensor& x, const Tensor& residual) {
+  return add(residual, forward(x));
 }
 
 }  // namespace bl

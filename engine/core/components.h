@@ -29,6 +29,11 @@ class Attention : public Module {
   /// With a state: T new tokens at positions [state->length, state->length + T);
   /// the state is updated (the caller advances nothing itself).
   virtual Tensor forward(const Tensor& x, PositionEncoding& pos, LayerState* state) = 0;
+  /// residual + forward(x, pos, state). Mixers that end in a plain linear
+  /// fold the add into it; a subclass that overrides forward() of such a
+  /// mixer must override this too (tests/residual_test checks every one).
+  virtual Tensor forward_add(const Tensor& x, PositionEncoding& pos, LayerState* state,
+                             const Tensor& residual);
   /// Decoding state for `batch` sequences of up to max_len tokens.
   virtual std::unique_ptr<LayerState> make_state(int64_t batch, int64_t max_len) const = 0;
   /// Forward FLOPs per token in the attention mixing itself (scores and
@@ -41,6 +46,8 @@ class Attention : public Module {
 class FeedForward : public Module {
  public:
   virtual Tensor forward(const Tensor& x) = 0;
+  /// residual + forward(x); see Attention::forward_add.
+  virtual Tensor forward_add(const Tensor& x, const Tensor& residual);
   /// Parameters used per token (MoE: only the active experts); default: all.
   virtual int64_t active_parameters() { return num_parameters(); }
   /// Index of the owning block in the model (names per-layer metrics, e.g. MoE load).

@@ -6,6 +6,7 @@
 #include "lora/adapter_bank.h"
 #include "lora/lora_ops.h"
 #include "ops/activation.h"
+#include "ops/elementwise.h"
 #include "ops/matmul.h"
 #include "quant/quantized_linear.h"
 #include "tensor/gemm.h"
@@ -31,9 +32,17 @@ Tensor Linear::forward(const Tensor& x) {
   return y;
 }
 
-Tensor Linear::forward_gelu(const Tensor& h) {
-  if (qweight_ || lora_.rank || bank_) return forward(gelu(h));
-  return gelu_linear(h, weight->tensor(), bias ? bias->tensor() : Tensor());
+Tensor Linear::forward(const Tensor& x, const Tensor& residual) {
+  if (qweight_ || lora_.rank || bank_) return add(residual, forward(x));
+  return linear(x, weight->tensor(), bias ? bias->tensor() : Tensor(), residual);
+}
+
+Tensor Linear::forward_gelu(const Tensor& h, const Tensor& residual) {
+  if (qweight_ || lora_.rank || bank_) {
+    const Tensor y = forward(gelu(h));
+    return residual.defined() ? add(residual, y) : y;
+  }
+  return gelu_linear(h, weight->tensor(), bias ? bias->tensor() : Tensor(), residual);
 }
 
 std::array<Tensor, 3> Linear::forward_qkv(Linear& q, Linear& k, Linear& v, const Tensor& x) {

@@ -42,9 +42,12 @@ class Linear : public Module {
 
   /// x Wᵀ + b without adapters (float or quantized weight).
   Tensor base_forward(const Tensor& x);
-  /// forward(gelu(h)), fused (gelu_linear) when this layer is a plain float
-  /// linear: no adapter, bank or quantized weight.
-  Tensor forward_gelu(const Tensor& h);
+  /// residual + forward(x), the add folded into the product's epilogue when
+  /// this layer is a plain float linear (no adapter, bank or quantized weight).
+  Tensor forward(const Tensor& x, const Tensor& residual);
+  /// forward(gelu(h)) (+ residual when defined), fused (gelu_linear) when this
+  /// layer is a plain float linear.
+  Tensor forward_gelu(const Tensor& h, const Tensor& residual = Tensor());
   /// q, k and v projections of one input; when all three carry a LoRA adapter
   /// their A matrices are applied in a single GEMM (fused QKV LoRA).
   static std::array<Tensor, 3> forward_qkv(Linear& q, Linear& k, Linear& v, const Tensor& x);

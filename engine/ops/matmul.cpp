@@ -2,6 +2,9 @@
 
 #include <omp.h>
 
+#include <algorithm>
+#include <string>
+
 #include "ops/activation.h"
 #include "ops/check.h"
 #include "tensor/gemm.h"
@@ -73,21 +76,48 @@ void linear_param_grads(Graph& g, const float* dy, const float* x, int64_t n, co
   }
 }
 
-// The output of a linear-like op on x: x's shape with the last dim w's rows.
-Tensor linear_output(Graph& g, const Tensor& x, const Tensor& w, const Tensor& b) {
+// The output of a linear-like op on x: x's shape with the last dim w's rows;
+// a residual, when given, must have that shape.
+Tensor linear_output(Graph& g, const char* op, const Tensor& x, const Tensor& w, const Tensor& b,
+                     const Tensor& r) {
   Shape ys = x.shape();
   ys[-1] = w.dim(0);
-  return g.empty(ys, g.needs_grad({x, w, b}));
+  op_check(!r.defined() || r.shape() == ys, op,
+           "residual " + (r.defined() ? r.shape().str() : std::string()) +
+               " must have the output's shape " + ys.str());
+  return g.empty(ys, g.needs_grad({x, w, b, r}));
+}
+
+// The residual's gradient is dy itself: it takes dy's buffer when it has none
+// yet (called after the op's last read of dy), else dy is added to its own.
+void residual_grad(Graph& g, const Tensor& r, const Tensor& y) {
+  if (!r.defined() || !r.requires_grad() || g.share_grad(r, y)) return;
+  bool fresh;
+  float* dr = g.grad_for_overwrite(r, fresh);
+  const float* dy = y.grad();
+  parallel_for(
+      y.rows(),
+      [&](int64_t i) {
+        const int64_t c = y.cols();
+        float* __restrict d = dr + i * c;
+        const float* __restrict s = dy + i * c;
+        if (fresh)
+          std::copy_n(s, c, d);
+        else
+          for (int64_t j = 0; j < c; ++j) d[j] += s[j];
+      },
+      64);
 }
 
 }  // namespace
 
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& residual) {
   check_linear("linear", x, w, b);
   const int64_t n = x.rows(), in = w.dim(1), out = w.dim(0);
   Graph& g = current_graph();
-  Tensor y = linear_output(g, x, w, b);
-  linear_gemm(n, out, in, x.data(), w.data(), b.defined() ? b.data() : nullptr, y.data());
+  Tensor y = linear_output(g, "linear", x, w, b, residual);
+  linear_gemm(n, out, in, x.data(), w.data(), b.defined() ? b.data() : nullptr, y.data(),
+              residual.defined() ? residual.data() : nullptr);
   if (y.requires_grad()) {
     g.on_backward([=] {
       const float* dy = y.grad();
@@ -99,21 +129,23 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
         gemm(false, false, n, in, out, 1.0f, dy, out, w.data(), in, fresh ? 0.0f : 1.0f, dx, in);
       }
       linear_param_grads(gg, dy, x.data(), n, w, b);
+      residual_grad(gg, residual, y);
     });
   }
   return y;
 }
 
-Tensor gelu_linear(const Tensor& h, const Tensor& w, const Tensor& b) {
+Tensor gelu_linear(const Tensor& h, const Tensor& w, const Tensor& b, const Tensor& residual) {
   check_linear("gelu_linear", h, w, b);
   const int64_t n = h.rows(), in = w.dim(1), out = w.dim(0);
   Graph& g = current_graph();
-  Tensor y = linear_output(g, h, w, b);
+  Tensor y = linear_output(g, "gelu_linear", h, w, b, residual);
   // GELU(h) is kept for dW; GELU'(h) only when h needs a gradient.
   float* act = g.alloc(n * in);
   float* dact = y.requires_grad() && h.requires_grad() ? g.alloc(n * in) : nullptr;
   gelu_values(h.data(), n * in, act, dact);
-  linear_gemm(n, out, in, act, w.data(), b.defined() ? b.data() : nullptr, y.data());
+  linear_gemm(n, out, in, act, w.data(), b.defined() ? b.data() : nullptr, y.data(),
+              residual.defined() ? residual.data() : nullptr);
   if (y.requires_grad()) {
     g.on_backward([=] {
       const float* dy = y.grad();
@@ -126,6 +158,7 @@ Tensor gelu_linear(const Tensor& h, const Tensor& w, const Tensor& b) {
                    fresh ? 0.0f : 1.0f, dh, in);
       }
       linear_param_grads(gg, dy, act, n, w, b);
+      residual_grad(gg, residual, y);
     });
   }
   return y;

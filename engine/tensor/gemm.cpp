@@ -51,10 +51,12 @@ bool use_own_kernel(int64_t m, int64_t n, int64_t k) {
 // short and wide); each part sums over k exactly as the whole would.
 void own_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
-              const float* bias = nullptr, const float* gate = nullptr, int64_t ldg = 0) {
+              const float* bias = nullptr, const float* gate = nullptr, int64_t ldg = 0,
+              const float* res = nullptr, int64_t ldr = 0) {
   const int nt = omp_in_parallel() || double(m) * n * k < 1 << 21 ? 1 : omp_get_max_threads();
   if (nt <= 1) {
-    detail::gemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, gate, ldg);
+    detail::gemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, gate, ldg, res,
+                        ldr);
     return;
   }
   const bool by_rows = m >= 64 * nt || m >= n;
@@ -66,11 +68,12 @@ void own_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, co
     if (p0 >= p1) continue;
     if (by_rows)
       detail::gemm_avx512(ta, tb, p1 - p0, n, k, alpha, ta ? a + p0 : a + p0 * lda, lda, b, ldb,
-                          beta, c + p0 * ldc, ldc, bias, gate ? gate + p0 * ldg : nullptr, ldg);
+                          beta, c + p0 * ldc, ldc, bias, gate ? gate + p0 * ldg : nullptr, ldg,
+                          res ? res + p0 * ldr : nullptr, ldr);
     else
       detail::gemm_avx512(ta, tb, m, p1 - p0, k, alpha, a, lda, tb ? b + p0 * ldb : b + p0, ldb,
                           beta, c + p0, ldc, bias ? bias + p0 : nullptr, gate ? gate + p0 : nullptr,
-                          ldg);
+                          ldg, res ? res + p0 : nullptr, ldr);
   }
 }
 }  // namespace
@@ -132,15 +135,21 @@ void gemm_gated(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
 }
 
 void linear_gemm(int64_t m, int64_t n, int64_t k, const float* x, const float* w, const float* bias,
-                 float* y) {
+                 float* y, const float* residual) {
   if (k > 0 && use_own_kernel(m, n, k)) {
-    own_gemm(false, true, m, n, k, 1.0f, x, k, w, k, 0.0f, y, n, bias);
+    own_gemm(false, true, m, n, k, 1.0f, x, k, w, k, 0.0f, y, n, bias, nullptr, 0, residual, n);
     return;
   }
-  if (bias)
+  if (bias || residual)  // y = bias + residual, then the product added to it
     parallel_for(
-        m, [&](int64_t r) { std::copy_n(bias, n, y + r * n); }, 256);
-  gemm(false, true, m, n, k, 1.0f, x, k, w, k, bias ? 1.0f : 0.0f, y, n);
+        m,
+        [&](int64_t r) {
+          float* yr = y + r * n;
+          for (int64_t j = 0; j < n; ++j)
+            yr[j] = (bias ? bias[j] : 0.0f) + (residual ? residual[r * n + j] : 0.0f);
+        },
+        256);
+  gemm(false, true, m, n, k, 1.0f, x, k, w, k, bias || residual ? 1.0f : 0.0f, y, n);
 }
 
 void set_gemm_backend(GemmBackend b) {

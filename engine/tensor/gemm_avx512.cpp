@@ -62,6 +62,8 @@ struct Tile {
   const float* bias;  // added to every row (columns from the tile's first), or null
   const float* gate;  // last k-block: C = (sum) ∘ gate elementwise (rows at stride ldg), or null
   int64_t ldg;
+  const float* res;  // first k-block: added like the bias (rows at stride ldr), or null
+  int64_t ldr;
 };
 
 // A block of op(A) = A whose rows are a multiple of 2 KiB apart, copied with a
@@ -130,6 +132,10 @@ void micro_kernel(int64_t kc, const float* ap, const float* bp, const Tile& t) {
       _mm_prefetch(reinterpret_cast<const char*>(t.gate + i * t.ldg), _MM_HINT_T1);
       _mm_prefetch(reinterpret_cast<const char*>(t.gate + i * t.ldg + 16), _MM_HINT_T1);
     }
+    if (t.res) {
+      _mm_prefetch(reinterpret_cast<const char*>(t.res + i * t.ldr), _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(t.res + i * t.ldr + 16), _MM_HINT_T1);
+    }
   }
   for (int64_t k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_loadu_ps(bp + k * bs);
@@ -156,6 +162,11 @@ void micro_kernel(int64_t kc, const float* ap, const float* bp, const Tile& t) {
     if (add_c) {
       r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), r0);
       r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), r1);
+    }
+    if (t.res) {
+      const float* rr = t.res + i * t.ldr;
+      r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, rr));
+      r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, rr + 16));
     }
     if (t.gate) {  // beta is 0 overall, so C held only earlier k-blocks' partial sums
       const float* gr = t.gate + i * t.ldg;
@@ -184,13 +195,15 @@ bool have_avx512_gemm() {
 
 void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                 int64_t ldc, const float* bias, const float* gate, int64_t ldg) {
+                 int64_t ldc, const float* bias, const float* gate, int64_t ldg, const float* res,
+                 int64_t ldr) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j)
-        c[i * ldc + j] = (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]) +
-                         (bias ? bias[j] : 0.0f) * (gate ? gate[i * ldg + j] : 1.0f);
+        c[i * ldc + j] = ((beta == 0.0f ? 0.0f : beta * c[i * ldc + j]) + (bias ? bias[j] : 0.0f) +
+                          (res ? res[i * ldr + j] : 0.0f)) *
+                         (gate ? gate[i * ldg + j] : 1.0f);
     return;
   }
   const auto& table = trans_a ? kKernelsT : kKernelsN;
@@ -241,7 +254,9 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
            first ? beta : 1.0f,
            nullptr,
            nullptr,
-           ldg};
+           ldg,
+           nullptr,
+           ldr};
     const bool last = k0 + kc >= k;
     for (int64_t i0 = 0; i0 < m; i0 += kMC) {
       const int64_t mc = std::min(kMC, m - i0);
@@ -264,6 +279,7 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
           const int64_t mr = std::min<int64_t>(kMR, mc - ir);
           t.c = c + (i0 + ir) * ldc + j0;
           t.gate = last && gate ? gate + (i0 + ir) * ldg + j0 : nullptr;
+          t.res = first && res ? res + (i0 + ir) * ldr + j0 : nullptr;
           next_a.step();
           next_b.step();
           const float* ap = pack_a_rows ? packed_a.data() + (ir / kMR) * kPanelN
@@ -283,7 +299,8 @@ bool have_avx512_gemm() {
 }
 
 void gemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
-                 int64_t, float, float*, int64_t, const float*, const float*, int64_t) {}
+                 int64_t, float, float*, int64_t, const float*, const float*, int64_t, const float*,
+                 int64_t) {}
 
 #endif
 

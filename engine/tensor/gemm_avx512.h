@@ -17,12 +17,13 @@ namespace bl::detail {
 bool have_avx512_gemm();
 
 /// C[m x n] = alpha * op(A) * op(B) + beta * C (+ bias[j] in every row when
-/// bias is given) on the calling thread. With a gate (m x n, row stride ldg;
-/// beta must be 0) the result is multiplied by it elementwise in the
-/// epilogue: C = (alpha * op(A) * op(B) + bias) ∘ gate.
+/// bias is given, + res[i][j] when a residual (m x n, row stride ldr) is) on
+/// the calling thread. With a gate (m x n, row stride ldg; beta must be 0)
+/// the result is multiplied by it elementwise in the epilogue:
+/// C = (alpha * op(A) * op(B) + bias + res) ∘ gate.
 void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                  int64_t ldc, const float* bias = nullptr, const float* gate = nullptr,
-                 int64_t ldg = 0);
+                 int64_t ldg = 0, const float* res = nullptr, int64_t ldr = 0);
 
 }  // namespace bl::detail

@@ -12,6 +12,11 @@ class GatedGQA : public GQA {
  public:
   explicit GatedGQA(const BlockConfig& c);
   Tensor forward(const Tensor& x, PositionEncoding& pos, LayerState* state) override;
+  // forward() is its own, so not GQA's fused residual add.
+  Tensor forward_add(const Tensor& x, PositionEncoding& pos, LayerState* state,
+                     const Tensor& residual) override {
+    return Attention::forward_add(x, pos, state, residual);
+  }
 
  private:
   Linear* gate_proj_;  // (n_heads * head_dim, d_model), initialised like q_proj

@@ -69,6 +69,11 @@ Tensor GQA::forward(const Tensor& x, PositionEncoding& pos, LayerState* state) {
   return o_proj_->forward(mix(x, pos, state));
 }
 
+Tensor GQA::forward_add(const Tensor& x, PositionEncoding& pos, LayerState* state,
+                        const Tensor& residual) {
+  return o_proj_->forward(mix(x, pos, state), residual);
+}
+
 Tensor GQA::mix(const Tensor& x, PositionEncoding& pos, LayerState* state) {
   const int64_t offset = state ? state->length : 0;
   auto [q, k, v] = Linear::forward_qkv(*q_proj_, *k_proj_, *v_proj_, x);  // fused QKV LoRA

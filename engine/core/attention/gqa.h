@@ -20,6 +20,8 @@ class GQA : public Attention {
  public:
   explicit GQA(const BlockConfig& c);
   Tensor forward(const Tensor& x, PositionEncoding& pos, LayerState* state) override;
+  Tensor forward_add(const Tensor& x, PositionEncoding& pos, LayerState* state,
+                     const Tensor& residual) override;
   std::unique_ptr<LayerState> make_state(int64_t batch, int64_t max_len) const override;
   double mixing_flops_per_token(int64_t seq_len) const override;
 

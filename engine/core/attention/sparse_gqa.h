@@ -26,6 +26,11 @@ class SparseGQA : public GQA {
  public:
   explicit SparseGQA(const BlockConfig& c);
   Tensor forward(const Tensor& x, PositionEncoding& pos, LayerState* state) override;
+  // forward() is its own, so not GQA's fused residual add.
+  Tensor forward_add(const Tensor& x, PositionEncoding& pos, LayerState* state,
+                     const Tensor& residual) override {
+    return Attention::forward_add(x, pos, state, residual);
+  }
   double mixing_flops_per_token(int64_t seq_len) const override;
 
  private:

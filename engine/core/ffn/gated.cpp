@@ -16,4 +16,8 @@ Tensor GatedFFN::forward(const Tensor& x) {
   return down_->forward(act_(gate_->forward(x), up_->forward(x)));
 }
 
+Tensor GatedFFN::forward_add(const Tensor& x, const Tensor& residual) {
+  return down_->forward(act_(gate_->forward(x), up_->forward(x)), residual);
+}
+
 }  // namespace bl

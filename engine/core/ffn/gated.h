@@ -13,6 +13,7 @@ class GatedFFN : public FeedForward {
   using GatedActivation = Tensor (*)(const Tensor& gate, const Tensor& up);
   explicit GatedFFN(const BlockConfig& c, GatedActivation act = nullptr);
   Tensor forward(const Tensor& x) override;
+  Tensor forward_add(const Tensor& x, const Tensor& residual) override;
 
  private:
   GatedActivation act_;

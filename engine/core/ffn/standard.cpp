@@ -14,4 +14,8 @@ Tensor StandardFFN::forward(const Tensor& x) {
   return down_->forward_gelu(up_->forward(x));
 }
 
+Tensor StandardFFN::forward_add(const Tensor& x, const Tensor& residual) {
+  return down_->forward_gelu(up_->forward(x), residual);
+}
+
 }  // namespace bl

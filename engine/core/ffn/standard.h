@@ -10,6 +10,7 @@ class StandardFFN : public FeedForward {
  public:
   explicit StandardFFN(const BlockConfig& c);
   Tensor forward(const Tensor& x) override;
+  Tensor forward_add(const Tensor& x, const Tensor& residual) override;
 
  private:
   Linear* up_;    // (d_ff, d_model)
