@@ -268,6 +268,23 @@ void gelu_values(const float* x, int64_t n, float* y, float* dydx) {
   });
 }
 
+void gelu_rows(const float* x, int64_t rows, int64_t cols, float* y, float* dydx, int64_t ld) {
+  if (ld == cols) return gelu_values(x, rows * cols, y, dydx);
+  parallel_chunks(rows, std::max<int64_t>(1, kChunk / std::max<int64_t>(cols, 1)),
+                  [&](int64_t lo, int64_t hi) {
+                    for (int64_t r = lo; r < hi; ++r) {
+                      const float* __restrict xp = x + r * cols;
+                      float* __restrict yp = y + r * ld;
+                      if (!dydx) {
+                        for (int64_t i = 0; i < cols; ++i) yp[i] = Gelu::f(xp[i]);
+                        continue;
+                      }
+                      float* __restrict dp = dydx + r * ld;
+                      for (int64_t i = 0; i < cols; ++i) Gelu::f_df(xp[i], yp[i], dp[i]);
+                    }
+                  });
+}
+
 // GELU's derivative needs Phi(x) again, which is most of its cost: when a
 // gradient is wanted the forward keeps Phi(x) + x phi(x) (one float per
 // element, graph arena) and the backward is a plain multiply-add.

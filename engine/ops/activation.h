@@ -12,6 +12,9 @@ Tensor gelu(const Tensor& x);
 /// The values behind gelu(), for fused ops: y = GELU(x) of n floats and, when
 /// dydx is not null, the derivative GELU'(x) from the same evaluation.
 void gelu_values(const float* x, int64_t n, float* y, float* dydx);
+/// gelu_values over rows x rows of cols floats (x contiguous) into y and dydx
+/// with row stride ld >= cols (dydx may be null).
+void gelu_rows(const float* x, int64_t rows, int64_t cols, float* y, float* dydx, int64_t ld);
 /// x * sigmoid(x)
 Tensor silu(const Tensor& x);
 Tensor relu(const Tensor& x);

@@ -56,9 +56,10 @@ void check_linear(const char* op, const Tensor& x, const Tensor& w, const Tensor
 
 // dW += dyᵀ x and db += column sums of dy, for y = x Wᵀ + b over n rows.
 void linear_param_grads(Graph& g, const float* dy, const float* x, int64_t n, const Tensor& w,
-                        const Tensor& b) {
+                        const Tensor& b, int64_t ldx = 0) {
   const int64_t out = w.dim(0), in = w.dim(1);
-  if (w.requires_grad()) gemm(true, false, out, in, n, 1.0f, dy, out, x, in, 1.0f, g.grad(w), in);
+  if (w.requires_grad())
+    gemm(true, false, out, in, n, 1.0f, dy, out, x, ldx > 0 ? ldx : in, 1.0f, g.grad(w), in);
   if (b.defined() && b.requires_grad()) {
     // One contiguous column range per thread (a single sequential pass on
     // one thread), rows summed in order within each: the result does not
@@ -141,11 +142,15 @@ Tensor gelu_linear(const Tensor& h, const Tensor& w, const Tensor& b, const Tens
   Graph& g = current_graph();
   Tensor y = linear_output(g, "gelu_linear", h, w, b, residual);
   // GELU(h) is kept for dW; GELU'(h) only when h needs a gradient.
-  float* act = g.alloc(n * in);
-  float* dact = y.requires_grad() && h.requires_grad() ? g.alloc(n * in) : nullptr;
-  gelu_values(h.data(), n * in, act, dact);
+  // Rows a multiple of 2 KiB apart would make the products below copy them
+  // (a tile's rows would share a few L1 sets): padded by 64 bytes instead, the
+  // forward reads GELU(h) in place and dW's product reads it as its B.
+  const int64_t ld = in % 512 == 0 ? in + 16 : in;
+  float* act = g.alloc(n * ld);
+  float* dact = y.requires_grad() && h.requires_grad() ? g.alloc(n * ld) : nullptr;
+  gelu_rows(h.data(), n, in, act, dact, ld);
   linear_gemm(n, out, in, act, w.data(), b.defined() ? b.data() : nullptr, y.data(),
-              residual.defined() ? residual.data() : nullptr);
+              residual.defined() ? residual.data() : nullptr, ld);
   if (y.requires_grad()) {
     g.on_backward([=] {
       const float* dy = y.grad();
@@ -154,10 +159,10 @@ Tensor gelu_linear(const Tensor& h, const Tensor& w, const Tensor& b, const Tens
       if (h.requires_grad()) {  // dh = (dy W) ∘ GELU'(h), the product gated in its epilogue
         bool fresh;
         float* dh = gg.grad_for_overwrite(h, fresh);
-        gemm_gated(false, false, n, in, out, 1.0f, dy, out, w.data(), in, dact, in,
+        gemm_gated(false, false, n, in, out, 1.0f, dy, out, w.data(), in, dact, ld,
                    fresh ? 0.0f : 1.0f, dh, in);
       }
-      linear_param_grads(gg, dy, act, n, w, b);
+      linear_param_grads(gg, dy, act, n, w, b, ld);
       residual_grad(gg, residual, y);
     });
   }

@@ -135,9 +135,10 @@ void gemm_gated(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
 }
 
 void linear_gemm(int64_t m, int64_t n, int64_t k, const float* x, const float* w, const float* bias,
-                 float* y, const float* residual) {
+                 float* y, const float* residual, int64_t ldx) {
+  if (ldx <= 0) ldx = k;
   if (k > 0 && use_own_kernel(m, n, k)) {
-    own_gemm(false, true, m, n, k, 1.0f, x, k, w, k, 0.0f, y, n, bias, nullptr, 0, residual, n);
+    own_gemm(false, true, m, n, k, 1.0f, x, ldx, w, k, 0.0f, y, n, bias, nullptr, 0, residual, n);
     return;
   }
   if (bias || residual)  // y = bias + residual, then the product added to it
@@ -149,7 +150,7 @@ void linear_gemm(int64_t m, int64_t n, int64_t k, const float* x, const float* w
             yr[j] = (bias ? bias[j] : 0.0f) + (residual ? residual[r * n + j] : 0.0f);
         },
         256);
-  gemm(false, true, m, n, k, 1.0f, x, k, w, k, bias || residual ? 1.0f : 0.0f, y, n);
+  gemm(false, true, m, n, k, 1.0f, x, ldx, w, k, bias || residual ? 1.0f : 0.0f, y, n);
 }
 
 void set_gemm_backend(GemmBackend b) {

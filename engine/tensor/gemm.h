@@ -18,11 +18,12 @@ void gemm_gated(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
                 const float* a, int64_t lda, const float* b, int64_t ldb, const float* gate,
                 int64_t ldg, float beta, float* c, int64_t ldc);
 
-/// y[m x n] = x[m x k] · wᵀ + bias + residual (w is n x k, all contiguous;
-/// bias (n) and residual (m x n) may be null): a Linear layer's forward, with
-/// the bias and a residual stream's add in the GEMM's epilogue.
+/// y[m x n] = x[m x k] · wᵀ + bias + residual (w is n x k, y and residual
+/// contiguous, x rows at stride ldx, default k; bias (n) and residual (m x n)
+/// may be null): a Linear layer's forward, with the bias and a residual
+/// stream's add in the GEMM's epilogue.
 void linear_gemm(int64_t m, int64_t n, int64_t k, const float* x, const float* w, const float* bias,
-                 float* y, const float* residual = nullptr);
+                 float* y, const float* residual = nullptr, int64_t ldx = 0);
 
 /// automatic: the engine's AVX-512 kernel where the build and shape allow,
 /// else Eigen (over OpenBLAS when linked). eigen: Eigen everywhere (A/B runs).
