@@ -236,6 +236,15 @@ void pack_rows(const float* src, int64_t ld_src, int64_t n, int64_t d, float* ds
   }
 }
 
+// n rows of d floats at stride ld_src as one contiguous block: the rows
+// themselves when they already are one (q, k, v from separate projections,
+// a task holding every head), else a copy in dst.
+const float* packed_rows(const float* src, int64_t ld_src, int64_t n, int64_t d, float* dst) {
+  if (ld_src == d) return src;
+  pack_rows(src, ld_src, n, d, dst);
+  return dst;
+}
+
 typedef float Vec8 __attribute__((vector_size(32), aligned(4), may_alias));
 typedef int Idx8 __attribute__((vector_size(32)));
 #if defined(__clang__)
@@ -545,9 +554,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
       float* qt = vbuf + gm.tk * gm.wv();
       float* st = qt + gm.wq() * kBlock;
       const TaskRows tr = gm.rows(task);
-      const float *kp = kbuf, *vp = vbuf;
-      pack_rows(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kbuf);
-      pack_rows(vd + tr.v, gm.ldv, gm.tk, gm.wv(), vbuf);
+      const float* kp = packed_rows(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kbuf);
+      const float* vp = packed_rows(vd + tr.v, gm.ldv, gm.tk, gm.wv(), vbuf);
       for (int64_t blk = 0; blk < gm.nblk; ++blk) {
         const int64_t i0 = blk * kBlock, m = std::min(kBlock, gm.tq - i0);
         const float* qrows = qd + tr.q + i0 * gm.ldq;
@@ -662,9 +670,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
       if (dk) std::memset(dk_acc, 0, sizeof(float) * size_t(gm.tk * gm.wk()));
       if (dv) std::memset(dv_acc, 0, sizeof(float) * size_t(gm.tk * gm.wv()));
       const TaskRows tr = gm.rows(task);
-      const float *kp = kbuf, *vp = vbuf;
-      pack_rows(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kbuf);
-      if (need_ds) pack_rows(vd + tr.v, gm.ldv, gm.tk, gm.wv(), vbuf);
+      const float* kp = packed_rows(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kbuf);
+      const float* vp = need_ds ? packed_rows(vd + tr.v, gm.ldv, gm.tk, gm.wv(), vbuf) : vbuf;
       for (int64_t blk = 0; blk < gm.nblk; ++blk) {
         const int64_t i0 = blk * kBlock, m = std::min(kBlock, gm.tq - i0);
         const float* qrows = qd + tr.q + i0 * gm.ldq;
@@ -697,9 +704,9 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
         }
         const int64_t cl = br.cl, n = br.ch - br.cl;
         Lanes ln(br, mask, i0, m);
-        pack_rows(qrows, gm.ldq, m, gm.wq(), qb);
+        const float* qr = packed_rows(qrows, gm.ldq, m, gm.wq(), qb);
         pack_lanes(qrows, gm.ldq, m, gm.wq(), qt);
-        pack_rows(dorows, gm.ldo, m, gm.wo(), dob);
+        const float* dor = packed_rows(dorows, gm.ldo, m, gm.wo(), dob);
         if (need_ds) {
           pack_lanes(dorows, gm.ldo, m, gm.wo(), dot);
           // D = dO · O of every row and head, in one sweep of the block's O rows.
@@ -707,7 +714,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
           for (int64_t r = 0; r < m; ++r)
             for (int64_t hl = 0; hl < heads; ++hl) {
               using V = Eigen::Map<const Eigen::VectorXf>;
-              dsum[hl * kBlock + r] = V(dob + r * gm.wo() + hl * gm.dv, gm.dv)
+              dsum[hl * kBlock + r] = V(dor + r * gm.wo() + hl * gm.dv, gm.dv)
                                           .dot(V(orows + r * gm.ldo + hl * gm.dv, gm.dv));
             }
         }
@@ -729,7 +736,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
           }
           // dV_c += P_blkᵀ dO_blk
           if (dv)
-            small_gemm<true>(n, gm.dv, m, 1.0f, pb, kBlock, 1, dob + hl * gm.dv, gm.wo(),
+            small_gemm<true>(n, gm.dv, m, 1.0f, pb, kBlock, 1, dor + hl * gm.dv, gm.wo(),
                              dv_acc + cl * gm.wv() + kl * gm.dv, gm.wv());
           if (!need_ds) continue;
           // dPt = V_c dO_blkᵀ, then dS = P * (dP - D) in place with D = rowsum(P * dP)
@@ -750,7 +757,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
             small_gemm<true>(m, gm.d, n, scale, dpt, 1, kBlock, kh, gm.wk(), dqrows + hl * gm.d,
                              gm.ldq);
           if (dk)
-            small_gemm<true>(n, gm.d, m, scale, dpt, kBlock, 1, qb + hl * gm.d, gm.wq(),
+            small_gemm<true>(n, gm.d, m, scale, dpt, kBlock, 1, qr + hl * gm.d, gm.wq(),
                              dk_acc + cl * gm.wk() + kl * gm.d, gm.wk());
         }
       }
