@@ -191,6 +191,7 @@ TEST(Attention, NonCausalMatchesNaive) {
 TEST(Attention, VectorWidthHeadDims) {
   // head_dim 32, 48 (32 + 16) and 24 (16 + 8 tail) take the kernel's vector paths.
   check_against_ref({2, 70, 70, 4, 2, 32}, opts(true, 0.18f));
+  check_against_ref({3, 37, 37, 2, 2, 16}, opts(true, 0.25f));
   check_against_ref({1, 45, 45, 2, 1, 48}, opts(false, 0.15f));
   check_against_ref({1, 50, 50, 2, 2, 24}, opts(true, 0.2f));
   AttentionOptions o = opts(true, 0.18f);
@@ -377,9 +378,12 @@ TEST(AttentionGradient, NonCausal) {
 }
 // Probabilities kept from the forward (P no larger than q, k and v: head_dim
 // 8 at T = 6) instead of recomputed from the logsumexps (kSmall, head_dim 3).
+// Also at a head dim of 16 (the kernels' full-vector path) with a partial
+// block (T = 21) and 2 query heads per kv head.
 TEST(AttentionGradient, KeptProbabilities) {
   grad_check_mode({2, 6, 6, 2, 2, 8}, opts(true, 0.4f));
   grad_check_mode({1, 20, 20, 2, 1, 24}, opts(false, 0.3f));
+  grad_check_mode({2, 21, 21, 4, 2, 16}, opts(true, 0.4f));
 }
 
 TEST(AttentionGradient, Mqa) {
