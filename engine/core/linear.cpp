@@ -32,16 +32,18 @@ Tensor Linear::forward(const Tensor& x) {
   return y;
 }
 
+// Adapters, banks and quantized weights keep their own forward; the residual
+// is then a separate add.
 Tensor Linear::forward(const Tensor& x, const Tensor& residual) {
-  if (qweight_ || lora_.rank || bank_) return add(residual, forward(x));
+  if (qweight_ || lora_.rank || bank_) {
+    const Tensor y = forward(x);
+    return residual.defined() ? add(residual, y) : y;
+  }
   return linear(x, weight->tensor(), bias ? bias->tensor() : Tensor(), residual);
 }
 
 Tensor Linear::forward_gelu(const Tensor& h, const Tensor& residual) {
-  if (qweight_ || lora_.rank || bank_) {
-    const Tensor y = forward(gelu(h));
-    return residual.defined() ? add(residual, y) : y;
-  }
+  if (qweight_ || lora_.rank || bank_) return forward(gelu(h), residual);
   return gelu_linear(h, weight->tensor(), bias ? bias->tensor() : Tensor(), residual);
 }
 

@@ -42,8 +42,9 @@ class Linear : public Module {
 
   /// x Wᵀ + b without adapters (float or quantized weight).
   Tensor base_forward(const Tensor& x);
-  /// residual + forward(x), the add folded into the product's epilogue when
-  /// this layer is a plain float linear (no adapter, bank or quantized weight).
+  /// residual + forward(x) (forward(x) when residual is undefined), the add
+  /// folded into the product's epilogue when this layer is a plain float
+  /// linear (no adapter, bank or quantized weight).
   Tensor forward(const Tensor& x, const Tensor& residual);
   /// forward(gelu(h)) (+ residual when defined), fused (gelu_linear) when this
   /// layer is a plain float linear.
