@@ -360,19 +360,18 @@ Tensor binary(const Tensor& a, const Tensor& b, const char* name) {
       // a is b (x + x) works too: b's buffer is then no longer fresh. One
       // operand at most shares dy's buffer (the residual stream's adds: no
       // copy of dy); the other gets its own.
+      const bool distinct = a.impl() != b.impl();
       bool fresh = false, shared = false;
       if (a.requires_grad()) {
-        if (Op::kPassA && a.impl() != b.impl()) shared = gg.share_grad(a, y);
+        shared = Op::kPassA && distinct && gg.share_grad(a, y);
         if (!shared) {
           float* da = gg.grad_for_overwrite(a, fresh);
           same_backward<Op, true>(p.n, dy, av, bv, da, fresh);
         }
       }
-      if (b.requires_grad()) {
-        if (!(Op::kPassB && !shared && a.impl() != b.impl() && gg.share_grad(b, y))) {
-          float* db = gg.grad_for_overwrite(b, fresh);
-          same_backward<Op, false>(p.n, dy, av, bv, db, fresh);
-        }
+      if (b.requires_grad() && !(Op::kPassB && distinct && !shared && gg.share_grad(b, y))) {
+        float* db = gg.grad_for_overwrite(b, fresh);
+        same_backward<Op, false>(p.n, dy, av, bv, db, fresh);
       }
       return;
     }

@@ -93,19 +93,15 @@ Tensor linear_output(Graph& g, const char* op, const Tensor& x, const Tensor& w,
 // yet (called after the op's last read of dy), else dy is added to its own.
 void residual_grad(Graph& g, const Tensor& r, const Tensor& y) {
   if (!r.defined() || !r.requires_grad() || g.share_grad(r, y)) return;
-  bool fresh;
-  float* dr = g.grad_for_overwrite(r, fresh);
+  float* dr = g.grad(r);
   const float* dy = y.grad();
+  const int64_t c = y.cols();
   parallel_for(
       y.rows(),
       [&](int64_t i) {
-        const int64_t c = y.cols();
         float* __restrict d = dr + i * c;
         const float* __restrict s = dy + i * c;
-        if (fresh)
-          std::copy_n(s, c, d);
-        else
-          for (int64_t j = 0; j < c; ++j) d[j] += s[j];
+        for (int64_t j = 0; j < c; ++j) d[j] += s[j];
       },
       64);
 }
@@ -142,10 +138,9 @@ Tensor gelu_linear(const Tensor& h, const Tensor& w, const Tensor& b, const Tens
   Graph& g = current_graph();
   Tensor y = linear_output(g, "gelu_linear", h, w, b, residual);
   // GELU(h) is kept for dW; GELU'(h) only when h needs a gradient.
-  // Rows a multiple of 2 KiB apart would make the products below copy them
-  // (a tile's rows would share a few L1 sets): padded by 64 bytes instead, the
-  // forward reads GELU(h) in place and dW's product reads it as its B.
-  const int64_t ld = in % 512 == 0 ? in + 16 : in;
+  // At a stride the GEMM reads in place, the forward takes GELU(h) as its A
+  // and dW's product as its B without copying them.
+  const int64_t ld = gemm_row_stride(in);
   float* act = g.alloc(n * ld);
   float* dact = y.requires_grad() && h.requires_grad() ? g.alloc(n * ld) : nullptr;
   gelu_rows(h.data(), n, in, act, dact, ld);

@@ -153,6 +153,10 @@ void linear_gemm(int64_t m, int64_t n, int64_t k, const float* x, const float* w
   gemm(false, true, m, n, k, 1.0f, x, ldx, w, k, bias || residual ? 1.0f : 0.0f, y, n);
 }
 
+int64_t gemm_row_stride(int64_t cols) {
+  return cols % detail::kAliasingStride == 0 ? cols + 16 : cols;
+}
+
 void set_gemm_backend(GemmBackend b) {
   g_backend.store(b);
 }

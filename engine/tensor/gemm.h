@@ -22,6 +22,10 @@ void gemm_gated(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
 /// contiguous, x rows at stride ldx, default k; bias (n) and residual (m x n)
 /// may be null): a Linear layer's forward, with the bias and a residual
 /// stream's add in the GEMM's epilogue.
+/// A row stride (>= cols floats) at which the engine's GEMM reads a matrix in
+/// place: cols, or cols padded by 64 bytes when that would alias L1 sets.
+int64_t gemm_row_stride(int64_t cols);
+
 void linear_gemm(int64_t m, int64_t n, int64_t k, const float* x, const float* w, const float* bias,
                  float* y, const float* residual = nullptr, int64_t ldx = 0);
 

@@ -230,8 +230,8 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
   // in whole panels under the same stride rule. These operands are
   // activations: thousands of k-rows, each element used by only m/14 or n/32
   // tiles, and packing them cost 5-20% of such products (bench/gemm_bench).
-  const bool pack_a_rows = !trans_a && lda % 512 == 0;
-  const bool direct_b = trans_a && !trans_b && n % kNR == 0 && ldb % 512 != 0;
+  const bool pack_a_rows = !trans_a && lda % kAliasingStride == 0;
+  const bool direct_b = trans_a && !trans_b && n % kNR == 0 && ldb % kAliasingStride != 0;
   for (int64_t k0 = 0; k0 < k; k0 += kstep) {
     const int64_t kc = std::min(kstep, k - k0);
     if (!direct_b) pack_b(trans_b, b, ldb, k0, kc, n, packed_b.data());

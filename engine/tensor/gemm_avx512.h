@@ -16,6 +16,11 @@ namespace bl::detail {
 /// True when this build has the kernel (compiled with AVX-512F).
 bool have_avx512_gemm();
 
+/// Rows a multiple of this many floats (2 KiB) apart would put a tile's rows
+/// in a few L1 sets, so the kernel copies such operands instead of reading
+/// them in place.
+constexpr int64_t kAliasingStride = 512;
+
 /// C[m x n] = alpha * op(A) * op(B) + beta * C (+ bias[j] in every row when
 /// bias is given, + res[i][j] when a residual (m x n, row stride ldr) is) on
 /// the calling thread. With a gate (m x n, row stride ldg; beta must be 0)
