@@ -4,15 +4,28 @@
 # 15-30% from minute to minute, so runs alternate and the median is reported).
 # Usage: bench/compare_torch.sh BUILD_DIR [REPS]   (prints a markdown table)
 #   CASES="gpt-small:small:15" THREADS=1 bench/compare_torch.sh build 3   (a subset)
-# Both sides use Debian's OpenBLAS with OPENBLAS_CORETYPE=SkylakeX (AVX-512),
-# as ../shared/perf/README.md requires for a fair PyTorch anchor.
+#   ISA=avx2 bench/compare_torch.sh build 3   (an AVX2 desktop, measured on any AVX-512 CPU)
+# Both sides use Debian's OpenBLAS (../shared/perf/README.md: the fair PyTorch
+# anchor) with the best kernel for the CPU: OPENBLAS_CORETYPE=SkylakeX where
+# the CPU has AVX-512, OpenBLAS's own choice elsewhere. ISA=avx2 forces both
+# sides down to AVX2: BLOCKLAB_ISA=avx2 and OPENBLAS_CORETYPE=Haswell.
 set -euo pipefail
 BUILD=${1:?build dir}
 REPS=${2:-3}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 PERF=${PERF_DIR:-$HERE/../shared/perf}
 CLI=$BUILD/app/blocklab-cli
-export OPENBLAS_CORETYPE=SkylakeX
+ISA=${ISA:-best}
+case "$ISA" in
+  best)
+    unset BLOCKLAB_ISA
+    if grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
+    else unset OPENBLAS_CORETYPE; fi ;;
+  avx2) export BLOCKLAB_ISA=avx2 OPENBLAS_CORETYPE=Haswell ;;
+  *) echo "ISA must be best or avx2" >&2; exit 2 ;;
+esac
+echo "ISA=$ISA OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(OpenBLAS's choice)}" >&2
+"$CLI" --version >&2
 if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
   echo "python3-torch is not installed (apt-get install python3-torch)" >&2; exit 1
 fi

@@ -11,6 +11,7 @@
 
 #include "commands.h"
 #include "setup.h"
+#include "simd/isa.h"
 #include "tensor/gemm.h"
 #include "train/trainer.h"
 
@@ -83,6 +84,9 @@ int bench_command(const std::vector<std::string>& argv) {
   nlohmann::json j = {
       {"preset", s.preset_name},
       {"threads", num_threads()},
+      {"cpu", cpu_name()},
+      {"kernel_isa", kernel_isa()},
+      {"blas", blas_name()},
       {"batch_size", tc.batch_size},
       {"seq_len", tc.seq_len},
       {"warmup_steps", warm},

@@ -7,10 +7,11 @@
 
 #include "args.h"
 #include "commands.h"
+#include "simd/isa.h"
 
 namespace {
 const char* kUsage =
-    "usage: blocklab-cli <command> [options]\n"
+    "usage: blocklab-cli <command> [options]    (blocklab-cli --version: build, CPU, kernels)\n"
     "\n"
     "commands:\n"
     "  train   --preset NAME | --config FILE  [--data FILE] [--steps N] [--threads N]\n"
@@ -44,6 +45,7 @@ const char* kUsage =
     "  models  list | info NAME | count NAME [--detail] [--seq-len N]  [--json]\n"
     "          NAME: a preset, a published architecture, or a preset/config .json file\n"
     "\n"
+    "BLOCKLAB_ISA=avx512|avx2|scalar forces the kernels down to that vector ISA.\n"
     "Every training run is recorded in the experiment database: --db FILE, else $BLOCKLAB_DB,\n"
     "else $XDG_DATA_HOME/blocklab/experiments.db (~/.local/share/blocklab/experiments.db).\n"
     "Checkpoints go to <database dir>/runs/<run id>/checkpoints/step-<N>.\n"
@@ -57,8 +59,18 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   std::string cmd = argv[1];
+  if (cmd == "--version" || cmd == "version") {
+    try {
+      std::printf("blocklab-cli %s\n%s\n", BLOCKLAB_VERSION, bl::machine_summary().c_str());
+    } catch (const std::exception& e) {  // a bad BLOCKLAB_ISA
+      std::fprintf(stderr, "blocklab-cli: %s\n", e.what());
+      return 2;
+    }
+    return 0;
+  }
   std::vector<std::string> rest(argv + 2, argv + argc);
   try {
+    bl::init_kernel_isa();  // a bad BLOCKLAB_ISA stops here, naming the choices
     if (cmd == "train") return bl::cli::train_command(rest);
     if (cmd == "bench") return bl::cli::bench_command(rest);
     if (cmd == "sample") return bl::cli::sample_command(rest);

@@ -194,6 +194,7 @@ json run_json(const RunRecord& r) {
           {"notes", r.notes},
           {"program_version", r.program_version},
           {"host", r.host},
+          {"machine", r.machine},
           {"pid", r.pid},
           {"parent_run_id", r.parent_run_id ? json(*r.parent_run_id) : json()},
           {"model_config", r.model_config},
@@ -329,6 +330,11 @@ int runs_show(const Args& args) {
   if (r.param_count) row("parameters", std::to_string(*r.param_count));
   row("program",
       "blocklab " + r.program_version + " on " + r.host + " (pid " + std::to_string(r.pid) + ")");
+  if (r.machine.is_object() && r.machine.contains("kernel_isa"))
+    row("machine", cell(r.machine.value("cpu", json())) + ", kernels " +
+                       cell(r.machine["kernel_isa"]) + ", blas " +
+                       cell(r.machine.value("blas", json())) + ", " +
+                       cell(r.machine.value("threads", json())) + " threads");
   row("tags", r.tags.empty() ? "-" : join(r.tags, ", "));
   if (!r.notes.empty()) row("notes", r.notes);
   print_table(rows);

@@ -1,4 +1,14 @@
-#include "ops/activation.h"
+// Activations and gated linear units. Each activation's math is written once,
+// as plain float code that GCC vectorises, and compiled per vector ISA by
+// Highway (simd/targets.h); the ops dispatch to the CPU's best (or
+// BLOCKLAB_ISA's).
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/activation.cpp"
+#include "simd/targets.h"
+// clang-format off: foreach_target.h must come before highway.h.
+#include <hwy/foreach_target.h>
+#include <hwy/highway.h>
+// clang-format on
 
 #include <algorithm>
 #include <bit>
@@ -6,14 +16,28 @@
 #include <cstdint>
 #include <string>
 
+#include "ops/activation.h"
 #include "ops/check.h"
 #include "ops/exp_taylor.h"
+#include "simd/isa.h"
+#include "simd/vexp-inl.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
 
-namespace bl {
+#ifndef BL_OPS_ACTIVATION_SHARED_
+#define BL_OPS_ACTIVATION_SHARED_
+namespace bl::act_detail {
+// The activations by number, for the exported (non-template) entry points.
+enum Kind : int { kSilu, kRelu, kRelu2, kSigmoid, kSiluGate, kRelu2Gate };
+}  // namespace bl::act_detail
+#endif
+
+HWY_BEFORE_NAMESPACE();
+namespace bl::HWY_NAMESPACE {
 
 namespace {
+
+using namespace bl::act_detail;
 
 // Elements per parallel task. Smaller than for plain arithmetic because
 // erf/exp cost tens of cycles per element.
@@ -106,7 +130,69 @@ inline void normal_cdf_pdf(float x, float hi, float lo, float& cdf, float& pdf) 
   pdf = e * float(0.5 * M_2_SQRTPI * M_SQRT1_2);
 }
 
-// Each activation: f(x), and df(x, y) = dy/dx given the input and the output.
+// ---- The same math on Highway vectors: GCC does not vectorise the scalar
+// functions above for every target (not for AVX2), so the loops use these,
+// lane for lane the same formulas, and the scalar ones for their tails.
+namespace hn = hwy::HWY_NAMESPACE;
+using D = hn::ScalableTag<float>;
+using V = hn::Vec<D>;
+constexpr int64_t kN = HWY_LANES(float);
+
+HWY_INLINE V exp_parts_v(V hi, V lo) {
+  const D d;
+  const hn::RebindToSigned<D> di;
+  const V x = hn::Add(hi, lo);
+  const auto under = hn::Lt(x, hn::Set(d, -87.0f)), over = hn::Lt(hn::Set(d, 88.0f), x);
+  hi = hn::IfThenElse(under, hn::Set(d, -87.0f), hn::IfThenElse(over, hn::Set(d, 88.0f), hi));
+  lo = hn::IfThenZeroElse(hn::Or(under, over), lo);
+  const V magic = hn::Set(d, 12582912.0f);
+  V kf = hn::MulAdd(hn::Add(hi, lo), hn::Set(d, 1.44269504f), magic);
+  const auto kbits = hn::BitCast(di, kf);
+  kf = hn::Sub(kf, magic);
+  const V r = hn::NegMulAdd(kf, hn::Set(d, 1.42860682e-6f),
+                            hn::Add(hn::NegMulAdd(kf, hn::Set(d, 0.693145751953125f), hi), lo));
+  const V v = hn::Mul(ExpTaylor7(d, r),
+                      hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(kbits, hn::Set(di, 127)))));
+  return hn::IfThenZeroElse(under, v);
+}
+
+// s = sigmoid(x) and ms = 1 - s, as sigmoid_pair.
+HWY_INLINE void sigmoid_pair_v(V x, V& s, V& ms) {
+  const D d;
+  const V e = exp_parts_v(hn::Neg(x), hn::Zero(d));
+  s = hn::Div(hn::Set(d, 1.0f), hn::Add(hn::Set(d, 1.0f), e));
+  ms = hn::Mul(e, s);
+}
+
+// GELU and its derivative, as neg_half_square + normal_cdf_pdf.
+HWY_INLINE void gelu_v(V x, V& f, V& df) {
+  const D d;
+  const hn::RebindToUnsigned<D> du;
+  const V xh = hn::BitCast(d, hn::And(hn::BitCast(du, x), hn::Set(du, 0xFFFFF000u)));
+  const V xl = hn::Sub(x, xh);
+  const V hi = hn::Mul(hn::Set(d, -0.5f), hn::Mul(xh, xh));
+  const V lo = hn::Neg(hn::MulAdd(xh, xl, hn::Mul(hn::Set(d, 0.5f), hn::Mul(xl, xl))));
+  V z = hn::Mul(hn::Abs(x), hn::Set(d, float(M_SQRT1_2)));
+  z = hn::IfThenElse(hn::Lt(hn::Set(d, 10.0f), z), hn::Set(d, 10.0f), z);
+  const V t = hn::Div(hn::Set(d, 1.0f), hn::MulAdd(hn::Set(d, 0.5f), z, hn::Set(d, 1.0f)));
+  const V u = hn::MulAdd(hn::Set(d, 2.4f), t, hn::Set(d, -1.4f));
+  static constexpr float kG[] = {-2.042821431e-06f, 5.075348097e-06f,  1.221070038e-05f,
+                                 -6.566868021e-05f, -7.414539362e-07f, 5.958887893e-04f,
+                                 -6.173436637e-04f, -6.154070197e-03f, 5.962419095e-03f,
+                                 1.020297772e-01f,  3.262225198e-01f,  5.720119758e-01f};
+  V g = hn::Set(d, kG[0]);
+  for (int i = 1; i < 12; ++i) g = hn::MulAdd(g, u, hn::Set(d, kG[i]));
+  const V e = exp_parts_v(hi, lo);
+  const V half_erfc = hn::Mul(hn::Mul(hn::Mul(hn::Set(d, 0.5f), t), e), g);
+  const V cdf =
+      hn::IfThenElse(hn::Lt(x, hn::Zero(d)), half_erfc, hn::Sub(hn::Set(d, 1.0f), half_erfc));
+  const V pdf = hn::Mul(e, hn::Set(d, float(0.5 * M_2_SQRTPI * M_SQRT1_2)));
+  f = hn::Mul(x, cdf);
+  df = hn::MulAdd(x, pdf, cdf);
+}
+
+// Each activation: f(x), and df(x, y) = dy/dx given the input and the output;
+// vec(x, f, df) both on a vector (the loops drop what they do not use).
 struct Gelu {
   static float f(float x) {
     float hi, lo, cdf, pdf;
@@ -122,6 +208,7 @@ struct Gelu {
     f = x * cdf;
     df = cdf + x * pdf;
   }
+  static void vec(V x, V& f, V& df) { gelu_v(x, f, df); }
 };
 struct Silu {
   static float f(float x) { return x * sigmoid_f(x); }
@@ -130,15 +217,29 @@ struct Silu {
     sigmoid_pair(x, s, ms);
     return s * (1.0f + x * ms);
   }
+  static void vec(V x, V& f, V& df) {
+    V s, ms;
+    sigmoid_pair_v(x, s, ms);
+    f = hn::Mul(x, s);
+    df = hn::Mul(s, hn::MulAdd(x, ms, hn::Set(D(), 1.0f)));
+  }
 };
 struct Relu {
   // Written so NaN propagates (NaN < 0 is false): training's NaN checks see it.
   static float f(float x) { return x < 0.0f ? 0.0f : x; }
   static float df(float x, float) { return x > 0.0f ? 1.0f : 0.0f; }
+  static void vec(V x, V& f, V& df) {
+    f = hn::IfThenZeroElse(hn::Lt(x, hn::Zero(D())), x);
+    df = hn::IfThenElseZero(hn::Lt(hn::Zero(D()), x), hn::Set(D(), 1.0f));
+  }
 };
 struct Relu2 {
   static float f(float x) { return x < 0.0f ? 0.0f : x * x; }
   static float df(float x, float) { return x > 0.0f ? 2.0f * x : 0.0f; }
+  static void vec(V x, V& f, V& df) {
+    f = hn::IfThenZeroElse(hn::Lt(x, hn::Zero(D())), hn::Mul(x, x));
+    df = hn::IfThenElseZero(hn::Lt(hn::Zero(D()), x), hn::Add(x, x));
+  }
 };
 struct Sigmoid {
   static float f(float x) { return sigmoid_f(x); }
@@ -148,33 +249,12 @@ struct Sigmoid {
     sigmoid_pair(x, s, ms);
     return s * ms;
   }
-};
-
-template <class A>
-Tensor unary(const Tensor& x, const char* name) {
-  if (!x.defined()) op_fail(name, "undefined operand");
-  Graph& g = current_graph();
-  Tensor y = g.empty(x.shape(), g.needs_grad({x}));
-  const int64_t n = x.numel();
-  const float* xd = x.data();
-  float* yd = y.data();
-  parallel_range(n, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) yd[i] = A::f(xd[i]);
-  });
-  if (y.requires_grad()) {
-    g.on_backward([=] {
-      const float* dy = y.grad();
-      if (!dy) return;
-      float* dx = current_graph().grad(x);
-      const float* xv = x.data();
-      const float* yv = y.data();
-      parallel_range(n, [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i) dx[i] += dy[i] * A::df(xv[i], yv[i]);
-      });
-    });
+  static void vec(V x, V& f, V& df) {
+    V ms;
+    sigmoid_pair_v(x, f, ms);
+    df = hn::Mul(f, ms);
   }
-  return y;
-}
+};
 
 // Gated linear units y = act(gate) * up. Each activation gives f and f' from
 // one evaluation where it can (SiLU: one sigmoid serves both gradients).
@@ -186,6 +266,7 @@ struct SiluGate {
     f = x * s;
     df = s * (1.0f + x * ms);
   }
+  static void vec(V x, V& f, V& df) { Silu::vec(x, f, df); }
 };
 struct Relu2Gate {
   static float f(float x) { return x > 0.0f ? x * x : 0.0f; }
@@ -194,6 +275,11 @@ struct Relu2Gate {
     f = r * r;
     df = 2.0f * r;
   }
+  static void vec(V x, V& f, V& df) {
+    const V r = hn::IfThenElseZero(hn::Lt(hn::Zero(D()), x), x);
+    f = hn::Mul(r, r);
+    df = hn::Add(r, r);
+  }
 };
 
 // Templated on which gradients are wanted so each variant is a branch-free,
@@ -201,23 +287,190 @@ struct Relu2Gate {
 template <class A, bool kGate, bool kUp>
 void glu_backward(int64_t n, const float* dy, const float* gate, const float* up, float* dgate,
                   float* dup) {
-  parallel_range(n, [&](int64_t lo, int64_t hi) {
-    const float* __restrict dyp = dy;
-    const float* __restrict gp = gate;
-    const float* __restrict upp = up;
-    float* __restrict dgp = dgate;
-    float* __restrict dup_ = dup;
-    for (int64_t i = lo; i < hi; ++i) {
+  parallel_range(n, [&](int64_t lo, int64_t hi) HWY_ATTR {
+    const D d;
+    int64_t i = lo;
+    for (; i + kN <= hi; i += kN) {
+      V f, df;
+      A::vec(hn::LoadU(d, gate + i), f, df);
+      const V g = hn::LoadU(d, dy + i);
+      if constexpr (kGate)
+        hn::StoreU(hn::MulAdd(hn::Mul(g, hn::LoadU(d, up + i)), df, hn::LoadU(d, dgate + i)), d,
+                   dgate + i);
+      if constexpr (kUp) hn::StoreU(hn::MulAdd(g, f, hn::LoadU(d, dup + i)), d, dup + i);
+    }
+    for (; i < hi; ++i) {
       float f, df;
-      A::f_df(gp[i], f, df);
-      if constexpr (kGate) dgp[i] += dyp[i] * upp[i] * df;
-      if constexpr (kUp) dup_[i] += dyp[i] * f;
+      A::f_df(gate[i], f, df);
+      if constexpr (kGate) dgate[i] += dy[i] * up[i] * df;
+      if constexpr (kUp) dup[i] += dy[i] * f;
     }
   });
 }
 
-template <class A>
-Tensor glu(const Tensor& gate, const Tensor& up, const char* op) {
+template <class F>
+void with_unary(int kind, F&& f) {
+  switch (kind) {
+    case kSilu:
+      return f(Silu{});
+    case kRelu:
+      return f(Relu{});
+    case kRelu2:
+      return f(Relu2{});
+    default:
+      return f(Sigmoid{});
+  }
+}
+
+}  // namespace
+
+void UnaryFwd(int kind, const float* x, int64_t n, float* y) {
+  with_unary(kind, [&](auto a) HWY_ATTR {
+    using A = decltype(a);
+    parallel_range(n, [&](int64_t lo, int64_t hi) HWY_ATTR {
+      const D d;
+      int64_t i = lo;
+      for (; i + kN <= hi; i += kN) {
+        V f, df;
+        A::vec(hn::LoadU(d, x + i), f, df);
+        hn::StoreU(f, d, y + i);
+      }
+      for (; i < hi; ++i) y[i] = A::f(x[i]);
+    });
+  });
+}
+
+void UnaryBwd(int kind, const float* dy, const float* x, const float* y, int64_t n, float* dx) {
+  with_unary(kind, [&](auto a) HWY_ATTR {
+    using A = decltype(a);
+    parallel_range(n, [&](int64_t lo, int64_t hi) HWY_ATTR {
+      const D d;
+      int64_t i = lo;
+      for (; i + kN <= hi; i += kN) {
+        V f, df;
+        A::vec(hn::LoadU(d, x + i), f, df);
+        hn::StoreU(hn::MulAdd(hn::LoadU(d, dy + i), df, hn::LoadU(d, dx + i)), d, dx + i);
+      }
+      for (; i < hi; ++i) dx[i] += dy[i] * A::df(x[i], y[i]);
+    });
+  });
+}
+
+void GluFwd(int kind, const float* gate, const float* up, int64_t n, float* y) {
+  auto run = [&](auto a) HWY_ATTR {
+    using A = decltype(a);
+    parallel_range(n, [&](int64_t lo, int64_t hi) HWY_ATTR {
+      const D d;
+      int64_t i = lo;
+      for (; i + kN <= hi; i += kN) {
+        V f, df;
+        A::vec(hn::LoadU(d, gate + i), f, df);
+        hn::StoreU(hn::Mul(f, hn::LoadU(d, up + i)), d, y + i);
+      }
+      for (; i < hi; ++i) y[i] = A::f(gate[i]) * up[i];
+    });
+  };
+  if (kind == kSiluGate)
+    run(SiluGate{});
+  else
+    run(Relu2Gate{});
+}
+
+// dgate and/or dup (null when not wanted); both non-null and equal for
+// glu(x, x), where both gradients land in one buffer.
+void GluBwd(int kind, const float* dy, const float* gate, const float* up, int64_t n, float* dg,
+            float* du) {
+  auto run = [&](auto a) HWY_ATTR {
+    using A = decltype(a);
+    if (dg && du && dg != du) {
+      glu_backward<A, true, true>(n, dy, gate, up, dg, du);
+    } else {
+      if (dg) glu_backward<A, true, false>(n, dy, gate, up, dg, du);
+      if (du) glu_backward<A, false, true>(n, dy, gate, up, dg, du);
+    }
+  };
+  if (kind == kSiluGate)
+    run(SiluGate{});
+  else
+    run(Relu2Gate{});
+}
+
+// GELU of x[lo, hi) into y (and GELU' into dd when given): whole vectors,
+// then a scalar tail.
+HWY_INLINE void gelu_span(const float* x, int64_t lo, int64_t hi, float* y, float* dd) {
+  const D d;
+  int64_t i = lo;
+  for (; i + kN <= hi; i += kN) {
+    V f, df;
+    gelu_v(hn::LoadU(d, x + i), f, df);
+    hn::StoreU(f, d, y + i);
+    if (dd) hn::StoreU(df, d, dd + i);
+  }
+  for (; i < hi; ++i) {
+    if (dd)
+      Gelu::f_df(x[i], y[i], dd[i]);
+    else
+      y[i] = Gelu::f(x[i]);
+  }
+}
+
+void GeluValues(const float* x, int64_t n, float* y, float* dydx) {
+  parallel_range(n, [&](int64_t lo, int64_t hi) HWY_ATTR { gelu_span(x, lo, hi, y, dydx); });
+}
+
+void GeluRows(const float* x, int64_t rows, int64_t cols, float* y, float* dydx, int64_t ld) {
+  parallel_chunks(rows, std::max<int64_t>(1, kChunk / std::max<int64_t>(cols, 1)),
+                  [&](int64_t lo, int64_t hi) HWY_ATTR {
+                    for (int64_t r = lo; r < hi; ++r)
+                      gelu_span(x + r * cols, 0, cols, y + r * ld, dydx ? dydx + r * ld : nullptr);
+                  });
+}
+
+// dx = dy * GELU'(x) (or +=), GELU' kept by the forward.
+void GeluBwd(const float* dy, const float* dd, int64_t n, float* dx, bool fresh) {
+  parallel_range(n, [&](int64_t lo, int64_t hi) HWY_ATTR {
+    if (fresh)
+      for (int64_t i = lo; i < hi; ++i) dx[i] = dy[i] * dd[i];
+    else
+      for (int64_t i = lo; i < hi; ++i) dx[i] += dy[i] * dd[i];
+  });
+}
+
+}  // namespace bl::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace bl {
+
+namespace {
+
+HWY_EXPORT(UnaryFwd);
+HWY_EXPORT(UnaryBwd);
+HWY_EXPORT(GluFwd);
+HWY_EXPORT(GluBwd);
+HWY_EXPORT(GeluValues);
+HWY_EXPORT(GeluRows);
+HWY_EXPORT(GeluBwd);
+using namespace act_detail;
+
+Tensor unary(const Tensor& x, int kind, const char* name) {
+  if (!x.defined()) op_fail(name, "undefined operand");
+  Graph& g = current_graph();
+  Tensor y = g.empty(x.shape(), g.needs_grad({x}));
+  const int64_t n = x.numel();
+  BL_DISPATCH(UnaryFwd)(kind, x.data(), n, y.data());
+  if (y.requires_grad()) {
+    g.on_backward([=] {
+      const float* dy = y.grad();
+      if (!dy) return;
+      float* dx = current_graph().grad(x);
+      BL_DISPATCH(UnaryBwd)(kind, dy, x.data(), y.data(), n, dx);
+    });
+  }
+  return y;
+}
+
+Tensor glu(const Tensor& gate, const Tensor& up, int kind, const char* op) {
   if (!gate.defined() || !up.defined()) op_fail(op, "undefined operand");
   if (gate.shape() != up.shape())
     op_fail(op,
@@ -225,12 +478,7 @@ Tensor glu(const Tensor& gate, const Tensor& up, const char* op) {
   Graph& g = current_graph();
   Tensor y = g.empty(gate.shape(), g.needs_grad({gate, up}));
   const int64_t n = gate.numel();
-  const float* gd = gate.data();
-  const float* ud = up.data();
-  float* yd = y.data();
-  parallel_range(n, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) yd[i] = A::f(gd[i]) * ud[i];
-  });
+  BL_DISPATCH(GluFwd)(kind, gate.data(), up.data(), n, y.data());
   if (y.requires_grad()) {
     g.on_backward([=] {
       const float* dy = y.grad();
@@ -238,14 +486,7 @@ Tensor glu(const Tensor& gate, const Tensor& up, const char* op) {
       Graph& gg = current_graph();
       float* dg = gg.grad_if_required(gate);
       float* du = gg.grad_if_required(up);
-      const float* gv = gate.data();
-      const float* uv = up.data();
-      if (dg && du && dg != du) {
-        glu_backward<A, true, true>(n, dy, gv, uv, dg, du);
-      } else {  // one gradient, or glu(x, x) where both land in one buffer
-        if (dg) glu_backward<A, true, false>(n, dy, gv, uv, dg, du);
-        if (du) glu_backward<A, false, true>(n, dy, gv, uv, dg, du);
-      }
+      BL_DISPATCH(GluBwd)(kind, dy, gate.data(), up.data(), n, dg, du);
     });
   }
   return y;
@@ -254,35 +495,12 @@ Tensor glu(const Tensor& gate, const Tensor& up, const char* op) {
 }  // namespace
 
 void gelu_values(const float* x, int64_t n, float* y, float* dydx) {
-  if (!dydx) {
-    parallel_range(n, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) y[i] = Gelu::f(x[i]);
-    });
-    return;
-  }
-  parallel_range(n, [&](int64_t lo, int64_t hi) {
-    const float* __restrict xp = x;
-    float* __restrict yp = y;
-    float* __restrict dp = dydx;
-    for (int64_t i = lo; i < hi; ++i) Gelu::f_df(xp[i], yp[i], dp[i]);
-  });
+  BL_DISPATCH(GeluValues)(x, n, y, dydx);
 }
 
 void gelu_rows(const float* x, int64_t rows, int64_t cols, float* y, float* dydx, int64_t ld) {
   if (ld == cols) return gelu_values(x, rows * cols, y, dydx);
-  parallel_chunks(rows, std::max<int64_t>(1, kChunk / std::max<int64_t>(cols, 1)),
-                  [&](int64_t lo, int64_t hi) {
-                    for (int64_t r = lo; r < hi; ++r) {
-                      const float* __restrict xp = x + r * cols;
-                      float* __restrict yp = y + r * ld;
-                      if (!dydx) {
-                        for (int64_t i = 0; i < cols; ++i) yp[i] = Gelu::f(xp[i]);
-                        continue;
-                      }
-                      float* __restrict dp = dydx + r * ld;
-                      for (int64_t i = 0; i < cols; ++i) Gelu::f_df(xp[i], yp[i], dp[i]);
-                    }
-                  });
+  BL_DISPATCH(GeluRows)(x, rows, cols, y, dydx, ld);
 }
 
 // GELU's derivative needs Phi(x) again, which is most of its cost: when a
@@ -301,33 +519,29 @@ Tensor gelu(const Tensor& x) {
     if (!dy) return;
     bool fresh;
     float* dx = current_graph().grad_for_overwrite(x, fresh);
-    parallel_range(n, [&](int64_t lo, int64_t hi) {
-      if (fresh)
-        for (int64_t i = lo; i < hi; ++i) dx[i] = dy[i] * dd[i];
-      else
-        for (int64_t i = lo; i < hi; ++i) dx[i] += dy[i] * dd[i];
-    });
+    BL_DISPATCH(GeluBwd)(dy, dd, n, dx, fresh);
   });
   return y;
 }
 Tensor silu(const Tensor& x) {
-  return unary<Silu>(x, "silu");
+  return unary(x, kSilu, "silu");
 }
 Tensor relu(const Tensor& x) {
-  return unary<Relu>(x, "relu");
+  return unary(x, kRelu, "relu");
 }
 Tensor relu2(const Tensor& x) {
-  return unary<Relu2>(x, "relu2");
+  return unary(x, kRelu2, "relu2");
 }
 Tensor sigmoid(const Tensor& x) {
-  return unary<Sigmoid>(x, "sigmoid");
+  return unary(x, kSigmoid, "sigmoid");
 }
 
 Tensor swiglu(const Tensor& gate, const Tensor& up) {
-  return glu<SiluGate>(gate, up, "swiglu");
+  return glu(gate, up, kSiluGate, "swiglu");
 }
 Tensor relu2_glu(const Tensor& gate, const Tensor& up) {
-  return glu<Relu2Gate>(gate, up, "relu2_glu");
+  return glu(gate, up, kRelu2Gate, "relu2_glu");
 }
 
 }  // namespace bl
+#endif  // HWY_ONCE

@@ -22,30 +22,37 @@
 // The products (128 x 16 x 32 and the like) run on a register-tiled kernel
 // over packed, L1-friendly copies; a general GEMM spends much of its time
 // packing such small operands.
-#include "ops/attention.h"
+//
+// One source for every vector ISA: Highway compiles the kernels below once
+// per target (simd/targets.h) and attention() dispatches to the CPU's best
+// (or BLOCKLAB_ISA's). A block's 16 lanes are one AVX-512 vector, two AVX2
+// vectors, or sixteen scalars; tiles are sized to the target's registers.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/attention.cpp"
+#include "simd/targets.h"
+// clang-format off: foreach_target.h must come before highway.h.
+#include <hwy/cache_control.h>
+#include <hwy/foreach_target.h>
+#include <hwy/highway.h>
+// clang-format on
 
 #include <omp.h>
 
-#include <Eigen/Core>
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
+#include "ops/attention.h"
 #include "ops/check.h"
-#include "ops/exp_taylor.h"
+#include "simd/isa.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
-#include "tensor/vec16.h"
 
-namespace bl {
-
-namespace {
+// What every target shares: geometry, masks, prefetching (defined once).
+#ifndef BL_OPS_ATTENTION_SHARED_
+#define BL_OPS_ATTENTION_SHARED_
+namespace bl::attn {
 
 // Query rows per block. 16 measured faster than 32 and 64 (bench/ops_bench
 // BM_Attention, T = 128 and 256, d = 32): less of the causal diagonal computed.
@@ -123,14 +130,109 @@ struct BlockRanges {
   bool empty() const { return ch <= cl; }
 };
 
+// rows rows of cols floats at stride ld = 0.
+void zero_rows(float* p, int64_t ld, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) std::memset(p + r * ld, 0, sizeof(float) * size_t(cols));
+}
+
+// Starts loading `rows` rows of `cols` floats at stride ld into L2, ahead of
+// their use: Q/K/V rows sit at a stride of the fused projection's width, which
+// the hardware prefetcher follows poorly, and a task would otherwise wait on
+// each of its first-touch misses in turn.
+void prefetch_rows(const float* p, int64_t ld, int64_t rows, int64_t cols, bool write = false) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; c += 16) {
+      if (write)
+        __builtin_prefetch(p + r * ld + c, 1, 2);
+      else
+        __builtin_prefetch(p + r * ld + c, 0, 2);
+    }
+}
+
+// Slice blk (of per_blk rows) of a task's Tk rows of K-like and V-like
+// columns: K and V, or dK and dV (write). Spread over the current task's
+// blocks, it brings the next task's operands into L2 without flooding it.
+void prefetch_kv_slice(const Geometry& gm, const TaskRows& t, int64_t blk, int64_t per_blk,
+                       const float* kl, const float* vl, bool write = false) {
+  const int64_t r0 = blk * per_blk, nr = std::min(per_blk, gm.tk - r0);
+  if (kl) prefetch_rows(kl + t.k + r0 * gm.ldk, gm.ldk, nr, gm.wk(), write);
+  if (vl) prefetch_rows(vl + t.v + r0 * gm.ldv, gm.ldv, nr, gm.wv(), write);
+}
+
+// kv heads per task. Preferably all of them: a task then reads whole rows of
+// Q, K, V and O (for (B, T, H*D) tensors, one contiguous stretch per batch
+// element) in sweeps the hardware prefetcher follows, where one head's columns
+// are short pieces at a stride. Fewer when that would leave a thread idle or
+// the task's packed operands (backward's, the larger) would not fit L2.
+int64_t kv_heads_per_task(const Geometry& gm, int threads) {
+  for (int64_t ck = gm.hkv; ck > 1; --ck) {
+    if (gm.hkv % ck != 0) continue;
+    const int64_t tasks = gm.batch * (gm.hkv / ck);
+    const int64_t floats = 2 * ck * gm.tk * (gm.d + gm.dv) + 2 * gm.tk * kBlock;
+    const bool fits = floats * int64_t(sizeof(float)) <= (int64_t(512) << 10);
+    const bool balanced = tasks % threads == 0 || tasks >= 4 * int64_t(threads);
+    if (fits && balanced) return ck;
+  }
+  return 1;
+}
+
+// What a forward's tasks read and write (attention() fills it in).
+struct Forward {
+  Geometry gm;
+  Mask mask;
+  float scale;
+  const float* alibi;
+  const float *q, *k, *v;
+  float* out;
+  bool save, keep_p;
+  float *pbuf, *lse;  // kept P (keep_p) or row logsumexps (save && !keep_p)
+  const int64_t* p_off;
+  int64_t p_head;
+  float* scratch;  // fwd_scratch floats per thread
+  int64_t fwd_scratch, kv_per_blk, n_tasks;
+  int nt;
+};
+
+// And a backward's: the forward's inputs plus dO and the gradients (null
+// where not needed; *_fresh: overwrite instead of accumulate).
+struct Backward {
+  Forward f;
+  const float* dy;
+  float *dq, *dk, *dv;
+  bool q_fresh, k_fresh, v_fresh;
+  float* scratch;  // bwd_scratch floats per thread
+  int64_t bwd_scratch;
+  int nt;
+};
+
+}  // namespace bl::attn
+#endif  // BL_OPS_ATTENTION_SHARED_
+
+#include "simd/rows-inl.h"
+#include "simd/vexp-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace bl::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+namespace {
+
+using namespace bl::attn;
+using D = hn::ScalableTag<float>;
+using DI = hn::RebindToSigned<D>;
+using V = hn::Vec<D>;
+constexpr int64_t kN = HWY_LANES(float);  // floats per vector
+static_assert(kBlock % kN == 0, "a block's lanes are whole vectors");
+
 // ---- Small-matrix products --------------------------------------------------
 // C = alpha * A B (+ C) with A(i, l) = a[i * ars + l * acs] (any strides, so
-// Aᵀ is free) and B rows contiguous (b[l * ldb + j]). A tile of R rows x 16/32
-// columns lives in registers; GCC/Clang vector extensions lower it to the
-// target's vector ISA (8 x 32 tiles reach ~110 GFLOP/s on one Zen 4 core).
-
-#if defined(__AVX512F__)
-constexpr int kTileRows = 8;  // 8 x 32 accumulators = 16 zmm registers
+// Aᵀ is free) and B rows contiguous (b[l * ldb + j]). A tile of R rows x one
+// or two vectors of columns lives in registers (8 x 32 tiles reach ~110
+// GFLOP/s on one Zen 4 core with AVX-512); R fits the target's register file.
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL || HWY_TARGET == HWY_NEON
+constexpr int kTileRows = 8;  // 8 x 2 accumulators of 32 registers
+#elif HWY_TARGET == HWY_AVX2
+constexpr int kTileRows = 6;  // 12 accumulators + 2 B vectors + 1 broadcast of 16
 #else
 constexpr int kTileRows = 4;
 #endif
@@ -138,31 +240,34 @@ constexpr int kTileRows = 4;
 template <int R, int NV, bool kAcc>
 inline void vec_tile(int64_t k, float alpha, const float* a, int64_t ars, int64_t acs,
                      const float* b, int64_t ldb, float* c, int64_t ldc) {
-  Vec16 acc[R][NV];
+  const D d;
+  V acc[R][NV];
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = Vec16{};
+    for (int v = 0; v < NV; ++v) acc[r][v] = hn::Zero(d);
   for (int64_t l = 0; l < k; ++l) {
     const float* bl = b + l * ldb;
     const float* al = a + l * acs;
-    Vec16 bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = *reinterpret_cast<const Vec16*>(bl + 16 * v);
+    V bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = hn::LoadU(d, bl + kN * v);
     for (int r = 0; r < R; ++r) {
-      const float av = al[r * ars];
-      for (int v = 0; v < NV; ++v) acc[r][v] += av * bv[v];
+      const V av = hn::Set(d, al[r * ars]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = hn::MulAdd(av, bv[v], acc[r][v]);
     }
   }
+  const V va = hn::Set(d, alpha);
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) {
-      Vec16* cp = reinterpret_cast<Vec16*>(c + r * ldc + 16 * v);
-      *cp = kAcc ? *cp + alpha * acc[r][v] : alpha * acc[r][v];
+      float* cp = c + r * ldc + kN * v;
+      hn::StoreU(kAcc ? hn::MulAdd(va, acc[r][v], hn::LoadU(d, cp)) : hn::Mul(va, acc[r][v]), d,
+                 cp);
     }
 }
 
-// Column tail narrower than 16.
+// Column tail narrower than a vector.
 template <int R, bool kAcc>
 inline void tail_tile(int64_t k, float alpha, const float* a, int64_t ars, int64_t acs,
                       const float* b, int64_t ldb, float* c, int64_t ldc, int64_t wn) {
-  float acc[R][16] = {};
+  float acc[R][kBlock] = {};
   for (int64_t l = 0; l < k; ++l) {
     const float* bl = b + l * ldb;
     const float* al = a + l * acs;
@@ -181,34 +286,23 @@ inline void tail_tile(int64_t k, float alpha, const float* a, int64_t ars, int64
 template <int R, bool kAcc>
 inline void tile(int64_t wn, int64_t k, float alpha, const float* a, int64_t ars, int64_t acs,
                  const float* b, int64_t ldb, float* c, int64_t ldc) {
-  if (wn == 32)
+  if (wn == 2 * kN)
     vec_tile<R, 2, kAcc>(k, alpha, a, ars, acs, b, ldb, c, ldc);
-  else if (wn == 16)
+  else if (wn == kN)
     vec_tile<R, 1, kAcc>(k, alpha, a, ars, acs, b, ldb, c, ldc);
   else
     tail_tile<R, kAcc>(k, alpha, a, ars, acs, b, ldb, c, ldc, wn);
 }
 
-template <bool kAcc>
-void tile_rows(int64_t rows, int64_t wn, int64_t k, float alpha, const float* a, int64_t ars,
-               int64_t acs, const float* b, int64_t ldb, float* c, int64_t ldc) {
-  switch (rows) {
-    case 1:
-      return tile<1, kAcc>(wn, k, alpha, a, ars, acs, b, ldb, c, ldc);
-    case 2:
-      return tile<2, kAcc>(wn, k, alpha, a, ars, acs, b, ldb, c, ldc);
-    case 3:
-      return tile<3, kAcc>(wn, k, alpha, a, ars, acs, b, ldb, c, ldc);
-    case 4:
-      return tile<4, kAcc>(wn, k, alpha, a, ars, acs, b, ldb, c, ldc);
-    case 5:
-      return tile<5, kAcc>(wn, k, alpha, a, ars, acs, b, ldb, c, ldc);
-    case 6:
-      return tile<6, kAcc>(wn, k, alpha, a, ars, acs, b, ldb, c, ldc);
-    case 7:
-      return tile<7, kAcc>(wn, k, alpha, a, ars, acs, b, ldb, c, ldc);
-    default:
-      return tile<8, kAcc>(wn, k, alpha, a, ars, acs, b, ldb, c, ldc);
+// A tile of `rows` (<= kTileRows) rows, its row count a template argument.
+template <bool kAcc, int R = 1>
+inline void tile_rows(int64_t rows, int64_t wn, int64_t k, float alpha, const float* a, int64_t ars,
+                      int64_t acs, const float* b, int64_t ldb, float* c, int64_t ldc) {
+  if constexpr (R < kTileRows) {
+    if (rows == R) return tile<R, kAcc>(wn, k, alpha, a, ars, acs, b, ldb, c, ldc);
+    return tile_rows<kAcc, R + 1>(rows, wn, k, alpha, a, ars, acs, b, ldb, c, ldc);
+  } else {
+    return tile<kTileRows, kAcc>(wn, k, alpha, a, ars, acs, b, ldb, c, ldc);
   }
 }
 
@@ -216,9 +310,9 @@ void tile_rows(int64_t rows, int64_t wn, int64_t k, float alpha, const float* a,
 template <bool kAcc>
 void small_gemm(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t ars,
                 int64_t acs, const float* b, int64_t ldb, float* c, int64_t ldc) {
-  // Column panels outermost: the k x 32 panel of B stays in L1 across row tiles.
+  // Column panels outermost: the k x 2-vector panel of B stays in L1 across row tiles.
   for (int64_t j = 0; j < n;) {
-    const int64_t wn = n - j >= 32 ? 32 : n - j >= 16 ? 16 : n - j;
+    const int64_t wn = n - j >= 2 * kN ? 2 * kN : n - j >= kN ? kN : n - j;
     for (int64_t i = 0; i < m; i += kTileRows)
       tile_rows<kAcc>(std::min<int64_t>(kTileRows, m - i), wn, k, alpha, a + i * ars, ars, acs,
                       b + j, ldb, c + i * ldc + j, ldc);
@@ -296,39 +390,16 @@ void pack_transposed(const float* src, int64_t ld_src, int64_t n, int64_t d, flo
 // against the block's 16 query rows, one per lane. The softmax then runs down
 // the columns with plain vector arithmetic: a row's max and sum are lanes of
 // a vector, never horizontal reductions, and consecutive key rows are
-// independent work. GCC/Clang vector extensions keep it ISA-neutral.
-
-typedef int32_t Lanes16 __attribute__((vector_size(64)));
-typedef uint32_t ULanes16 __attribute__((vector_size(64)));
-static_assert(kBlock == 16, "one query row per lane of a 16-float vector");
+// independent work. Lanes are independent, so each kernel below runs over the
+// 16 lanes one vector (16 / kN of them) at a time.
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-inline Vec16 splat(float x) {
-  return Vec16{} + x;
-}
-
-// exp(x) for x <= 88 as vector arithmetic: x = k ln2 + r (k = round(x / ln2),
-// r in two Cody-Waite parts), e^r by exp_taylor7, 2^k built in the exponent
-// bits. Arguments below -87 give exp(-87) (1.6e-38: no denormals); the
-// callers zero the lanes that must be exactly 0. NaN propagates.
-inline Vec16 vexp(Vec16 x) {
-  x = x < -87.0f ? splat(-87.0f) : x;
-  x = x > 88.0f ? splat(88.0f) : x;
-  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  Vec16 kf = x * 1.44269504f + kMagic;   // low mantissa bits now hold k
-  const ULanes16 kbits = std::bit_cast<ULanes16>(kf);
-  kf -= kMagic;
-  const Vec16 r = (x - kf * 0.693145751953125f) - kf * 1.42860682e-6f;
-  const Vec16 p = exp_taylor7(r);
-  const ULanes16 two_k = (kbits + 127u) << 23;  // k + 127 in [1, 254]
-  return p * std::bit_cast<Vec16>(two_k);
-}
-
 // Which lanes (query rows) of a block may see each key row, and their bias.
 struct Lanes {
-  Lanes16 lo{}, hi{};  // allowed key rows [lo, hi) of each lane, relative to cl; empty past m
-  Vec16 base{};        // q_pos - k_pos of key row 0, per lane (ALiBi)
+  int32_t lo[kBlock] = {}, hi[kBlock] = {};  // allowed key rows [lo, hi) of each lane,
+                                             // relative to cl; empty past m
+  float base[kBlock] = {};                   // q_pos - k_pos of key row 0, per lane (ALiBi)
   float slope = 0.0f;
 
   Lanes(const BlockRanges& br, const Mask& mask, int64_t i0, int64_t m) {
@@ -338,52 +409,75 @@ struct Lanes {
       base[l] = float(mask.q_off + i0 + l - mask.k_off - br.cl);
     }
   }
-  Lanes16 allowed(int64_t j) const {
-    const Lanes16 jv = Lanes16{} + int32_t(j);
-    return (jv >= lo) & (jv < hi);
+};
+
+// The lanes [p, p + kN) of Lanes in registers.
+struct LanePart {
+  hn::Vec<DI> lo_1, hi;  // lo - 1: signed compares are < and == only
+  V base, slope;
+  bool alibi;
+  LanePart(const Lanes& ln, int64_t p)
+      : lo_1(hn::Sub(hn::LoadU(DI(), ln.lo + p), hn::Set(DI(), 1))),
+        hi(hn::LoadU(DI(), ln.hi + p)),
+        base(hn::LoadU(D(), ln.base + p)),
+        slope(hn::Set(D(), ln.slope)),
+        alibi(ln.slope != 0.0f) {}
+  hn::Mask<D> allowed(int64_t j) const {
+    const auto jv = hn::Set(DI(), int32_t(j));
+    return hn::RebindMask(D(), hn::And(hn::Lt(lo_1, jv), hn::Lt(jv, hi)));
   }
   // Key row j of St plus the ALiBi bias -slope * (q_pos - k_pos).
-  Vec16 scores(const float* st, int64_t j) const {
-    const Vec16 s = *reinterpret_cast<const Vec16*>(st + j * kBlock);
-    return slope != 0.0f ? s - slope * (base - float(j)) : s;
+  V scores(const float* st, int64_t j, int64_t p) const {
+    const V s = hn::LoadU(D(), st + j * kBlock + p);
+    return alibi ? hn::NegMulAdd(slope, hn::Sub(base, hn::Set(D(), float(j))), s) : s;
   }
 };
 
 // In place over St (n x 16): P = exp(S + bias - max) on each lane's allowed
 // keys, 0 elsewhere, unnormalised (the caller scales the output rows by
-// 1 / sum). max = 0 and sum = 0 in lanes with no allowed key. Results go to
-// arrays so the accumulators stay in registers.
+// 1 / sum). max = 0 and sum = 0 in lanes with no allowed key.
 inline void softmax_lanes(float* st, int64_t n, const Lanes& ln, float* max_out, float* sum_out) {
-  Vec16 mx = splat(-kInf);
-  for (int64_t j = 0; j < n; ++j) {
-    const Vec16 s = ln.allowed(j) ? ln.scores(st, j) : splat(-kInf);
-    mx = s > mx ? s : mx;
+  const D d;
+  for (int64_t p = 0; p < kBlock; p += kN) {
+    const LanePart lp(ln, p);
+    const V ninf = hn::Set(d, -kInf);
+    V mx = ninf;
+    for (int64_t j = 0; j < n; ++j) {
+      const V s = hn::IfThenElse(lp.allowed(j), lp.scores(st, j, p), ninf);
+      mx = hn::IfThenElse(hn::Lt(mx, s), s, mx);
+    }
+    mx = hn::IfThenZeroElse(hn::Eq(mx, ninf), mx);
+    V sum0 = hn::Zero(d), sum1 = hn::Zero(d);  // two chains: the adds do not wait on each other
+    int64_t j = 0;
+    for (; j + 1 < n; j += 2) {
+      const V p0 = hn::IfThenElseZero(lp.allowed(j), Exp(d, hn::Sub(lp.scores(st, j, p), mx)));
+      const V p1 =
+          hn::IfThenElseZero(lp.allowed(j + 1), Exp(d, hn::Sub(lp.scores(st, j + 1, p), mx)));
+      hn::StoreU(p0, d, st + j * kBlock + p);
+      hn::StoreU(p1, d, st + (j + 1) * kBlock + p);
+      sum0 = hn::Add(sum0, p0);
+      sum1 = hn::Add(sum1, p1);
+    }
+    if (j < n) {
+      const V p0 = hn::IfThenElseZero(lp.allowed(j), Exp(d, hn::Sub(lp.scores(st, j, p), mx)));
+      hn::StoreU(p0, d, st + j * kBlock + p);
+      sum0 = hn::Add(sum0, p0);
+    }
+    hn::StoreU(mx, d, max_out + p);
+    hn::StoreU(hn::Add(sum0, sum1), d, sum_out + p);
   }
-  mx = mx == -kInf ? Vec16{} : mx;
-  Vec16 sum0{}, sum1{};  // two chains: the adds do not wait on each other
-  int64_t j = 0;
-  for (; j + 1 < n; j += 2) {
-    const Vec16 p0 = ln.allowed(j) ? vexp(ln.scores(st, j) - mx) : Vec16{};
-    const Vec16 p1 = ln.allowed(j + 1) ? vexp(ln.scores(st, j + 1) - mx) : Vec16{};
-    *reinterpret_cast<Vec16*>(st + j * kBlock) = p0;
-    *reinterpret_cast<Vec16*>(st + (j + 1) * kBlock) = p1;
-    sum0 += p0;
-    sum1 += p1;
-  }
-  if (j < n) {
-    const Vec16 p0 = ln.allowed(j) ? vexp(ln.scores(st, j) - mx) : Vec16{};
-    *reinterpret_cast<Vec16*>(st + j * kBlock) = p0;
-    sum0 += p0;
-  }
-  *reinterpret_cast<Vec16*>(max_out) = mx;
-  *reinterpret_cast<Vec16*>(sum_out) = sum0 + sum1;
 }
 
 // Backward's recompute in place over St: P = exp(S + bias - lse), 0 where masked.
-inline void probs_lanes(float* st, int64_t n, const Lanes& ln, Vec16 lse) {
-  for (int64_t j = 0; j < n; ++j)
-    *reinterpret_cast<Vec16*>(st + j * kBlock) =
-        ln.allowed(j) ? vexp(ln.scores(st, j) - lse) : Vec16{};
+inline void probs_lanes(float* st, int64_t n, const Lanes& ln, const float* lse) {
+  const D d;
+  for (int64_t p = 0; p < kBlock; p += kN) {
+    const LanePart lp(ln, p);
+    const V l = hn::LoadU(d, lse + p);
+    for (int64_t j = 0; j < n; ++j)
+      hn::StoreU(hn::IfThenElseZero(lp.allowed(j), Exp(d, hn::Sub(lp.scores(st, j, p), l))), d,
+                 st + j * kBlock + p);
+  }
 }
 
 // qt (cols x 16) = transpose of m <= 16 rows of cols floats at stride ld; the
@@ -393,26 +487,35 @@ inline void pack_lanes(const float* src, int64_t ld, int64_t m, int64_t cols, fl
   pack_transposed(src, ld, m, cols, qt, kBlock);
 }
 
-// Stores one 64-byte-aligned row of 16 floats past the caches where the ISA
-// allows: kept probabilities are read back only in backward, after the rest of
-// the forward has evicted them, so fetching their lines for ownership first
-// would only double the memory traffic. Ordered by stream_fence().
-inline void stream_row(float* dst, Vec16 v) {
-#if defined(__AVX512F__)
-  _mm512_stream_ps(dst, __m512(v));
-#else
-  *reinterpret_cast<Vec16*>(dst) = v;
-#endif
-}
-inline void stream_fence() {
-#if defined(__AVX512F__)
-  _mm_sfence();
-#endif
+// St (n x 16) /= sum per lane (0 where sum is 0), and a copy of each row
+// streamed to pk past the caches: kept probabilities are read back only in
+// backward, after the rest of the forward has evicted them, so fetching their
+// lines for ownership first would only double the memory traffic. pk is
+// 64-byte aligned (arena memory, rows of 16 floats); ordered by
+// hwy::FlushStream().
+inline void normalise_and_keep(float* st, int64_t n, const float* sum, float* pk) {
+  const D d;
+  for (int64_t p = 0; p < kBlock; p += kN) {
+    const V s = hn::LoadU(d, sum + p);
+    const V inv = hn::IfThenElseZero(hn::Lt(hn::Zero(d), s), hn::Div(hn::Set(d, 1.0f), s));
+    for (int64_t j = 0; j < n; ++j) {
+      const V r = hn::Mul(hn::LoadU(d, st + j * kBlock + p), inv);
+      hn::StoreU(r, d, st + j * kBlock + p);
+      hn::Stream(r, d, pk + j * kBlock + p);
+    }
+  }
 }
 
-// rows rows of cols floats at stride ld = 0.
-void zero_rows(float* p, int64_t ld, int64_t rows, int64_t cols) {
-  for (int64_t r = 0; r < rows; ++r) std::memset(p + r * ld, 0, sizeof(float) * size_t(cols));
+// dSt = Pt * (dPt - D) in place over dPt (n x 16), D per lane.
+inline void scores_grad(float* dpt, const float* pt, int64_t n, const float* dl) {
+  const D d;
+  for (int64_t p = 0; p < kBlock; p += kN) {
+    const V dv = hn::LoadU(d, dl + p);
+    for (int64_t j = 0; j < n; ++j) {
+      float* dr = dpt + j * kBlock + p;
+      hn::StoreU(hn::Mul(hn::LoadU(d, pt + j * kBlock + p), hn::Sub(hn::LoadU(d, dr), dv)), d, dr);
+    }
+  }
 }
 
 // dst rows (stride ld) = src (rows x cols, contiguous), or += when !overwrite.
@@ -430,48 +533,223 @@ void store_rows(const float* src, int64_t rows, int64_t cols, float* dst, int64_
   }
 }
 
-// Starts loading `rows` rows of `cols` floats at stride ld into L2, ahead of
-// their use: Q/K/V rows sit at a stride of the fused projection's width, which
-// the hardware prefetcher follows poorly, and a task would otherwise wait on
-// each of its first-touch misses in turn.
-void prefetch_rows(const float* p, int64_t ld, int64_t rows, int64_t cols, bool write = false) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; c += 16) {
-      if (write)
-        __builtin_prefetch(p + r * ld + c, 1, 2);
-      else
-        __builtin_prefetch(p + r * ld + c, 0, 2);
+void AttentionForward(const Forward& f) {
+  const Geometry& gm = f.gm;
+  const Mask& mask = f.mask;
+  const float scale = f.scale;
+  const float* alibi = f.alibi;
+  const float *qd = f.q, *kd = f.k, *vd = f.v;
+  float* od = f.out;
+  const bool save = f.save, keep_p = f.keep_p;
+  float *pbuf = f.pbuf, *lse = f.lse, *scratch = f.scratch;
+  const int64_t* p_off = f.p_off;
+  const int64_t p_head = f.p_head, fwd_scratch = f.fwd_scratch, kv_per_blk = f.kv_per_blk;
+  const int64_t n_tasks = f.n_tasks, heads = gm.ck * gm.group;  // query heads per task
+  const int nt = f.nt;
+  run_tasks(n_tasks, nt, [&](int64_t task, int tid) HWY_ATTR {
+    const int64_t b = task / gm.chunks(), h0 = gm.first_head(task);
+    float* kbuf = scratch + tid * fwd_scratch;
+    float* vbuf = kbuf + gm.tk * gm.wk();
+    float* qt = vbuf + gm.tk * gm.wv();
+    float* st = qt + gm.wq() * kBlock;
+    const TaskRows tr = gm.rows(task);
+    const float* kp = packed_rows(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kbuf);
+    const float* vp = packed_rows(vd + tr.v, gm.ldv, gm.tk, gm.wv(), vbuf);
+    for (int64_t blk = 0; blk < gm.nblk; ++blk) {
+      const int64_t i0 = blk * kBlock, m = std::min(kBlock, gm.tq - i0);
+      const float* qrows = qd + tr.q + i0 * gm.ldq;
+      float* orows = od + tr.o + i0 * gm.ldo;
+      const int64_t m_next = std::min(kBlock, gm.tq - i0 - kBlock);
+      if (m_next > 0) {
+        prefetch_rows(qrows + kBlock * gm.ldq, gm.ldq, m_next, gm.wq());
+        prefetch_rows(orows + kBlock * gm.ldo, gm.ldo, m_next, gm.wo(), true);
+      }
+      if (task + nt < n_tasks) {  // the next task's K and V, a slice per block
+        const TaskRows nx = gm.rows(task + nt);
+        prefetch_kv_slice(gm, nx, blk, kv_per_blk, kd, vd);
+        if (blk + 1 == gm.nblk) {
+          const int64_t mq = std::min(kBlock, gm.tq);
+          prefetch_rows(qd + nx.q, gm.ldq, mq, gm.wq());
+          prefetch_rows(od + nx.o, gm.ldo, mq, gm.wo(), true);
+        }
+      }
+      const BlockRanges br(mask, i0, m);
+      if (br.empty()) {  // every key masked: zero output
+        zero_rows(orows, gm.ldo, m, gm.wo());
+        continue;
+      }
+      const int64_t cl = br.cl, n = br.ch - br.cl;
+      Lanes ln(br, mask, i0, m);
+      pack_lanes(qrows, gm.ldq, m, gm.wq(), qt);
+      for (int64_t hl = 0; hl < heads; ++hl) {
+        const int64_t h = h0 + hl, kl = hl / gm.group;
+        ln.slope = alibi ? alibi[h] : 0.0f;
+        // St = scale K_c Q_blkᵀ, softmax down its columns, O_blk = P V_c.
+        small_gemm<false>(n, kBlock, gm.d, scale, kp + cl * gm.wk() + kl * gm.d, gm.wk(), 1,
+                          qt + hl * gm.d * kBlock, kBlock, st, kBlock);
+        float mx[kBlock], sum[kBlock];
+        softmax_lanes(st, n, ln, mx, sum);
+        float* oh = orows + hl * gm.dv;
+        if (keep_p) {  // P = St / sum, kept for backward; O = P V
+          // normalised in L1, a copy streamed out
+          normalise_and_keep(st, n, sum, pbuf + (b * gm.hq + h) * p_head + p_off[blk]);
+          small_gemm<false>(m, gm.dv, n, 1.0f, st, 1, kBlock, vp + cl * gm.wv() + kl * gm.dv,
+                            gm.wv(), oh, gm.ldo);
+          continue;
+        }
+        small_gemm<false>(m, gm.dv, n, 1.0f, st, 1, kBlock, vp + cl * gm.wv() + kl * gm.dv, gm.wv(),
+                          oh, gm.ldo);
+        for (int64_t r = 0; r < m; ++r) {  // O = (exp(S - max) V) / sum
+          float* o = oh + r * gm.ldo;
+          const float f = sum[r] > 0.0f ? 1.0f / sum[r] : 0.0f;
+#pragma omp simd
+          for (int64_t c = 0; c < gm.dv; ++c) o[c] *= f;
+        }
+        if (save) {  // row logsumexps; 0 for fully masked rows
+          float* lr = lse + (b * gm.hq + h) * gm.tq + i0;
+          for (int64_t r = 0; r < m; ++r) lr[r] = mx[r] + (sum[r] > 0.0f ? std::log(sum[r]) : 0.0f);
+        }
+      }
     }
+    if (keep_p) hwy::FlushStream();  // P visible to backward on any thread
+  });
 }
 
-// Slice blk (of per_blk rows) of a task's Tk rows of K-like and V-like
-// columns: K and V, or dK and dV (write). Spread over the current task's
-// blocks, it brings the next task's operands into L2 without flooding it.
-void prefetch_kv_slice(const Geometry& gm, const TaskRows& t, int64_t blk, int64_t per_blk,
-                       const float* kl, const float* vl, bool write = false) {
-  const int64_t r0 = blk * per_blk, nr = std::min(per_blk, gm.tk - r0);
-  if (kl) prefetch_rows(kl + t.k + r0 * gm.ldk, gm.ldk, nr, gm.wk(), write);
-  if (vl) prefetch_rows(vl + t.v + r0 * gm.ldv, gm.ldv, nr, gm.wv(), write);
-}
-
-// kv heads per task. Preferably all of them: a task then reads whole rows of
-// Q, K, V and O (for (B, T, H*D) tensors, one contiguous stretch per batch
-// element) in sweeps the hardware prefetcher follows, where one head's columns
-// are short pieces at a stride. Fewer when that would leave a thread idle or
-// the task's packed operands (backward's, the larger) would not fit L2.
-int64_t kv_heads_per_task(const Geometry& gm, int threads) {
-  for (int64_t ck = gm.hkv; ck > 1; --ck) {
-    if (gm.hkv % ck != 0) continue;
-    const int64_t tasks = gm.batch * (gm.hkv / ck);
-    const int64_t floats = 2 * ck * gm.tk * (gm.d + gm.dv) + 2 * gm.tk * kBlock;
-    const bool fits = floats * int64_t(sizeof(float)) <= (int64_t(512) << 10);
-    const bool balanced = tasks % threads == 0 || tasks >= 4 * int64_t(threads);
-    if (fits && balanced) return ck;
-  }
-  return 1;
+void AttentionBackward(const Backward& bw) {
+  const Forward& f = bw.f;
+  const Geometry& gm = f.gm;
+  const Mask& mask = f.mask;
+  const float scale = f.scale;
+  const float* alibi = f.alibi;
+  const float *qd = f.q, *kd = f.k, *vd = f.v, *od = f.out, *dy = bw.dy;
+  const bool keep_p = f.keep_p;
+  const float *pbuf = f.pbuf, *lse = f.lse;
+  const int64_t* p_off = f.p_off;
+  const int64_t p_head = f.p_head, kv_per_blk = f.kv_per_blk, n_tasks = f.n_tasks;
+  const int64_t heads = gm.ck * gm.group, bwd_scratch = bw.bwd_scratch;
+  float *dq = bw.dq, *dk = bw.dk, *dv = bw.dv, *bscratch = bw.scratch;
+  const bool q_fresh = bw.q_fresh, k_fresh = bw.k_fresh, v_fresh = bw.v_fresh;
+  const bool need_ds = dq || dk;
+  const int bnt = bw.nt;
+  run_tasks(n_tasks, bnt, [&](int64_t task, int tid) HWY_ATTR {
+    const int64_t b = task / gm.chunks(), h0 = gm.first_head(task);
+    float* kbuf = bscratch + tid * bwd_scratch;
+    float* vbuf = kbuf + gm.tk * gm.wk();
+    float* qb = vbuf + gm.tk * gm.wv();
+    float* qt = qb + kBlock * gm.wq();
+    float* dob = qt + kBlock * gm.wq();
+    float* dot = dob + kBlock * gm.wo();
+    float* pt = dot + kBlock * gm.wo();
+    float* dpt = pt + gm.tk * kBlock;
+    float* dk_acc = dpt + gm.tk * kBlock;
+    float* dv_acc = dk_acc + gm.tk * gm.wk();
+    float* dsum = dv_acc + gm.tk * gm.wv();
+    if (dk) std::memset(dk_acc, 0, sizeof(float) * size_t(gm.tk * gm.wk()));
+    if (dv) std::memset(dv_acc, 0, sizeof(float) * size_t(gm.tk * gm.wv()));
+    const TaskRows tr = gm.rows(task);
+    const float* kp = packed_rows(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kbuf);
+    const float* vp = need_ds ? packed_rows(vd + tr.v, gm.ldv, gm.tk, gm.wv(), vbuf) : vbuf;
+    for (int64_t blk = 0; blk < gm.nblk; ++blk) {
+      const int64_t i0 = blk * kBlock, m = std::min(kBlock, gm.tq - i0);
+      const float* qrows = qd + tr.q + i0 * gm.ldq;
+      const float* dorows = dy + tr.o + i0 * gm.ldo;
+      const float* orows = od + tr.o + i0 * gm.ldo;
+      float* dqrows = dq ? dq + tr.q + i0 * gm.ldq : nullptr;
+      const int64_t m_next = std::min(kBlock, gm.tq - i0 - kBlock);
+      if (m_next > 0) {
+        prefetch_rows(qrows + kBlock * gm.ldq, gm.ldq, m_next, gm.wq());
+        prefetch_rows(dorows + kBlock * gm.ldo, gm.ldo, m_next, gm.wo());
+        prefetch_rows(orows + kBlock * gm.ldo, gm.ldo, m_next, gm.wo());
+        if (dq) prefetch_rows(dqrows + kBlock * gm.ldq, gm.ldq, m_next, gm.wq(), true);
+      }
+      if (task + bnt < n_tasks) {  // the next task's K, V, dK and dV, a slice per block
+        const TaskRows nx = gm.rows(task + bnt);
+        prefetch_kv_slice(gm, nx, blk, kv_per_blk, kd, vd);
+        prefetch_kv_slice(gm, nx, blk, kv_per_blk, dk, dv, true);
+        if (blk + 1 == gm.nblk) {
+          const int64_t mq = std::min(kBlock, gm.tq);
+          prefetch_rows(qd + nx.q, gm.ldq, mq, gm.wq());
+          prefetch_rows(dy + nx.o, gm.ldo, mq, gm.wo());
+          prefetch_rows(od + nx.o, gm.ldo, mq, gm.wo());
+          if (dq) prefetch_rows(dq + nx.q, gm.ldq, mq, gm.wq(), true);
+        }
+      }
+      const BlockRanges br(mask, i0, m);
+      if (br.empty()) {  // every key masked: no gradient
+        if (q_fresh) zero_rows(dqrows, gm.ldq, m, gm.wq());
+        continue;
+      }
+      const int64_t cl = br.cl, n = br.ch - br.cl;
+      Lanes ln(br, mask, i0, m);
+      const float* qr = packed_rows(qrows, gm.ldq, m, gm.wq(), qb);
+      pack_lanes(qrows, gm.ldq, m, gm.wq(), qt);
+      const float* dor = packed_rows(dorows, gm.ldo, m, gm.wo(), dob);
+      if (need_ds) {
+        pack_lanes(dorows, gm.ldo, m, gm.wo(), dot);
+        // D = dO · O of every row and head, in one sweep of the block's O rows.
+        std::memset(dsum, 0, sizeof(float) * size_t(heads * kBlock));
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t hl = 0; hl < heads; ++hl)
+            dsum[hl * kBlock + r] =
+                RowDot(dor + r * gm.wo() + hl * gm.dv, orows + r * gm.ldo + hl * gm.dv, gm.dv);
+      }
+      for (int64_t hl = 0; hl < heads; ++hl) {
+        const int64_t h = h0 + hl, kl = hl / gm.group;
+        ln.slope = alibi ? alibi[h] : 0.0f;
+        const float* kh = kp + cl * gm.wk() + kl * gm.d;
+        const float* vh = vp + cl * gm.wv() + kl * gm.dv;
+        const float* pb = pt;
+        if (keep_p) {
+          pb = pbuf + (b * gm.hq + h) * p_head + p_off[blk];
+        } else {  // Pt = exp(scale K_c Q_blkᵀ + bias - lse), recomputed in L1
+          float lse_l[kBlock] = {};
+          const float* lse_b = lse + (b * gm.hq + h) * gm.tq + i0;
+          for (int64_t l = 0; l < m; ++l) lse_l[l] = lse_b[l];
+          small_gemm<false>(n, kBlock, gm.d, scale, kh, gm.wk(), 1, qt + hl * gm.d * kBlock, kBlock,
+                            pt, kBlock);
+          probs_lanes(pt, n, ln, lse_l);
+        }
+        // dV_c += P_blkᵀ dO_blk
+        if (dv)
+          small_gemm<true>(n, gm.dv, m, 1.0f, pb, kBlock, 1, dor + hl * gm.dv, gm.wo(),
+                           dv_acc + cl * gm.wv() + kl * gm.dv, gm.wv());
+        if (!need_ds) continue;
+        // dPt = V_c dO_blkᵀ, then dS = P * (dP - D) in place with D = rowsum(P * dP)
+        // = dO · O per row (FlashAttention-2): a dv-wide dot instead of an
+        // n-wide pass. Masked entries have P = 0, so they get dS = 0.
+        small_gemm<false>(n, kBlock, gm.dv, 1.0f, vh, gm.wv(), 1, dot + hl * gm.dv * kBlock, kBlock,
+                          dpt, kBlock);
+        scores_grad(dpt, pb, n, dsum + hl * kBlock);
+        // dQ_blk += scale dS K_c ;  dK_c += scale dSᵀ Q_blk
+        if (dq && q_fresh)
+          small_gemm<false>(m, gm.d, n, scale, dpt, 1, kBlock, kh, gm.wk(), dqrows + hl * gm.d,
+                            gm.ldq);
+        else if (dq)
+          small_gemm<true>(m, gm.d, n, scale, dpt, 1, kBlock, kh, gm.wk(), dqrows + hl * gm.d,
+                           gm.ldq);
+        if (dk)
+          small_gemm<true>(n, gm.d, m, scale, dpt, kBlock, 1, qr + hl * gm.d, gm.wq(),
+                           dk_acc + cl * gm.wk() + kl * gm.d, gm.wk());
+      }
+    }
+    if (dk) store_rows(dk_acc, gm.tk, gm.wk(), dk + tr.k, gm.ldk, k_fresh);
+    if (dv) store_rows(dv_acc, gm.tk, gm.wv(), dv + tr.v, gm.ldv, v_fresh);
+  });
 }
 
 }  // namespace
+}  // namespace bl::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace bl {
+
+namespace {
+HWY_EXPORT(AttentionForward);
+HWY_EXPORT(AttentionBackward);
+}  // namespace
+
+using namespace attn;
 
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_heads,
                  int64_t n_kv_heads, const AttentionOptions& opt) {
@@ -544,86 +822,10 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
   const int64_t fwd_scratch = gm.tk * (gm.wk() + gm.wv()) + gm.wq() * kBlock + gm.tk * kBlock;
   float* scratch = g.alloc(nt * fwd_scratch);
   const int64_t kv_per_blk = (gm.tk + gm.nblk - 1) / gm.nblk;
-  {
-    const float *qd = q.data(), *kd = k.data(), *vd = v.data();
-    float* od = y.data();
-    run_tasks(n_tasks, nt, [&](int64_t task, int tid) {
-      const int64_t b = task / gm.chunks(), h0 = gm.first_head(task);
-      float* kbuf = scratch + tid * fwd_scratch;
-      float* vbuf = kbuf + gm.tk * gm.wk();
-      float* qt = vbuf + gm.tk * gm.wv();
-      float* st = qt + gm.wq() * kBlock;
-      const TaskRows tr = gm.rows(task);
-      const float* kp = packed_rows(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kbuf);
-      const float* vp = packed_rows(vd + tr.v, gm.ldv, gm.tk, gm.wv(), vbuf);
-      for (int64_t blk = 0; blk < gm.nblk; ++blk) {
-        const int64_t i0 = blk * kBlock, m = std::min(kBlock, gm.tq - i0);
-        const float* qrows = qd + tr.q + i0 * gm.ldq;
-        float* orows = od + tr.o + i0 * gm.ldo;
-        const int64_t m_next = std::min(kBlock, gm.tq - i0 - kBlock);
-        if (m_next > 0) {
-          prefetch_rows(qrows + kBlock * gm.ldq, gm.ldq, m_next, gm.wq());
-          prefetch_rows(orows + kBlock * gm.ldo, gm.ldo, m_next, gm.wo(), true);
-        }
-        if (task + nt < n_tasks) {  // the next task's K and V, a slice per block
-          const TaskRows nx = gm.rows(task + nt);
-          prefetch_kv_slice(gm, nx, blk, kv_per_blk, kd, vd);
-          if (blk + 1 == gm.nblk) {
-            const int64_t mq = std::min(kBlock, gm.tq);
-            prefetch_rows(qd + nx.q, gm.ldq, mq, gm.wq());
-            prefetch_rows(od + nx.o, gm.ldo, mq, gm.wo(), true);
-          }
-        }
-        const BlockRanges br(mask, i0, m);
-        if (br.empty()) {  // every key masked: zero output
-          zero_rows(orows, gm.ldo, m, gm.wo());
-          continue;
-        }
-        const int64_t cl = br.cl, n = br.ch - br.cl;
-        Lanes ln(br, mask, i0, m);
-        pack_lanes(qrows, gm.ldq, m, gm.wq(), qt);
-        for (int64_t hl = 0; hl < heads; ++hl) {
-          const int64_t h = h0 + hl, kl = hl / gm.group;
-          ln.slope = alibi ? alibi[h] : 0.0f;
-          // St = scale K_c Q_blkᵀ, softmax down its columns, O_blk = P V_c.
-          small_gemm<false>(n, kBlock, gm.d, scale, kp + cl * gm.wk() + kl * gm.d, gm.wk(), 1,
-                            qt + hl * gm.d * kBlock, kBlock, st, kBlock);
-          float mx[kBlock], sum[kBlock];
-          softmax_lanes(st, n, ln, mx, sum);
-          float* oh = orows + hl * gm.dv;
-          if (keep_p) {  // P = St / sum, kept for backward; O = P V
-            float* pk = pbuf + (b * gm.hq + h) * p_head + p_off[blk];
-            const Vec16 s = *reinterpret_cast<const Vec16*>(sum);
-            const Vec16 inv = s > 0.0f ? 1.0f / s : Vec16{};
-            for (int64_t j = 0; j < n; ++j) {  // normalised in L1, a copy streamed out
-              Vec16* sr = reinterpret_cast<Vec16*>(st + j * kBlock);
-              *sr *= inv;
-              stream_row(pk + j * kBlock, *sr);
-            }
-            small_gemm<false>(m, gm.dv, n, 1.0f, st, 1, kBlock, vp + cl * gm.wv() + kl * gm.dv,
-                              gm.wv(), oh, gm.ldo);
-            continue;
-          }
-          small_gemm<false>(m, gm.dv, n, 1.0f, st, 1, kBlock, vp + cl * gm.wv() + kl * gm.dv,
-                            gm.wv(), oh, gm.ldo);
-          for (int64_t r = 0; r < m; ++r) {  // O = (exp(S - max) V) / sum
-            float* o = oh + r * gm.ldo;
-            const float f = sum[r] > 0.0f ? 1.0f / sum[r] : 0.0f;
-#pragma omp simd
-            for (int64_t c = 0; c < gm.dv; ++c) o[c] *= f;
-          }
-          if (save) {  // row logsumexps; 0 for fully masked rows
-            const Eigen::Map<const Eigen::Array<float, kBlock, 1>> sums(sum);
-            const Eigen::Array<float, kBlock, 1> out =
-                Eigen::Map<const Eigen::Array<float, kBlock, 1>>(mx) +
-                (sums > 0.0f).select(sums.log(), 0.0f);
-            std::memcpy(lse + (b * gm.hq + h) * gm.tq + i0, out.data(), sizeof(float) * size_t(m));
-          }
-        }
-      }
-      if (keep_p) stream_fence();  // P visible to backward on any thread
-    });
-  }
+  const Forward fw{gm,       mask,        scale,      alibi,   q.data(), k.data(), v.data(),
+                   y.data(), save,        keep_p,     pbuf,    lse,      p_off,    p_head,
+                   scratch,  fwd_scratch, kv_per_blk, n_tasks, nt};
+  BL_DISPATCH(AttentionForward)(fw);
   if (!save) return y;
 
   g.on_backward([=] {
@@ -640,7 +842,6 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
     float* dq = q.requires_grad() ? gg.grad_for_overwrite(q, q_fresh) : nullptr;
     float* dk = k.requires_grad() ? gg.grad_for_overwrite(k, k_fresh) : nullptr;
     float* dv = v.requires_grad() ? gg.grad_for_overwrite(v, v_fresh) : nullptr;
-    const bool need_ds = dq || dk;
     const int bnt = task_threads(n_tasks);
     // Per thread: the K and V rows of the task's kv heads (Tk x wk, Tk x wv);
     // a query block of Q and dO for every query head, as rows (16 x wq,
@@ -652,120 +853,13 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_he
     // blocks that update them.
     const int64_t bwd_scratch = 2 * gm.tk * (gm.wk() + gm.wv()) + 2 * kBlock * (gm.wq() + gm.wo()) +
                                 2 * gm.tk * kBlock + heads * kBlock;
-    float* bscratch = gg.alloc(bnt * bwd_scratch);
-    const float *qd = q.data(), *kd = k.data(), *vd = v.data(), *od = y.data();
-    run_tasks(n_tasks, bnt, [&](int64_t task, int tid) {
-      const int64_t b = task / gm.chunks(), h0 = gm.first_head(task);
-      float* kbuf = bscratch + tid * bwd_scratch;
-      float* vbuf = kbuf + gm.tk * gm.wk();
-      float* qb = vbuf + gm.tk * gm.wv();
-      float* qt = qb + kBlock * gm.wq();
-      float* dob = qt + kBlock * gm.wq();
-      float* dot = dob + kBlock * gm.wo();
-      float* pt = dot + kBlock * gm.wo();
-      float* dpt = pt + gm.tk * kBlock;
-      float* dk_acc = dpt + gm.tk * kBlock;
-      float* dv_acc = dk_acc + gm.tk * gm.wk();
-      float* dsum = dv_acc + gm.tk * gm.wv();
-      if (dk) std::memset(dk_acc, 0, sizeof(float) * size_t(gm.tk * gm.wk()));
-      if (dv) std::memset(dv_acc, 0, sizeof(float) * size_t(gm.tk * gm.wv()));
-      const TaskRows tr = gm.rows(task);
-      const float* kp = packed_rows(kd + tr.k, gm.ldk, gm.tk, gm.wk(), kbuf);
-      const float* vp = need_ds ? packed_rows(vd + tr.v, gm.ldv, gm.tk, gm.wv(), vbuf) : vbuf;
-      for (int64_t blk = 0; blk < gm.nblk; ++blk) {
-        const int64_t i0 = blk * kBlock, m = std::min(kBlock, gm.tq - i0);
-        const float* qrows = qd + tr.q + i0 * gm.ldq;
-        const float* dorows = dy + tr.o + i0 * gm.ldo;
-        const float* orows = od + tr.o + i0 * gm.ldo;
-        float* dqrows = dq ? dq + tr.q + i0 * gm.ldq : nullptr;
-        const int64_t m_next = std::min(kBlock, gm.tq - i0 - kBlock);
-        if (m_next > 0) {
-          prefetch_rows(qrows + kBlock * gm.ldq, gm.ldq, m_next, gm.wq());
-          prefetch_rows(dorows + kBlock * gm.ldo, gm.ldo, m_next, gm.wo());
-          prefetch_rows(orows + kBlock * gm.ldo, gm.ldo, m_next, gm.wo());
-          if (dq) prefetch_rows(dqrows + kBlock * gm.ldq, gm.ldq, m_next, gm.wq(), true);
-        }
-        if (task + bnt < n_tasks) {  // the next task's K, V, dK and dV, a slice per block
-          const TaskRows nx = gm.rows(task + bnt);
-          prefetch_kv_slice(gm, nx, blk, kv_per_blk, kd, vd);
-          prefetch_kv_slice(gm, nx, blk, kv_per_blk, dk, dv, true);
-          if (blk + 1 == gm.nblk) {
-            const int64_t mq = std::min(kBlock, gm.tq);
-            prefetch_rows(qd + nx.q, gm.ldq, mq, gm.wq());
-            prefetch_rows(dy + nx.o, gm.ldo, mq, gm.wo());
-            prefetch_rows(od + nx.o, gm.ldo, mq, gm.wo());
-            if (dq) prefetch_rows(dq + nx.q, gm.ldq, mq, gm.wq(), true);
-          }
-        }
-        const BlockRanges br(mask, i0, m);
-        if (br.empty()) {  // every key masked: no gradient
-          if (q_fresh) zero_rows(dqrows, gm.ldq, m, gm.wq());
-          continue;
-        }
-        const int64_t cl = br.cl, n = br.ch - br.cl;
-        Lanes ln(br, mask, i0, m);
-        const float* qr = packed_rows(qrows, gm.ldq, m, gm.wq(), qb);
-        pack_lanes(qrows, gm.ldq, m, gm.wq(), qt);
-        const float* dor = packed_rows(dorows, gm.ldo, m, gm.wo(), dob);
-        if (need_ds) {
-          pack_lanes(dorows, gm.ldo, m, gm.wo(), dot);
-          // D = dO · O of every row and head, in one sweep of the block's O rows.
-          std::memset(dsum, 0, sizeof(float) * size_t(heads * kBlock));
-          for (int64_t r = 0; r < m; ++r)
-            for (int64_t hl = 0; hl < heads; ++hl) {
-              using V = Eigen::Map<const Eigen::VectorXf>;
-              dsum[hl * kBlock + r] = V(dor + r * gm.wo() + hl * gm.dv, gm.dv)
-                                          .dot(V(orows + r * gm.ldo + hl * gm.dv, gm.dv));
-            }
-        }
-        for (int64_t hl = 0; hl < heads; ++hl) {
-          const int64_t h = h0 + hl, kl = hl / gm.group;
-          ln.slope = alibi ? alibi[h] : 0.0f;
-          const float* kh = kp + cl * gm.wk() + kl * gm.d;
-          const float* vh = vp + cl * gm.wv() + kl * gm.dv;
-          const float* pb = pt;
-          if (keep_p) {
-            pb = pbuf + (b * gm.hq + h) * p_head + p_off[blk];
-          } else {  // Pt = exp(scale K_c Q_blkᵀ + bias - lse), recomputed in L1
-            Vec16 lse_l{};
-            const float* lse_b = lse + (b * gm.hq + h) * gm.tq + i0;
-            for (int64_t l = 0; l < m; ++l) lse_l[l] = lse_b[l];
-            small_gemm<false>(n, kBlock, gm.d, scale, kh, gm.wk(), 1, qt + hl * gm.d * kBlock,
-                              kBlock, pt, kBlock);
-            probs_lanes(pt, n, ln, lse_l);
-          }
-          // dV_c += P_blkᵀ dO_blk
-          if (dv)
-            small_gemm<true>(n, gm.dv, m, 1.0f, pb, kBlock, 1, dor + hl * gm.dv, gm.wo(),
-                             dv_acc + cl * gm.wv() + kl * gm.dv, gm.wv());
-          if (!need_ds) continue;
-          // dPt = V_c dO_blkᵀ, then dS = P * (dP - D) in place with D = rowsum(P * dP)
-          // = dO · O per row (FlashAttention-2): a dv-wide dot instead of an
-          // n-wide pass. Masked entries have P = 0, so they get dS = 0.
-          small_gemm<false>(n, kBlock, gm.dv, 1.0f, vh, gm.wv(), 1, dot + hl * gm.dv * kBlock,
-                            kBlock, dpt, kBlock);
-          const Vec16 dl = *reinterpret_cast<const Vec16*>(dsum + hl * kBlock);
-          for (int64_t j = 0; j < n; ++j) {
-            Vec16* dr = reinterpret_cast<Vec16*>(dpt + j * kBlock);
-            *dr = *reinterpret_cast<const Vec16*>(pb + j * kBlock) * (*dr - dl);
-          }
-          // dQ_blk += scale dS K_c ;  dK_c += scale dSᵀ Q_blk
-          if (dq && q_fresh)
-            small_gemm<false>(m, gm.d, n, scale, dpt, 1, kBlock, kh, gm.wk(), dqrows + hl * gm.d,
-                              gm.ldq);
-          else if (dq)
-            small_gemm<true>(m, gm.d, n, scale, dpt, 1, kBlock, kh, gm.wk(), dqrows + hl * gm.d,
-                             gm.ldq);
-          if (dk)
-            small_gemm<true>(n, gm.d, m, scale, dpt, kBlock, 1, qr + hl * gm.d, gm.wq(),
-                             dk_acc + cl * gm.wk() + kl * gm.d, gm.wk());
-        }
-      }
-      if (dk) store_rows(dk_acc, gm.tk, gm.wk(), dk + tr.k, gm.ldk, k_fresh);
-      if (dv) store_rows(dv_acc, gm.tk, gm.wv(), dv + tr.v, gm.ldv, v_fresh);
-    });
+    const Backward bw{
+        fw,          dy, dq, dk, dv, q_fresh, k_fresh, v_fresh, gg.alloc(bnt * bwd_scratch),
+        bwd_scratch, bnt};
+    BL_DISPATCH(AttentionBackward)(bw);
   });
   return y;
 }
 
 }  // namespace bl
+#endif  // HWY_ONCE

@@ -1,19 +1,101 @@
-#include "ops/cross_entropy.h"
+// Cross-entropy over rows of logits. The row kernels (log-sum-exp forward,
+// softmax-minus-one-hot backward) are one source for every vector ISA
+// (simd/targets.h), dispatched at run time.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/cross_entropy.cpp"
+#include "simd/targets.h"
+// clang-format off: foreach_target.h must come before highway.h.
+#include <hwy/foreach_target.h>
+#include <hwy/highway.h>
+// clang-format on
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "ops/check.h"
+#include "ops/cross_entropy.h"
+#include "simd/isa.h"
+#include "simd/rows-inl.h"
+#include "simd/vexp-inl.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
 
+HWY_BEFORE_NAMESPACE();
+namespace bl::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+namespace {
+using D = hn::ScalableTag<float>;
+constexpr int64_t kN = HWY_LANES(float);
+
+// sum of exp(x[j] + c), j < n.
+HWY_INLINE float sum_exp(const float* x, int64_t n, float c) {
+  const D d;
+  const auto vc = hn::Set(d, c);
+  auto acc = hn::Zero(d);
+  int64_t j = 0;
+  for (; j + kN <= n; j += kN) acc = hn::Add(acc, ExpOrZero(d, hn::Add(hn::LoadU(d, x + j), vc)));
+  float s = hn::GetLane(hn::SumOfLanes(d, acc));
+  const hn::CappedTag<float, 1> d1;
+  for (; j < n; ++j) s += hn::GetLane(ExpOrZero(d1, hn::Set(d1, x[j] + c)));
+  return s;
+}
+}  // namespace
+
+// lse[r] of every row with a target (>= 0), and per chunk the sum of
+// lse - logit[target] in double.
+void CeForward(const float* x, const int32_t* tg, int64_t rows, int64_t v, int64_t nc, float* lse,
+               double* part) {
+  parallel_for(nc, [&](int64_t c) HWY_ATTR {
+    const int64_t r0 = c * rows / nc, r1 = (c + 1) * rows / nc;
+    double acc = 0.0;
+    for (int64_t r = r0; r < r1; ++r) {
+      if (tg[r] < 0) continue;
+      const float* xr = x + r * v;
+      const float m = RowMax(xr, v);
+      const float l = m + std::log(sum_exp(xr, v, -m));
+      lse[r] = l;
+      acc += double(l) - double(xr[tg[r]]);
+    }
+    part[c] = acc;
+  });
+}
+
+// dlogits += (softmax - onehot) * scale on rows with a target.
+void CeBackward(const float* x, const int32_t* tg, const float* lse, int64_t rows, int64_t v,
+                float scale, float* dx) {
+  parallel_for(
+      rows,
+      [&](int64_t r) HWY_ATTR {
+        const int32_t t = tg[r];
+        if (t < 0) return;
+        const D d;
+        const float* xr = x + r * v;
+        float* dr = dx + r * v;
+        const auto nl = hn::Set(d, -lse[r]), vs = hn::Set(d, scale);
+        int64_t j = 0;
+        for (; j + kN <= v; j += kN)
+          hn::StoreU(
+              hn::MulAdd(ExpOrZero(d, hn::Add(hn::LoadU(d, xr + j), nl)), vs, hn::LoadU(d, dr + j)),
+              d, dr + j);
+        const hn::CappedTag<float, 1> d1;
+        for (; j < v; ++j) dr[j] += hn::GetLane(ExpOrZero(d1, hn::Set(d1, xr[j] - lse[r]))) * scale;
+        dr[t] -= scale;
+      },
+      std::max<int64_t>(1, 8192 / v));
+}
+
+}  // namespace bl::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
 namespace bl {
 
 namespace {
-using ArrMap = Eigen::Map<Eigen::ArrayXf>;
-using CArrMap = Eigen::Map<const Eigen::ArrayXf>;
+
+HWY_EXPORT(CeForward);
+HWY_EXPORT(CeBackward);
 
 // Fixed chunking (independent of the thread count) so the double loss sum is
 // reproducible bit for bit whatever the number of threads.
@@ -22,6 +104,7 @@ int64_t n_chunks(int64_t rows, int64_t v) {
   const int64_t per = std::max<int64_t>(1, 8192 / std::max<int64_t>(v, 1));
   return std::clamp<int64_t>(rows / per, 1, kMaxChunks);
 }
+
 }  // namespace
 
 Tensor cross_entropy(const Tensor& logits, const Tokens& targets) {
@@ -52,20 +135,7 @@ Tensor cross_entropy(const Tensor& logits, const Tokens& targets) {
   float* lse = g.alloc(std::max<int64_t>(rows, 1));
   const int64_t nc = n_chunks(rows, v);
   double* part = g.alloc_as<double>(nc);
-  const float* x = logits.data();
-  parallel_for(nc, [&](int64_t c) {
-    const int64_t r0 = c * rows / nc, r1 = (c + 1) * rows / nc;
-    double acc = 0.0;
-    for (int64_t r = r0; r < r1; ++r) {
-      if (tg[r] < 0) continue;
-      CArrMap xr(x + r * v, v);
-      const float m = xr.maxCoeff();
-      const float l = m + std::log((xr - m).exp().sum());
-      lse[r] = l;
-      acc += double(l) - double(xr[tg[r]]);
-    }
-    part[c] = acc;
-  });
+  BL_DISPATCH(CeForward)(logits.data(), tg, rows, v, nc, lse, part);
   double total = 0.0;
   for (int64_t c = 0; c < nc; ++c) total += part[c];
   loss.data()[0] = count > 0 ? float(total / double(count)) : 0.0f;
@@ -76,22 +146,12 @@ Tensor cross_entropy(const Tensor& logits, const Tokens& targets) {
       if (!dy) return;
       float* dx = current_graph().grad(logits);
       const float scale = float(double(dy[0]) / double(count));
-      const float* x = logits.data();
       // dlogits = (softmax - onehot) * dy / count on non-ignored rows.
-      parallel_for(
-          rows,
-          [&](int64_t r) {
-            const int32_t t = tg[r];
-            if (t < 0) return;
-            CArrMap xr(x + r * v, v);
-            ArrMap dr(dx + r * v, v);
-            dr += (xr - lse[r]).exp() * scale;
-            dr[t] -= scale;
-          },
-          std::max<int64_t>(1, 8192 / v));
+      BL_DISPATCH(CeBackward)(logits.data(), tg, lse, rows, v, scale, dx);
     });
   }
   return loss;
 }
 
 }  // namespace bl
+#endif  // HWY_ONCE

@@ -7,43 +7,14 @@
 
 #include "ops/activation.h"
 #include "ops/check.h"
+#include "ops/column_sums.h"
 #include "tensor/gemm.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
-#include "tensor/vec16.h"
 
 namespace bl {
 
 namespace {
-
-// Columns summed per pass: their partial sums stay in four vector registers
-// while the rows stream by, where summing straight into db would load and
-// store it once per row.
-constexpr int64_t kBiasCols = 64;
-
-// db[j] += sum over rows r of dy[r * ld + j], j < w <= kBiasCols, rows in order.
-void add_column_sums(const float* dy, int64_t ld, int64_t rows, int64_t w, float* db) {
-  if (w == kBiasCols) {
-    Vec16 a0{}, a1{}, a2{}, a3{};
-    for (int64_t r = 0; r < rows; ++r) {
-      const Vec16* d = reinterpret_cast<const Vec16*>(dy + r * ld);
-      a0 += d[0];
-      a1 += d[1];
-      a2 += d[2];
-      a3 += d[3];
-    }
-    Vec16* o = reinterpret_cast<Vec16*>(db);
-    o[0] += a0;
-    o[1] += a1;
-    o[2] += a2;
-    o[3] += a3;
-    return;
-  }
-  float acc[kBiasCols] = {};
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < w; ++j) acc[j] += dy[r * ld + j];
-  for (int64_t j = 0; j < w; ++j) db[j] += acc[j];
-}
 
 // Shared checks of linear-like ops: x (..., in), w (out, in), b (out) or undefined.
 void check_linear(const char* op, const Tensor& x, const Tensor& w, const Tensor& b) {
@@ -70,8 +41,8 @@ void linear_param_grads(Graph& g, const float* dy, const float* x, int64_t n, co
     parallel_for((out + cols - 1) / cols,
                  [&](int64_t c) {
                    const int64_t j0 = c * cols, j1 = std::min(out, j0 + cols);
-                   for (int64_t j = j0; j < j1; j += kBiasCols)
-                     add_column_sums(dy + j, out, n, std::min(kBiasCols, j1 - j), db + j);
+                   for (int64_t j = j0; j < j1; j += kColumnSumWidth)
+                     add_column_sums(dy + j, out, n, std::min(kColumnSumWidth, j1 - j), db + j);
                  },
                  1);
   }

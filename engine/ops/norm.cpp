@@ -1,17 +1,28 @@
-#include "ops/norm.h"
+// Layer and RMS norm, forward and backward. One source for every vector ISA:
+// Highway compiles the kernels below once per target (simd/targets.h); the
+// ops dispatch to the CPU's best (or BLOCKLAB_ISA's).
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/norm.cpp"
+#include "simd/targets.h"
+// clang-format off: foreach_target.h must come before highway.h.
+#include <hwy/foreach_target.h>
+#include <hwy/highway.h>
+// clang-format on
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "ops/check.h"
+#include "ops/norm.h"
+#include "simd/isa.h"
+#include "simd/rows-inl.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
 
-namespace bl {
-
-namespace {
+#ifndef BL_OPS_NORM_SHARED_
+#define BL_OPS_NORM_SHARED_
+namespace bl::norm_detail {
 
 // Rows per parallel_for worker so a thread gets at least ~16K elements.
 int64_t min_rows_per_thread(int64_t d) {
@@ -32,6 +43,65 @@ void check_param(const Tensor& p, int64_t d, const char* op, const char* what, c
                std::to_string(d) + " elements to match input " + x.shape().str());
 }
 
+}  // namespace bl::norm_detail
+#endif  // BL_OPS_NORM_SHARED_
+
+HWY_BEFORE_NAMESPACE();
+namespace bl::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+namespace {
+
+using namespace bl::norm_detail;
+using D = hn::ScalableTag<float>;
+using V = hn::Vec<D>;
+constexpr int64_t kN = HWY_LANES(float);
+
+// sum((x[j] - c)^2) over a row.
+inline float row_sq_dev(const float* x, int64_t d, float c) {
+  const D dd;
+  const V vc = hn::Set(dd, c);
+  V a0 = hn::Zero(dd), a1 = hn::Zero(dd);
+  int64_t j = 0;
+  for (; j + 2 * kN <= d; j += 2 * kN) {
+    const V x0 = hn::Sub(hn::LoadU(dd, x + j), vc), x1 = hn::Sub(hn::LoadU(dd, x + j + kN), vc);
+    a0 = hn::MulAdd(x0, x0, a0);
+    a1 = hn::MulAdd(x1, x1, a1);
+  }
+  for (; j + kN <= d; j += kN) {
+    const V x0 = hn::Sub(hn::LoadU(dd, x + j), vc);
+    a0 = hn::MulAdd(x0, x0, a0);
+  }
+  float s = hn::GetLane(hn::SumOfLanes(dd, hn::Add(a0, a1)));
+  for (; j < d; ++j) s += (x[j] - c) * (x[j] - c);
+  return s;
+}
+
+// One row's sg = sum(g) and sgx = sum(g * xhat), g = dy * w (or dy): vector
+// partial sums in one pass, then one horizontal reduction each.
+template <bool kHasW>
+inline void row_grad_sums(const float* xr, const float* dyr, const float* w, float mu, float rs,
+                          int64_t d, float* sg_out, float* sgx_out) {
+  const D dd;
+  V ag = hn::Zero(dd), agx = hn::Zero(dd);
+  const V pmu = hn::Set(dd, mu), prs = hn::Set(dd, rs);
+  int64_t j = 0;
+  for (; j + kN <= d; j += kN) {
+    V g = hn::LoadU(dd, dyr + j);
+    if constexpr (kHasW) g = hn::Mul(g, hn::LoadU(dd, w + j));
+    ag = hn::Add(ag, g);
+    agx = hn::MulAdd(g, hn::Mul(hn::Sub(hn::LoadU(dd, xr + j), pmu), prs), agx);
+  }
+  float sg = hn::GetLane(hn::SumOfLanes(dd, ag)), sgx = hn::GetLane(hn::SumOfLanes(dd, agx));
+  for (; j < d; ++j) {
+    const float g = kHasW ? dyr[j] * w[j] : dyr[j];
+    sg += g;
+    sgx += g * ((xr[j] - mu) * rs);
+  }
+  *sg_out = sg;
+  *sgx_out = sgx;
+}
+
 // Sums nc partial rows of length d into out (+=).
 void reduce_partials(const float* part, int64_t nc, int64_t d, float* out) {
   for (int64_t c = 0; c < nc; ++c) {
@@ -47,15 +117,14 @@ void layer_norm_fwd(const float* x, const float* w, const float* b, float* y, fl
   const float inv_d = 1.0f / float(d);
   parallel_for(
       rows,
-      [&](int64_t r) {
+      [&](int64_t r) HWY_ATTR {
         const float* xr = x + r * d;
         float* yr = y + r * d;
-        // Eigen's reductions: vector partial sums, then a shuffle tree (the
-        // OpenMP simd reductions finished through memory, a long serial tail).
-        const Eigen::Map<const Eigen::ArrayXf> xa(xr, d);
-        const float mean = xa.sum() * inv_d;
+        // Vector partial sums, then one horizontal reduction (OpenMP simd
+        // reductions finished through memory, a long serial tail).
+        const float mean = RowSum(xr, d) * inv_d;
         // Second sweep over the (L1-resident) row: exact variance, no cancellation.
-        const float v = (xa - mean).square().sum();
+        const float v = row_sq_dev(xr, d, mean);
         const float rstd = 1.0f / std::sqrt(v * inv_d + eps);
 #pragma omp simd
         for (int64_t j = 0; j < d; ++j) {
@@ -78,10 +147,10 @@ void rms_norm_fwd(const float* x, const float* w, float* y, float* save_rstd, in
   const float inv_d = 1.0f / float(d);
   parallel_for(
       rows,
-      [&](int64_t r) {
+      [&](int64_t r) HWY_ATTR {
         const float* xr = x + r * d;
         float* yr = y + r * d;
-        const float ss = Eigen::Map<const Eigen::ArrayXf>(xr, d).square().sum();
+        const float ss = row_sq_dev(xr, d, 0.0f);
         const float rstd = 1.0f / std::sqrt(ss * inv_d + eps);
 #pragma omp simd
         for (int64_t j = 0; j < d; ++j) {
@@ -94,34 +163,6 @@ void rms_norm_fwd(const float* x, const float* w, float* y, float* save_rstd, in
       min_rows_per_thread(d));
 }
 
-// One row's sg = sum(g) and sgx = sum(g * xhat), g = dy * w (or dy): vector
-// partial sums in one pass, then Eigen's shuffle-tree finish (an OpenMP simd
-// reduction finished through memory, a long serial tail per row).
-template <bool kHasW>
-inline void row_grad_sums(const float* xr, const float* dyr, const float* w, float mu, float rs,
-                          int64_t d, float* sg_out, float* sgx_out) {
-  using namespace Eigen::internal;
-  using Packet = packet_traits<float>::type;
-  constexpr int64_t kLanes = packet_traits<float>::size;
-  Packet ag = pset1<Packet>(0.0f), agx = pset1<Packet>(0.0f);
-  const Packet pmu = pset1<Packet>(mu), prs = pset1<Packet>(rs);
-  int64_t j = 0;
-  for (; j + kLanes <= d; j += kLanes) {
-    Packet g = ploadu<Packet>(dyr + j);
-    if constexpr (kHasW) g = pmul(g, ploadu<Packet>(w + j));
-    ag = padd(ag, g);
-    agx = pmadd(g, pmul(psub(ploadu<Packet>(xr + j), pmu), prs), agx);
-  }
-  float sg = predux(ag), sgx = predux(agx);
-  for (; j < d; ++j) {
-    const float g = kHasW ? dyr[j] * w[j] : dyr[j];
-    sg += g;
-    sgx += g * ((xr[j] - mu) * rs);
-  }
-  *sg_out = sg;
-  *sgx_out = sgx;
-}
-
 // Backward of both norms. For layer norm xhat = (x - mean) * rstd; for RMS
 // norm mean is null and xhat = x * rstd. With g = dy * w:
 //   layer: dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
@@ -130,7 +171,7 @@ inline void row_grad_sums(const float* xr, const float* dyr, const float* w, flo
 void norm_bwd(const float* x, const float* w, const float* mean, const float* rstd, const float* dy,
               float* dx, float* pw, float* pb, int64_t rows, int64_t d, int64_t nc) {
   const float inv_d = 1.0f / float(d);
-  parallel_for(nc, [&](int64_t c) {
+  parallel_for(nc, [&](int64_t c) HWY_ATTR {
     float* cw = pw ? pw + c * d : nullptr;
     float* cb = pb ? pb + c * d : nullptr;
     if (cw) std::memset(cw, 0, sizeof(float) * size_t(d));
@@ -170,6 +211,49 @@ void norm_bwd(const float* x, const float* w, const float* mean, const float* rs
   });
 }
 
+}  // namespace
+
+void LayerNormFwd(const float* x, const float* w, const float* b, float* y, float* mean,
+                  float* rstd, int64_t rows, int64_t d, float eps) {
+  if (w && b)
+    layer_norm_fwd<true, true>(x, w, b, y, mean, rstd, rows, d, eps);
+  else if (w)
+    layer_norm_fwd<true, false>(x, w, b, y, mean, rstd, rows, d, eps);
+  else if (b)
+    layer_norm_fwd<false, true>(x, w, b, y, mean, rstd, rows, d, eps);
+  else
+    layer_norm_fwd<false, false>(x, w, b, y, mean, rstd, rows, d, eps);
+}
+
+void RmsNormFwd(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t d,
+                float eps) {
+  if (w)
+    rms_norm_fwd<true>(x, w, y, rstd, rows, d, eps);
+  else
+    rms_norm_fwd<false>(x, nullptr, y, rstd, rows, d, eps);
+}
+
+void NormBwd(const float* x, const float* w, const float* mean, const float* rstd, const float* dy,
+             float* dx, float* pw, float* pb, float* dw, float* db, int64_t rows, int64_t d,
+             int64_t nc) {
+  norm_bwd(x, w, mean, rstd, dy, dx, pw, pb, rows, d, nc);
+  if (dw) reduce_partials(pw, nc, d, dw);
+  if (db) reduce_partials(pb, nc, d, db);
+}
+
+}  // namespace bl::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace bl {
+
+namespace {
+
+using namespace norm_detail;
+HWY_EXPORT(LayerNormFwd);
+HWY_EXPORT(RmsNormFwd);
+HWY_EXPORT(NormBwd);
+
 // Shared backward closure body: grads are fetched before the parallel loop.
 void run_norm_backward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
                        const float* mean, const float* rstd) {
@@ -185,9 +269,8 @@ void run_norm_backward(const Tensor& x, const Tensor& w, const Tensor& b, const 
   float* db = need_b ? g.grad(b) : nullptr;
   float* pw = need_w ? g.alloc(nc * d) : nullptr;
   float* pb = need_b ? g.alloc(nc * d) : nullptr;
-  norm_bwd(x.data(), w.defined() ? w.data() : nullptr, mean, rstd, dy, dx, pw, pb, rows, d, nc);
-  if (dw) reduce_partials(pw, nc, d, dw);
-  if (db) reduce_partials(pb, nc, d, db);
+  BL_DISPATCH(NormBwd)
+  (x.data(), w.defined() ? w.data() : nullptr, mean, rstd, dy, dx, pw, pb, dw, db, rows, d, nc);
 }
 
 }  // namespace
@@ -204,14 +287,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
   float* rstd = y.requires_grad() ? g.alloc(rows) : nullptr;
   const float* w = weight.defined() ? weight.data() : nullptr;
   const float* b = bias.defined() ? bias.data() : nullptr;
-  if (w && b)
-    layer_norm_fwd<true, true>(x.data(), w, b, y.data(), mean, rstd, rows, d, eps);
-  else if (w)
-    layer_norm_fwd<true, false>(x.data(), w, b, y.data(), mean, rstd, rows, d, eps);
-  else if (b)
-    layer_norm_fwd<false, true>(x.data(), w, b, y.data(), mean, rstd, rows, d, eps);
-  else
-    layer_norm_fwd<false, false>(x.data(), w, b, y.data(), mean, rstd, rows, d, eps);
+  BL_DISPATCH(LayerNormFwd)(x.data(), w, b, y.data(), mean, rstd, rows, d, eps);
   if (y.requires_grad()) g.on_backward([=] { run_norm_backward(x, weight, bias, y, mean, rstd); });
   return y;
 }
@@ -224,13 +300,12 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) {
   Tensor y = g.empty(x.shape(), g.needs_grad({x, weight}));
   if (x.numel() == 0) return y;
   float* rstd = y.requires_grad() ? g.alloc(rows) : nullptr;
-  if (weight.defined())
-    rms_norm_fwd<true>(x.data(), weight.data(), y.data(), rstd, rows, d, eps);
-  else
-    rms_norm_fwd<false>(x.data(), nullptr, y.data(), rstd, rows, d, eps);
+  BL_DISPATCH(RmsNormFwd)
+  (x.data(), weight.defined() ? weight.data() : nullptr, y.data(), rstd, rows, d, eps);
   if (y.requires_grad())
     g.on_backward([=] { run_norm_backward(x, weight, Tensor(), y, nullptr, rstd); });
   return y;
 }
 
 }  // namespace bl
+#endif  // HWY_ONCE

@@ -17,7 +17,9 @@
 #include <unordered_map>
 #include <utility>
 
+#include "simd/isa.h"
 #include "store/schema.h"
+#include "tensor/gemm.h"
 
 #ifndef BLOCKLAB_VERSION
 #define BLOCKLAB_VERSION "unknown"
@@ -36,6 +38,14 @@ constexpr RunStatus kStatuses[] = {RunStatus::kRunning, RunStatus::kCompleted,
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// What this process runs on, for RunRecord::machine.
+nlohmann::json machine_json() {
+  return {{"cpu", cpu_name()},
+          {"kernel_isa", kernel_isa()},
+          {"blas", blas_name()},
+          {"threads", num_threads()}};
 }
 
 std::string host_name() {
@@ -497,8 +507,9 @@ RunRecord read_run(Query& q) {
   r.pid = q.null(18) ? 0 : q.i64(18);
   r.parent_run_id = q.opt_i64(19);
   r.summary = parse_json(q.text(20));
+  r.machine = parse_json(q.text(21));
   // Tags arrive as one string joined with the unit separator (0x1f).
-  const std::string tags = q.text(21);
+  const std::string tags = q.text(22);
   for (size_t b = 0; b < tags.size();) {
     size_t e = tags.find('\x1f', b);
     if (e == std::string::npos) e = tags.size();
@@ -511,7 +522,7 @@ RunRecord read_run(Query& q) {
 #define BL_RUN_COLUMNS                                                                         \
   "id, name, status, status_message, created_at, started_at, finished_at, model_config, "      \
   "train_config, preset, dataset_path, dataset_size, dataset_sha256, tokenizer, param_count, " \
-  "notes, program_version, host, pid, parent_run_id, summary, "                                \
+  "notes, program_version, host, pid, parent_run_id, summary, machine, "                       \
   "(SELECT group_concat(tag, char(31)) FROM "                                                  \
   "(SELECT tag FROM run_tags WHERE run_id = runs.id ORDER BY tag))"
 
@@ -595,8 +606,8 @@ int64_t ExperimentStore::create_run(const RunRecord& run) {
               "INSERT INTO runs(name, status, status_message, created_at, started_at, "
               "finished_at, model_config, train_config, preset, dataset_path, dataset_size, "
               "dataset_sha256, tokenizer, param_count, notes, program_version, host, pid, "
-              "parent_run_id, summary) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-              "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)");
+              "parent_run_id, summary, machine) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+              "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)");
       q.bind(1, run.name)
           .bind(2, run_status_name(run.status))
           .bind(3, run.status_message)
@@ -621,6 +632,7 @@ int64_t ExperimentStore::create_run(const RunRecord& run) {
         q.bind(20, std::nullopt);
       else
         q.bind(20, dump_json(run.summary));
+      q.bind(21, dump_json(run.machine.empty() ? machine_json() : run.machine));
       q.run();
     }
     id = sqlite3_last_insert_rowid(m.db);

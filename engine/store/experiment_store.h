@@ -74,6 +74,8 @@ struct RunRecord {
   std::optional<int64_t> parent_run_id;
   nlohmann::json
       summary;  // null until finish_run, unless set at create (a fine-tune's "lora" spec)
+  // auto: {"cpu", "kernel_isa", "blas", "threads"} of the creating process
+  nlohmann::json machine = nlohmann::json::object();
 };
 
 /// Filter for list_runs; unset fields match everything.

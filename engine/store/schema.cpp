@@ -103,13 +103,20 @@ CREATE INDEX checkpoints_run_step ON checkpoints(run_id, step);
            "schema v1");
 }
 
+// Version 1 -> 2: runs.machine, what the run ran on (JSON: cpu, kernel_isa,
+// blas, threads), so runs from different machines or kernel paths compare
+// honestly.
+void migrate_v2(sqlite3* db) {
+  exec_sql(db, "ALTER TABLE runs ADD COLUMN machine TEXT NOT NULL DEFAULT '{}'", "schema v2");
+}
+
 }  // namespace
 
 const std::vector<Migration>& migrations() {
   // Append new steps here; never edit or reorder released ones. A step that
   // must rebuild a table (SQLite's ALTER TABLE is limited) should follow
   // https://sqlite.org/lang_altertable.html#otheralter with PRAGMA defer_foreign_keys=ON.
-  static const std::vector<Migration> steps = {migrate_v1};
+  static const std::vector<Migration> steps = {migrate_v1, migrate_v2};
   return steps;
 }
 

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <vector>
 
-#include "tensor/gemm_avx512.h"
+#include "tensor/gemm_kernel.h"
 #include "tensor/parallel.h"
 
 namespace bl {
@@ -33,18 +33,17 @@ void assign(MMap& c, float alpha, float beta, const A& a, const B& b) {
       c.noalias() += alpha * (a * b);
   }
 }
-// The engine's own kernel where it wins: AVX-512 builds, and enough rows to
-// amortise packing op(B) (a decode step's one-row product stays with Eigen's
+// The engine's own kernel where it wins: an ISA it has a kernel for (simd/isa.h),
+// and enough rows to amortise packing op(B) (a decode step's one-row product stays with Eigen's
 // GEMV). BLOCKLAB_GEMM=eigen (or set_gemm_backend) selects Eigen everywhere.
 std::atomic<GemmBackend> g_backend{[] {
   const char* e = std::getenv("BLOCKLAB_GEMM");
   return e && std::strcmp(e, "eigen") == 0 ? GemmBackend::eigen : GemmBackend::automatic;
 }()};
 
-bool use_own_kernel(int64_t m, int64_t n, int64_t k) {
-  return detail::have_avx512_gemm() &&
-         g_backend.load(std::memory_order_relaxed) == GemmBackend::automatic && m >= 32 &&
-         n >= 16 && k >= 16;
+bool use_own_kernel(bool trans_a, int64_t m, int64_t n, int64_t k) {
+  return g_backend.load(std::memory_order_relaxed) == GemmBackend::automatic && m >= 32 &&
+         n >= 16 && k >= 16 && detail::have_gemm_kernel(trans_a);
 }
 
 // Splits C across the engine's threads (rows, or 32-column panels when C is
@@ -55,23 +54,24 @@ void own_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, co
               const float* res = nullptr, int64_t ldr = 0) {
   const int nt = omp_in_parallel() || double(m) * n * k < 1 << 21 ? 1 : omp_get_max_threads();
   if (nt <= 1) {
-    detail::gemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, gate, ldg, res,
+    detail::gemm_kernel(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, gate, ldg, res,
                         ldr);
     return;
   }
   const bool by_rows = m >= 64 * nt || m >= n;
-  const int64_t unit = by_rows ? 14 : 32, total = by_rows ? m : n;
+  const int64_t unit = by_rows ? detail::gemm_kernel_tile_rows() : detail::gemm_kernel_panel_cols();
+  const int64_t total = by_rows ? m : n;
   const int64_t part = ((total + nt - 1) / nt + unit - 1) / unit * unit;
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (int t = 0; t < nt; ++t) {
     const int64_t p0 = t * part, p1 = std::min(total, p0 + part);
     if (p0 >= p1) continue;
     if (by_rows)
-      detail::gemm_avx512(ta, tb, p1 - p0, n, k, alpha, ta ? a + p0 : a + p0 * lda, lda, b, ldb,
+      detail::gemm_kernel(ta, tb, p1 - p0, n, k, alpha, ta ? a + p0 : a + p0 * lda, lda, b, ldb,
                           beta, c + p0 * ldc, ldc, bias, gate ? gate + p0 * ldg : nullptr, ldg,
                           res ? res + p0 * ldr : nullptr, ldr);
     else
-      detail::gemm_avx512(ta, tb, m, p1 - p0, k, alpha, a, lda, tb ? b + p0 * ldb : b + p0, ldb,
+      detail::gemm_kernel(ta, tb, m, p1 - p0, k, alpha, a, lda, tb ? b + p0 * ldb : b + p0, ldb,
                           beta, c + p0, ldc, bias ? bias + p0 : nullptr, gate ? gate + p0 : nullptr,
                           ldg, res ? res + p0 : nullptr, ldr);
   }
@@ -85,7 +85,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     if (beta == 0.0f) cm.setZero();
     return;
   }
-  if (use_own_kernel(m, n, k)) {
+  if (use_own_kernel(trans_a, m, n, k)) {
     own_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
@@ -105,7 +105,7 @@ void gemm_gated(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
                 const float* a, int64_t lda, const float* b, int64_t ldb, const float* gate,
                 int64_t ldg, float beta, float* c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
-  if (beta == 0.0f && k > 0 && use_own_kernel(m, n, k)) {
+  if (beta == 0.0f && k > 0 && use_own_kernel(trans_a, m, n, k)) {
     own_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, 0.0f, c, ldc, nullptr, gate, ldg);
     return;
   }
@@ -137,7 +137,7 @@ void gemm_gated(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
 void linear_gemm(int64_t m, int64_t n, int64_t k, const float* x, const float* w, const float* bias,
                  float* y, const float* residual, int64_t ldx) {
   if (ldx <= 0) ldx = k;
-  if (k > 0 && use_own_kernel(m, n, k)) {
+  if (k > 0 && use_own_kernel(false, m, n, k)) {
     own_gemm(false, true, m, n, k, 1.0f, x, ldx, w, k, 0.0f, y, n, bias, nullptr, 0, residual, n);
     return;
   }

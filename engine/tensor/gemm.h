@@ -1,5 +1,5 @@
-// The one GEMM entry point of the engine (row-major): the own AVX-512 kernel
-// (gemm_avx512.h) where it applies, Eigen otherwise.
+// The one GEMM entry point of the engine (row-major): the own kernel
+// (gemm_kernel.h, per vector ISA) where it applies, Eigen otherwise.
 // C = alpha * op(A) * op(B) + beta * C with beta in {0, 1}.
 #pragma once
 
@@ -29,7 +29,7 @@ int64_t gemm_row_stride(int64_t cols);
 void linear_gemm(int64_t m, int64_t n, int64_t k, const float* x, const float* w, const float* bias,
                  float* y, const float* residual = nullptr, int64_t ldx = 0);
 
-/// automatic: the engine's AVX-512 kernel where the build and shape allow,
+/// automatic: the engine's own kernel where the ISA and shape allow,
 /// else Eigen (over OpenBLAS when linked). eigen: Eigen everywhere (A/B runs).
 enum class GemmBackend { automatic, eigen };
 void set_gemm_backend(GemmBackend b);

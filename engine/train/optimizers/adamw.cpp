@@ -1,72 +1,50 @@
-#include "train/optimizers/adamw.h"
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "train/optimizers/adamw.cpp"
+#include "simd/targets.h"
+// clang-format off: foreach_target.h must come before highway.h.
+#include <hwy/foreach_target.h>
+#include <hwy/highway.h>
+// clang-format on
 
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
 
-#if defined(__AVX__)
-#include <immintrin.h>
-#endif
+#include "simd/isa.h"
+#include "train/optimizers/adamw.h"
 
-namespace bl {
-
-namespace {
-
-void check_beta(float b, const char* which) {
-  if (!(b >= 0.0f && b < 1.0f))
-    throw std::invalid_argument(std::string("[adamw] ") + which + " must be in [0, 1), got " +
-                                std::to_string(b));
-}
+// One source for every vector ISA (simd/targets.h), dispatched at run time.
+HWY_BEFORE_NAMESPACE();
+namespace bl::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
 
 // GCC will not vectorise sqrt without -fno-math-errno (it keeps a scalar errno
-// branch), so the body is written with intrinsics for the ISA we compile for;
-// the scalar loop handles the tail and ISAs without AVX. Both use IEEE sqrt and
-// division; chunks start at multiples of 8192, so which elements take the scalar
+// branch), so the body is written with Highway vector ops; the scalar loop
+// handles the tail. Both use IEEE sqrt and division, and products and sums
+// rounded separately (no fused multiply-add), so every ISA gives the same
+// bits; chunks start at multiples of 8192, so which elements take the scalar
 // path depends only on the parameter's size, never on the thread count.
-void adamw_kernel(float* __restrict w, const float* __restrict g, float* __restrict m,
-                  float* __restrict v, int64_t n, float b1, float b2, float decay_mul,
-                  float step_size, float bc2_sqrt, float eps) {
+void AdamWKernel(float* __restrict w, const float* __restrict g, float* __restrict m,
+                 float* __restrict v, int64_t n, float b1, float b2, float decay_mul,
+                 float step_size, float bc2_sqrt, float eps) {
+  using D = hn::ScalableTag<float>;
+  const D d;
+  constexpr int64_t kN = HWY_LANES(float);
   const float c1 = 1.0f - b1, c2 = 1.0f - b2;
   int64_t i = 0;
-#if defined(__AVX512F__)
-  {
-    const __m512 vb1 = _mm512_set1_ps(b1), vc1 = _mm512_set1_ps(c1), vb2 = _mm512_set1_ps(b2),
-                 vc2 = _mm512_set1_ps(c2), vdec = _mm512_set1_ps(decay_mul),
-                 vstep = _mm512_set1_ps(step_size), vbc = _mm512_set1_ps(bc2_sqrt),
-                 veps = _mm512_set1_ps(eps);
-    for (; i + 16 <= n; i += 16) {
-      const __m512 gi = _mm512_loadu_ps(g + i);
-      const __m512 mi =
-          _mm512_add_ps(_mm512_mul_ps(vb1, _mm512_loadu_ps(m + i)), _mm512_mul_ps(vc1, gi));
-      const __m512 vi = _mm512_add_ps(_mm512_mul_ps(vb2, _mm512_loadu_ps(v + i)),
-                                      _mm512_mul_ps(_mm512_mul_ps(vc2, gi), gi));
-      _mm512_storeu_ps(m + i, mi);
-      _mm512_storeu_ps(v + i, vi);
-      const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vi), vbc), veps);
-      const __m512 upd = _mm512_mul_ps(vstep, _mm512_div_ps(mi, denom));
-      _mm512_storeu_ps(w + i, _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(w + i), vdec), upd));
-    }
+  const auto vb1 = hn::Set(d, b1), vc1 = hn::Set(d, c1), vb2 = hn::Set(d, b2), vc2 = hn::Set(d, c2),
+             vdec = hn::Set(d, decay_mul), vstep = hn::Set(d, step_size),
+             vbc = hn::Set(d, bc2_sqrt), veps = hn::Set(d, eps);
+  for (; i + kN <= n; i += kN) {
+    const auto gi = hn::LoadU(d, g + i);
+    const auto mi = hn::Add(hn::Mul(vb1, hn::LoadU(d, m + i)), hn::Mul(vc1, gi));
+    const auto vi = hn::Add(hn::Mul(vb2, hn::LoadU(d, v + i)), hn::Mul(hn::Mul(vc2, gi), gi));
+    hn::StoreU(mi, d, m + i);
+    hn::StoreU(vi, d, v + i);
+    const auto denom = hn::Add(hn::Div(hn::Sqrt(vi), vbc), veps);
+    const auto upd = hn::Mul(vstep, hn::Div(mi, denom));
+    hn::StoreU(hn::Sub(hn::Mul(hn::LoadU(d, w + i), vdec), upd), d, w + i);
   }
-#elif defined(__AVX__)
-  {
-    const __m256 vb1 = _mm256_set1_ps(b1), vc1 = _mm256_set1_ps(c1), vb2 = _mm256_set1_ps(b2),
-                 vc2 = _mm256_set1_ps(c2), vdec = _mm256_set1_ps(decay_mul),
-                 vstep = _mm256_set1_ps(step_size), vbc = _mm256_set1_ps(bc2_sqrt),
-                 veps = _mm256_set1_ps(eps);
-    for (; i + 8 <= n; i += 8) {
-      const __m256 gi = _mm256_loadu_ps(g + i);
-      const __m256 mi =
-          _mm256_add_ps(_mm256_mul_ps(vb1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(vc1, gi));
-      const __m256 vi = _mm256_add_ps(_mm256_mul_ps(vb2, _mm256_loadu_ps(v + i)),
-                                      _mm256_mul_ps(_mm256_mul_ps(vc2, gi), gi));
-      _mm256_storeu_ps(m + i, mi);
-      _mm256_storeu_ps(v + i, vi);
-      const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), vbc), veps);
-      const __m256 upd = _mm256_mul_ps(vstep, _mm256_div_ps(mi, denom));
-      _mm256_storeu_ps(w + i, _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(w + i), vdec), upd));
-    }
-  }
-#endif
   for (; i < n; ++i) {
     const float gi = g[i];
     const float mi = b1 * m[i] + c1 * gi;
@@ -76,6 +54,22 @@ void adamw_kernel(float* __restrict w, const float* __restrict g, float* __restr
     const float denom = std::sqrt(vi) / bc2_sqrt + eps;
     w[i] = w[i] * decay_mul - step_size * (mi / denom);
   }
+}
+
+}  // namespace bl::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace bl {
+
+namespace {
+
+HWY_EXPORT(AdamWKernel);
+
+void check_beta(float b, const char* which) {
+  if (!(b >= 0.0f && b < 1.0f))
+    throw std::invalid_argument(std::string("[adamw] ") + which + " must be in [0, 1), got " +
+                                std::to_string(b));
 }
 
 }  // namespace
@@ -107,9 +101,11 @@ void AdamW::update(float lr, const std::vector<size_t>& active) {
   for_each_chunk(active, [&](size_t i, int64_t b, int64_t e) {
     Parameter* p = params_[i];
     const Scalars& s = sc_[i];
-    adamw_kernel(p->data() + b, p->grad() + b, m_[i] + b, v_[i] + b, e - b, b1, b2, s.decay_mul,
-                 s.step_size, s.bc2_sqrt, eps);
+    BL_DISPATCH(AdamWKernel)
+    (p->data() + b, p->grad() + b, m_[i] + b, v_[i] + b, e - b, b1, b2, s.decay_mul, s.step_size,
+     s.bc2_sqrt, eps);
   });
 }
 
 }  // namespace bl
+#endif  // HWY_ONCE

@@ -1,4 +1,12 @@
-#include "tensor/gemm_avx512.h"
+// One source, compiled once per vector ISA by Highway (see simd/targets.h);
+// the tile shape follows the target's register file.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "tensor/gemm_kernel.cpp"
+#include "simd/targets.h"
+// clang-format off: foreach_target.h must come before highway.h.
+#include <hwy/foreach_target.h>
+#include <hwy/highway.h>
+// clang-format on
 
 #include <algorithm>
 #include <array>
@@ -6,36 +14,50 @@
 #include <utility>
 #include <vector>
 
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
+#include "simd/isa.h"
+#include "tensor/gemm_kernel.h"
 
-namespace bl::detail {
-
-#ifdef __AVX512F__
+HWY_BEFORE_NAMESPACE();
+namespace bl::detail::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
 
 namespace {
 
-constexpr int kNR = 32;       // columns per micro-tile: two zmm registers
-constexpr int64_t kMR = 14;   // rows per micro-tile: 28 accumulators + 2 B + 1 broadcast
+using D = hn::ScalableTag<float>;
+using V = hn::Vec<D>;
+constexpr int64_t kN = HWY_LANES(float);  // floats per vector
+constexpr int64_t kNR = 2 * kN;           // columns per micro-tile: two vectors
+// Rows per micro-tile: 2 * kMR accumulators + 2 B vectors + 1 broadcast must
+// fit the register file (32 registers with AVX-512 and NEON, 16 with AVX2).
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+constexpr int64_t kMR = 14;
+#elif HWY_TARGET == HWY_AVX2
+constexpr int64_t kMR = 6;
+#elif HWY_TARGET == HWY_NEON
+constexpr int64_t kMR = 12;
+#else
+constexpr int64_t kMR = 4;
+#endif
 constexpr int64_t kKC = 512;  // longest k-block: fewer passes over C beat an L1-sized B panel
 constexpr int64_t kMC = 8 * kMR;
-
-__mmask16 lane_mask(int64_t r) {
-  return r <= 0 ? __mmask16(0) : r >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << r) - 1u);
-}
 
 // op(B)[k0 : k0+kc, 0 : n] as panels of kNR columns, each kc rows of kNR
 // floats; the columns past n are zero so the kernel never needs a mask.
 void pack_b(bool tb, const float* b, int64_t ldb, int64_t k0, int64_t kc, int64_t n, float* dst) {
+  const D d;
   if (!tb) {
     // Row by row, so the source is read once, front to back.
     for (int64_t k = 0; k < kc; ++k) {
       const float* s = b + (k0 + k) * ldb;
-      for (int64_t j0 = 0; j0 < n; j0 += kNR) {
-        float* d = dst + (j0 / kNR) * kc * kNR + k * kNR;
-        _mm512_storeu_ps(d, _mm512_maskz_loadu_ps(lane_mask(n - j0), s + j0));
-        _mm512_storeu_ps(d + 16, _mm512_maskz_loadu_ps(lane_mask(n - j0 - 16), s + j0 + 16));
+      int64_t j0 = 0;
+      for (; j0 + kNR <= n; j0 += kNR) {
+        float* t = dst + (j0 / kNR) * kc * kNR + k * kNR;
+        hn::StoreU(hn::LoadU(d, s + j0), d, t);
+        hn::StoreU(hn::LoadU(d, s + j0 + kN), d, t + kN);
+      }
+      if (j0 < n) {
+        float* t = dst + (j0 / kNR) * kc * kNR + k * kNR;
+        for (int64_t j = 0; j < kNR; ++j) t[j] = j0 + j < n ? s[j0 + j] : 0.0f;
       }
     }
     return;
@@ -43,12 +65,12 @@ void pack_b(bool tb, const float* b, int64_t ldb, int64_t k0, int64_t kc, int64_
   // op(B)[k][j] = b[j * ldb + k]: each source row is a destination column.
   for (int64_t j0 = 0; j0 < n; j0 += kNR) {
     const int64_t nr = std::min<int64_t>(kNR, n - j0);
-    float* d = dst + (j0 / kNR) * kc * kNR;
+    float* t = dst + (j0 / kNR) * kc * kNR;
     if (nr < kNR)
-      for (int64_t k = 0; k < kc; ++k) std::fill(d + k * kNR + nr, d + (k + 1) * kNR, 0.0f);
+      for (int64_t k = 0; k < kc; ++k) std::fill(t + k * kNR + nr, t + (k + 1) * kNR, 0.0f);
     for (int64_t j = 0; j < nr; ++j) {
       const float* s = b + (j0 + j) * ldb + k0;
-      for (int64_t k = 0; k < kc; ++k) d[k * kNR + j] = s[k];
+      for (int64_t k = 0; k < kc; ++k) t[k * kNR + j] = s[k];
     }
   }
 }
@@ -57,7 +79,7 @@ struct Tile {
   float* c;
   int64_t ldc;
   int64_t as, bs;  // A micro-panel: k-stride (op(A) = Aᵀ) or row stride; B panel k-stride
-  __mmask16 m0, m1;
+  int64_t cols;    // valid columns of the tile (kNR for a full one)
   float alpha, beta;
   const float* bias;  // added to every row (columns from the tile's first), or null
   const float* gate;  // last k-block: C = (sum) ∘ gate elementwise (rows at stride ldg), or null
@@ -79,6 +101,11 @@ void pack_a(const float* a, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int
     std::copy_n(a + (i0 + i) * lda + k0, kc, dst + (i / kMR) * kPanelN + (i % kMR) * kLdp);
 }
 
+// Starts loading the cache line at p into L2 (prefetcht1).
+inline void prefetch_l2(const void* p) {
+  __builtin_prefetch(p, 0, 2);
+}
+
 // Prefetches a strided region into L2 a few cache lines at a time: `rows`
 // segments of `len` floats at stride ld. Spread over the kernel calls of the
 // current block, it brings the next block's operands in while this one
@@ -98,7 +125,7 @@ class Prefetcher {
   }
   void step() {
     for (int64_t i = 0; i < per_call_ && r_ < rows_; ++i) {
-      _mm_prefetch(reinterpret_cast<const char*>(line_ * 64), _MM_HINT_T1);
+      prefetch_l2(reinterpret_cast<const char*>(line_ * 64));
       if (++line_ > last_line(r_)) line_ = first_line(++r_);
     }
   }
@@ -113,68 +140,87 @@ class Prefetcher {
   uintptr_t line_ = 0;
 };
 
-// One MR x 32 tile of C from kc steps of an A micro-panel and a B panel.
+// Loads the tile's two vectors of a row: whole vectors on a full tile, masked
+// ones (zero past the valid columns) on the right edge.
+struct RowLoader {
+  hn::Mask<D> m0, m1;
+  bool full;
+  explicit RowLoader(int64_t cols)
+      : m0(hn::FirstN(D(), size_t(std::clamp<int64_t>(cols, 0, kN)))),
+        m1(hn::FirstN(D(), size_t(std::clamp<int64_t>(cols - kN, 0, kN)))),
+        full(cols >= kNR) {}
+  V lo(const float* p) const { return full ? hn::LoadU(D(), p) : hn::MaskedLoad(m0, D(), p); }
+  V hi(const float* p) const {
+    return full ? hn::LoadU(D(), p + kN) : hn::MaskedLoad(m1, D(), p + kN);
+  }
+  void store(V r0, V r1, float* p) const {
+    if (full) {
+      hn::StoreU(r0, D(), p);
+      hn::StoreU(r1, D(), p + kN);
+    } else {
+      hn::BlendedStore(r0, m0, D(), p);
+      hn::BlendedStore(r1, m1, D(), p + kN);
+    }
+  }
+};
+
+// One MR x kNR tile of C from kc steps of an A micro-panel and a B panel.
 template <int MR, bool TA>
 void micro_kernel(int64_t kc, const float* ap, const float* bp, const Tile& t) {
+  const D d;
   const int64_t as = t.as, bs = t.bs;
-  __m512 acc0[MR], acc1[MR];
+  V acc0[MR], acc1[MR];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
-    acc0[i] = acc1[i] = _mm512_setzero_ps();
+    acc0[i] = acc1[i] = hn::Zero(d);
     // The tile of C (and the gate) is read at the end; start fetching it now
     // (from L3 or memory on wide outputs), so the epilogue does not stall on
-    // it. Into L2, not L1: at a 2 KiB row stride these 28-56 lines share a few
-    // L1 sets and would evict the A and B lines the k-loop is reading (the
-    // FFN's gated 4096 x 512 x 128 product: 6.1 -> 5.7 ms in gpt-tiny).
-    _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc), _MM_HINT_T1);
-    _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc + 16), _MM_HINT_T1);
-    if (t.gate) {
-      _mm_prefetch(reinterpret_cast<const char*>(t.gate + i * t.ldg), _MM_HINT_T1);
-      _mm_prefetch(reinterpret_cast<const char*>(t.gate + i * t.ldg + 16), _MM_HINT_T1);
-    }
-    if (t.res) {
-      _mm_prefetch(reinterpret_cast<const char*>(t.res + i * t.ldr), _MM_HINT_T1);
-      _mm_prefetch(reinterpret_cast<const char*>(t.res + i * t.ldr + 16), _MM_HINT_T1);
+    // it. Into L2, not L1: at a 2 KiB row stride these lines share a few L1
+    // sets and would evict the A and B lines the k-loop is reading (the FFN's
+    // gated 4096 x 512 x 128 product: 6.1 -> 5.7 ms in gpt-tiny).
+    for (int64_t off = 0; off < kNR; off += 16) {
+      prefetch_l2(t.c + i * t.ldc + off);
+      if (t.gate) prefetch_l2(t.gate + i * t.ldg + off);
+      if (t.res) prefetch_l2(t.res + i * t.ldr + off);
     }
   }
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_loadu_ps(bp + k * bs);
-    const __m512 b1 = _mm512_loadu_ps(bp + k * bs + 16);
+    const V b0 = hn::LoadU(d, bp + k * bs);
+    const V b1 = hn::LoadU(d, bp + k * bs + kN);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const __m512 av = _mm512_set1_ps(TA ? ap[k * as + i] : ap[i * as + k]);
-      acc0[i] = _mm512_fmadd_ps(av, b0, acc0[i]);
-      acc1[i] = _mm512_fmadd_ps(av, b1, acc1[i]);
+      const V av = hn::Set(d, TA ? ap[k * as + i] : ap[i * as + k]);
+      acc0[i] = hn::MulAdd(av, b0, acc0[i]);
+      acc1[i] = hn::MulAdd(av, b1, acc1[i]);
     }
   }
   // Locals: stores to C could alias t as far as the compiler knows.
   float* const c = t.c;
   const int64_t ldc = t.ldc;
-  const __mmask16 m0 = t.m0, m1 = t.m1;
+  const RowLoader row(t.cols);
   const bool add_c = t.beta != 0.0f;
-  const __m512 va = _mm512_set1_ps(t.alpha), vb = _mm512_set1_ps(t.beta);
-  const __m512 bias0 = t.bias ? _mm512_maskz_loadu_ps(m0, t.bias) : _mm512_setzero_ps();
-  const __m512 bias1 = t.bias ? _mm512_maskz_loadu_ps(m1, t.bias + 16) : _mm512_setzero_ps();
+  const V va = hn::Set(d, t.alpha), vb = hn::Set(d, t.beta);
+  const V bias0 = t.bias ? row.lo(t.bias) : hn::Zero(d);
+  const V bias1 = t.bias ? row.hi(t.bias) : hn::Zero(d);
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
     float* cr = c + i * ldc;
-    __m512 r0 = _mm512_fmadd_ps(acc0[i], va, bias0), r1 = _mm512_fmadd_ps(acc1[i], va, bias1);
+    V r0 = hn::MulAdd(acc0[i], va, bias0), r1 = hn::MulAdd(acc1[i], va, bias1);
     if (add_c) {
-      r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), r0);
-      r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), r1);
+      r0 = hn::MulAdd(vb, row.lo(cr), r0);
+      r1 = hn::MulAdd(vb, row.hi(cr), r1);
     }
     if (t.res) {
       const float* rr = t.res + i * t.ldr;
-      r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, rr));
-      r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, rr + 16));
+      r0 = hn::Add(r0, row.lo(rr));
+      r1 = hn::Add(r1, row.hi(rr));
     }
     if (t.gate) {  // beta is 0 overall, so C held only earlier k-blocks' partial sums
       const float* gr = t.gate + i * t.ldg;
-      r0 = _mm512_mul_ps(r0, _mm512_maskz_loadu_ps(m0, gr));
-      r1 = _mm512_mul_ps(r1, _mm512_maskz_loadu_ps(m1, gr + 16));
+      r0 = hn::Mul(r0, row.lo(gr));
+      r1 = hn::Mul(r1, row.hi(gr));
     }
-    _mm512_mask_storeu_ps(cr, m0, r0);
-    _mm512_mask_storeu_ps(cr + 16, m1, r1);
+    row.store(r0, r1, cr);
   }
 }
 
@@ -189,14 +235,24 @@ constexpr auto kKernelsT = kernels<true>(std::make_integer_sequence<int, kMR>{})
 
 }  // namespace
 
-bool have_avx512_gemm() {
-  return true;
+bool HasKernel(bool trans_a) {
+  if (HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128) return false;
+  // AVX2 reads op(A) = Aᵀ (weight gradients) 6 floats per row at the
+  // activations' stride, and OpenBLAS's Haswell kernel wins those by 1.3-3x
+  // (BM_GemmWeightGradTN, 1 thread: 36-90 against 100-110 GFLOP/s); forward
+  // and input-gradient products are within 3% of it and fuse the epilogues.
+  return HWY_TARGET != HWY_AVX2 || !trans_a;
+}
+int64_t TileRows() {
+  return kMR;
+}
+int64_t PanelCols() {
+  return kNR;
 }
 
-void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                 int64_t ldc, const float* bias, const float* gate, int64_t ldg, const float* res,
-                 int64_t ldr) {
+void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+          const float* bias, const float* gate, int64_t ldg, const float* res, int64_t ldr) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     for (int64_t i = 0; i < m; ++i)
@@ -224,12 +280,12 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
   const int64_t row_tiles = (m / kMC) * (kMC / kMR) + (m % kMC + kMR - 1) / kMR;
   Prefetcher next_a, next_b;
   // Operands are read in place where packing would only copy them: op(A) = Aᵀ
-  // (each k-row is already a contiguous run of a micro-tile's 14 rows), A
-  // unless its rows are a multiple of 2 KiB apart (then a micro-tile's 14 rows
-  // would share a few L1 sets), and, for weight gradients (dYᵀ X), op(B) = B
-  // in whole panels under the same stride rule. These operands are
-  // activations: thousands of k-rows, each element used by only m/14 or n/32
-  // tiles, and packing them cost 5-20% of such products (bench/gemm_bench).
+  // (each k-row is already a contiguous run of a micro-tile's rows), A unless
+  // its rows are a multiple of 2 KiB apart (then a micro-tile's rows would
+  // share a few L1 sets), and, for weight gradients (dYᵀ X), op(B) = B in
+  // whole panels under the same stride rule. These operands are activations:
+  // thousands of k-rows, each element used by only m/MR or n/NR tiles, and
+  // packing them cost 5-20% of such products (bench/gemm_bench).
   const bool pack_a_rows = !trans_a && lda % kAliasingStride == 0;
   const bool direct_b = trans_a && !trans_b && n % kNR == 0 && ldb % kAliasingStride != 0;
   for (int64_t k0 = 0; k0 < k; k0 += kstep) {
@@ -248,8 +304,7 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
            ldc,
            pack_a_rows ? kLdp : lda,
            direct_b ? ldb : kNR,
-           0,
-           0,
+           kNR,
            alpha,
            first ? beta : 1.0f,
            nullptr,
@@ -271,8 +326,7 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
         next_a.reset(nullptr, 0, 0, 0, 0);
       for (int64_t p = 0; p < panels; ++p) {
         const int64_t j0 = p * kNR;
-        t.m0 = lane_mask(n - j0);
-        t.m1 = lane_mask(n - j0 - 16);
+        t.cols = n - j0;
         t.bias = first && bias ? bias + j0 : nullptr;
         const float* bp = direct_b ? b + k0 * ldb + j0 : packed_b.data() + p * kc * kNR;
         for (int64_t ir = 0; ir < mc; ir += kMR) {
@@ -292,16 +346,34 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
   }
 }
 
-#else
+}  // namespace bl::detail::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
 
-bool have_avx512_gemm() {
-  return false;
+#if HWY_ONCE
+namespace bl::detail {
+
+HWY_EXPORT(HasKernel);
+HWY_EXPORT(TileRows);
+HWY_EXPORT(PanelCols);
+HWY_EXPORT(Gemm);
+
+bool have_gemm_kernel(bool trans_a) {
+  return BL_DISPATCH(HasKernel)(trans_a);
+}
+int64_t gemm_kernel_tile_rows() {
+  return BL_DISPATCH(TileRows)();
+}
+int64_t gemm_kernel_panel_cols() {
+  return BL_DISPATCH(PanelCols)();
 }
 
-void gemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
-                 int64_t, float, float*, int64_t, const float*, const float*, int64_t, const float*,
-                 int64_t) {}
-
-#endif
+void gemm_kernel(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                 int64_t ldc, const float* bias, const float* gate, int64_t ldg, const float* res,
+                 int64_t ldr) {
+  BL_DISPATCH(Gemm)
+  (trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, gate, ldg, res, ldr);
+}
 
 }  // namespace bl::detail
+#endif  // HWY_ONCE
