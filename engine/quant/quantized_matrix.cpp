@@ -4,10 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
+#include "quant/dequant_kernels.h"
 #include "tensor/parallel.h"
 
 namespace bl {
@@ -95,49 +92,6 @@ int nearest_nf4(float x) {
   return (x - kNF4Codes[size_t(hi - 1)] <= kNF4Codes[size_t(hi)] - x) ? hi - 1 : hi;
 }
 
-// Dequantizes one group of n codes packed from bit offset `first` of `row`.
-// Groups are multiples of 32 codes, so they start on a byte boundary.
-template <int kBits, bool kTable>
-void dequant_group(const uint8_t* row, int64_t first, int64_t n, float s, float b,
-                   const float* table, float* out) {
-  constexpr int kPer = 8 / kBits;
-  constexpr int kMask = (1 << kBits) - 1;
-  const uint8_t* p = row + first / kPer;
-#if defined(__AVX512F__) && defined(__AVX512BW__)
-  // 16 codes per step: widen to int32, then one FMA (affine) or one 16-entry
-  // table permute (NF4: the whole code book fits one register).
-  if constexpr (kBits == 4) {
-    const __m512 vs = _mm512_set1_ps(s), vb = _mm512_set1_ps(b);
-    __m512 lut = _mm512_setzero_ps();
-    if constexpr (kTable) lut = _mm512_mul_ps(_mm512_loadu_ps(table), vs);
-    const __m128i mask = _mm_set1_epi8(0x0F);
-    for (int64_t j = 0; j < n; j += 16) {
-      const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + j / 2));
-      const __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
-      const __m512i q = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi));
-      const __m512 w =
-          kTable ? _mm512_permutexvar_ps(q, lut) : _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), vs, vb);
-      _mm512_storeu_ps(out + j, w);
-    }
-    return;
-  } else if constexpr (kBits == 8) {
-    const __m512 vs = _mm512_set1_ps(s), vb = _mm512_set1_ps(b);
-    for (int64_t j = 0; j < n; j += 16) {
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + j));
-      _mm512_storeu_ps(out + j,
-                       _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v)), vs, vb));
-    }
-    return;
-  }
-#endif
-  for (int64_t j = 0; j < n; j += kPer) {
-    const uint8_t byte = *p++;
-    for (int k = 0; k < kPer; ++k) {
-      const int q = (byte >> (k * kBits)) & kMask;
-      out[j + k] = kTable ? table[q] * s : float(q) * s + b;
-    }
-  }
-}
 }  // namespace
 
 QuantizedMatrix::QuantizedMatrix(const float* w, int64_t rows, int64_t cols, const QuantSpec& spec)
@@ -205,77 +159,18 @@ void QuantizedMatrix::dequantize(int64_t r0, int64_t r1, int64_t c0, int64_t c1,
       const float s = scales_[size_t(r * G + g)];
       const float b = biases_.empty() ? 0.0f : biases_[size_t(r * G + g)];
       float* dst = o + (c - c0);
-      if (table)
-        dequant_group<4, true>(row, c, gs, s, b, table, dst);
-      else if (spec_.bits == 2)
-        dequant_group<2, false>(row, c, gs, s, b, nullptr, dst);
-      else if (spec_.bits == 4)
-        dequant_group<4, false>(row, c, gs, s, b, nullptr, dst);
-      else
-        dequant_group<8, false>(row, c, gs, s, b, nullptr, dst);
+      dequant_group(spec_.bits, table, row, c, gs, s, b, dst);
     }
   }
 }
 
 void QuantizedMatrix::dot_row(int64_t r, const float* x, int64_t ldx, int64_t n, float* y,
                               int64_t ldy) const {
-  const int64_t gs = spec_.group_size, G = groups_per_row();
-  const uint8_t* row = packed_.data() + r * row_bytes_;
-  const float* sc = scales_.data() + r * G;
-  const float* bi = biases_.empty() ? nullptr : biases_.data() + r * G;
-#if defined(__AVX512F__) && defined(__AVX512BW__)
-  if (spec_.bits == 8 && n <= 4) {
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                     _mm512_setzero_ps()};
-    for (int64_t g = 0; g < G; ++g) {
-      const __m512 vs = _mm512_set1_ps(sc[g]), vb = _mm512_set1_ps(bi[g]);
-      for (int64_t j = g * gs; j < (g + 1) * gs; j += 16) {
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + j));
-        const __m512 w = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v)), vs, vb);
-        for (int64_t i = 0; i < n; ++i)
-          acc[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + i * ldx + j), acc[i]);
-      }
-    }
-    for (int64_t i = 0; i < n; ++i) y[i * ldy] = _mm512_reduce_add_ps(acc[i]);
-    return;
-  }
-  if (spec_.bits == 4 && n <= 4) {
-    const bool nf4 = spec_.mode == QuantMode::kNF4;
-    const __m512 codes = _mm512_loadu_ps(kNF4Codes.data());
-    const __m128i mask = _mm_set1_epi8(0x0F);
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                     _mm512_setzero_ps()};
-    for (int64_t g = 0; g < G; ++g) {
-      const __m512 vs = _mm512_set1_ps(sc[g]), vb = _mm512_set1_ps(bi ? bi[g] : 0.0f);
-      const __m512 lut = _mm512_mul_ps(codes, vs);
-      for (int64_t j = g * gs; j < (g + 1) * gs; j += 16) {
-        const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + j / 2));
-        const __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
-        const __m512i q = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi));
-        const __m512 w =
-            nf4 ? _mm512_permutexvar_ps(q, lut) : _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), vs, vb);
-        for (int64_t i = 0; i < n; ++i)
-          acc[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + i * ldx + j), acc[i]);
-      }
-    }
-    for (int64_t i = 0; i < n; ++i) y[i * ldy] = _mm512_reduce_add_ps(acc[i]);
-    return;
-  }
-#endif
-  // Portable path: one group at a time through a small stack buffer.
-  float buf[128];
-  float acc[4] = {0, 0, 0, 0};
-  for (int64_t g = 0; g < G; ++g) {
-    dequantize(r, r + 1, g * gs, (g + 1) * gs, buf, gs);
-    for (int64_t i = 0; i < n && i < 4; ++i) {
-      const float* xi = x + i * ldx + g * gs;
-      float a = 0;
-#pragma omp simd reduction(+ : a)
-      for (int64_t j = 0; j < gs; ++j) a += xi[j] * buf[j];
-      acc[i] += a;
-    }
-  }
-  for (int64_t i = 0; i < n && i < 4; ++i) y[i * ldy] = acc[i];
+  const int64_t G = groups_per_row();
+  dot_quantized_row(spec_.bits, spec_.mode == QuantMode::kNF4 ? kNF4Codes.data() : nullptr,
+                    packed_.data() + r * row_bytes_, scales_.data() + r * G,
+                    biases_.empty() ? nullptr : biases_.data() + r * G, G, spec_.group_size, x, ldx,
+                    n, y, ldy);
 }
 
 std::vector<float> QuantizedMatrix::dequantize_all() const {

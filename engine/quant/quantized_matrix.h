@@ -58,7 +58,7 @@ class QuantizedMatrix {
   /// dimension ld. c0 and c1 must be group aligned (c1 may equal cols).
   void dequantize(int64_t r0, int64_t r1, int64_t c0, int64_t c1, float* out, int64_t ld) const;
   /// y[i * ldy] = sum_c W[r, c] * x[i * ldx + c] for i < n <= 4: row r against a
-  /// few input rows (decoding), dequantizing in registers without a buffer.
+  /// few input rows (decoding), a group at a time through an L1 buffer.
   void dot_row(int64_t r, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy) const;
   /// Dequantizes all rows (tests, dequantize_model).
   std::vector<float> dequantize_all() const;

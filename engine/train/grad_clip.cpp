@@ -4,6 +4,7 @@
 #include <cmath>
 #include <unordered_set>
 
+#include "simd/span_ops.h"
 #include "tensor/parallel.h"
 
 namespace bl {
@@ -19,7 +20,8 @@ GradClipper::GradClipper(const std::vector<Parameter*>& params) {
   for (Parameter* p : params) {
     if (!p || !p->trainable() || !p->grad() || !seen.insert(p).second) continue;
     const int64_t n = p->numel();
-    for (int64_t b = 0; b < n; b += kChunk) chunks_.push_back({p->grad() + b, std::min(kChunk, n - b)});
+    for (int64_t b = 0; b < n; b += kChunk)
+      chunks_.push_back({p->grad() + b, std::min(kChunk, n - b)});
   }
   partial_.resize(chunks_.size());
 }
@@ -28,12 +30,7 @@ double GradClipper::norm() {
   parallel_for(
       int64_t(chunks_.size()),
       [&](int64_t k) {
-        const float* g = chunks_[size_t(k)].g;
-        const int64_t n = chunks_[size_t(k)].n;
-        double s = 0.0;
-#pragma omp simd reduction(+ : s)
-        for (int64_t i = 0; i < n; ++i) s += double(g[i]) * double(g[i]);
-        partial_[size_t(k)] = s;
+        partial_[size_t(k)] = span_sum_squares(chunks_[size_t(k)].g, chunks_[size_t(k)].n);
       },
       4);
   double total = 0.0;
@@ -49,17 +46,13 @@ double GradClipper::clip(double max_norm) {
   const float c = float(coef);
   parallel_for(
       int64_t(chunks_.size()),
-      [&](int64_t k) {
-        float* g = chunks_[size_t(k)].g;
-        const int64_t len = chunks_[size_t(k)].n;
-#pragma omp simd
-        for (int64_t i = 0; i < len; ++i) g[i] *= c;
-      },
-      4);
+      [&](int64_t k) { span_scale(chunks_[size_t(k)].g, chunks_[size_t(k)].n, c); }, 4);
   return n;
 }
 
-double global_grad_norm(const std::vector<Parameter*>& params) { return GradClipper(params).norm(); }
+double global_grad_norm(const std::vector<Parameter*>& params) {
+  return GradClipper(params).norm();
+}
 
 double clip_grad_norm(const std::vector<Parameter*>& params, double max_norm) {
   return GradClipper(params).clip(max_norm);

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "core/aux_outputs.h"
+#include "simd/span_ops.h"
 #include "tensor/gemm.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
@@ -219,11 +220,7 @@ void Trainer::reduce_replica_grads() {
     Parameter* p = params_[size_t(i)];
     float* g0 = p->grad();
     const int64_t n = p->numel();
-    for (int r = 1; r < replicas_; ++r) {
-      const float* gr = p->replica_grad(r);
-#pragma omp simd
-      for (int64_t j = 0; j < n; ++j) g0[j] += gr[j];
-    }
+    for (int r = 1; r < replicas_; ++r) span_add(g0, p->replica_grad(r), n);
   });
 }
 

@@ -1,13 +1,23 @@
-#include "train/optimizers/lion.h"
+// One source for every vector ISA (simd/targets.h): the update loop is plain
+// code that GCC vectorises for each target, dispatched at run time.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "train/optimizers/lion.cpp"
+#include "simd/targets.h"
+// clang-format off: foreach_target.h must come before highway.h.
+#include <hwy/foreach_target.h>
+#include <hwy/highway.h>
+// clang-format on
 
 #include <stdexcept>
 
-namespace bl {
+#include "simd/isa.h"
+#include "train/optimizers/lion.h"
 
-namespace {
+HWY_BEFORE_NAMESPACE();
+namespace bl::HWY_NAMESPACE {
 
-void lion_kernel(float* __restrict w, const float* __restrict g, float* __restrict m, int64_t n,
-                 float b1, float b2, float decay_mul, float lr) {
+void LionKernel(float* __restrict w, const float* __restrict g, float* __restrict m, int64_t n,
+                float b1, float b2, float decay_mul, float lr) {
   const float c1 = 1.0f - b1, c2 = 1.0f - b2;
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
@@ -19,7 +29,13 @@ void lion_kernel(float* __restrict w, const float* __restrict g, float* __restri
   }
 }
 
-}  // namespace
+}  // namespace bl::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace bl {
+
+HWY_EXPORT(LionKernel);
 
 Lion::Lion(std::vector<Parameter*> params, const OptimizerOptions& opt)
     : Optimizer(std::move(params), opt),
@@ -37,9 +53,10 @@ void Lion::update(float lr, const std::vector<size_t>& active) {
   const float wd_mul = float(1.0 - double(lr) * double(opt_.weight_decay));
   for_each_chunk(active, [&](size_t i, int64_t b, int64_t e) {
     Parameter* p = params_[i];
-    lion_kernel(p->data() + b, p->grad() + b, m_[i] + b, e - b, b1, b2, decays(*p) ? wd_mul : 1.0f,
-                lr);
+    BL_DISPATCH(LionKernel)
+    (p->data() + b, p->grad() + b, m_[i] + b, e - b, b1, b2, decays(*p) ? wd_mul : 1.0f, lr);
   });
 }
 
 }  // namespace bl
+#endif  // HWY_ONCE

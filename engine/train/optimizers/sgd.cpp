@@ -1,13 +1,23 @@
-#include "train/optimizers/sgd.h"
+// One source for every vector ISA (simd/targets.h): the update loop is plain
+// code that GCC vectorises for each target, dispatched at run time.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "train/optimizers/sgd.cpp"
+#include "simd/targets.h"
+// clang-format off: foreach_target.h must come before highway.h.
+#include <hwy/foreach_target.h>
+#include <hwy/highway.h>
+// clang-format on
 
 #include <stdexcept>
 
-namespace bl {
+#include "simd/isa.h"
+#include "train/optimizers/sgd.h"
 
-namespace {
+HWY_BEFORE_NAMESPACE();
+namespace bl::HWY_NAMESPACE {
 
-void sgd_kernel(float* __restrict w, const float* __restrict g, float* __restrict buf, int64_t n,
-                float wd, float mom, bool first, bool nesterov, float lr) {
+void SgdKernel(float* __restrict w, const float* __restrict g, float* __restrict buf, int64_t n,
+               float wd, float mom, bool first, bool nesterov, float lr) {
   if (!buf) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) w[i] -= lr * (g[i] + wd * w[i]);
@@ -33,7 +43,13 @@ void sgd_kernel(float* __restrict w, const float* __restrict g, float* __restric
   }
 }
 
-}  // namespace
+}  // namespace bl::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace bl {
+
+HWY_EXPORT(SgdKernel);
 
 SGD::SGD(std::vector<Parameter*> params, const OptimizerOptions& opt)
     : Optimizer(std::move(params), opt) {
@@ -53,9 +69,11 @@ void SGD::update(float lr, const std::vector<size_t>& active) {
   for_each_chunk(active, [&](size_t i, int64_t b, int64_t e) {
     Parameter* p = params_[i];
     float* buf = buf_[i] ? buf_[i] + b : nullptr;
-    sgd_kernel(p->data() + b, p->grad() + b, buf, e - b, decays(*p) ? opt_.weight_decay : 0.0f, mom,
-               param_step(i) == 1, nesterov, lr);
+    BL_DISPATCH(SgdKernel)
+    (p->data() + b, p->grad() + b, buf, e - b, decays(*p) ? opt_.weight_decay : 0.0f, mom,
+     param_step(i) == 1, nesterov, lr);
   });
 }
 
 }  // namespace bl
+#endif  // HWY_ONCE
