@@ -92,6 +92,13 @@ TEST_P(LoraCli, FineTuneExportMergeSample) {
                        "[4, 64] but layer 'layers.0.attention.k_proj' needs [4, 128]"),
             std::string::npos)
       << r.out;
+  // --init-from alone says what a fine-tune needs, not just one missing option.
+  r = run_cli("train --init-from 1" + db);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("--init-from 1 starts a LoRA fine-tune of that base: it needs --lora "),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("and --adapter-out PATH"), std::string::npos) << r.out;
   fs::remove_all(dir);
 }
 
