@@ -26,7 +26,7 @@ std::vector<float> adapter_values(Module& model) {
   return v;
 }
 
-void run_and_check(const std::string& file_name) {
+void run_and_check(const std::string& file_name, int threads) {
   test::TempDir dir;
   std::string text;
   for (int i = 0; i < 40; ++i) text += "to be or not to be, that is the question. ";
@@ -44,7 +44,7 @@ void run_and_check(const std::string& file_name) {
   tc.warmup_steps = 1;
   tc.learning_rate = 1e-2;
   tc.eval_interval = 0;
-  tc.threads = 1;
+  tc.threads = threads;
   Trainer trainer(model, tc, data);
   const std::string path = (fs::path(dir.path()) / file_name).string();
   const std::string copy = (fs::path(dir.path()) / ("step6-" + file_name)).string();
@@ -60,7 +60,8 @@ void run_and_check(const std::string& file_name) {
                      });
   trainer.add_callback(&saver);
   TrainSummary s = trainer.train();
-  ASSERT_EQ(s.steps, 7);
+  ASSERT_EQ(s.steps, 7) << s.message;
+  EXPECT_EQ(trainer.replicas(), threads);
   EXPECT_EQ(saved_at, (std::vector<int64_t>{3, 6, 7}));
   EXPECT_EQ(saver.last_step(), 7);
   // Nothing half-written is left next to the adapter.
@@ -79,12 +80,18 @@ void run_and_check(const std::string& file_name) {
   EXPECT_NE(at_step6, adapter_values(model));  // step 7 changed it
 }
 
-TEST(AdapterSaver, SavesEveryIntervalAndAtTheEndAsPeft) {
-  run_and_check("adapter");
+// On one thread and on two (data-parallel replicas of the adapters only).
+class AdapterSaverThreads : public ::testing::TestWithParam<int> {};
+
+TEST_P(AdapterSaverThreads, SavesEveryIntervalAndAtTheEndAsPeft) {
+  run_and_check("adapter", GetParam());
 }
-TEST(AdapterSaver, SavesEveryIntervalAndAtTheEndAsGguf) {
-  run_and_check("adapter.gguf");
+TEST_P(AdapterSaverThreads, SavesEveryIntervalAndAtTheEndAsGguf) {
+  run_and_check("adapter.gguf", GetParam());
 }
+
+INSTANTIATE_TEST_SUITE_P(Threads, AdapterSaverThreads, ::testing::Values(1, 2),
+                         [](const auto& info) { return std::to_string(info.param) + "threads"; });
 
 }  // namespace
 }  // namespace bl

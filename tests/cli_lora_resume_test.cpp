@@ -3,7 +3,7 @@
 // (or SIGKILLed) and resumed, it reproduces the uninterrupted run's losses and
 // adapter bit for bit. A missing or changed base and a damaged fine-tune
 // checkpoint are clear errors, and commands given a fine-tune checkpoint
-// either work (sample) or say what it is.
+// either work (sample) or say what it is. All of it on 1 and on 2 threads.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -12,7 +12,9 @@
 #include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <thread>
+#include <tuple>
 
 #include "cli_support.h"
 #include "io/safetensors.h"
@@ -39,34 +41,40 @@ bool contains(const std::string& s, const std::string& needle) {
 // step k and resumed to N must repeat an N-step run exactly.
 constexpr const char* kFinetune =
     " --lora rank=4,alpha=8,targets=q,v,down --warmup 0 --schedule constant --batch-size 2 "
-    "--seq-len 32 --threads 1 --checkpoint-interval 3 --json --quiet";
+    "--seq-len 32 --checkpoint-interval 3 --json --quiet";
 
-class LoraResume : public ::testing::TestWithParam<std::string> {
+// (quantization of the base: "" or "nf4", threads)
+class LoraResume : public ::testing::TestWithParam<std::tuple<std::string, int>> {
  protected:
   void SetUp() override {
     db_ = dir_ / "db/experiments.db";
     base_ = dir_ / "base";
-    // One layer, d_model 64, dropout on (its RNG must be restored too): run 1.
+    // One layer, d_model 64: run 1. On one thread with dropout (its RNG must be
+    // restored too); on two without, since dropout keeps a model off the
+    // data-parallel path that two threads are here to test.
+    const std::string dropout = threads() == 1 ? "0.1" : "0";
     auto r =
         cli("train --preset gpt-tiny --steps 3 --set model.n_layers=1 --set model.block.d_model=64 "
-            "--set model.block.d_ff=128 --set model.block.dropout=0.1 --batch-size 2 --seq-len 32 "
-            "--threads 1 --warmup 0 --quiet --out " +
-            base_);
+            "--set model.block.d_ff=128 --set model.block.dropout=" +
+            dropout + " --batch-size 2 --seq-len 32 --threads 1 --warmup 0 --quiet --out " + base_);
     ASSERT_EQ(r.exit_code, 0) << r.out;
   }
+  std::string quant() const { return std::get<0>(GetParam()); }
+  int threads() const { return std::get<1>(GetParam()); }
+  std::string threads_arg() const { return " --threads " + std::to_string(threads()); }
   test::CliResult cli(const std::string& args, bool merge_stderr = true) {
     return run_cli(args + " --db " + db_, merge_stderr);
   }
   // A fine-tune of the base (quantized as the test parameter says); its --json line.
   nlohmann::json finetune(const std::string& extra) {
-    const std::string q = GetParam().empty() ? "" : " --quantize " + GetParam();
-    auto r = cli("train --init-from " + base_ + kFinetune + q + " " + extra, false);
+    const std::string q = quant().empty() ? "" : " --quantize " + quant();
+    auto r = cli("train --init-from " + base_ + kFinetune + q + threads_arg() + " " + extra, false);
     EXPECT_EQ(r.exit_code, 0) << r.out;
     return nlohmann::json::parse(r.last_line());
   }
   nlohmann::json resume(int64_t run, int64_t steps) {
     auto r = cli("train --resume " + std::to_string(run) + " --steps " + std::to_string(steps) +
-                     " --json --quiet",
+                     threads_arg() + " --json --quiet",
                  false);
     EXPECT_EQ(r.exit_code, 0) << r.out;
     return nlohmann::json::parse(r.last_line());
@@ -99,6 +107,11 @@ class LoraResume : public ::testing::TestWithParam<std::string> {
   TempDir dir_;
   std::string db_, base_;
 };
+
+std::string case_name(const ::testing::TestParamInfo<LoraResume::ParamType>& info) {
+  return std::string(std::get<0>(info.param).empty() ? "Lora" : "QLoRA") + "_" +
+         std::to_string(std::get<1>(info.param)) + "threads";
+}
 
 TEST_P(LoraResume, StoppedAndResumedEqualsUninterrupted) {
   const nlohmann::json straight = finetune("--steps 9 --adapter-out " + dir_ / "straight");
@@ -144,7 +157,7 @@ TEST_P(LoraResume, StoppedAndResumedEqualsUninterrupted) {
   ASSERT_EQ(c.size(), 6u);
   EXPECT_EQ(c.steps.front(), 3);
   // Bitwise: same weights, optimizer moments, data position and dropout RNG at
-  // one thread give the very same floating-point operations.
+  // the same thread count give the very same floating-point operations.
   for (size_t i = 0; i < 3; ++i) EXPECT_EQ(b.values[i], a.values[i]) << "step " << i;
   for (size_t i = 0; i < 6; ++i) EXPECT_EQ(c.values[i], a.values[3 + i]) << "step " << 3 + i;
   expect_same_adapter(dir_ / "straight", dir_ / "resumed");
@@ -156,7 +169,7 @@ TEST_P(LoraResume, StoppedAndResumedEqualsUninterrupted) {
   EXPECT_EQ(run->summary["lora"]["rank"], 4);
   EXPECT_EQ(run->summary["lora"]["adapter"], dir_ / "resumed");
   EXPECT_EQ(run->summary["lora"]["quantize"],
-            GetParam().empty() ? nlohmann::json() : nlohmann::json(GetParam()));
+            quant().empty() ? nlohmann::json() : nlohmann::json(quant()));
   EXPECT_EQ(run->summary["resumed_from"]["run"], first_id);
   EXPECT_EQ(run->summary["resumed_from"]["step"], 3);
   EXPECT_EQ(run->summary["resumed_from"]["checkpoint"], ck);
@@ -166,7 +179,7 @@ TEST_P(LoraResume, StoppedAndResumedEqualsUninterrupted) {
 // returned once it has written a fine-tune checkpoint and logged 2 steps past it.
 pid_t start_long_finetune(const std::string& base, const std::string& adapter,
                           const std::string& log, const std::string& db,
-                          const std::string& quantize) {
+                          const std::string& quantize, int threads) {
   std::vector<std::string> argv = {"train",
                                    "--init-from",
                                    base,
@@ -181,7 +194,7 @@ pid_t start_long_finetune(const std::string& base, const std::string& adapter,
                                    "--seq-len",
                                    "32",
                                    "--threads",
-                                   "1",
+                                   std::to_string(threads),
                                    "--steps",
                                    "1000000",
                                    "--checkpoint-interval",
@@ -231,7 +244,7 @@ pid_t start_long_finetune(const std::string& base, const std::string& adapter,
 
 int LoraResume::signal_long_finetune(int sig, const std::string& adapter, const std::string& log) {
   fs::create_directories(dir_ / "db");
-  const pid_t pid = start_long_finetune(base_, adapter, log, db_, GetParam());
+  const pid_t pid = start_long_finetune(base_, adapter, log, db_, quant(), threads());
   if (pid <= 0) return -1;
   kill(pid, sig);
   int status = 0;
@@ -309,10 +322,9 @@ TEST_P(LoraResume, InterruptedFineTuneStopsCleanlyAndResumes) {
   EXPECT_EQ(losses(resumed["run_id"]).size(), 3u);
 }
 
-INSTANTIATE_TEST_SUITE_P(FloatAndNF4, LoraResume, ::testing::Values("", "nf4"),
-                         [](const auto& info) {
-                           return info.param.empty() ? std::string("Lora") : std::string("QLoRA");
-                         });
+INSTANTIATE_TEST_SUITE_P(FloatAndNF4, LoraResume,
+                         ::testing::Combine(::testing::Values("", "nf4"), ::testing::Values(1, 2)),
+                         case_name);
 
 class LoraResumeErrors : public LoraResume {};
 
@@ -376,7 +388,7 @@ TEST_P(LoraResumeErrors, MissingChangedOrCorruptCheckpointsAreClearErrors) {
   const std::string sample = " --prompt the --tokens 8 --temperature 0";
   auto from_ck = run_cli("sample --run " + ck + sample);
   EXPECT_EQ(from_ck.exit_code, 0) << from_ck.out;
-  if (GetParam().empty()) {  // over NF4 the merged float base differs from the quantized one
+  if (quant().empty()) {  // over NF4 the merged float base differs from the quantized one
     auto from_merged = run_cli("sample --run " + dir_ / "merged" + sample);
     EXPECT_EQ(from_ck.out, from_merged.out);
   }
@@ -406,10 +418,9 @@ TEST_P(LoraResumeErrors, MissingChangedOrCorruptCheckpointsAreClearErrors) {
   EXPECT_EQ(runs(), n_runs);  // refused resumes and forks record no run
 }
 
-INSTANTIATE_TEST_SUITE_P(FloatAndNF4, LoraResumeErrors, ::testing::Values("", "nf4"),
-                         [](const auto& info) {
-                           return info.param.empty() ? std::string("Lora") : std::string("QLoRA");
-                         });
+INSTANTIATE_TEST_SUITE_P(FloatAndNF4, LoraResumeErrors,
+                         ::testing::Combine(::testing::Values("", "nf4"), ::testing::Values(1, 2)),
+                         case_name);
 
 }  // namespace
 }  // namespace bl

@@ -1,19 +1,24 @@
 // build_finetune (the fine-tune construction shared by the CLI and the GUI):
 // base weights come from the checkpoint, the adapters are the only trainable
 // parameters (hand-counted), a fresh adapter leaves the logits unchanged, and
-// count_finetune on a storage-less model reports exactly the same counts.
+// count_finetune on a storage-less model reports exactly the same counts; a
+// fine-tune trains on the data-parallel path (2 threads) as on one.
 #include "lora/finetune.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
+#include <tuple>
 
+#include "data/text_dataset.h"
 #include "expect_error.h"
 #include "io/safetensors.h"
 #include "io/sha256.h"
 #include "lora/lora.h"
 #include "peft_test_util.h"
+#include "train/trainer.h"
 
 namespace bl {
 namespace {
@@ -164,6 +169,81 @@ TEST_F(Finetuning, FinetuneCheckpointsHoldOnlyTheAdapters) {
       test::contains(test::error_of<CheckpointError>([&] { load_finetune_checkpoint(dir); }),
                      "SHA-256 differs from the one recorded when the fine-tune began"));
 }
+
+// Trains a fine-tune of the base (quantized or not) for a few steps on
+// `threads` threads; frozen base weights are shared by every data-parallel
+// replica and must need none of their own.
+class FinetuneThreads : public Finetuning,
+                        public ::testing::WithParamInterface<std::tuple<std::string, int>> {
+ protected:
+  struct Trained {
+    TrainSummary summary;
+    int replicas = 0;
+    std::map<std::string, std::vector<float>> adapters, frozen;
+  };
+  Trained train(int threads) {
+    FinetuneSpec spec;
+    spec.base_checkpoint = ckpt();
+    spec.lora = {4, 8.0f, {"q", "v", "down"}};
+    spec.quantize = std::get<0>(GetParam());
+    spec.seed = 2;
+    Finetune ft = build_finetune(spec);
+    std::string text;
+    for (int i = 0; i < 60; ++i) text += "the quick brown fox jumps over the lazy dog. ";
+    TextDataset data(text, *ft.tokenizer);
+    TrainConfig cfg;
+    cfg.batch_size = 4;
+    cfg.seq_len = 16;
+    cfg.max_steps = 4;
+    cfg.warmup_steps = 0;
+    cfg.learning_rate = 1e-2;
+    cfg.eval_interval = 0;
+    cfg.eval_batches = 1;
+    cfg.checkpoint_interval = 0;
+    cfg.threads = threads;
+    Trainer trainer(*ft.model, cfg, data);
+    Trained t;
+    t.summary = trainer.train();
+    t.replicas = trainer.replicas();
+    for (auto& [name, p] : ft.model->named_parameters())
+      if (p->data())
+        (p->trainable() ? t.adapters : t.frozen)[name].assign(p->data(), p->data() + p->numel());
+    return t;
+  }
+};
+
+TEST_P(FinetuneThreads, TrainsOnlyTheAdapters) {
+  const int threads = std::get<1>(GetParam());
+  const Trained t = train(threads);
+  ASSERT_EQ(t.summary.status, RunStatus::kCompleted) << t.summary.message;
+  EXPECT_EQ(t.summary.steps, 4);
+  EXPECT_EQ(t.replicas, threads);     // 2 threads: the data-parallel path
+  ASSERT_EQ(t.adapters.size(), 12u);  // A and B of q, v, down in two layers
+  // The base stayed as loaded: float weights equal the checkpoint's.
+  size_t compared = 0;
+  for (const auto& [name, p] : base_->named_parameters())
+    if (auto it = t.frozen.find(name); it != t.frozen.end() && ++compared)
+      EXPECT_TRUE(std::equal(it->second.begin(), it->second.end(), p->data())) << name;
+  EXPECT_GE(compared, 5u);  // at least the embedding and the norms
+  bool trained = false;
+  for (const auto& [name, v] : t.adapters)
+    if (name.find("lora_B") != std::string::npos)
+      for (float x : v) trained |= x != 0;  // B starts at zero
+  EXPECT_TRUE(trained);
+  if (threads == 1) return;
+  // Same data and update as one thread; only the order of the sums differs.
+  const Trained one = train(1);
+  EXPECT_NEAR(t.summary.final_train_loss, one.summary.final_train_loss, 1e-4);
+  for (const auto& [name, v] : one.adapters)
+    EXPECT_LT(test::max_abs_diff(t.adapters.at(name), v), 1e-4) << name;
+}
+
+INSTANTIATE_TEST_SUITE_P(LoraAndQLoRA, FinetuneThreads,
+                         ::testing::Combine(::testing::Values("", "nf4"), ::testing::Values(1, 2)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param).empty() ? "Lora" : "QLoRA") +
+                                  "_" + std::to_string(std::get<1>(info.param)) + "threads";
+                         });
 
 TEST(FinetuneSpecJson, RoundTripsAndNamesBadFields) {
   Finetune ft;

@@ -1,6 +1,7 @@
 // The LoRA / QLoRA workflow through blocklab-cli: fine-tune a checkpoint with
 // --lora (over an NF4 base), export the adapter to GGUF and back, merge it into
 // a plain checkpoint and sample from that; bad specs and adapters are clean errors.
+// Fine-tunes run on 1 and on 2 threads (2: the data-parallel path).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -15,11 +16,14 @@ namespace {
 namespace fs = std::filesystem;
 using test::run_cli;
 
-TEST(LoraCli, FineTuneExportMergeSample) {
+class LoraCli : public ::testing::TestWithParam<int> {};
+
+TEST_P(LoraCli, FineTuneExportMergeSample) {
   const fs::path dir = fs::temp_directory_path() / ("bl_lora_cli_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string d = dir.string(), db = " --db " + d + "/db.sqlite";
+  const std::string threads = " --threads " + std::to_string(GetParam());
   const std::string small =
       " --set model.n_layers=1 --set model.block.d_model=64 --set model.block.d_ff=128 "
       "--batch-size 2 "
@@ -29,8 +33,8 @@ TEST(LoraCli, FineTuneExportMergeSample) {
 
   r = run_cli("train --init-from " + d +
               "/base --lora rank=4,alpha=8,targets=q,k,v,down --quantize nf4 --steps 4 --warmup 0 "
-              "--batch-size 2 --seq-len 32 --threads 1 --json" +
-              db + " --adapter-out " + d + "/ad");
+              "--batch-size 2 --seq-len 32 --json" +
+              threads + db + " --adapter-out " + d + "/ad");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   nlohmann::json j = nlohmann::json::parse(r.last_line());
   EXPECT_EQ(j["status"], "completed");
@@ -43,8 +47,8 @@ TEST(LoraCli, FineTuneExportMergeSample) {
   // By run id: the run's newest checkpoint, and the run becomes the parent.
   r = run_cli(
       "train --init-from 1 --lora rank=2 --steps 2 --warmup 0 --batch-size 2 --seq-len 32 "
-      "--threads 1 --json" +
-      db + " --adapter-out " + d + "/ad2.gguf");
+      "--json" +
+      threads + db + " --adapter-out " + d + "/ad2.gguf");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   j = nlohmann::json::parse(r.last_line());
   EXPECT_EQ(j["parent_run_id"], 1);
@@ -88,8 +92,18 @@ TEST(LoraCli, FineTuneExportMergeSample) {
                        "[4, 64] but layer 'layers.0.attention.k_proj' needs [4, 128]"),
             std::string::npos)
       << r.out;
+  // --init-from alone says what a fine-tune needs, not just one missing option.
+  r = run_cli("train --init-from 1" + db);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("--init-from 1 starts a LoRA fine-tune of that base: it needs --lora "),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("and --adapter-out PATH"), std::string::npos) << r.out;
   fs::remove_all(dir);
 }
+
+INSTANTIATE_TEST_SUITE_P(Threads, LoraCli, ::testing::Values(1, 2),
+                         [](const auto& info) { return std::to_string(info.param) + "threads"; });
 
 }  // namespace
 }  // namespace bl

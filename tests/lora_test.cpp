@@ -336,8 +336,11 @@ TEST(QLoRA, TrainsAdaptersOverAQuantizedBaseAndSavesMemory) {
 }
 
 // The real Trainer over a QLoRA model: its optimizer holds exactly the adapter
-// parameters (state for nothing else) and the training loss falls.
-TEST(QLoRA, TrainerOptimizesOnlyTheAdapters) {
+// parameters (state for nothing else) and the training loss falls, on one
+// thread and on two (data-parallel replicas of the adapters only).
+class QLoRATrainer : public ::testing::TestWithParam<int> {};
+
+TEST_P(QLoRATrainer, OptimizesOnlyTheAdapters) {
   std::string text;
   for (int i = 0; i < 200; ++i) text += "the quick brown fox jumps over the lazy dog. ";
   std::unique_ptr<Tokenizer> tok = make_tokenizer("char", text);
@@ -357,7 +360,7 @@ TEST(QLoRA, TrainerOptimizesOnlyTheAdapters) {
   tc.eval_interval = 0;
   tc.eval_batches = 2;
   tc.checkpoint_interval = 0;
-  tc.threads = 1;
+  tc.threads = GetParam();
   Trainer trainer(model, tc, data);
   const auto lp = lora_parameters(model);
   ASSERT_EQ(trainer.optimizer().params().size(), lp.size());
@@ -373,9 +376,13 @@ TEST(QLoRA, TrainerOptimizesOnlyTheAdapters) {
   cb.first = &first;
   trainer.add_callback(&cb);
   const TrainSummary sum = trainer.train();
-  EXPECT_EQ(sum.status, RunStatus::kCompleted);
+  EXPECT_EQ(sum.status, RunStatus::kCompleted) << sum.message;
+  EXPECT_EQ(trainer.replicas(), GetParam());
   EXPECT_LT(sum.final_train_loss, 0.9 * first) << first << " -> " << sum.final_train_loss;
 }
+
+INSTANTIATE_TEST_SUITE_P(Threads, QLoRATrainer, ::testing::Values(1, 2),
+                         [](const auto& info) { return std::to_string(info.param) + "threads"; });
 
 }  // namespace
 }  // namespace bl

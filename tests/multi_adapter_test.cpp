@@ -1,7 +1,7 @@
 // Several adapters on one base in one batch: each row's logits equal running
 // that adapter alone (attached the ordinary way), rows without adapter equal the
 // base model, ranks differ up to max_rank, and batched generation samples each
-// row from its own adapter exactly as generating it alone.
+// row from its own adapter exactly as generating it alone; on 1 and 2 threads.
 #include "lora/multi_adapter.h"
 
 #include <gtest/gtest.h>
@@ -11,6 +11,7 @@
 #include "generate/sampler.h"
 #include "lora/lora.h"
 #include "peft_test_util.h"
+#include "tensor/gemm.h"
 
 namespace bl {
 namespace {
@@ -25,6 +26,17 @@ Adapter make_adapter(const ModelConfig& cfg, int64_t rank, float alpha,
     p->init_normal(rng, n.find("lora_B") != std::string::npos ? 0.3f : 0.2f);
   return extract_adapter(m);
 }
+
+// Every test on 1 and on 2 threads (the ops split their work over the threads).
+class MultiAdapterThreads : public ::testing::TestWithParam<int> {
+ protected:
+  void SetUp() override {
+    previous_ = num_threads();
+    set_num_threads(GetParam());
+  }
+  void TearDown() override { set_num_threads(previous_); }
+  int previous_ = 1;
+};
 
 struct Fixture {
   ModelConfig cfg = test::peft_model_config();
@@ -43,7 +55,7 @@ struct Fixture {
   }
 };
 
-TEST(MultiAdapter, EachRowEqualsItsAdapterAlone) {
+TEST_P(MultiAdapterThreads, EachRowEqualsItsAdapterAlone) {
   Fixture f;
   LanguageModel base(f.cfg);
   test::init_model(base, 9);
@@ -76,7 +88,7 @@ TEST(MultiAdapter, EachRowEqualsItsAdapterAlone) {
   EXPECT_EQ(test::logits_of(base, ids, B, T), test::logits_of(*plain, ids, B, T));
 }
 
-TEST(MultiAdapter, ValidationAndDetach) {
+TEST_P(MultiAdapterThreads, ValidationAndDetach) {
   Fixture f;
   LanguageModel base(f.cfg);
   test::init_model(base, 9);
@@ -111,7 +123,7 @@ TEST(MultiAdapter, ValidationAndDetach) {
 
 // Batched generation: row b samples with adapter rows[b] and Rng b; each row's
 // tokens equal generating it alone with that adapter and a copy of that Rng.
-TEST(MultiAdapter, GenerationSamplesEachRowFromItsAdapter) {
+TEST_P(MultiAdapterThreads, GenerationSamplesEachRowFromItsAdapter) {
   Fixture f;
   LanguageModel base(f.cfg);
   test::init_model(base, 9);
@@ -155,6 +167,9 @@ TEST(MultiAdapter, GenerationSamplesEachRowFromItsAdapter) {
   EXPECT_EQ(generate_batch(base, prompts, longer, rngs)[0].size(), 28u);
   EXPECT_THROW(generate_batch(base, {{1, 2}, {1}}, longer, rngs), std::invalid_argument);
 }
+
+INSTANTIATE_TEST_SUITE_P(Threads, MultiAdapterThreads, ::testing::Values(1, 2),
+                         [](const auto& info) { return std::to_string(info.param) + "threads"; });
 
 }  // namespace
 }  // namespace bl

@@ -203,6 +203,12 @@ int lora_train_command(const std::vector<std::string>& argv) {
     if (args.get(o))
       throw UsageError("--" + std::string(o) +
                        " cannot be used with --init-from (the base checkpoint fixes the model)");
+  // --init-from alone is a natural first try: say everything it needs at once.
+  if (!args.get("lora"))
+    throw UsageError("--init-from " + *init_from +
+                     " starts a LoRA fine-tune of that base: it needs --lora "
+                     "rank=R,alpha=A,targets=q,v and --adapter-out PATH (a PEFT directory or a "
+                     ".gguf file); to train all weights further, use --fork RUN");
   const auto out = args.get("adapter-out");
   if (!out)
     throw UsageError(

@@ -384,18 +384,10 @@ std::unique_ptr<detail::StoreImpl> open_store(const std::string& path, bool read
   if (fs::exists(st)) {
     if (fs::is_directory(st))
       throw StoreError(path + ": is a directory, not a Blocklab experiment database");
-    // Check the magic before SQLite sees the file: a non-empty file that is
-    // not SQLite must never be touched (SQLite treats an empty file as a new db).
-    if (fs::file_size(p, ec) > 0) {
-      char magic[16] = {};
-      std::ifstream f(p, std::ios::binary);
-      if (!f) throw StoreError(path + ": cannot read: " + std::strerror(errno));
-      f.read(magic, sizeof(magic));
-      if (f.gcount() != 16 || std::memcmp(magic, "SQLite format 3", 16) != 0)
-        throw StoreError(path +
-                         ": is not a Blocklab experiment database (not an SQLite file); "
-                         "left untouched");
-    }
+    // The file itself is never opened here, only through SQLite (which checks
+    // the header below, before writing anything): closing any other descriptor
+    // on it would drop every POSIX lock this process holds on the database,
+    // and another process could then delete the WAL under our connections.
   } else if (read_only) {
     throw StoreError(path + ": no experiment database here (nothing has been recorded yet)");
   } else if (p.has_parent_path()) {
@@ -430,7 +422,9 @@ std::unique_ptr<detail::StoreImpl> open_store(const std::string& path, bool read
   } catch (const StoreError&) {
     const int rc = im->last_rc & 0xff;
     if (rc == SQLITE_NOTADB)
-      throw StoreError(path + ": is not a Blocklab experiment database (not a valid SQLite file)");
+      throw StoreError(path +
+                       ": is not a Blocklab experiment database (not an SQLite file); "
+                       "left untouched");
     if (rc == SQLITE_CORRUPT) throw StoreError(path + ": the database file is corrupt");
     throw;
   }

@@ -74,10 +74,12 @@ class Parameter {
   Parameter& operator=(const Parameter&) = delete;
 
   /// Handle for use in ops; the gradient accumulates into grad() (or, under a
-  /// ReplicaScope, into that replica's buffer).
+  /// ReplicaScope, into that replica's buffer). A frozen parameter has no
+  /// gradient to split, so every replica shares its handle and needs no
+  /// set_replicas (trainers replicate only what they train).
   Tensor tensor() {
     const int r = ReplicaScope::current();
-    return Tensor(r == 0 ? &impl_ : replica_impl(r));
+    return Tensor(r == 0 || !impl_.requires_grad ? &impl_ : replica_impl(r));
   }
   const std::string& name() const { return name_; }
   /// The owning model renames parameters to their full dotted path.
