@@ -221,9 +221,12 @@ TEST_P(FinetuneThreads, TrainsOnlyTheAdapters) {
   ASSERT_EQ(t.adapters.size(), 12u);  // A and B of q, v, down in two layers
   // The base stayed as loaded: float weights equal the checkpoint's.
   size_t compared = 0;
-  for (const auto& [name, p] : base_->named_parameters())
-    if (auto it = t.frozen.find(name); it != t.frozen.end() && ++compared)
-      EXPECT_TRUE(std::equal(it->second.begin(), it->second.end(), p->data())) << name;
+  for (const auto& [name, p] : base_->named_parameters()) {
+    const auto it = t.frozen.find(name);
+    if (it == t.frozen.end()) continue;
+    ++compared;
+    EXPECT_TRUE(std::equal(it->second.begin(), it->second.end(), p->data())) << name;
+  }
   EXPECT_GE(compared, 5u);  // at least the embedding and the norms
   bool trained = false;
   for (const auto& [name, v] : t.adapters)
