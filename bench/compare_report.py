@@ -4,6 +4,11 @@ taken on the same statistic), median over repetitions with the range."""
 import json, os, statistics, sys
 
 out, reps = sys.argv[1], int(sys.argv[2])
+for f in sorted(os.listdir(out)):
+    if f.startswith("ours-"):
+        j = json.load(open(f"{out}/{f}"))
+        print(f"Blocklab: kernels {j.get('kernel_isa', '?')}, BLAS {j.get('blas', '?')}, CPU {j.get('cpu', '?')}\n")
+        break
 print("| preset | threads | PyTorch tok/s median (range) | Blocklab tok/s median (range) | ratio | Blocklab RSS after warm-up / end MB | PyTorch peak RSS MB |")
 print("|---|---|---|---|---|---|---|")
 for preset in ["gpt-tiny", "gpt-small", "llama-small"]:

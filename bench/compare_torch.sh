@@ -24,7 +24,7 @@ case "$ISA" in
   avx2) export BLOCKLAB_ISA=avx2 OPENBLAS_CORETYPE=Haswell ;;
   *) echo "ISA must be best or avx2" >&2; exit 2 ;;
 esac
-echo "ISA=$ISA OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(OpenBLAS's choice)}" >&2
+echo "ISA=$ISA OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset, OpenBLAS picks}" >&2
 "$CLI" --version >&2
 if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
   echo "python3-torch is not installed (apt-get install python3-torch)" >&2; exit 1

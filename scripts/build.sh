@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Configures and builds Blocklab (Release, -march=native) into ./build.
+# Configures and builds Blocklab (Release; kernels for every vector ISA, chosen
+# at run time) into ./build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS="${BLOCKLAB_JOBS:-2}"

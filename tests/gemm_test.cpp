@@ -1,6 +1,7 @@
 // bl::gemm against a double-precision reference, on both backends: the
-// engine's AVX-512 kernel (edges of its 14x32 tiles, k split into blocks,
-// padded leading dimensions, alpha/beta, split across threads) and Eigen.
+// engine's own kernel for the ISA under test (edges of its tiles, k split into
+// blocks, padded leading dimensions, alpha/beta, split across threads) and
+// Eigen; and the own kernel called directly.
 #include "tensor/gemm.h"
 
 #include <gtest/gtest.h>
@@ -22,7 +23,9 @@ struct Case {
 };
 
 // Fills C first: NaN when beta is 0 (it must not be read), values otherwise.
-double max_rel_error(const Case& c, int threads) {
+// direct: the current ISA's own kernel on one thread, even where bl::gemm
+// would route the product elsewhere (scalar; Aᵀ B on AVX2).
+double max_rel_error(const Case& c, int threads, bool direct = false) {
   std::mt19937 rng(uint32_t(c.m * 131 + c.n * 17 + c.k));
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   const int64_t pa = c.padded ? 3 : 0, pb = c.padded ? 5 : 0, pc = c.padded ? 7 : 0;
@@ -34,8 +37,12 @@ double max_rel_error(const Case& c, int threads) {
   for (float& x : cm) x = c.beta == 0.0f ? std::numeric_limits<float>::quiet_NaN() : u(rng);
   const std::vector<float> c0 = cm;
   bl::set_num_threads(threads);
-  bl::gemm(c.ta, c.tb, c.m, c.n, c.k, c.alpha, a.data(), lda, b.data(), ldb, c.beta, cm.data(),
-           ldc);
+  if (direct)
+    bl::detail::gemm_kernel(c.ta, c.tb, c.m, c.n, c.k, c.alpha, a.data(), lda, b.data(), ldb,
+                            c.beta, cm.data(), ldc);
+  else
+    bl::gemm(c.ta, c.tb, c.m, c.n, c.k, c.alpha, a.data(), lda, b.data(), ldb, c.beta, cm.data(),
+             ldc);
   double worst = 0;
   for (int64_t i = 0; i < c.m; ++i)
     for (int64_t j = 0; j < c.n; ++j) {
@@ -70,35 +77,46 @@ class GemmBackends : public ::testing::TestWithParam<bl::GemmBackend> {
   }
 };
 
+// m: below/at/above the tile's rows (14 AVX-512, 6 AVX2) and its 8-tile
+// block; n: partial panels; k: one block, and 1100 = three k-blocks.
+const std::vector<Case> kCases = {
+    {false, false, 37, 45, 29, 1.0f, 0.0f},
+    {false, true, 113, 33, 130, 1.0f, 1.0f},
+    {true, false, 29, 65, 1100, 1.0f, 1.0f},
+    {true, true, 50, 17, 64, 0.5f, 0.0f},
+    {false, true, 256, 384, 128, -2.0f, 1.0f},
+    {false, false, 100, 96, 600, 1.0f, 0.0f},
+    {true, false, 128, 128, 4096, 1.0f, 1.0f},
+    {false, true, 4, 70, 40, 1.0f, 0.0f},
+    {false, false, 45, 3, 200, 1.0f, 1.0f},
+    // Unpadded power-of-two strides: the own kernel packs A (rows 2 KiB
+    // apart) or op(B) of a weight-gradient product instead of reading them
+    // in place; the other strides above take the in-place paths.
+    {false, true, 60, 40, 512, 1.0f, 0.0f, false},
+    {false, false, 100, 96, 1024, 1.0f, 1.0f, false},
+    {true, false, 40, 512, 600, 1.0f, 1.0f, false},
+    {true, false, 70, 64, 300, 1.0f, 0.0f, false},
+};
+
 TEST_P(GemmBackends, MatchesDoubleReferenceOnEveryForm) {
-  // m: below/at/above the 14-row tile and its 112-row block; n: partial
-  // 32-column panels; k: one block, and 1100 = three k-blocks.
-  const std::vector<Case> cases = {
-      {false, false, 37, 45, 29, 1.0f, 0.0f},
-      {false, true, 113, 33, 130, 1.0f, 1.0f},
-      {true, false, 29, 65, 1100, 1.0f, 1.0f},
-      {true, true, 50, 17, 64, 0.5f, 0.0f},
-      {false, true, 256, 384, 128, -2.0f, 1.0f},
-      {false, false, 100, 96, 600, 1.0f, 0.0f},
-      {true, false, 128, 128, 4096, 1.0f, 1.0f},
-      {false, true, 4, 70, 40, 1.0f, 0.0f},
-      {false, false, 45, 3, 200, 1.0f, 1.0f},
-      // Unpadded power-of-two strides: the own kernel packs A (rows 2 KiB
-      // apart) or op(B) of a weight-gradient product instead of reading them
-      // in place; the other strides above take the in-place paths.
-      {false, true, 60, 40, 512, 1.0f, 0.0f, false},
-      {false, false, 100, 96, 1024, 1.0f, 1.0f, false},
-      {true, false, 40, 512, 600, 1.0f, 1.0f, false},
-      {true, false, 70, 64, 300, 1.0f, 0.0f, false},
-  };
   for (int threads : {1, 2})
-    for (const Case& c : cases) {
+    for (const Case& c : kCases) {
       const double err = max_rel_error(c, threads);
       // float accumulation over k terms: relative error grows like k * eps.
       EXPECT_LT(err, 4e-7 * std::sqrt(double(c.k)) + 1e-6)
           << "ta=" << c.ta << " tb=" << c.tb << " m=" << c.m << " n=" << c.n << " k=" << c.k
           << " threads=" << threads;
     }
+}
+
+// The ISA's own kernel on every form, also those bl::gemm leaves to the BLAS
+// on this ISA (AVX2 packs Aᵀ; the scalar target's 4 x 2 tiles).
+TEST(GemmKernel, DirectMatchesDoubleReferenceOnEveryForm) {
+  for (const Case& c : kCases) {
+    const double err = max_rel_error(c, 1, true);
+    EXPECT_LT(err, 4e-7 * std::sqrt(double(c.k)) + 1e-6)
+        << "ta=" << c.ta << " tb=" << c.tb << " m=" << c.m << " n=" << c.n << " k=" << c.k;
+  }
 }
 
 TEST_P(GemmBackends, ZeroInnerDimensionScalesC) {

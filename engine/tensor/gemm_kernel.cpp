@@ -101,6 +101,26 @@ void pack_a(const float* a, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int
     std::copy_n(a + (i0 + i) * lda + k0, kc, dst + (i / kMR) * kPanelN + (i % kMR) * kLdp);
 }
 
+// A block of op(A) = Aᵀ as micro-panels of kc k-rows of kMR floats each
+// (k-stride kMR; rows past mc are zero): where a tile's k-row is shorter than
+// a cache line (AVX2's 6 floats), reading Aᵀ in place would use a third of
+// every line it fetches.
+void pack_at(const float* a, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
+             float* dst) {
+  for (int64_t ir = 0; ir < mc; ir += kMR) {
+    const int64_t mr = std::min<int64_t>(kMR, mc - ir);
+    float* p = dst + (ir / kMR) * kPanelN;
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* s = a + (k0 + k) * lda + i0 + ir;
+      for (int64_t i = 0; i < kMR; ++i) p[k * kMR + i] = i < mr ? s[i] : 0.0f;
+    }
+  }
+}
+
+// Whether this target packs op(A) = Aᵀ (see pack_at) and op(B) = B for Aᵀ B
+// instead of reading them in place: AVX-512's 14-float k-rows fill a line.
+constexpr bool kPackTransposedA = kMR * int64_t(sizeof(float)) < 64;
+
 // Starts loading the cache line at p into L2 (prefetcht1).
 inline void prefetch_l2(const void* p) {
   __builtin_prefetch(p, 0, 2);
@@ -237,9 +257,9 @@ constexpr auto kKernelsT = kernels<true>(std::make_integer_sequence<int, kMR>{})
 
 bool HasKernel(bool trans_a) {
   if (HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128) return false;
-  // AVX2 reads op(A) = Aᵀ (weight gradients) 6 floats per row at the
-  // activations' stride, and OpenBLAS's Haswell kernel wins those by 1.3-3x
-  // (BM_GemmWeightGradTN, 1 thread: 36-90 against 100-110 GFLOP/s); forward
+  // AVX2 leaves op(A) = Aᵀ (weight gradients, no epilogue to fuse) to
+  // OpenBLAS's Haswell kernel, 5-14% faster there even with Aᵀ packed
+  // (BM_GemmWeightGradTN, 1 thread; 1.6-2.8x slower read in place). Forward
   // and input-gradient products are within 3% of it and fuse the epilogues.
   return HWY_TARGET != HWY_AVX2 || !trans_a;
 }
@@ -287,7 +307,9 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
   // thousands of k-rows, each element used by only m/MR or n/NR tiles, and
   // packing them cost 5-20% of such products (bench/gemm_bench).
   const bool pack_a_rows = !trans_a && lda % kAliasingStride == 0;
-  const bool direct_b = trans_a && !trans_b && n % kNR == 0 && ldb % kAliasingStride != 0;
+  const bool pack_a_t = trans_a && kPackTransposedA;
+  const bool direct_b =
+      trans_a && !trans_b && !kPackTransposedA && n % kNR == 0 && ldb % kAliasingStride != 0;
   for (int64_t k0 = 0; k0 < k; k0 += kstep) {
     const int64_t kc = std::min(kstep, k - k0);
     if (!direct_b) pack_b(trans_b, b, ldb, k0, kc, n, packed_b.data());
@@ -302,7 +324,9 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     const bool first = k0 == 0;
     Tile t{nullptr,
            ldc,
-           pack_a_rows ? kLdp : lda,
+           pack_a_rows ? kLdp
+           : pack_a_t  ? kMR
+                       : lda,
            direct_b ? ldb : kNR,
            kNR,
            alpha,
@@ -316,6 +340,7 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     for (int64_t i0 = 0; i0 < m; i0 += kMC) {
       const int64_t mc = std::min(kMC, m - i0);
       if (pack_a_rows) pack_a(a, lda, i0, mc, k0, kc, packed_a.data());
+      if (pack_a_t) pack_at(a, lda, i0, mc, k0, kc, packed_a.data());
       // The next A block, spread over this block's kernel calls.
       const int64_t calls = panels * ((mc + kMR - 1) / kMR);
       if (i0 + kMC < m)
@@ -336,9 +361,9 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
           t.res = first && res ? res + (i0 + ir) * ldr + j0 : nullptr;
           next_a.step();
           next_b.step();
-          const float* ap = pack_a_rows ? packed_a.data() + (ir / kMR) * kPanelN
-                            : trans_a   ? a + k0 * lda + i0 + ir
-                                        : a + (i0 + ir) * lda + k0;
+          const float* ap = pack_a_rows || pack_a_t ? packed_a.data() + (ir / kMR) * kPanelN
+                            : trans_a               ? a + k0 * lda + i0 + ir
+                                                    : a + (i0 + ir) * lda + k0;
           table[size_t(mr - 1)](kc, ap, bp, t);
         }
       }
