@@ -118,8 +118,9 @@ void pack_at(const float* a, int64_t lda, int64_t i0, int64_t mc, int64_t k0, in
 }
 
 // Whether this target packs op(A) = Aᵀ (see pack_at) and op(B) = B for Aᵀ B
-// instead of reading them in place: AVX-512's 14-float k-rows fill a line.
-constexpr bool kPackTransposedA = kMR * int64_t(sizeof(float)) < 64;
+// instead of reading them in place: AVX2's 6-float k-rows use 24 bytes of a
+// 64-byte line; AVX-512's 14 floats (56 bytes) read in place won (README).
+constexpr bool kPackTransposedA = kMR * int64_t(sizeof(float)) < 48;
 
 // Starts loading the cache line at p into L2 (prefetcht1).
 inline void prefetch_l2(const void* p) {
