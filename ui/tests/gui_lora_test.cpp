@@ -15,6 +15,7 @@
 #include <QTemporaryDir>
 #include <QTest>
 #include <filesystem>
+#include <memory>
 
 #include "browser/run_browser.h"
 #include "io/safetensors.h"
@@ -34,8 +35,8 @@ using namespace bl;
 
 namespace {
 
-/// gpt-tiny cut to 2 layers of width 64 on one engine thread.
-Preset small_preset(int64_t steps) {
+/// gpt-tiny cut to 2 layers of width 64 on `threads` engine threads.
+Preset small_preset(int64_t steps, int threads) {
   Preset p = load_preset("gpt-tiny");
   p.model.n_layers = 2;
   p.model.block.d_model = 64;
@@ -46,7 +47,7 @@ Preset small_preset(int64_t steps) {
   p.train.eval_interval = 0;
   p.train.eval_batches = 2;
   p.train.warmup_steps = 0;
-  p.train.threads = 1;
+  p.train.threads = threads;
   return p;
 }
 
@@ -55,11 +56,19 @@ Preset small_preset(int64_t steps) {
 class LoraTest : public QObject {
   Q_OBJECT
 
-  QTemporaryDir dir_;
-  std::string db() const { return (dir_.path() + "/experiments.db").toStdString(); }
+  std::unique_ptr<QTemporaryDir> dir_;  // one per data row: each starts empty
+  std::string db() const { return (dir_->path() + "/experiments.db").toStdString(); }
 
  private slots:
+  // 2 threads: the engine's data-parallel path, with frozen base weights.
+  void fine_tune_a_stored_run_data() {
+    QTest::addColumn<int>("threads");
+    QTest::newRow("1 thread") << 1;
+    QTest::newRow("2 threads") << 2;
+  }
   void fine_tune_a_stored_run() {
+    QFETCH(int, threads);
+    dir_ = std::make_unique<QTemporaryDir>();
     MainWindow w("gpt-tiny", db());
     w.resize(1200, 800);
     w.show();
@@ -73,7 +82,7 @@ class LoraTest : public QObject {
     QVERIFY(tp->start_button()->isEnabled());
 
     // The base: a short run, checkpointed when it completes.
-    w.load_preset(small_preset(6), "gpt-tiny");
+    w.load_preset(small_preset(6, threads), "gpt-tiny");
     tp->set_run_name("base");
     tp->start_button()->click();
     QTRY_VERIFY_WITH_TIMEOUT(w.last_summary().has_value(), 60000);
@@ -83,7 +92,7 @@ class LoraTest : public QObject {
     QCOMPARE(tp->base_box()->itemText(0), QString("#%1 base").arg(base_id));
 
     // The composer now shows a different (4-layer) architecture: a fine-tune ignores it.
-    Preset other = small_preset(5);
+    Preset other = small_preset(5, threads);
     other.model.n_layers = 4;
     w.load_preset(other, "gpt-tiny");
     tp->set_run_name("");
