@@ -28,6 +28,7 @@
 #include <utility>
 
 #include "ops/check.h"
+#include "simd/span_ops.h"
 #include "tensor/gemm.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
@@ -121,11 +122,9 @@ void prepare_chunk(const float* qd, const float* kd, const float* vd, const floa
     w.bet[i] = bd[gi];
   }
   const float g_last = w.G[n - 1];
-  // Decay factors with Eigen's vectorised exp (exp is a large share of the scalar work).
-  using Arr = Eigen::Map<Eigen::ArrayXf>;
-  using CArr = Eigen::Map<const Eigen::ArrayXf>;
-  Arr(w.dec, n) = (g_last - CArr(w.G, n)).exp();
-  for (int64_t i = 0; i < n; ++i) Arr(w.e + i * C, i + 1) = (w.G[i] - CArr(w.G, i + 1)).exp();
+  // Decay factors with a vectorised exp (exp is a large share of the scalar work).
+  span_exp_sub(g_last, w.G, n, w.dec);  // vectorised per ISA
+  for (int64_t i = 0; i < n; ++i) span_exp_sub(w.G[i], w.G, i + 1, w.e + i * C);
   for (int64_t i = 0; i < n; ++i) {
     const float bi = w.bet[i], gi = w.gam[i], di = w.dec[i];
     const float *ki = w.k + i * D, *vi = w.v + i * D, *qi = w.q + i * D;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "simd/span_ops.h"
 #include "tensor/gemm.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
@@ -62,9 +63,9 @@ void chunk_cumsum(const float* a, int64_t H, int64_t q, float* s) {
   }
 }
 
-// out[k] = exp(si - s[k]) for k < n (vectorised by Eigen).
+// out[k] = exp(si - s[k]) for k < n (vectorised per ISA).
 inline void exp_diff(float si, const float* s, int64_t n, float* out) {
-  Eigen::Map<Eigen::ArrayXf>(out, n) = (si - Eigen::Map<const Eigen::ArrayXf>(s, n)).exp();
+  span_exp_sub(si, s, n, out);
 }
 
 // Decay matrix L (q x q, lower: L_ik = e^{s_i - s_k}) and M = L o CB o w (column k scaled by w_k).

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "simd/span_ops.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
 
@@ -30,10 +31,9 @@ inline int64_t grain_for(int64_t work_per_task) {
   return std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, work_per_task));
 }
 
-// out = sigmoid(x) over n floats (Eigen's vectorised exp).
+// out = sigmoid(x) over n floats (vectorised per ISA).
 inline void sigmoid_row(const float* x, float* out, int64_t n) {
-  Eigen::Map<Eigen::ArrayXf>(out, n) =
-      ((-Eigen::Map<const Eigen::ArrayXf>(x, n)).exp() + 1.0f).inverse();
+  span_sigmoid(x, out, n);
 }
 
 float* grad_if(const Tensor& t) {
@@ -86,8 +86,7 @@ Tensor ssm_causal_conv_silu(const Tensor& x, const Tensor& w, const Tensor& bias
           sigmoid_row(pr, yr, Cd);
           for (int64_t c = 0; c < Cd; ++c) yr[c] *= pr[c];
         } else {
-          Eigen::Map<Eigen::ArrayXf> v(yr, Cd);
-          v = v * ((-v).exp() + 1.0f).inverse();
+          span_silu(yr, yr, Cd);
         }
       },
       grain_for(2 * Cd * (K + 4)));

@@ -1,5 +1,5 @@
 // One source for every vector ISA (simd/targets.h): plain loops that GCC
-// vectorises for each target, dispatched at run time.
+// vectorises for each target and Highway vector math, dispatched at run time.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simd/span_ops.cpp"
 #include "simd/targets.h"
@@ -10,9 +10,46 @@
 
 #include "simd/isa.h"
 #include "simd/span_ops.h"
+#include "simd/vexp-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace bl::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+namespace {
+using D = hn::ScalableTag<float>;
+using V = hn::Vec<D>;
+constexpr int64_t kN = HWY_LANES(float);
+
+// f on whole vectors of [0, n), then on the tail through one-lane vectors, so
+// every element takes the same formula.
+template <class F>
+HWY_INLINE void map_span(const float* x, float* out, int64_t n, F&& f) {
+  const D d;
+  int64_t i = 0;
+  for (; i + kN <= n; i += kN) hn::StoreU(f(d, hn::LoadU(d, x + i)), d, out + i);
+  const hn::CappedTag<float, 1> d1;
+  for (; i < n; ++i) out[i] = hn::GetLane(f(d1, hn::Set(d1, x[i])));
+}
+
+template <class DD>
+HWY_INLINE hn::Vec<DD> sigmoid_v(DD d, hn::Vec<DD> x) {
+  return hn::Div(hn::Set(d, 1.0f), hn::Add(hn::Set(d, 1.0f), Exp(d, hn::Neg(x))));
+}
+}  // namespace
+
+void Sigmoid(const float* x, float* out, int64_t n) {
+  map_span(x, out, n, [](auto d, auto v) HWY_ATTR { return sigmoid_v(d, v); });
+}
+
+void Silu(const float* x, float* out, int64_t n) {
+  map_span(x, out, n, [](auto d, auto v) HWY_ATTR { return hn::Mul(v, sigmoid_v(d, v)); });
+}
+
+void ExpSub(float c, const float* s, int64_t n, float* out) {
+  map_span(s, out, n,
+           [c](auto d, auto v) HWY_ATTR { return ExpOrZero(d, hn::Sub(hn::Set(d, c), v)); });
+}
 
 double SumSquares(const float* x, int64_t n) {
   double s = 0.0;
@@ -40,6 +77,9 @@ namespace bl {
 HWY_EXPORT(SumSquares);
 HWY_EXPORT(Scale);
 HWY_EXPORT(Add);
+HWY_EXPORT(Sigmoid);
+HWY_EXPORT(Silu);
+HWY_EXPORT(ExpSub);
 
 double span_sum_squares(const float* x, int64_t n) {
   return BL_DISPATCH(SumSquares)(x, n);
@@ -49,6 +89,15 @@ void span_scale(float* x, int64_t n, float c) {
 }
 void span_add(float* dst, const float* src, int64_t n) {
   BL_DISPATCH(Add)(dst, src, n);
+}
+void span_sigmoid(const float* x, float* out, int64_t n) {
+  BL_DISPATCH(Sigmoid)(x, out, n);
+}
+void span_silu(const float* x, float* out, int64_t n) {
+  BL_DISPATCH(Silu)(x, out, n);
+}
+void span_exp_sub(float c, const float* s, int64_t n, float* out) {
+  BL_DISPATCH(ExpSub)(c, s, n, out);
 }
 
 }  // namespace bl

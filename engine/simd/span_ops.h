@@ -16,4 +16,13 @@ void span_scale(float* x, int64_t n, float c);
 /// dst[i] += src[i].
 void span_add(float* dst, const float* src, int64_t n);
 
+/// out[i] = 1 / (1 + exp(-x[i])) (out may be x).
+void span_sigmoid(const float* x, float* out, int64_t n);
+
+/// out[i] = x[i] * sigmoid(x[i]) (SiLU; out may be x).
+void span_silu(const float* x, float* out, int64_t n);
+
+/// out[i] = exp(c - s[i]), 0 below exp(-87) (decay factors; out may be s).
+void span_exp_sub(float c, const float* s, int64_t n, float* out);
+
 }  // namespace bl

@@ -6,18 +6,10 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "simd/span_ops.h"
+#include "train/optimizers/adafactor_kernels.h"
+
 namespace bl {
-
-namespace {
-
-double sum_sq(const float* x, int64_t n) {
-  double s = 0.0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += double(x[i]) * double(x[i]);
-  return s;
-}
-
-}  // namespace
 
 Adafactor::Adafactor(std::vector<Parameter*> params, const OptimizerOptions& opt)
     : Optimizer(std::move(params), opt), use_m_(opt.beta1.has_value()) {
@@ -84,7 +76,7 @@ void Adafactor::update_one(size_t i, float lr) {
 
   double lr_t = lr;
   if (opt_.adafactor_scale_parameter)
-    lr_t *= std::max(double(opt_.adafactor_eps2), std::sqrt(sum_sq(w, n) / double(n)));
+    lr_t *= std::max(double(opt_.adafactor_eps2), std::sqrt(span_sum_squares(w, n) / double(n)));
 
   // 1. Second-moment statistics, then the sum of squares of the unscaled update
   //    u = g * rfac[row] * cfac[col] (factored) or g / sqrt(v) (unfactored).
@@ -99,14 +91,7 @@ void Adafactor::update_one(size_t i, float lr) {
       float* col = in.col + b * C;
       std::fill(cs, cs + C, 0.0);
       for (int64_t r = 0; r < R; ++r) {  // row and column sums in one pass over g
-        const float* gr = g + (b * R + r) * C;
-        double s = 0.0;
-#pragma omp simd reduction(+ : s)
-        for (int64_t c = 0; c < C; ++c) {
-          const double q = double(gr[c]) * double(gr[c]);
-          s += q;
-          cs[c] += q;
-        }
+        const double s = adafactor_row_col_sumsq(g + (b * R + r) * C, C, cs);
         row[r] = float(keep * row[r] + take * (s / double(C) + eps1));
       }
       for (int64_t c = 0; c < C; ++c) {
@@ -119,14 +104,7 @@ void Adafactor::update_one(size_t i, float lr) {
       rmean /= double(R);
       for (int64_t r = 0; r < R; ++r) rf[b * R + r] = float(1.0 / std::sqrt(row[r] / rmean));
       for (int64_t r = 0; r < R; ++r) {
-        const float* gr = g + (b * R + r) * C;
-        const float* cfb = cf + b * C;
-        double s = 0.0;
-#pragma omp simd reduction(+ : s)
-        for (int64_t c = 0; c < C; ++c) {
-          const double u = double(gr[c]) * double(cfb[c]);
-          s += u * u;
-        }
+        const double s = adafactor_scaled_sumsq(g + (b * R + r) * C, cf + b * C, C);
         uss += s * double(rf[b * R + r]) * double(rf[b * R + r]);
       }
     }
@@ -148,24 +126,9 @@ void Adafactor::update_one(size_t i, float lr) {
   float* m = in.m;
   if (in.factored) {
     const int64_t C = in.cols;
-    for (int64_t r = 0; r < in.batch * in.rows; ++r) {
-      float* __restrict wr = w + r * C;
-      const float* __restrict gr = g + r * C;
-      const float* __restrict fc = in.cfac.data() + (r / in.rows) * C;
-      const float sr = scale * in.rfac[size_t(r)];
-      if (m) {
-        float* __restrict mr = m + r * C;
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-          const float mc = b1 * mr[c] + c1 * (sr * gr[c] * fc[c]);
-          mr[c] = mc;
-          wr[c] = wr[c] * decay_mul - mc;
-        }
-      } else {
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) wr[c] = wr[c] * decay_mul - sr * gr[c] * fc[c];
-      }
-    }
+    for (int64_t r = 0; r < in.batch * in.rows; ++r)
+      adafactor_row_update(w + r * C, g + r * C, in.cfac.data() + (r / in.rows) * C,
+                           m ? m + r * C : nullptr, C, scale * in.rfac[size_t(r)], decay_mul, b1);
   } else {
     const float* v = in.v;
     for (int64_t k = 0; k < n; ++k) {
