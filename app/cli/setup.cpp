@@ -3,6 +3,7 @@
 #include <csignal>
 #include <nlohmann/json.hpp>
 
+#include "io/bounded_read.h"
 #include "tensor/rng.h"
 
 namespace bl::cli {
@@ -79,6 +80,9 @@ Preset apply_set_overrides(const Preset& base, const std::vector<std::string>& a
       }
       where += "." + p;
     }
+    if (json_nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth)
+      throw ConfigError("--set " + a + ": the value nests JSON deeper than " +
+                        std::to_string(kMaxJsonDepth) + " levels");
     nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (value.is_discarded()) value = text;  // bare words are strings: train.optimizer=lion
     *node = value;

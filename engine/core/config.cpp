@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/components.h"
+#include "io/bounded_read.h"
 
 namespace bl {
 
@@ -429,13 +430,16 @@ nlohmann::json model_config_to_json(const ModelConfig& m) {
 }
 
 nlohmann::json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot open file");
-  std::stringstream ss;
-  ss << in.rdbuf();
+  std::string text;
   try {
-    return nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
+    text = read_regular_file(path, int64_t(16) << 20);  // a config is a few KB
+    check_json_depth(text, path);
+  } catch (const std::runtime_error& e) {
+    throw ConfigError(e.what());
+  }
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {  // also out_of_range: 1e400
     // e.what() looks like "[json.exception.parse_error.101] parse error at line 3, column 5: ..."
     std::string what = e.what();
     auto pos = what.find("] ");

@@ -18,6 +18,14 @@ std::string read_text_file(const std::string& path) {
   if (ec || !fs::exists(st)) throw std::runtime_error("[dataset] text file not found: " + path);
   if (fs::is_directory(st))
     throw std::runtime_error("[dataset] " + path + " is a directory, not a text file");
+  // A FIFO would block forever and a device (/dev/zero) read until memory runs out.
+  if (!fs::is_regular_file(st))
+    throw std::runtime_error("[dataset] " + path +
+                             " is not a regular file (a FIFO or device); only regular files are "
+                             "read");
+  constexpr std::uintmax_t kMaxBytes = std::uintmax_t(4) << 30;
+  if (fs::file_size(path, ec) > kMaxBytes || ec)
+    throw std::runtime_error("[dataset] " + path + " is larger than 4 GiB (the corpus limit)");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("[dataset] cannot open " + path);
   std::ostringstream ss;

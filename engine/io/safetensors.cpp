@@ -16,6 +16,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "io/bounded_read.h"
+
 namespace bl {
 namespace {
 
@@ -136,6 +138,12 @@ json parse_header(const std::string& text, const std::string& file) {
     }
     return true;
   };
+  try {
+    check_json_depth(text, file);
+  } catch (const std::runtime_error&) {
+    format_error(file,
+                 "header nests JSON deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  }
   json j;
   try {
     j = json::parse(text, cb);

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/linear.h"
+#include "io/bounded_read.h"
 #include "io/safetensors.h"
 #include "lora/lora.h"
 #include "quant/quantize.h"
@@ -158,11 +159,16 @@ void write_peft_adapter(const std::string& dir, const Adapter& ad) {
 
 Adapter read_peft_adapter(const std::string& dir) {
   const fs::path cfg_path = fs::path(dir) / kConfigFile;
-  std::ifstream f(cfg_path);
-  if (!f) throw AdapterError(cfg_path.string() + ": cannot read (not a PEFT adapter directory?)");
+  std::string text;
+  try {
+    text = read_regular_file(cfg_path.string(), int64_t(16) << 20);
+    check_json_depth(text, cfg_path.string());
+  } catch (const std::runtime_error& e) {
+    throw AdapterError("cannot read " + std::string(e.what()) + " (not a PEFT adapter directory?)");
+  }
   nlohmann::json cfg;
   try {
-    cfg = nlohmann::json::parse(f);
+    cfg = nlohmann::json::parse(text);
   } catch (const std::exception& e) {
     throw AdapterError(cfg_path.string() + ": invalid JSON: " + e.what());
   }

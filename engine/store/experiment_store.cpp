@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "io/bounded_read.h"
 #include "simd/isa.h"
 #include "store/schema.h"
 #include "tensor/gemm.h"
@@ -77,6 +78,7 @@ std::string dump_json(const nlohmann::json& j) {
 
 nlohmann::json parse_json(const std::string& text) {
   if (text.empty()) return nullptr;
+  if (json_nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth) return nlohmann::json(text);
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   return j.is_discarded() ? nlohmann::json(text) : j;  // hand-edited garbage: keep as string
 }

@@ -12,6 +12,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "io/bounded_read.h"
 #include "io/safetensors.h"
 #include "train/trainer.h"
 
@@ -285,13 +286,16 @@ CheckpointInfo read_checkpoint_info(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
     throw CheckpointError("no checkpoint at " + dir + " (not a directory)");
-  std::ifstream f(path);
-  if (!f)
-    throw CheckpointError("no checkpoint at " + dir + ": cannot read " + path.string() + " (" +
-                          std::strerror(errno) + ")");
+  std::string text;
+  try {
+    text = read_regular_file(path.string(), int64_t(16) << 20);
+    check_json_depth(text, path.string());
+  } catch (const std::runtime_error& e) {
+    throw CheckpointError("no readable checkpoint at " + dir + ": " + e.what());
+  }
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(f);
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     throw CheckpointError(path.string() +
                           ": corrupt checkpoint metadata (not valid JSON): " + e.what());
