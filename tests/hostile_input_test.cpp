@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <limits>
 #include <string>
+#include <vector>
 
 #include "core/config.h"
 #include "data/text_dataset.h"
@@ -14,6 +16,7 @@
 #include "io/bounded_read.h"
 #include "io/safetensors.h"
 #include "lora/adapter_io.h"
+#include "lora/lora.h"
 #include "temp_files.h"
 #include "train/checkpoint.h"
 
@@ -106,4 +109,32 @@ TEST(HostileInput, CorpusThatIsAFifoOrDeviceIsRefusedWithoutBlocking) {
   ASSERT_EQ(mkfifo((dir / "corpus").c_str(), 0600), 0);  // reading it would block forever
   EXPECT_TRUE(contains(error_of([&] { read_text_file(dir / "corpus"); }), "not a regular file"));
   EXPECT_TRUE(contains(error_of([&] { read_text_file("/dev/zero"); }), "not a regular file"));
+}
+
+TEST(HostileInput, NonFiniteWeightsAreRefusedNamingTheTensor) {
+  TempDir dir;
+  std::vector<float> ok(6, 0.5f), bad(6, 0.5f);
+  bad[4] = std::numeric_limits<float>::quiet_NaN();
+  write_safetensors(dir / "w.safetensors",
+                    {{"a.weight", {2, 3}, ok.data()}, {"b.weight", {2, 3}, bad.data()}});
+  const SafetensorsFile f = read_safetensors(dir / "w.safetensors");
+  const std::string e = error_of<FormatError>([&] { require_finite(f, dir / "w.safetensors"); });
+  EXPECT_TRUE(contains(e, "tensor 'b.weight' holds a non-finite value")) << e;
+  EXPECT_TRUE(contains(e, "at element 4")) << e;
+  bad[4] = std::numeric_limits<float>::infinity();
+  write_safetensors(dir / "i.safetensors", {{"b.weight", {2, 3}, bad.data()}});
+  EXPECT_THROW(require_finite(read_safetensors(dir / "i.safetensors"), "i"), FormatError);
+  std::vector<float> fine(6, 0.5f);
+  write_safetensors(dir / "f.safetensors", {{"a.weight", {2, 3}, fine.data()}});
+  EXPECT_NO_THROW(require_finite(read_safetensors(dir / "f.safetensors"), "f"));
+}
+
+TEST(HostileInput, LoraAlphaMustBeFiniteAndPositive) {
+  for (float a : {std::numeric_limits<float>::quiet_NaN(), 0.0f, -1.0f, 1e38f,
+                  std::numeric_limits<float>::infinity()})
+    EXPECT_TRUE(contains(error_of<std::invalid_argument>([&] { check_lora_alpha(a, "alpha"); }),
+                         "alpha must be a finite number in (0, 65536]"))
+        << a;
+  EXPECT_NO_THROW(check_lora_alpha(16.0f, "alpha"));
+  EXPECT_NO_THROW(check_lora_alpha(kMaxLoraAlpha, "alpha"));
 }

@@ -334,6 +334,14 @@ SafetensorsFile parse_safetensors(const void* bytes, size_t size, const std::str
   return parse(src, name);
 }
 
+void require_finite(const SafetensorsFile& file, const std::string& path) {
+  for (const auto& [name, t] : file.tensors)
+    for (size_t i = 0; i < t.data.size(); ++i)
+      if (!std::isfinite(t.data[i]))
+        throw FormatError(path + ": tensor '" + name + "' holds a non-finite value (" +
+                          std::to_string(t.data[i]) + ") at element " + std::to_string(i));
+}
+
 SafetensorsFile read_safetensors(const std::string& path) {
   FileSource src(path);
   return parse(src, path);

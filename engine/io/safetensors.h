@@ -60,6 +60,12 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
 /// std::runtime_error if the file cannot be read.
 SafetensorsFile read_safetensors(const std::string& path);
 
+/// Throws FormatError naming the first tensor of `file` (read from `path`)
+/// that holds a NaN or an infinity, and where: weights and optimizer state
+/// are never legitimately non-finite, and one NaN weight makes a model emit
+/// garbage without any error.
+void require_finite(const SafetensorsFile& file, const std::string& path);
+
 /// Same as read_safetensors, from bytes in memory; `name` is used in errors.
 SafetensorsFile parse_safetensors(const void* bytes, size_t size, const std::string& name);
 

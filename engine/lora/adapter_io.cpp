@@ -182,10 +182,20 @@ Adapter read_peft_adapter(const std::string& dir) {
     throw AdapterError(cfg_path.string() + ": needs integer \"r\" and number \"lora_alpha\" (" +
                        e.what() + ")");
   }
+  try {
+    check_lora_alpha(ad.alpha, cfg_path.string() + ": lora_alpha");
+  } catch (const std::invalid_argument& e) {
+    throw AdapterError(e.what());
+  }
   const nlohmann::json rp = cfg.value("rank_pattern", nlohmann::json::object());
   const nlohmann::json ap = cfg.value("alpha_pattern", nlohmann::json::object());
   const std::string st_path = (fs::path(dir) / kSafetensorsFile).string();
   SafetensorsFile st = read_safetensors(st_path);
+  try {
+    require_finite(st, st_path);
+  } catch (const FormatError& e) {
+    throw AdapterError(e.what());
+  }
   const std::string suffix_a = ".lora_A.weight", suffix_b = ".lora_B.weight";
   for (auto& [name, t] : st.tensors) {
     const bool is_a = ends_with(name, suffix_a);

@@ -85,8 +85,15 @@ std::vector<std::string> lora_target_paths(Module& model, const std::vector<std:
   return ordered;
 }
 
+void check_lora_alpha(float alpha, const std::string& what) {
+  if (!(alpha > 0.0f && alpha <= kMaxLoraAlpha))  // written so NaN fails
+    throw std::invalid_argument(what + " must be a finite number in (0, 65536], got " +
+                                std::to_string(alpha));
+}
+
 std::vector<std::string> apply_lora(Module& model, int64_t rank, float alpha,
                                     const std::vector<std::string>& targets, uint64_t seed) {
+  check_lora_alpha(alpha, "LoRA alpha");
   const std::vector<std::string> paths = lora_target_paths(model, targets);
   for (auto& [path, l] : named_linears(model))
     if (l->lora() && std::find(paths.begin(), paths.end(), path) != paths.end())

@@ -32,6 +32,13 @@ std::vector<std::string> lora_target_paths(Module& model, const std::vector<std:
 /// Freezes every parameter of the model and attaches a rank-`rank` adapter
 /// (A Kaiming-normal from Rng(seed), B zero) to each targeted Linear. Default
 /// targets q and v (PEFT's default for Llama). Returns the adapted paths.
+/// The largest LoRA alpha accepted (PEFT configs use up to a few hundred).
+constexpr float kMaxLoraAlpha = 65536.0f;
+
+/// Throws std::invalid_argument("<what> must be a finite number in (0, 65536],
+/// got X") unless 0 < alpha <= kMaxLoraAlpha (NaN, 0 and 1e38 all fail).
+void check_lora_alpha(float alpha, const std::string& what);
+
 std::vector<std::string> apply_lora(Module& model, int64_t rank = 8, float alpha = 16.0f,
                                     const std::vector<std::string>& targets = {"q", "v"},
                                     uint64_t seed = 0);

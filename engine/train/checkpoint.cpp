@@ -333,7 +333,10 @@ namespace {
 void load_weights(const std::string& dir, LanguageModel& model, bool trainable_only) {
   const std::string path = (fs::path(dir) / "model.safetensors").string();
   SafetensorsFile file;
-  as_checkpoint_error(path, [&] { file = read_safetensors(path); });
+  as_checkpoint_error(path, [&] {
+    file = read_safetensors(path);
+    require_finite(file, path);
+  });
   const auto weights = file.metadata.find(kWeightsKey);
   const bool file_trainable =
       weights != file.metadata.end() && weights->second == kTrainableWeights;
@@ -421,7 +424,10 @@ void load_trainer_state(const std::string& dir, Trainer& trainer) {
   s.rng = rng_from_json(ts.value("sampler_rng", nlohmann::json()), json_path, "sampler RNG");
   dropout = rng_from_json(ts.value("dropout_rng", nlohmann::json()), json_path, "dropout RNG");
   SafetensorsFile file;
-  as_checkpoint_error(path, [&] { file = read_safetensors(path); });
+  as_checkpoint_error(path, [&] {
+    file = read_safetensors(path);
+    require_finite(file, path);
+  });
   NamedBuffers state;
   const auto names = state_names(trainer.optimizer(), false);
   for (auto& [name, t] : file.tensors) state.emplace_back(rename_state(name, names), t.data);
