@@ -15,6 +15,7 @@
 #include "expect_error.h"
 #include "io/bounded_read.h"
 #include "io/safetensors.h"
+#include "io/sha256.h"
 #include "lora/adapter_io.h"
 #include "lora/lora.h"
 #include "temp_files.h"
@@ -137,4 +138,14 @@ TEST(HostileInput, LoraAlphaMustBeFiniteAndPositive) {
         << a;
   EXPECT_NO_THROW(check_lora_alpha(16.0f, "alpha"));
   EXPECT_NO_THROW(check_lora_alpha(kMaxLoraAlpha, "alpha"));
+}
+
+TEST(HostileInput, HashingALinkToADeviceIsRefusedNotEndless) {
+  TempDir dir;
+  std::filesystem::create_symlink("/dev/zero", dir / "model.safetensors");
+  EXPECT_TRUE(
+      contains(error_of([&] { sha256_file(dir / "model.safetensors"); }), "not a regular file"));
+  write_bytes(dir / "ok", "abc");
+  EXPECT_EQ(sha256_file(dir / "ok"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <stdexcept>
 #include <vector>
@@ -116,6 +117,12 @@ std::string sha256_hex(std::string_view data) {
 }
 
 std::string sha256_file(const std::string& path) {
+  // Regular files only (links followed): a FIFO would block and /dev/zero
+  // never end, so a checkpoint file replaced by either would hang a resume.
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
+    throw std::runtime_error("cannot hash " + path +
+                             ": not a regular file (a device, FIFO or directory)");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw std::runtime_error("cannot read " + path + ": " + std::strerror(errno));
   Sha256 h;

@@ -35,7 +35,8 @@ class Sha256 {
 
 /// Hex SHA-256 of a byte string.
 std::string sha256_hex(std::string_view data);
-/// Hex SHA-256 of a file's contents (streamed). Throws std::runtime_error naming the file.
+/// Hex SHA-256 of a regular file's contents (streamed). Throws std::runtime_error
+/// naming the file, also for a device, FIFO or directory (which would never end).
 std::string sha256_file(const std::string& path);
 
 }  // namespace bl
