@@ -138,14 +138,20 @@ using D = hn::ScalableTag<float>;
 using V = hn::Vec<D>;
 constexpr int64_t kN = HWY_LANES(float);
 
-// vec(i) on the whole vectors of [lo, hi), scalar(i) on the tail: chunks start
-// at multiples of kChunk, so which elements take the scalar formula depends
-// only on n, never on the thread count.
+// vec(i) on the whole vectors of [lo, hi), scalar(i) on the tail.
 template <class FV, class FS>
 HWY_INLINE void for_span(int64_t lo, int64_t hi, FV&& vec, FS&& scalar) {
   int64_t i = lo;
   for (; i + kN <= hi; i += kN) vec(i);
   for (; i < hi; ++i) scalar(i);
+}
+
+// for_span over [0, n) in parallel chunks. Chunks start at multiples of
+// kChunk, so which elements take the scalar formula depends only on n, never
+// on the thread count.
+template <class FV, class FS>
+void parallel_span(int64_t n, FV&& vec, FS&& scalar) {
+  parallel_range(n, [&](int64_t lo, int64_t hi) HWY_ATTR { for_span(lo, hi, vec, scalar); });
 }
 
 HWY_INLINE V exp_parts_v(V hi, V lo) {
@@ -297,26 +303,24 @@ struct Relu2Gate {
 template <class A, bool kGate, bool kUp>
 void glu_backward(int64_t n, const float* dy, const float* gate, const float* up, float* dgate,
                   float* dup) {
-  parallel_range(n, [&](int64_t lo, int64_t hi) HWY_ATTR {
-    for_span(
-        lo, hi,
-        [&](int64_t i) HWY_ATTR {
-          const D d;
-          V f, df;
-          A::vec(hn::LoadU(d, gate + i), f, df);
-          const V g = hn::LoadU(d, dy + i);
-          if constexpr (kGate)
-            hn::StoreU(hn::MulAdd(hn::Mul(g, hn::LoadU(d, up + i)), df, hn::LoadU(d, dgate + i)), d,
-                       dgate + i);
-          if constexpr (kUp) hn::StoreU(hn::MulAdd(g, f, hn::LoadU(d, dup + i)), d, dup + i);
-        },
-        [&](int64_t i) {
-          float f, df;
-          A::f_df(gate[i], f, df);
-          if constexpr (kGate) dgate[i] += dy[i] * up[i] * df;
-          if constexpr (kUp) dup[i] += dy[i] * f;
-        });
-  });
+  parallel_span(
+      n,
+      [&](int64_t i) HWY_ATTR {
+        const D d;
+        V f, df;
+        A::vec(hn::LoadU(d, gate + i), f, df);
+        const V g = hn::LoadU(d, dy + i);
+        if constexpr (kGate)
+          hn::StoreU(hn::MulAdd(hn::Mul(g, hn::LoadU(d, up + i)), df, hn::LoadU(d, dgate + i)), d,
+                     dgate + i);
+        if constexpr (kUp) hn::StoreU(hn::MulAdd(g, f, hn::LoadU(d, dup + i)), d, dup + i);
+      },
+      [&](int64_t i) {
+        float f, df;
+        A::f_df(gate[i], f, df);
+        if constexpr (kGate) dgate[i] += dy[i] * up[i] * df;
+        if constexpr (kUp) dup[i] += dy[i] * f;
+      });
 }
 
 template <class F>
@@ -338,49 +342,43 @@ void with_unary(int kind, F&& f) {
 void UnaryFwd(int kind, const float* x, int64_t n, float* y) {
   with_unary(kind, [&](auto a) HWY_ATTR {
     using A = decltype(a);
-    parallel_range(n, [&](int64_t lo, int64_t hi) HWY_ATTR {
-      for_span(
-          lo, hi,
-          [&](int64_t i) HWY_ATTR {
-            V f, df;
-            A::vec(hn::LoadU(D(), x + i), f, df);
-            hn::StoreU(f, D(), y + i);
-          },
-          [&](int64_t i) { y[i] = A::f(x[i]); });
-    });
+    parallel_span(
+        n,
+        [&](int64_t i) HWY_ATTR {
+          V f, df;
+          A::vec(hn::LoadU(D(), x + i), f, df);
+          hn::StoreU(f, D(), y + i);
+        },
+        [&](int64_t i) { y[i] = A::f(x[i]); });
   });
 }
 
 void UnaryBwd(int kind, const float* dy, const float* x, const float* y, int64_t n, float* dx) {
   with_unary(kind, [&](auto a) HWY_ATTR {
     using A = decltype(a);
-    parallel_range(n, [&](int64_t lo, int64_t hi) HWY_ATTR {
-      for_span(
-          lo, hi,
-          [&](int64_t i) HWY_ATTR {
-            const D d;
-            V f, df;
-            A::vec(hn::LoadU(d, x + i), f, df);
-            hn::StoreU(hn::MulAdd(hn::LoadU(d, dy + i), df, hn::LoadU(d, dx + i)), d, dx + i);
-          },
-          [&](int64_t i) { dx[i] += dy[i] * A::df(x[i], y[i]); });
-    });
+    parallel_span(
+        n,
+        [&](int64_t i) HWY_ATTR {
+          const D d;
+          V f, df;
+          A::vec(hn::LoadU(d, x + i), f, df);
+          hn::StoreU(hn::MulAdd(hn::LoadU(d, dy + i), df, hn::LoadU(d, dx + i)), d, dx + i);
+        },
+        [&](int64_t i) { dx[i] += dy[i] * A::df(x[i], y[i]); });
   });
 }
 
 void GluFwd(int kind, const float* gate, const float* up, int64_t n, float* y) {
   auto run = [&](auto a) HWY_ATTR {
     using A = decltype(a);
-    parallel_range(n, [&](int64_t lo, int64_t hi) HWY_ATTR {
-      for_span(
-          lo, hi,
-          [&](int64_t i) HWY_ATTR {
-            V f, df;
-            A::vec(hn::LoadU(D(), gate + i), f, df);
-            hn::StoreU(hn::Mul(f, hn::LoadU(D(), up + i)), D(), y + i);
-          },
-          [&](int64_t i) { y[i] = A::f(gate[i]) * up[i]; });
-    });
+    parallel_span(
+        n,
+        [&](int64_t i) HWY_ATTR {
+          V f, df;
+          A::vec(hn::LoadU(D(), gate + i), f, df);
+          hn::StoreU(hn::Mul(f, hn::LoadU(D(), up + i)), D(), y + i);
+        },
+        [&](int64_t i) { y[i] = A::f(gate[i]) * up[i]; });
   };
   if (kind == kSiluGate)
     run(SiluGate{});

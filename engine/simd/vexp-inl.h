@@ -9,21 +9,18 @@
 
 #include <hwy/highway.h>
 
+#include "ops/exp_taylor.h"
+
 HWY_BEFORE_NAMESPACE();
 namespace bl::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-/// e^r for |r| <= ln2 / 2 by its Taylor series to degree 7 (truncation < 6e-9
-/// relative), Horner: the same polynomial as ops/exp_taylor.h.
+/// e^r for |r| <= ln2 / 2: kExpTaylor7 by Horner's rule, as exp_taylor7.
 template <class D>
 HWY_INLINE hn::Vec<D> ExpTaylor7(D d, hn::Vec<D> r) {
-  auto p = hn::MulAdd(r, hn::Set(d, 1.0f / 5040.0f), hn::Set(d, 1.0f / 720.0f));
-  p = hn::MulAdd(p, r, hn::Set(d, 1.0f / 120.0f));
-  p = hn::MulAdd(p, r, hn::Set(d, 1.0f / 24.0f));
-  p = hn::MulAdd(p, r, hn::Set(d, 1.0f / 6.0f));
-  p = hn::MulAdd(p, r, hn::Set(d, 0.5f));
-  p = hn::MulAdd(p, r, hn::Set(d, 1.0f));
-  return hn::MulAdd(p, r, hn::Set(d, 1.0f));
+  auto p = hn::Set(d, kExpTaylor7[0]);
+  for (int i = 1; i < 8; ++i) p = hn::MulAdd(p, r, hn::Set(d, kExpTaylor7[i]));
+  return p;
 }
 
 /// exp(x) for x <= 88: x = k ln2 + r (k = round(x / ln2), r in two Cody-Waite
