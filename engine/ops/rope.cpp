@@ -1,13 +1,25 @@
-#include "ops/rope.h"
+// Rotary position embedding. The rotation loops are plain C++ that GCC
+// vectorises once per vector ISA (simd/targets.h); the op dispatches to the
+// CPU's best (or BLOCKLAB_ISA's).
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/rope.cpp"
+#include "simd/targets.h"
+// clang-format off: foreach_target.h must come before highway.h.
+#include <hwy/foreach_target.h>
+#include <hwy/highway.h>
+// clang-format on
 
 #include <algorithm>
 #include <cmath>
 
 #include "ops/check.h"
+#include "ops/rope.h"
+#include "simd/isa.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
 
-namespace bl {
+HWY_BEFORE_NAMESPACE();
+namespace bl::HWY_NAMESPACE {
 
 namespace {
 
@@ -44,6 +56,33 @@ void rotate_row(const float* in, float* out, const float* cs, const float* sn, i
 
 }  // namespace
 
+// Rotates `rows` rows of c = n_heads * head_dim floats (row r at position
+// r % t_len); backward (accumulate, sign -1) applies the inverse rotation.
+void RotateRows(const float* in, float* out, const float* cs, const float* sn, int64_t rows,
+                int64_t t_len, int64_t n_heads, int64_t head_dim, int64_t half, bool backward) {
+  const int64_t c = n_heads * head_dim;
+  parallel_for(
+      rows,
+      [&](int64_t r) HWY_ATTR {
+        const int64_t t = r % t_len;
+        if (backward)
+          rotate_row<true>(in + r * c, out + r * c, cs + t * half, sn + t * half, n_heads, head_dim,
+                           half, -1.0f);
+        else
+          rotate_row<false>(in + r * c, out + r * c, cs + t * half, sn + t * half, n_heads,
+                            head_dim, half, 1.0f);
+      },
+      std::max<int64_t>(1, 16384 / c));
+}
+
+}  // namespace bl::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace bl {
+
+HWY_EXPORT(RotateRows);
+
 Tensor rope(const Tensor& x, int64_t n_heads, float theta, int64_t pos_offset, int64_t rot_dim) {
   op_check(
       x.defined() && x.rank() >= 2, "rope",
@@ -77,17 +116,7 @@ Tensor rope(const Tensor& x, int64_t n_heads, float theta, int64_t pos_offset, i
     }
   }
 
-  const int64_t min_rows = std::max<int64_t>(1, 16384 / c);
-  const float* xd = x.data();
-  float* yd = y.data();
-  parallel_for(
-      rows,
-      [&](int64_t r) {
-        const int64_t t = r % t_len;
-        rotate_row<false>(xd + r * c, yd + r * c, cs + t * half, sn + t * half, n_heads, head_dim,
-                          half, 1.0f);
-      },
-      min_rows);
+  BL_DISPATCH(RotateRows)(x.data(), y.data(), cs, sn, rows, t_len, n_heads, head_dim, half, false);
 
   if (y.requires_grad()) {
     g.on_backward([=] {
@@ -95,17 +124,11 @@ Tensor rope(const Tensor& x, int64_t n_heads, float theta, int64_t pos_offset, i
       if (!dy) return;
       float* dx = current_graph().grad(x);
       // The rotation is orthogonal: its adjoint is the inverse rotation.
-      parallel_for(
-          rows,
-          [&](int64_t r) {
-            const int64_t t = r % t_len;
-            rotate_row<true>(dy + r * c, dx + r * c, cs + t * half, sn + t * half, n_heads,
-                             head_dim, half, -1.0f);
-          },
-          min_rows);
+      BL_DISPATCH(RotateRows)(dy, dx, cs, sn, rows, t_len, n_heads, head_dim, half, true);
     });
   }
   return y;
 }
 
 }  // namespace bl
+#endif  // HWY_ONCE
