@@ -3,17 +3,26 @@
 // Work is split into (batch, block of time steps) tasks; the weight gradient
 // is summed per task into its own partial and reduced in task order, so
 // results do not depend on the thread count.
-#include "ops/causal_conv1d.h"
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/causal_conv1d.cpp"
+#include "simd/targets.h"
+// clang-format off: foreach_target.h must come before highway.h.
+#include <hwy/foreach_target.h>
+#include <hwy/highway.h>
+// clang-format on
 
 #include <algorithm>
 #include <cstring>
 #include <string>
 
+#include "ops/causal_conv1d.h"
 #include "ops/check.h"
+#include "simd/isa.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
 
-namespace bl {
+HWY_BEFORE_NAMESPACE();
+namespace bl::HWY_NAMESPACE {
 
 namespace {
 
@@ -29,7 +38,7 @@ inline const float* input_row(const float* x, const float* prefix, int64_t b, in
 
 }  // namespace
 
-Tensor causal_conv1d(const Tensor& x, const Tensor& w, const float* prefix) {
+Tensor CausalConv1d(const Tensor& x, const Tensor& w, const float* prefix) {
   op_check(x.defined() && w.defined(), "causal_conv1d", "x and w must be defined");
   op_check(x.rank() == 3, "causal_conv1d", "x must be (B, T, C), got " + x.shape().str());
   op_check(w.rank() == 2 && w.dim(0) == x.dim(2) && w.dim(1) >= 1, "causal_conv1d",
@@ -122,7 +131,7 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& w, const float* prefix) {
   return y;
 }
 
-void causal_conv1d_advance(float* tail, const Tensor& x, int64_t kernel_size) {
+void CausalConv1dAdvance(float* tail, const Tensor& x, int64_t kernel_size) {
   const int64_t B = x.dim(0), T = x.dim(1), C = x.dim(2), L = kernel_size - 1;
   if (L <= 0 || T == 0) return;
   for (int64_t b = 0; b < B; ++b) {
@@ -135,4 +144,22 @@ void causal_conv1d_advance(float* tail, const Tensor& x, int64_t kernel_size) {
   }
 }
 
+}  // namespace bl::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace bl {
+
+HWY_EXPORT(CausalConv1d);
+HWY_EXPORT(CausalConv1dAdvance);
+
+Tensor causal_conv1d(const Tensor& x, const Tensor& w, const float* prefix) {
+  return BL_DISPATCH(CausalConv1d)(x, w, prefix);
+}
+
+void causal_conv1d_advance(float* tail, const Tensor& x, int64_t kernel_size) {
+  BL_DISPATCH(CausalConv1dAdvance)(tail, x, kernel_size);
+}
+
 }  // namespace bl
+#endif  // HWY_ONCE

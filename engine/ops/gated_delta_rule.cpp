@@ -16,7 +16,13 @@
 // Backward walks the chunks in reverse carrying dh, recomputes each chunk from
 // the state saved at its start, and differentiates the formulas above by hand;
 // dT is never formed: with X = T B, dA = -(Tᵀ dX) Xᵀ restricted to j < i.
-#include "ops/gated_delta_rule.h"
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/gated_delta_rule.cpp"
+#include "simd/targets.h"
+// clang-format off: foreach_target.h must come before highway.h.
+#include <hwy/foreach_target.h>
+#include <hwy/highway.h>
+// clang-format on
 
 #include <omp.h>
 
@@ -28,12 +34,15 @@
 #include <utility>
 
 #include "ops/check.h"
+#include "ops/gated_delta_rule.h"
+#include "simd/isa.h"
 #include "simd/span_ops.h"
 #include "tensor/gemm.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
 
-namespace bl {
+HWY_BEFORE_NAMESPACE();
+namespace bl::HWY_NAMESPACE {
 
 namespace {
 
@@ -190,8 +199,8 @@ void check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tenso
 
 }  // namespace
 
-Tensor gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
-                        const Tensor& beta, int64_t n_heads, float scale, int64_t chunk) {
+Tensor GatedDeltaRule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                      const Tensor& beta, int64_t n_heads, float scale, int64_t chunk) {
   check_inputs(q, k, v, g, beta, n_heads, "gated_delta_rule");
   op_check(chunk > 0, "gated_delta_rule", "chunk must be > 0, got " + std::to_string(chunk));
   const int64_t B = q.dim(0), T = q.dim(1), D = q.cols() / n_heads;
@@ -388,9 +397,8 @@ Tensor gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const
   return y;
 }
 
-Tensor gated_delta_rule_recurrent(const Tensor& q, const Tensor& k, const Tensor& v,
-                                  const Tensor& g, const Tensor& beta, int64_t n_heads, float scale,
-                                  float* state) {
+Tensor GatedDeltaRuleRecurrent(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                               const Tensor& beta, int64_t n_heads, float scale, float* state) {
   check_inputs(q, k, v, g, beta, n_heads, "gated_delta_rule_recurrent");
   Graph& gr = current_graph();
   op_check(!gr.needs_grad({q, k, v, g, beta}), "gated_delta_rule_recurrent",
@@ -439,7 +447,7 @@ Tensor gated_delta_rule_recurrent(const Tensor& q, const Tensor& k, const Tensor
   return y;
 }
 
-Tensor gated_delta_decay(const Tensor& a, const Tensor& a_log, const Tensor& dt_bias) {
+Tensor GatedDeltaDecay(const Tensor& a, const Tensor& a_log, const Tensor& dt_bias) {
   op_check(a.defined() && a_log.defined() && dt_bias.defined(), "gated_delta_decay",
            "a, A_log and dt_bias must be defined");
   const int64_t H = a.rank() > 0 ? a.cols() : 0;
@@ -486,4 +494,30 @@ Tensor gated_delta_decay(const Tensor& a, const Tensor& a_log, const Tensor& dt_
   return y;
 }
 
+}  // namespace bl::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace bl {
+
+HWY_EXPORT(GatedDeltaRule);
+HWY_EXPORT(GatedDeltaRuleRecurrent);
+HWY_EXPORT(GatedDeltaDecay);
+
+Tensor gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                        const Tensor& beta, int64_t n_heads, float scale, int64_t chunk) {
+  return BL_DISPATCH(GatedDeltaRule)(q, k, v, g, beta, n_heads, scale, chunk);
+}
+
+Tensor gated_delta_rule_recurrent(const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const Tensor& g, const Tensor& beta, int64_t n_heads, float scale,
+                                  float* state) {
+  return BL_DISPATCH(GatedDeltaRuleRecurrent)(q, k, v, g, beta, n_heads, scale, state);
+}
+
+Tensor gated_delta_decay(const Tensor& a, const Tensor& a_log, const Tensor& dt_bias) {
+  return BL_DISPATCH(GatedDeltaDecay)(a, a_log, dt_bias);
+}
+
 }  // namespace bl
+#endif  // HWY_ONCE

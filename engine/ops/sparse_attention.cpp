@@ -12,7 +12,13 @@
 //    those rows are gathered once into a contiguous block and the group's
 //    heads run as small matrix products over it, so only select_k * block
 //    keys per query are ever touched.
-#include "ops/sparse_attention.h"
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/sparse_attention.cpp"
+#include "simd/targets.h"
+// clang-format off: foreach_target.h must come before highway.h.
+#include <hwy/foreach_target.h>
+#include <hwy/highway.h>
+// clang-format on
 
 #include <omp.h>
 
@@ -22,11 +28,14 @@
 #include <cstring>
 
 #include "ops/check.h"
+#include "ops/sparse_attention.h"
+#include "simd/isa.h"
 #include "tensor/gemm.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
 
-namespace bl {
+HWY_BEFORE_NAMESPACE();
+namespace bl::HWY_NAMESPACE {
 
 namespace {
 
@@ -126,7 +135,7 @@ void scatter_selected(float* dk, float* dv, int64_t ld, int64_t d, const int32_t
 
 // ---------------------------------------------------------------- pooling
 
-Tensor block_mean_pool(const Tensor& x, int64_t block) {
+Tensor BlockMeanPool(const Tensor& x, int64_t block) {
   op_check(x.defined() && x.rank() == 3, "block_mean_pool",
            "x must be (B, T, W), got " + (x.defined() ? x.shape().str() : "undefined"));
   op_check(block > 0, "block_mean_pool", "block must be > 0");
@@ -166,9 +175,9 @@ Tensor block_mean_pool(const Tensor& x, int64_t block) {
 
 // ---------------------------------------------------------------- compressed
 
-Tensor compressed_attention(const Tensor& q, const Tensor& kc, const Tensor& vc, int64_t n_heads,
-                            int64_t n_kv_heads, float scale, int64_t block, int64_t q_offset,
-                            int64_t select_k, int32_t* selected) {
+Tensor CompressedAttention(const Tensor& q, const Tensor& kc, const Tensor& vc, int64_t n_heads,
+                           int64_t n_kv_heads, float scale, int64_t block, int64_t q_offset,
+                           int64_t select_k, int32_t* selected) {
   const Heads gm = check_heads("compressed_attention", q, kc, vc, n_heads, n_kv_heads);
   op_check(block > 0 && q_offset >= 0, "compressed_attention",
            "block must be > 0 and q_offset >= 0");
@@ -288,9 +297,9 @@ Tensor compressed_attention(const Tensor& q, const Tensor& kc, const Tensor& vc,
 
 // ---------------------------------------------------------------- selected
 
-Tensor selected_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_heads,
-                          int64_t n_kv_heads, float scale, int64_t block, const int32_t* selected,
-                          int64_t select_k) {
+Tensor SelectedAttention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_heads,
+                         int64_t n_kv_heads, float scale, int64_t block, const int32_t* selected,
+                         int64_t select_k) {
   const Heads gm = check_heads("selected_attention", q, k, v, n_heads, n_kv_heads);
   op_check(block > 0 && select_k > 0 && selected, "selected_attention",
            "block and select_k must be > 0 and the selection given");
@@ -394,4 +403,33 @@ Tensor selected_attention(const Tensor& q, const Tensor& k, const Tensor& v, int
   return y;
 }
 
+}  // namespace bl::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace bl {
+
+HWY_EXPORT(BlockMeanPool);
+HWY_EXPORT(CompressedAttention);
+HWY_EXPORT(SelectedAttention);
+
+Tensor block_mean_pool(const Tensor& x, int64_t block) {
+  return BL_DISPATCH(BlockMeanPool)(x, block);
+}
+
+Tensor compressed_attention(const Tensor& q, const Tensor& kc, const Tensor& vc, int64_t n_heads,
+                            int64_t n_kv_heads, float scale, int64_t block, int64_t q_offset,
+                            int64_t select_k, int32_t* selected) {
+  return BL_DISPATCH(CompressedAttention)(q, kc, vc, n_heads, n_kv_heads, scale, block, q_offset,
+                                          select_k, selected);
+}
+
+Tensor selected_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t n_heads,
+                          int64_t n_kv_heads, float scale, int64_t block, const int32_t* selected,
+                          int64_t select_k) {
+  return BL_DISPATCH(SelectedAttention)(q, k, v, n_heads, n_kv_heads, scale, block, selected,
+                                        select_k);
+}
+
 }  // namespace bl
+#endif  // HWY_ONCE

@@ -1,4 +1,10 @@
-#include "ops/ssd.h"
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/ssd.cpp"
+#include "simd/targets.h"
+// clang-format off: foreach_target.h must come before highway.h.
+#include <hwy/foreach_target.h>
+#include <hwy/highway.h>
+// clang-format on
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -7,12 +13,15 @@
 #include <string>
 
 #include "ops/check.h"
+#include "ops/ssd.h"
+#include "simd/isa.h"
 #include "simd/span_ops.h"
 #include "tensor/gemm.h"
 #include "tensor/graph.h"
 #include "tensor/parallel.h"
 
-namespace bl {
+HWY_BEFORE_NAMESPACE();
+namespace bl::HWY_NAMESPACE {
 
 namespace {
 
@@ -252,8 +261,8 @@ void ssd_backward(const Tensor& x, const Tensor& w, const Tensor& a, const Tenso
 
 }  // namespace
 
-Tensor ssd_chunked(const Tensor& x, const Tensor& w, const Tensor& a, const Tensor& B,
-                   const Tensor& C, const Tensor& D, const SsdShape& shape) {
+Tensor SsdChunked(const Tensor& x, const Tensor& w, const Tensor& a, const Tensor& B,
+                  const Tensor& C, const Tensor& D, const SsdShape& shape) {
   const Dims d = check_dims("ssd_chunked", x, w, a, B, C, D, shape);
   Graph& g = current_graph();
   Tensor y = g.empty(x.shape(), g.needs_grad({x, w, a, B, C, D}));
@@ -330,8 +339,8 @@ Tensor ssd_chunked(const Tensor& x, const Tensor& w, const Tensor& a, const Tens
   return y;
 }
 
-Tensor ssd_recurrent(const Tensor& x, const Tensor& w, const Tensor& a, const Tensor& B,
-                     const Tensor& C, const Tensor& D, const SsdShape& shape, float* state) {
+Tensor SsdRecurrent(const Tensor& x, const Tensor& w, const Tensor& a, const Tensor& B,
+                    const Tensor& C, const Tensor& D, const SsdShape& shape, float* state) {
   const Dims d = check_dims("ssd_recurrent", x, w, a, B, C, D, shape);
   Graph& g = current_graph();
   op_check(!g.needs_grad({x, w, a, B, C, D}), "ssd_recurrent",
@@ -378,4 +387,24 @@ Tensor ssd_recurrent(const Tensor& x, const Tensor& w, const Tensor& a, const Te
   return y;
 }
 
+}  // namespace bl::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace bl {
+
+HWY_EXPORT(SsdChunked);
+HWY_EXPORT(SsdRecurrent);
+
+Tensor ssd_chunked(const Tensor& x, const Tensor& w, const Tensor& a, const Tensor& B,
+                   const Tensor& C, const Tensor& D, const SsdShape& shape) {
+  return BL_DISPATCH(SsdChunked)(x, w, a, B, C, D, shape);
+}
+
+Tensor ssd_recurrent(const Tensor& x, const Tensor& w, const Tensor& a, const Tensor& B,
+                     const Tensor& C, const Tensor& D, const SsdShape& shape, float* state) {
+  return BL_DISPATCH(SsdRecurrent)(x, w, a, B, C, D, shape, state);
+}
+
 }  // namespace bl
+#endif  // HWY_ONCE
