@@ -1,6 +1,10 @@
 // Every built-in component, registered by name in one place.
 #include "core/components.h"
 
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
 #include "core/attention/chunked_gqa.h"
 #include "core/attention/gated_deltanet.h"
 #include "core/attention/gated_gqa.h"
@@ -156,6 +160,23 @@ Tensor Attention::forward_add(const Tensor& x, PositionEncoding& pos, LayerState
 
 Tensor FeedForward::forward_add(const Tensor& x, const Tensor& residual) {
   return add(residual, forward(x));
+}
+
+void LayerState::select_rows(const std::vector<int64_t>& rows) {
+  for (int64_t r : rows)
+    if (r < 0 || r >= batch)
+      throw std::out_of_range("[decoding state] row " + std::to_string(r) + " of a batch of " +
+                              std::to_string(batch));
+  for (Buffer* b : batch_buffers()) {
+    if (b->size() == 0) continue;  // a feature this configuration does not use
+    const int64_t per = b->size() / batch;
+    Buffer out(per * int64_t(rows.size()));
+    for (size_t i = 0; i < rows.size(); ++i)
+      std::memcpy(out.data() + int64_t(i) * per, b->data() + rows[i] * per,
+                  sizeof(float) * size_t(per));
+    *b = std::move(out);
+  }
+  batch = int64_t(rows.size());
 }
 
 }  // namespace bl

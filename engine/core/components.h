@@ -4,9 +4,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "core/module.h"
 #include "core/registry.h"
+#include "tensor/parameter.h"
 #include "tensor/tensor.h"
 
 namespace bl {
@@ -18,6 +20,25 @@ struct BlockConfig;
 struct LayerState {
   virtual ~LayerState() = default;
   int64_t length = 0;  // tokens already consumed (the absolute position of the next token)
+  int64_t batch = 0;   // sequences held
+
+  /// A deep copy: speculative decoding rolls back to it.
+  virtual std::unique_ptr<LayerState> clone() const { return std::make_unique<LayerState>(*this); }
+  /// Keeps the sequences `rows` (indices into the current batch, repeats
+  /// allowed), in that order: beam search's reorder. The batch becomes rows.size().
+  void select_rows(const std::vector<int64_t>& rows);
+
+ protected:
+  /// Buffers laid out (batch, ...): select_rows gathers their rows.
+  virtual std::vector<Buffer*> batch_buffers() { return {}; }
+};
+
+/// clone() for a state type S by its copy constructor.
+template <class S>
+struct CloneableState : LayerState {
+  std::unique_ptr<LayerState> clone() const override {
+    return std::make_unique<S>(static_cast<const S&>(*this));
+  }
 };
 
 class PositionEncoding;

@@ -10,8 +10,7 @@
 namespace bl {
 
 int32_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& opt, Rng& rng) {
-  if (opt.temperature <= 0.0f)
-    return int32_t(std::max_element(logits, logits + vocab) - logits);
+  if (opt.temperature <= 0.0f) return int32_t(std::max_element(logits, logits + vocab) - logits);
   std::vector<int32_t> ids(static_cast<size_t>(vocab));
   std::iota(ids.begin(), ids.end(), 0);
   std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
@@ -20,7 +19,8 @@ int32_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& 
   std::vector<double> p(static_cast<size_t>(keep));
   const double top = double(logits[ids[0]]);
   double z = 0;
-  for (int64_t i = 0; i < keep; ++i) z += p[size_t(i)] = std::exp((double(logits[ids[size_t(i)]]) - top) / opt.temperature);
+  for (int64_t i = 0; i < keep; ++i)
+    z += p[size_t(i)] = std::exp((double(logits[ids[size_t(i)]]) - top) / opt.temperature);
   if (opt.top_p < 1.0f) {
     // Smallest prefix whose mass reaches top_p (at least one token).
     double mass = 0;
@@ -40,6 +40,30 @@ int32_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& 
     if (u <= 0) return ids[size_t(i)];
   }
   return ids[size_t(keep - 1)];
+}
+
+void apply_repetition_penalty(float* logits, int64_t vocab, const std::vector<int32_t>& context,
+                              float penalty) {
+  if (penalty == 1.0f) return;
+  if (!(penalty > 0.0f) || !std::isfinite(penalty))
+    throw std::invalid_argument("[generate] repetition_penalty must be finite and > 0");
+  std::vector<char> seen(size_t(vocab), 0);
+  for (int32_t id : context)
+    if (id >= 0 && id < vocab && !seen[size_t(id)]) {
+      seen[size_t(id)] = 1;
+      float& l = logits[id];
+      l = l > 0.0f ? l / penalty : l * penalty;
+    }
+}
+
+std::vector<double> log_softmax(const float* logits, int64_t vocab) {
+  std::vector<double> out(static_cast<size_t>(vocab));
+  const double top = double(*std::max_element(logits, logits + vocab));
+  double z = 0;
+  for (int64_t i = 0; i < vocab; ++i) z += std::exp(double(logits[i]) - top);
+  const double lz = top + std::log(z);
+  for (int64_t i = 0; i < vocab; ++i) out[size_t(i)] = double(logits[i]) - lz;
+  return out;
 }
 
 std::vector<int32_t> generate(LanguageModel& model, const std::vector<int32_t>& prompt,
@@ -67,7 +91,9 @@ std::vector<int32_t> generate(LanguageModel& model, const std::vector<int32_t>& 
       logits = model.forward(t);
     }
     const int64_t last = logits.dim(1) - 1;
-    int32_t next = sample_token(logits.data() + last * vocab, vocab, opt, rng);
+    float* row = logits.data() + last * vocab;
+    apply_repetition_penalty(row, vocab, context, opt.repetition_penalty);
+    int32_t next = sample_token(row, vocab, opt, rng);
     g.clear();
     out.push_back(next);
     context.push_back(next);
@@ -105,8 +131,13 @@ std::vector<std::vector<int32_t>> generate_batch(LanguageModel& model,
     Tensor logits = model.forward(Tokens{ids.data(), Shape{B, len}}, &state);
     std::vector<int32_t> next(static_cast<size_t>(B));
     for (int64_t b = 0; b < B; ++b) {
-      next[size_t(b)] =
-          sample_token(logits.data() + ((b + 1) * len - 1) * vocab, vocab, opt, rngs[size_t(b)]);
+      float* row = logits.data() + ((b + 1) * len - 1) * vocab;
+      if (opt.repetition_penalty != 1.0f) {
+        std::vector<int32_t> seen = prompts[size_t(b)];
+        seen.insert(seen.end(), out[size_t(b)].begin(), out[size_t(b)].end());
+        apply_repetition_penalty(row, vocab, seen, opt.repetition_penalty);
+      }
+      next[size_t(b)] = sample_token(row, vocab, opt, rngs[size_t(b)]);
       out[size_t(b)].push_back(next[size_t(b)]);
     }
     g.clear();

@@ -16,7 +16,18 @@ struct SamplingOptions {
   int64_t top_k = 0;         // 0 = off
   float top_p = 1.0f;        // nucleus; 1 = off
   int64_t max_new_tokens = 200;
+  /// CTRL-style penalty on every token already in the context (prompt and
+  /// output): a positive logit is divided by it, a negative one multiplied.
+  /// 1 = off; > 1 discourages repeats.
+  float repetition_penalty = 1.0f;
 };
+
+/// Applies opt.repetition_penalty in place to logits (V floats) for the ids in context.
+void apply_repetition_penalty(float* logits, int64_t vocab, const std::vector<int32_t>& context,
+                              float penalty);
+
+/// log softmax of one row of logits, in double.
+std::vector<double> log_softmax(const float* logits, int64_t vocab);
 
 /// Draws one token id from logits (V floats) under the options.
 int32_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& opt, Rng& rng);

@@ -21,6 +21,22 @@ void Buffer::resize(int64_t n) {
   p_.reset(p);
 }
 
+Buffer::Buffer(const Buffer& o) {
+  *this = o;
+}
+
+Buffer& Buffer::operator=(const Buffer& o) {
+  if (this == &o) return *this;
+  if (!o.p_) {
+    p_.reset();
+    n_ = 0;
+    return *this;
+  }
+  resize(o.n_);
+  std::memcpy(p_.get(), o.p_.get(), sizeof(float) * size_t(o.n_));
+  return *this;
+}
+
 namespace {
 thread_local bool meta_parameters = false;
 thread_local int current_replica = 0;

@@ -16,6 +16,11 @@ class Buffer {
  public:
   Buffer() = default;
   explicit Buffer(int64_t n) { resize(n); }
+  // Deep copies: decoding states are cloned (speculative decoding's rollback).
+  Buffer(const Buffer& o);
+  Buffer& operator=(const Buffer& o);
+  Buffer(Buffer&&) noexcept = default;
+  Buffer& operator=(Buffer&&) noexcept = default;
   void resize(int64_t n);  // zero-filled
   float* data() const { return p_.get(); }
   int64_t size() const { return n_; }

@@ -28,10 +28,12 @@ namespace bl {
 
 /// Recurrent decoding state: S per (batch, head) and the last
 /// conv_kernel_size - 1 pre-conv q, k, v rows when the short conv is on.
-struct GatedDeltaNetState : LayerState {
-  int64_t batch = 0;
+struct GatedDeltaNetState : CloneableState<GatedDeltaNetState> {
   Buffer s;                       // (batch, n_heads, head_dim, head_dim), Sᵀ per head
   Buffer q_tail, k_tail, v_tail;  // (batch, conv_kernel_size - 1, n_heads * head_dim)
+
+ protected:
+  std::vector<Buffer*> batch_buffers() override { return {&s, &q_tail, &k_tail, &v_tail}; }
 };
 
 class GatedDeltaNet : public Attention {

@@ -11,9 +11,12 @@
 namespace bl {
 
 /// KV cache: keys and values of every consumed position.
-struct KVCacheState : LayerState {
-  int64_t batch = 0, max_len = 0, width = 0;  // width = n_kv_heads * head_dim
-  Buffer k, v;                                // (batch, max_len, width)
+struct KVCacheState : CloneableState<KVCacheState> {
+  int64_t max_len = 0, width = 0;  // width = n_kv_heads * head_dim
+  Buffer k, v;                     // (batch, max_len, width)
+
+ protected:
+  std::vector<Buffer*> batch_buffers() override { return {&k, &v}; }
 };
 
 class GQA : public Attention {

@@ -9,10 +9,13 @@ namespace bl {
 
 /// Bounded KV cache: the keys and values of positions [length - rows, length),
 /// at most `capacity` rows per sequence, oldest first.
-struct LocalKVCacheState : LayerState {
-  int64_t batch = 0, capacity = 0, width = 0;  // width = n_kv_heads * head_dim
+struct LocalKVCacheState : CloneableState<LocalKVCacheState> {
+  int64_t capacity = 0, width = 0;  // width = n_kv_heads * head_dim
   int64_t rows = 0;
   Buffer k, v;  // (batch, capacity, width)
+
+ protected:
+  std::vector<Buffer*> batch_buffers() override { return {&k, &v}; }
 };
 
 class LocalGQA : public GQA {

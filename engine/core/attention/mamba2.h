@@ -18,13 +18,15 @@
 namespace bl {
 
 /// Recurrent decoding state of mamba2 / mamba3.
-struct MambaState : LayerState {
-  int64_t batch = 0;
+struct MambaState : CloneableState<MambaState> {
   Buffer ssm;     // (batch, H, P, N)
   Buffer conv;    // (batch, K-1, conv channels): the last K-1 conv inputs
   Buffer x_prev;  // mamba3 trapezoidal: (batch, inner) last SSM input
   Buffer b_prev;  // mamba3 trapezoidal: (batch, width of B) last (normed, rotated) B
   Buffer phase;   // mamba3 complex A: (batch, H, N/2) cumulative rotation angles
+
+ protected:
+  std::vector<Buffer*> batch_buffers() override { return {&ssm, &conv, &x_prev, &b_prev, &phase}; }
 };
 
 class Mamba2 : public Attention {

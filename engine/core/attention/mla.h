@@ -28,9 +28,12 @@
 namespace bl {
 
 /// Per position: [k_rope (rope_dim) | c_kv (kv_lora_rank)], nothing else.
-struct MLACacheState : LayerState {
-  int64_t batch = 0, max_len = 0, width = 0;  // width = rope_dim + kv_lora_rank
-  Buffer rows;                                // (batch, max_len, width)
+struct MLACacheState : CloneableState<MLACacheState> {
+  int64_t max_len = 0, width = 0;  // width = rope_dim + kv_lora_rank
+  Buffer rows;                     // (batch, max_len, width)
+
+ protected:
+  std::vector<Buffer*> batch_buffers() override { return {&rows}; }
 };
 
 class MLA : public Attention {

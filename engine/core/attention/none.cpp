@@ -11,8 +11,10 @@ Tensor NoAttention::forward(const Tensor& x, PositionEncoding&, LayerState* stat
   return current_graph().zeros(x.shape());
 }
 
-std::unique_ptr<LayerState> NoAttention::make_state(int64_t, int64_t) const {
-  return std::make_unique<LayerState>();
+std::unique_ptr<LayerState> NoAttention::make_state(int64_t batch, int64_t) const {
+  auto s = std::make_unique<LayerState>();
+  s->batch = batch;
+  return s;
 }
 
 }  // namespace bl
