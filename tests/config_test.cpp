@@ -105,8 +105,9 @@ TEST(BlockConfig, DefaultsMatchLmxlab) {
   EXPECT_EQ(b.moe_aux_loss_coef, 0.01);
   EXPECT_EQ(b.moe_z_loss_coef, 0.001);
   EXPECT_EQ(b.moe_bias_update_rate, 1e-3);
-  // 46 fields, all serialised except the 15 unset optionals.
-  EXPECT_EQ(json(b).size(), 46u - 15u);
+  EXPECT_FALSE(b.sinusoidal_vaswani);  // MLX's sinusoidal table, as lmxlab
+  // 47 fields, all serialised except the 15 unset optionals.
+  EXPECT_EQ(json(b).size(), 47u - 15u);
 }
 
 TEST(BlockConfig, Helpers) {
@@ -200,6 +201,7 @@ TEST(ConfigJson, RoundTripAllFieldsSet) {
   b.rope_theta = 500000.0;
   b.mup = true;
   b.qk_norm = true;
+  b.sinusoidal_vaswani = true;
   m.mup_base_width = 32;
   m.mtp_n_predict = 2;
   m.mtp_lambda = 0.3;
@@ -207,7 +209,7 @@ TEST(ConfigJson, RoundTripAllFieldsSet) {
   m.hybrid_pattern = "M*";
   m.tie_embeddings = false;
   EXPECT_EQ(model_config_from_json(model_config_to_json(m)), m);
-  EXPECT_EQ(json(m)["block"].size(), 46u);  // nothing unset
+  EXPECT_EQ(json(m)["block"].size(), 47u);  // nothing unset
 }
 
 TEST(ConfigJson, OmitsNulls) {
@@ -296,7 +298,7 @@ TEST(ConfigJson, SavedFileKeepsDeclarationOrder) {
 }
 
 TEST(ConfigJson, FieldNameLists) {
-  EXPECT_EQ(block_config_field_names().size(), 46u);
+  EXPECT_EQ(block_config_field_names().size(), 47u);
   ModelConfig m = valid_config();
   m.name = "x";
   m.mup_base_width = 8;

@@ -21,5 +21,22 @@ TEST(Learning, GptTinyReachesReferenceValLoss) {
   EXPECT_GE(val, 1.0);  // far below the reference would mean a leak between splits
 }
 
+// Position "sinusoidal" follows MLX's SinusoidalPositionalEncoding (lmxlab's
+// recipe): it learns nearly as fast as learned positions. Measured on this
+// VM (seed 1337, 150 steps): learned 2.456, sinusoidal 2.595, the Vaswani
+// unit-amplitude table 3.346 (position swamps token embeddings at std 0.02).
+TEST(Learning, SinusoidalPositionsTrainNearLearnedOnes) {
+  auto val_after_150 = [](const std::string& set) {
+    auto r = test::run_cli(
+        "train --preset gpt-tiny --steps 150 --seed 1337 --json --quiet --set " + set, false);
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    return nlohmann::json::parse(r.last_line())["val_loss"].get<double>();
+  };
+  const double learned = val_after_150("model.block.position=learned");
+  const double sinusoidal = val_after_150("model.block.position=sinusoidal");
+  std::printf("150 steps: val learned %.4f sinusoidal %.4f\n", learned, sinusoidal);
+  EXPECT_LE(sinusoidal, learned + 0.25);
+}
+
 }  // namespace
 }  // namespace bl

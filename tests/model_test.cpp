@@ -10,6 +10,7 @@
 #include "component_checks.h"
 #include "core/block.h"
 #include "core/config.h"
+#include "core/position/sinusoidal.h"
 #include "core/presets.h"
 #include "gradcheck.h"
 #include "tensor/graph.h"
@@ -168,6 +169,57 @@ TEST(Model, UnknownComponentListsKnownNames) {
     EXPECT_NE(msg.find("gqa"), std::string::npos) << msg;
     EXPECT_NE(msg.find("mha"), std::string::npos) << msg;
   }
+}
+
+}  // namespace
+}  // namespace bl
+
+namespace bl {
+namespace {
+
+// The sinusoidal table, embedded into zeros, against its formulas written out here.
+std::vector<float> sinusoidal_table(bool vaswani, int64_t d, int64_t T) {
+  BlockConfig b;
+  b.d_model = d;
+  b.max_seq_len = T;
+  b.sinusoidal_vaswani = vaswani;
+  SinusoidalPosition pos(b);
+  NoGradGuard ng;
+  Tensor x = current_graph().zeros(Shape{1, T, d});
+  Tensor y = pos.embed(x, 0);
+  std::vector<float> out(y.data(), y.data() + y.numel());
+  current_graph().clear();
+  return out;
+}
+
+TEST(SinusoidalPosition, DefaultIsMlxFullTurnsScaledByRootTwoOverD) {
+  const int64_t d = 8, T = 5, h = 4;
+  const auto t = sinusoidal_table(false, d, T);
+  for (int64_t p = 0; p < T; ++p) {
+    double sq = 0;
+    for (int64_t i = 0; i < h; ++i) {
+      // MLX: sigmas = exp(one_zero * (log 1 - log 1e-4) + log 1e-4) * 2 pi, one_zero = 1 - i/(h-1)
+      const double one_zero = 1.0 - double(i) / double(h - 1);
+      const double sigma = std::exp(one_zero * (0.0 - std::log(1e-4)) + std::log(1e-4)) * 2 * M_PI;
+      EXPECT_NEAR(t[size_t(p * d + i)], std::sqrt(2.0 / d) * std::sin(p * sigma), 1e-6);
+      EXPECT_NEAR(t[size_t(p * d + h + i)], std::sqrt(2.0 / d) * std::cos(p * sigma), 1e-6);
+    }
+    for (int64_t j = 0; j < d; ++j) sq += double(t[size_t(p * d + j)]) * t[size_t(p * d + j)];
+    EXPECT_NEAR(std::sqrt(sq / d), 1.0 / std::sqrt(double(d)), 1e-6);  // row RMS 1/sqrt(d)
+  }
+  const auto v = sinusoidal_table(true, d, T);
+  EXPECT_NEAR(v[size_t(3 * d + 2)], std::sin(3 / std::pow(10000.0, 2.0 / d)), 1e-6);
+  EXPECT_NEAR(v[size_t(3 * d + 3)], std::cos(3 / std::pow(10000.0, 2.0 / d)), 1e-6);
+}
+
+TEST(SinusoidalPosition, ModelJsonWithoutTheKeyFromOlderCheckpointsMeansVaswani) {
+  ModelConfig m;
+  nlohmann::json j = model_config_to_json(m);
+  EXPECT_EQ(j["block"]["sinusoidal_vaswani"], false);  // every writer spells it out
+  j["block"].erase("sinusoidal_vaswani");
+  EXPECT_FALSE(model_config_from_json(j).block.sinusoidal_vaswani);  // a user's config: MLX
+  upgrade_legacy_model_json(j);                                      // an older checkpoint's
+  EXPECT_TRUE(model_config_from_json(j).block.sinusoidal_vaswani);
 }
 
 }  // namespace

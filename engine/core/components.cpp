@@ -107,7 +107,8 @@ void register_norm(Registry<Norm>& r) {
 }
 void register_position(Registry<PositionEncoding>& r) {
   r.add("sinusoidal", make<SinusoidalPosition, PositionEncoding>(),
-        "fixed sin/cos, added to embeddings");
+        "fixed sin/cos added to embeddings (MLX/lmxlab scale; sinusoidal_vaswani: unit table)",
+        {"sinusoidal_vaswani"});
   r.add("learned", make<LearnedPosition, PositionEncoding>(), "learned absolute (GPT-2 wpe)");
   r.add("rope", make<RoPE, PositionEncoding>(), "rotary on q and k (rope_theta)", {"rope_theta"});
   r.add("alibi", make<ALiBi, PositionEncoding>(), "linear distance bias per head");

@@ -35,6 +35,7 @@ void visit_fields(B& b, F&& f) {
   f("dropout", b.dropout);
   f("norm_eps", b.norm_eps);
   f("rope_theta", b.rope_theta);
+  f("sinusoidal_vaswani", b.sinusoidal_vaswani);
   f("max_seq_len", b.max_seq_len);
   f("pre_norm", b.pre_norm);
   f("window_size", b.window_size);
@@ -417,6 +418,12 @@ void from_json(const nlohmann::json& j, ModelConfig& m) {
   std::vector<std::string> errors;
   read_model_config(j, "", m, errors);
   throw_if(errors);
+}
+
+void upgrade_legacy_model_json(nlohmann::json& model) {
+  if (model.is_object() && model.contains("block") && model["block"].is_object() &&
+      !model["block"].contains("sinusoidal_vaswani"))
+    model["block"]["sinusoidal_vaswani"] = true;
 }
 
 ModelConfig model_config_from_json(const nlohmann::json& j) {

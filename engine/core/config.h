@@ -38,6 +38,11 @@ struct BlockConfig {
   double dropout = 0.0;
   double norm_eps = 1e-5;
   double rope_theta = 10000.0;
+  // Position "sinusoidal": false (default) = MLX's SinusoidalPositionalEncoding
+  // as lmxlab uses it (scale sqrt(2/d), frequencies 2pi * [1 ... 1e-4], sin
+  // half then cos half); true = Vaswani et al.'s interleaved table at unit
+  // amplitude, which swamps embeddings initialised at std 0.02.
+  bool sinusoidal_vaswani = false;
   int64_t max_seq_len = 2048;
   bool pre_norm = true;  // false = post-norm
   // Sliding-window attention: attend to the last window_size tokens (incl. self).
@@ -167,6 +172,10 @@ void write_json_file(const std::string& path, const nlohmann::ordered_json& j);
 
 /// JSON keys of a BlockConfig, in declaration order.
 std::vector<std::string> block_config_field_names();
+/// Model JSON written before "sinusoidal_vaswani" existed (every writer since
+/// spells out every block field) meant the Vaswani table: sets it where absent.
+void upgrade_legacy_model_json(nlohmann::json& model);
+
 /// JSON keys of a ModelConfig (top level), in declaration order.
 std::vector<std::string> model_config_field_names();
 

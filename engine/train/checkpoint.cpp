@@ -312,7 +312,9 @@ CheckpointInfo read_checkpoint_info(const std::string& dir) {
                                   std::to_string(kCheckpointVersion) + ")");
     for (const char* key : {"model", "train", "tokenizer", "step"})
       if (!j.contains(key)) throw std::invalid_argument(std::string("missing \"") + key + "\"");
-    c.model = model_config_from_json(j.at("model"));
+    nlohmann::json model = j.at("model");
+    upgrade_legacy_model_json(model);
+    c.model = model_config_from_json(model);
     c.train = train_config_from_json(j.at("train"));
     c.tokenizer = j.at("tokenizer");
     c.step = j.at("step").get<int64_t>();

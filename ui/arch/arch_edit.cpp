@@ -177,6 +177,8 @@ std::vector<BlockField> make_fields() {
       {"norm_eps", "eps", Kind::kDouble, S::kNorm, 1e-12, 1, always, BL_DBL(norm_eps)},
       {"rope_theta", "rope θ", Kind::kDouble, S::kPosition, 1, 1e9, uses("rope_theta"),
        BL_DBL(rope_theta)},
+      {"sinusoidal_vaswani", "Vaswani table", Kind::kBool, S::kPosition, 0, 1,
+       uses("sinusoidal_vaswani"), BL_BOOL(sinusoidal_vaswani)},
       // Model-wide in the composer (shown in the model form, never per layer).
       {"max_seq_len", "max_seq_len", Kind::kInt, S::kPosition, 1, big, always, BL_INT(max_seq_len)},
       {"bias", "bias", Kind::kBool, S::kAttention, 0, 1, always, BL_BOOL(bias)},

@@ -12,12 +12,25 @@ namespace bl {
 SinusoidalPosition::SinusoidalPosition(const BlockConfig& c)
     : max_len_(c.max_seq_len), dim_(c.d_model), table_(c.max_seq_len * c.d_model) {
   float* t = table_.data();
-  for (int64_t p = 0; p < max_len_; ++p)
-    for (int64_t i = 0; i < dim_; i += 2) {
-      double angle = double(p) / std::pow(10000.0, double(i) / double(dim_));
-      t[p * dim_ + i] = float(std::sin(angle));
-      if (i + 1 < dim_) t[p * dim_ + i + 1] = float(std::cos(angle));
+  if (c.sinusoidal_vaswani) {
+    for (int64_t p = 0; p < max_len_; ++p)
+      for (int64_t i = 0; i < dim_; i += 2) {
+        double angle = double(p) / std::pow(10000.0, double(i) / double(dim_));
+        t[p * dim_ + i] = float(std::sin(angle));
+        if (i + 1 < dim_) t[p * dim_ + i + 1] = float(std::cos(angle));
+      }
+    return;
+  }
+  const int64_t half = dim_ / 2;  // an odd width leaves its last column 0
+  const double scale = std::sqrt(2.0 / double(dim_));
+  for (int64_t i = 0; i < half; ++i) {
+    const double frac = half > 1 ? double(i) / double(half - 1) : 0.0;
+    const double freq = 2.0 * M_PI * std::exp(frac * std::log(1e-4));
+    for (int64_t p = 0; p < max_len_; ++p) {
+      t[p * dim_ + i] = float(scale * std::sin(double(p) * freq));
+      t[p * dim_ + half + i] = float(scale * std::cos(double(p) * freq));
     }
+  }
 }
 
 Tensor SinusoidalPosition::embed(const Tensor& x, int64_t offset) {
