@@ -271,18 +271,6 @@ CheckpointRecord checkpoint_to_resume(ExperimentStore& store, const RunRecord& r
   return *ck;
 }
 
-void check_dataset_file(const std::string& path) {
-  std::error_code ec;
-  const fs::file_status st = fs::status(path, ec);
-  if (ec || !fs::exists(st)) throw std::runtime_error("[dataset] text file not found: " + path);
-  if (fs::is_directory(st))
-    throw std::runtime_error("[dataset] " + path + " is a directory, not a text file");
-  if (!fs::is_regular_file(st))
-    throw std::runtime_error("[dataset] " + path +
-                             " is not a regular file (a FIFO or device); only regular files are "
-                             "read");
-}
-
 RunPlan plan_run(const RunSpec& spec, ExperimentStore* store) {
   RunPlan plan;
   plan.kind = spec.kind;
@@ -329,7 +317,7 @@ RunPlan plan_run(const RunSpec& spec, ExperimentStore* store) {
     plan.preset.train.checkpoint_interval = *spec.checkpoint_interval;
   for (const std::string& t : spec.tags) plan.record.tags.push_back(t);
   check_config(plan.preset, trainable);
-  check_dataset_file(plan.data_path);
+  check_text_file(plan.data_path);  // stat only: a FIFO is never opened
   return plan;
 }
 

@@ -50,9 +50,4 @@ bool is_finetune_run(const RunRecord& run);
 /// the SHA-256 recorded in the store (CheckpointError if it differs).
 CheckpointRecord checkpoint_to_resume(ExperimentStore& store, const RunRecord& run);
 
-/// Throws std::runtime_error naming `path` unless it is an existing regular
-/// file (links followed) within the corpus size limit; never opens it, so a
-/// FIFO cannot block the check.
-void check_dataset_file(const std::string& path);
-
 }  // namespace bl

@@ -5,6 +5,7 @@
 #include <QPushButton>
 #include <QTemporaryDir>
 #include <QTest>
+#include <QUndoStack>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -174,13 +175,14 @@ class LauncherTest : public QObject {
     p.train.batch_size = 2;
     p.train.seq_len = 16;
     p.train.max_steps = 2;
+    p.train.warmup_steps = 0;
     p.train.eval_interval = 0;
     p.train.threads = 1;
     w.load_preset(p, "gpt-tiny");
     w.training_panel()->set_data_path(QString::fromStdString(path("corpus.txt")));
     QVERIFY(w.arch_panel()->load_preset_model("llama-tiny"));  // the composer's Presets menu
     QCOMPARE(w.arch_panel()->preset_name(), std::string("llama-tiny"));
-    QVERIFY(w.errors().empty());
+    QVERIFY2(w.errors().empty(), w.errors().empty() ? "" : w.errors()[0].c_str());
     w.training_panel()->start_button()->click();
     QTRY_VERIFY_WITH_TIMEOUT(w.last_summary().has_value(), 60000);
     const RunRecord run = *ExperimentStore::open_readonly(db).get_run(w.live_run_id());

@@ -2,8 +2,8 @@
 // metric records to a mutex-protected buffer; the UI drains it on a timer, so
 // the GUI thread never gets one event per training step.
 //
-// The run is assembled by the engine's launcher (run/launcher.h) from a
-// RunSpec, exactly as `blocklab-cli train` assembles it, on a store connection
+// The run is assembled from a RunSpec by the engine's launcher
+// (run/launcher.h), the one `blocklab-cli train` uses, on a store connection
 // owned by the worker; it ends as completed / stopped / diverged / failed.
 // The session adds only threading, pause / step, sampling and the buffer.
 //
