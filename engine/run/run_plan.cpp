@@ -275,8 +275,6 @@ RunPlan plan_run(const RunSpec& spec, ExperimentStore* store) {
   RunPlan plan;
   plan.kind = spec.kind;
   plan.keep_checkpoints = spec.keep_checkpoints;
-  plan.record.tags = {};
-  int64_t trainable = -1;
   switch (spec.kind) {
     case RunKind::kFresh:
       plan_fresh(spec, plan);
@@ -308,6 +306,7 @@ RunPlan plan_run(const RunSpec& spec, ExperimentStore* store) {
       plan_finetune(spec, *store, plan);
       break;
   }
+  int64_t trainable = -1;  // all weights
   if (plan.finetune) {
     plan.record.preset.clear();
     plan.record.tags.push_back("lora");
