@@ -1,7 +1,11 @@
-// One run launcher for the CLI and the workbench: the same RunSpec trained by
-// the blocklab-cli process and by the workbench's TrainingSession gives the
-// same run record and the same losses; a run of one resumes in the other; the
-// record names the preset the composer's model came from.
+// One run launcher for the CLI and the workbench: the same RunSpec (a fresh
+// run, a QLoRA fine-tune) trained by the blocklab-cli process and by the
+// workbench's TrainingSession gives the same run record and the same losses; a
+// run of one resumes in the other; an invalid spec fails in both before the
+// corpus (a FIFO) is read; the record names the preset the composer's model
+// came from.
+#include <sys/stat.h>
+
 #include <QPushButton>
 #include <QTemporaryDir>
 #include <QTest>
@@ -11,6 +15,7 @@
 #include <sstream>
 
 #include "arch/arch_panel.h"
+#include "cli_support.h"
 #include "main_window.h"
 #include "run/launcher.h"
 #include "store/experiment_store.h"
@@ -21,28 +26,21 @@ using namespace bl;
 
 namespace {
 
-struct Cli {
-  int exit_code = -1;
-  std::string out;
-};
-
-Cli run_cli(const std::string& args) {
-  Cli r;
-  FILE* p = popen((std::string(BLOCKLAB_CLI_PATH) + " " + args + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using test::run_cli;
 
 /// The CLI arguments that describe `s` (the fields this test uses).
 std::string cli_args(const RunSpec& s) {
   std::ostringstream a;
   a << "train --quiet --db '" << s.db_path << "'";
   if (s.kind == RunKind::kResume) a << " --resume " << *s.parent_run_id;
+  if (s.kind == RunKind::kFinetune) {
+    const LoraSpec& l = s.finetune.lora;
+    a << " --init-from " << *s.finetune.base_run_id << " --lora rank=" << l.rank
+      << ",alpha=" << l.alpha << ",targets=" << l.targets[0];
+    for (size_t i = 1; i < l.targets.size(); ++i) a << "," << l.targets[i];
+    if (!s.finetune.quantize.empty()) a << " --quantize " << s.finetune.quantize;
+    a << " --adapter-out '" << s.finetune.adapter_out << "'";
+  }
   if (!s.preset_name.empty()) a << " --preset " << s.preset_name;
   if (!s.data_path.empty()) a << " --data '" << s.data_path << "'";
   for (const std::string& set : s.set) a << " --set " << set;
@@ -54,15 +52,17 @@ std::string cli_args(const RunSpec& s) {
   return a.str();
 }
 
-/// Trains `s` on a TrainingSession (the workbench's worker) and returns the run id.
-int64_t train_in_session(const RunSpec& s) {
+/// Trains `s` on a TrainingSession (the workbench's worker) and returns the
+/// run id (0 if it failed; `error` receives why).
+int64_t train_in_session(const RunSpec& s, std::string* error = nullptr) {
   TrainingSession session(s.db_path);
   session.start(s);
   int64_t id = 0;
   for (int i = 0; i < 6000; ++i) {
     const TrainingSession::Update u = session.drain();
     if (u.run_id) id = *u.run_id;
-    if (!u.error.empty()) qWarning("session failed: %s", u.error.c_str());
+    if (!u.error.empty() && error) *error = u.error;
+    if (!u.error.empty() && !error) qWarning("session failed: %s", u.error.c_str());
     if (u.summary || !u.error.empty()) break;
     QTest::qWait(20);
   }
@@ -110,7 +110,7 @@ class LauncherTest : public QObject {
 
   void same_spec_same_record_and_losses_from_cli_and_workbench() {
     const RunSpec s = spec();
-    const Cli cli = run_cli(cli_args(s));
+    const test::CliResult cli = run_cli(cli_args(s));
     QVERIFY2(cli.exit_code == 0, cli.out.c_str());
     const int64_t cli_id = newest_run(s.db_path);
     const int64_t gui_id = train_in_session(s);
@@ -147,11 +147,11 @@ class LauncherTest : public QObject {
     r.parent_run_id = gui_id;
     r.db_path = s.db_path;
     r.train.max_steps = 6;
-    const Cli cli = run_cli(cli_args(r));
+    const test::CliResult cli = run_cli(cli_args(r));
     QVERIFY2(cli.exit_code == 0, cli.out.c_str());
     const int64_t cli_resume = newest_run(s.db_path);
 
-    const Cli cli_run = run_cli(cli_args(s));
+    const test::CliResult cli_run = run_cli(cli_args(s));
     QVERIFY2(cli_run.exit_code == 0, cli_run.out.c_str());
     r.parent_run_id = newest_run(s.db_path);
     const int64_t gui_resume = train_in_session(r);
@@ -166,6 +166,70 @@ class LauncherTest : public QObject {
     }
     // Both resumed the same 4-step run (same spec): the same two losses.
     QCOMPARE(store.metrics(gui_resume, "loss").values, store.metrics(cli_resume, "loss").values);
+  }
+
+  void same_finetune_from_cli_and_workbench() {
+    RunSpec base = spec();
+    base.train.max_steps = 2;
+    const int64_t base_id = train_in_session(base);
+    RunSpec f;
+    f.kind = RunKind::kFinetune;
+    f.finetune.base_run_id = base_id;
+    f.finetune.lora.rank = 4;
+    f.finetune.lora.alpha = 8;
+    f.finetune.quantize = "nf4";
+    f.finetune.adapter_out = path("adapter-cli");
+    f.train.max_steps = 4;
+    f.train.threads = 2;
+    f.data_path = base.data_path;
+    f.db_path = base.db_path;
+    const test::CliResult cli = run_cli(cli_args(f));
+    QVERIFY2(cli.exit_code == 0, cli.out.c_str());
+    const int64_t cli_id = newest_run(f.db_path);
+    f.finetune.adapter_out = path("adapter-gui");
+    const int64_t gui_id = train_in_session(f);
+
+    ExperimentStore store = ExperimentStore::open_readonly(f.db_path);
+    const RunRecord a = *store.get_run(cli_id), b = *store.get_run(gui_id);
+    QCOMPARE(b.status, RunStatus::kCompleted);
+    QCOMPARE(b.parent_run_id, std::optional<int64_t>(base_id));
+    QCOMPARE(a.parent_run_id, b.parent_run_id);
+    QCOMPARE(b.model_config.dump(), a.model_config.dump());
+    QCOMPARE(b.train_config.dump(), a.train_config.dump());
+    QCOMPARE(b.tokenizer.dump(), a.tokenizer.dump());
+    QCOMPARE(b.dataset_sha256, a.dataset_sha256);
+    QCOMPARE(b.name, a.name);
+    QCOMPARE(b.tags, a.tags);
+    nlohmann::json la = a.summary["lora"], lb = b.summary["lora"];
+    QCOMPARE(lb["adapter"].get<std::string>(), path("adapter-gui"));
+    la.erase("adapter");
+    lb.erase("adapter");
+    QCOMPARE(lb.dump(), la.dump());
+    QCOMPARE(store.metrics(gui_id, "loss").values, store.metrics(cli_id, "loss").values);
+  }
+
+  void invalid_spec_fails_before_reading_in_both_paths() {
+    // The corpus is a FIFO: reading it would block both paths forever.
+    const std::string fifo = path("corpus.fifo");
+    QCOMPARE(mkfifo(fifo.c_str(), 0600), 0);
+    RunSpec s = spec();
+    s.db_path = path("invalid.db");
+    s.data_path = fifo;
+    s.set.push_back("model.block.d_model=1000000000");
+    const test::CliResult cli =
+        run_cli("train --quiet --db '" + s.db_path + "' --preset gpt-tiny --data '" + fifo +
+                "' --set model.block.d_model=1000000000");
+    QCOMPARE(cli.exit_code, 1);
+    QVERIFY2(cli.out.find("model.block.d_model (1000000000) must be <= 65536") != std::string::npos,
+             cli.out.c_str());
+    std::string error;
+    QCOMPARE(train_in_session(s, &error), int64_t(0));
+    QVERIFY2(error.find("model.block.d_model (1000000000) must be <= 65536") != std::string::npos,
+             error.c_str());
+    s.set.pop_back();  // valid config: now the FIFO itself is refused, unread
+    QCOMPARE(train_in_session(s, &error), int64_t(0));
+    QVERIFY2(error.find("is not a regular file") != std::string::npos, error.c_str());
+    QVERIFY(ExperimentStore::open_readonly(s.db_path).list_runs().empty());
   }
 
   void record_names_the_preset_chosen_in_the_composer() {
