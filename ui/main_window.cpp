@@ -18,6 +18,7 @@
 #include "arch/arch_panel.h"
 #include "browser/run_browser.h"
 #include "plot/charts_panel.h"
+#include "run/memory_estimate.h"
 #include "samples/samples_panel.h"
 #include "train/checkpoint.h"
 #include "train/store_logger.h"
@@ -135,12 +136,11 @@ void MainWindow::load_preset_by_name(const std::string& name) {
 void MainWindow::load_preset(const Preset& p, const std::string& name) {
   if (session_.running()) return;
   base_ = p;
-  preset_name_ = name;
   parent_run_id_.reset();
   setWindowTitle(QString("Blocklab — %1").arg(QString::fromStdString(name)));
   preset_info_->setText(QString::fromStdString(base_.description));
   train_->set_run_name("");
-  arch_->set_model(base_.model);
+  arch_->set_model(base_.model, name);
   train_->set_config(base_.train);
   refresh();
 }
@@ -158,7 +158,6 @@ bool MainWindow::load_run_config(const RunRecord& run) {
     return false;
   }
   base_.description = "Forked from run #" + std::to_string(run.id) + " (" + run.name + ")";
-  preset_name_ = run.preset;
   parent_run_id_ = run.id;
   {
     const QSignalBlocker b(presets_);
@@ -167,7 +166,7 @@ bool MainWindow::load_run_config(const RunRecord& run) {
   }
   preset_info_->setText(QString::fromStdString(base_.description));
   setWindowTitle(QString("Blocklab — fork of run #%1").arg(run.id));
-  arch_->set_model(base_.model);
+  arch_->set_model(base_.model, run.preset);
   train_->set_config(base_.train);
   if (!run.dataset_path.empty()) train_->set_data_path(QString::fromStdString(run.dataset_path));
   train_->set_run_name(QString::fromStdString(run.name + " (fork)"));
@@ -219,6 +218,9 @@ void MainWindow::refresh() {
   const Preset p = current_preset();
   errors_ = validation_errors(p);
   for (const std::string& e : train_->finetune_errors()) errors_.push_back(e);
+  // The launcher's memory check, shown before Start (it refuses such a run anyway).
+  if (errors_.empty() && !train_->finetune_enabled())
+    errors_ = memory_errors(estimate_training_memory(p.model, p.train), machine_memory_bytes());
   const QString data = train_->data_path();
   if (data.isEmpty())
     errors_.push_back("dataset: choose a text file to train on");
@@ -257,24 +259,35 @@ void MainWindow::start() {
   steps_received_ = 0;
   live_run_id_ = 0;
   summary_.reset();
+  // The run record names what was trained from this spec alone: the preset the
+  // composer's model came from (its Presets menu included), not the window's.
+  const Preset composed = current_preset();
   RunSpec spec;
-  spec.preset = current_preset();
-  spec.preset_name = preset_name_;
+  spec.config = composed;
+  spec.preset_name = arch_->preset_name();
+  spec.tokenizer = "char";  // built from the chosen corpus, also for a fork
   spec.data_path = train_->data_path().toStdString();
   spec.name = train_->run_name().toStdString();
   spec.tags = train_->tags();
-  spec.parent_run_id = parent_run_id_;
+  if (parent_run_id_) {
+    // A run's config opened in the composer: a fork with newly initialised weights.
+    spec.kind = RunKind::kFork;
+    spec.parent_run_id = parent_run_id_;
+    spec.fresh_weights = true;
+  }
   const FinetuneBase* ft_base = train_->finetune_enabled() ? train_->finetune_base() : nullptr;
   if (ft_base) {
-    FinetuneSettings f;
-    f.base_run_id = ft_base->run_id;
-    f.lora = train_->lora_spec();
-    f.quantize = train_->quantize();
-    spec.finetune = f;
-    spec.parent_run_id = ft_base->run_id;
+    spec.kind = RunKind::kFinetune;
+    spec.config.reset();
     spec.preset_name.clear();
+    spec.tokenizer.clear();
+    spec.parent_run_id.reset();
+    spec.finetune.base_run_id = ft_base->run_id;
+    spec.finetune.lora = train_->lora_spec();
+    spec.finetune.quantize = train_->quantize();
+    spec.finetune.train_config = composed.train;
   }
-  max_steps_ = spec.preset.train.max_steps;
+  max_steps_ = composed.train.max_steps;
   push_sampling();
   session_.start(spec);
   train_->set_status(
@@ -292,7 +305,8 @@ void MainWindow::poll() {
     const FinetuneBase* ft = train_->finetune_enabled() ? train_->finetune_base() : nullptr;
     if (name.isEmpty() && ft) name = QString("LoRA of #%1").arg(ft->run_id);
     if (name.isEmpty())
-      name = QString::fromStdString(preset_name_.empty() ? base_.model.name : preset_name_);
+      name = QString::fromStdString(arch_->preset_name().empty() ? base_.model.name
+                                                                 : arch_->preset_name());
     charts_->add_run(live_run_id_, name);
     browser_->refresh();
   }

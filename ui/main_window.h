@@ -78,7 +78,6 @@ class MainWindow : public QMainWindow {
   void push_sampling();
 
   Preset base_;  // the loaded preset; the forms override some of its fields
-  std::string preset_name_;
   std::optional<int64_t> parent_run_id_;
   std::vector<std::string> errors_;
   QComboBox* presets_;

@@ -57,17 +57,16 @@ int bench_command(const std::vector<std::string>& argv) {
   const int64_t steps = args.get_int("steps", 1).value_or(50);
   const int64_t warm = args.get_int("warmup-steps", 0).value_or(5);
   // The run covers warm-up + timed steps; evaluation is off so only training is
-  // timed. Appended last, these override the user's --steps / --eval-interval.
-  std::vector<std::string> av = argv;
-  av.push_back("--steps=" + std::to_string(warm + steps));
-  av.push_back("--eval-interval=0");
-  if (!args.get("warmup")) av.push_back("--warmup=0");  // the lr schedule does not matter here
-  Args run_args(av, value_opts, {});
-  RunSetup s = make_run_setup(run_args);
-  TrainConfig tc = s.preset.train;
-  tc.eval_batches = 1;
-  tc.log_interval = 0;
-  Trainer trainer(*s.model, tc, *s.data);
+  // timed; nothing is recorded.
+  RunSpec spec = fresh_run_spec(args);
+  spec.record = false;
+  spec.train.max_steps = warm + steps;
+  spec.train.eval_interval = 0;
+  if (!args.get("warmup")) spec.train.warmup_steps = 0;  // the lr schedule does not matter here
+  spec.set = {"train.eval_batches=1", "train.log_interval=0"};
+  std::unique_ptr<PreparedRun> run = launch_run(spec);
+  const TrainConfig& tc = run->preset().train;
+  Trainer& trainer = run->trainer();
   BenchRecorder rec;
   trainer.add_callback(&rec);
   trainer.train();
@@ -82,7 +81,7 @@ int bench_command(const std::vector<std::string>& argv) {
   const double median = sorted[sorted.size() / 2];
   const double tokens = double(trainer.tokens_per_step());
   nlohmann::json j = {
-      {"preset", s.preset_name},
+      {"preset", run->plan().record.preset},
       {"threads", num_threads()},
       {"cpu", cpu_name()},
       {"kernel_isa", kernel_isa()},
@@ -92,13 +91,13 @@ int bench_command(const std::vector<std::string>& argv) {
       {"warmup_steps", warm},
       {"steps", steps},
       {"timed_steps", timed.size()},
-      {"params", s.model->num_parameters()},
-      {"flops_per_token", s.model->flops_per_token(tc.seq_len)},
+      {"params", run->model().num_parameters()},
+      {"flops_per_token", run->model().flops_per_token(tc.seq_len)},
       {"step_time_ms", median},
       {"step_time_ms_min", sorted.front()},
       {"step_time_ms_max", sorted.back()},
       {"tokens_per_sec", tokens / (median / 1000.0)},
-      {"gflops", s.model->flops_per_token(tc.seq_len) * tokens / (median / 1000.0) / 1e9},
+      {"gflops", run->model().flops_per_token(tc.seq_len) * tokens / (median / 1000.0) / 1e9},
       {"rss_after_warmup_mb", rec.rss[size_t(warm > 0 ? warm - 1 : 0)]},
       {"rss_end_mb", rec.rss.back()},
       {"peak_rss_mb", peak_rss_mb()}};

@@ -7,7 +7,7 @@
 
 #include "args.h"
 #include "lora/finetune.h"
-#include "store/experiment_store.h"
+#include "run/launcher.h"
 
 namespace bl::cli {
 
@@ -25,21 +25,9 @@ int lora_command(const std::vector<std::string>& argv);
 /// fine-tuning).
 int lora_train_command(const std::vector<std::string>& argv);
 
-/// train --resume RUN for a LoRA / QLoRA run (is_finetune_run): rebuilds the
-/// fine-tune from the spec recorded in the run and continues from its newest
-/// fine-tune checkpoint. check_resume_options has been applied to args.
-int lora_resume_command(ExperimentStore& store, const RunRecord& run, const Args& args);
-/// A run recorded by a fine-tune with its spec (summary "lora" block).
-bool is_finetune_run(const RunRecord& run);
-
-// Shared by the full and the LoRA resume (train_command.cpp).
-/// Rejects options a resume cannot change and runs that are still alive.
-void check_resume_options(const RunRecord& run, const Args& args);
-/// The run's newest checkpoint on disk, its model.safetensors checked against
-/// the SHA-256 recorded in the store (CheckpointError if it differs).
-CheckpointRecord checkpoint_to_resume(ExperimentStore& store, const RunRecord& run);
-/// The run's dataset text (a warning on stderr unless quiet if it changed since).
-std::string read_resume_dataset(const RunRecord& run, bool quiet);
+/// Trains a launched fine-tune (a new one or a resumed LoRA run) with its
+/// progress lines and summary (lora_command.cpp).
+int run_finetune(PreparedRun& run, const Args& args);
 
 /// "rank=8,alpha=16,targets=q,v" (targets run to the end or the next key; default q, v).
 using LoraSpec = bl::LoraSpec;

@@ -7,6 +7,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "run/run_spec.h"
 #include "simd/isa.h"
 
 namespace {
@@ -82,10 +83,13 @@ int main(int argc, char** argv) {
     if (cmd == "lora") return bl::cli::lora_command(rest);
     std::fprintf(stderr, "blocklab-cli: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
-  } catch (const bl::cli::UsageError& e) {
-    std::fprintf(stderr, "blocklab-cli %s: %s\n(see blocklab-cli --help)\n", cmd.c_str(), e.what());
-    return 2;
   } catch (const std::exception& e) {
+    // A run description that cannot be launched is a usage error like a bad option.
+    if (dynamic_cast<const bl::cli::UsageError*>(&e) || dynamic_cast<const bl::RunSpecError*>(&e)) {
+      std::fprintf(stderr, "blocklab-cli %s: %s\n(see blocklab-cli --help)\n", cmd.c_str(),
+                   e.what());
+      return 2;
+    }
     std::fprintf(stderr, "blocklab-cli %s: error: %s\n", cmd.c_str(), e.what());
     return 1;
   }

@@ -8,12 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "io/sha256.h"
 #include "setup.h"
-#include "store/experiment_store.h"
-#include "train/checkpoint.h"
-#include "train/store_logger.h"
-#include "train/trainer.h"
 
 namespace bl::cli {
 
@@ -77,181 +72,49 @@ const char* const kFixedOnResume[] = {"preset", "config",    "data",       "toke
 /// Options that start a fine-tune (lora_command.cpp); a resumed one keeps its own.
 const char* const kFinetuneOptions[] = {"init-from", "lora", "quantize", "adapter-out"};
 
-RunRecord get_run_or_throw(ExperimentStore& store, int64_t id) {
-  auto run = store.get_run(id);
-  if (!run)
-    throw std::runtime_error(store.path() + ": no run with id " + std::to_string(id) +
-                             " (see blocklab-cli runs list)");
-  return *run;
-}
-
-std::string read_run_dataset(const RunRecord& run, const std::string& path) {
-  try {
-    return read_text_file(path);
-  } catch (const std::exception& e) {
-    throw std::runtime_error("dataset of run " + std::to_string(run.id) + ": " + e.what());
-  }
-}
-
-}  // namespace
-
-void check_resume_options(const RunRecord& run, const Args& args) {
+/// Says which option a resume cannot take, before the launcher is asked.
+void check_resume_options(const Args& args) {
   for (const char* opt : kFixedOnResume)
     if (args.get(opt))
       throw UsageError("--" + std::string(opt) +
                        " cannot be used with --resume (a resumed run keeps its configuration); "
                        "use --fork " +
-                       std::to_string(run.id) + " --set ... for a changed copy");
+                       *args.get("resume") + " --set ... for a changed copy");
   for (const char* opt : kFinetuneOptions)
     if (args.get(opt))
       throw UsageError("--" + std::string(opt) +
                        " cannot be used with --resume (a resumed fine-tune keeps the base, LoRA "
                        "spec, quantization and adapter path it began with)");
   if (args.flag("fresh")) throw UsageError("--fresh applies to --fork, not --resume");
-  // Runs of dead processes were marked interrupted when the store was opened.
-  if (run.status == RunStatus::kRunning)
-    throw std::runtime_error("run " + std::to_string(run.id) + " is still running (pid " +
-                             std::to_string(run.pid) + " on " + run.host +
-                             "); stop it before resuming it");
 }
 
-CheckpointRecord checkpoint_to_resume(ExperimentStore& store, const RunRecord& run) {
-  auto ck = latest_checkpoint(store, run.id);
-  if (!ck) {
-    const size_t n = store.checkpoints(run.id).size();
-    throw std::runtime_error(
-        "run " + std::to_string(run.id) + " has no checkpoint to resume from" +
-        (n ? " (its " + std::to_string(n) + " recorded checkpoint(s) no longer exist on disk)"
-           : " (it stopped before its first checkpoint; see --checkpoint-interval)"));
-  }
-  const std::string model_file = (std::filesystem::path(ck->path) / "model.safetensors").string();
-  if (!ck->sha256.empty()) {
-    std::string sha;
-    try {
-      sha = sha256_file(model_file);
-    } catch (const std::exception& e) {
-      throw CheckpointError(e.what());
-    }
-    if (sha != ck->sha256)
-      throw CheckpointError(model_file +
-                            ": SHA-256 differs from the one recorded when the checkpoint was saved "
-                            "(the file was modified or is corrupt)");
-  }
-  return *ck;
-}
-
-std::string read_resume_dataset(const RunRecord& run, bool quiet) {
-  const std::string text = read_run_dataset(run, run.dataset_path);
-  if (!run.dataset_sha256.empty() && sha256_hex(text) != run.dataset_sha256 && !quiet)
-    std::fprintf(stderr,
-                 "warning: %s changed since run %lld was recorded (SHA-256 differs); the resumed "
-                 "run will not reproduce the original\n",
-                 run.dataset_path.c_str(), (long long)run.id);
-  return text;
-}
-
-namespace {
-
-/// Resume: config, tokenizer and weights from the run's newest checkpoint
-/// (check_resume_options has been applied).
-std::string setup_resume(ExperimentStore& store, const RunRecord& run, const Args& args,
-                         RunSetup& s, bool quiet) {
-  const CheckpointRecord ck = checkpoint_to_resume(store, run);
-  CheckpointInfo info = read_checkpoint_info(ck.path);
-  if (!info.finetune.is_null())
-    throw CheckpointError(ck.path + " is a fine-tune checkpoint, but run " +
-                          std::to_string(run.id) +
-                          " has no recorded fine-tune spec to rebuild its base from");
-  s.preset.model = info.model;
-  s.preset.train = info.train;
-  s.preset_name = run.preset;
-  apply_train_overrides(args, s.preset.train);  // only --steps, --threads, --eval-interval remain
-  validate(s.preset.train);
-  if (info.step >= s.preset.train.max_steps)
-    throw UsageError("run " + std::to_string(run.id) + " already reached step " +
-                     std::to_string(info.step) + " of " + std::to_string(s.preset.train.max_steps) +
-                     "; pass --steps N (N > " + std::to_string(info.step) +
-                     ") to train it further");
-  s.tokenizer = tokenizer_from_json(info.tokenizer);
-  s.data_path = run.dataset_path;
-  const std::string text = read_resume_dataset(run, quiet);
-  build_data_and_model(s, text, false);
-  load_model_weights(ck.path, *s.model);
-  return ck.path;
-}
-
-/// Fork: the run's config with overrides, weights from its newest checkpoint.
-std::string setup_fork(ExperimentStore& store, const RunRecord& run, const Args& args, RunSetup& s,
-                       bool quiet) {
-  if (args.get("preset") || args.get("config"))
-    throw UsageError("--fork takes the configuration of run " + std::to_string(run.id) +
-                     "; change it with --set field=value instead of --preset/--config");
-  Preset base;
-  try {
-    base = preset_from_json({{"model", run.model_config}, {"train", run.train_config}});
-  } catch (const ConfigError& e) {
-    throw std::runtime_error("the stored config of run " + std::to_string(run.id) +
-                             " is invalid: " + e.what());
-  }
-  s.preset = apply_set_overrides(base, args.all("set"));
-  apply_train_overrides(args, s.preset.train);
-  validate(s.preset.train);
-  s.preset_name = run.preset;
-  s.data_path = args.get("data").value_or(run.dataset_path);
-  const std::string text =
-      args.get("data") ? read_text_file(s.data_path) : read_run_dataset(run, s.data_path);
-  if (auto tok = args.get("tokenizer")) {
-    s.tokenizer = make_tokenizer(*tok, text);
-  } else {
-    try {
-      s.tokenizer = tokenizer_from_json(run.tokenizer);
-    } catch (const std::exception& e) {
-      throw std::runtime_error("the stored tokenizer of run " + std::to_string(run.id) +
-                               " is invalid: " + e.what());
-    }
-  }
-  try {
-    build_data_and_model(s, text, true);
-  } catch (const std::invalid_argument& e) {
-    if (dynamic_cast<const ConfigError*>(&e)) throw;
-    throw std::runtime_error(s.data_path + ": cannot be encoded with run " +
-                             std::to_string(run.id) + "'s tokenizer (" + e.what() +
-                             "); pass --tokenizer to build a new one");
-  }
-  if (args.flag("fresh")) return "";
-  auto ck = latest_checkpoint(store, run.id);
-  if (ck && !read_checkpoint_info(ck->path).finetune.is_null())
-    throw std::runtime_error("run " + std::to_string(run.id) +
-                             " is a LoRA fine-tune: its checkpoints hold only adapter weights, so "
-                             "a fork cannot start from them; fork its base run, or add --fresh "
-                             "for newly initialised weights");
-  if (!ck) {
-    if (!quiet)
-      std::fprintf(stderr, "note: run %lld has no checkpoint; the fork starts from fresh weights\n",
-                   (long long)run.id);
-    return "";
-  }
-  try {
-    load_model_weights(ck->path, *s.model);
-  } catch (const CheckpointError& e) {
-    throw CheckpointError(std::string(e.what()) +
-                          "; the overrides changed the model's shapes: add --fresh to start the "
-                          "fork from newly initialised weights");
-  }
-  return ck->path;
-}
-
-std::string default_run_name(const Args& args, const RunSetup& s) {
-  if (!s.preset_name.empty()) return s.preset_name;
-  if (auto c = args.get("config")) return std::filesystem::path(*c).stem().string();
-  return s.preset.model.name;
+void print_header(PreparedRun& run, int64_t run_id) {
+  const RunPlan& plan = run.plan();
+  const TrainConfig& tc = run.preset().train;
+  const std::string& preset = plan.record.preset;
+  std::fprintf(stderr,
+               "blocklab: %s | %lld params | %s tokenizer (vocab %lld) | data %s (%lld train / "
+               "%lld val tokens) | %lld steps x %lld tokens\n",
+               preset.empty() ? "config" : preset.c_str(), (long long)run.model().num_parameters(),
+               run.tokenizer().name().c_str(), (long long)run.tokenizer().vocab_size(),
+               plan.data_path.c_str(), (long long)run.data().train_size(),
+               (long long)run.data().val_size(), (long long)tc.max_steps,
+               (long long)run.trainer().tokens_per_step());
+  std::fprintf(stderr, "run %lld recorded in %s", (long long)run_id, run.store().path().c_str());
+  if (plan.kind == RunKind::kResume)
+    std::fprintf(stderr, " (resumes run %lld from step %lld)", (long long)plan.parent->id,
+                 (long long)run.trainer().step());
+  if (plan.kind == RunKind::kFork)
+    std::fprintf(stderr, " (fork of run %lld%s)", (long long)plan.parent->id,
+                 plan.weights_from.empty() ? ", fresh weights" : "");
+  std::fprintf(stderr, "\n");
 }
 
 }  // namespace
 
 int train_command(const std::vector<std::string>& argv) {
-  // LoRA / QLoRA fine-tuning of a checkpoint: lora_command.cpp (a resume is
-  // dispatched below, once the run shows whether it is a fine-tune).
+  // LoRA / QLoRA fine-tuning of a checkpoint: lora_command.cpp (a resume of
+  // one is a resume like any other).
   const bool has_resume = std::find(argv.begin(), argv.end(), "--resume") != argv.end();
   for (const std::string& a : argv)
     for (const char* o : kFinetuneOptions)
@@ -268,92 +131,45 @@ int train_command(const std::vector<std::string>& argv) {
   const auto resume = args.get("resume"), fork = args.get("fork");
   if (resume && fork) throw UsageError("give --resume or --fork, not both");
   if (args.flag("fresh") && !fork) throw UsageError("--fresh only applies to --fork");
-  StoreOptions store_opt;
-  if (auto v = args.get_double("flush-interval")) {
-    if (*v < 0) throw UsageError("--flush-interval must be >= 0 seconds");
-    store_opt.flush_interval_s = *v;
-  }
-  const auto ckpt_interval = args.get_int("checkpoint-interval", 0);
-  const auto keep = args.get_int("keep-checkpoints", 0);
 
-  // Open the database first: a bad --db fails before any data is loaded.
-  ExperimentStore store(args.get("db").value_or(default_db_path()), store_opt);
-  RunSetup s;
-  RunRecord rec;
-  std::string resume_dir, fork_dir;
-  std::optional<RunRecord> parent;
+  RunSpec spec;
   if (resume) {
-    parent = get_run_or_throw(store, parse_run_id(*resume, "--resume"));
-    check_resume_options(*parent, args);
-    if (is_finetune_run(*parent)) return lora_resume_command(store, *parent, args);
-    resume_dir = setup_resume(store, *parent, args, s, quiet);
-    rec.name = parent->name;
-    rec.tags = parent->tags;
+    check_resume_options(args);
+    spec.kind = RunKind::kResume;
+    spec.parent_run_id = parse_run_id(*resume, "--resume");
+    spec.train.max_steps = args.get_int("steps", 1);
+    spec.train.threads = args.get_int("threads", 1);
+    spec.train.eval_interval = args.get_int("eval-interval", 0);
   } else if (fork) {
-    parent = get_run_or_throw(store, parse_run_id(*fork, "--fork"));
-    fork_dir = setup_fork(store, *parent, args, s, quiet);
-    rec.name = parent->name + " (fork)";
+    if (args.get("preset") || args.get("config"))
+      throw UsageError("--fork takes the configuration of run " + *fork +
+                       "; change it with --set field=value instead of --preset/--config");
+    spec = fresh_run_spec(args);
+    spec.kind = RunKind::kFork;
+    spec.parent_run_id = parse_run_id(*fork, "--fork");
+    spec.fresh_weights = args.flag("fresh");
   } else {
-    s = make_run_setup(args);
-    rec.name = default_run_name(args, s);
+    spec = fresh_run_spec(args);
   }
-  // Recorded in the run's config (and inherited by a resume); does not change the computation.
-  if (ckpt_interval) s.preset.train.checkpoint_interval = *ckpt_interval;
-  const TrainConfig& tc = s.preset.train;
-  if (auto n = args.get("name")) rec.name = *n;
-  for (const std::string& t : args.all("tag")) rec.tags.push_back(t);
-  const DatasetFingerprint fp = fingerprint_dataset(s.data_path);
-  rec.preset = s.preset_name;
-  rec.dataset_path = fp.path;
-  rec.dataset_size = fp.size;
-  rec.dataset_sha256 = fp.sha256;
-  rec.tokenizer = s.tokenizer->to_json();
-  if (parent) rec.parent_run_id = parent->id;
-
-  Trainer trainer(*s.model, tc, *s.data);
-  if (!resume_dir.empty()) load_trainer_state(resume_dir, trainer);
-  StoreLogger logger(store, rec);
-  if (resume)
-    logger.summary_extra()["resumed_from"] = {
-        {"run", parent->id}, {"step", trainer.step()}, {"checkpoint", resume_dir}};
-  if (fork)
-    logger.summary_extra()["forked_from"] = {
-        {"run", parent->id},
-        {"checkpoint", fork_dir.empty() ? nlohmann::json() : nlohmann::json(fork_dir)},
-        {"set", args.all("set")}};
-  CheckpointPolicy policy;
-  policy.interval = tc.checkpoint_interval;
-  policy.keep_last = int(keep.value_or(2));
-  CheckpointSaver saver(
-      *s.tokenizer, policy,
-      [&](int64_t step) { return run_checkpoint_dir(store.path(), logger.run_id(), step); },
-      [&](int64_t step, const std::string& dir) { logger.add_checkpoint(step, dir); });
+  fill_store_options(args, spec);
+  std::unique_ptr<PreparedRun> run = launch_run(spec);
+  if (resume && run->finetune()) {
+    if (args.get("out"))
+      throw UsageError("--out does not apply to a LoRA run (its adapter goes to " +
+                       run->adapter_path() + ")");
+    return run_finetune(*run, args);
+  }
+  print_notes(*run, quiet);
+  const TrainConfig& tc = run->preset().train;
+  const int64_t run_id = run->begin();
+  if (!quiet) print_header(*run, run_id);
   ProgressPrinter progress(tc.max_steps, tc.log_interval, quiet);
-  // Order matters at the end: the final checkpoint is registered before the run is finished.
-  trainer.add_callback(&saver);
-  trainer.add_callback(&logger);
-  trainer.add_callback(&progress);
-  const int64_t run_id = logger.begin(trainer);
-  if (!quiet) {
-    std::fprintf(stderr,
-                 "blocklab: %s | %lld params | %s tokenizer (vocab %lld) | data %s (%lld train / "
-                 "%lld val tokens) | %lld steps x %lld tokens\n",
-                 s.preset_name.empty() ? "config" : s.preset_name.c_str(),
-                 (long long)s.model->num_parameters(), s.tokenizer->name().c_str(),
-                 (long long)s.tokenizer->vocab_size(), s.data_path.c_str(),
-                 (long long)s.data->train_size(), (long long)s.data->val_size(),
-                 (long long)tc.max_steps, (long long)trainer.tokens_per_step());
-    std::fprintf(stderr, "run %lld recorded in %s", (long long)run_id, store.path().c_str());
-    if (resume)
-      std::fprintf(stderr, " (resumes run %lld from step %lld)", (long long)parent->id,
-                   (long long)trainer.step());
-    if (fork)
-      std::fprintf(stderr, " (fork of run %lld%s)", (long long)parent->id,
-                   fork_dir.empty() ? ", fresh weights" : "");
-    std::fprintf(stderr, "\n");
-  }
-  const TrainSummary sum = train_recorded(trainer, logger);
+  run->add_callback(progress);
+  const TrainSummary sum = train_with_signals(*run);
 
+  ExperimentStore& store = run->store();
+  StoreLogger& logger = run->logger();
+  const CheckpointSaver& saver = run->checkpoints();
   std::printf("%s after %lld steps: train loss %.4f (mean of last 10)", to_string(sum.status),
               (long long)sum.steps, sum.final_train_loss);
   if (sum.val_loss) std::printf(", val loss %.4f", *sum.val_loss);
@@ -365,11 +181,12 @@ int train_command(const std::vector<std::string>& argv) {
     std::printf(" (continue with: blocklab-cli train --resume %lld)", (long long)run_id);
   std::printf("\n");
   if (auto out = args.get("out")) {
-    save_checkpoint(*out, *s.model, tc, *s.tokenizer, &trainer);
+    save_checkpoint(*out, run->model(), tc, run->tokenizer(), &run->trainer());
     std::printf("checkpoint saved to %s (sample with: blocklab-cli sample --run %s)\n",
                 out->c_str(), out->c_str());
   }
   if (args.flag("json")) {
+    const auto& parent = run->plan().parent;
     nlohmann::json j = {
         {"status", to_string(sum.status)},
         {"steps", sum.steps},
@@ -381,8 +198,8 @@ int train_command(const std::vector<std::string>& argv) {
         {"median_step_ms", sum.median_step_ms},
         {"elapsed_s", sum.elapsed_s},
         {"params", sum.params},
-        {"flops_per_token", s.model->flops_per_token(tc.seq_len)},
-        {"preset", s.preset_name},
+        {"flops_per_token", run->model().flops_per_token(tc.seq_len)},
+        {"preset", run->plan().record.preset},
         {"seed", tc.seed},
         {"threads", tc.threads},
         {"run_id", run_id},

@@ -511,6 +511,14 @@ struct Checker {
     if (!(v > 0) || !std::isfinite(v))
       errors.push_back(p(field) + " (" + num(v) + ") must be a finite number > 0");
   }
+  void at_most(const char* field, int64_t v, int64_t limit) {
+    if (v > limit)
+      errors.push_back(p(field) + " (" + std::to_string(v) +
+                       ") must be <= " + std::to_string(limit));
+  }
+  void at_most(const char* field, const std::optional<int64_t>& v, int64_t limit) {
+    if (v) at_most(field, *v, limit);
+  }
   static std::string num(double v) {
     std::ostringstream s;
     s << v;
@@ -544,6 +552,12 @@ std::vector<std::string> validation_errors(const BlockConfig& b, const std::stri
   c.positive("n_kv_heads", b.n_kv_heads);
   c.positive("d_ff", b.d_ff);
   c.positive("max_seq_len", b.max_seq_len);
+  c.at_most("d_model", b.d_model, ModelLimits::kDModel);
+  c.at_most("n_heads", b.n_heads, ModelLimits::kHeads);
+  c.at_most("n_kv_heads", b.n_kv_heads, ModelLimits::kHeads);
+  c.at_most("d_ff", b.d_ff, ModelLimits::kDFF);
+  c.at_most("max_seq_len", b.max_seq_len, ModelLimits::kSeqLen);
+  c.at_most("n_experts", b.n_experts, ModelLimits::kExperts);
   if (b.d_model > 0 && b.n_heads > 0 && b.d_model % b.n_heads != 0)
     add(c.p("d_model") + " (" + n(b.d_model) + ") must be divisible by " + c.p("n_heads") + " (" +
         n(b.n_heads) + ")");
@@ -698,6 +712,8 @@ std::vector<std::string> validation_errors(const ModelConfig& m, const std::stri
 
   c.positive("vocab_size", m.vocab_size);
   c.positive("n_layers", m.n_layers);
+  c.at_most("vocab_size", m.vocab_size, ModelLimits::kVocab);
+  c.at_most("n_layers", m.n_layers, ModelLimits::kLayers);
   auto be = validation_errors(m.block, c.p("block"));
   errors.insert(errors.end(), be.begin(), be.end());
 

@@ -181,6 +181,21 @@ std::vector<std::string> model_config_field_names();
 
 // ---------------------------------------------------------------- validation
 
+/// Upper bounds of model sizes. Far above anything this engine trains, low
+/// enough that products of them stay far from int64 overflow, so a typo
+/// (d_model 1e9, n_layers 1e6) fails as a rule naming the field and the limit
+/// instead of in bad_alloc. Whether a valid model fits in memory is the run
+/// launcher's memory estimate (run/memory_estimate.h).
+struct ModelLimits {
+  static constexpr int64_t kDModel = 65536;
+  static constexpr int64_t kHeads = 4096;  // n_heads, n_kv_heads
+  static constexpr int64_t kDFF = 1 << 20;
+  static constexpr int64_t kSeqLen = 1 << 20;  // max_seq_len
+  static constexpr int64_t kLayers = 4096;
+  static constexpr int64_t kVocab = 1 << 24;
+  static constexpr int64_t kExperts = 65536;
+};
+
 /// Every rule violated by `b`, one message each; field paths start with `path`
 /// (e.g. "block" or "block_configs[2]"; empty = bare field names).
 std::vector<std::string> validation_errors(const BlockConfig& b, const std::string& path = "");

@@ -11,7 +11,7 @@
 
 namespace bl {
 
-std::string read_text_file(const std::string& path) {
+void check_text_file(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
@@ -26,6 +26,10 @@ std::string read_text_file(const std::string& path) {
   constexpr std::uintmax_t kMaxBytes = std::uintmax_t(4) << 30;
   if (fs::file_size(path, ec) > kMaxBytes || ec)
     throw std::runtime_error("[dataset] " + path + " is larger than 4 GiB (the corpus limit)");
+}
+
+std::string read_text_file(const std::string& path) {
+  check_text_file(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("[dataset] cannot open " + path);
   std::ostringstream ss;

@@ -16,6 +16,11 @@ namespace bl {
 
 class Tokenizer;
 
+/// Throws what read_text_file throws for a path that is missing, a directory,
+/// not a regular file (a FIFO, a device) or over the corpus size limit,
+/// without opening it: a FIFO cannot block the check.
+void check_text_file(const std::string& path);
+
 /// Reads a whole UTF-8 text file. Throws std::runtime_error naming the path if it is
 /// missing, a directory, unreadable, empty, or not valid UTF-8 (with the byte offset).
 std::string read_text_file(const std::string& path);

@@ -138,6 +138,9 @@ std::vector<std::string> validation_errors(const TrainConfig& t, const std::stri
   auto at_least = [&](const char* f, int64_t v, int64_t lo) {
     if (v < lo) e.push_back(p(f) + " (" + n(v) + ") must be >= " + n(lo));
   };
+  auto at_most = [&](const char* f, int64_t v, int64_t hi) {
+    if (v > hi) e.push_back(p(f) + " (" + n(v) + ") must be <= " + n(hi));
+  };
   auto finite_positive = [&](const char* f, double v) {
     if (!(v > 0) || !std::isfinite(v))
       e.push_back(p(f) + " (" + num(v) + ") must be a finite number > 0");
@@ -181,6 +184,12 @@ std::vector<std::string> validation_errors(const TrainConfig& t, const std::stri
   if (!(t.val_fraction > 0 && t.val_fraction < 1))
     e.push_back(p("val_fraction") + " (" + num(t.val_fraction) + ") must be in (0, 1)");
   at_least("threads", t.threads, 0);
+  at_most("max_steps", t.max_steps, TrainLimits::kMaxSteps);
+  at_most("batch_size", t.batch_size, TrainLimits::kBatchSize);
+  at_most("seq_len", t.seq_len, TrainLimits::kSeqLen);
+  at_most("grad_accumulation_steps", t.grad_accumulation_steps, TrainLimits::kGradAccumulation);
+  at_most("eval_batches", t.eval_batches, TrainLimits::kEvalBatches);
+  at_most("threads", t.threads, TrainLimits::kThreads);
   return e;
 }
 

@@ -73,6 +73,17 @@ void save_train_config(const std::string& path, const TrainConfig& t);
 void read_train_config(const nlohmann::json& j, const std::string& path, TrainConfig& t,
                        std::vector<std::string>& errors);
 
+/// Upper bounds of a training run (validation names the field and the limit):
+/// a typo such as eval_batches 1e12 fails as a rule instead of running forever.
+struct TrainLimits {
+  static constexpr int64_t kMaxSteps = 1'000'000'000;
+  static constexpr int64_t kBatchSize = 65536;
+  static constexpr int64_t kSeqLen = 1 << 20;
+  static constexpr int64_t kGradAccumulation = 65536;
+  static constexpr int64_t kEvalBatches = 65536;
+  static constexpr int64_t kThreads = 4096;
+};
+
 /// Every rule violated by `t`, one message each; paths prefixed by `path`.
 std::vector<std::string> validation_errors(const TrainConfig& t, const std::string& path = "");
 /// Rules linking a model and its training run (e.g. seq_len <= max_seq_len).

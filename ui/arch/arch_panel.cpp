@@ -328,8 +328,9 @@ ArchPanel::ArchPanel(QWidget* parent) : QWidget(parent) {
 
 // ---------------------------------------------------------------- public API
 
-void ArchPanel::set_model(const ModelConfig& m) {
+void ArchPanel::set_model(const ModelConfig& m, std::string preset_name) {
   model_ = m;
+  preset_name_ = std::move(preset_name);
   undo_->clear();
   stack_->select(-1, -1);
   refresh_views();
@@ -378,13 +379,16 @@ QSpinBox* ArchPanel::n_layers_box() const {
 
 // ---------------------------------------------------------------- edits
 
-void ArchPanel::commit(const ModelConfig& next, const QString& what, int64_t first, int64_t last) {
-  if (next == model_ && first == stack_->selection_first() && last == stack_->selection_last()) {
+void ArchPanel::commit(const ModelConfig& next, const QString& what, int64_t first, int64_t last,
+                       const std::string* preset) {
+  const std::string next_preset = preset ? *preset : preset_name_;
+  if (next == model_ && next_preset == preset_name_ && first == stack_->selection_first() &&
+      last == stack_->selection_last()) {
     refresh_views();  // e.g. a rejected value: show the model's again
     return;
   }
-  Snapshot before{model_, stack_->selection_first(), stack_->selection_last()};
-  Snapshot after{next, first, last};
+  Snapshot before{model_, preset_name_, stack_->selection_first(), stack_->selection_last()};
+  Snapshot after{next, next_preset, first, last};
   undo_->push(new SnapshotCommand<Snapshot>([this](const Snapshot& s) { restore(s); },
                                             std::move(before), std::move(after), what));
 }
@@ -395,6 +399,7 @@ void ArchPanel::commit(const ModelConfig& next, const QString& what) {
 
 void ArchPanel::restore(const Snapshot& s) {
   model_ = s.model;
+  preset_name_ = s.preset;
   stack_->set_model(model_);
   stack_->select(s.first, s.last);
   refresh_views();
@@ -469,7 +474,8 @@ bool ArchPanel::load_preset_model(const QString& name) {
   try {
     ModelConfig next = load_preset(name.toStdString()).model;
     next.vocab_size = model_.vocab_size;  // follows the corpus, not the preset
-    commit(next, "Preset " + name, -1, -1);
+    const std::string preset = name.toStdString();
+    commit(next, "Preset " + name, -1, -1, &preset);
     status("Loaded preset " + name);
     return true;
   } catch (const std::exception& e) {
@@ -486,7 +492,8 @@ bool ArchPanel::load_json(const QString& path) {
                            ? preset_from_json(j).model
                            : model_config_from_json(j);
     next.vocab_size = model_.vocab_size;
-    commit(next, "Open " + QFileInfo(path).fileName(), -1, -1);
+    const std::string no_preset;
+    commit(next, "Open " + QFileInfo(path).fileName(), -1, -1, &no_preset);
     status("Loaded " + QFileInfo(path).fileName());
     return true;
   } catch (const std::exception& e) {

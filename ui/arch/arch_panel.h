@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "arch/arch_analysis.h"
+#include "core/arch_analysis.h"
 #include "core/config.h"
 
 class QAction;
@@ -36,7 +36,11 @@ class ArchPanel : public QWidget {
   explicit ArchPanel(QWidget* parent = nullptr);
 
   /// Shows `m` (without emitting changed()); clears the undo history and selection.
-  void set_model(const ModelConfig& m);
+  void set_model(const ModelConfig& m, std::string preset_name = "");
+  /// The preset the shown model came from (the window's preset, a forked run's,
+  /// or the Presets menu; kept through edits and undone with them); "" after
+  /// opening a JSON file.
+  const std::string& preset_name() const { return preset_name_; }
   /// Writes the composed model into `m` (the whole ModelConfig).
   void apply_to(ModelConfig& m) const;
   /// Redraws the analysis of `m` at context seq_len (batch_size sequences per
@@ -84,9 +88,11 @@ class ArchPanel : public QWidget {
  private:
   struct Snapshot {
     ModelConfig model;
+    std::string preset;             // preset_name()
     int64_t first = -1, last = -1;  // selection
   };
-  void commit(const ModelConfig& next, const QString& what, int64_t first, int64_t last);
+  void commit(const ModelConfig& next, const QString& what, int64_t first, int64_t last,
+              const std::string* preset = nullptr);           // nullptr keeps preset_name()
   void commit(const ModelConfig& next, const QString& what);  // keeps the selection
   void restore(const Snapshot& s);                            // undo / redo
   void refresh_views();
@@ -99,6 +105,7 @@ class ArchPanel : public QWidget {
   void status(const QString& text, bool error = false);
 
   ModelConfig model_;
+  std::string preset_name_;
   int64_t seq_len_ = 0;  // 0 = the model's max_seq_len
   int64_t batch_ = 1;
   ArchAnalysis analysis_;

@@ -22,7 +22,7 @@
 #include <QToolButton>
 #include <QUndoStack>
 
-#include "arch/arch_analysis.h"
+#include "core/arch_analysis.h"
 #include "arch/arch_edit.h"
 #include "arch/arch_panel.h"
 #include "arch/block_editor.h"

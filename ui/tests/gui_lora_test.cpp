@@ -29,6 +29,7 @@
 #include "train/checkpoint.h"
 #include "train/store_logger.h"
 #include "training/training_panel.h"
+#include "run/launcher.h"
 #include "training/training_session.h"
 
 using namespace bl;

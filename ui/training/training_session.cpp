@@ -9,18 +9,10 @@
 #include <memory>
 #include <stdexcept>
 
-#include "core/model.h"
-#include "data/text_dataset.h"
-#include "data/tokenizer.h"
 #include "generate/sampler.h"
-#include "lora/adapter_io.h"
-#include "lora/adapter_saver.h"
-#include "store/experiment_store.h"
+#include "run/launcher.h"
 #include "tensor/rng.h"
 #include "train/callbacks.h"
-#include "train/checkpoint.h"
-#include "train/store_logger.h"
-#include "train/trainer.h"
 
 namespace bl {
 
@@ -67,10 +59,6 @@ class TrainingSession::Forwarder : public Callback {
   int64_t last_eval_step_ = -1;
 };
 
-std::string run_adapter_dir(const std::string& db_path, int64_t run_id) {
-  return run_files_dir(db_path, run_id) + "/adapter";
-}
-
 TrainingSession::TrainingSession(std::string db_path)
     : db_path_(db_path.empty() ? default_db_path() : std::move(db_path)) {}
 
@@ -100,106 +88,32 @@ void TrainingSession::run(RunSpec spec) {
   // thread): on a busy machine a frame is never queued behind a step.
   setpriority(PRIO_PROCESS, pid_t(syscall(SYS_gettid)), 4);
   try {
-    // The worker's own read-write connection (one connection per thread).
-    ExperimentStore store(db_path_);
-    const std::string text = read_text_file(spec.data_path);
-    Preset& p = spec.preset;
-    std::unique_ptr<Tokenizer> tok;
-    std::unique_ptr<LanguageModel> model_ptr;
-    Finetune ft;
-    if (spec.finetune) {
-      // Built exactly as `blocklab-cli train --init-from RUN --lora ...` builds it.
-      const int64_t base = spec.finetune->base_run_id;
-      const auto ck = latest_checkpoint(store, base);
-      if (!ck)
-        throw std::runtime_error("run #" + std::to_string(base) +
-                                 " has no checkpoint to fine-tune");
-      FinetuneSpec fs;
-      fs.base_checkpoint = ck->path;
-      fs.lora = spec.finetune->lora;
-      fs.quantize = spec.finetune->quantize;
-      fs.seed = uint64_t(p.train.seed);
-      ft = build_finetune(fs);
-      tok = std::move(ft.tokenizer);
-      model_ptr = std::move(ft.model);
-      p.model = model_ptr->config();
-      spec.parent_run_id = base;
-    } else {
-      tok = make_tokenizer("char", text);
-      p.model.vocab_size = tok->vocab_size();
-      model_ptr = std::make_unique<LanguageModel>(p.model);
-      Rng init(uint64_t(p.train.seed));
-      model_ptr->init_weights(init);
-    }
-    LanguageModel& model = *model_ptr;
-    TextDataset data(text, *tok, p.train.val_fraction);
-    Trainer trainer(model, p.train, data);
-
-    // Same records as `blocklab-cli train` (with --lora for a fine-tune).
-    RunRecord rec;
-    rec.name = !spec.name.empty() ? spec.name
-               : spec.finetune    ? (p.model.name.empty() ? "lora" : p.model.name + " lora")
-               : !spec.preset_name.empty() ? spec.preset_name
-                                           : p.model.name;
-    rec.tags = spec.tags;
-    if (spec.finetune && std::find(rec.tags.begin(), rec.tags.end(), "lora") == rec.tags.end())
-      rec.tags.push_back("lora");
-    rec.preset = spec.finetune ? "" : spec.preset_name;
-    const DatasetFingerprint fp = fingerprint_dataset(spec.data_path);
-    rec.dataset_path = fp.path;
-    rec.dataset_size = fp.size;
-    rec.dataset_sha256 = fp.sha256;
-    rec.tokenizer = tok->to_json();
-    rec.parent_run_id = spec.parent_run_id;
-    StoreLogger logger(store, rec);
-    // Fine-tunes write fine-tune checkpoints (adapter tensors + trainer state;
-    // the base stays in its own checkpoint) and their adapter.
-    CheckpointPolicy policy;
-    policy.interval = p.train.checkpoint_interval;
-    CheckpointSaver saver(
-        *tok, policy,
-        [&](int64_t step) { return run_checkpoint_dir(store.path(), logger.run_id(), step); },
-        [&](int64_t step, const std::string& dir) { logger.add_checkpoint(step, dir); });
-    // Every checkpoint interval and at the end: a killed fine-tune keeps its last adapter.
-    AdapterSaver adapter_saver([&] { return run_adapter_dir(store.path(), logger.run_id()); },
-                               p.train.checkpoint_interval);
+    // The worker's own store connection (one connection per thread).
+    if (spec.db_path.empty()) spec.db_path = db_path_;
+    std::unique_ptr<PreparedRun> prepared = launch_run(spec);
+    PreparedRun& run = *prepared;
     Forwarder fwd(*this);
-    // The final checkpoint / adapter is on disk before the run ends.
-    trainer.add_callback(&saver);
-    if (spec.finetune) trainer.add_callback(&adapter_saver);
-    trainer.add_callback(&logger);
-    trainer.add_callback(&fwd);
-    const int64_t run_id = logger.begin(trainer);
-    if (spec.finetune) {
-      // In the run row from the start, as the CLI records it: `blocklab-cli
-      // train --resume RUN` rebuilds a stopped or killed fine-tune from it.
-      const nlohmann::json lora = ft.summary(run_adapter_dir(store.path(), run_id));
-      logger.summary_extra()["lora"] = lora;
-      store.set_summary(run_id, {{"lora", lora}});
-      saver.set_finetune(lora);
-    }
-    ModelRef ref{&model, tok.get(), &store, run_id, Rng(uint64_t(p.train.seed) ^ 0x5a3b1eULL)};
+    run.add_callback(fwd);  // after the savers and the store logger
+    const int64_t run_id = run.begin();
+    ModelRef ref{&run.model(), &run.tokenizer(), &run.store(), run_id,
+                 Rng(uint64_t(run.preset().train.seed) ^ 0x5a3b1eULL)};
     {
       std::lock_guard<std::mutex> lk(mu_);
       model_ref_ = &ref;
       has_model_ = true;
       buffer_.run_id = run_id;
-      trainer_ = &trainer;
-      if (stop_pending_) trainer.request_stop("stopped from the GUI");
+      trainer_ = &run.trainer();
+      if (stop_pending_) trainer_->request_stop("stopped from the GUI");
     }
     TrainSummary sum;
     try {
-      sum = trainer.train();
-    } catch (const std::exception& e) {
-      {
-        std::lock_guard<std::mutex> lk(mu_);
-        trainer_ = nullptr;
-      }
-      logger.fail(e.what());
+      sum = run.train();  // records a failure in the store before it propagates
+    } catch (const std::exception&) {
+      std::lock_guard<std::mutex> lk(mu_);
+      trainer_ = nullptr;
       throw;
     }
-    if (!logger.finished()) logger.fail("training ended without a summary");
-    store.flush();
+    run.store().flush();
     std::unique_lock<std::mutex> lk(mu_);
     trainer_ = nullptr;
     buffer_.summary = sum;

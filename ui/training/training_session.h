@@ -2,9 +2,10 @@
 // metric records to a mutex-protected buffer; the UI drains it on a timer, so
 // the GUI thread never gets one event per training step.
 //
-// Every run is recorded in the experiment store exactly like the CLI does it
-// (StoreLogger + CheckpointSaver on a store connection owned by the worker),
-// ending as completed / stopped / diverged / failed.
+// The run is assembled from a RunSpec by the engine's launcher
+// (run/launcher.h), the one `blocklab-cli train` uses, on a store connection
+// owned by the worker; it ends as completed / stopped / diverged / failed.
+// The session adds only threading, pause / step, sampling and the buffer.
 //
 // Pause and sampling share one rule: the model is only touched by the worker
 // thread. Pause is implemented by the session's own callback, which blocks the
@@ -26,8 +27,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/presets.h"
-#include "lora/finetune.h"
+#include "run/run_spec.h"
 #include "train/metrics.h"
 
 namespace bl {
@@ -50,30 +50,6 @@ struct SampleResult {
   bool ok = true;
 };
 
-/// A LoRA / QLoRA fine-tune of a stored run's newest checkpoint: the checkpoint
-/// fixes model and tokenizer (RunSpec::preset.model is ignored), only the
-/// adapters train, and they are saved as a PEFT directory
-/// <db dir>/runs/<run id>/adapter when the run ends (completed or stopped).
-struct FinetuneSettings {
-  int64_t base_run_id = 0;
-  LoraSpec lora;
-  std::string quantize;  // "" (float base), "nf4", "affine4", "affine8", ...
-};
-
-/// Directory a fine-tune run's adapter is saved to.
-std::string run_adapter_dir(const std::string& db_path, int64_t run_id);
-
-/// Describes a run for the store.
-struct RunSpec {
-  Preset preset;
-  std::string preset_name;  // "" for a config that is not a named preset
-  std::string data_path;
-  std::string name;  // run name; preset name if empty
-  std::vector<std::string> tags;
-  std::optional<int64_t> parent_run_id;      // set when forked from a stored run
-  std::optional<FinetuneSettings> finetune;  // parent_run_id becomes its base run
-};
-
 class TrainingSession {
  public:
   /// Everything that happened since the last drain().
@@ -94,9 +70,10 @@ class TrainingSession {
 
   const std::string& db_path() const { return db_path_; }
 
-  /// Starts a run (data loading, model init and training all on the worker).
-  /// The model's vocab_size follows the corpus' char tokenizer. A previous,
-  /// finished run is released first; throws std::logic_error if one is running.
+  /// Starts a run (launch: checks, data loading, model init, then training, all
+  /// on the worker; a spec without db_path is recorded in db_path()). A
+  /// previous, finished run is released first; throws std::logic_error if one
+  /// is running.
   void start(const RunSpec& spec);
   /// Thread-safe controls; callable at any time (also before the trainer exists).
   void pause();

@@ -1,4 +1,4 @@
-#include "arch/arch_analysis.h"
+#include "core/arch_analysis.h"
 
 #include <exception>
 

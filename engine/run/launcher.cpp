@@ -1,0 +1,176 @@
+#include "run/launcher.h"
+
+#include "io/sha256.h"
+#include "tensor/rng.h"
+
+namespace bl {
+
+namespace {
+
+std::string of_run(const RunPlan& plan) {
+  return plan.parent ? " run " + std::to_string(plan.parent->id) : std::string(" the run");
+}
+
+std::string read_dataset(RunPlan& plan) {
+  const bool parents = plan.parent && plan.data_path == plan.parent->dataset_path;
+  std::string text;
+  try {
+    text = read_text_file(plan.data_path);
+  } catch (const std::exception& e) {
+    if (!parents) throw;
+    throw std::runtime_error("dataset of" + of_run(plan) + ": " + e.what());
+  }
+  if (plan.kind == RunKind::kResume && !plan.parent->dataset_sha256.empty() &&
+      sha256_hex(text) != plan.parent->dataset_sha256)
+    plan.notes.push_back("warning: " + plan.data_path + " changed since run " +
+                         std::to_string(plan.parent->id) +
+                         " was recorded (SHA-256 differs); the resumed run will not reproduce "
+                         "the original");
+  return text;
+}
+
+std::unique_ptr<Tokenizer> build_tokenizer(const RunPlan& plan, const std::string& text) {
+  if (!plan.tokenizer.empty()) return make_tokenizer(plan.tokenizer, text);
+  try {
+    return tokenizer_from_json(plan.tokenizer_json);
+  } catch (const std::exception& e) {
+    if (plan.kind != RunKind::kFork) throw;
+    throw std::runtime_error("the stored tokenizer of" + of_run(plan) + " is invalid: " + e.what());
+  }
+}
+
+}  // namespace
+
+std::string run_adapter_dir(const std::string& db_path, int64_t run_id) {
+  return run_files_dir(db_path, run_id) + "/adapter";
+}
+
+PreparedRun::~PreparedRun() = default;
+
+int64_t PreparedRun::begin() {
+  if (!logger_) return 0;
+  if (logger_->run_id()) return logger_->run_id();
+  const int64_t id = logger_->begin(*trainer_);
+  if (plan_.finetune) {
+    // A fine-tune's spec is in the run row from the start: `train --resume`
+    // rebuilds a stopped or killed fine-tune from it.
+    const bool recorded = !plan_.adapter.empty();
+    if (!recorded) plan_.adapter = run_adapter_dir(store_->path(), id);
+    const nlohmann::json lora = finetune_.summary(plan_.adapter);
+    logger_->summary_extra()["lora"] = lora;
+    if (!recorded) store_->set_summary(id, {{"lora", lora}});
+    saver_->set_finetune(lora);
+  }
+  return id;
+}
+
+TrainSummary PreparedRun::train() {
+  if (!logger_) return trainer_->train();
+  begin();
+  TrainSummary sum;
+  try {
+    sum = trainer_->train();
+  } catch (const std::exception& e) {
+    logger_->fail(e.what());
+    throw;
+  }
+  if (!logger_->finished()) logger_->fail("training ended without a summary");
+  return sum;
+}
+
+std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
+  std::unique_ptr<PreparedRun> r(new PreparedRun);
+  // Open the database first: a bad path fails before anything else.
+  if (spec.record)
+    r->store_ = std::make_unique<ExperimentStore>(
+        spec.db_path.empty() ? default_db_path() : spec.db_path, spec.store);
+  r->plan_ = plan_run(spec, r->store_.get());  // every check, before any data is read
+  RunPlan& plan = r->plan_;
+  TrainConfig& t = plan.preset.train;
+
+  const std::string text = read_dataset(plan);
+  if (plan.finetune) {
+    try {
+      r->finetune_ = build_finetune(*plan.finetune);
+    } catch (const CheckpointError& e) {
+      if (plan.kind != RunKind::kResume) throw;
+      throw CheckpointError("base checkpoint of LoRA" + of_run(plan) + ": " + e.what());
+    }
+    r->tokenizer_ = std::move(r->finetune_.tokenizer);
+    r->model_ = std::move(r->finetune_.model);
+    plan.preset.model = r->model_->config();
+    if (!plan.weights_from.empty()) load_trainable_weights(plan.weights_from, *r->model_);
+    r->data_ = std::make_unique<TextDataset>(text, *r->tokenizer_, t.val_fraction);
+  } else {
+    r->tokenizer_ = build_tokenizer(plan, text);
+    plan.preset.model.vocab_size = r->tokenizer_->vocab_size();
+    try {
+      r->data_ = std::make_unique<TextDataset>(text, *r->tokenizer_, t.val_fraction);
+    } catch (const std::invalid_argument& e) {
+      if (plan.kind != RunKind::kFork || dynamic_cast<const ConfigError*>(&e)) throw;
+      throw std::runtime_error(plan.data_path + ": cannot be encoded with" + of_run(plan) +
+                               "'s tokenizer (" + e.what() +
+                               "); pass --tokenizer to build a new one");
+    }
+    r->model_ = std::make_unique<LanguageModel>(plan.preset.model);
+    if (plan.init_weights) {
+      Rng rng(uint64_t(t.seed));
+      r->model_->init_weights(rng);
+    }
+    if (!plan.weights_from.empty()) {
+      try {
+        load_model_weights(plan.weights_from, *r->model_);
+      } catch (const CheckpointError& e) {
+        if (plan.kind != RunKind::kFork) throw;
+        throw CheckpointError(std::string(e.what()) +
+                              "; the overrides changed the model's shapes: add --fresh to start "
+                              "the fork from newly initialised weights");
+      }
+    }
+  }
+  r->trainer_ = std::make_unique<Trainer>(*r->model_, t, *r->data_);
+  if (!plan.trainer_state_from.empty()) load_trainer_state(plan.trainer_state_from, *r->trainer_);
+  if (!spec.record) return r;
+
+  // The run record names what was trained from the plan alone.
+  RunRecord rec = plan.record;
+  const DatasetFingerprint fp = fingerprint_dataset(plan.data_path);
+  rec.dataset_path = fp.path;
+  rec.dataset_size = fp.size;
+  rec.dataset_sha256 = fp.sha256;
+  rec.tokenizer = r->tokenizer_->to_json();
+  if (plan.finetune && !plan.adapter.empty())
+    rec.summary = {{"lora", r->finetune_.summary(plan.adapter)}};
+  r->logger_ = std::make_unique<StoreLogger>(*r->store_, rec);
+  for (auto& [key, value] : plan.summary_extra.items()) r->logger_->summary_extra()[key] = value;
+  if (plan.kind == RunKind::kResume)
+    r->logger_->summary_extra()["resumed_from"] = {{"run", plan.parent->id},
+                                                   {"step", r->trainer_->step()},
+                                                   {"checkpoint", plan.trainer_state_from}};
+
+  // Savers before the logger: the final checkpoint and adapter are on disk and
+  // registered before the run is finished.
+  CheckpointPolicy policy;
+  policy.interval = t.checkpoint_interval;
+  policy.keep_last = plan.keep_checkpoints;
+  ExperimentStore* store = r->store_.get();
+  StoreLogger* logger = r->logger_.get();
+  r->saver_ = std::make_unique<CheckpointSaver>(
+      *r->tokenizer_, policy,
+      [store, logger](int64_t step) {
+        return run_checkpoint_dir(store->path(), logger->run_id(), step);
+      },
+      [logger](int64_t step, const std::string& dir) { logger->add_checkpoint(step, dir); });
+  r->trainer_->add_callback(r->saver_.get());
+  if (plan.finetune) {
+    // Every checkpoint interval and at the end: a killed fine-tune keeps its last adapter.
+    const RunPlan* p = &r->plan_;
+    r->adapter_saver_ =
+        std::make_unique<AdapterSaver>([p] { return p->adapter; }, t.checkpoint_interval);
+    r->trainer_->add_callback(r->adapter_saver_.get());
+  }
+  r->trainer_->add_callback(r->logger_.get());
+  return r;
+}
+
+}  // namespace bl

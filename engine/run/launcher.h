@@ -1,0 +1,86 @@
+// One way to start a run, for the CLI's `train`, the workbench's Start and
+// whatever comes next (sweeps, data-parallel ranks): launch_run turns a RunSpec
+// into a PreparedRun owning everything a run needs, ready to train. It checks
+// first (run/run_plan.h: config rules, limits, memory, files) and only then
+// reads the corpus, builds tokenizer, model and trainer, and attaches the
+// store logger, the checkpoint saver and, for a fine-tune, the adapter saver.
+// The run row is created by begin() (or train()), so a launch that fails
+// leaves no run behind.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/model.h"
+#include "data/text_dataset.h"
+#include "data/tokenizer.h"
+#include "lora/adapter_saver.h"
+#include "lora/finetune.h"
+#include "run/run_plan.h"
+#include "run/run_spec.h"
+#include "store/experiment_store.h"
+#include "train/checkpoint.h"
+#include "train/store_logger.h"
+#include "train/trainer.h"
+
+namespace bl {
+
+class PreparedRun {
+ public:
+  ~PreparedRun();
+  PreparedRun(const PreparedRun&) = delete;
+  PreparedRun& operator=(const PreparedRun&) = delete;
+
+  /// What is trained: config, preset name, data, parent, notes for the user.
+  const RunPlan& plan() const { return plan_; }
+  const Preset& preset() const { return plan_.preset; }
+  // store(), logger() and checkpoints() exist only for a recorded run (RunSpec::record).
+  ExperimentStore& store() { return *store_; }
+  LanguageModel& model() { return *model_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const TextDataset& data() const { return *data_; }
+  Trainer& trainer() { return *trainer_; }
+  StoreLogger& logger() { return *logger_; }
+  const CheckpointSaver& checkpoints() const { return *saver_; }
+  /// The fine-tune (counts, quantization, base); nullptr for other runs.
+  const Finetune* finetune() const { return plan_.finetune ? &finetune_ : nullptr; }
+  /// Where a fine-tune's adapter is saved (known once begin() has run).
+  const std::string& adapter_path() const { return plan_.adapter; }
+
+  /// Adds a callback after the savers and the store logger: it sees a step
+  /// once it is recorded, and the final checkpoint before the run ends.
+  void add_callback(Callback& c) { trainer_->add_callback(&c); }
+  /// Creates the run row (once) and returns its id (0 for an unrecorded run).
+  int64_t begin();
+  int64_t run_id() const { return logger_ ? logger_->run_id() : 0; }
+  /// begin(), then trains to the end; a thrown error is recorded as the run's
+  /// failure before it propagates.
+  TrainSummary train();
+
+ private:
+  friend std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec);
+  PreparedRun() = default;
+
+  RunPlan plan_;
+  std::unique_ptr<ExperimentStore> store_;  // first: outlives everything that records
+  Finetune finetune_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<TextDataset> data_;
+  std::unique_ptr<LanguageModel> model_;
+  std::unique_ptr<Trainer> trainer_;
+  std::unique_ptr<StoreLogger> logger_;
+  std::unique_ptr<CheckpointSaver> saver_;
+  std::unique_ptr<AdapterSaver> adapter_saver_;
+};
+
+/// Opens the store (spec.db_path, else default_db_path()), plans and checks the
+/// run, then builds it. Throws what plan_run throws, and std::runtime_error
+/// naming the file or run for data, tokenizer or checkpoint problems.
+std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec);
+
+/// Directory a fine-tune's adapter goes to when no path was given.
+std::string run_adapter_dir(const std::string& db_path, int64_t run_id);
+
+}  // namespace bl

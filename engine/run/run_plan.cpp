@@ -1,0 +1,323 @@
+#include "run/run_plan.h"
+
+#include <filesystem>
+
+#include "data/text_dataset.h"
+#include "io/sha256.h"
+#include "run/config_overrides.h"
+#include "run/memory_estimate.h"
+#include "train/checkpoint.h"
+#include "train/store_logger.h"
+
+namespace bl {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string run_str(int64_t id) {
+  return std::to_string(id);
+}
+
+RunRecord get_run_or_throw(ExperimentStore* db, const std::optional<int64_t>& id,
+                           const char* kind) {
+  if (!id || !db)
+    throw RunSpecError(std::string("a ") + kind + " needs the id of a run in a store");
+  ExperimentStore& store = *db;
+  auto run = store.get_run(*id);
+  if (!run)
+    throw std::runtime_error(store.path() + ": no run with id " + run_str(*id) +
+                             " (see blocklab-cli runs list)");
+  return *run;
+}
+
+// Absolute and normalised, without a trailing separator ("ad/" -> "/cwd/ad"):
+// recorded paths must still work when a resume runs from another directory.
+std::string absolute_path(const std::string& p) {
+  fs::path a = fs::absolute(p).lexically_normal();
+  if (a.filename().empty() && a.has_parent_path()) a = a.parent_path();
+  return a.string();
+}
+
+/// Every config rule, then (only for a valid config) the memory estimate.
+void check_config(const Preset& p, int64_t trainable = -1) {
+  std::vector<std::string> errors = validation_errors(p);
+  if (errors.empty())
+    errors = memory_errors(estimate_training_memory(p.model, p.train, trainable),
+                           machine_memory_bytes());
+  if (!errors.empty()) throw ConfigError(errors);
+}
+
+void apply_resume_overrides(const RunSpec& spec, const RunRecord& run, TrainConfig& t,
+                            int64_t reached_step) {
+  std::string field;
+  if (overrides_computation(spec.train, &field) || !spec.set.empty() || spec.config ||
+      !spec.config_path.empty() || !spec.preset_name.empty() || !spec.tokenizer.empty() ||
+      !spec.data_path.empty())
+    throw RunSpecError("a resumed run keeps its configuration" +
+                       (field.empty() ? std::string() : " (" + field + " cannot change)") +
+                       "; only the step count, threads and eval interval may change: fork run " +
+                       run_str(run.id) + " for a changed copy");
+  apply_train_overrides(spec.train, t);
+  if (spec.checkpoint_interval) t.checkpoint_interval = *spec.checkpoint_interval;
+  if (reached_step >= t.max_steps)
+    throw RunSpecError("run " + run_str(run.id) + " already reached step " +
+                       std::to_string(reached_step) + " of " + std::to_string(t.max_steps) +
+                       "; pass --steps N (N > " + std::to_string(reached_step) +
+                       ") to train it further");
+}
+
+void plan_fresh(const RunSpec& spec, RunPlan& plan) {
+  if (spec.config) {
+    plan.preset = *spec.config;
+    plan.record.preset = spec.preset_name;
+  } else if (!spec.config_path.empty()) {
+    if (!spec.preset_name.empty()) throw RunSpecError("give --preset or --config, not both");
+    plan.preset = load_preset_file(spec.config_path);
+  } else {
+    plan.record.preset = spec.preset_name.empty() ? "gpt-tiny" : spec.preset_name;
+    plan.preset = load_preset(plan.record.preset);
+  }
+  plan.preset = apply_set_overrides(plan.preset, spec.set);
+  apply_train_overrides(spec.train, plan.preset.train);
+  plan.data_path = spec.data_path.empty() ? default_data_path() : spec.data_path;
+  plan.tokenizer = spec.tokenizer.empty() ? "char" : spec.tokenizer;
+  plan.record.name = !spec.name.empty()            ? spec.name
+                     : !plan.record.preset.empty() ? plan.record.preset
+                     : !spec.config_path.empty()   ? fs::path(spec.config_path).stem().string()
+                                                   : plan.preset.model.name;
+}
+
+void plan_resume(const RunSpec& spec, ExperimentStore& store, const RunRecord& run, RunPlan& plan) {
+  const CheckpointRecord ck = checkpoint_to_resume(store, run);
+  const CheckpointInfo info = read_checkpoint_info(ck.path);
+  if (!info.finetune.is_null())
+    throw CheckpointError(ck.path + " is a fine-tune checkpoint, but run " + run_str(run.id) +
+                          " has no recorded fine-tune spec to rebuild its base from");
+  plan.preset.model = info.model;
+  plan.preset.train = info.train;
+  apply_resume_overrides(spec, run, plan.preset.train, info.step);
+  plan.record.preset = run.preset;
+  plan.tokenizer_json = info.tokenizer;
+  plan.data_path = run.dataset_path;
+  plan.init_weights = false;
+  plan.weights_from = plan.trainer_state_from = ck.path;
+  plan.record.name = spec.name.empty() ? run.name : spec.name;
+  plan.record.tags = run.tags;
+}
+
+void plan_fork(const RunSpec& spec, ExperimentStore& store, const RunRecord& run, RunPlan& plan) {
+  if (!spec.config_path.empty() || (!spec.config && !spec.preset_name.empty()))
+    throw RunSpecError("--fork takes the configuration of run " + run_str(run.id) +
+                       "; change it with --set field=value instead of --preset/--config");
+  Preset base;
+  if (spec.config) {
+    base = *spec.config;  // the workbench's edit of the run's config
+  } else {
+    try {
+      base = preset_from_json({{"model", run.model_config}, {"train", run.train_config}});
+    } catch (const ConfigError& e) {
+      throw std::runtime_error("the stored config of run " + run_str(run.id) +
+                               " is invalid: " + e.what());
+    }
+  }
+  plan.preset = apply_set_overrides(base, spec.set);
+  apply_train_overrides(spec.train, plan.preset.train);
+  plan.record.preset = spec.preset_name.empty() ? run.preset : spec.preset_name;
+  plan.data_path = spec.data_path.empty() ? run.dataset_path : spec.data_path;
+  plan.tokenizer = spec.tokenizer;
+  if (spec.tokenizer.empty()) plan.tokenizer_json = run.tokenizer;
+  plan.record.name = spec.name.empty() ? run.name + " (fork)" : spec.name;
+  nlohmann::json checkpoint;  // null: fresh weights
+  if (!spec.fresh_weights) {
+    auto ck = latest_checkpoint(store, run.id);
+    if (ck && !read_checkpoint_info(ck->path).finetune.is_null())
+      throw std::runtime_error("run " + run_str(run.id) +
+                               " is a LoRA fine-tune: its checkpoints hold only adapter weights, "
+                               "so a fork cannot start from them; fork its base run, or add "
+                               "--fresh for newly initialised weights");
+    if (ck) {
+      plan.weights_from = ck->path;
+      checkpoint = ck->path;
+    } else {
+      plan.notes.push_back("note: run " + run_str(run.id) +
+                           " has no checkpoint; the fork starts from fresh weights");
+    }
+  }
+  plan.summary_extra["forked_from"] = {
+      {"run", run.id}, {"checkpoint", checkpoint}, {"set", spec.set}};
+}
+
+/// A new fine-tune: the base checkpoint fixes model and tokenizer.
+void plan_finetune(const RunSpec& spec, ExperimentStore& store, RunPlan& plan) {
+  const FinetuneOptions& f = spec.finetune;
+  if (spec.config || !spec.config_path.empty() || !spec.preset_name.empty() ||
+      !spec.tokenizer.empty() || !spec.set.empty())
+    throw RunSpecError(
+        "a fine-tune takes model and tokenizer from its base checkpoint: no preset, config, "
+        "--set or tokenizer");
+  std::string base = f.base_checkpoint;
+  if (f.base_run_id) {
+    plan.record.parent_run_id = *f.base_run_id;
+    const auto ck = latest_checkpoint(store, *f.base_run_id);
+    if (!ck)
+      throw std::runtime_error("run " + run_str(*f.base_run_id) +
+                               " has no checkpoint to fine-tune");
+    base = ck->path;
+  } else {
+    if (base.empty()) throw RunSpecError("a fine-tune needs a base run or checkpoint");
+    // The run that wrote the checkpoint becomes the parent of the fine-tune.
+    std::error_code ec;
+    for (const RunRecord& r : store.list_runs())
+      for (const CheckpointRecord& c : store.checkpoints(r.id))
+        if (!plan.record.parent_run_id && fs::equivalent(c.path, base, ec))
+          plan.record.parent_run_id = r.id;
+  }
+  base = absolute_path(base);
+  const CheckpointInfo info = read_checkpoint_info(base);
+  if (!info.finetune.is_null())
+    throw RunSpecError(base +
+                       " is a fine-tune checkpoint (adapter weights only); fine-tune its base " +
+                       info.finetune.value("base_checkpoint", std::string("(unknown)")) +
+                       " instead, or merge the adapter into it first (lora merge)");
+  plan.preset.model = info.model;
+  plan.preset.train = f.train_config ? *f.train_config : info.train;
+  apply_train_overrides(spec.train, plan.preset.train);
+  FinetuneSpec fs_spec;
+  fs_spec.base_checkpoint = base;
+  fs_spec.lora = f.lora;
+  fs_spec.quantize = f.quantize;
+  fs_spec.seed = uint64_t(plan.preset.train.seed);
+  plan.finetune = fs_spec;
+  plan.adapter = f.adapter_out.empty() ? "" : absolute_path(f.adapter_out);
+  plan.tokenizer_json = info.tokenizer;
+  plan.data_path = spec.data_path.empty() ? default_data_path() : spec.data_path;
+  plan.record.name = !spec.name.empty()        ? spec.name
+                     : info.model.name.empty() ? "lora"
+                                               : info.model.name + " lora";
+}
+
+/// A stopped or killed fine-tune, rebuilt from the spec recorded in its run.
+void plan_finetune_resume(const RunSpec& spec, ExperimentStore& store, const RunRecord& run,
+                          RunPlan& plan) {
+  const std::string id = run_str(run.id);
+  const nlohmann::json& block = run.summary["lora"];
+  try {
+    plan.finetune = finetune_spec_from_json(block);
+    if (!block.contains("adapter") || !block["adapter"].is_string() ||
+        block["adapter"].get<std::string>().empty())
+      throw std::invalid_argument("fine-tune spec: missing \"adapter\" path");
+    plan.adapter = block["adapter"];
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error("LoRA run " + id + " cannot be resumed: its recorded " + e.what());
+  }
+  if (store.checkpoints(run.id).empty())
+    throw std::runtime_error(
+        "LoRA run " + id +
+        " has no fine-tune checkpoint to resume from (it stopped before its first "
+        "--checkpoint-interval, or it was recorded by a Blocklab version that did not write "
+        "fine-tune checkpoints)");
+  const CheckpointRecord ck = checkpoint_to_resume(store, run);
+  const CheckpointInfo info = read_checkpoint_info(ck.path);
+  if (info.finetune.is_null())
+    throw CheckpointError(ck.path + ": LoRA run " + id +
+                          " registered a whole-model checkpoint instead of a fine-tune checkpoint");
+  plan.preset.model = info.model;
+  plan.preset.train = info.train;
+  apply_resume_overrides(spec, run, plan.preset.train, info.step);
+  // The base must be the one the adapter was trained on: same path, same bytes.
+  std::error_code ec;
+  if (!fs::is_directory(plan.finetune->base_checkpoint, ec))
+    throw std::runtime_error("the base checkpoint of LoRA run " + id + ", " +
+                             plan.finetune->base_checkpoint +
+                             ", no longer exists (a fine-tune resumes only on the base it began "
+                             "with)");
+  plan.tokenizer_json = info.tokenizer;
+  plan.weights_from = plan.trainer_state_from = ck.path;
+  plan.data_path = run.dataset_path;
+  plan.record.name = spec.name.empty() ? run.name : spec.name;
+  plan.record.tags = run.tags;
+}
+
+}  // namespace
+
+bool is_finetune_run(const RunRecord& run) {
+  return run.summary.is_object() && run.summary.contains("lora") &&
+         run.summary["lora"].is_object() && run.summary["lora"].contains("base_checkpoint");
+}
+
+CheckpointRecord checkpoint_to_resume(ExperimentStore& store, const RunRecord& run) {
+  auto ck = latest_checkpoint(store, run.id);
+  if (!ck) {
+    const size_t n = store.checkpoints(run.id).size();
+    throw std::runtime_error(
+        "run " + run_str(run.id) + " has no checkpoint to resume from" +
+        (n ? " (its " + std::to_string(n) + " recorded checkpoint(s) no longer exist on disk)"
+           : " (it stopped before its first checkpoint; see --checkpoint-interval)"));
+  }
+  const std::string model_file = (fs::path(ck->path) / "model.safetensors").string();
+  if (!ck->sha256.empty()) {
+    std::string sha;
+    try {
+      sha = sha256_file(model_file);
+    } catch (const std::exception& e) {
+      throw CheckpointError(e.what());
+    }
+    if (sha != ck->sha256)
+      throw CheckpointError(model_file +
+                            ": SHA-256 differs from the one recorded when the checkpoint was saved "
+                            "(the file was modified or is corrupt)");
+  }
+  return *ck;
+}
+
+RunPlan plan_run(const RunSpec& spec, ExperimentStore* store) {
+  RunPlan plan;
+  plan.kind = spec.kind;
+  plan.keep_checkpoints = spec.keep_checkpoints;
+  switch (spec.kind) {
+    case RunKind::kFresh:
+      plan_fresh(spec, plan);
+      break;
+    case RunKind::kResume: {
+      RunRecord run = get_run_or_throw(store, spec.parent_run_id, "resume");
+      // Runs of dead processes were marked interrupted when the store was opened.
+      if (run.status == RunStatus::kRunning)
+        throw std::runtime_error("run " + run_str(run.id) + " is still running (pid " +
+                                 std::to_string(run.pid) + " on " + run.host +
+                                 "); stop it before resuming it");
+      if (is_finetune_run(run))
+        plan_finetune_resume(spec, *store, run, plan);
+      else
+        plan_resume(spec, *store, run, plan);
+      plan.record.parent_run_id = run.id;
+      plan.parent = std::move(run);
+      break;
+    }
+    case RunKind::kFork: {
+      RunRecord run = get_run_or_throw(store, spec.parent_run_id, "fork");
+      plan_fork(spec, *store, run, plan);
+      plan.record.parent_run_id = run.id;
+      plan.parent = std::move(run);
+      break;
+    }
+    case RunKind::kFinetune:
+      if (!store) throw RunSpecError("a fine-tune is recorded in a store");
+      plan_finetune(spec, *store, plan);
+      break;
+  }
+  int64_t trainable = -1;  // all weights
+  if (plan.finetune) {
+    plan.record.preset.clear();
+    plan.record.tags.push_back("lora");
+    trainable = count_finetune(plan.preset.model, plan.finetune->lora).trainable;
+  }
+  if (spec.kind != RunKind::kResume && spec.checkpoint_interval)
+    plan.preset.train.checkpoint_interval = *spec.checkpoint_interval;
+  for (const std::string& t : spec.tags) plan.record.tags.push_back(t);
+  check_config(plan.preset, trainable);
+  check_text_file(plan.data_path);  // stat only: a FIFO is never opened
+  return plan;
+}
+
+}  // namespace bl

@@ -1,0 +1,53 @@
+// The first half of launching a run: everything that can be checked without
+// reading the corpus or allocating a tensor. It resolves the spec against the
+// store (a resumed or forked run, a fine-tune's base), applies overrides,
+// checks every config rule (with the upper bounds), that the data file exists
+// and is a regular file, and that the model fits in memory. A spec that fails
+// here has read no data, built no model and created no run row.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/presets.h"
+#include "lora/finetune.h"
+#include "run/run_spec.h"
+#include "store/experiment_store.h"
+
+namespace bl {
+
+struct RunPlan {
+  RunKind kind = RunKind::kFresh;
+  Preset preset;  // model + train config as trained (a fine-tune: the base's model)
+  std::string data_path;
+  std::string tokenizer;            // "char" | "byte": built from the corpus
+  nlohmann::json tokenizer_json;    // else restored from this (resume, fork)
+  bool init_weights = true;         // fresh initialisation from train.seed
+  std::string weights_from;         // checkpoint whose weights are loaded ("" = none)
+  std::string trainer_state_from;   // checkpoint whose trainer state is loaded (resume)
+  std::optional<RunRecord> parent;  // resumed / forked run
+  std::optional<FinetuneSpec> finetune;
+  std::string adapter;  // fine-tune: adapter path; "" = <run dir>/adapter once the run exists
+  RunRecord record;     // name, tags, preset, parent: the rest is filled at launch
+  nlohmann::json summary_extra = nlohmann::json::object();  // forked_from, ...
+  std::vector<std::string> notes;  // "note: ..." / "warning: ..." for the user
+  int keep_checkpoints = 2;
+};
+
+/// Resolves and checks `spec` (see above); `store` may be null for a fresh run. Throws RunSpecError
+/// for a spec that contradicts itself, ConfigError listing every broken config rule (field and
+/// limit named) or the memory estimate, std::runtime_error for a missing or
+/// non-regular file, an unknown run or a checkpoint that cannot be used.
+RunPlan plan_run(const RunSpec& spec, ExperimentStore* store);
+
+/// A run recorded by a fine-tune with its spec (summary "lora" block).
+bool is_finetune_run(const RunRecord& run);
+
+/// The run's newest checkpoint on disk, its model.safetensors checked against
+/// the SHA-256 recorded in the store (CheckpointError if it differs).
+CheckpointRecord checkpoint_to_resume(ExperimentStore& store, const RunRecord& run);
+
+}  // namespace bl

@@ -1,0 +1,86 @@
+// A plain description of one training run, filled by the CLI's `train` from
+// its arguments and by the workbench from its widgets, and turned into a
+// ready-to-train run by launch_run (run/launcher.h). No Qt, no store handles:
+// everything here is a value a sweep or an MPI rank could build as well.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/presets.h"
+#include "lora/finetune.h"
+#include "store/experiment_store.h"
+
+namespace bl {
+
+enum class RunKind {
+  kFresh,     // a preset or config (+ overrides), newly initialised weights
+  kResume,    // continue a stored run from its newest checkpoint
+  kFork,      // a stored run's config (+ overrides), weights from its newest checkpoint
+  kFinetune,  // LoRA / QLoRA adapters on a stored run's or directory's checkpoint
+};
+
+/// Train-config fields a run may override after the config is chosen (the CLI's
+/// --steps, --seed, ...). On a resume only max_steps, threads and eval_interval
+/// may be set: the others would change what the resumed run computes.
+struct TrainOverrides {
+  std::optional<int64_t> max_steps, seed, batch_size, seq_len, threads, eval_interval, warmup_steps;
+  std::optional<double> learning_rate;
+  std::optional<std::string> optimizer, lr_schedule;
+};
+
+/// What a fine-tune adapts: the base (a run's newest checkpoint or a checkpoint
+/// directory), the adapter shape and quantization, and where the adapter goes.
+struct FinetuneOptions {
+  std::optional<int64_t> base_run_id;  // else base_checkpoint
+  std::string base_checkpoint;
+  LoraSpec lora;
+  std::string quantize;     // "" (float base), "nf4", "affine4", "affine8", ...
+  std::string adapter_out;  // "" = <db dir>/runs/<run id>/adapter
+  /// Replaces the base's train config (the workbench's Run panel); else the
+  /// base's, with RunSpec::train applied.
+  std::optional<TrainConfig> train_config;
+};
+
+/// A run description that cannot be launched as given (a malformed assignment,
+/// options that contradict each other or the run kind). The CLI reports it as
+/// a usage error; config rule violations are ConfigError instead.
+struct RunSpecError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+struct RunSpec {
+  RunKind kind = RunKind::kFresh;
+
+  // What to train (fresh): a composed config, else a config file, else a named
+  // preset (default gpt-tiny). preset_name also names a composed config's origin.
+  std::optional<Preset> config;
+  std::string config_path;
+  std::string preset_name;
+  std::vector<std::string> set;  // "field=value" assignments (fresh, fork)
+  TrainOverrides train;          // applied after `set`
+
+  std::string data_path;  // "" = the parent's dataset (resume, fork) or the bundled corpus
+  std::string tokenizer;  // "char" | "byte"; "" = char, or the parent's (fork)
+
+  std::optional<int64_t> parent_run_id;  // resume, fork
+  bool fresh_weights = false;            // fork: newly initialised weights
+  FinetuneOptions finetune;              // kind == kFinetune
+
+  bool record = true;   // false: no store, run row or savers (benchmarks; fresh runs only)
+  std::string db_path;  // "" = default_db_path()
+  StoreOptions store;
+  std::optional<int64_t> checkpoint_interval;
+  int keep_checkpoints = 2;
+
+  std::string name;  // "" = derived from what is trained
+  std::vector<std::string> tags;
+};
+
+/// Path of the bundled default corpus.
+std::string default_data_path();
+
+}  // namespace bl
