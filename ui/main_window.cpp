@@ -17,6 +17,7 @@
 
 #include "arch/arch_panel.h"
 #include "browser/run_browser.h"
+#include "browser/run_loader.h"
 #include "plot/charts_panel.h"
 #include "run/memory_estimate.h"
 #include "samples/samples_panel.h"
@@ -101,6 +102,7 @@ MainWindow::MainWindow(const std::string& preset_name, const std::string& db_pat
   });
   connect(samples_, &SamplesPanel::settings_changed, this, &MainWindow::push_sampling);
   connect(browser_, &RunBrowser::open_in_composer, this, &MainWindow::load_run_config);
+  connect(browser_, &RunBrowser::resume_requested, this, &MainWindow::resume_run);
 
   poll_timer_ = new QTimer(this);
   poll_timer_->setInterval(50);  // 20 Hz: one drain per tick, never one event per step
@@ -253,12 +255,6 @@ void MainWindow::push_sampling() {
 void MainWindow::start() {
   refresh();
   if (!errors_.empty() || session_.running()) return;
-  poll();  // collect anything the previous run left
-  charts_->clear();
-  samples_->clear();
-  steps_received_ = 0;
-  live_run_id_ = 0;
-  summary_.reset();
   // The run record names what was trained from this spec alone: the preset the
   // composer's model came from (its Presets menu included), not the window's.
   const Preset composed = current_preset();
@@ -288,11 +284,68 @@ void MainWindow::start() {
     spec.finetune.train_config = composed.train;
   }
   max_steps_ = composed.train.max_steps;
+  live_name_ = train_->run_name();
+  if (live_name_.isEmpty() && ft_base) live_name_ = QString("LoRA of #%1").arg(ft_base->run_id);
+  if (live_name_.isEmpty())
+    live_name_ = QString::fromStdString(arch_->preset_name().empty() ? base_.model.name
+                                                                     : arch_->preset_name());
+  launch(spec,
+         ft_base
+             ? QString("Loading run #%1's checkpoint and attaching adapters…").arg(ft_base->run_id)
+             : QString("Preparing data and model…"));
+}
+
+bool MainWindow::resume_run(const RunRecord& run) {
+  if (session_.running()) {
+    train_->set_status("Stop the current run before resuming another.");
+    return false;
+  }
+  RunSpec spec;
+  spec.kind = RunKind::kResume;
+  spec.parent_run_id = run.id;
+  max_steps_ = run.train_config.value("max_steps", int64_t(0));
+  live_name_ = QString::fromStdString(run.name);
+  // The parent's curves up to the checkpoint the new run continues from, so
+  // the live charts continue them (drawn under the new run's id once known).
+  std::optional<RunCurves> before;
+  try {
+    ExperimentStore store = ExperimentStore::open_readonly(session_.db_path());
+    if (const auto ck = latest_checkpoint(store, run.id)) {
+      RunCurves c = load_run_curves(store, run);
+      RunCurves kept;
+      for (size_t i = 0; i < c.size() && c.step[i] < ck->step; ++i) {
+        kept.step.push_back(c.step[i]);
+        kept.wall.push_back(c.wall[i]);
+        kept.tokens.push_back(c.tokens[i]);
+        kept.loss.push_back(c.loss[i]);
+        kept.tokens_per_sec.push_back(c.tokens_per_sec[i]);
+        kept.grad_norm.push_back(c.grad_norm[i]);
+        kept.learning_rate.push_back(c.learning_rate[i]);
+      }
+      for (const auto& e : c.evals)
+        if (e.first < ck->step) kept.evals.push_back(e);
+      kept.name = live_name_;
+      before = std::move(kept);
+    }
+  } catch (const std::exception&) {
+    // No curves to show: the launcher reports what is wrong with the run.
+  }
+  launch(spec, QString("Resuming run #%1 from its newest checkpoint…").arg(run.id));
+  resume_curves_ = std::move(before);  // after launch(): its poll() drains the previous run
+  return true;
+}
+
+void MainWindow::launch(const RunSpec& spec, const QString& status) {
+  poll();  // collect anything the previous run left
+  resume_curves_.reset();
+  charts_->clear();
+  samples_->clear();
+  steps_received_ = 0;
+  live_run_id_ = 0;
+  summary_.reset();
   push_sampling();
   session_.start(spec);
-  train_->set_status(
-      ft_base ? QString("Loading run #%1's checkpoint and attaching adapters…").arg(ft_base->run_id)
-              : QString("Preparing data and model…"));
+  train_->set_status(status);
   tabs_->setCurrentWidget(charts_);
   update_state();
 }
@@ -301,13 +354,12 @@ void MainWindow::poll() {
   TrainingSession::Update u = session_.drain();
   if (u.run_id) {
     live_run_id_ = *u.run_id;
-    QString name = train_->run_name();
-    const FinetuneBase* ft = train_->finetune_enabled() ? train_->finetune_base() : nullptr;
-    if (name.isEmpty() && ft) name = QString("LoRA of #%1").arg(ft->run_id);
-    if (name.isEmpty())
-      name = QString::fromStdString(arch_->preset_name().empty() ? base_.model.name
-                                                                 : arch_->preset_name());
-    charts_->add_run(live_run_id_, name);
+    if (resume_curves_) {
+      resume_curves_->id = live_run_id_;
+      charts_->set_run(std::move(*resume_curves_));
+      resume_curves_.reset();
+    }
+    charts_->add_run(live_run_id_, live_name_);
     browser_->refresh();
   }
   if (live_run_id_) {

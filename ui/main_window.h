@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/presets.h"
+#include "plot/charts_panel.h"
 #include "store/experiment_store.h"
 #include "training/training_session.h"
 
@@ -44,6 +45,9 @@ class MainWindow : public QMainWindow {
   void load_preset(const Preset& p, const std::string& name);
   /// Loads a stored run's configuration and dataset into the forms (a fork).
   bool load_run_config(const RunRecord& run);
+  /// Continues a stored run from its newest checkpoint (as train --resume);
+  /// false (with the reason in the status line) when it cannot start.
+  bool resume_run(const RunRecord& run);
   /// The preset the forms describe now (with fine-tuning on, the base
   /// checkpoint's model replaces the composer's).
   Preset current_preset() const;
@@ -73,7 +77,8 @@ class MainWindow : public QMainWindow {
  private:
   void refresh();  // re-validate, redraw the analysis, update buttons
   void start();
-  void poll();  // drains the session (timer)
+  void launch(const RunSpec& spec, const QString& status);  // start() and resume_run()
+  void poll();                                              // drains the session (timer)
   void update_state();
   void push_sampling();
 
@@ -93,7 +98,9 @@ class MainWindow : public QMainWindow {
   int64_t live_run_id_ = 0;
   int64_t steps_received_ = 0;
   int64_t max_steps_ = 0;
-  int shown_state_ = -1;  // last state applied by update_state()
+  QString live_name_;                       // the chart legend of the run being trained
+  std::optional<RunCurves> resume_curves_;  // a resumed run's history, drawn once it starts
+  int shown_state_ = -1;                    // last state applied by update_state()
   std::optional<TrainSummary> summary_;
 };
 

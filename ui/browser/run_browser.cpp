@@ -191,6 +191,11 @@ RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
   open_ = new QPushButton("Open in composer");
   open_->setObjectName("open_in_composer");
   open_->setToolTip("Load this run's model and training configuration into the forms to fork it");
+  resume_ = new QPushButton("Resume");
+  resume_->setObjectName("resume_run");
+  resume_->setToolTip(
+      "Continue this run from its newest checkpoint to its step budget (as blocklab-cli train "
+      "--resume)");
   png_ = new QPushButton("Export chart PNG…");
   png_->setObjectName("export_png");
   csv_ = new QPushButton("Export metrics CSV…");
@@ -213,6 +218,7 @@ RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
   b1->addWidget(delete_);
   dl->addLayout(b1);
   dl->addWidget(open_);
+  dl->addWidget(resume_);
   auto* b2 = new QHBoxLayout;
   b2->addWidget(png_);
   b2->addWidget(csv_);
@@ -286,6 +292,9 @@ RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
   });
   connect(open_, &QPushButton::clicked, this, [this] {
     if (auto r = run(current_id())) emit open_in_composer(*r);
+  });
+  connect(resume_, &QPushButton::clicked, this, [this] {
+    if (auto r = run(current_id())) emit resume_requested(*r);
   });
   connect(png_, &QPushButton::clicked, this, [this] {
     const QString f = QFileDialog::getSaveFileName(this, "Export chart", "runs.png", "PNG (*.png)");
@@ -485,6 +494,9 @@ void RunBrowser::update_details() {
   for (QWidget* w :
        std::initializer_list<QWidget*>{name_edit_, tags_edit_, notes_edit_, save_, open_})
     w->setEnabled(bool(r));
+  // Runs that ended before their step budget: stopped, interrupted, failed.
+  resume_->setEnabled(r && r->status != RunStatus::kRunning && r->status != RunStatus::kCompleted &&
+                      r->status != RunStatus::kDiverged);
   delete_->setEnabled(!selected_ids().empty());
   const bool any = !selected_ids().empty();
   png_->setEnabled(any);

@@ -93,10 +93,13 @@ class RunBrowser : public QWidget {
   QTabWidget* compare_tabs() const { return tabs_; }
   QLabel* message_label() const { return message_; }
   QPushButton* open_button() const { return open_; }
+  QPushButton* resume_button() const { return resume_; }
 
  signals:
   /// "Open in composer": load this run's configuration into the forms.
   void open_in_composer(const bl::RunRecord& run);
+  /// "Resume": continue this run from its newest checkpoint (as train --resume).
+  void resume_requested(const bl::RunRecord& run);
 
  private:
   bool open_reader();
@@ -123,7 +126,7 @@ class RunBrowser : public QWidget {
   QLineEdit* name_edit_;
   QLineEdit* tags_edit_;
   QPlainTextEdit* notes_edit_;
-  QPushButton *save_, *delete_, *open_, *png_, *csv_;
+  QPushButton *save_, *delete_, *open_, *resume_, *png_, *csv_;
   QLabel* details_title_;
   QLabel* message_;
   QTabWidget* tabs_;

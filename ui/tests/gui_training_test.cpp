@@ -133,6 +133,50 @@ class TrainingTest : public QObject {
     QTRY_COMPARE_WITH_TIMEOUT(w.samples_panel()->sample_count(), 2, 30000);
   }
 
+  // A run stopped early resumes from the Runs tab as train --resume would: a
+  // new run linked to it continues from its checkpoint to the step budget,
+  // and the live charts continue the stopped run's curves.
+  void stopped_run_resumes_from_the_browser() {
+    MainWindow w("gpt-tiny", db());
+    w.resize(1200, 800);
+    w.show();
+    Preset p = small_preset();
+    p.train.max_steps = 400;
+    w.load_preset(p, "gpt-tiny");
+    w.samples_panel()->every_box()->setValue(0);
+    TrainingPanel* tp = w.training_panel();
+    tp->start_button()->click();
+    QTRY_VERIFY_WITH_TIMEOUT(w.steps_received() >= 5, 60000);
+    tp->stop_button()->click();
+    QTRY_COMPARE_WITH_TIMEOUT(tp->state(), TrainingPanel::State::kIdle, 30000);
+    const int64_t stopped = w.live_run_id();
+    const int64_t done = w.steps_received();
+    QVERIFY(done < 400);
+
+    RunBrowser* b = w.browser();
+    b->refresh();
+    b->select_runs({stopped});
+    QVERIFY(b->resume_button()->isEnabled());
+    b->resume_button()->click();
+    QTRY_VERIFY_WITH_TIMEOUT(w.live_run_id() > stopped, 30000);
+    QTRY_COMPARE_WITH_TIMEOUT(tp->state(), TrainingPanel::State::kIdle, 120000);
+    QCOMPARE(w.last_summary()->status, RunStatus::kCompleted);
+    const int64_t resumed = w.live_run_id();
+    ExperimentStore store = ExperimentStore::open_readonly(db());
+    const RunRecord r = *store.get_run(resumed);
+    QCOMPARE(r.parent_run_id, std::optional<int64_t>(stopped));
+    QCOMPARE(r.preset, std::string("gpt-tiny"));
+    const MetricSeries loss = store.metrics(resumed, "loss");
+    QCOMPARE(loss.steps.front(), done);         // from the stop's checkpoint ...
+    QCOMPARE(loss.steps.back(), int64_t(399));  // ... to the budget
+    // The live chart holds the stopped run's steps and the resumed ones: all 400.
+    QTRY_COMPARE(w.charts()->curves(resumed)->size(), size_t(400));
+    // A completed run offers no resume.
+    b->refresh();
+    b->select_runs({resumed});
+    QVERIFY(!b->resume_button()->isEnabled());
+  }
+
   void completed_run_and_automatic_samples() {
     MainWindow w("gpt-tiny", db());
     Preset p = small_preset();
