@@ -124,19 +124,7 @@ CheckpointRecord checkpoint_to_resume(ExperimentStore& store, const RunRecord& r
         (n ? " (its " + std::to_string(n) + " recorded checkpoint(s) no longer exist on disk)"
            : " (it stopped before its first checkpoint; see --checkpoint-interval)"));
   }
-  const std::string model_file = (std::filesystem::path(ck->path) / "model.safetensors").string();
-  if (!ck->sha256.empty()) {
-    std::string sha;
-    try {
-      sha = sha256_file(model_file);
-    } catch (const std::exception& e) {
-      throw CheckpointError(e.what());
-    }
-    if (sha != ck->sha256)
-      throw CheckpointError(model_file +
-                            ": SHA-256 differs from the one recorded when the checkpoint was saved "
-                            "(the file was modified or is corrupt)");
-  }
+  verify_checkpoint(ck->path, ck->sha256);  // every file, when it has a manifest
   return *ck;
 }
 
@@ -285,6 +273,17 @@ int train_command(const std::vector<std::string>& argv) {
   if (resume) {
     parent = get_run_or_throw(store, parse_run_id(*resume, "--resume"));
     check_resume_options(*parent, args);
+    if (!args.get("steps")) {  // killed after its final checkpoint: finish it from there
+      const CheckpointRecord ck = checkpoint_to_resume(store, *parent);
+      const nlohmann::json sum = finish_from_final_checkpoint(store, *parent, ck);
+      if (!sum.is_null()) {
+        std::printf("run %lld had reached its last step (%lld) before its process ended; marked "
+                    "completed from its final checkpoint %s\n",
+                    (long long)parent->id, (long long)ck.step, ck.path.c_str());
+        if (args.flag("json")) std::printf("%s\n", sum.dump().c_str());
+        return 0;
+      }
+    }
     if (is_finetune_run(*parent)) return lora_resume_command(store, *parent, args);
     resume_dir = setup_resume(store, *parent, args, s, quiet);
     rec.name = parent->name;
