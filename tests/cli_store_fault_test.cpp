@@ -28,7 +28,7 @@ using test::TempDir;
 using test::write_bytes;
 using Clock = std::chrono::steady_clock;
 
-// Long enough (about a second of steps) for a lock to land mid-run.
+// 0.3 ms a step: --steps 3000 trains for about a second.
 constexpr const char* kConfig = R"({
   "model": {"name": "tiny", "n_layers": 1,
             "block": {"d_model": 32, "n_heads": 2, "d_ff": 64, "max_seq_len": 32, "position": "learned"}},
@@ -110,7 +110,7 @@ test::CliResult run_with_lock(const Fixture& f, const std::string& args, double 
 TEST(StoreFaults, LockHeldThroughTrainingAndFinalCheckpointStallsNothingAndLosesNothing) {
   Fixture f;
   const auto t0 = Clock::now();
-  const test::CliResult r = run_with_lock(f, f.train("--flush-interval 0.1"), 6.0);
+  const test::CliResult r = run_with_lock(f, f.train("--flush-interval 0.1 --steps 3000"), 6.0);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_GE(secs_since(t0), 6.0);  // the lock really outlasted the run's training
   const nlohmann::json j = last_json(r);
@@ -122,13 +122,13 @@ TEST(StoreFaults, LockHeldThroughTrainingAndFinalCheckpointStallsNothingAndLoses
   const auto run = s.get_run(id);
   ASSERT_TRUE(run);
   EXPECT_EQ(run->status, RunStatus::kCompleted) << run->status_message;
-  EXPECT_EQ(s.metrics(id, "loss").size(), 60u);
+  EXPECT_EQ(s.metrics(id, "loss").size(), 3000u);
   const auto ck = s.checkpoints(id);
   ASSERT_FALSE(ck.empty());
-  EXPECT_EQ(ck.back().step, 60);
+  EXPECT_EQ(ck.back().step, 3000);
   // And resuming it further works from that registered checkpoint.
-  const test::CliResult more = run_cli("train --resume " + std::to_string(id) +
-                                       " --steps 62 --quiet --db " + f.db);
+  const test::CliResult more =
+      run_cli("train --resume " + std::to_string(id) + " --steps 3002 --quiet --db " + f.db);
   EXPECT_EQ(more.exit_code, 0) << more.out;
 }
 
@@ -215,8 +215,10 @@ TEST(StoreFaults, ResumeFinishesARunKilledAfterItsFinalCheckpoint) {
     // to land between two writes of the same process).
     Db db(f.db);
     const std::string i = std::to_string(id);
-    ASSERT_TRUE(db.exec("UPDATE runs SET status = 'running', summary = NULL, finished_at = NULL, "
-                        "pid = 2147483000 WHERE id = " + i));
+    ASSERT_TRUE(
+        db.exec("UPDATE runs SET status = 'running', summary = NULL, finished_at = NULL, "
+                "pid = 2147483000 WHERE id = " +
+                i));
     ASSERT_TRUE(db.exec("DELETE FROM metrics WHERE run_id = " + i + " AND step = 59"));
   }
   const test::CliResult res = run_cli("train --resume " + std::to_string(id) + " --db " + f.db);
@@ -246,8 +248,8 @@ TEST(StoreFaults, DamagedDatabaseIsRefusedNamingItAndLeftUnchanged) {
       fs::resize_file(f.db, size - 1);
     } else {
       std::fstream io(f.db, std::ios::in | std::ios::out | std::ios::binary);
-      io.seekp(4096 * 2 + 100);  // inside the third page
-      const std::string junk(2000, '\x5a');
+      io.seekp(4096 * 2);  // the whole third page
+      const std::string junk(4096, '\x5a');
       io.write(junk.data(), std::streamsize(junk.size()));
     }
     const std::string before = test::read_bytes(f.db);
@@ -256,7 +258,7 @@ TEST(StoreFaults, DamagedDatabaseIsRefusedNamingItAndLeftUnchanged) {
     EXPECT_NE(r.out.find(f.db), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("damaged"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find(".recover"), std::string::npos) << r.out;
-    EXPECT_EQ(test::read_bytes(f.db), before);
+    EXPECT_TRUE(test::read_bytes(f.db) == before) << "the damaged file was written to";
   }
 }
 
@@ -297,7 +299,8 @@ TEST(StoreFaults, TamperedCheckpointFilesAreRefusedNamingTheFile) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   const int64_t id = last_json(r)["run_id"];
   const std::string ck = last_json(r)["checkpoint"];
-  const std::string resume = "train --resume " + std::to_string(id) + " --steps 6 --quiet --db " + f.db;
+  const std::string resume =
+      "train --resume " + std::to_string(id) + " --steps 6 --quiet --db " + f.db;
   auto tamper = [&](const std::string& file, auto&& edit) {
     const std::string path = ck + "/" + file;
     const std::string orig = test::read_bytes(path);

@@ -277,9 +277,10 @@ int train_command(const std::vector<std::string>& argv) {
       const CheckpointRecord ck = checkpoint_to_resume(store, *parent);
       const nlohmann::json sum = finish_from_final_checkpoint(store, *parent, ck);
       if (!sum.is_null()) {
-        std::printf("run %lld had reached its last step (%lld) before its process ended; marked "
-                    "completed from its final checkpoint %s\n",
-                    (long long)parent->id, (long long)ck.step, ck.path.c_str());
+        std::printf(
+            "run %lld had reached its last step (%lld) before its process ended; marked "
+            "completed from its final checkpoint %s\n",
+            (long long)parent->id, (long long)ck.step, ck.path.c_str());
         if (args.flag("json")) std::printf("%s\n", sum.dump().c_str());
         return 0;
       }

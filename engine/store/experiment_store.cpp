@@ -381,9 +381,10 @@ namespace {
 // The message for a file that must not be written to.
 [[noreturn]] void throw_damaged(const std::string& path, const std::string& detail) {
   throw StoreError(path + ": the database file is damaged (" + detail +
-                   "); refusing to write into it. Recover what it holds with: sqlite3 '" + path +
-                   "' .recover | sqlite3 recovered.db  (then use --db recovered.db, or move it "
-                   "into place)",
+                       "); refusing to write into it. Recover what it holds with: sqlite3 '" +
+                       path +
+                       "' .recover | sqlite3 recovered.db  (then use --db recovered.db, or move it "
+                       "into place)",
                    SQLITE_CORRUPT);
 }
 
@@ -404,8 +405,8 @@ void refuse_damaged(detail::StoreImpl& im, double budget_s) {
                                "-byte pages: it was truncated or extended");
   if (budget_s <= 0) return;
   using Clock = std::chrono::steady_clock;
-  Clock::time_point deadline =
-      Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(budget_s));
+  Clock::time_point deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                  std::chrono::duration<double>(budget_s));
   sqlite3_progress_handler(
       im.db, 1000,
       [](void* d) { return Clock::now() > *static_cast<Clock::time_point*>(d) ? 1 : 0; },
@@ -452,7 +453,8 @@ std::unique_ptr<detail::StoreImpl> open_immutable(const std::string& path) {
   im->path = path;
   im->read_only = true;
   const std::string uri = file_uri(path) + "?immutable=1";
-  if (sqlite3_open_v2(uri.c_str(), &im->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+  if (sqlite3_open_v2(uri.c_str(), &im->db,
+                      SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK)
     im->fail("cannot open read-only");
   sqlite3_extended_result_codes(im->db, 1);
@@ -591,7 +593,13 @@ std::unique_ptr<detail::StoreImpl> open_store(const std::string& path, bool read
     if (sqlite3_exec(im->db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) im->fail(sql);
   }
   store::migrate(im->db, path, store::migrations());
-  if (opt.recover_interrupted) im->recover_interrupted();
+  if (opt.recover_interrupted) {
+    try {
+      im->recover_interrupted();
+    } catch (const StoreError& e) {
+      if (!e.busy()) throw;  // another process is writing: the next open marks them
+    }
+  }
   return im;
 }
 

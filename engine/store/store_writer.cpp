@@ -30,7 +30,7 @@ StoreWriter::StoreWriter(const std::string& db_path, StoreOptions options)
   o.flush_interval_s = std::numeric_limits<double>::infinity();
   o.recover_interrupted = false;
   o.replay_pending = false;
-  o.quick_check_s = 0;  // the caller's connection checked the file
+  o.quick_check_s = 0;      // the caller's connection checked the file
   o.busy_timeout_ms = 100;  // short waits: the loop retries with backoff
   store_ = std::make_unique<ExperimentStore>(db_path, o);
   thread_ = std::thread([this] { loop(); });
@@ -137,8 +137,8 @@ void StoreWriter::loop() {
   for (;;) {
     const double wait = backoff > 0 ? backoff : opt_.flush_interval_s;
     cv_.wait_for(lk, std::chrono::duration<double>(std::max(0.001, std::min(wait, 1.0))), [&] {
-      return stop_ || (backoff == 0 && !queue_.empty() &&
-                       queue_.back().kind != WriteItem::Kind::kMetric);
+      return stop_ ||
+             (backoff == 0 && !queue_.empty() && queue_.back().kind != WriteItem::Kind::kMetric);
     });
     const bool stopping = stop_;
     const double deadline = deadline_s_;

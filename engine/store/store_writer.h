@@ -61,7 +61,7 @@ class StoreWriter {
   std::condition_variable cv_;
   std::vector<WriteItem> queue_;  // posted, not yet taken by the thread
   bool stop_ = false;
-  double deadline_s_ = 0;      // steady seconds after which close() spills
+  double deadline_s_ = 0;            // steady seconds after which close() spills
   std::vector<WriteItem> inflight_;  // handed to store_, not yet committed
   std::string spilled_;              // messages of what went to journals
   std::thread thread_;

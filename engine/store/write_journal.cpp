@@ -112,7 +112,8 @@ std::string write_journal_path(const std::string& db_path, int64_t run_id) {
 void append_write_journal(const std::string& db_path, const std::vector<WriteItem>& items) {
   std::map<int64_t, std::string> by_run;
   for (const WriteItem& w : items)
-    by_run[w.run_id] += to_json(w).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    by_run[w.run_id] +=
+        to_json(w).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   for (const auto& [run, text] : by_run) append_synced(write_journal_path(db_path, run), text);
 }
 

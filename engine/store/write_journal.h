@@ -28,8 +28,8 @@ struct WriteItem {
   int64_t step = 0;
   double wall_time = 0;
   double value = 0;
-  std::string name;          // metric / eval name
-  std::string path, sha256;  // checkpoint
+  std::string name;                          // metric / eval name
+  std::string path, sha256;                  // checkpoint
   RunStatus status = RunStatus::kCompleted;  // finish
   nlohmann::json summary;                    // finish
   std::string message;                       // finish

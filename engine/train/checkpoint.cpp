@@ -14,8 +14,8 @@
 
 #include "io/bounded_read.h"
 #include "io/file_manifest.h"
-#include "io/sha256.h"
 #include "io/safetensors.h"
+#include "io/sha256.h"
 #include "train/trainer.h"
 
 #ifndef BLOCKLAB_VERSION

@@ -95,8 +95,8 @@ int64_t StoreLogger::begin(Trainer& t) {
   start_unix_ = unix_now();
   record_.started_at = start_unix_;
   // Before the first step, so waiting for a busy database stalls nothing.
-  const auto until = std::chrono::steady_clock::now() +
-                     std::chrono::duration<double>(default_store_retry_s());
+  const auto until =
+      std::chrono::steady_clock::now() + std::chrono::duration<double>(default_store_retry_s());
   for (double backoff = 0.05;; backoff = std::min(1.0, backoff * 2)) {
     try {
       run_id_ = store_.create_run(record_);
