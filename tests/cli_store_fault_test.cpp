@@ -16,6 +16,8 @@
 #include <thread>
 
 #include "cli_support.h"
+#include "io/sha256.h"
+#include "lora/adapter_io.h"
 #include "store/experiment_store.h"
 #include "temp_files.h"
 
@@ -327,6 +329,69 @@ TEST(StoreFaults, TamperedCheckpointFilesAreRefusedNamingTheFile) {
   tamper("manifest.json", [](std::string& b) { b.insert(b.size() - 2, " "); });
   // Untouched, it resumes.
   EXPECT_EQ(run_cli(resume).exit_code, 0);
+}
+
+// A checkpoint saved before manifests existed (none, and the database holds
+// the SHA-256 of model.safetensors) still resumes; a changed model is refused.
+TEST(StoreFaults, CheckpointWithoutManifestIsVerifiedAsBefore) {
+  Fixture f;
+  const test::CliResult r = run_cli(f.train("--steps 4"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const int64_t id = last_json(r)["run_id"];
+  const std::string ck = last_json(r)["checkpoint"];
+  fs::remove(ck + "/manifest.json");
+  const std::string model = ck + "/model.safetensors";
+  ASSERT_TRUE(Db(f.db).exec("UPDATE checkpoints SET sha256 = '" + sha256_file(model) +
+                            "' WHERE run_id = " + std::to_string(id)));
+  const std::string resume =
+      "train --resume " + std::to_string(id) + " --steps 6 --quiet --db " + f.db;
+  std::string bytes = test::read_bytes(model);
+  bytes[bytes.size() - 5] ^= 0x01;
+  const std::string orig = test::read_bytes(model);
+  write_bytes(model, bytes);
+  const test::CliResult bad = run_cli(resume);
+  EXPECT_NE(bad.exit_code, 0) << bad.out;
+  EXPECT_NE(bad.out.find(model), std::string::npos) << bad.out;
+  write_bytes(model, orig);
+  const test::CliResult ok = run_cli(resume);
+  EXPECT_EQ(ok.exit_code, 0) << ok.out;
+}
+
+// Blocklab's PEFT adapter directories carry a manifest too.
+TEST(StoreFaults, TamperedAdapterFilesAreRefusedNamingTheFile) {
+  TempDir dir;
+  Adapter ad;
+  ad.rank = 2;
+  ad.alpha = 4;
+  AdapterLayer l;
+  l.rank = 2;
+  l.in = 4;
+  l.out = 4;
+  l.alpha = 4;
+  l.a.assign(8, 0.25f);
+  l.b.assign(8, 0.5f);
+  ad.layers["layers.0.attention.q_proj"] = l;
+  const std::string path = dir / "adapter";
+  write_peft_adapter(path, ad);
+  EXPECT_EQ(read_peft_adapter(path).layers.size(), 1u);
+  for (const char* file : {"adapter_model.safetensors", "adapter_config.json"}) {
+    const std::string f = path + "/" + file;
+    const std::string orig = test::read_bytes(f);
+    std::string bytes = orig;
+    bytes[bytes.size() - 2] ^= 0x04;
+    write_bytes(f, bytes);
+    std::string msg;
+    try {
+      read_peft_adapter(path);
+    } catch (const AdapterError& e) {
+      msg = e.what();
+    }
+    EXPECT_NE(msg.find(f), std::string::npos) << file << ": " << msg;
+    write_bytes(f, orig);
+  }
+  // A PEFT directory from elsewhere (no manifest) loads as before.
+  fs::remove(path + "/manifest.json");
+  EXPECT_EQ(read_peft_adapter(path).layers.size(), 1u);
 }
 
 }  // namespace
