@@ -155,6 +155,8 @@ void StoreWriter::loop() {
     } else {
       backoff = backoff == 0 ? 0.05 : std::min(1.0, backoff * 2);
     }
+    if (stopping && !ok && steady_s() < deadline)  // no wait below while stopping
+      std::this_thread::sleep_for(std::chrono::duration<double>(backoff));
     if (stopping && (ok || steady_s() >= deadline)) {
       if (!ok) {
         std::vector<WriteItem> rest = std::move(inflight_);

@@ -5,8 +5,8 @@
 // them (ExperimentStore's constructor), after which the file is removed.
 // Journals of runs still `running` in a live process are left to that process.
 // A replayed line that was already committed (a crash between commit and
-// removal) repeats a metric row; a torn last line (crash while appending) is
-// skipped.
+// removal, or a replay that failed after committing part of a journal)
+// repeats a metric row; a torn last line (crash while appending) is skipped.
 #pragma once
 
 #include <cstdint>
