@@ -4,7 +4,9 @@
 // lists runs from a read-only directory. Each test fails on the code before
 // the fix (noted per test).
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sqlite3.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -14,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "cli_support.h"
 #include "io/sha256.h"
@@ -236,6 +239,62 @@ TEST(StoreFaults, ResumeFinishesARunKilledAfterItsFinalCheckpoint) {
   EXPECT_EQ(s.list_runs().size(), 1u);  // no new run
   // A completed run still needs --steps to go on.
   EXPECT_NE(run_cli("train --resume " + std::to_string(id) + " --db " + f.db).exit_code, 0);
+}
+
+// A real SIGKILL while the final checkpoint's registration waits for a locked
+// database: the registration was written ahead, so the next open registers it
+// and train --resume finishes the run from it. (Before: the checkpoint was
+// never registered and resume refused: "no checkpoint to resume from".)
+TEST(StoreFaults, KilledWhileWaitingForTheLockKeepsTheFinalCheckpoint) {
+  Fixture f;
+  const std::vector<std::string> args = {
+      BLOCKLAB_CLI_PATH, "train", "--config", f.config, "--quiet", "--db", f.db, "--steps", "3000"};
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  Db lock(f.db);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::freopen("/dev/null", "w", stdout);
+    std::freopen("/dev/null", "w", stderr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  const auto t0 = Clock::now();
+  while (lock.count("SELECT count(*) FROM runs WHERE status = 'running'") == 0 &&
+         secs_since(t0) < 30)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ASSERT_TRUE(lock.exec("BEGIN IMMEDIATE"));
+  const int64_t id = lock.count("SELECT max(id) FROM runs");
+  const std::string intent =
+      (fs::path(f.dir.path()) / "runs" / std::to_string(id) / "pending-checkpoint-3000.json")
+          .string();
+  while (!fs::exists(intent) && secs_since(t0) < 30)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(fs::exists(intent)) << [&] {
+    std::string files;
+    for (const auto& e : fs::recursive_directory_iterator(f.dir.path()))
+      files += e.path().string() + "\n";
+    return files;
+  }();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // now waiting for the lock
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  ASSERT_TRUE(lock.exec("COMMIT"));
+  const test::CliResult res = run_cli("train --resume " + std::to_string(id) + " --db " + f.db);
+  ASSERT_EQ(res.exit_code, 0) << res.out;
+  EXPECT_NE(res.out.find("marked completed from its final checkpoint"), std::string::npos)
+      << res.out;
+  ExperimentStore s(f.db);
+  EXPECT_EQ(s.get_run(id)->status, RunStatus::kCompleted);
+  ASSERT_FALSE(s.checkpoints(id).empty());
+  EXPECT_EQ(s.checkpoints(id).back().step, 3000);
+  EXPECT_EQ(s.get_run(id)->summary["steps"], 3000);
+  for (const auto& e : fs::directory_iterator(fs::path(intent).parent_path()))
+    EXPECT_FALSE(e.path().filename().string().starts_with("pending-")) << e.path();
 }
 
 // Before: a truncated or overwritten database was written to, exit 0.

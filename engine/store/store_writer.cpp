@@ -92,10 +92,13 @@ bool StoreWriter::write_batch(std::vector<WriteItem>& todo, bool force_flush) {
   try {
     for (; i < todo.size(); ++i) {
       apply_write(*store_, todo[i]);
-      if (todo[i].kind == WriteItem::Kind::kMetric)
+      if (todo[i].kind == WriteItem::Kind::kMetric) {
         inflight_.push_back(std::move(todo[i]));
-      else
+      } else {
         inflight_.clear();  // committed together with the buffered rows
+        if (todo[i].kind == WriteItem::Kind::kCheckpoint)
+          remove_checkpoint_intent(db_path_, todo[i]);
+      }
     }
     todo.clear();
     if (force_flush || store_->pending_rows() >= opt_.flush_rows) {

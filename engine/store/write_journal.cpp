@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -109,6 +110,24 @@ std::string write_journal_path(const std::string& db_path, int64_t run_id) {
   return (db.parent_path() / "runs" / std::to_string(run_id) / kJournalName).string();
 }
 
+std::string checkpoint_intent_path(const std::string& db_path, int64_t run_id, int64_t step) {
+  return (fs::path(write_journal_path(db_path, run_id)).parent_path() /
+          ("pending-checkpoint-" + std::to_string(step) + ".json"))
+      .string();
+}
+
+void write_checkpoint_intent(const std::string& db_path, const WriteItem& ck) {
+  const std::string path = checkpoint_intent_path(db_path, ck.run_id, ck.step);
+  std::error_code ec;
+  fs::remove(path, ec);
+  append_synced(path, to_json(ck).dump() + "\n");
+}
+
+void remove_checkpoint_intent(const std::string& db_path, const WriteItem& ck) {
+  std::error_code ec;
+  fs::remove(checkpoint_intent_path(db_path, ck.run_id, ck.step), ec);
+}
+
 void append_write_journal(const std::string& db_path, const std::vector<WriteItem>& items) {
   std::map<int64_t, std::string> by_run;
   for (const WriteItem& w : items)
@@ -134,46 +153,81 @@ void apply_write(ExperimentStore& store, const WriteItem& w) {
   }
 }
 
+namespace {
+
+// The items of one journal or intent file; a torn or unreadable line is skipped.
+void read_items(const fs::path& file, int64_t run, std::vector<WriteItem>& items) {
+  const std::string text = read_regular_file(file.string(), int64_t(1) << 30);
+  size_t b = 0;
+  while (b < text.size()) {
+    size_t e = text.find('\n', b);
+    if (e == std::string::npos) e = text.size();
+    const auto j = nlohmann::json::parse(text.substr(b, e - b), nullptr, false);
+    b = e + 1;
+    if (j.is_discarded() || !j.is_object()) continue;
+    try {
+      WriteItem w = from_json(j);
+      if (w.run_id == run) items.push_back(std::move(w));
+    } catch (const std::exception&) {
+    }
+  }
+}
+
+}  // namespace
+
 size_t replay_write_journals(ExperimentStore& store) {
   const fs::path runs = fs::absolute(store.path()).lexically_normal().parent_path() / "runs";
   std::error_code ec;
   if (!fs::is_directory(runs, ec)) return 0;
   size_t replayed = 0;
   for (const fs::directory_entry& d : fs::directory_iterator(runs, ec)) {
-    const fs::path journal = d.path() / kJournalName;
     const int64_t run = run_of_dir(d.path());
-    if (run == 0 || !fs::is_regular_file(journal, ec)) continue;
+    if (run == 0) continue;
+    std::vector<fs::path> files;
+    std::error_code ec2;
+    for (const fs::directory_entry& f : fs::directory_iterator(d.path(), ec2)) {
+      const std::string n = f.path().filename().string();
+      if (n == kJournalName || (n.starts_with("pending-checkpoint-") && n.ends_with(".json")))
+        files.push_back(f.path());
+    }
+    if (files.empty()) continue;
     try {
       const std::optional<RunRecord> rec = store.get_run(run);
-      if (rec && rec->status == RunStatus::kRunning) continue;  // its live process owns it
+      if (rec && rec->status == RunStatus::kRunning) continue;  // its live process owns them
       std::vector<WriteItem> items;
       if (rec) {
-        const std::string text = read_regular_file(journal.string(), int64_t(1) << 30);
-        size_t b = 0;
-        while (b < text.size()) {
-          size_t e = text.find('\n', b);
-          if (e == std::string::npos) e = text.size();  // torn last line: skipped below
-          const auto j = nlohmann::json::parse(text.substr(b, e - b), nullptr, false);
-          b = e + 1;
-          if (j.is_discarded() || !j.is_object()) continue;
-          try {
-            WriteItem w = from_json(j);
-            if (w.run_id == run) items.push_back(std::move(w));
-          } catch (const std::exception&) {
+        for (const fs::path& f : files) read_items(f, run, items);
+        const std::vector<CheckpointRecord> have = store.checkpoints(run);
+        std::vector<WriteItem> todo;
+        for (WriteItem& w : items) {
+          if (w.kind == WriteItem::Kind::kCheckpoint) {
+            bool dup = false;
+            for (const CheckpointRecord& c : have) dup |= c.step == w.step && c.path == w.path;
+            for (const WriteItem& t : todo)
+              dup |= t.kind == w.kind && t.step == w.step && t.path == w.path;
+            if (dup) continue;
           }
+          todo.push_back(std::move(w));
         }
-        for (const WriteItem& w : items) apply_write(store, w);
+        // Registrations first: a kept finish must not precede its checkpoint.
+        std::stable_partition(todo.begin(), todo.end(), [](const WriteItem& w) {
+          return w.kind != WriteItem::Kind::kFinish;
+        });
+        for (const WriteItem& w : todo) apply_write(store, w);
         store.flush();
+        items = std::move(todo);
       }
-      fs::remove(journal, ec);
+      for (const fs::path& f : files) fs::remove(f, ec2);
       replayed += items.size();
       if (!items.empty())
         std::fprintf(stderr, "[store] %s: wrote %s of run %lld kept in %s\n", store.path().c_str(),
-                     describe_writes(items).c_str(), (long long)run, journal.string().c_str());
+                     describe_writes(items).c_str(), (long long)run, d.path().string().c_str());
     } catch (const std::exception& e) {
-      store.discard_pending();  // still kept in the journal
-      std::fprintf(stderr, "[store] %s: cannot yet replay %s (kept for the next open): %s\n",
-                   store.path().c_str(), journal.string().c_str(), e.what());
+      store.discard_pending();  // still kept in the files
+      std::fprintf(
+          stderr,
+          "[store] %s: cannot yet replay the writes kept in %s (kept for the next open): %s\n",
+          store.path().c_str(), d.path().string().c_str(), e.what());
     }
   }
   return replayed;

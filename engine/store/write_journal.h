@@ -38,6 +38,14 @@ struct WriteItem {
 /// <directory of db_path>/runs/<run_id>/pending-writes.jsonl
 std::string write_journal_path(const std::string& db_path, int64_t run_id);
 
+/// A checkpoint registration is also written ahead, before it is queued, to
+/// <database dir>/runs/<run id>/pending-checkpoint-<step>.json (fsync) and
+/// removed once committed, so a process killed while waiting for a busy
+/// database still leaves its final checkpoint registered by the next open.
+std::string checkpoint_intent_path(const std::string& db_path, int64_t run_id, int64_t step);
+void write_checkpoint_intent(const std::string& db_path, const WriteItem& checkpoint);
+void remove_checkpoint_intent(const std::string& db_path, const WriteItem& checkpoint);
+
 /// Appends the items to their runs' journals (fsync). Throws
 /// std::runtime_error naming the file if it cannot be written.
 void append_write_journal(const std::string& db_path, const std::vector<WriteItem>& items);
@@ -45,8 +53,10 @@ void append_write_journal(const std::string& db_path, const std::vector<WriteIte
 /// Applies one item to the store (metrics are buffered, the rest commit).
 void apply_write(ExperimentStore& store, const WriteItem& item);
 
-/// Replays every journal of the store's database (see above); failures leave
-/// the journal in place and are reported on stderr. Returns the items replayed.
+/// Replays every journal and checkpoint intent of the store's database (see
+/// above; a checkpoint already registered is not registered twice); failures
+/// leave the files in place and are reported on stderr. Returns the items
+/// replayed.
 size_t replay_write_journals(ExperimentStore& store);
 
 /// "12 metric rows, 1 checkpoint registration, the final status" for messages.

@@ -112,6 +112,7 @@ int64_t StoreLogger::begin(Trainer& t) {
 
 void StoreLogger::post(WriteItem w) {
   w.run_id = run_id_;
+  if (!writer_) return apply_write(store_, w);  // only before begin() or after the end
   writer_->post(std::move(w));
 }
 
@@ -190,9 +191,15 @@ void StoreLogger::add_checkpoint(int64_t step, const std::string& dir) {
   w.step = step;
   w.path = abs.string();
   w.sha256 = checkpoint_sha256(abs.string());
-  if (writer_)
+  if (writer_) {
+    w.run_id = run_id_;
+    try {  // written ahead: registered by the next open even if this process is killed
+      write_checkpoint_intent(store_.path(), w);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "[store] %s\n", e.what());
+    }
     post(std::move(w));
-  else
+  } else
     store_.add_checkpoint(run_id_, step, w.path, w.sha256);
 }
 
