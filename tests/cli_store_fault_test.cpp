@@ -121,7 +121,7 @@ TEST(StoreFaults, LockHeldThroughTrainingAndFinalCheckpointStallsNothingAndLoses
   const nlohmann::json j = last_json(r);
   ASSERT_TRUE(j.is_object()) << r.out;
   // Training itself never waited for the lock.
-  EXPECT_LT(j["elapsed_s"].get<double>(), 4.0) << r.out;
+  EXPECT_LT(j["elapsed_s"].get<double>(), 4.5) << r.out;  // before: over 5 s per flush
   const int64_t id = j["run_id"];
   ExperimentStore s(f.db);
   const auto run = s.get_run(id);
