@@ -1,5 +1,9 @@
 #include "store/store_writer.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -133,6 +137,9 @@ bool StoreWriter::write_batch(std::vector<WriteItem>& todo, bool force_flush) {
 }
 
 void StoreWriter::loop() {
+  // Below the training and UI threads: the writer needs little CPU and never
+  // a deadline, so on a busy machine it should not preempt them.
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
   std::vector<WriteItem> todo;
   double backoff = 0;  // > 0 while the database is busy
   double last_flush = steady_s();
