@@ -88,13 +88,24 @@ void StoreWriter::spill(std::vector<WriteItem> items, const std::string& why) {
   spilled_ += msg;
 }
 
+// Keeps the uncommitted rows (and `failed`, if any) in the journal after a
+// failure that retrying will not fix.
+void StoreWriter::spill_uncommitted(WriteItem* failed, const std::string& why) {
+  std::vector<WriteItem> lost = std::move(inflight_);
+  inflight_.clear();
+  if (failed) lost.push_back(std::move(*failed));
+  store_->discard_pending();
+  spill(std::move(lost), why);
+}
+
 // Hands `todo` to the connection in order and commits (now, or when the
 // batch is due). Returns false when the database was busy: the items not yet
-// committed are back in `todo` for a retry. Other failures spill the batch.
+// committed are back in `todo` for a retry. Other failures spill what failed
+// (with the rows not yet committed) and carry on with the rest.
 bool StoreWriter::write_batch(std::vector<WriteItem>& todo, bool force_flush) {
   size_t i = 0;
-  try {
-    for (; i < todo.size(); ++i) {
+  for (; i < todo.size(); ++i) {
+    try {
       apply_write(*store_, todo[i]);
       if (todo[i].kind == WriteItem::Kind::kMetric) {
         inflight_.push_back(std::move(todo[i]));
@@ -103,37 +114,29 @@ bool StoreWriter::write_batch(std::vector<WriteItem>& todo, bool force_flush) {
         if (todo[i].kind == WriteItem::Kind::kCheckpoint)
           remove_checkpoint_intent(db_path_, todo[i]);
       }
+    } catch (const StoreError& e) {
+      if (e.busy()) {
+        // The rows handed over stay buffered in the connection; the failed
+        // item and the rest are retried.
+        todo.erase(todo.begin(), todo.begin() + std::ptrdiff_t(i));
+        return false;
+      }
+      spill_uncommitted(&todo[i], e.what());
+    } catch (const std::exception& e) {  // not the database's: keep it, do not loop on it
+      spill_uncommitted(&todo[i], e.what());
     }
-    todo.clear();
-    if (force_flush || store_->pending_rows() >= opt_.flush_rows) {
+  }
+  todo.clear();
+  if (force_flush || store_->pending_rows() >= opt_.flush_rows) {
+    try {
       store_->flush();
       inflight_.clear();
+    } catch (const StoreError& e) {
+      if (e.busy()) return false;
+      spill_uncommitted(nullptr, e.what());
     }
-    return true;
-  } catch (const StoreError& e) {
-    if (e.busy()) {
-      // The rows handed over stay buffered in the connection; the failed
-      // item and the rest are retried.
-      todo.erase(todo.begin(), todo.begin() + std::ptrdiff_t(i));
-      return false;
-    }
-    std::vector<WriteItem> lost = std::move(inflight_);
-    inflight_.clear();
-    if (i < todo.size()) lost.push_back(std::move(todo[i]));
-    store_->discard_pending();
-    spill(std::move(lost), e.what());
-    todo.erase(todo.begin(), todo.begin() + std::ptrdiff_t(std::min(i + 1, todo.size())));
-    return true;  // carry on with the rest (a later write may succeed)
-  } catch (const std::exception& e) {
-    // Not a database error (e.g. bad item): keep it rather than loop on it.
-    std::vector<WriteItem> lost = std::move(inflight_);
-    inflight_.clear();
-    if (i < todo.size()) lost.push_back(std::move(todo[i]));
-    store_->discard_pending();
-    spill(std::move(lost), e.what());
-    todo.erase(todo.begin(), todo.begin() + std::ptrdiff_t(std::min(i + 1, todo.size())));
-    return true;
   }
+  return true;
 }
 
 void StoreWriter::loop() {

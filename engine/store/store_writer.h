@@ -53,6 +53,7 @@ class StoreWriter {
   void loop();
   bool write_batch(std::vector<WriteItem>& todo, bool force_flush);
   void spill(std::vector<WriteItem> items, const std::string& why);
+  void spill_uncommitted(WriteItem* failed, const std::string& why);
 
   std::string db_path_;
   StoreOptions opt_;
