@@ -137,7 +137,7 @@ TEST_P(LoraResume, StoppedAndResumedEqualsUninterrupted) {
     const auto cks = store.checkpoints(first_id);
     ASSERT_EQ(cks.size(), 1u);
     EXPECT_EQ(cks[0].path, ck);
-    EXPECT_EQ(cks[0].sha256, sha256_file(ck + "/model.safetensors"));
+    EXPECT_EQ(cks[0].sha256, sha256_file(ck + "/manifest.json"));  // lists every file's
     // Keep-last-2 like full runs: 3 registered, steps 6 and 9 left on disk.
     const auto all = store.checkpoints(straight["run_id"]);
     ASSERT_EQ(all.size(), 3u);
@@ -364,7 +364,8 @@ TEST_P(LoraResumeErrors, MissingChangedOrCorruptCheckpointsAreClearErrors) {
   write_bytes(ck + "/checkpoint.json", json.substr(0, json.size() / 2));
   r = cli("train --resume " + id + " --steps 6");
   EXPECT_EQ(r.exit_code, 1) << r.out;
-  EXPECT_TRUE(contains(r.out, ck + "/checkpoint.json: corrupt checkpoint metadata")) << r.out;
+  // Caught by its recorded SHA-256 (the manifest) before it is parsed.
+  EXPECT_TRUE(contains(r.out, ck + "/checkpoint.json: SHA-256 differs")) << r.out;
   write_bytes(ck + "/checkpoint.json", json);
 
   // The base: changed bytes, then gone.

@@ -231,7 +231,9 @@ TEST(StoreLogger, RecordsConfigMetricsEvalsCheckpointsAndSummary) {
   EXPECT_EQ(ck[0].step, 3);
   EXPECT_EQ(ck[3].step, 10);
   EXPECT_EQ(ck[3].path, run_checkpoint_dir(store.path(), id, 10));
-  EXPECT_EQ(ck[3].sha256, sha256_file(ck[3].path + "/model.safetensors"));
+  // The recorded SHA-256 is the manifest's, which lists every file's.
+  EXPECT_EQ(ck[3].sha256, sha256_file(ck[3].path + "/manifest.json"));
+  EXPECT_NO_THROW(verify_checkpoint(ck[3].path, ck[3].sha256));
   EXPECT_FALSE(fs::exists(ck[0].path));
   EXPECT_FALSE(fs::exists(ck[1].path));
   EXPECT_TRUE(fs::exists(ck[2].path + "/checkpoint.json"));

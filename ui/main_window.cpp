@@ -19,6 +19,7 @@
 #include "browser/run_browser.h"
 #include "browser/run_loader.h"
 #include "plot/charts_panel.h"
+#include "run/launcher.h"
 #include "run/memory_estimate.h"
 #include "samples/samples_panel.h"
 #include "train/checkpoint.h"
@@ -303,6 +304,20 @@ bool MainWindow::resume_run(const RunRecord& run) {
   RunSpec spec;
   spec.kind = RunKind::kResume;
   spec.parent_run_id = run.id;
+  spec.db_path = session_.db_path();
+  try {
+    // Killed after its final checkpoint: nothing to train, only to record.
+    if (!finish_resume_if_done(spec).is_null()) {
+      browser_->refresh();
+      train_->set_status(QString("Run #%1 had reached its last step before its process ended; "
+                                 "marked completed from its final checkpoint.")
+                             .arg(run.id));
+      return true;
+    }
+  } catch (const std::exception& e) {
+    train_->set_status(QString("Cannot resume run #%1: %2").arg(run.id).arg(e.what()));
+    return false;
+  }
   max_steps_ = run.train_config.value("max_steps", int64_t(0));
   live_name_ = QString::fromStdString(run.name);
   // The parent's curves up to the checkpoint the new run continues from, so

@@ -52,8 +52,14 @@ ExperimentStore open_for_reading(const std::string& path) {
     throw std::runtime_error(path +
                              ": no experiment database here (nothing has been recorded yet)");
   const fs::path dir = fs::absolute(path).parent_path();
-  if (::access(path.c_str(), W_OK) == 0 && ::access(dir.c_str(), W_OK) == 0)
-    return ExperimentStore(path);
+  if (::access(path.c_str(), W_OK) == 0 && ::access(dir.c_str(), W_OK) == 0) {
+    try {
+      return ExperimentStore(path);
+    } catch (const StoreError& e) {
+      if (!e.damaged()) throw;
+      std::fprintf(stderr, "warning: %s\n", e.what());  // still readable: show what it holds
+    }
+  }
   return ExperimentStore::open_readonly(path);
 }
 

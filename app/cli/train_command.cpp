@@ -140,6 +140,17 @@ int train_command(const std::vector<std::string>& argv) {
     spec.train.max_steps = args.get_int("steps", 1);
     spec.train.threads = args.get_int("threads", 1);
     spec.train.eval_interval = args.get_int("eval-interval", 0);
+    fill_store_options(args, spec);
+    // Killed after its final checkpoint: finish it from there instead of training.
+    const nlohmann::json sum = finish_resume_if_done(spec);
+    if (!sum.is_null()) {
+      std::printf(
+          "run %lld had reached its last step before its process ended; marked completed "
+          "from its final checkpoint\n",
+          (long long)*spec.parent_run_id);
+      if (args.flag("json")) std::printf("%s\n", sum.dump().c_str());
+      return 0;
+    }
   } else if (fork) {
     if (args.get("preset") || args.get("config"))
       throw UsageError("--fork takes the configuration of run " + *fork +

@@ -9,6 +9,7 @@
 
 #include "core/linear.h"
 #include "io/bounded_read.h"
+#include "io/file_manifest.h"
 #include "io/safetensors.h"
 #include "lora/lora.h"
 #include "quant/quantize.h"
@@ -154,10 +155,25 @@ void write_peft_adapter(const std::string& dir, const Adapter& ad) {
   const fs::path cfg_path = fs::path(dir) / kConfigFile;
   std::ofstream f(cfg_path);
   f << cfg.dump(2) << "\n";
+  f.close();
   if (!f) throw AdapterError(cfg_path.string() + ": cannot write");
+  try {  // read_peft_adapter verifies both files against it
+    write_manifest(dir, {kSafetensorsFile, kConfigFile});
+  } catch (const std::exception& e) {
+    throw AdapterError(e.what());
+  }
 }
 
 Adapter read_peft_adapter(const std::string& dir) {
+  // Written by Blocklab: an edited or bit-flipped file is refused naming it.
+  // (PEFT's own directories have no manifest; other files may sit beside ours.)
+  if (has_manifest(dir)) {
+    try {
+      verify_manifest(dir, "", "adapter", /*exact=*/false);
+    } catch (const std::exception& e) {
+      throw AdapterError(e.what());
+    }
+  }
   const fs::path cfg_path = fs::path(dir) / kConfigFile;
   std::string text;
   try {

@@ -173,4 +173,16 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
   return r;
 }
 
+nlohmann::json finish_resume_if_done(const RunSpec& spec) {
+  if (spec.kind != RunKind::kResume || !spec.parent_run_id || spec.train.max_steps) return nullptr;
+  ExperimentStore store(spec.db_path.empty() ? default_db_path() : spec.db_path, spec.store);
+  const auto run = store.get_run(*spec.parent_run_id);
+  if (!run || run->status == RunStatus::kRunning || run->status == RunStatus::kCompleted)
+    return nullptr;  // launch_run explains what is wrong, or trains it
+  const auto ck = latest_checkpoint(store, run->id);
+  if (!ck) return nullptr;
+  verify_checkpoint(ck->path, ck->sha256);
+  return finish_from_final_checkpoint(store, *run, *ck);
+}
+
 }  // namespace bl

@@ -83,4 +83,10 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec);
 /// Directory a fine-tune's adapter goes to when no path was given.
 std::string run_adapter_dir(const std::string& db_path, int64_t run_id);
 
+/// A resume (spec.kind == kResume) that asks for no more steps, of a run whose
+/// process was killed after its final checkpoint was registered: marks the run
+/// completed from that checkpoint (store_logger.h: finish_from_final_checkpoint)
+/// and returns its summary. Null for any other spec: launch it.
+nlohmann::json finish_resume_if_done(const RunSpec& spec);
+
 }  // namespace bl

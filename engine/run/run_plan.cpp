@@ -3,7 +3,6 @@
 #include <filesystem>
 
 #include "data/text_dataset.h"
-#include "io/sha256.h"
 #include "run/config_overrides.h"
 #include "run/memory_estimate.h"
 #include "train/checkpoint.h"
@@ -255,19 +254,7 @@ CheckpointRecord checkpoint_to_resume(ExperimentStore& store, const RunRecord& r
         (n ? " (its " + std::to_string(n) + " recorded checkpoint(s) no longer exist on disk)"
            : " (it stopped before its first checkpoint; see --checkpoint-interval)"));
   }
-  const std::string model_file = (fs::path(ck->path) / "model.safetensors").string();
-  if (!ck->sha256.empty()) {
-    std::string sha;
-    try {
-      sha = sha256_file(model_file);
-    } catch (const std::exception& e) {
-      throw CheckpointError(e.what());
-    }
-    if (sha != ck->sha256)
-      throw CheckpointError(model_file +
-                            ": SHA-256 differs from the one recorded when the checkpoint was saved "
-                            "(the file was modified or is corrupt)");
-  }
+  verify_checkpoint(ck->path, ck->sha256);  // every file, when it has a manifest
   return *ck;
 }
 

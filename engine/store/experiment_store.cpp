@@ -20,6 +20,7 @@
 #include "io/bounded_read.h"
 #include "simd/isa.h"
 #include "store/schema.h"
+#include "store/write_journal.h"
 #include "tensor/gemm.h"
 
 #ifndef BLOCKLAB_VERSION
@@ -146,7 +147,7 @@ struct StoreImpl {
 
   [[noreturn]] void fail(const std::string& what) {
     last_rc = db ? sqlite3_extended_errcode(db) : SQLITE_ERROR;
-    throw StoreError(path + ": " + what + ": " + (db ? sqlite3_errmsg(db) : "not open"));
+    throw StoreError(path + ": " + what + ": " + (db ? sqlite3_errmsg(db) : "not open"), last_rc);
   }
 
   void require_writable() const {
@@ -377,6 +378,116 @@ void detail::StoreImpl::recover_interrupted() {
 // ---------------------------------------------------------------------------
 namespace {
 
+// The message for a file that must not be written to.
+[[noreturn]] void throw_damaged(const std::string& path, const std::string& detail) {
+  throw StoreError(path + ": the database file is damaged (" + detail +
+                       "); refusing to write into it. Recover what it holds with: sqlite3 '" +
+                       path +
+                       "' .recover | sqlite3 recovered.db  (then use --db recovered.db, or move it "
+                       "into place)",
+                   SQLITE_CORRUPT);
+}
+
+// Writing into a damaged file can spread the damage and hides it: check the
+// size (a truncated file is not a whole number of pages) and run a quick_check
+// bounded by `budget_s` (a huge database is left unchecked rather than stall).
+void refuse_damaged(detail::StoreImpl& im, double budget_s) {
+  int64_t page = 0;
+  {
+    Query ps(im, "PRAGMA page_size");
+    page = ps.step() ? ps.i64(0) : 0;
+  }
+  std::error_code ec;
+  const auto size = fs::file_size(im.path, ec);  // stat only: the file is never opened here
+  if (!ec && page > 0 && size % uint64_t(page) != 0)
+    throw_damaged(im.path, "its size, " + std::to_string(size) +
+                               " bytes, is not a whole number of " + std::to_string(page) +
+                               "-byte pages: it was truncated or extended");
+  if (budget_s <= 0) return;
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                  std::chrono::duration<double>(budget_s));
+  sqlite3_progress_handler(
+      im.db, 1000,
+      [](void* d) { return Clock::now() > *static_cast<Clock::time_point*>(d) ? 1 : 0; },
+      &deadline);
+  sqlite3_stmt* st = nullptr;
+  std::string problems;
+  int rc = sqlite3_prepare_v2(im.db, "PRAGMA quick_check(5)", -1, &st, nullptr);
+  if (rc == SQLITE_OK) {
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      const auto* t = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+      const std::string line = t ? t : "";
+      if (line != "ok") problems += (problems.empty() ? "" : "; ") + line;
+    }
+  }
+  const std::string err = sqlite3_errmsg(im.db);
+  sqlite3_finalize(st);
+  sqlite3_progress_handler(im.db, 0, nullptr, nullptr);
+  if ((rc & 0xff) == SQLITE_INTERRUPT) return;  // too big to check within the budget
+  if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) throw_damaged(im.path, err);
+  if (rc != SQLITE_DONE && rc != SQLITE_OK) throw StoreError(im.path + ": quick_check: " + err, rc);
+  if (!problems.empty()) throw_damaged(im.path, "quick_check: " + problems);
+}
+
+// file: URI of a path (RFC 3986 escaping of what SQLite's URI parser reads).
+std::string file_uri(const std::string& path) {
+  std::string abs = fs::absolute(path).lexically_normal().string();
+  std::string out = "file:";
+  for (unsigned char c : abs) {
+    if (c == '%' || c == '?' || c == '#' || c < 0x20 || c >= 0x7f) {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    } else {
+      out += char(c);
+    }
+  }
+  return out;
+}
+
+// Read-only fallback for a database whose directory or mount is read-only.
+// immutable=1 takes no locks and ignores the -wal file, so say when one exists.
+std::unique_ptr<detail::StoreImpl> open_immutable(const std::string& path) {
+  auto im = std::make_unique<detail::StoreImpl>();
+  im->path = path;
+  im->read_only = true;
+  const std::string uri = file_uri(path) + "?immutable=1";
+  if (sqlite3_open_v2(uri.c_str(), &im->db,
+                      SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK)
+    im->fail("cannot open read-only");
+  sqlite3_extended_result_codes(im->db, 1);
+  std::error_code ec;
+  if (fs::exists(path + "-wal", ec) && fs::file_size(path + "-wal", ec) > 0)
+    std::fprintf(stderr,
+                 "note: %s is in a read-only location; opened as a snapshot of the main file "
+                 "(changes still in %s-wal are not shown)\n",
+                 path.c_str(), path.c_str());
+  return im;
+}
+
+std::unique_ptr<detail::StoreImpl> finish_read_only_open(std::unique_ptr<detail::StoreImpl> im) {
+  int64_t app_id = 0, version = 0;
+  {
+    Query a(*im, "PRAGMA application_id");
+    app_id = a.step() ? a.i64(0) : 0;
+  }
+  {
+    Query v(*im, "PRAGMA user_version");
+    version = v.step() ? v.i64(0) : 0;
+  }
+  if (app_id != store::kApplicationId)
+    throw StoreError(im->path + ": is not a Blocklab experiment database; left untouched");
+  if (version != store::current_schema_version())
+    throw StoreError(im->path + ": schema version " + std::to_string(version) +
+                     " differs from this build's (" +
+                     std::to_string(store::current_schema_version()) +
+                     ") and the read-only location cannot be upgraded");
+  im->exec("PRAGMA query_only = ON");
+  return im;
+}
+
 std::unique_ptr<detail::StoreImpl> open_store(const std::string& path, bool read_only,
                                               const StoreOptions& opt) {
   if (path.empty()) throw StoreError("experiment database path is empty");
@@ -414,7 +525,7 @@ std::unique_ptr<detail::StoreImpl> open_store(const std::string& path, bool read
   sqlite3_extended_result_codes(im->db, 1);
   if (!read_only && sqlite3_db_readonly(im->db, "main") == 1)
     throw StoreError(path + ": not writable (read-only file or file system)");
-  sqlite3_busy_timeout(im->db, 5000);
+  sqlite3_busy_timeout(im->db, opt.busy_timeout_ms > 0 ? opt.busy_timeout_ms : 5000);
 
   // Inspect before writing anything, so a foreign or newer database is left as it was.
   int64_t app_id = 0, version = 0, objects = 0;
@@ -423,6 +534,11 @@ std::unique_ptr<detail::StoreImpl> open_store(const std::string& path, bool read
     app_id = a.step() ? a.i64(0) : 0;
   } catch (const StoreError&) {
     const int rc = im->last_rc & 0xff;
+    if (read_only && (rc == SQLITE_CANTOPEN || rc == SQLITE_READONLY)) {
+      // A WAL database in a read-only directory: no -shm can be created.
+      im = open_immutable(path);
+      return finish_read_only_open(std::move(im));
+    }
     if (rc == SQLITE_NOTADB)
       throw StoreError(path +
                        ": is not a Blocklab experiment database (not an SQLite file); "
@@ -459,6 +575,7 @@ std::unique_ptr<detail::StoreImpl> open_store(const std::string& path, bool read
     im->exec("PRAGMA query_only = ON");
     return im;
   }
+  if (objects > 0) refuse_damaged(*im, opt.quick_check_s);
 
   {
     Query j(*im, "PRAGMA journal_mode = WAL");
@@ -476,7 +593,13 @@ std::unique_ptr<detail::StoreImpl> open_store(const std::string& path, bool read
     if (sqlite3_exec(im->db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) im->fail(sql);
   }
   store::migrate(im->db, path, store::migrations());
-  if (opt.recover_interrupted) im->recover_interrupted();
+  if (opt.recover_interrupted) {
+    try {
+      im->recover_interrupted();
+    } catch (const StoreError& e) {
+      if (!e.busy()) throw;  // another process is writing: the next open marks them
+    }
+  }
   return im;
 }
 
@@ -541,8 +664,19 @@ std::vector<std::string> normalized_tags(const std::vector<std::string>& tags) {
 }  // namespace
 
 // ---------------------------------------------------------------------------
+namespace {
+StoreOptions with_env_cap(StoreOptions o) {
+  if (o.max_size_bytes == 0)
+    if (const char* v = std::getenv("BLOCKLAB_DB_MAX_BYTES"); v && *v)
+      o.max_size_bytes = std::strtoll(v, nullptr, 10);
+  return o;
+}
+}  // namespace
+
 ExperimentStore::ExperimentStore(const std::string& path, const StoreOptions& options)
-    : impl_(open_store(path, false, options)) {}
+    : impl_(open_store(path, false, with_env_cap(options))) {
+  if (impl_->opt.replay_pending) replay_write_journals(*this);
+}
 
 ExperimentStore::ExperimentStore(std::unique_ptr<detail::StoreImpl> impl)
     : impl_(std::move(impl)) {}
@@ -673,6 +807,19 @@ void ExperimentStore::log_metric(int64_t run_id, int64_t step, double wall_time,
     m.flush_at = m.pending.size() + m.opt.flush_rows;
     m.oldest_pending = now;
   }
+}
+
+const StoreOptions& ExperimentStore::options() const {
+  static const StoreOptions defaults;
+  return impl_ ? impl_->opt : defaults;
+}
+
+size_t ExperimentStore::discard_pending() {
+  if (!impl_) return 0;
+  const size_t n = impl_->pending.size();
+  impl_->pending.clear();
+  impl_->flush_at = impl_->opt.flush_rows;
+  return n;
 }
 
 void ExperimentStore::flush() {

@@ -36,7 +36,17 @@ struct StoreImpl;
 /// The message names the database file.
 class StoreError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit StoreError(const std::string& what, int sqlite_code = 0)
+      : std::runtime_error(what), code_(sqlite_code) {}
+  /// Extended SQLite result code of the failure (0 if not from SQLite).
+  int sqlite_code() const { return code_; }
+  /// Another connection holds the lock (SQLITE_BUSY / SQLITE_LOCKED): retrying may succeed.
+  bool busy() const { return (code_ & 0xff) == 5 || (code_ & 0xff) == 6; }
+  /// The file is damaged (SQLITE_CORRUPT): it may still be read, not written.
+  bool damaged() const { return (code_ & 0xff) == 11; }
+
+ private:
+  int code_;
 };
 
 /// "running", "completed", ... (the strings stored in runs.status).
@@ -126,16 +136,31 @@ struct StoreOptions {
   /// full disk (SQLITE_FULL, transaction rolled back), which is how that path
   /// is tested; also usable to bound a store's size.
   int64_t max_size_bytes = 0;
+  /// How long one write waits for another connection's lock before failing
+  /// with a busy StoreError (the background writer retries with backoff).
+  int busy_timeout_ms = 5000;
+  /// Bound on PRAGMA quick_check at open (0: skip). A damaged file is refused
+  /// for writing; a check that does not finish in time is skipped.
+  double quick_check_s = 1.0;
+  /// Replay writes a run kept in runs/<id>/pending-writes.jsonl when the
+  /// database could not take them (store/write_journal.h).
+  bool replay_pending = true;
 };
 
 class ExperimentStore {
  public:
   /// Opens (creating it and its parent directories if needed) a read-write store,
-  /// migrates the schema to the current version and recovers interrupted runs.
+  /// refuses a damaged file (PRAGMA quick_check, bounded by quick_check_s),
+  /// migrates the schema to the current version, recovers interrupted runs and
+  /// replays writes kept in runs' pending-writes journals.
+  /// $BLOCKLAB_DB_MAX_BYTES sets max_size_bytes when that is 0 (fault tests).
   explicit ExperimentStore(const std::string& path, const StoreOptions& options = {});
   /// Opens an existing store read-only (for UIs/CLIs browsing runs); write
   /// methods throw StoreError. Every read is one short transaction, so a
-  /// reader never blocks a writer.
+  /// reader never blocks a writer. Where a WAL database cannot be opened
+  /// normally (read-only directory or mount: no -shm can be created), it is
+  /// opened immutable (a note on stderr says changes still in its -wal are
+  /// not seen).
   static ExperimentStore open_readonly(const std::string& path);
 
   ExperimentStore(ExperimentStore&&) noexcept;
@@ -147,6 +172,11 @@ class ExperimentStore {
   void close();
   const std::string& path() const;
   bool read_only() const;
+  /// The options this store was opened with (defaults for a read-only store).
+  const StoreOptions& options() const;
+  /// Drops the buffered, uncommitted metric rows (after the caller kept them
+  /// elsewhere, e.g. in a write journal); returns how many.
+  size_t discard_pending();
 
   // --- writes -------------------------------------------------------------
   /// Inserts a run (fills the auto fields), returns its id.

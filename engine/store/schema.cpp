@@ -129,12 +129,17 @@ void exec_sql(sqlite3* db, const char* sql, const std::string& context) {
   if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = context + ": " + (err ? err : sqlite3_errmsg(db));
     sqlite3_free(err);
-    throw StoreError(msg);
+    throw StoreError(msg, sqlite3_extended_errcode(db));
   }
 }
 
 void migrate(sqlite3* db, const std::string& path, const std::vector<Migration>& steps) {
   const int64_t target = static_cast<int64_t>(steps.size());
+  // Already current (the usual case): no write lock needed, so opening does
+  // not wait for another process's long write transaction.
+  if (pragma_int(db, "PRAGMA application_id", path) == kApplicationId &&
+      pragma_int(db, "PRAGMA user_version", path) == target)
+    return;
   // IMMEDIATE takes the write lock before reading the version, so two
   // processes creating the same database cannot both run step 0.
   exec_sql(db, "BEGIN IMMEDIATE", path + ": cannot start the schema migration");

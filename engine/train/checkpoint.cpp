@@ -13,7 +13,9 @@
 #include <stdexcept>
 
 #include "io/bounded_read.h"
+#include "io/file_manifest.h"
 #include "io/safetensors.h"
+#include "io/sha256.h"
 #include "train/trainer.h"
 
 #ifndef BLOCKLAB_VERSION
@@ -254,6 +256,8 @@ void save_checkpoint(const std::string& dir, LanguageModel& model, const TrainCo
                          {"dropout_rng", rng_json(model.dropout_rng().state())}};
     }
     write_file_synced(tmp / "checkpoint.json", info.dump(2) + "\n");
+    // Last: the SHA-256 of every file above, verified before a resume.
+    as_checkpoint_error((tmp / kManifestFile).string(), [&] { write_manifest(tmp.string()); });
     sync_dir(tmp);
   } catch (...) {
     fs::remove_all(tmp, ec);  // never leave a partial directory behind (e.g. disk full)
@@ -437,6 +441,35 @@ void load_trainer_state(const std::string& dir, Trainer& trainer) {
   trainer.sampler().set_state(s);
   trainer.model().dropout_rng().set_state(dropout);
   trainer.set_step(info.step);
+}
+
+std::string checkpoint_sha256(const std::string& dir) {
+  const fs::path d(dir);
+  std::string sha;
+  as_checkpoint_error(dir, [&] {
+    sha = sha256_file((d / (has_manifest(dir) ? kManifestFile : "model.safetensors")).string());
+  });
+  return sha;
+}
+
+void verify_checkpoint(const std::string& dir, const std::string& recorded_sha256) {
+  if (has_manifest(dir)) {
+    try {
+      verify_manifest(dir, recorded_sha256, "checkpoint");
+    } catch (const std::exception& e) {
+      throw CheckpointError(e.what());
+    }
+    return;
+  }
+  // Saved before manifests existed: only model.safetensors was recorded.
+  if (recorded_sha256.empty()) return;
+  const std::string model_file = (fs::path(dir) / "model.safetensors").string();
+  std::string sha;
+  as_checkpoint_error(model_file, [&] { sha = sha256_file(model_file); });
+  if (sha != recorded_sha256)
+    throw CheckpointError(model_file +
+                          ": SHA-256 differs from the one recorded when the checkpoint was saved "
+                          "(the file was modified or is corrupt)");
 }
 
 // ------------------------------------------------------------------ saver

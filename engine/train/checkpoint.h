@@ -3,6 +3,7 @@
 //   model.safetensors      weights, Hugging Face Llama tensor names where one exists
 //   optimizer.safetensors  optimizer state "<tensor name>.<slot>" (same names), when saved
 //   checkpoint.json        model + train config, tokenizer, step, RNG and data position
+//   manifest.json          SHA-256 of each file above (io/file_manifest.h)
 // A fine-tune checkpoint (LoRA / QLoRA) holds only the trainable parameters in
 // model.safetensors; its checkpoint.json "finetune" block names the base
 // checkpoint that holds the frozen rest (lora/finetune.h).
@@ -84,6 +85,17 @@ void load_trainable_weights(const std::string& dir, LanguageModel& model);
 /// Restores optimizer state, step and data/RNG positions saved with a trainer.
 /// Throws CheckpointError naming the file; on error the trainer's optimizer is unchanged.
 void load_trainer_state(const std::string& dir, Trainer& trainer);
+
+/// What the experiment store records for a checkpoint directory: the SHA-256
+/// of its manifest.json (which lists every file's SHA-256), or of
+/// model.safetensors for a checkpoint saved before manifests existed.
+std::string checkpoint_sha256(const std::string& dir);
+
+/// Verifies a checkpoint against what was recorded (`recorded_sha256`, from
+/// checkpoint_sha256; empty = nothing recorded): with a manifest, the manifest
+/// itself and every file in the directory (none missing, none added); without
+/// one (old format), model.safetensors. Throws CheckpointError naming the file.
+void verify_checkpoint(const std::string& dir, const std::string& recorded_sha256);
 
 /// When a CheckpointSaver writes checkpoints.
 struct CheckpointPolicy {

@@ -3,10 +3,14 @@
 // evaluations, checkpoints and the final status + summary. Plus the helpers
 // that place a run's files next to its database.
 //
-// Cost: per step six buffered rows (no SQLite call); the store commits a batch
-// every flush_rows rows or flush_interval_s seconds. The logger measures the
-// time it spends per step and reports it in the summary
-// ("logging_overhead_pct" of step time).
+// Cost: per step six rows queued for a background writer with its own
+// connection (store/store_writer.h), which commits a batch every flush_rows
+// rows or flush_interval_s seconds (the store's options) and retries a busy
+// database with backoff, so a lock held by another process never stalls a
+// step. At the end the final status waits (up to default_store_retry_s) for
+// the database; what still cannot be written is kept in the run's write
+// journal and named on stderr. The logger measures the time it spends per
+// step and reports it in the summary ("logging_overhead_pct" of step time).
 #pragma once
 
 #include <cstdint>
@@ -15,6 +19,7 @@
 #include <string>
 
 #include "store/experiment_store.h"
+#include "store/store_writer.h"
 #include "train/callbacks.h"
 
 namespace bl {
@@ -40,6 +45,15 @@ std::optional<CheckpointRecord> latest_checkpoint(ExperimentStore& store, int64_
 /// The summary JSON stored with a finished run.
 nlohmann::json summary_json(const TrainSummary& s);
 
+/// A run that reached its last step and registered its final checkpoint but
+/// whose process died before recording its summary (e.g. SIGKILL): when `ck`
+/// (verified by the caller) is at or past the run's max_steps and the run is
+/// not completed, marks it completed with a summary computed from its stored
+/// metrics and noting it was finished from that checkpoint, and returns that
+/// summary; otherwise returns null and changes nothing.
+nlohmann::json finish_from_final_checkpoint(ExperimentStore& store, const RunRecord& run,
+                                            const CheckpointRecord& ck);
+
 class StoreLogger : public Callback {
  public:
   /// `record` describes the run (name, preset, dataset, tokenizer, tags, parent,
@@ -59,7 +73,7 @@ class StoreLogger : public Callback {
   void on_eval_end(Trainer& t, int64_t step, double eval_loss) override;
   void on_train_end(Trainer& t, const TrainSummary& s) override;
 
-  /// Registers a checkpoint directory with the SHA-256 of its model.safetensors.
+  /// Registers a checkpoint directory with checkpoint_sha256 (its manifest's SHA-256).
   void add_checkpoint(int64_t step, const std::string& dir);
   /// Marks the run failed with `message` (no-op if not begun or already finished).
   void fail(const std::string& message);
@@ -73,7 +87,12 @@ class StoreLogger : public Callback {
   double step_time_ms() const { return step_ms_; }
 
  private:
+  void post(WriteItem w);
+  void finish(RunStatus status, const nlohmann::json& summary, const std::string& message);
+  void close_writer();
+
   ExperimentStore& store_;
+  std::unique_ptr<StoreWriter> writer_;  // from begin(): all writes of the run
   RunRecord record_;
   nlohmann::json extra_ = nlohmann::json::object();
   int64_t run_id_ = 0;
