@@ -3,6 +3,7 @@
 // repetition penalty, and clear errors for options that exclude each other.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "cli_support.h"
@@ -74,6 +75,24 @@ TEST_F(CliSample, ConflictingOrInvalidOptionsAreRefused) {
     EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.out;
     EXPECT_NE(r.out.find("--"), std::string::npos) << r.out;
   }
+}
+
+TEST(CliBench, DecodeReportsTokensPerSecondOnTheStatePath) {
+  for (const char* preset : {"gpt-tiny", "mamba2-tiny"}) {
+    const auto r = run_cli(std::string("bench --decode --threads 1 --decode-tokens 20 --repeat 2 "
+                                       "--decode-batch 2 --preset ") +
+                               preset,
+                           false);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    const auto j = nlohmann::json::parse(r.last_line());
+    EXPECT_EQ(j["mode"], "decode");
+    EXPECT_EQ(j["preset"], preset);
+    EXPECT_EQ(j["batch"], 2);
+    EXPECT_GT(j["tokens_per_sec"].get<double>(), 0.0);
+    EXPECT_GT(j["prefill_ms"].get<double>(), 0.0);
+  }
+  EXPECT_EQ(run_cli("bench --decode --preset gpt-tiny --decode-tokens 1000").exit_code, 2);
+  EXPECT_EQ(run_cli("bench --preset gpt-tiny --decode-tokens 10").exit_code, 2);
 }
 
 }  // namespace

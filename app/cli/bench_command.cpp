@@ -1,5 +1,7 @@
 // Throughput benchmark: W warm-up steps, then N timed training steps; prints one
 // JSON line with median step time, tokens/s and memory (peak and steady RSS).
+// With --decode: KV-cache / recurrent-state decoding speed of the same model
+// (prefill of a prompt, then one token per forward pass).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include "setup.h"
 #include "simd/isa.h"
 #include "tensor/gemm.h"
+#include "tensor/graph.h"
 #include "train/trainer.h"
 
 namespace bl::cli {
@@ -46,14 +49,98 @@ class BenchRecorder : public Callback {
   }
   std::vector<double> step_ms, rss;
 };
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Greedy decoding of `batch` rows: a prompt of prompt_len corpus tokens, then
+// `tokens` single-token steps, repeated `reps` times after one warm-up pass.
+nlohmann::json decode_bench(PreparedRun& run, int64_t batch, int64_t prompt_len, int64_t tokens,
+                            int64_t reps) {
+  LanguageModel& model = run.model();
+  const int64_t max_len = model.config().block.max_seq_len;
+  const int64_t vocab = model.config().vocab_size;
+  if (prompt_len + tokens > max_len)
+    throw UsageError("--prompt-len + --decode-tokens (" + std::to_string(prompt_len + tokens) +
+                     ") must be at most the model's max_seq_len (" + std::to_string(max_len) + ")");
+  const auto train = run.data().train();
+  if (int64_t(train.size()) < prompt_len) throw UsageError("--prompt-len exceeds the corpus");
+  std::vector<int32_t> prompt;
+  for (int64_t b = 0; b < batch; ++b)
+    prompt.insert(prompt.end(), train.begin(), train.begin() + prompt_len);
+  NoGradGuard no_grad;
+  Graph& g = current_graph();
+  std::vector<double> prefill_ms, token_ms;
+  using clock = std::chrono::steady_clock;
+  auto ms_since = [](clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(clock::now() - t).count();
+  };
+  for (int64_t r = 0; r <= reps; ++r) {  // pass 0 warms caches and arenas up
+    DecodeState state = model.make_decode_state(batch, max_len);
+    auto t0 = clock::now();
+    Tensor logits = model.forward(Tokens{prompt.data(), Shape{batch, prompt_len}}, &state);
+    std::vector<int32_t> next(static_cast<size_t>(batch));
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* row = logits.data() + ((b + 1) * prompt_len - 1) * vocab;
+      next[size_t(b)] = int32_t(std::max_element(row, row + vocab) - row);
+    }
+    g.clear();
+    if (r) prefill_ms.push_back(ms_since(t0));
+    for (int64_t i = 0; i < tokens; ++i) {
+      t0 = clock::now();
+      logits = model.forward(Tokens{next.data(), Shape{batch, 1}}, &state);
+      for (int64_t b = 0; b < batch; ++b) {
+        const float* row = logits.data() + b * vocab;
+        next[size_t(b)] = int32_t(std::max_element(row, row + vocab) - row);
+      }
+      g.clear();
+      if (r) token_ms.push_back(ms_since(t0));
+    }
+  }
+  const double per_step = median_of(token_ms);
+  return {{"mode", "decode"},
+          {"preset", run.plan().record.preset},
+          {"threads", num_threads()},
+          {"cpu", cpu_name()},
+          {"kernel_isa", kernel_isa()},
+          {"blas", blas_name()},
+          {"params", model.num_parameters()},
+          {"batch", batch},
+          {"prompt_len", prompt_len},
+          {"decode_tokens", tokens},
+          {"repetitions", reps},
+          {"prefill_ms", median_of(prefill_ms)},
+          {"step_ms", per_step},
+          {"step_ms_min", *std::min_element(token_ms.begin(), token_ms.end())},
+          {"tokens_per_sec", double(batch) / (per_step / 1000.0)},
+          {"peak_rss_mb", peak_rss_mb()}};
+}
+
 }  // namespace
 
 int bench_command(const std::vector<std::string>& argv) {
   auto value_opts = run_value_options();
-  value_opts.insert("warmup-steps");
-  Args args(argv, value_opts, {});
+  for (const char* o : {"warmup-steps", "decode-tokens", "decode-batch", "prompt-len", "repeat"})
+    value_opts.insert(o);
+  Args args(argv, value_opts, {"decode"});
   if (!args.positional().empty())
     throw UsageError("unexpected argument '" + args.positional()[0] + "'");
+  if (args.flag("decode")) {
+    for (const char* o : {"steps", "warmup-steps"})
+      if (args.get(o)) throw UsageError(std::string("--") + o + " does not apply to --decode");
+    RunSpec spec = fresh_run_spec(args);
+    spec.record = false;
+    std::unique_ptr<PreparedRun> run = launch_run(spec);
+    const nlohmann::json j = decode_bench(*run, args.get_int("decode-batch", 1).value_or(1),
+                                          args.get_int("prompt-len", 1).value_or(16),
+                                          args.get_int("decode-tokens", 1).value_or(64),
+                                          args.get_int("repeat", 1).value_or(5));
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  for (const char* o : {"decode-tokens", "decode-batch", "prompt-len", "repeat"})
+    if (args.get(o)) throw UsageError(std::string("--") + o + " needs --decode");
   const int64_t steps = args.get_int("steps", 1).value_or(50);
   const int64_t warm = args.get_int("warmup-steps", 0).value_or(5);
   // The run covers warm-up + timed steps; evaluation is off so only training is

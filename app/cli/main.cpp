@@ -46,6 +46,8 @@ const char* kUsage =
     "N]\n"
     "          [--temperature X] [--top-k N] [--top-p X] [--seed N]  (one batch row per adapter)\n"
     "  bench   --preset NAME | --config FILE  [--threads N] [--steps N] [--warmup-steps N]\n"
+    "          [--decode [--decode-tokens N] [--decode-batch B] [--prompt-len P] [--repeat R]]\n"
+    "          (--decode: KV-cache / recurrent-state decoding tokens/s instead of training)\n"
     "  models  list | info NAME | count NAME [--detail] [--seq-len N]  [--json]\n"
     "          NAME: a preset, a published architecture, or a preset/config .json file\n"
     "\n"
