@@ -382,6 +382,7 @@ void MainWindow::poll() {
     charts_->append_evals(live_run_id_, u.evals);
   }
   for (const SampleResult& s : u.samples) samples_->add_sample(s);
+  if (u.partial) samples_->show_partial(*u.partial);
   steps_received_ += int64_t(u.steps.size());
   if (!u.steps.empty()) {
     const StepMetrics& m = u.steps.back();

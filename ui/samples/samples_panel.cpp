@@ -9,6 +9,8 @@
 #include <QPushButton>
 #include <QScrollBar>
 #include <QSpinBox>
+#include <QTextCursor>
+#include <QTextDocument>
 #include <QVBoxLayout>
 
 namespace bl {
@@ -81,19 +83,49 @@ int64_t SamplesPanel::auto_every() const {
   return every_->value();
 }
 
+namespace {
+QString heading(const SampleResult& s) {
+  return QString("── step %1 · temperature %2 ──").arg(s.step).arg(s.temperature, 0, 'f', 2);
+}
+}  // namespace
+
+void SamplesPanel::append(const QString& text) {
+  output_->appendPlainText(text);
+  output_->verticalScrollBar()->setValue(output_->verticalScrollBar()->maximum());
+}
+
+void SamplesPanel::remove_partial() {
+  if (partial_from_ < 0) return;
+  QTextCursor c(output_->document());
+  c.setPosition(partial_from_);
+  c.movePosition(QTextCursor::End, QTextCursor::KeepAnchor);
+  c.removeSelectedText();
+  partial_from_ = -1;
+  partial_.clear();
+}
+
 void SamplesPanel::add_sample(const SampleResult& s) {
+  remove_partial();
   ++count_;
-  const QString head =
-      QString("── step %1 · temperature %2 ──").arg(s.step).arg(s.temperature, 0, 'f', 2);
   const QString body = s.ok ? QString::fromStdString(s.prompt + s.text)
                             : "(cannot sample: " + QString::fromStdString(s.text) + ")";
-  output_->appendPlainText(head + "\n" + body + "\n");
-  output_->verticalScrollBar()->setValue(output_->verticalScrollBar()->maximum());
+  append(heading(s) + "\n" + body + "\n");
+}
+
+void SamplesPanel::show_partial(const SampleResult& s) {
+  remove_partial();
+  partial_ = QString::fromStdString(s.text);
+  // From the block separator appendPlainText inserts (none into an empty document).
+  const QTextDocument* doc = output_->document();
+  partial_from_ = doc->isEmpty() ? 0 : doc->characterCount() - 1;
+  append(heading(s) + " (generating…)\n" + QString::fromStdString(s.prompt) + partial_);
 }
 
 void SamplesPanel::clear() {
   output_->clear();
   count_ = 0;
+  partial_from_ = -1;
+  partial_.clear();
 }
 
 void SamplesPanel::set_can_generate(bool on) {

@@ -26,8 +26,12 @@ class SamplesPanel : public QWidget {
   SampleRequest request() const;
   /// Automatic sampling interval in steps (0 = off).
   int64_t auto_every() const;
-  /// Appends a generated text.
+  /// Appends a generated text (replacing the partial one shown, if any).
   void add_sample(const SampleResult& s);
+  /// Shows a sample still being generated at the end, replacing the previous partial text.
+  void show_partial(const SampleResult& s);
+  /// Text of the sample being generated ("" when none).
+  QString partial_text() const { return partial_; }
   void clear();
   /// Enables "Generate" (there is a model to sample).
   void set_can_generate(bool on);
@@ -53,6 +57,11 @@ class SamplesPanel : public QWidget {
   QPushButton* generate_;
   QPlainTextEdit* output_;
   int count_ = 0;
+  int partial_from_ = -1;  // where the partial sample's text starts in output_
+  QString partial_;
+
+  void remove_partial();
+  void append(const QString& text);
 };
 
 }  // namespace bl

@@ -177,6 +177,60 @@ class TrainingTest : public QObject {
     QVERIFY(!b->resume_button()->isEnabled());
   }
 
+  // The partial text of a sample being generated is replaced, never duplicated.
+  void samples_panel_replaces_the_partial_text() {
+    SamplesPanel panel;
+    SampleResult a{3, "ROMEO:", " done", 0.8, true};
+    SampleResult b{4, "JULIET:", "x", 0.8, true};
+    b.text = "x";
+    panel.show_partial(b);  // into an empty panel
+    QCOMPARE(panel.partial_text(), QString("x"));
+    panel.add_sample(a);
+    QCOMPARE(panel.partial_text(), QString());
+    b.text = "xy";
+    panel.show_partial(b);
+    b.text = "xyz";
+    panel.show_partial(b);
+    QVERIFY(panel.output()->toPlainText().endsWith("JULIET:xyz"));
+    QVERIFY(panel.output()->toPlainText().contains("(generating…)"));
+    b.text = "xyz!";
+    panel.add_sample(b);
+    const QString text = panel.output()->toPlainText();
+    QVERIFY2(!text.contains("generating"), qPrintable(text));
+    QCOMPARE(text.count("── step"), 2);
+    QVERIFY(text.contains("ROMEO: done"));
+    QVERIFY(text.contains("JULIET:xyz!"));
+    QCOMPARE(panel.sample_count(), 2);
+  }
+
+  // A long sample appears token by token in the Samples tab while it is generated.
+  void samples_stream_while_generating() {
+    MainWindow w("gpt-tiny", db());
+    w.show();
+    Preset p = small_preset();
+    p.train.max_steps = 1'000'000;
+    w.load_preset(p, "gpt-tiny");
+    w.samples_panel()->every_box()->setValue(0);
+    TrainingPanel* tp = w.training_panel();
+    tp->start_button()->click();
+    QTRY_VERIFY_WITH_TIMEOUT(w.steps_received() >= 2, 60000);
+    tp->pause_button()->click();
+    w.samples_panel()->length_box()->setValue(1500);
+    w.samples_panel()->generate_button()->click();
+    int partial_seen = 0;
+    QElapsedTimer t;
+    t.start();
+    while (w.samples_panel()->sample_count() == 0 && t.elapsed() < 60000) {
+      QTest::qWait(2);
+      if (!w.samples_panel()->partial_text().isEmpty()) ++partial_seen;
+    }
+    QCOMPARE(w.samples_panel()->sample_count(), 1);
+    QVERIFY2(partial_seen > 0, "no partial text was shown before the sample completed");
+    QCOMPARE(w.samples_panel()->partial_text(), QString());
+    tp->stop_button()->click();
+    QTRY_COMPARE_WITH_TIMEOUT(tp->state(), TrainingPanel::State::kIdle, 30000);
+  }
+
   void completed_run_and_automatic_samples() {
     MainWindow w("gpt-tiny", db());
     Preset p = small_preset();

@@ -161,7 +161,17 @@ void TrainingSession::serve_samples(std::unique_lock<std::mutex>& lk) {
       SamplingOptions opt;
       opt.temperature = float(req.temperature);
       opt.max_new_tokens = req.max_new_tokens;
-      const std::vector<int32_t> out = generate(*m.model, ids, opt, m.rng);
+      // Stream: the text so far is published after every token (decoded whole,
+      // so a multi-byte character split across byte tokens shows once complete).
+      std::vector<int32_t> so_far;
+      const std::vector<int32_t> out = generate(*m.model, ids, opt, m.rng, [&](int32_t id) {
+        so_far.push_back(id);
+        SampleResult p = r;
+        p.text = m.tok->decode(so_far);
+        std::lock_guard<std::mutex> g(mu_);
+        buffer_.partial = std::move(p);
+        return !shutdown_;
+      });
       r.text = m.tok->decode(out);
       m.store->log_sample(m.run_id, r.step, r.prompt, r.text, r.temperature);
     } catch (const std::exception& e) {
@@ -169,6 +179,7 @@ void TrainingSession::serve_samples(std::unique_lock<std::mutex>& lk) {
       r.text = e.what();
     }
     lk.lock();
+    buffer_.partial.reset();
     buffer_.samples.push_back(std::move(r));
   }
 }

@@ -58,6 +58,8 @@ class TrainingSession {
     std::vector<StepMetrics> steps;
     std::vector<std::pair<int64_t, double>> evals;  // (step, eval loss)
     std::vector<SampleResult> samples;
+    /// The sample being generated now, its text so far (streamed token by token).
+    std::optional<SampleResult> partial;
     std::optional<TrainSummary> summary;  // set once, when the run ends
     std::string error;                    // setup/training failure, if any
   };
