@@ -178,3 +178,29 @@ TEST(RunLauncher, RecordNamesWhatWasTrainedFromTheSpec) {
     EXPECT_NE(std::string(e.what()).find("learning_rate cannot change"), std::string::npos);
   }
 }
+
+namespace bl {
+namespace {
+
+// `train --preset gpt-tiny --steps 10`: the preset's 20 warm-up steps shrink
+// to a tenth of the run, with a note; an explicit conflicting warm-up is an error.
+TEST(RunLauncher, PresetWarmupShrinksToFitAShortRun) {
+  RunSpec s;
+  s.preset_name = "gpt-tiny";
+  s.train.max_steps = 10;
+  const RunPlan p = plan_run(s, nullptr);
+  EXPECT_EQ(p.preset.train.warmup_steps, 1);
+  ASSERT_FALSE(p.notes.empty());
+  EXPECT_NE(p.notes.back().find("warmup_steps 20 > max_steps 10: shrunk to 1"), std::string::npos);
+  s.train.warmup_steps = 20;
+  EXPECT_THROW(plan_run(s, nullptr), ConfigError);
+  s.train.warmup_steps.reset();
+  s.set = {"train.warmup_steps=20"};
+  EXPECT_THROW(plan_run(s, nullptr), ConfigError);
+  s.set.clear();
+  s.train.max_steps = 400;  // fits: unchanged
+  EXPECT_EQ(plan_run(s, nullptr).preset.train.warmup_steps, 20);
+}
+
+}  // namespace
+}  // namespace bl

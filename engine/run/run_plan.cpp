@@ -66,6 +66,20 @@ void apply_resume_overrides(const RunSpec& spec, const RunRecord& run, TrainConf
                        ") to train it further");
 }
 
+// A preset's (or config file's) warm-up longer than a short run shrinks to a
+// tenth of it, with a note; an explicit --warmup / --set train.warmup_steps
+// that does not fit stays an error (validation names it).
+void fit_warmup(const RunSpec& spec, TrainConfig& t, std::vector<std::string>& notes) {
+  if (spec.train.warmup_steps || t.max_steps < 1 || t.warmup_steps <= t.max_steps) return;
+  for (const std::string& a : spec.set)
+    if (a.rfind("train.warmup_steps=", 0) == 0 || a.rfind("train.warmup=", 0) == 0) return;
+  const int64_t was = t.warmup_steps;
+  t.warmup_steps = t.max_steps / 10;
+  notes.push_back("note: warmup_steps " + std::to_string(was) + " > max_steps " +
+                  std::to_string(t.max_steps) + ": shrunk to " + std::to_string(t.warmup_steps) +
+                  " (a tenth of the run); pass --warmup N to choose");
+}
+
 void plan_fresh(const RunSpec& spec, RunPlan& plan) {
   if (spec.config) {
     plan.preset = *spec.config;
@@ -79,6 +93,7 @@ void plan_fresh(const RunSpec& spec, RunPlan& plan) {
   }
   plan.preset = apply_set_overrides(plan.preset, spec.set);
   apply_train_overrides(spec.train, plan.preset.train);
+  fit_warmup(spec, plan.preset.train, plan.notes);
   plan.data_path = spec.data_path.empty() ? default_data_path() : spec.data_path;
   plan.tokenizer = spec.tokenizer.empty() ? "char" : spec.tokenizer;
   plan.record.name = !spec.name.empty()            ? spec.name
@@ -122,6 +137,7 @@ void plan_fork(const RunSpec& spec, ExperimentStore& store, const RunRecord& run
   }
   plan.preset = apply_set_overrides(base, spec.set);
   apply_train_overrides(spec.train, plan.preset.train);
+  fit_warmup(spec, plan.preset.train, plan.notes);
   plan.record.preset = spec.preset_name.empty() ? run.preset : spec.preset_name;
   plan.data_path = spec.data_path.empty() ? run.dataset_path : spec.data_path;
   plan.tokenizer = spec.tokenizer;
@@ -182,6 +198,7 @@ void plan_finetune(const RunSpec& spec, ExperimentStore& store, RunPlan& plan) {
   plan.preset.model = info.model;
   plan.preset.train = f.train_config ? *f.train_config : info.train;
   apply_train_overrides(spec.train, plan.preset.train);
+  if (!f.train_config) fit_warmup(spec, plan.preset.train, plan.notes);
   FinetuneSpec fs_spec;
   fs_spec.base_checkpoint = base;
   fs_spec.lora = f.lora;
