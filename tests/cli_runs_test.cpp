@@ -157,7 +157,7 @@ TEST_F(CliRuns, ListShowExport) {
   EXPECT_EQ(lines[0],
             "step,wall_time,eval_loss,grad_norm,learning_rate,loss,step_time_ms,tokens_per_sec,"
             "tokens_seen");
-  EXPECT_EQ(lines[1].substr(0, 2), "0,");
+  EXPECT_EQ(lines[1].substr(0, 2), "1,");  // steps taken, 1-based like charts and the CLI
   const double first_loss = std::stod(split_csv(lines[1])[5]);  // the "loss" column
   EXPECT_EQ(first_loss, losses(2)[0]);
   // JSON: every metric, as columns.
@@ -166,6 +166,7 @@ TEST_F(CliRuns, ListShowExport) {
   auto ex = nlohmann::json::parse(read_bytes(dir_ / "e.json"));
   EXPECT_EQ(ex["run"]["id"], 2);
   EXPECT_EQ(ex["metrics"]["loss"]["value"].size(), 6u);
+  EXPECT_EQ(ex["metrics"]["loss"]["step"][0], 1);
   EXPECT_EQ(ex["metrics"]["loss"]["value"][0].get<double>(), losses(2)[0]);
   EXPECT_EQ(ex["checkpoints"].size(), 2u);
   EXPECT_EQ(cli("runs export 2 --format xml").exit_code, 2);

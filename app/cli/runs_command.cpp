@@ -313,7 +313,7 @@ int runs_show(const Args& args) {
     j["checkpoints"] = c;
     json e = json::array();
     for (auto& ev : evals)
-      e.push_back({{"step", ev.step}, {"name", ev.name}, {"value", num_or_null(ev.value)}});
+      e.push_back({{"step", ev.step + 1}, {"name", ev.name}, {"value", num_or_null(ev.value)}});
     j["evals"] = e;
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
@@ -395,7 +395,9 @@ int runs_export(const Args& args) {
     for (auto& [n, s] : series) {
       json vals = json::array();
       for (double v : s.values) vals.push_back(num_or_null(v));
-      m[n] = {{"step", s.steps}, {"wall_time", s.wall_times}, {"value", vals}};
+      json steps = json::array();
+      for (int64_t st : s.steps) steps.push_back(st + 1);  // steps taken, as charts and CLI count
+      m[n] = {{"step", steps}, {"wall_time", s.wall_times}, {"value", vals}};
     }
     j["metrics"] = m;
     json e = json::array();
@@ -438,7 +440,7 @@ int runs_export(const Args& args) {
     }
     text += '\n';
     for (auto& [step, rw] : rows) {
-      text += std::to_string(step);
+      text += std::to_string(step + 1);  // steps taken (1-based), as charts and CLI count
       text += ',';
       text += exact_num(rw.first);
       for (auto& v : rw.second) {

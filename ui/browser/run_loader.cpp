@@ -60,7 +60,7 @@ void write_metrics_csv(ExperimentStore& store, const std::vector<int64_t>& run_i
       const MetricSeries s = store.metrics(id, metric);
       const QString m = QString::fromStdString(metric);
       for (size_t i = 0; i < s.size(); ++i)
-        out << id << ',' << name << ',' << m << ',' << s.steps[i] << ','
+        out << id << ',' << name << ',' << m << ',' << s.steps[i] + 1 << ','  // steps taken
             << QString::number(s.wall_times[i], 'f', 3) << ','
             << QString::number(s.values[i], 'g', 9) << '\n';
     }

@@ -151,7 +151,7 @@ class BrowserTest : public QObject {
     const QStringList lines = QString::fromUtf8(f.readAll()).split('\n', Qt::SkipEmptyParts);
     QCOMPARE(lines.front(), QString("run_id,run_name,metric,step,wall_time,value"));
     QCOMPARE(lines.size(), 1 + (50 + 40) * 6);  // six metrics per step
-    QVERIFY(lines.contains(QString("%1,\"high-lr\",loss,0,1700000000.000,4").arg(b_)));
+    QVERIFY(lines.contains(QString("%1,\"high-lr\",loss,1,1700000000.000,4").arg(b_)));
     QVERIFY(b.export_png(png));
     const QImage img(png);
     QVERIFY(!img.isNull() && img.width() > 300 && img.height() > 200);
