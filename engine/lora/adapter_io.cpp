@@ -1,10 +1,12 @@
 #include "lora/adapter_io.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
 
 #include "core/linear.h"
@@ -29,6 +31,13 @@ bool ends_with(const std::string& s, const std::string& suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// module == name, or module ends in "." + name.
+bool names_module(const std::string& module, const std::string& name) {
+  if (module == name) return true;
+  return module.size() > name.size() && ends_with(module, name) &&
+         module[module.size() - name.size() - 1] == '.';
+}
+
 std::string last_name(const std::string& path) {
   const size_t dot = path.rfind('.');
   return dot == std::string::npos ? path : path.substr(dot + 1);
@@ -45,6 +54,91 @@ std::string peft_module(const std::string& path) {
   std::string n = peft_tensor_name(path, "lora_A");
   n = n.substr(std::strlen(kPeftPrefix));
   return n.substr(0, n.size() - std::strlen(".lora_A.weight"));
+}
+
+// adapter_config.json's options beyond r and lora_alpha, read as PEFT reads them.
+struct PeftOptions {
+  bool rslora = false;
+  nlohmann::json target_modules;  // null (any), a regex string, or a list of suffixes
+  nlohmann::json rank_pattern = nlohmann::json::object(), alpha_pattern = nlohmann::json::object();
+
+  // PEFT: key k matches module m when m fully matches "(.*\.)?(k)".
+  static bool key_matches(const std::string& key, const std::string& module) {
+    if (names_module(module, key)) return true;
+    try {
+      return std::regex_match(module, std::regex("(.*\\.)?(" + key + ")"));
+    } catch (const std::regex_error&) {
+      return false;  // checked when the config is read
+    }
+  }
+  const nlohmann::json* pattern_value(const nlohmann::json& p, const std::string& module) const {
+    for (auto it = p.begin(); it != p.end(); ++it)
+      if (key_matches(it.key(), module)) return &it.value();
+    return nullptr;
+  }
+  bool targets(const std::string& module) const {
+    if (target_modules.is_null()) return true;
+    if (target_modules.is_string())
+      return std::regex_match(module, std::regex(target_modules.get<std::string>()));
+    for (const auto& t : target_modules)
+      if (names_module(module, t.get<std::string>())) return true;
+    return false;
+  }
+};
+
+// Regexes come from the file: bounded in length and checked to compile, so a
+// hostile config gets an error naming the key, not a hang or a crash.
+void check_regex(const std::string& re, const std::string& where) {
+  if (re.size() > 256) throw AdapterError(where + " is longer than 256 characters");
+  try {
+    std::regex r(re);
+  } catch (const std::regex_error& e) {
+    throw AdapterError(where + " is not a valid regular expression (" + e.what() + ")");
+  }
+}
+
+PeftOptions peft_options(const nlohmann::json& cfg, const std::string& file) {
+  auto unsupported = [&](const std::string& key, const std::string& what) {
+    throw AdapterError(file + ": " + key + ": " + what +
+                       " is not supported (Blocklab loads plain LoRA adapters)");
+  };
+  PeftOptions o;
+  try {
+    if (cfg.value("use_dora", false)) unsupported("use_dora", "DoRA");
+    if (cfg.contains("modules_to_save") && !cfg["modules_to_save"].is_null() &&
+        !(cfg["modules_to_save"].is_array() && cfg["modules_to_save"].empty()))
+      unsupported("modules_to_save", "fully trained extra modules");
+    if (cfg.value("bias", std::string("none")) != "none")
+      unsupported("bias", "training biases ('" + cfg["bias"].get<std::string>() + "')");
+    if (cfg.value("lora_bias", false)) unsupported("lora_bias", "a bias on lora_B");
+    if (cfg.contains("layer_replication") && !cfg["layer_replication"].is_null())
+      unsupported("layer_replication", "layer replication");
+    o.rslora = cfg.value("use_rslora", false);
+    (void)cfg.value("fan_in_fan_out", false);  // a bool; A and B keep their shapes either way
+    if (cfg.contains("target_modules")) {
+      o.target_modules = cfg["target_modules"];
+      if (o.target_modules.is_string())
+        check_regex(o.target_modules.get<std::string>(), file + ": target_modules");
+      else if (o.target_modules.is_array())
+        for (const auto& t : o.target_modules) (void)t.get<std::string>();
+      else if (!o.target_modules.is_null())
+        throw AdapterError(file + ": target_modules must be a string (regex) or a list of names");
+    }
+    for (const char* key : {"rank_pattern", "alpha_pattern"}) {
+      nlohmann::json p = cfg.value(key, nlohmann::json::object());
+      if (p.is_null()) p = nlohmann::json::object();
+      if (!p.is_object()) throw AdapterError(file + ": " + key + " must be an object");
+      for (auto it = p.begin(); it != p.end(); ++it) {
+        check_regex(it.key(), file + ": " + key + " key '" + it.key() + "'");
+        if (!it.value().is_number())
+          throw AdapterError(file + ": " + key + "['" + it.key() + "'] must be a number");
+      }
+      (std::string(key) == "rank_pattern" ? o.rank_pattern : o.alpha_pattern) = p;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw AdapterError(file + ": " + e.what());
+  }
+  return o;
 }
 
 std::vector<std::string> target_modules_of(const Adapter& ad) {
@@ -138,20 +232,24 @@ void write_peft_adapter(const std::string& dir, const Adapter& ad) {
     if (x.alpha != ad.alpha) alpha_pattern[peft_module(path)] = x.alpha;
   }
   write_safetensors((fs::path(dir) / kSafetensorsFile).string(), views, {{"format", "pt"}});
-  nlohmann::json cfg = {{"peft_type", "LORA"},
-                        {"task_type", "CAUSAL_LM"},
-                        {"r", ad.rank},
-                        {"lora_alpha", ad.alpha},
-                        {"target_modules", target_modules_of(ad)},
-                        {"rank_pattern", rank_pattern},
-                        {"alpha_pattern", alpha_pattern},
-                        {"lora_dropout", 0.0},
-                        {"bias", "none"},
-                        {"fan_in_fan_out", false},
-                        {"init_lora_weights", true},
-                        {"inference_mode", true},
-                        {"base_model_name_or_path", nullptr},
-                        {"library", "blocklab"}};
+  nlohmann::json cfg = {
+      {"peft_type", "LORA"},
+      {"task_type", "CAUSAL_LM"},
+      {"r", ad.rank},
+      {"lora_alpha", ad.alpha},
+      {"target_modules", target_modules_of(ad)},
+      {"rank_pattern", rank_pattern},
+      {"alpha_pattern", alpha_pattern},
+      {"lora_dropout", 0.0},
+      {"bias", "none"},
+      {"fan_in_fan_out", false},
+      {"use_rslora", false},
+      {"use_dora", false},
+      {"modules_to_save", nullptr},
+      {"init_lora_weights", true},
+      {"inference_mode", true},
+      {"base_model_name_or_path",
+       ad.base_model.empty() ? nlohmann::json(nullptr) : nlohmann::json(ad.base_model)}};
   const fs::path cfg_path = fs::path(dir) / kConfigFile;
   std::ofstream f(cfg_path);
   f << cfg.dump(2) << "\n";
@@ -203,8 +301,11 @@ Adapter read_peft_adapter(const std::string& dir) {
   } catch (const std::invalid_argument& e) {
     throw AdapterError(e.what());
   }
-  const nlohmann::json rp = cfg.value("rank_pattern", nlohmann::json::object());
-  const nlohmann::json ap = cfg.value("alpha_pattern", nlohmann::json::object());
+  const PeftOptions peft = peft_options(cfg, cfg_path.string());
+  const nlohmann::json& rp = peft.rank_pattern;
+  const nlohmann::json& ap = peft.alpha_pattern;
+  if (cfg.contains("base_model_name_or_path") && cfg["base_model_name_or_path"].is_string())
+    ad.base_model = cfg["base_model_name_or_path"].get<std::string>();
   const std::string st_path = (fs::path(dir) / kSafetensorsFile).string();
   SafetensorsFile st = read_safetensors(st_path);
   try {
@@ -251,13 +352,26 @@ Adapter read_peft_adapter(const std::string& dir) {
       throw AdapterError(st_path + ": '" + peft_tensor_name(path, "lora_B") + "' has rank " +
                          std::to_string(int64_t(x.b.size()) / std::max<int64_t>(x.out, 1)) +
                          " but its lora_A has rank " + std::to_string(x.rank));
-    const int64_t expect = rp.contains(module) ? rp[module].get<int64_t>() : ad.rank;
+    if (!peft.targets(module))
+      throw AdapterError(cfg_path.string() + ": target_modules does not cover '" + module +
+                         "', which " + kSafetensorsFile + " adapts");
+    const nlohmann::json* r = peft.pattern_value(rp, module);
+    const int64_t expect = r ? r->get<int64_t>() : ad.rank;
     if (x.rank != expect)
       throw AdapterError(st_path + ": tensor '" + peft_tensor_name(path, "lora_A") + "' has rank " +
                          std::to_string(x.rank) + " but " + kConfigFile +
                          " says r = " + std::to_string(expect));
-    x.alpha = ap.contains(module) ? ap[module].get<float>() : ad.alpha;
+    const nlohmann::json* a = peft.pattern_value(ap, module);
+    x.alpha = a ? a->get<float>() : ad.alpha;
+    // rsLoRA scales by alpha / sqrt(r); ours is alpha / r, so keep alpha * sqrt(r).
+    if (peft.rslora) x.alpha *= std::sqrt(float(x.rank));
+    try {
+      check_lora_alpha(x.alpha, cfg_path.string() + ": alpha of '" + module + "'");
+    } catch (const std::invalid_argument& e) {
+      throw AdapterError(e.what());
+    }
   }
+  if (peft.rslora) ad.alpha *= std::sqrt(float(ad.rank));
   if (ad.layers.empty()) throw AdapterError(st_path + ": no adapter tensors");
   ad.target_modules = target_modules_of(ad);
   return ad;
@@ -482,8 +596,9 @@ Adapter read_gguf_adapter(const std::string& path) {
 
 // ---------------------------------------------------------------- by path
 
-void save_adapter(const std::string& path, Module& model) {
-  const Adapter ad = extract_adapter(model);
+void save_adapter(const std::string& path, Module& model, const std::string& base_model) {
+  Adapter ad = extract_adapter(model);
+  ad.base_model = base_model;
   if (ends_with(path, ".gguf"))
     write_gguf_adapter(path, ad);
   else

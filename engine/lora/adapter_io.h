@@ -8,8 +8,17 @@
 //                              self_attn, ffn -> mlp; train/checkpoint.h)
 //   adapter_config.json        {"peft_type": "LORA", "r", "lora_alpha", "target_modules",
 //                              "rank_pattern", "alpha_pattern", ...}; rank_pattern /
-//                              alpha_pattern key layers (by PEFT module path) whose
-//                              rank / alpha differ from r / lora_alpha.
+//                              alpha_pattern key layers whose rank / alpha differ from
+//                              r / lora_alpha. Read as PEFT does: a pattern key matches
+//                              a module whose name ends in it (as a regex, at a dot);
+//                              a string target_modules is a regex every adapted module
+//                              must fully match, a list names module suffixes;
+//                              use_rslora scales by alpha / sqrt(r) (kept by storing
+//                              alpha * sqrt(r)); fan_in_fan_out only concerns the HF
+//                              base's Conv1D weight layout (A and B keep their shapes).
+//                              DoRA, modules_to_save and bias adapters are refused
+//                              naming the key. Written with PEFT's keys only and
+//                              base_model_name_or_path = Adapter::base_model.
 // GGUF layout (one file, the Go lora package's SaveAdapter): GGUF v3, tensors
 //   "lora.<module path>.weight_a" (r, in) and ".weight_b" (out, r) as F32 (GGUF lists
 //   dims innermost first: [in, r] and [r, out]); metadata "lora.rank" (u32) and
@@ -47,6 +56,7 @@ struct Adapter {
   float alpha = 0;                             // the usual alpha ("lora_alpha")
   std::vector<std::string> target_modules;     // Linear names, e.g. "q_proj"
   std::map<std::string, AdapterLayer> layers;  // module path -> weights
+  std::string base_model;                      // PEFT's base_model_name_or_path ("" = unknown)
 };
 
 /// Copies the adapters attached to the model's Linear layers.
@@ -66,7 +76,8 @@ void write_gguf_adapter(const std::string& path, const Adapter& ad);
 Adapter read_gguf_adapter(const std::string& path);
 
 /// By path: "*.gguf" is a GGUF file, anything else a PEFT directory.
-void save_adapter(const std::string& path, Module& model);
+/// base_model names the base for PEFT's base_model_name_or_path.
+void save_adapter(const std::string& path, Module& model, const std::string& base_model = "");
 Adapter read_adapter(const std::string& path);
 /// read_adapter + attach_adapter.
 void load_adapter(const std::string& path, Module& model);

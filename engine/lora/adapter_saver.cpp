@@ -11,8 +11,12 @@ namespace bl {
 namespace fs = std::filesystem;
 
 AdapterSaver::AdapterSaver(std::function<std::string()> path_of, int64_t interval,
-                           std::function<void(int64_t, const std::string&)> on_saved)
-    : path_of_(std::move(path_of)), interval_(interval), on_saved_(std::move(on_saved)) {}
+                           std::function<void(int64_t, const std::string&)> on_saved,
+                           std::string base_model)
+    : path_of_(std::move(path_of)),
+      interval_(interval),
+      on_saved_(std::move(on_saved)),
+      base_model_(std::move(base_model)) {}
 
 void AdapterSaver::on_step_end(Trainer& t, const StepMetrics& m) {
   if (interval_ > 0 && (m.step + 1) % interval_ == 0) save(t, m.step + 1);
@@ -31,7 +35,7 @@ void AdapterSaver::save(Trainer& t, int64_t step) {
   const std::string old = path + ".old";
   fs::remove_all(fresh);
   fs::remove_all(old);
-  save_adapter(fresh, t.model());
+  save_adapter(fresh, t.model(), base_model_);
   if (fs::exists(path)) fs::rename(path, old);
   fs::rename(fresh, path);
   fs::remove_all(old);

@@ -17,8 +17,10 @@ class AdapterSaver : public Callback {
  public:
   /// path_of() gives the adapter path (a PEFT directory, or a *.gguf file);
   /// on_saved(step, path) runs after each save (e.g. to record it in the store).
+  /// base_model names the base in PEFT's adapter_config.json.
   AdapterSaver(std::function<std::string()> path_of, int64_t interval,
-               std::function<void(int64_t step, const std::string& path)> on_saved = {});
+               std::function<void(int64_t step, const std::string& path)> on_saved = {},
+               std::string base_model = "");
   void on_step_end(Trainer& t, const StepMetrics& m) override;
   void on_train_end(Trainer& t, const TrainSummary& s) override;
   /// Step of the newest save, -1 before the first.
@@ -30,6 +32,7 @@ class AdapterSaver : public Callback {
   int64_t interval_;
   std::function<void(int64_t, const std::string&)> on_saved_;
   int64_t last_step_ = -1;
+  std::string base_model_;
 };
 
 }  // namespace bl
