@@ -419,7 +419,14 @@ void PlotView::redraw() {
       auto* a = static_cast<QLogValueAxis*>(y_axis_);
       const bool fits = !refit_y_ && a->min() <= y0 && a->max() >= y1 &&
                         a->max() / a->min() <= 3 * (y1 / y0) * 1.33;
-      if (!fits) a->setRange(y0 / 1.15, y1 * 1.15);
+      if (!fits) {
+        a->setRange(y0 / 1.15, y1 * 1.15);
+        // Labels sit at powers of the base: base 10 labels nothing on a loss
+        // between 2 and 5. Under four decades the base is the fourth root of
+        // the range, so four or five labelled ticks always fall inside it.
+        const double ratio = a->max() / a->min();
+        a->setBase(ratio >= 1e4 ? 10.0 : std::max(1.0001, std::pow(ratio, 0.25)));
+      }
     } else {
       auto* a = static_cast<QValueAxis*>(y_axis_);
       const double need = std::max(y1 - y0, std::max(1e-9, std::abs(y0) * 0.02));

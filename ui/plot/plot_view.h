@@ -79,6 +79,8 @@ class PlotView : public QWidget {
   void show_readout_at(double x);
   /// Redraws immediately if anything changed (tests, screenshots).
   void redraw_now();
+  /// The y axis (a QLogValueAxis in log scale, else a QValueAxis).
+  QAbstractAxis* y_axis() const { return y_axis_; }
 
  private:
   friend class PlotChartView;

@@ -5,6 +5,7 @@
 #include <QComboBox>
 #include <QElapsedTimer>
 #include <QLabel>
+#include <QLogValueAxis>
 #include <QSlider>
 #include <QTest>
 #include <cmath>
@@ -91,6 +92,22 @@ class PlotTest : public QObject {
     QVERIFY(v.log_y());
     QCOMPARE(v.drawn_count(a), qsizetype(99));  // the zero cannot be drawn on a log axis
     v.set_log_y(false);
+    v.redraw_now();
+    // A loss between 2.3 and 4.6 in log scale still gets labelled ticks (at
+    // powers of the axis base inside the range); base 10 would label none.
+    PlotView narrow("loss");
+    const int n = narrow.add_series("train", Qt::blue);
+    for (int i = 0; i < 50; ++i) narrow.append(n, i, 4.6 - 2.3 * i / 49.0);
+    narrow.set_log_y(true);
+    narrow.redraw_now();
+    auto* ax = qobject_cast<QLogValueAxis*>(narrow.y_axis());
+    QVERIFY(ax);
+    int labelled = 0;
+    for (int k = -200; k <= 200; ++k) {
+      const double t = std::pow(ax->base(), k);
+      if (t >= ax->min() && t <= ax->max()) ++labelled;
+    }
+    QVERIFY2(labelled >= 4, qPrintable(QString("%1 labelled ticks").arg(labelled)));
     v.redraw_now();
     QCOMPARE(v.drawn_count(a), qsizetype(100));  // smoothing 0: raw line only
     // Hover at x = 60 lists both series, eval at its nearest point.
