@@ -25,6 +25,17 @@ SamplesPanel::SamplesPanel(QWidget* parent) : QWidget(parent) {
   temperature_->setSingleStep(0.1);
   temperature_->setValue(0.8);
   temperature_->setToolTip("0 = greedy");
+  top_k_ = new QSpinBox;
+  top_k_->setObjectName("top_k");
+  top_k_->setRange(0, 1'000'000);
+  top_k_->setSpecialValueText("off");
+  top_k_->setToolTip("Sample among the k most likely tokens (off = all)");
+  top_p_ = new QDoubleSpinBox;
+  top_p_->setObjectName("top_p");
+  top_p_->setRange(0.01, 1.0);
+  top_p_->setSingleStep(0.05);
+  top_p_->setValue(1.0);
+  top_p_->setToolTip("Nucleus sampling: the smallest set of tokens holding this mass (1 = off)");
   length_ = new QSpinBox;
   length_->setObjectName("sample_length");
   length_->setRange(1, 4000);
@@ -52,6 +63,10 @@ SamplesPanel::SamplesPanel(QWidget* parent) : QWidget(parent) {
   row->addWidget(prompt_, 1);
   row->addWidget(new QLabel("Temperature"));
   row->addWidget(temperature_);
+  row->addWidget(new QLabel("Top-k"));
+  row->addWidget(top_k_);
+  row->addWidget(new QLabel("Top-p"));
+  row->addWidget(top_p_);
   row->addWidget(new QLabel("Length"));
   row->addWidget(length_);
   row->addWidget(new QLabel("Auto"));
@@ -67,6 +82,8 @@ SamplesPanel::SamplesPanel(QWidget* parent) : QWidget(parent) {
   connect(prompt_, &QLineEdit::editingFinished, this, &SamplesPanel::settings_changed);
   connect(temperature_, &QDoubleSpinBox::valueChanged, this, &SamplesPanel::settings_changed);
   connect(length_, &QSpinBox::valueChanged, this, &SamplesPanel::settings_changed);
+  connect(top_k_, &QSpinBox::valueChanged, this, &SamplesPanel::settings_changed);
+  connect(top_p_, &QDoubleSpinBox::valueChanged, this, &SamplesPanel::settings_changed);
   connect(every_, &QSpinBox::valueChanged, this, &SamplesPanel::settings_changed);
   set_can_generate(false);
 }
@@ -76,6 +93,8 @@ SampleRequest SamplesPanel::request() const {
   r.prompt = prompt_->text().isEmpty() ? std::string("\n") : prompt_->text().toStdString();
   r.temperature = temperature_->value();
   r.max_new_tokens = length_->value();
+  r.top_k = top_k_->value();
+  r.top_p = top_p_->value();
   return r;
 }
 
@@ -85,7 +104,12 @@ int64_t SamplesPanel::auto_every() const {
 
 namespace {
 QString heading(const SampleResult& s) {
-  return QString("── step %1 · temperature %2 ──").arg(s.step).arg(s.temperature, 0, 'f', 2);
+  QString h = s.run_id ? QString("── run #%1 · step %2").arg(s.run_id).arg(s.step)
+                       : QString("── step %1").arg(s.step);
+  h += QString(" · temperature %1").arg(s.temperature, 0, 'f', 2);
+  if (s.top_k > 0) h += QString(" · top-k %1").arg(s.top_k);
+  if (s.top_p < 1.0) h += QString(" · top-p %1").arg(s.top_p, 0, 'f', 2);
+  return h + " ──";
 }
 }  // namespace
 

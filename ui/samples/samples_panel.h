@@ -40,6 +40,8 @@ class SamplesPanel : public QWidget {
   QLineEdit* prompt_edit() const { return prompt_; }
   QDoubleSpinBox* temperature_box() const { return temperature_; }
   QSpinBox* length_box() const { return length_; }
+  QSpinBox* top_k_box() const { return top_k_; }
+  QDoubleSpinBox* top_p_box() const { return top_p_; }
   QSpinBox* every_box() const { return every_; }
   QPushButton* generate_button() const { return generate_; }
   QPlainTextEdit* output() const { return output_; }
@@ -53,6 +55,8 @@ class SamplesPanel : public QWidget {
   QLineEdit* prompt_;
   QDoubleSpinBox* temperature_;
   QSpinBox* length_;
+  QSpinBox* top_k_;
+  QDoubleSpinBox* top_p_;
   QSpinBox* every_;
   QPushButton* generate_;
   QPlainTextEdit* output_;

@@ -180,9 +180,8 @@ class TrainingTest : public QObject {
   // The partial text of a sample being generated is replaced, never duplicated.
   void samples_panel_replaces_the_partial_text() {
     SamplesPanel panel;
-    SampleResult a{3, "ROMEO:", " done", 0.8, true};
-    SampleResult b{4, "JULIET:", "x", 0.8, true};
-    b.text = "x";
+    SampleResult a{7, 3, "ROMEO:", " done", 0.8, true, 5, 0.9};
+    SampleResult b{7, 4, "JULIET:", "x", 0.8, true};
     panel.show_partial(b);  // into an empty panel
     QCOMPARE(panel.partial_text(), QString("x"));
     panel.add_sample(a);
@@ -197,8 +196,10 @@ class TrainingTest : public QObject {
     panel.add_sample(b);
     const QString text = panel.output()->toPlainText();
     QVERIFY2(!text.contains("generating"), qPrintable(text));
-    QCOMPARE(text.count("── step"), 2);
+    QCOMPARE(text.count("── run #7"), 2);
     QVERIFY(text.contains("ROMEO: done"));
+    QVERIFY2(text.contains("── run #7 · step 3 · temperature 0.80 · top-k 5 · top-p 0.90 ──"),
+             qPrintable(text));
     QVERIFY(text.contains("JULIET:xyz!"));
     QCOMPARE(panel.sample_count(), 2);
   }
@@ -226,6 +227,8 @@ class TrainingTest : public QObject {
     }
     QCOMPARE(w.samples_panel()->sample_count(), 1);
     QVERIFY2(partial_seen > 0, "no partial text was shown before the sample completed");
+    QVERIFY(w.samples_panel()->output()->toPlainText().contains(
+        QString("── run #%1 · step").arg(w.live_run_id())));
     QCOMPARE(w.samples_panel()->partial_text(), QString());
     tp->stop_button()->click();
     QTRY_COMPARE_WITH_TIMEOUT(tp->state(), TrainingPanel::State::kIdle, 30000);

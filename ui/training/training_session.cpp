@@ -153,7 +153,10 @@ void TrainingSession::serve_samples(std::unique_lock<std::mutex>& lk) {
     r.step = steps_done_;
     r.prompt = req.prompt;
     r.temperature = req.temperature;
+    r.top_k = req.top_k;
+    r.top_p = req.top_p;
     ModelRef& m = *model_ref_;
+    r.run_id = m.run_id;
     lk.unlock();  // generation takes a while: never hold the lock the UI drains with
     try {
       const std::vector<int32_t> ids = m.tok->encode(req.prompt);
@@ -161,6 +164,8 @@ void TrainingSession::serve_samples(std::unique_lock<std::mutex>& lk) {
       SamplingOptions opt;
       opt.temperature = float(req.temperature);
       opt.max_new_tokens = req.max_new_tokens;
+      opt.top_k = req.top_k;
+      opt.top_p = float(req.top_p);
       // Stream: the text so far is published after every token (decoded whole,
       // so a multi-byte character split across byte tokens shows once complete).
       std::vector<int32_t> so_far;

@@ -39,15 +39,20 @@ struct SampleRequest {
   std::string prompt = "\n";
   double temperature = 0.8;
   int64_t max_new_tokens = 200;
+  int64_t top_k = 0;   // 0 = off
+  double top_p = 1.0;  // 1 = off
 };
 
 /// One generated text.
 struct SampleResult {
-  int64_t step = 0;  // optimizer steps taken when it was generated
+  int64_t run_id = 0;  // the run whose model wrote it (0 = not recorded)
+  int64_t step = 0;    // optimizer steps taken when it was generated
   std::string prompt;
   std::string text;  // the continuation, or the reason it failed
   double temperature = 0;
   bool ok = true;
+  int64_t top_k = 0;
+  double top_p = 1.0;
 };
 
 class TrainingSession {
