@@ -96,7 +96,10 @@ MainWindow::MainWindow(const std::string& preset_name, const std::string& db_pat
   });
   connect(train_, &TrainingPanel::stop_requested, this, [this] {
     session_.stop();
-    train_->set_status("Stopping after the current step…");
+    stopping_ = true;
+    train_->set_status(
+        "Stopping: finishing the current step, then the final evaluation and checkpoint…");
+    update_state();
   });
   connect(samples_, &SamplesPanel::generate_requested, this, [this](const SampleRequest& r) {
     if (!session_.request_sample(r)) train_->set_status("No model to sample: start a run first.");
@@ -239,7 +242,11 @@ void MainWindow::refresh() {
 void MainWindow::update_state() {
   TrainingPanel::State s = TrainingPanel::State::kIdle;
   if (session_.running())
-    s = session_.paused() ? TrainingPanel::State::kPaused : TrainingPanel::State::kRunning;
+    s = stopping_           ? TrainingPanel::State::kStopping
+        : session_.paused() ? TrainingPanel::State::kPaused
+                            : TrainingPanel::State::kRunning;
+  else
+    stopping_ = false;
   const int key = int(s) * 4 + (errors_.empty() ? 2 : 0) + (session_.has_model() ? 1 : 0);
   if (key == shown_state_) return;  // polled at 20 Hz: touch widgets only on change
   shown_state_ = key;
@@ -353,6 +360,9 @@ bool MainWindow::resume_run(const RunRecord& run) {
 void MainWindow::launch(const RunSpec& spec, const QString& status) {
   poll();  // collect anything the previous run left
   resume_curves_.reset();
+  ema_step_ms_ = 0;
+  stopping_ = false;
+  train_->set_progress(0, max_steps_, -1.0);
   charts_->clear();
   samples_->clear();
   steps_received_ = 0;
@@ -384,8 +394,13 @@ void MainWindow::poll() {
   for (const SampleResult& s : u.samples) samples_->add_sample(s);
   if (u.partial) samples_->show_partial(*u.partial);
   steps_received_ += int64_t(u.steps.size());
+  for (const StepMetrics& m : u.steps)
+    ema_step_ms_ = ema_step_ms_ > 0 ? 0.9 * ema_step_ms_ + 0.1 * m.step_time_ms : m.step_time_ms;
   if (!u.steps.empty()) {
     const StepMetrics& m = u.steps.back();
+    train_->set_progress(
+        m.step + 1, max_steps_,
+        ema_step_ms_ > 0 ? double(max_steps_ - m.step - 1) * ema_step_ms_ / 1e3 : -1.0);
     train_->set_status(QString("Run #%1 · %2 step %3 / %4 · loss %5 · %6 tok/s")
                            .arg(live_run_id_)
                            .arg(session_.paused() ? "paused at" : "training")
@@ -393,6 +408,13 @@ void MainWindow::poll() {
                            .arg(max_steps_)
                            .arg(m.loss, 0, 'f', 4)
                            .arg(m.tokens_per_sec, 0, 'f', 0));
+    if (m.step + 1 >= max_steps_ && !stopping_)
+      train_->set_status(
+          QString("Run #%1 · finishing: final evaluation and checkpoint…").arg(live_run_id_));
+    if (stopping_)
+      train_->set_status(QString("Run #%1 · stopping at step %2: final evaluation and checkpoint…")
+                             .arg(live_run_id_)
+                             .arg(m.step + 1));
   }
   if (!u.error.empty())
     train_->set_status(QString("Failed: %1").arg(QString::fromStdString(u.error)));

@@ -98,6 +98,8 @@ class MainWindow : public QMainWindow {
   int64_t live_run_id_ = 0;
   int64_t steps_received_ = 0;
   int64_t max_steps_ = 0;
+  double ema_step_ms_ = 0;                  // for the ETA
+  bool stopping_ = false;                   // Stop pressed; the run is finishing
   QString live_name_;                       // the chart legend of the run being trained
   std::optional<RunCurves> resume_curves_;  // a resumed run's history, drawn once it starts
   int shown_state_ = -1;                    // last state applied by update_state()

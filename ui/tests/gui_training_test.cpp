@@ -7,6 +7,7 @@
 #include <QLabel>
 #include <QLineEdit>
 #include <QPlainTextEdit>
+#include <QProgressBar>
 #include <QPushButton>
 #include <QSpinBox>
 #include <QTemporaryDir>
@@ -105,8 +106,19 @@ class TrainingTest : public QObject {
     QCOMPARE(tp->state(), TrainingPanel::State::kRunning);
     QTRY_VERIFY(w.steps_received() > paused_at + 5);
 
-    // Stop: idle, recorded as stopped.
+    // The progress bar counts steps and estimates the time left.
+    QTRY_VERIFY(tp->progress_bar()->isVisible());
+    QCOMPARE(tp->progress_bar()->maximum(), 1'000'000);
+    QVERIFY(tp->progress_bar()->value() > paused_at);
+    QVERIFY2(tp->progress_bar()->format().contains("ETA"),
+             qPrintable(tp->progress_bar()->format()));
+
+    // Stop: every button waits while the run finishes, then idle, recorded as stopped.
     tp->stop_button()->click();
+    QCOMPARE(tp->state(), TrainingPanel::State::kStopping);
+    QVERIFY(!tp->stop_button()->isEnabled() && !tp->pause_button()->isEnabled() &&
+            !tp->start_button()->isEnabled());
+    QVERIFY(tp->status_label()->text().contains("Stopping"));
     QTRY_COMPARE_WITH_TIMEOUT(tp->state(), TrainingPanel::State::kIdle, 30000);
     QTRY_VERIFY(w.last_summary().has_value());
     QCOMPARE(w.last_summary()->status, RunStatus::kStopped);

@@ -10,11 +10,13 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
+#include <QProgressBar>
 #include <QPushButton>
 #include <QSignalBlocker>
 #include <QSpinBox>
 #include <QThread>
 #include <QVBoxLayout>
+#include <algorithm>
 
 #include "lora/lora.h"
 
@@ -201,6 +203,10 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   auto* buttons = new QHBoxLayout;
   buttons->setSpacing(4);
   for (QPushButton* b : {start_, pause_, step_, resume_, stop_}) buttons->addWidget(b);
+  progress_ = new QProgressBar;
+  progress_->setObjectName("progress");
+  progress_->setTextVisible(true);
+  progress_->hide();
   status_ = new QLabel("Ready");
   status_->setObjectName("status");
   status_->setWordWrap(true);
@@ -218,6 +224,7 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   layout->addWidget(lora_group_);
   layout->addLayout(buttons);
   layout->addWidget(errors_);
+  layout->addWidget(progress_);
   layout->addWidget(status_);
   layout->addStretch(1);
 
@@ -325,9 +332,10 @@ void TrainingPanel::set_state(State s, bool config_valid) {
   const bool idle = s == State::kIdle;
   start_->setEnabled(idle && config_valid);
   pause_->setEnabled(s == State::kRunning);
+  // (kStopping: Start, Pause, Step, Resume and Stop all wait for the run to end.)
   step_->setEnabled(s == State::kPaused);
   resume_->setEnabled(s == State::kPaused);
-  stop_->setEnabled(!idle);
+  stop_->setEnabled(s == State::kRunning || s == State::kPaused);
   for (QWidget* w : fields()) w->setEnabled(idle);
 }
 
@@ -416,6 +424,29 @@ void TrainingPanel::update_finetune() {
 
 void TrainingPanel::set_status(const QString& text) {
   status_->setText(text);
+}
+
+void TrainingPanel::set_progress(int64_t done, int64_t total, double eta_s) {
+  if (total <= 0) {
+    progress_->hide();
+    return;
+  }
+  // QProgressBar counts in int: scale step counts past its range.
+  const int64_t scale = total > 1'000'000'000 ? total / 1'000'000'000 + 1 : 1;
+  progress_->setRange(0, int(total / scale));
+  progress_->setValue(int(std::min(done, total) / scale));
+  QString eta;
+  if (eta_s >= 0) {
+    const int64_t s = int64_t(eta_s + 0.5);
+    eta = s >= 3600 ? QString("%1h%2m").arg(s / 3600).arg((s % 3600) / 60, 2, 10, QChar('0'))
+          : s >= 60 ? QString("%1m%2s").arg(s / 60).arg(s % 60, 2, 10, QChar('0'))
+                    : QString("%1s").arg(s);
+  }
+  progress_->setFormat(QString("step %1 / %2%3")
+                           .arg(done)
+                           .arg(total)
+                           .arg(eta.isEmpty() ? QString() : " · ETA " + eta));
+  progress_->show();
 }
 
 void TrainingPanel::set_errors(const std::vector<std::string>& errors) {

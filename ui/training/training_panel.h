@@ -21,6 +21,7 @@ class QComboBox;
 class QGroupBox;
 class QDoubleSpinBox;
 class QLabel;
+class QProgressBar;
 class QLineEdit;
 class QPushButton;
 class QSpinBox;
@@ -41,7 +42,9 @@ class TrainingPanel : public QWidget {
   Q_OBJECT
 
  public:
-  enum class State { kIdle, kRunning, kPaused };
+  // kStopping: Stop was pressed; the run finishes its step, final evaluation
+  // and checkpoint, with every button disabled meanwhile.
+  enum class State { kIdle, kRunning, kPaused, kStopping };
 
   explicit TrainingPanel(QWidget* parent = nullptr);
 
@@ -59,6 +62,9 @@ class TrainingPanel : public QWidget {
   void set_state(State s, bool config_valid);
   State state() const { return state_; }
   void set_status(const QString& text);
+  /// Progress of the run: `done` of `total` steps and the estimated time left
+  /// (seconds, < 0 = unknown); total 0 hides the bar.
+  void set_progress(int64_t done, int64_t total, double eta_s);
   /// Shows why the configuration cannot be trained (empty list hides it).
   void set_errors(const std::vector<std::string>& errors);
 
@@ -105,6 +111,7 @@ class TrainingPanel : public QWidget {
   QPushButton* resume_button() const { return resume_; }
   QPushButton* stop_button() const { return stop_; }
   QLabel* status_label() const { return status_; }
+  QProgressBar* progress_bar() const { return progress_; }
   QLabel* errors_label() const { return errors_; }
 
  signals:
@@ -148,6 +155,7 @@ class TrainingPanel : public QWidget {
   std::vector<std::string> finetune_errors_;
   QPushButton *start_, *pause_, *step_, *resume_, *stop_;
   QLabel* status_;
+  QProgressBar* progress_;
   QLabel* errors_;
   State state_ = State::kIdle;
 };
