@@ -172,7 +172,8 @@ TEST(HostileFormats, GgufAlphaAndRankAreChecked) {
   const std::string good = gguf_bytes(dir);
   for (float a : {std::numeric_limits<float>::quiet_NaN(), 0.0f, 1e38f}) {
     std::string bad = good;
-    poke(bad, after(good, "lora.alpha") + 4, a);
+    // The key "lora.alpha" (length 10), not "adapter.lora.alpha" before it.
+    poke(bad, after(good, std::string("\x0a\0\0\0\0\0\0\0lora.alpha", 18)) + 4, a);
     EXPECT_TRUE(contains(read_error(dir, bad), "lora.alpha must be a finite number")) << a;
   }
   std::string zero = good;
