@@ -26,6 +26,6 @@ const std::filesystem::path& adapter_dir() {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto& dir = adapter_dir();
   bl::fuzz::write_file(dir / "adapter_config.json", data, size);
-  bl::fuzz::expect_clean([&] { bl::read_peft_adapter(dir.string()); });
+  bl::fuzz::expect_clean_naming([&] { bl::read_peft_adapter(dir.string()); }, dir.string());
   return 0;
 }

@@ -6,6 +6,6 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto path = bl::fuzz::scratch_dir() / "config.json";
   bl::fuzz::write_file(path, data, size);
-  bl::fuzz::expect_clean([&] { bl::load_preset_file(path.string()); });
+  bl::fuzz::expect_clean_naming([&] { bl::load_preset_file(path.string()); }, path.string());
   return 0;
 }

@@ -8,8 +8,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <new>
 #include <string>
 
 namespace bl::fuzz {
@@ -44,6 +46,24 @@ void expect_clean(F&& f) {
   try {
     f();
   } catch (const std::exception&) {
+  }
+}
+
+/// Like expect_clean, and the refusal must say which file it is about (an
+/// error that names nothing misleads, issue 18 C) and must not be bad_alloc
+/// (a reader bounds what it allocates by the file's size).
+template <class F>
+void expect_clean_naming(F&& f, const std::string& file) {
+  try {
+    f();
+  } catch (const std::bad_alloc&) {
+    fprintf(stderr, "reader ran out of memory instead of refusing the input\n");
+    abort();
+  } catch (const std::exception& e) {
+    if (std::string(e.what()).find(file) == std::string::npos) {
+      fprintf(stderr, "error does not name %s: %s\n", file.c_str(), e.what());
+      abort();
+    }
   }
 }
 

@@ -5,6 +5,6 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto path = bl::fuzz::scratch_dir() / "adapter.gguf";
   bl::fuzz::write_file(path, data, size);
-  bl::fuzz::expect_clean([&] { bl::read_gguf_adapter(path.string()); });
+  bl::fuzz::expect_clean_naming([&] { bl::read_gguf_adapter(path.string()); }, path.string());
   return 0;
 }
