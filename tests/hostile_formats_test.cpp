@@ -10,6 +10,7 @@
 
 #include "expect_error.h"
 #include "lora/adapter_io.h"
+#include "store/experiment_store.h"
 #include "temp_files.h"
 #include "tensor/shape.h"
 
@@ -195,4 +196,18 @@ TEST(HostileFormats, ShapeElementCountOverflowIsAnError) {
   EXPECT_THROW((Shape{-(int64_t(1) << 62), 4}.numel()), std::overflow_error);
   EXPECT_EQ((Shape{int64_t(1) << 31, int64_t(1) << 31}.numel()), int64_t(1) << 62);
   EXPECT_EQ((Shape{3, 0, int64_t(1) << 62}.numel()), 0);  // 3 * 0 never overflows
+}
+
+// fuzz/store_fuzz.cpp: a database whose header holds a negative user_version
+// (schema version) made the migration index its step table at -16777214,
+// calling through a garbage function pointer. The crasher's bytes, as found.
+TEST(HostileFormats, StoreWithNegativeSchemaVersionIsRefused) {
+  TempDir dir;
+  const std::string crasher = read_bytes(std::string(BLOCKLAB_SOURCE_DIR) +
+                                         "/tests/data/fuzz/store-negative-user-version.sqlite");
+  ASSERT_GT(crasher.size(), 100u);
+  write_bytes(dir / "experiments.db", crasher);
+  const std::string e = error_of<StoreError>([&] { ExperimentStore s(dir / "experiments.db"); });
+  EXPECT_TRUE(contains(e, dir / "experiments.db")) << e;
+  EXPECT_TRUE(contains(e, "schema version -16777214 is invalid")) << e;
 }
