@@ -382,6 +382,8 @@ Adapter read_peft_adapter(const std::string& dir) {
 namespace {
 constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF" little-endian
 constexpr uint64_t kGgufAlignment = 32;
+constexpr uint64_t kMaxGgufAlignment = 1 << 16;
+constexpr int64_t kMaxGgufBytes = int64_t(4) << 30;  // read whole into memory
 enum GgufType : uint32_t {
   kU32 = 4,
   kI32 = 5,
@@ -506,9 +508,14 @@ void write_gguf_adapter(const std::string& path, const Adapter& ad) {
 }
 
 Adapter read_gguf_adapter(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw AdapterError(path + ": cannot read");
-  std::vector<uint8_t> buf((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::string bytes;
+  try {
+    bytes = read_regular_file(path, kMaxGgufBytes);
+  } catch (const std::runtime_error& e) {
+    throw AdapterError(std::string("cannot read ") + e.what());
+  }
+  const std::vector<uint8_t> buf(bytes.begin(), bytes.end());
+  bytes.clear();
   Reader r{buf, path};
   if (r.get<uint32_t>() != kGgufMagic) r.fail("not a GGUF file (bad magic)");
   const uint32_t version = r.get<uint32_t>();
@@ -516,7 +523,7 @@ Adapter read_gguf_adapter(const std::string& path) {
   const uint64_t n_tensors = r.get<uint64_t>(), n_kv = r.get<uint64_t>();
   if (n_tensors > buf.size() / 8 || n_kv > buf.size() / 8) r.fail("counts exceed the file size");
   Adapter ad;
-  bool has_rank = false, has_alpha = false;
+  bool has_rank = false, has_alpha = false, has_alignment = false;
   uint64_t alignment = kGgufAlignment;
   std::map<std::string, float> layer_alpha;
   for (uint64_t i = 0; i < n_kv; ++i) {
@@ -528,9 +535,16 @@ Adapter read_gguf_adapter(const std::string& path) {
     } else if (key == "lora.alpha" && type == kF32) {
       ad.alpha = r.get<float>();
       has_alpha = true;
-    } else if (key == "general.alignment" && type == kU32) {
+    } else if (key == "general.alignment") {
+      // Every tensor offset and the data section's start depend on it: a wrong
+      // or edited value would read tensors from the wrong bytes.
+      if (type != kU32) r.fail("general.alignment must be a u32 (GGUF type 4)");
+      if (has_alignment) r.fail("general.alignment given twice");
       alignment = r.get<uint32_t>();
-      if (alignment == 0 || alignment % 8) r.fail("bad general.alignment");
+      has_alignment = true;
+      if (alignment < 8 || alignment > kMaxGgufAlignment || (alignment & (alignment - 1)))
+        r.fail("general.alignment " + std::to_string(alignment) + " is not a power of two in [8, " +
+               std::to_string(kMaxGgufAlignment) + "]");
     } else if (key.rfind("lora.", 0) == 0 && ends_with(key, ".alpha") && type == kF32) {
       layer_alpha[key.substr(5, key.size() - 11)] = r.get<float>();
     } else {
@@ -538,15 +552,24 @@ Adapter read_gguf_adapter(const std::string& path) {
     }
   }
   if (!has_rank || !has_alpha) r.fail("missing lora.rank / lora.alpha metadata");
+  if (ad.rank < 1) r.fail("lora.rank " + std::to_string(ad.rank) + " must be at least 1");
+  try {
+    check_lora_alpha(ad.alpha, path + ": lora.alpha");
+    for (auto& [p, a] : layer_alpha) check_lora_alpha(a, path + ": lora." + p + ".alpha");
+  } catch (const std::invalid_argument& e) {
+    throw AdapterError(e.what());
+  }
   struct Info {
     std::string name;
     int64_t rows, cols;
-    uint64_t offset;
+    uint64_t offset, bytes;
   };
   std::vector<Info> infos;
+  std::set<std::string> names;
   for (uint64_t i = 0; i < n_tensors; ++i) {
     Info t;
     t.name = r.str();
+    if (!names.insert(t.name).second) r.fail("tensor '" + t.name + "' appears twice");
     const uint32_t nd = r.get<uint32_t>();
     if (nd != 2) r.fail("tensor '" + t.name + "' must be 2-D, has " + std::to_string(nd) + " dims");
     const uint64_t c = r.get<uint64_t>(), rr = r.get<uint64_t>();
@@ -554,24 +577,52 @@ Adapter read_gguf_adapter(const std::string& path) {
       r.fail("tensor '" + t.name + "' has impossible dims");
     t.cols = int64_t(c);
     t.rows = int64_t(rr);
+    t.bytes = c * rr * 4;
     if (r.get<uint32_t>() != 0) r.fail("tensor '" + t.name + "' is not F32");
     t.offset = r.get<uint64_t>();
+    if (t.offset % alignment)
+      r.fail("tensor '" + t.name + "' offset " + std::to_string(t.offset) +
+             " is not a multiple of general.alignment " + std::to_string(alignment));
     infos.push_back(t);
   }
   const uint64_t data_start = (r.pos + alignment - 1) / alignment * alignment;
+  const auto padded = [&](uint64_t n) { return (n + alignment - 1) / alignment * alignment; };
+  // As in the safetensors reader: tensors tile the data section in offset
+  // order, each at the next aligned offset, with no overlap, gap or stray tail.
+  std::vector<const Info*> order;
+  for (const Info& t : infos) order.push_back(&t);
+  std::sort(order.begin(), order.end(),
+            [](const Info* a, const Info* b) { return a->offset < b->offset; });
+  uint64_t end = 0;
+  const Info* prev = nullptr;
+  for (const Info* t : order) {
+    if (t->offset < end) r.fail("tensor '" + t->name + "' overlaps tensor '" + prev->name + "'");
+    if (t->offset != padded(end))
+      r.fail("gap of " + std::to_string(t->offset - end) + " bytes before tensor '" + t->name +
+             "'");
+    if (t->offset > buf.size() || t->bytes > buf.size() ||
+        data_start + t->offset + t->bytes > buf.size())
+      r.fail("tensor '" + t->name + "' lies outside the file");
+    end = t->offset + t->bytes;
+    prev = t;
+  }
+  if (buf.size() < data_start + end || buf.size() > data_start + padded(end))
+    r.fail("the data section holds " + std::to_string(int64_t(buf.size()) - int64_t(data_start)) +
+           " bytes but its tensors take " + std::to_string(end) +
+           " (general.alignment changed or the file truncated?)");
   for (const Info& t : infos) {
-    const uint64_t bytes = uint64_t(t.rows * t.cols) * 4;
-    if (t.offset > buf.size() || data_start + t.offset > buf.size() ||
-        bytes > buf.size() - data_start - t.offset)
-      r.fail("tensor '" + t.name + "' lies outside the file");
     const bool is_a = ends_with(t.name, ".weight_a");
-    if ((!is_a && !ends_with(t.name, ".weight_b")) || t.name.rfind("lora.", 0) != 0)
+    if ((!is_a && !ends_with(t.name, ".weight_b")) || t.name.rfind("lora.", 0) != 0 ||
+        t.name.size() <= 5 + 9)
       r.fail("tensor '" + t.name + "' is not named lora.<layer>.weight_a / weight_b");
     const std::string p = t.name.substr(5, t.name.size() - 5 - 9);
     AdapterLayer& x = ad.layers[p];
-    const float* src = reinterpret_cast<const float*>(buf.data() + data_start + t.offset);
     std::vector<float> v(size_t(t.rows * t.cols));
-    std::memcpy(v.data(), src, v.size() * 4);
+    std::memcpy(v.data(), buf.data() + data_start + t.offset, v.size() * 4);
+    for (size_t i = 0; i < v.size(); ++i)
+      if (!std::isfinite(v[i]))
+        r.fail("tensor '" + t.name + "' holds a non-finite value (" + std::to_string(v[i]) +
+               ") at element " + std::to_string(i));
     if (is_a) {
       x.a = std::move(v);
       x.rank = t.rows;

@@ -149,6 +149,11 @@ void migrate(sqlite3* db, const std::string& path, const std::vector<Migration>&
     if (app_id != kApplicationId && app_id != 0)
       throw StoreError(path + ": not a Blocklab experiment database (application_id " +
                        std::to_string(app_id) + ")");
+    // user_version is any signed 32-bit value in a damaged or hostile file; a
+    // negative one indexed `steps` out of bounds (found by fuzz/store_fuzz.cpp).
+    if (version < 0)
+      throw StoreError(path + ": schema version " + std::to_string(version) +
+                       " is invalid (a damaged database?)");
     if (version > target)
       throw StoreError(path + ": schema version " + std::to_string(version) +
                        " is newer than this Blocklab build supports (" + std::to_string(target) +

@@ -11,7 +11,11 @@ Shape::Shape(std::initializer_list<int64_t> d) {
 
 int64_t Shape::numel() const {
   int64_t n = 1;
-  for (int i = 0; i < rank; ++i) n *= dims[i];
+  // A shape from a hostile config or file (d_model 1e9 x n_layers 1e6, ...)
+  // must not wrap around to a small or negative size that then gets allocated.
+  for (int i = 0; i < rank; ++i)
+    if (__builtin_mul_overflow(n, dims[i], &n))
+      throw std::overflow_error("[shape] " + str() + " has more than 2^63 elements");
   return n;
 }
 
