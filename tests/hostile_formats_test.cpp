@@ -1,6 +1,7 @@
 // Hostile GGUF adapters and shapes (issue 18 C), and the crashers the fuzzers
 // in fuzz/ found, kept as regression tests (README "Reliability").
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <cstring>
@@ -207,7 +208,19 @@ TEST(HostileFormats, StoreWithNegativeSchemaVersionIsRefused) {
                                          "/tests/data/fuzz/store-negative-user-version.sqlite");
   ASSERT_GT(crasher.size(), 100u);
   write_bytes(dir / "experiments.db", crasher);
+  // The fuzzer's file is also damaged: the open-time quick_check refuses it first.
   const std::string e = error_of<StoreError>([&] { ExperimentStore s(dir / "experiments.db"); });
   EXPECT_TRUE(contains(e, dir / "experiments.db")) << e;
-  EXPECT_TRUE(contains(e, "schema version -16777214 is invalid")) << e;
+  EXPECT_TRUE(contains(e, "damaged") || contains(e, "schema version -16777214 is invalid")) << e;
+  // An intact database with that version reaches the schema check.
+  const std::string intact = dir / "intact.db";
+  { ExperimentStore s(intact); }  // a real store's tables, closed again
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(intact.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = -16777214;", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  const std::string e2 = error_of<StoreError>([&] { ExperimentStore s(intact); });
+  EXPECT_TRUE(contains(e2, intact)) << e2;
+  EXPECT_TRUE(contains(e2, "schema version -16777214 is invalid")) << e2;
 }

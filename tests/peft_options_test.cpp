@@ -137,6 +137,17 @@ TEST_F(PeftOptions, TargetModulesAsRegexOrListMustCoverTheAdaptedModules) {
   c["target_modules"] = std::string(300, 'a');
   set_config(c);
   EXPECT_NE(error_reading().find("longer than 256"), std::string::npos);
+  // Patterns that would blow up the automaton or the matcher are refused.
+  c["target_modules"] = "(a{1000}){1000}";
+  set_config(c);
+  EXPECT_NE(error_reading().find("counted repetition"), std::string::npos) << error_reading();
+  c["target_modules"] = "(q)\\1_proj";
+  set_config(c);
+  EXPECT_NE(error_reading().find("not a valid regular expression"), std::string::npos)
+      << error_reading();
+  c["target_modules"] = "(.*)*(.*)*(.*)*(.*)*(.*)*(.*)*(.*)*x";  // backtracking would hang
+  set_config(c);
+  EXPECT_NE(error_reading().find("does not cover"), std::string::npos) << error_reading();
 }
 
 TEST_F(PeftOptions, FanInFanOutKeepsTheShapesOfAAndB) {

@@ -56,6 +56,13 @@ std::string peft_module(const std::string& path) {
   return n.substr(0, n.size() - std::strlen(".lora_A.weight"));
 }
 
+// A PEFT regex from adapter_config.json: matched in polynomial time (libstdc++'s
+// Thompson-NFA executor: no back-references) and without counted repetition
+// ("{n}" expands the automaton n-fold per nesting level).
+std::regex peft_regex(const std::string& re) {
+  return std::regex(re, std::regex::ECMAScript | std::regex_constants::__polynomial);
+}
+
 // adapter_config.json's options beyond r and lora_alpha, read as PEFT reads them.
 struct PeftOptions {
   bool rslora = false;
@@ -66,7 +73,7 @@ struct PeftOptions {
   static bool key_matches(const std::string& key, const std::string& module) {
     if (names_module(module, key)) return true;
     try {
-      return std::regex_match(module, std::regex("(.*\\.)?(" + key + ")"));
+      return std::regex_match(module, peft_regex("(.*\\.)?(" + key + ")"));
     } catch (const std::regex_error&) {
       return false;  // checked when the config is read
     }
@@ -79,7 +86,7 @@ struct PeftOptions {
   bool targets(const std::string& module) const {
     if (target_modules.is_null()) return true;
     if (target_modules.is_string())
-      return std::regex_match(module, std::regex(target_modules.get<std::string>()));
+      return std::regex_match(module, peft_regex(target_modules.get<std::string>()));
     for (const auto& t : target_modules)
       if (names_module(module, t.get<std::string>())) return true;
     return false;
@@ -90,8 +97,10 @@ struct PeftOptions {
 // hostile config gets an error naming the key, not a hang or a crash.
 void check_regex(const std::string& re, const std::string& where) {
   if (re.size() > 256) throw AdapterError(where + " is longer than 256 characters");
+  if (re.find('{') != std::string::npos)
+    throw AdapterError(where + " uses counted repetition ({n}), which is not supported");
   try {
-    std::regex r(re);
+    peft_regex("(.*\\.)?(" + re + ")");
   } catch (const std::regex_error& e) {
     throw AdapterError(where + " is not a valid regular expression (" + e.what() + ")");
   }
