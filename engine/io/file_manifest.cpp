@@ -10,6 +10,7 @@
 
 #include "io/bounded_read.h"
 #include "io/sha256.h"
+#include "io/synced_file.h"
 
 namespace bl {
 namespace fs = std::filesystem;
@@ -40,31 +41,12 @@ std::map<std::string, std::string> hash_files(const fs::path& dir,
   return files;
 }
 
-void write_synced(const fs::path& path, const std::string& content) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    throw std::runtime_error("cannot create " + path.string() + ": " + std::strerror(errno));
-  size_t done = 0;
-  while (done < content.size()) {
-    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      throw std::runtime_error("cannot write " + path.string() + ": " + std::strerror(err));
-    }
-    done += size_t(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0)
-    throw std::runtime_error("cannot write " + path.string() + ": " + std::strerror(errno));
-}
-
 }  // namespace
 
 std::string write_manifest(const std::string& dir, const std::vector<std::string>& files) {
   const nlohmann::json j = {{"format", kFormat}, {"version", 1}, {"files", hash_files(dir, files)}};
   const std::string text = j.dump(2) + "\n";
-  write_synced(fs::path(dir) / kManifestFile, text);
+  write_file_synced(fs::path(dir) / kManifestFile, text);
   return sha256_hex(text);
 }
 

@@ -13,6 +13,7 @@
 #include <map>
 
 #include "io/bounded_read.h"
+#include "io/synced_file.h"
 #include "store/experiment_store.h"
 
 namespace bl {
@@ -74,27 +75,6 @@ WriteItem from_json(const nlohmann::json& j) {
   return w;
 }
 
-void append_synced(const fs::path& path, const std::string& text) {
-  std::error_code ec;
-  fs::create_directories(path.parent_path(), ec);
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0)
-    throw std::runtime_error("cannot write " + path.string() + ": " + std::strerror(errno));
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      throw std::runtime_error("cannot write " + path.string() + ": " + std::strerror(err));
-    }
-    done += size_t(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0)
-    throw std::runtime_error("cannot write " + path.string() + ": " + std::strerror(errno));
-}
-
 // Run id of a journal's directory name; 0 if it is not a number.
 int64_t run_of_dir(const fs::path& dir) {
   const std::string n = dir.filename().string();
@@ -103,6 +83,12 @@ int64_t run_of_dir(const fs::path& dir) {
   return std::stoll(n);
 }
 
+// One durable journal append (the run's directory may not exist yet).
+void append_synced(const fs::path& path, const std::string& text) {
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  write_file_synced(path, text, /*append=*/true);
+}
 }  // namespace
 
 std::string write_journal_path(const std::string& db_path, int64_t run_id) {

@@ -16,6 +16,7 @@
 #include "io/file_manifest.h"
 #include "io/safetensors.h"
 #include "io/sha256.h"
+#include "io/synced_file.h"
 #include "train/trainer.h"
 
 #ifndef BLOCKLAB_VERSION
@@ -136,26 +137,6 @@ std::array<uint64_t, 4> rng_from_json(const nlohmann::json& a, const std::string
   return s;
 }
 
-// Writes a small file durably (write + fsync), so a rename after it never
-// exposes an empty file after a power loss.
-void write_file_synced(const fs::path& path, const std::string& content) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw CheckpointError("cannot create " + path.string() + ": " + std::strerror(errno));
-  size_t done = 0;
-  while (done < content.size()) {
-    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      throw CheckpointError("cannot write " + path.string() + ": " + std::strerror(err));
-    }
-    done += size_t(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0)
-    throw CheckpointError("cannot write " + path.string() + ": " + std::strerror(errno));
-}
-
 void sync_dir(const fs::path& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return;  // best effort
@@ -255,7 +236,11 @@ void save_checkpoint(const std::string& dir, LanguageModel& model, const TrainCo
                          {"tokens_seen", step * trainer->tokens_per_step()},
                          {"dropout_rng", rng_json(model.dropout_rng().state())}};
     }
-    write_file_synced(tmp / "checkpoint.json", info.dump(2) + "\n");
+    try {
+      write_file_synced(tmp / "checkpoint.json", info.dump(2) + "\n");
+    } catch (const std::runtime_error& e) {
+      throw CheckpointError(e.what());
+    }
     // Last: the SHA-256 of every file above, verified before a resume.
     as_checkpoint_error((tmp / kManifestFile).string(), [&] { write_manifest(tmp.string()); });
     sync_dir(tmp);
