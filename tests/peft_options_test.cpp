@@ -150,6 +150,24 @@ TEST_F(PeftOptions, TargetModulesAsRegexOrListMustCoverTheAdaptedModules) {
   EXPECT_NE(error_reading().find("does not cover"), std::string::npos) << error_reading();
 }
 
+// fuzz_adapter_config found this: a huge "r" was converted to int64 without a
+// range check (undefined behaviour under UBSan).
+TEST_F(PeftOptions, OutOfRangeNumbersAreRefusedNotConverted) {
+  const json base = config();
+  for (const auto& [key, value, says] :
+       {std::tuple{"r", json::parse("2266666666666666666666666666666666666666666666"),
+                   "r must be an integer"},
+        std::tuple{"r", json(2.5), "r must be an integer"},
+        std::tuple{"lora_alpha", json(1e300), "lora_alpha (1e+300) is out of range"},
+        std::tuple{"rank_pattern", json{{"down_proj", 1e200}}, "rank_pattern for"},
+        std::tuple{"alpha_pattern", json{{"down_proj", -1e100}}, "is out of range"}}) {
+    json c = base;
+    c[key] = value;
+    set_config(c);
+    EXPECT_NE(error_reading().find(says), std::string::npos) << key << ": " << error_reading();
+  }
+}
+
 TEST_F(PeftOptions, FanInFanOutKeepsTheShapesOfAAndB) {
   json c = config();
   c["fan_in_fan_out"] = true;

@@ -56,6 +56,27 @@ std::string peft_module(const std::string& path) {
   return n.substr(0, n.size() - std::strlen(".lora_A.weight"));
 }
 
+// Numbers from adapter_config.json: converting an out-of-range double to an
+// integer or a float is undefined behaviour, so the range is checked first.
+int64_t json_int(const nlohmann::json& v, const std::string& what) {
+  if (v.is_number_unsigned() && v.get<uint64_t>() <= uint64_t(INT64_MAX))
+    return int64_t(v.get<uint64_t>());
+  if (v.is_number_integer() && !v.is_number_unsigned()) return v.get<int64_t>();
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (std::isfinite(d) && d == std::floor(d) && std::abs(d) < 9.0e18) return int64_t(d);
+  }
+  throw AdapterError(what + " must be an integer, got " + v.dump());
+}
+
+float json_float(const nlohmann::json& v, const std::string& what) {
+  if (!v.is_number()) throw AdapterError(what + " must be a number, got " + v.dump());
+  const double d = v.get<double>();
+  if (!std::isfinite(d) || std::abs(d) > 3.0e38)
+    throw AdapterError(what + " (" + v.dump() + ") is out of range");
+  return float(d);
+}
+
 // A PEFT regex from adapter_config.json: matched in polynomial time (libstdc++'s
 // Thompson-NFA executor: no back-references) and without counted repetition
 // ("{n}" expands the automaton n-fold per nesting level).
@@ -299,8 +320,8 @@ Adapter read_peft_adapter(const std::string& dir) {
   try {
     if (cfg.value("peft_type", std::string("LORA")) != "LORA")
       throw AdapterError(cfg_path.string() + ": peft_type is not LORA");
-    ad.rank = cfg.at("r").get<int64_t>();
-    ad.alpha = cfg.at("lora_alpha").get<float>();
+    ad.rank = json_int(cfg.at("r"), cfg_path.string() + ": r");
+    ad.alpha = json_float(cfg.at("lora_alpha"), cfg_path.string() + ": lora_alpha");
   } catch (const nlohmann::json::exception& e) {
     throw AdapterError(cfg_path.string() + ": needs integer \"r\" and number \"lora_alpha\" (" +
                        e.what() + ")");
@@ -365,13 +386,15 @@ Adapter read_peft_adapter(const std::string& dir) {
       throw AdapterError(cfg_path.string() + ": target_modules does not cover '" + module +
                          "', which " + kSafetensorsFile + " adapts");
     const nlohmann::json* r = peft.pattern_value(rp, module);
-    const int64_t expect = r ? r->get<int64_t>() : ad.rank;
+    const int64_t expect =
+        r ? json_int(*r, cfg_path.string() + ": rank_pattern for '" + module + "'") : ad.rank;
     if (x.rank != expect)
       throw AdapterError(st_path + ": tensor '" + peft_tensor_name(path, "lora_A") + "' has rank " +
                          std::to_string(x.rank) + " but " + kConfigFile +
                          " says r = " + std::to_string(expect));
     const nlohmann::json* a = peft.pattern_value(ap, module);
-    x.alpha = a ? a->get<float>() : ad.alpha;
+    x.alpha =
+        a ? json_float(*a, cfg_path.string() + ": alpha_pattern for '" + module + "'") : ad.alpha;
     // rsLoRA scales by alpha / sqrt(r); ours is alpha / r, so keep alpha * sqrt(r).
     if (peft.rslora) x.alpha *= std::sqrt(float(x.rank));
     try {
