@@ -96,8 +96,12 @@ SpeculativeResult speculative_generate(LanguageModel& target, LanguageModel& dra
       feed(target, ts, kept);
       g.clear();
     }
-    ds = std::move(ds0);
-    feed(draft, ds, kept);
+    if (n == k) {  // the draft holds last, d1..d(k-1): only dk is missing
+      feed(draft, ds, {proposal[size_t(k)]});
+    } else {
+      ds = std::move(ds0);
+      feed(draft, ds, kept);
+    }
     g.clear();
     for (int64_t i = 1; i <= n; ++i)
       if (!emit(proposal[size_t(i)]) || int64_t(r.tokens.size()) >= limit) return r;
