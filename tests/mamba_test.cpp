@@ -311,6 +311,41 @@ TEST(SsmOps, BcRotaryGradientAndPhaseContinuation) {
   g.clear();
 }
 
+// Every element against a double reference: N/2 = 19 angles a row covers the
+// vector body and the tail on every ISA, and the second batch's angles pass
+// 39000, where the vector sin/cos hands over to libm.
+TEST(SsmOps, BcRotaryMatchesDoubleReferenceInVectorBodyTailAndHugeAngles) {
+  Rng rng(9);
+  const int64_t T = 3, H = 2, G = 1, N = 38, N2 = N / 2;
+  auto B = make_input("B", Shape{2, T, G * N}, rng);
+  auto C = make_input("C", Shape{2, T, G * N}, rng);
+  auto th = make_input("theta", Shape{2, T, N2}, rng);
+  auto dt = make_input("dt", Shape{2, T, H}, rng, 0.5f);
+  for (int64_t i = T * N2; i < 2 * T * N2; ++i) th->data()[i] *= 2.0e7f;
+  NoGradGuard ng;
+  RotatedBC r = ssm_bc_rotary(B->tensor(), C->tensor(), th->tensor(), dt->tensor(), H, G, nullptr);
+  double worst = 0;
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      std::vector<float> phi(size_t(N2), 0.0f);  // accumulated in float, as the op does
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t row = b * T + t;
+        for (int64_t k = 0; k < N2; ++k) {
+          phi[size_t(k)] += dt->data()[row * H + h] * th->data()[row * N2 + k];
+          const double c = std::cos(double(phi[size_t(k)])), s = std::sin(double(phi[size_t(k)]));
+          for (auto [src, out] : {std::pair{B.get(), &r.B}, {C.get(), &r.C}}) {
+            const double x1 = src->data()[row * N + k], x2 = src->data()[row * N + k + N2];
+            const float* o = out->data() + (row * H + h) * N;
+            worst = std::max({worst, std::abs(o[k] - (x1 * c - x2 * s)),
+                              std::abs(o[k + N2] - (x2 * c + x1 * s))});
+          }
+        }
+      }
+    }
+  EXPECT_LT(worst, 2e-6);
+  current_graph().clear();
+}
+
 // ---------------------------------------------------------------- blocks
 
 // Random weights everywhere (norm weights near 1) so no gradient path is trivially zero.
