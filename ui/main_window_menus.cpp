@@ -2,6 +2,7 @@
 // (kept apart from main_window.cpp, which runs the training session).
 #include <QAction>
 #include <QApplication>
+#include <QCheckBox>
 #include <QComboBox>
 #include <QDockWidget>
 #include <QFileDialog>

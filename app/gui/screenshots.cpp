@@ -16,6 +16,7 @@
 #include <QTabWidget>
 #include <QTemporaryDir>
 #include <QThread>
+#include <QUndoStack>
 #include <cmath>
 #include <cstdio>
 #include <functional>

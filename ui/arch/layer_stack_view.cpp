@@ -277,7 +277,7 @@ void LayerStackView::paint_row(QPainter& p, int r) {
   {
     double fixed = 0, free_weight = 0;
     std::vector<bool> pinned(pieces.size(), false);
-    for (int pass = 0; pass < 3; ++pass) {
+    for (size_t pass = 0; pass <= pieces.size(); ++pass) {  // each pass pins one more, or ends
       fixed = 0;
       free_weight = 0;
       for (size_t i = 0; i < pieces.size(); ++i) {
