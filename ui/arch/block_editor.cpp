@@ -125,8 +125,11 @@ int BlockEditor::needed_width() const {
   for (const auto& [key, row] : field_rows_) rows = std::max(rows, row->minimumSizeHint().width());
   for (const auto& [slot, combo] : combos_)
     rows = std::max(rows, combo->parentWidget()->minimumSizeHint().width());
-  // Group box frame: 4 px accent border, 1 px border, 4 px padding each side.
-  const int box = 4 + 1 + 2 * 4 + 1 + 4;
+  // Group box: its layout's margins, plus the style sheet's 4 px accent
+  // border, 1 px border and 4 px padding each side.
+  const QMargins m =
+      combos_.begin()->second->parentWidget()->parentWidget()->layout()->contentsMargins();
+  const int box = m.left() + m.right() + 4 + 1 + 2 * 4 + 1 + 4;
   return std::max(rows + box, title_->minimumSizeHint().width());
 }
 
