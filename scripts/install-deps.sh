@@ -3,7 +3,7 @@
 # Skips apt entirely when everything is already installed.
 set -euo pipefail
 PKGS=(cmake g++ make libeigen3-dev libsqlite3-dev nlohmann-json3-dev libgtest-dev
-      libbenchmark-dev libopenblas-openmp-dev libhwy-dev qt6-base-dev qt6-charts-dev xvfb
+      libbenchmark-dev libopenblas-openmp-dev libhwy-dev qt6-base-dev qt6-charts-dev qt6-svg-dev xvfb
       clang libclang-rt-dev libomp-dev)  # clang: the sanitizer build and libFuzzer
 missing=()
 for p in "${PKGS[@]}"; do

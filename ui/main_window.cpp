@@ -64,6 +64,7 @@ MainWindow::MainWindow(const std::string& preset_name, const std::string& db_pat
   dock->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable);
   dock->setWidget(side);
   addDockWidget(Qt::LeftDockWidgetArea, dock);
+  run_dock_ = dock;
 
   arch_ = new ArchPanel;
   charts_ = new ChartsPanel;
@@ -102,7 +103,10 @@ MainWindow::MainWindow(const std::string& preset_name, const std::string& db_pat
     update_state();
   });
   connect(samples_, &SamplesPanel::generate_requested, this, [this](const SampleRequest& r) {
-    if (!session_.request_sample(r)) train_->set_status("No model to sample: start a run first.");
+    if (!session_.request_sample(r)) {
+      samples_->set_busy(false);
+      train_->set_status("No model to sample: start a run first.");
+    }
   });
   connect(samples_, &SamplesPanel::settings_changed, this, &MainWindow::push_sampling);
   connect(browser_, &RunBrowser::open_in_composer, this, &MainWindow::load_run_config);
@@ -123,6 +127,7 @@ MainWindow::MainWindow(const std::string& preset_name, const std::string& db_pat
   connect(train_->finetune_group(), &QGroupBox::toggled, this, [this](bool on) {
     if (on) refresh_finetune_bases();
   });
+  build_menus();
   resize(1400, 880);
 }
 
@@ -416,8 +421,10 @@ void MainWindow::poll() {
                              .arg(live_run_id_)
                              .arg(m.step + 1));
   }
-  if (!u.error.empty())
+  if (!u.error.empty()) {
+    samples_->set_busy(false);  // a failed session answers no pending sample
     train_->set_status(QString("Failed: %1").arg(QString::fromStdString(u.error)));
+  }
   if (u.summary) {
     summary_ = u.summary;
     QString text = QString("Run #%1 %2 after %3 steps · train loss %4")
@@ -438,6 +445,7 @@ void MainWindow::poll() {
 }
 
 void MainWindow::closeEvent(QCloseEvent* e) {
+  if (remember_) save_settings();
   session_.join();  // a run in progress stops within one step
   e->accept();
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <QMainWindow>
+#include <QStringList>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -16,7 +17,10 @@
 #include "store/experiment_store.h"
 #include "training/training_session.h"
 
+class QAction;
 class QComboBox;
+class QDockWidget;
+class QMenu;
 class QLabel;
 class QTabWidget;
 class QTimer;
@@ -71,6 +75,26 @@ class MainWindow : public QMainWindow {
   /// The last summary received (the run has ended).
   const std::optional<TrainSummary>& last_summary() const { return summary_; }
 
+  // --- remembered between launches (QSettings, INI format, user scope) ---
+  /// Reads the window layout, tab, theme, chart choices, recent configs and,
+  /// when the loaded preset is the one saved, its train settings and dataset;
+  /// from then on closing the window saves them. Not called by the constructor,
+  /// so tests and the screenshot tool start from defaults.
+  void restore_settings();
+  void save_settings() const;
+  /// The preset open when the window last closed ("" if none): the default
+  /// for the next launch without --preset.
+  static QString last_preset();
+  /// Dark or light theme for the whole application and the charts.
+  void set_dark_theme(bool on);
+  bool dark_theme() const { return dark_; }
+  /// Loads a model config or preset JSON into the composer and lists it in
+  /// File > Recent configs.
+  bool open_config(const QString& path);
+  QStringList recent_configs() const { return recent_; }
+  /// A menu action by object name ("action_quit", "action_dark", ...), or null.
+  QAction* action(const QString& name) const;
+
  protected:
   void closeEvent(QCloseEvent* e) override;
 
@@ -81,6 +105,10 @@ class MainWindow : public QMainWindow {
   void poll();                                              // drains the session (timer)
   void update_state();
   void push_sampling();
+  void build_menus();  // main_window_menus.cpp
+  void add_recent(const QString& path);
+  void rebuild_recent_menu();
+  void show_shortcuts();
 
   Preset base_;  // the loaded preset; the forms override some of its fields
   std::optional<int64_t> parent_run_id_;
@@ -104,6 +132,11 @@ class MainWindow : public QMainWindow {
   std::optional<RunCurves> resume_curves_;  // a resumed run's history, drawn once it starts
   int shown_state_ = -1;                    // last state applied by update_state()
   std::optional<TrainSummary> summary_;
+  bool dark_ = false;
+  bool remember_ = false;  // restore_settings() was called: save on close
+  QStringList recent_;     // most recent first
+  QMenu* recent_menu_ = nullptr;
+  QDockWidget* run_dock_ = nullptr;
 };
 
 }  // namespace bl

@@ -38,7 +38,10 @@ int main(int argc, char** argv) {
   }
   QApplication app(argc, argv);
   QApplication::setApplicationName("Blocklab");
+  // --preset, else the preset open at the last close, else gpt-tiny.
   std::string preset = "gpt-tiny";
+  const QString last = bl::MainWindow::last_preset();
+  if (!last.isEmpty()) preset = last.toStdString();
   const QStringList args = QApplication::arguments();
   const qsizetype i = args.indexOf("--preset");
   if (i >= 0 && i + 1 < args.size()) preset = args[i + 1].toStdString();
@@ -46,6 +49,7 @@ int main(int argc, char** argv) {
   const qsizetype d = args.indexOf("--db");
   if (d >= 0 && d + 1 < args.size()) db = args[d + 1].toStdString();
   bl::MainWindow w(preset, db);
+  w.restore_settings();  // layout, theme, chart choices, recent configs; saved on close
   w.show();
   return app.exec();
 }

@@ -2,7 +2,9 @@
 // offscreen and saves PNGs (docs/screenshots/ in the repo): the composer, the
 // live charts and samples after a short real training run, and the run browser
 // comparing two runs, a LoRA fine-tune's settings and the runs' lineage. Uses a
-// temporary experiment database.
+// temporary experiment database. `--quick` renders only what needs no
+// training: the composer views (mamba2 editor, grouped errors, dark theme), and
+// six runs of synthetic curves in the charts (shared legend) and its export.
 #include <QApplication>
 #include <QCheckBox>
 #include <QComboBox>
@@ -14,8 +16,11 @@
 #include <QTabWidget>
 #include <QTemporaryDir>
 #include <QThread>
+#include <QUndoStack>
+#include <cmath>
 #include <cstdio>
 #include <functional>
+#include <random>
 
 #include "arch/arch_panel.h"
 #include "browser/run_browser.h"
@@ -41,6 +46,34 @@ bool save(QWidget& w, const QString& path) {
   std::printf("%s %s\n", ok ? "wrote" : "FAILED", qPrintable(path));
   return ok;
 }
+/// Six runs of made-up loss curves (noisy exponential decay, different
+/// rates): the shared legend and distinct colours with many runs.
+void synthetic_runs(bl::ChartsPanel& c) {
+  std::mt19937 rng(7);
+  std::normal_distribution<double> noise(0, 0.04);
+  const char* names[] = {"gpt-tiny lr 3e-3 seed 1", "gpt-tiny lr 3e-3 seed 2",
+                         "llama-tiny swiglu",       "llama-tiny swiglu + qk-norm",
+                         "mistral-tiny sliding 32", "jamba-tiny hybrid"};
+  for (int r = 0; r < 6; ++r) {
+    bl::RunCurves rc;
+    rc.id = 11 + r;
+    rc.name = names[r];
+    for (int i = 0; i < 400; ++i) {
+      bl::StepMetrics m;
+      m.step = i;
+      m.loss = 1.5 + 0.1 * r + 2.7 * std::exp(-i / (60.0 + 15 * r)) + noise(rng);
+      m.tokens_seen = 512 * (i + 1);
+      m.wall_time_s = 0.05 * (i + 1);
+      m.tokens_per_sec = 9000 - 800 * r + 300 * noise(rng) / 0.04;
+      m.grad_norm = 0.6 + 2.0 * std::exp(-i / 80.0) + std::abs(noise(rng));
+      m.learning_rate = 1e-3 * std::min(1.0, (i + 1) / 20.0);
+      rc.add(m);
+      if ((i + 1) % 100 == 0) rc.evals.push_back({i, m.loss + 0.05});
+    }
+    c.set_run(std::move(rc));
+  }
+}
+
 /// One short real run: `steps` steps of the 4-layer preset on small batches.
 bool train(bl::MainWindow& w, int steps, double lr) {
   bl::TrainingPanel* tp = w.training_panel();
@@ -66,13 +99,42 @@ int main(int argc, char** argv) {
   bl::MainWindow w("gpt-tiny", (db_dir.path() + "/experiments.db").toStdString());
   w.resize(1440, 900);
   w.show();
-  bool ok = save(w, out + "/composer.png");
+  const bool quick = QApplication::arguments().contains("--quick");
+  bool ok = quick || save(w, out + "/composer.png");
   // A hybrid from the zoo: Mamba-2 / attention layers with MoE in every other one,
   // the attention + MoE layer selected so its own fields show.
   ok = w.arch_panel()->load_preset_model("jamba-tiny") && ok;
   w.arch_panel()->select_layers(3, 3);
   ok = save(w, out + "/composer_hybrid.png") && ok;
+  // A Mamba-2 layer: its editor fields unclipped.
+  w.arch_panel()->select_layers(0, 0);
+  ok = save(w, out + "/composer_mamba2.png") && ok;
+  // One bad edit (d_model 130): the repeated per-layer errors grouped, the Run
+  // panel keeping its width.
+  w.arch_panel()->d_model_box()->setValue(130);
+  ok = save(w, out + "/composer_errors.png") && ok;
+  w.arch_panel()->undo_stack()->undo();
+  w.set_dark_theme(true);
+  ok = save(w, out + "/composer_dark.png") && ok;
+  {
+    bl::ChartsPanel c;
+    c.resize(1200, 760);
+    c.show();
+    c.set_dark(true);
+    synthetic_runs(c);
+    c.redraw_now();
+    ok = save(c, out + "/charts_dark.png") && ok;
+    c.set_dark(false);
+    w.set_dark_theme(false);
+    c.redraw_now();
+    ok = save(c, out + "/charts_many_runs.png") && ok;
+    QString error;
+    ok = c.export_image(out + "/charts_export.png", QSize(1600, 1000), &error) && ok;
+    ok = c.export_image(out + "/charts_export.svg", QSize(1600, 1000), &error) && ok;
+    std::printf("wrote %s/charts_export.png and .svg %s\n", qPrintable(out), qPrintable(error));
+  }
   ok = w.arch_panel()->load_preset_model("gpt-tiny") && ok;
+  if (quick) return ok ? 0 : 1;
 
   ok = train(w, 150, 2e-3) && ok;
   ok = train(w, 300, 1e-3) && ok;

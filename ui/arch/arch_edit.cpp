@@ -196,6 +196,26 @@ void keep_mha_consistent(BlockConfig& b) {
   if (b.attention == "mha" && b.n_kv_heads) b.n_kv_heads = b.n_heads;
 }
 
+// Choosing a component whose required fields are unset fills them, so the
+// config stays valid (switching to sliding_window_gqa used to leave no window
+// and fail at once). Fields already set are kept.
+void fill_component_defaults(BlockConfig& b) {
+  keep_mha_consistent(b);
+  const int64_t quarter_ctx = std::max<int64_t>(1, b.max_seq_len / 4);
+  if (b.attention == "sliding_window_gqa" && !b.window_size) b.window_size = quarter_ctx;
+  if (b.attention == "chunked_gqa" && !b.attention_chunk_size) b.attention_chunk_size = quarter_ctx;
+  if (b.attention == "mla") {
+    if (!b.kv_lora_rank) b.kv_lora_rank = std::max<int64_t>(1, b.d_model / 4);
+    // MLA's decoupled RoPE part: half a head, even (RoPE rotates pairs).
+    if (b.position == "rope" && !b.rope_dim)
+      b.rope_dim = std::max<int64_t>(2, (b.head_dim() / 2) & ~int64_t(1));
+  }
+  if (b.attention == "sparse_gqa") {
+    if (!b.sparse_compress_ratio) b.sparse_compress_ratio = 4;
+    if (!b.sparse_select_k) b.sparse_select_k = std::max<int64_t>(1, b.max_seq_len / 16);
+  }
+}
+
 }  // namespace
 
 const std::vector<BlockField>& block_fields() {
@@ -309,10 +329,10 @@ void set_shared_component(ModelConfig& m, Slot s, const std::string& name) {
   std::vector<BlockConfig> layers = layer_blocks(m);
   for (BlockConfig& b : layers) {
     if (component(b, s) == old) component(b, s) = name;
-    keep_mha_consistent(b);
+    fill_component_defaults(b);
   }
   component(m.block, s) = name;
-  keep_mha_consistent(m.block);
+  fill_component_defaults(m.block);
   set_layer_blocks(m, std::move(layers));
 }
 
@@ -321,12 +341,12 @@ void set_layer_component(ModelConfig& m, int64_t first, int64_t last, Slot s,
   std::vector<BlockConfig> layers = layer_blocks(m);
   if (first <= 0 && last >= int64_t(layers.size()) - 1) {
     component(m.block, s) = name;
-    keep_mha_consistent(m.block);
+    fill_component_defaults(m.block);
     first = 0;
   }
   for (int64_t i = std::max<int64_t>(first, 0); i <= last && i < int64_t(layers.size()); ++i) {
     component(layers[size_t(i)], s) = name;
-    keep_mha_consistent(layers[size_t(i)]);
+    fill_component_defaults(layers[size_t(i)]);
   }
   set_layer_blocks(m, std::move(layers));
 }

@@ -15,17 +15,20 @@
 #include <QScrollArea>
 #include <QSpinBox>
 #include <QSplitter>
+#include <QStyle>
 #include <QTableWidget>
 #include <QToolButton>
 #include <QUndoCommand>
 #include <QUndoStack>
 #include <QVBoxLayout>
+#include <algorithm>
 #include <exception>
 #include <functional>
 #include <set>
 
 #include "arch/arch_edit.h"
 #include "arch/block_editor.h"
+#include "arch/error_groups.h"
 #include "arch/layer_stack_view.h"
 #include "arch/model_form.h"
 #include "core/presets.h"
@@ -226,7 +229,12 @@ ArchPanel::ArchPanel(QWidget* parent) : QWidget(parent) {
   editor_scroll->setWidget(editor_);
   editor_scroll->setWidgetResizable(true);
   editor_scroll->setFrameShape(QFrame::NoFrame);
-  editor_scroll->setMinimumWidth(250);
+  // Never scrolled sideways ("Attention" read "ntention", "Layer 3" "yer 3"):
+  // wide enough for the widest field row of any component, wrapping the rest.
+  editor_scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+  editor_scroll->setMinimumWidth(
+      std::max(250, editor_->needed_width() +
+                        editor_scroll->style()->pixelMetric(QStyle::PM_ScrollBarExtent) + 4));
 
   auto* top = new QSplitter(Qt::Horizontal);
   top->addWidget(form_scroll);
@@ -569,14 +577,15 @@ void ArchPanel::show_problems(const ModelConfig& m, const std::vector<std::strin
   static const QRegularExpression shared_re(R"((?:^|[^\w\]])(?:model\.)?block\.(\w+))");
   static const QRegularExpression layer_re(R"((?:model\.)?block_configs\[(\d+)\](?:\.(\w+))?)");
   static const QRegularExpression top_re(
-      R"(^(?:[^:]*: )?(?:model\.)?(n_layers|vocab_size|init_std|tie_embeddings|block_configs)\b)");
+      R"(^(?:[^:]*: )?(?:model\.)?(n_layers|vocab_size|init_std|tie_embeddings|block_configs)\b(?!\[))");
+  // (?!\[): "block_configs[2].window_size" is layer 2's field (layer_re), not
+  // the layer count; only a bare "block_configs" (its length) maps to n_layers.
   form_errors_.clear();
   layer_errors_.clear();
   std::set<int64_t> bad_layers;
   QStringList lines;
   for (const std::string& e : errors) {
     const QString line = QString::fromStdString(e);
-    lines << "• " + line.toHtmlEscaped();
     for (auto it = shared_re.globalMatch(line); it.hasNext();)
       add_line(form_errors_, it.next().captured(1).toStdString(), line);
     for (auto it = layer_re.globalMatch(line); it.hasNext();) {
@@ -591,6 +600,7 @@ void ArchPanel::show_problems(const ModelConfig& m, const std::vector<std::strin
       add_line(form_errors_, key == "block_configs" ? "n_layers" : key, line);
     }
   }
+  for (const QString& g : group_errors(errors)) lines << "• " + g.toHtmlEscaped();
   errors_->setText(lines.join("<br>"));
   errors_->setVisible(!lines.isEmpty());
   form_->mark_invalid(form_errors_);

@@ -118,6 +118,21 @@ BlockEditor::BlockEditor(QWidget* parent) : QWidget(parent) {
   set_block(BlockConfig{}, "Shared block", true, {});
 }
 
+int BlockEditor::needed_width() const {
+  // Hidden rows still report their hint, so this covers components not shown
+  // yet (a layer switched to mamba2 must not push the editor wider).
+  int rows = 0;
+  for (const auto& [key, row] : field_rows_) rows = std::max(rows, row->minimumSizeHint().width());
+  for (const auto& [slot, combo] : combos_)
+    rows = std::max(rows, combo->parentWidget()->minimumSizeHint().width());
+  // Group box: its layout's margins, plus the style sheet's 4 px accent
+  // border, 1 px border and 4 px padding each side.
+  const QMargins m =
+      combos_.begin()->second->parentWidget()->parentWidget()->layout()->contentsMargins();
+  const int box = m.left() + m.right() + 4 + 1 + 2 * 4 + 1 + 4;
+  return std::max(rows + box, title_->minimumSizeHint().width());
+}
+
 void BlockEditor::set_block(const BlockConfig& b, const QString& title, bool shared,
                             const std::vector<std::string>& overrides) {
   block_ = b;

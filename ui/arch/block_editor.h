@@ -37,6 +37,9 @@ class BlockEditor : public QWidget {
   /// Whether the field's row is shown for the current components.
   bool field_shown(const std::string& key) const;
   QPushButton* reset_button() const { return reset_; }
+  /// Width that shows every field row of every component unclipped (the
+  /// scroll area around the editor is kept at least this wide).
+  int needed_width() const;
 
  signals:
   void component_edited(bl::Slot slot, const QString& name);

@@ -81,7 +81,10 @@ void tile(QPainter& p, const QRectF& r, const Colours& c, const QStringList& tex
       break;
     }
   }
-  p.drawText(r, Qt::AlignCenter, p.fontMetrics().elidedText(t, Qt::ElideRight, room));
+  // An elided stub ("le…", "ro…") says nothing: draw it only when at least
+  // four characters survive; the tooltip and the editor name the component.
+  const QString shown = p.fontMetrics().elidedText(t, Qt::ElideRight, room);
+  if (shown == t || shown.size() >= 5) p.drawText(r, Qt::AlignCenter, shown);
 }
 
 }  // namespace
@@ -266,17 +269,45 @@ void LayerStackView::paint_row(QPainter& p, int r) {
   // the editor name them) so attention and FFN keep readable labels.
   constexpr double kStrip = 12;
   const bool narrow = usable < 460;
-  double total = 0;
-  for (const Piece& pc : pieces) {
-    if (narrow && pc.c == &kNorm)
-      usable -= kStrip;
-    else
-      total += pc.weight;
+  for (const Piece& pc : pieces)
+    if (narrow && pc.c == &kNorm) usable -= kStrip;
+  // Widths by weight, but a labelled tile never narrower than its shortest
+  // label ("rope", "LN"): the attention and FFN tiles give up the room.
+  std::vector<double> widths(pieces.size(), kStrip);
+  {
+    double fixed = 0, free_weight = 0;
+    std::vector<bool> pinned(pieces.size(), false);
+    for (size_t pass = 0; pass <= pieces.size(); ++pass) {  // each pass pins one more, or ends
+      fixed = 0;
+      free_weight = 0;
+      for (size_t i = 0; i < pieces.size(); ++i) {
+        if (narrow && pieces[i].c == &kNorm) continue;
+        const double need = p.fontMetrics().horizontalAdvance(pieces[i].text.last()) + 10;
+        if (pinned[i]) {
+          fixed += need;
+          widths[i] = need;
+        } else {
+          free_weight += pieces[i].weight;
+        }
+      }
+      bool changed = false;
+      for (size_t i = 0; i < pieces.size(); ++i) {
+        if ((narrow && pieces[i].c == &kNorm) || pinned[i]) continue;
+        widths[i] = std::max(0.0, usable - fixed) * pieces[i].weight / free_weight;
+        const double need = p.fontMetrics().horizontalAdvance(pieces[i].text.last()) + 10;
+        if (widths[i] < need && fixed + need < usable * 0.6) {
+          pinned[i] = true;
+          changed = true;
+        }
+      }
+      if (!changed) break;
+    }
   }
   double x = area.left();
-  for (const Piece& pc : pieces) {
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const Piece& pc = pieces[i];
     const bool strip = narrow && pc.c == &kNorm;
-    const double pw = strip ? kStrip : usable * pc.weight / total;
+    const double pw = widths[i];
     tile(p, QRectF(x, area.top(), pw, area.height()), *pc.c, strip ? QStringList{""} : pc.text,
          pc.faded);
     x += pw + gap;

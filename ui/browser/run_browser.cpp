@@ -27,6 +27,7 @@
 #include "browser/config_diff.h"
 #include "browser/run_loader.h"
 #include "plot/charts_panel.h"
+#include "plot/export_dialog.h"
 
 namespace bl {
 
@@ -196,7 +197,8 @@ RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
   resume_->setToolTip(
       "Continue this run from its newest checkpoint to its step budget (as blocklab-cli train "
       "--resume)");
-  png_ = new QPushButton("Export chart PNG…");
+  png_ = new QPushButton("Export chart…");
+  png_->setToolTip("The compared charts alone (no controls), PNG or SVG, at a chosen size");
   png_->setObjectName("export_png");
   csv_ = new QPushButton("Export metrics CSV…");
   csv_->setObjectName("export_csv");
@@ -297,8 +299,12 @@ RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
     if (auto r = run(current_id())) emit resume_requested(*r);
   });
   connect(png_, &QPushButton::clicked, this, [this] {
-    const QString f = QFileDialog::getSaveFileName(this, "Export chart", "runs.png", "PNG (*.png)");
-    if (!f.isEmpty()) export_png(f);
+    QString error;
+    const QString f = export_charts_interactive(this, charts_, "runs", &error);
+    if (!f.isEmpty())
+      set_message("Chart saved to " + f, false);
+    else if (!error.isEmpty())
+      set_message(error, true);
   });
   connect(csv_, &QPushButton::clicked, this, [this] {
     const QString f =
@@ -416,7 +422,9 @@ void RunBrowser::update_row(const RunRecord& r) {
       r.created_at);
   set(kTags, tags, tags);
   model_->item(row, kStatus)->setForeground(status_color(r.status));
-  model_->item(row, kName)->setForeground(run_color(r.id).darker(120));
+  // The name takes its curve's colour while the run is in the compare charts.
+  const QColor curve = charts_->color_of(r.id);
+  model_->item(row, kName)->setForeground(curve.isValid() ? QBrush(curve) : QBrush());
   model_->item(row, kStatus)->setToolTip(QString::fromStdString(r.status_message));
   QStandardItem* key = model_->item(row, 0);
   key->setData(qlonglong(r.id), kIdRole);
@@ -549,6 +557,12 @@ void RunBrowser::update_compare() {
       set_message(QString::fromStdString(e.what()), true);
     }
   }
+  for (int row = 0; row < model_->rowCount(); ++row) {
+    QStandardItem* name = model_->item(row, kName);
+    const QColor curve = charts_->color_of(model_->item(row, 0)->data(kIdRole).toLongLong());
+    if (name->foreground() != (curve.isValid() ? QBrush(curve) : QBrush()))
+      name->setForeground(curve.isValid() ? QBrush(curve) : QBrush());
+  }
   update_diff();
 }
 
@@ -662,9 +676,9 @@ bool RunBrowser::delete_runs(const std::vector<int64_t>& ids) {
 }
 
 bool RunBrowser::export_png(const QString& path) {
-  charts_->redraw_now();
-  if (!charts_->grab().save(path, "PNG")) {
-    set_message("Cannot write " + path, true);
+  QString error;
+  if (!charts_->export_image(path, kExportSizes[0], &error)) {
+    set_message(error, true);
     return false;
   }
   set_message("Chart saved to " + path, false);

@@ -82,6 +82,7 @@ class RunBrowser : public QWidget {
   bool set_notes(int64_t id, const QString& notes);
   bool rename(int64_t id, const QString& name);
   bool delete_runs(const std::vector<int64_t>& ids);
+  /// The compared charts alone (no controls), PNG or SVG by suffix, 1600×1000.
   bool export_png(const QString& path);
   bool export_csv(const QString& path);
 

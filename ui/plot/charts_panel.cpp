@@ -2,15 +2,20 @@
 
 #include <QCheckBox>
 #include <QComboBox>
+#include <QFileInfo>
 #include <QGridLayout>
 #include <QHBoxLayout>
+#include <QImage>
 #include <QLabel>
+#include <QPainter>
 #include <QPushButton>
 #include <QSlider>
+#include <QSvgGenerator>
 #include <QVBoxLayout>
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <set>
 
 #include "plot/plot_view.h"
 
@@ -26,12 +31,17 @@ void RunCurves::add(const StepMetrics& m) {
   learning_rate.push_back(m.learning_rate);
 }
 
-QColor run_color(int64_t run_id) {
-  static const QColor kPalette[] = {
-      {31, 119, 180}, {255, 127, 14},  {44, 160, 44},   {214, 39, 40},  {148, 103, 189},
-      {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
-  const int64_t n = int64_t(std::size(kPalette));
-  return kPalette[((run_id % n) + n) % n];
+QColor qualitative_color(int index) {
+  // Okabe-Ito (colour-blind safe) first, then Tableau hues that differ from them.
+  static const QColor kPalette[] = {{0, 114, 178},   {230, 159, 0}, {0, 158, 115},
+                                    {204, 121, 167}, {213, 94, 0},  {86, 180, 233},
+                                    {117, 112, 179}, {140, 86, 75}, {188, 189, 34},
+                                    {40, 40, 40},    {228, 26, 28}, {23, 190, 207}};
+  const int n = int(std::size(kPalette));
+  if (index >= 0 && index < n) return kPalette[index];
+  // Beyond the palette: hues spaced by the golden angle never repeat.
+  const double hue = std::fmod(0.11 + 0.618033988749895 * double(index - n), 1.0);
+  return QColor::fromHsvF(float(hue), 0.75f, index % 2 ? 0.65f : 0.85f);
 }
 
 ChartsPanel::ChartsPanel(QWidget* parent) : QWidget(parent) {
@@ -72,6 +82,12 @@ ChartsPanel::ChartsPanel(QWidget* parent) : QWidget(parent) {
   bar->addStretch(1);
   bar->addWidget(reset);
 
+  legend_ = new QLabel;
+  legend_->setObjectName("legend");
+  legend_->setTextFormat(Qt::RichText);
+  legend_->setWordWrap(true);
+  legend_->hide();
+
   auto* grid = new QGridLayout;
   grid->setSpacing(4);
   grid->addWidget(loss_, 0, 0);
@@ -81,6 +97,7 @@ ChartsPanel::ChartsPanel(QWidget* parent) : QWidget(parent) {
   auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(4, 4, 4, 4);
   layout->addLayout(bar);
+  layout->addWidget(legend_);
   layout->addLayout(grid, 1);
 
   connect(x_box_, &QComboBox::currentIndexChanged, this, [this](int i) { set_x_axis(XAxis(i)); });
@@ -138,12 +155,18 @@ double ChartsPanel::eval_x(const RunCurves& c, int64_t step) const {
   return c.size() ? x_of(c, c.size() - 1) : 0.0;
 }
 
+QColor ChartsPanel::color_of(int64_t id) const {
+  auto it = colors_.find(id);
+  return it == colors_.end() ? QColor() : qualitative_color(it->second);
+}
+
 void ChartsPanel::add_series(Slot& s) {
   const bool many = runs_.size() > 1;
-  const QColor col = run_color(s.c.id);
+  const QColor col = color_of(s.c.id);
   const QString prefix = many ? QString("#%1 ").arg(s.c.id) : QString();
   s.loss = loss_->add_series(prefix + "train", col);
-  s.eval = loss_->add_series(prefix + "eval", col.darker(190),
+  // Same colour as its train curve (a darker shade read as another run): dashed with dots.
+  s.eval = loss_->add_series(prefix + "eval", col,
                              PlotView::Style{.dashed = true, .markers = true, .smooth = false});
   const QString label = many ? QString("#%1 %2").arg(s.c.id).arg(s.c.name) : s.c.name;
   s.tps = tps_->add_series(label, col);
@@ -167,7 +190,50 @@ void ChartsPanel::push_evals(Slot& s, size_t from) {
     loss_->append(s.eval, eval_x(s.c, s.c.evals[i].first), s.c.evals[i].second);
 }
 
+QStringList ChartsPanel::legend_entries() const {
+  QStringList out;
+  for (const auto& [id, s] : runs_) {
+    QString name = s.c.name;
+    if (name.size() > 28) name = name.left(27) + "…";
+    out << QString("#%1 %2").arg(id).arg(name);
+  }
+  return out;
+}
+
+void ChartsPanel::update_legend() {
+  // Qt Charts shrinks each legend entry to fit one row: with six runs every
+  // entry read "#...". One wrapped row of swatches above the charts instead.
+  const bool many = runs_.size() > 1;
+  for (PlotView* p : plots()) p->set_legend_visible(!many);
+  legend_->setVisible(many);
+  if (!many) return;
+  QStringList items;
+  const QStringList names = legend_entries();
+  int k = 0;
+  for (const auto& [id, s] : runs_)
+    items << QString("<span style='color:%1; font-size:large'>&#9632;</span>&nbsp;%2")
+                 .arg(color_of(id).name(), names[k++].toHtmlEscaped().replace(" ", "&nbsp;"));
+  legend_->setText(items.join(" &nbsp; ") +
+                   " &nbsp; <span style='color:gray'>(loss: solid train, dashed ● eval)</span>");
+  QString tip;
+  for (const auto& [id, s] : runs_) tip += QString("#%1 %2\n").arg(id).arg(s.c.name);
+  legend_->setToolTip(tip.trimmed());
+}
+
 void ChartsPanel::rebuild() {
+  // Colours: a run keeps its palette slot while shown; a new run takes the
+  // first free one, so the N runs on screen always get N different colours.
+  for (auto it = colors_.begin(); it != colors_.end();)
+    it = runs_.count(it->first) ? std::next(it) : colors_.erase(it);
+  for (const auto& [id, s] : runs_) {
+    if (colors_.count(id)) continue;
+    std::set<int> used;
+    for (const auto& [other, c] : colors_) used.insert(c);
+    int c = 0;
+    while (used.count(c)) ++c;
+    colors_[id] = c;
+  }
+  update_legend();
   for (PlotView* p : plots()) p->clear_series();
   for (auto& [id, s] : runs_) {
     add_series(s);
@@ -216,6 +282,8 @@ void ChartsPanel::remove_run(int64_t id) {
 
 void ChartsPanel::clear() {
   runs_.clear();
+  colors_.clear();
+  update_legend();
   for (PlotView* p : plots()) {
     p->clear_series();
     p->reset_zoom();
@@ -253,6 +321,73 @@ void ChartsPanel::append_evals(int64_t id, const std::vector<std::pair<int64_t, 
 
 void ChartsPanel::redraw_now() {
   for (PlotView* p : plots()) p->redraw_now();
+}
+
+void ChartsPanel::set_dark(bool on) {
+  for (PlotView* p : plots()) p->set_dark(on);
+  rebuild();  // the theme reset the series colours
+}
+
+bool ChartsPanel::export_image(const QString& path, QSize size, QString* error) {
+  auto fail = [&](const QString& why) {
+    if (error) *error = why;
+    return false;
+  };
+  if (size.width() < 200 || size.height() < 150) return fail("export size is too small");
+  redraw_now();
+  const bool svg = path.endsWith(".svg", Qt::CaseInsensitive);
+  // Legend strip at the top when several runs share the charts.
+  const bool many = runs_.size() > 1;
+  const int legend_h = many ? 28 : 0;
+  const QSize cell((size.width()) / 2, (size.height() - legend_h) / 2);
+  auto paint = [&](QPainter& p) {
+    p.fillRect(QRect(QPoint(0, 0), size), Qt::white);
+    if (many) {
+      QFont f = p.font();
+      f.setPixelSize(14);
+      p.setFont(f);
+      int x = 8;
+      int k = 0;
+      const QStringList names = legend_entries();
+      for (const auto& [id, s] : runs_) {
+        p.fillRect(QRect(x, 8, 12, 12), color_of(id));
+        x += 16;
+        p.setPen(Qt::black);
+        p.drawText(QRect(x, 4, size.width(), 20), Qt::AlignLeft | Qt::AlignVCenter, names[k]);
+        x += p.fontMetrics().horizontalAdvance(names[k++]) + 16;
+      }
+    }
+    // The on-screen legends are hidden with several runs; the strip names them.
+    const std::vector<PlotView*> ps = plots();
+    for (size_t i = 0; i < ps.size(); ++i) {
+      const QRectF target(
+          QPointF(double(int(i % 2) * cell.width()), double(legend_h + int(i / 2) * cell.height())),
+          QSizeF(cell));
+      ps[i]->render_to(&p, target);
+    }
+  };
+  if (svg) {
+    QSvgGenerator gen;
+    gen.setFileName(path);
+    gen.setSize(size);
+    gen.setViewBox(QRect(QPoint(0, 0), size));
+    gen.setTitle("Blocklab charts");
+    QPainter p;
+    if (!p.begin(&gen)) return fail("cannot write " + path);
+    paint(p);
+    p.end();
+    if (!QFileInfo(path).exists() || QFileInfo(path).size() == 0)
+      return fail("cannot write " + path);
+    return true;
+  }
+  QImage img(size, QImage::Format_ARGB32_Premultiplied);
+  QPainter p(&img);
+  p.setRenderHint(QPainter::Antialiasing);
+  p.setRenderHint(QPainter::TextAntialiasing);
+  paint(p);
+  p.end();
+  if (!img.save(path, "PNG")) return fail("cannot write " + path);
+  return true;
 }
 
 }  // namespace bl

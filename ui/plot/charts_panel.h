@@ -1,11 +1,15 @@
 // The live/compare charts: train and eval loss, tokens/s, grad norm and
 // learning rate for one or more runs, with a shared X axis choice (step, wall
-// time, tokens), EMA smoothing slider and log-scale toggle. Each run keeps one
-// colour everywhere (run_color of its id). Qt Charts stays inside PlotView.
+// time, tokens), EMA smoothing slider and log-scale toggle. Each run shown
+// gets its own colour of a qualitative palette (the first one no other shown
+// run uses, kept while it is shown); with several runs one shared legend above
+// the charts names them. Qt Charts stays inside PlotView.
 #pragma once
 
 #include <QColor>
+#include <QSize>
 #include <QString>
+#include <QStringList>
 #include <QWidget>
 #include <cstdint>
 #include <map>
@@ -36,8 +40,9 @@ struct RunCurves {
   size_t size() const { return step.size(); }
 };
 
-/// Stable colour of a run (tab10 palette by id).
-QColor run_color(int64_t run_id);
+/// The `index`-th colour of the charts' qualitative palette: 12 hand-picked
+/// hues (Okabe-Ito + Tableau, no two alike), then golden-angle hues.
+QColor qualitative_color(int index);
 
 class ChartsPanel : public QWidget {
   Q_OBJECT
@@ -66,6 +71,14 @@ class ChartsPanel : public QWidget {
   void set_log_y(bool on);
   /// Draws pending changes now (tests, screenshots, export).
   void redraw_now();
+  /// The colour a shown run is drawn in (invalid for a run not shown).
+  QColor color_of(int64_t id) const;
+  /// Writes the four charts (and the legend) without the controls, `size`
+  /// pixels, as PNG or SVG by the file suffix; false with `error` set on failure.
+  bool export_image(const QString& path, QSize size, QString* error = nullptr);
+  /// Chart colours for a dark window.
+  void set_dark(bool on);
+  QLabel* legend() const { return legend_; }
 
   std::vector<PlotView*> plots() const { return {loss_, tps_, grad_, lr_}; }
   PlotView* loss_plot() const { return loss_; }
@@ -95,6 +108,10 @@ class ChartsPanel : public QWidget {
   QSlider* smooth_;
   QLabel* smooth_label_;
   QCheckBox* log_;
+  QLabel* legend_;                 // shared legend, shown with two or more runs
+  std::map<int64_t, int> colors_;  // run -> palette index, while shown
+  void update_legend();
+  QStringList legend_entries() const;  // "#id name" per run (elided)
 };
 
 }  // namespace bl

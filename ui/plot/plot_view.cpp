@@ -4,12 +4,14 @@
 #include <QChartView>
 #include <QGraphicsLayout>
 #include <QGraphicsLineItem>
+#include <QGraphicsScene>
 #include <QLabel>
 #include <QLegend>
 #include <QLegendMarker>
 #include <QLineSeries>
 #include <QLogValueAxis>
 #include <QMouseEvent>
+#include <QPainter>
 #include <QPen>
 #include <QTimer>
 #include <QVBoxLayout>
@@ -144,7 +146,8 @@ PlotView::PlotView(const QString& title, QWidget* parent) : QWidget(parent) {
   readout_->setTextFormat(Qt::RichText);
   readout_->setAttribute(Qt::WA_TransparentForMouseEvents);
   readout_->setStyleSheet(
-      "QLabel { background: rgba(255,255,255,235); border: 1px solid #999; padding: 3px; }");
+      "QLabel { background: rgba(255,255,255,235); color: black; border: 1px solid #999; "
+      "padding: 3px; }");  // a light box in either theme
   readout_->hide();
   cursor_line_ = new QGraphicsLineItem(chart_);
   cursor_line_->setPen(QPen(QColor(0, 0, 0, 90), 1, Qt::DashLine));
@@ -306,6 +309,43 @@ void PlotView::set_smoothing(double weight) {
     }
   }
   dirty_ = true;
+}
+
+void PlotView::set_legend_visible(bool on) {
+  chart_->legend()->setVisible(on);
+}
+
+bool PlotView::legend_visible() const {
+  return chart_->legend()->isVisible();
+}
+
+void PlotView::set_dark(bool on) {
+  chart_->setTheme(on ? QChart::ChartThemeDark : QChart::ChartThemeLight);
+  // setTheme resets fonts and series pens: restore the bold title and our pens.
+  QFont tf = chart_->titleFont();
+  tf.setBold(true);
+  chart_->setTitleFont(tf);
+  cursor_line_->setPen(
+      QPen(on ? QColor(255, 255, 255, 110) : QColor(0, 0, 0, 90), 1, Qt::DashLine));
+  const double w = smoothing_;
+  smoothing_ = -1;
+  set_smoothing(w);
+}
+
+void PlotView::render_to(QPainter* painter, const QRectF& target) {
+  hide_hover();
+  const QRectF old = chart_->geometry();
+  // Lay the chart out at the export size and decimate for its plot width, so
+  // a large export keeps its detail; then put everything back.
+  chart_->setGeometry(QRectF(old.topLeft(), target.size()));
+  chart_->layout()->activate();  // plotArea() for the new size, before decimating
+  dirty_ = true;
+  redraw();
+  chart_->scene()->render(painter, target, chart_->sceneBoundingRect());
+  chart_->setGeometry(old);
+  chart_->layout()->activate();
+  dirty_ = true;
+  redraw();
 }
 
 void PlotView::set_log_y(bool on) {

@@ -24,6 +24,8 @@ class QLineSeries;
 class QValueAxis;
 class QAbstractAxis;
 class QGraphicsLineItem;
+class QPainter;
+class QRectF;
 
 namespace bl {
 
@@ -79,6 +81,15 @@ class PlotView : public QWidget {
   void show_readout_at(double x);
   /// Redraws immediately if anything changed (tests, screenshots).
   void redraw_now();
+  /// Shows or hides the chart's own legend (the charts panel draws one shared
+  /// legend instead when several runs would crowd it to "#...").
+  void set_legend_visible(bool on);
+  bool legend_visible() const;
+  /// Dark or light chart colours (follows the window theme).
+  void set_dark(bool on);
+  /// Paints the chart alone (no hover, no controls) into `target` of `painter`,
+  /// laid out and decimated for that size: PNG and SVG export.
+  void render_to(QPainter* painter, const QRectF& target);
   /// The y axis (a QLogValueAxis in log scale, else a QValueAxis).
   QAbstractAxis* y_axis() const { return y_axis_; }
 

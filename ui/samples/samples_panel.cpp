@@ -6,6 +6,7 @@
 #include <QLabel>
 #include <QLineEdit>
 #include <QPlainTextEdit>
+#include <QProgressBar>
 #include <QPushButton>
 #include <QScrollBar>
 #include <QSpinBox>
@@ -51,6 +52,13 @@ SamplesPanel::SamplesPanel(QWidget* parent) : QWidget(parent) {
   generate_ = new QPushButton("Generate");
   generate_->setObjectName("generate");
   generate_->setToolTip("Sample from the current model now (between training steps)");
+  busy_bar_ = new QProgressBar;
+  busy_bar_->setObjectName("generating");
+  busy_bar_->setRange(0, 0);  // indeterminate: the token count is not known ahead (stop strings)
+  busy_bar_->setMaximumWidth(120);
+  busy_bar_->setMaximumHeight(14);
+  busy_bar_->setTextVisible(false);
+  busy_bar_->hide();
   output_ = new QPlainTextEdit;
   output_->setObjectName("samples_output");
   output_->setReadOnly(true);
@@ -72,12 +80,16 @@ SamplesPanel::SamplesPanel(QWidget* parent) : QWidget(parent) {
   row->addWidget(new QLabel("Auto"));
   row->addWidget(every_);
   row->addWidget(generate_);
+  row->addWidget(busy_bar_);
   auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(4, 4, 4, 4);
   layout->addLayout(row);
   layout->addWidget(output_, 1);
 
-  connect(generate_, &QPushButton::clicked, this, [this] { emit generate_requested(request()); });
+  connect(generate_, &QPushButton::clicked, this, [this] {
+    set_busy(true);
+    emit generate_requested(request());
+  });
   connect(prompt_, &QLineEdit::returnPressed, generate_, &QPushButton::click);
   connect(prompt_, &QLineEdit::editingFinished, this, &SamplesPanel::settings_changed);
   connect(temperature_, &QDoubleSpinBox::valueChanged, this, &SamplesPanel::settings_changed);
@@ -130,6 +142,7 @@ void SamplesPanel::remove_partial() {
 
 void SamplesPanel::add_sample(const SampleResult& s) {
   remove_partial();
+  set_busy(false);
   ++count_;
   const QString body = s.ok ? QString::fromStdString(s.prompt + s.text)
                             : "(cannot sample: " + QString::fromStdString(s.text) + ")";
@@ -138,6 +151,7 @@ void SamplesPanel::add_sample(const SampleResult& s) {
 
 void SamplesPanel::show_partial(const SampleResult& s) {
   remove_partial();
+  set_busy(true);
   partial_ = QString::fromStdString(s.text);
   // From the block separator appendPlainText inserts (none into an empty document).
   const QTextDocument* doc = output_->document();
@@ -153,7 +167,20 @@ void SamplesPanel::clear() {
 }
 
 void SamplesPanel::set_can_generate(bool on) {
-  generate_->setEnabled(on);
+  can_generate_ = on;
+  generate_->setEnabled(on && !busy_);
+}
+
+void SamplesPanel::set_busy(bool on) {
+  if (on == busy_) return;
+  busy_ = on;
+  busy_bar_->setVisible(on);
+  generate_->setText(on ? "Generating…" : "Generate");
+  generate_->setEnabled(can_generate_ && !on);
+  if (on)
+    setCursor(Qt::BusyCursor);
+  else
+    unsetCursor();
 }
 
 }  // namespace bl

@@ -11,6 +11,7 @@
 class QDoubleSpinBox;
 class QLineEdit;
 class QPlainTextEdit;
+class QProgressBar;
 class QPushButton;
 class QSpinBox;
 
@@ -36,6 +37,12 @@ class SamplesPanel : public QWidget {
   /// Enables "Generate" (there is a model to sample).
   void set_can_generate(bool on);
   int sample_count() const { return count_; }
+  /// Busy while a sample is generated: a moving bar, "Generating…" on the
+  /// button and no second request. Set by Generate and by a partial sample,
+  /// cleared by the finished sample (or set_busy(false) when the request fails).
+  void set_busy(bool on);
+  bool busy() const { return busy_; }
+  QProgressBar* busy_bar() const { return busy_bar_; }
 
   QLineEdit* prompt_edit() const { return prompt_; }
   QDoubleSpinBox* temperature_box() const { return temperature_; }
@@ -60,6 +67,9 @@ class SamplesPanel : public QWidget {
   QSpinBox* every_;
   QPushButton* generate_;
   QPlainTextEdit* output_;
+  QProgressBar* busy_bar_;
+  bool busy_ = false;
+  bool can_generate_ = false;
   int count_ = 0;
   int partial_from_ = -1;  // where the partial sample's text starts in output_
   QString partial_;

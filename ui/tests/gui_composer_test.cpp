@@ -13,6 +13,7 @@
 #include <QLabel>
 #include <QMenu>
 #include <QPushButton>
+#include <QRegularExpression>
 #include <QScrollArea>
 #include <QSignalSpy>
 #include <QSpinBox>
@@ -22,12 +23,13 @@
 #include <QToolButton>
 #include <QUndoStack>
 
-#include "core/arch_analysis.h"
 #include "arch/arch_edit.h"
 #include "arch/arch_panel.h"
 #include "arch/block_editor.h"
+#include "arch/error_groups.h"
 #include "arch/layer_stack_view.h"
 #include "arch/model_form.h"
+#include "core/arch_analysis.h"
 #include "core/components.h"
 #include "core/model.h"
 #include "core/presets.h"
@@ -221,6 +223,66 @@ class ComposerTest : public QObject {
                      {"model.block.max_seq_len (32) must be >= train.seq_len (64)"});
     QVERIFY(p->model_form()->field("max_seq_len")->property("invalid").toBool());
     QVERIFY(p->error_label()->text().contains("train.seq_len"));
+  }
+
+  void layer_field_error_marks_that_field_not_n_layers() {
+    ModelConfig m = small_model(3);
+    m.block_configs = {m.block, m.block, m.block};
+    m.block_configs[2].attention = "sliding_window_gqa";
+    m.block_configs[2].n_kv_heads = m.block.n_heads;
+    m.block_configs[2].window_size = 0;  // "block_configs[2].window_size (0) must be >= 1"
+    auto p = make(m);
+    QVERIFY(!p->valid());
+    QVERIFY(p->error_label()->text().contains("block_configs[2].window_size"));
+    // The regression: "block_configs" at the start of the message was read as
+    // the layer count, so n_layers was framed red instead of layer 2's window.
+    QVERIFY(!p->n_layers_box()->property("invalid").toBool());
+    QVERIFY(p->stack()->rows().back().error);
+    click(p->collapse_box());
+    click_layer(*p, 2);
+    QVERIFY(p->block_editor()->field("window_size")->property("invalid").toBool());
+  }
+
+  void choosing_a_component_fills_its_required_fields() {
+    auto p = make(small_model(3));
+    click(p->collapse_box());
+    click_layer(*p, 1);
+    choose(p->block_editor()->combo(Slot::kAttention), "sliding_window_gqa");
+    const ModelConfig& m = p->model();
+    QVERIFY(m.get_block_config(1).window_size.has_value());
+    QCOMPARE(*m.get_block_config(1).window_size, std::max<int64_t>(1, m.block.max_seq_len / 4));
+    QVERIFY2(p->valid(), p->errors().empty() ? "" : p->errors()[0].c_str());
+    QVERIFY(p->block_editor()->field_shown("window_size"));
+    // The same for the shared block and for chunked attention.
+    p->select_layers(-1, -1);  // the shared block
+    choose(p->block_editor()->combo(Slot::kAttention), "chunked_gqa");
+    QVERIFY(p->model().block.attention_chunk_size.has_value());
+    QVERIFY2(p->valid(), p->errors().empty() ? "" : p->errors()[0].c_str());
+  }
+
+  void repeated_errors_collapse_into_one_line() {
+    // jamba-tiny with d_model 130: the same rule broken by every layer.
+    ModelConfig m = load_preset("jamba-tiny").model;
+    auto p = make(m);
+    QVERIFY(p->valid());
+    type_into(p->d_model_box(), "130");
+    const std::vector<std::string> raw = p->errors();
+    QVERIFY(raw.size() >= 8);
+    const QStringList grouped = group_errors(raw);
+    QVERIFY2(grouped.size() * 2 < int(raw.size()), qPrintable(grouped.join("\n")));
+    bool counted = false;
+    for (const QString& g : grouped)
+      counted = counted || g.contains(QRegularExpression(R"(\(×\d+ layers\)$)"));
+    QVERIFY2(counted, qPrintable(grouped.join("\n")));
+    // The label shows the grouped lines, one bullet each.
+    QCOMPARE(int(p->error_label()->text().count("•")), int(grouped.size()));
+
+    // Unit cases: ranges, a lone message untouched, order kept.
+    const QStringList g = group_errors({"a", "block_configs[0].x bad", "block_configs[1].x bad",
+                                        "block_configs[2].x bad", "block_configs[5].x bad",
+                                        "block_configs[3].y bad"});
+    QCOMPARE(
+        g, QStringList({"a", "block_configs[0–2, 5].x bad (×4 layers)", "block_configs[3].y bad"}));
   }
 
   void insert_duplicate_delete_reorder() {

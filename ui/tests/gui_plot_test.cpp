@@ -1,19 +1,48 @@
 // PlotView and ChartsPanel: bounded drawing of 100k-point series with spikes
 // kept, zoom re-decimation, frame time, EMA smoothing, log scale, hover
-// readout, x-axis modes and stable run colours.
+// readout, x-axis modes, distinct run colours, the shared legend and
+// PNG / SVG export of the plots alone.
 #include <QCheckBox>
 #include <QComboBox>
 #include <QElapsedTimer>
+#include <QFile>
+#include <QImage>
 #include <QLabel>
 #include <QLogValueAxis>
 #include <QSlider>
+#include <QTemporaryDir>
 #include <QTest>
 #include <cmath>
+#include <set>
 
 #include "plot/charts_panel.h"
 #include "plot/plot_view.h"
 
 using namespace bl;
+
+namespace {
+
+// Adds run `id` with 50 steps and two evals.
+void fill(ChartsPanel& c, int64_t id, const QString& name) {
+  RunCurves r;
+  r.id = id;
+  r.name = name;
+  for (int i = 0; i < 50; ++i) {
+    StepMetrics m;
+    m.step = i;
+    m.loss = 3.0 + 0.1 * double(id) - 0.03 * i;
+    m.tokens_seen = 256 * (i + 1);
+    m.wall_time_s = 0.1 * (i + 1);
+    m.tokens_per_sec = 1000 + 10 * double(id);
+    m.grad_norm = 1 + 0.1 * double(id);
+    m.learning_rate = 1e-3;
+    r.add(m);
+  }
+  r.evals = {{24, 2.5}, {49, 2.0}};
+  c.set_run(std::move(r));
+}
+
+}  // namespace
 
 class PlotTest : public QObject {
   Q_OBJECT
@@ -118,6 +147,99 @@ class PlotTest : public QObject {
     QVERIFY(label->text().contains("eval: 0.3 @ 49"));
   }
 
+  void palette_gives_distinct_colours() {
+    // Pairwise distance in RGB: the 12 named colours are far apart, and every
+    // colour up to 40 differs from all before it.
+    auto dist = [](const QColor& a, const QColor& b) {
+      return std::hypot(a.red() - b.red(), a.green() - b.green(), a.blue() - b.blue());
+    };
+    for (int i = 0; i < 40; ++i)
+      for (int j = 0; j < i; ++j) {
+        const double d = dist(qualitative_color(i), qualitative_color(j));
+        QVERIFY2(d > (i < 12 ? 60 : 8), qPrintable(QString("%1 vs %2: %3").arg(i).arg(j).arg(d)));
+      }
+
+    // Ids that collided in the old id-modulo palette (3, 13, 23) and its
+    // red / brown neighbours (4, 6) all get different colours.
+    ChartsPanel c;
+    c.resize(1000, 600);
+    const std::vector<int64_t> ids = {3, 13, 23, 4, 6, 5};
+    for (int64_t id : ids) fill(c, id, QString("a-long-run-name-for-%1-seeds-and-more").arg(id));
+    std::set<QRgb> seen;
+    for (int64_t id : ids) seen.insert(c.color_of(id).rgb());
+    QCOMPARE(int(seen.size()), int(ids.size()));
+    // A run keeps its colour when another leaves; a newcomer takes the freed one.
+    const QColor kept = c.color_of(13), freed = c.color_of(23);
+    c.remove_run(23);
+    QVERIFY(!c.color_of(23).isValid());
+    QCOMPARE(c.color_of(13), kept);
+    fill(c, 99, "new");
+    QCOMPARE(c.color_of(99), freed);
+  }
+
+  void many_runs_share_one_readable_legend() {
+    ChartsPanel c;
+    c.resize(1000, 600);
+    c.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&c));
+    fill(c, 1, "solo");
+    QVERIFY(c.legend()->isHidden());  // one run: the charts' own legends
+    QVERIFY(c.loss_plot()->legend_visible());
+    for (int64_t id = 2; id <= 6; ++id) fill(c, id, QString("run-%1-with-a-long-name").arg(id));
+    QVERIFY(!c.legend()->isHidden());
+    for (PlotView* p : c.plots()) QVERIFY(!p->legend_visible());
+    const QString text = c.legend()->text();
+    for (int64_t id = 1; id <= 6; ++id) {
+      QVERIFY2(text.contains(QString("#%1&nbsp;").arg(id)), qPrintable(text));
+      QVERIFY(text.contains(c.color_of(id).name()));
+    }
+    QVERIFY(text.contains("run-4-with-a-long-name"));
+    c.clear();
+    QVERIFY(c.legend()->isHidden());
+  }
+
+  void export_writes_the_plots_alone() {
+    ChartsPanel c;
+    c.resize(1000, 600);
+    c.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&c));
+    fill(c, 1, "alpha");
+    fill(c, 2, "beta");
+    QTemporaryDir dir;
+    const QString svg = dir.filePath("charts.svg"), png = dir.filePath("charts.png");
+    QString error;
+    QVERIFY2(c.export_image(svg, QSize(1200, 750), &error), qPrintable(error));
+    QFile f(svg);
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    const QString doc = QString::fromUtf8(f.readAll());
+    QVERIFY(doc.contains("<svg"));
+    QVERIFY(doc.contains("width=\"1200") || doc.contains("viewBox=\"0 0 1200 750"));
+    QVERIFY(doc.contains("Gradient norm"));                        // chart titles are there...
+    QVERIFY(doc.contains("#1 alpha") && doc.contains("#2 beta"));  // ...and the legend
+    QVERIFY(doc.contains("<polyline") || doc.contains("<path"));   // the curves
+    for (const char* control : {"Reset zoom", "Smoothing", "log scale", "X axis"})
+      QVERIFY2(!doc.contains(control), control);  // no widgets
+
+    QVERIFY2(c.export_image(png, QSize(1200, 750), &error), qPrintable(error));
+    QImage img(png);
+    QCOMPARE(img.size(), QSize(1200, 750));  // the chosen size, not the widget's 1000x600
+    // The curves are drawn in the runs' colours.
+    int coloured = 0;
+    const QColor want = c.color_of(2);
+    for (int y = 0; y < img.height(); ++y)
+      for (int x = 0; x < img.width(); ++x) {
+        const QColor px = img.pixelColor(x, y);
+        coloured += std::abs(px.red() - want.red()) + std::abs(px.green() - want.green()) +
+                        std::abs(px.blue() - want.blue()) <
+                    30;
+      }
+    QVERIFY2(coloured > 200, qPrintable(QString::number(coloured)));
+    // The on-screen chart is restored to its own size afterwards.
+    c.redraw_now();
+    QVERIFY(c.loss_plot()->plot_width() < 600);
+    QVERIFY(!c.export_image(dir.filePath("x.png"), QSize(10, 10), &error));
+  }
+
   void charts_panel_x_axes_and_colours() {
     ChartsPanel c;
     c.resize(1000, 600);
@@ -148,8 +270,7 @@ class PlotTest : public QObject {
     QCOMPARE(loss->smoothing(), 0.0);
     c.log_box()->setChecked(true);
     QVERIFY(loss->log_y() && c.lr_plot()->log_y());
-    QCOMPARE(run_color(3), run_color(13));  // stable palette by id
-    QVERIFY(run_color(3) != run_color(4));
+    QCOMPARE(c.color_of(3), qualitative_color(0));  // the only run: the first colour
   }
 };
 

@@ -95,7 +95,11 @@ class TrainingTest : public QObject {
     w.samples_panel()->length_box()->setValue(40);
     QVERIFY(w.samples_panel()->generate_button()->isEnabled());
     w.samples_panel()->generate_button()->click();
+    QVERIFY(w.samples_panel()->busy());  // a moving bar, no second request meanwhile
+    QVERIFY(!w.samples_panel()->generate_button()->isEnabled());
     QTRY_COMPARE_WITH_TIMEOUT(w.samples_panel()->sample_count(), 1, 30000);
+    QVERIFY(!w.samples_panel()->busy());
+    QVERIFY(w.samples_panel()->generate_button()->isEnabled());
     const QString text = w.samples_panel()->output()->toPlainText();
     QVERIFY2(text.contains(QString("step %1 ").arg(paused_at + 1)), qPrintable(text));
     QVERIFY(text.contains("ROMEO:"));

@@ -18,6 +18,7 @@
 #include <QVBoxLayout>
 #include <algorithm>
 
+#include "arch/error_groups.h"
 #include "lora/lora.h"
 
 namespace bl {
@@ -215,6 +216,10 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   errors_->setObjectName("errors");
   errors_->setWordWrap(true);
   errors_->setStyleSheet("color: #b00020;");
+  // A long unbreakable message ("block_configs[0–10].d_model") must not widen
+  // the dock until the composer's forms are clipped: wrap within the given width.
+  errors_->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
+  errors_->setMinimumWidth(1);
   errors_->hide();
 
   auto* layout = new QVBoxLayout(this);
@@ -451,7 +456,7 @@ void TrainingPanel::set_progress(int64_t done, int64_t total, double eta_s) {
 
 void TrainingPanel::set_errors(const std::vector<std::string>& errors) {
   QStringList lines;
-  for (const std::string& e : errors) lines << "• " + QString::fromStdString(e).toHtmlEscaped();
+  for (const QString& g : group_errors(errors)) lines << "• " + g.toHtmlEscaped();
   errors_->setText(lines.join("<br>"));
   errors_->setVisible(!errors.empty());
 }
