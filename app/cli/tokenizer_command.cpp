@@ -67,7 +67,10 @@ int tokenizer_encode(const std::vector<std::string>& argv) {
   const std::string input = text ? *text : read_text_file(*data);
   const auto tok = tokenizer_of(args, "");
   std::string line;
-  for (int32_t id : tok->encode(input)) line += (line.empty() ? "" : " ") + std::to_string(id);
+  for (int32_t id : tok->encode(input)) {
+    if (!line.empty()) line += ' ';
+    line += std::to_string(id);
+  }
   std::printf("%s\n", line.c_str());
   return 0;
 }
