@@ -185,6 +185,12 @@ int bench_command(const std::vector<std::string>& argv) {
       {"step_time_ms_max", sorted.back()},
       {"tokens_per_sec", tokens / (median / 1000.0)},
       {"gflops", run->model().flops_per_token(tc.seq_len) * tokens / (median / 1000.0) / 1e9},
+      // The launcher's meter measured the machine's GEMM peak at the end (eval/flops.h).
+      {"peak_gflops", run->flops().report().peak_flops_per_sec / 1e9},
+      {"mfu", run->flops().report().peak_flops_per_sec > 0
+                  ? run->model().flops_per_token(tc.seq_len) * tokens / (median / 1000.0) /
+                        run->flops().report().peak_flops_per_sec
+                  : 0.0},
       {"rss_after_warmup_mb", rec.rss[size_t(warm > 0 ? warm - 1 : 0)]},
       {"rss_end_mb", rec.rss.back()},
       {"peak_rss_mb", peak_rss_mb()}};

@@ -19,6 +19,11 @@ int runs_command(const std::vector<std::string>& argv);
 /// models list | info NAME | count NAME [--detail] (registry, presets, architectures).
 int models_command(const std::vector<std::string>& argv);
 
+/// tokenizer train --data F --vocab-size N --out DIR | encode | decode (byte-level BPE).
+int tokenizer_command(const std::vector<std::string>& argv);
+/// eval --run RUN|DIR [--data F] [--batches K]: loss, perplexity, bits per byte.
+int eval_command(const std::vector<std::string>& argv);
+
 /// lora merge | export | sample (app/cli/lora_command.cpp).
 int lora_command(const std::vector<std::string>& argv);
 /// train --init-from CKPT --lora rank=..,alpha=..,targets=.. [--quantize ...] (LoRA / QLoRA

@@ -19,7 +19,8 @@ const char* kUsage =
     "          [--seed N] [--lr X] [--batch-size N] [--seq-len N] [--eval-interval N]\n"
     "          [--warmup N] [--optimizer adamw|lion|adafactor|sgd] [--schedule "
     "cosine|linear|constant]\n"
-    "          [--tokenizer char|byte] [--set field=value]... [--name NAME] [--tag TAG]...\n"
+    "          [--tokenizer char|byte|bpe:DIR] [--set field=value]... [--name NAME]\n"
+    "          [--tag TAG]...\n"
     "          [--db FILE] [--checkpoint-interval N] [--keep-checkpoints K] [--flush-interval S]\n"
     "          [--out DIR] [--json] [--quiet]\n"
     "  train   --resume RUN [--steps N] [--threads N] [--eval-interval N] [--db FILE] ...\n"
@@ -48,6 +49,14 @@ const char* kUsage =
     "  bench   --preset NAME | --config FILE  [--threads N] [--steps N] [--warmup-steps N]\n"
     "          [--decode [--decode-tokens N] [--decode-batch B] [--prompt-len P] [--repeat R]]\n"
     "          (--decode: KV-cache / recurrent-state decoding tokens/s instead of training)\n"
+    "  eval    --run RUN|DIR [--data FILE] [--batches K] [--batch-size B] [--seq-len T]\n"
+    "          [--threads N] [--db FILE] [--json]  (loss, perplexity, bits per byte on the\n"
+    "          run's validation split or on FILE, every token scored once; recorded as evals\n"
+    "          of run RUN)\n"
+    "  tokenizer train --data FILE --vocab-size N --out DIR [--json]  (byte-level BPE, writes\n"
+    "          DIR/tokenizer.json in the Hugging Face format; use it with --tokenizer bpe:DIR)\n"
+    "  tokenizer encode --tokenizer bpe:DIR|byte --text S | --data FILE\n"
+    "  tokenizer decode --tokenizer bpe:DIR|byte --ids \"ID ID ...\"\n"
     "  models  list | info NAME | count NAME [--detail] [--seq-len N]  [--json]\n"
     "          NAME: a preset, a published architecture, or a preset/config .json file\n"
     "\n"
@@ -83,6 +92,8 @@ int main(int argc, char** argv) {
     if (cmd == "runs") return bl::cli::runs_command(rest);
     if (cmd == "models") return bl::cli::models_command(rest);
     if (cmd == "lora") return bl::cli::lora_command(rest);
+    if (cmd == "eval") return bl::cli::eval_command(rest);
+    if (cmd == "tokenizer") return bl::cli::tokenizer_command(rest);
     std::fprintf(stderr, "blocklab-cli: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const std::exception& e) {

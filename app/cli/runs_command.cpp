@@ -331,8 +331,16 @@ int runs_show(const Args& args) {
   row("dataset",
       r.dataset_path + (r.dataset_size ? " (" + std::to_string(*r.dataset_size) + " bytes)" : ""));
   if (!r.dataset_sha256.empty()) row("dataset sha256", r.dataset_sha256);
-  if (r.tokenizer.is_object() && r.tokenizer.contains("type"))
-    row("tokenizer", cell(r.tokenizer["type"]));
+  if (r.tokenizer.is_object() && r.tokenizer.contains("type")) {
+    // "bpe (vocab 4352, /path/tokenizer.json)": a BPE run names its file.
+    std::string tok = cell(r.tokenizer["type"]);
+    if (r.tokenizer.contains("vocab_size")) {
+      tok += " (vocab " + cell(r.tokenizer["vocab_size"]);
+      const std::string source = r.tokenizer.value("source", std::string());
+      tok += (source.empty() ? "" : ", " + source) + ")";
+    }
+    row("tokenizer", tok);
+  }
   if (r.param_count) row("parameters", std::to_string(*r.param_count));
   row("program",
       "blocklab " + r.program_version + " on " + r.host + " (pid " + std::to_string(r.pid) + ")");
@@ -358,6 +366,15 @@ int runs_show(const Args& args) {
       rows.push_back({"  " + n, std::to_string(st.count), std::to_string(st.last_step),
                       fmt_num(st.final), st.best ? fmt_num(*st.best) : "-",
                       st.best ? std::to_string(st.best_step) : "-"});
+    print_table(rows);
+  }
+  // `blocklab-cli eval` results (the trainer's eval_loss is a metric above too).
+  rows = {{"  STEP", "NAME", "VALUE"}};
+  for (auto& ev : evals)
+    if (ev.name != "eval_loss")
+      rows.push_back({"  " + std::to_string(ev.step + 1), ev.name, fmt_num(ev.value)});
+  if (rows.size() > 1) {
+    std::printf("\nevals:\n");
     print_table(rows);
   }
   std::printf("\ncheckpoints:%s\n", ckpts.empty() ? " none" : "");

@@ -20,7 +20,7 @@ std::set<std::string> run_value_options();
 TrainOverrides train_overrides(const Args& args);
 
 /// A fresh run: --preset NAME | --config FILE, --data FILE, --tokenizer
-/// char|byte, --set field=value (when the command accepts it) and the train
+/// char|byte|bpe:DIR, --set field=value (when the command accepts it) and the train
 /// overrides.
 RunSpec fresh_run_spec(const Args& args);
 

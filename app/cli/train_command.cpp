@@ -187,6 +187,11 @@ int train_command(const std::vector<std::string>& argv) {
   std::printf(", %.0f tok/s, median step %.1f ms, %.1f s\n", sum.tokens_per_sec, sum.median_step_ms,
               sum.elapsed_s);
   if (!sum.message.empty()) std::printf("%s\n", sum.message.c_str());
+  const FlopsReport& fl = run->flops().report();
+  std::printf(
+      "%.4g FLOPs/token, %.4g FLOPs in all, MFU %.1f%% (%.1f of %.1f GFLOP/s measured peak)\n",
+      fl.flops_per_token, fl.total_flops, 100.0 * fl.mfu, fl.achieved_flops_per_sec / 1e9,
+      fl.peak_flops_per_sec / 1e9);
   std::printf("run %lld recorded in %s", (long long)run_id, store.path().c_str());
   if (sum.status == RunStatus::kStopped && saver.last_step())
     std::printf(" (continue with: blocklab-cli train --resume %lld)", (long long)run_id);
@@ -209,7 +214,10 @@ int train_command(const std::vector<std::string>& argv) {
         {"median_step_ms", sum.median_step_ms},
         {"elapsed_s", sum.elapsed_s},
         {"params", sum.params},
-        {"flops_per_token", run->model().flops_per_token(tc.seq_len)},
+        {"flops_per_token", fl.flops_per_token},
+        {"total_flops", fl.total_flops},
+        {"mfu", fl.mfu},
+        {"peak_flops_per_sec", fl.peak_flops_per_sec},
         {"preset", run->plan().record.preset},
         {"seed", tc.seed},
         {"threads", tc.threads},

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "data/bpe_tokenizer.h"
 #include "data/utf8.h"
 
 namespace bl {
@@ -137,7 +138,7 @@ nlohmann::json ByteTokenizer::to_json() const {
 // ---------------------------------------------------------------- factories
 
 std::vector<std::string> tokenizer_names() {
-  return {"char", "byte"};
+  return {"char", "byte", "bpe:DIR"};
 }
 
 std::unique_ptr<Tokenizer> tokenizer_from_json(const nlohmann::json& j) {
@@ -157,9 +158,11 @@ std::unique_ptr<Tokenizer> tokenizer_from_json(const nlohmann::json& j) {
       cps.push_back(char32_t(v.get<uint32_t>()));
     }
     tok = std::make_unique<CharTokenizer>(std::move(cps));
+  } else if (type == "bpe") {
+    tok = std::make_unique<BpeTokenizer>(BpeTokenizer::from_record(j));
   } else {
     throw std::invalid_argument("[tokenizer] unknown tokenizer type \"" + type +
-                                "\" (known: char, byte)");
+                                "\" (known: char, byte, bpe)");
   }
   if (j.contains("vocab_size") &&
       (!j["vocab_size"].is_number_integer() || j["vocab_size"].get<int64_t>() != tok->vocab_size()))
@@ -172,8 +175,14 @@ std::unique_ptr<Tokenizer> tokenizer_from_json(const nlohmann::json& j) {
 std::unique_ptr<Tokenizer> make_tokenizer(std::string_view name, std::string_view corpus) {
   if (name == "char") return std::make_unique<CharTokenizer>(CharTokenizer::from_text(corpus));
   if (name == "byte") return std::make_unique<ByteTokenizer>();
+  if (name.substr(0, 4) == "bpe:") {
+    if (name.size() == 4)
+      throw std::invalid_argument(
+          "[tokenizer] bpe: needs a directory with tokenizer.json (bpe:DIR)");
+    return std::make_unique<BpeTokenizer>(BpeTokenizer::load(std::string(name.substr(4))));
+  }
   throw std::invalid_argument("[tokenizer] unknown tokenizer \"" + std::string(name) +
-                              "\" (known: char, byte)");
+                              "\" (known: char, byte, bpe:DIR)");
 }
 
 }  // namespace bl

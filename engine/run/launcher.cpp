@@ -132,6 +132,10 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
   }
   r->trainer_ = std::make_unique<Trainer>(*r->model_, t, *r->data_);
   if (!plan.trainer_state_from.empty()) load_trainer_state(plan.trainer_state_from, *r->trainer_);
+  // First callback: its end-of-run report is in the summary the logger writes.
+  r->flops_ = std::make_unique<FlopsMeter>(r->model_->flops_per_token(t.seq_len),
+                                           r->trainer_->tokens_per_step());
+  r->trainer_->add_callback(r->flops_.get());
   if (!spec.record) return r;
 
   // The run record names what was trained from the plan alone.
@@ -145,6 +149,7 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
     rec.summary = {{"lora", r->finetune_.summary(plan.adapter)}};
   r->logger_ = std::make_unique<StoreLogger>(*r->store_, rec);
   for (auto& [key, value] : plan.summary_extra.items()) r->logger_->summary_extra()[key] = value;
+  r->flops_->set_sink(&r->logger_->summary_extra());
   if (plan.kind == RunKind::kResume)
     r->logger_->summary_extra()["resumed_from"] = {{"run", plan.parent->id},
                                                    {"step", r->trainer_->step()},

@@ -16,6 +16,7 @@
 #include "core/model.h"
 #include "data/text_dataset.h"
 #include "data/tokenizer.h"
+#include "eval/flops.h"
 #include "lora/adapter_saver.h"
 #include "lora/finetune.h"
 #include "run/run_plan.h"
@@ -44,6 +45,9 @@ class PreparedRun {
   Trainer& trainer() { return *trainer_; }
   StoreLogger& logger() { return *logger_; }
   const CheckpointSaver& checkpoints() const { return *saver_; }
+  /// FLOPs per token; after training also total FLOPs and MFU (eval/flops.h),
+  /// which a recorded run also keeps in its summary.
+  const FlopsMeter& flops() const { return *flops_; }
   /// The fine-tune (counts, quantization, base); nullptr for other runs.
   const Finetune* finetune() const { return plan_.finetune ? &finetune_ : nullptr; }
   /// Where a fine-tune's adapter is saved (known once begin() has run).
@@ -70,6 +74,7 @@ class PreparedRun {
   std::unique_ptr<TextDataset> data_;
   std::unique_ptr<LanguageModel> model_;
   std::unique_ptr<Trainer> trainer_;
+  std::unique_ptr<FlopsMeter> flops_;
   std::unique_ptr<StoreLogger> logger_;
   std::unique_ptr<CheckpointSaver> saver_;
   std::unique_ptr<AdapterSaver> adapter_saver_;

@@ -1,0 +1,150 @@
+// blocklab-cli eval: loss, perplexity and bits per byte of a stored run's
+// newest checkpoint (or a checkpoint directory) on the run's validation split
+// or another text file, every token scored once (eval/lm_eval.h). For a run
+// id the results are recorded in the store's evals table at the
+// checkpoint's step, named "<split>/<metric>".
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "args.h"
+#include "commands.h"
+#include "data/text_dataset.h"
+#include "eval/lm_eval.h"
+#include "io/sha256.h"
+#include "setup.h"
+#include "tensor/gemm.h"
+#include "train/checkpoint.h"
+#include "train/store_logger.h"
+
+namespace bl::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+bool is_run_id(const std::string& s) {
+  const size_t from = !s.empty() && s[0] == '#' ? 1 : 0;
+  if (s.size() <= from) return false;
+  for (size_t i = from; i < s.size(); ++i)
+    if (s[i] < '0' || s[i] > '9') return false;
+  return true;
+}
+
+}  // namespace
+
+int eval_command(const std::vector<std::string>& argv) {
+  Args args(argv, {"run", "data", "batches", "batch-size", "seq-len", "threads", "db"}, {"json"});
+  if (!args.positional().empty())
+    throw UsageError("unexpected argument '" + args.positional()[0] + "'");
+  const auto what = args.get("run");
+  if (!what)
+    throw UsageError(
+        "--run RUN|DIR is required (a run id from 'blocklab-cli runs list' or a "
+        "checkpoint directory)");
+
+  // Which checkpoint, and (for a run id) the run and its store.
+  std::optional<ExperimentStore> store;
+  std::optional<RunRecord> run;
+  std::string dir;
+  if (is_run_id(*what)) {
+    const int64_t id = parse_run_id(*what, "--run");
+    const std::string db = args.get("db").value_or(default_db_path());
+    store.emplace(db);
+    run = store->get_run(id);
+    if (!run) throw std::runtime_error(db + ": no run with id " + std::to_string(id));
+    const auto ck = latest_checkpoint(*store, id);
+    if (!ck)
+      throw std::runtime_error("run " + std::to_string(id) +
+                               " has no checkpoint on disk to evaluate (checkpoints are written "
+                               "every --checkpoint-interval steps and at the end)");
+    verify_checkpoint(ck->path, ck->sha256);
+    dir = ck->path;
+  } else {
+    dir = *what;
+    if (args.get("db")) throw UsageError("--db applies to --run RUN (a run id), not a directory");
+  }
+  const CheckpointInfo info = read_checkpoint_info(dir);
+  std::unique_ptr<Tokenizer> tok;
+  std::unique_ptr<LanguageModel> model;
+  if (!info.finetune.is_null()) {
+    Finetune ft = load_finetune_checkpoint(dir);  // base + adapter
+    tok = std::move(ft.tokenizer);
+    model = std::move(ft.model);
+  } else {
+    tok = tokenizer_from_json(info.tokenizer);
+    model = std::make_unique<LanguageModel>(info.model);
+    load_model_weights(dir, *model);
+  }
+
+  // What to score: another file as a whole, else the run's validation split.
+  std::string data_path, split;
+  std::vector<int32_t> ids;
+  if (auto d = args.get("data")) {
+    data_path = *d;
+    split = "data:" + fs::path(*d).filename().string();
+    ids = tok->encode(read_text_file(*d));
+  } else {
+    if (!run)
+      throw UsageError(
+          "--data FILE is required for a checkpoint directory (its run's dataset "
+          "is only known for --run RUN)");
+    data_path = run->dataset_path;
+    split = "val";
+    const std::string text = read_text_file(data_path);
+    if (!run->dataset_sha256.empty() && sha256_hex(text) != run->dataset_sha256)
+      std::fprintf(stderr, "warning: %s changed since run %lld was recorded (SHA-256 differs)\n",
+                   data_path.c_str(), (long long)run->id);
+    const TextDataset data(text, *tok, info.train.val_fraction);
+    ids.assign(data.val().begin(), data.val().end());
+  }
+
+  const int64_t threads =
+      args.get_int("threads", 1)
+          .value_or(info.train.threads > 0
+                        ? info.train.threads
+                        : int64_t(std::max(1u, std::thread::hardware_concurrency())));
+  set_num_threads(int(threads));
+  const int64_t batch = args.get_int("batch-size", 1).value_or(info.train.batch_size);
+  const int64_t seq_len = args.get_int("seq-len", 1).value_or(info.train.seq_len);
+  if (seq_len > info.model.block.max_seq_len)
+    throw UsageError("--seq-len " + std::to_string(seq_len) + " exceeds the model's max_seq_len " +
+                     std::to_string(info.model.block.max_seq_len));
+  const int64_t max_batches = args.get_int("batches", 1).value_or(0);
+  const LmEvalResult r = evaluate_lm(*model, *tok, ids, batch, seq_len, max_batches);
+
+  std::printf(
+      "%s at step %lld on %s (%s): %lld tokens in %lld windows of %lld, %lld bytes, %.3f "
+      "bytes/token\nloss %.4f nats/token, perplexity %.3f, %.4f bits/byte\n",
+      run ? ("run " + std::to_string(run->id)).c_str() : dir.c_str(), (long long)info.step,
+      data_path.c_str(), split == "val" ? "validation split" : "whole file", (long long)r.tokens,
+      (long long)r.windows, (long long)r.seq_len, (long long)r.bytes, r.bytes_per_token, r.loss,
+      r.perplexity, r.bits_per_byte);
+  const nlohmann::json j = {{"run_id", run ? nlohmann::json(run->id) : nlohmann::json()},
+                            {"checkpoint", dir},
+                            {"step", info.step},
+                            {"data", data_path},
+                            {"split", split},
+                            {"loss", r.loss},
+                            {"perplexity", r.perplexity},
+                            {"bits_per_byte", r.bits_per_byte},
+                            {"bytes_per_token", r.bytes_per_token},
+                            {"tokens", r.tokens},
+                            {"bytes", r.bytes},
+                            {"windows", r.windows},
+                            {"seq_len", r.seq_len},
+                            {"tokenizer", tok->name()}};
+  if (run) {
+    // evals rows hold 0-based step indices (runs show prints step + 1).
+    const int64_t step = std::max<int64_t>(0, info.step - 1);
+    for (const char* k : {"loss", "perplexity", "bits_per_byte", "bytes_per_token", "tokens"})
+      store->log_eval(run->id, step, split + "/" + k, j[k].get<double>());
+    std::printf("recorded as evals of run %lld (%s/...) in %s\n", (long long)run->id, split.c_str(),
+                store->path().c_str());
+  }
+  if (args.flag("json")) std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+
+}  // namespace bl::cli
