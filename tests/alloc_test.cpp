@@ -60,7 +60,8 @@ class AllocCounter : public Callback {
 void expect_no_allocations(const std::string& attention, const std::string& ffn,
                            const std::string& norm, const std::string& position,
                            const std::string& optimizer,
-                           const std::function<void(ModelConfig&)>& tweak = {}) {
+                           const std::function<void(ModelConfig&)>& tweak = {},
+                           Communicator* comm = nullptr) {
   std::string text;
   for (int i = 0; i < 200; ++i)
     text += "all the world's a stage, and all the men and women merely players. ";
@@ -93,6 +94,7 @@ void expect_no_allocations(const std::string& attention, const std::string& ffn,
   Rng rng(1);
   model.init_weights(rng);
   Trainer trainer(model, t, data);
+  trainer.set_communicator(comm);
   AllocCounter counter;
   trainer.add_callback(&counter);
   trainer.train();
@@ -129,6 +131,13 @@ TEST(Allocation, WarmTrainingStepAllocatesNothing) {
     m.block.ssm_state_size = 16;
     m.block.mamba_chunk_size = 16;
   });
+}
+
+// The distributed step (gradients packed into the flat buffer, reduced,
+// unpacked; loss and stop flag reduced) reuses its buffers too.
+TEST(Allocation, WarmDistributedStepAllocatesNothing) {
+  SingleProcessCommunicator one;
+  expect_no_allocations("mha", "standard", "layer_norm", "learned", "adamw", {}, &one);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "distributed.h"
 #include "setup.h"
 
 namespace bl::cli {
@@ -110,73 +111,26 @@ void print_header(PreparedRun& run, int64_t run_id) {
   std::fprintf(stderr, "\n");
 }
 
-}  // namespace
-
-int train_command(const std::vector<std::string>& argv) {
-  // LoRA / QLoRA fine-tuning of a checkpoint: lora_command.cpp (a resume of
-  // one is a resume like any other).
-  const bool has_resume = std::find(argv.begin(), argv.end(), "--resume") != argv.end();
-  for (const std::string& a : argv)
-    for (const char* o : kFinetuneOptions)
-      if (!has_resume && a == "--" + std::string(o)) return lora_train_command(argv);
-  auto value_opts = run_value_options();
-  for (const char* o : {"out", "db", "name", "tag", "resume", "fork", "set", "flush-interval",
-                        "checkpoint-interval", "keep-checkpoints"})
-    value_opts.insert(o);
-  for (const char* o : kFinetuneOptions) value_opts.insert(o);  // rejected by check_resume_options
-  Args args(argv, value_opts, {"json", "quiet", "fresh"});
-  if (!args.positional().empty())
-    throw UsageError("unexpected argument '" + args.positional()[0] + "'");
-  const bool quiet = args.flag("quiet");
-  const auto resume = args.get("resume"), fork = args.get("fork");
-  if (resume && fork) throw UsageError("give --resume or --fork, not both");
-  if (args.flag("fresh") && !fork) throw UsageError("--fresh only applies to --fork");
-
-  RunSpec spec;
-  if (resume) {
-    check_resume_options(args);
-    spec.kind = RunKind::kResume;
-    spec.parent_run_id = parse_run_id(*resume, "--resume");
-    spec.train.max_steps = args.get_int("steps", 1);
-    spec.train.threads = args.get_int("threads", 1);
-    spec.train.eval_interval = args.get_int("eval-interval", 0);
-    fill_store_options(args, spec);
-    // Killed after its final checkpoint: finish it from there instead of training.
-    const nlohmann::json sum = finish_resume_if_done(spec);
-    if (!sum.is_null()) {
-      std::printf(
-          "run %lld had reached its last step before its process ended; marked completed "
-          "from its final checkpoint\n",
-          (long long)*spec.parent_run_id);
-      if (args.flag("json")) std::printf("%s\n", sum.dump().c_str());
-      return 0;
-    }
-  } else if (fork) {
-    if (args.get("preset") || args.get("config"))
-      throw UsageError("--fork takes the configuration of run " + *fork +
-                       "; change it with --set field=value instead of --preset/--config");
-    spec = fresh_run_spec(args);
-    spec.kind = RunKind::kFork;
-    spec.parent_run_id = parse_run_id(*fork, "--fork");
-    spec.fresh_weights = args.flag("fresh");
-  } else {
-    spec = fresh_run_spec(args);
-  }
-  fill_store_options(args, spec);
-  std::unique_ptr<PreparedRun> run = launch_run(spec);
-  if (resume && run->finetune()) {
-    if (args.get("out"))
-      throw UsageError("--out does not apply to a LoRA run (its adapter goes to " +
-                       run->adapter_path() + ")");
-    return run_finetune(*run, args);
-  }
+/// Trains a launched run and prints its outcome (rank 0 of a distributed run
+/// only; the other ranks train silently).
+int train_and_report(PreparedRun& prepared, const Args& args, Communicator* comm) {
+  PreparedRun* run = &prepared;
+  const bool rank0 = !comm || comm->rank() == 0;
+  const bool quiet = args.flag("quiet") || !rank0;
   print_notes(*run, quiet);
   const TrainConfig& tc = run->preset().train;
   const int64_t run_id = run->begin();
   if (!quiet) print_header(*run, run_id);
+  if (!quiet && comm)
+    std::fprintf(stderr, "data-parallel over %d ranks (%s), %lld rows each per micro-batch\n",
+                 comm->size(), comm->name().c_str(), (long long)(tc.batch_size / comm->size()));
   ProgressPrinter progress(tc.max_steps, tc.log_interval, quiet);
   run->add_callback(progress);
+  AllreduceTimes allreduce(tc.max_steps);
+  if (comm) run->add_callback(allreduce);
   const TrainSummary sum = train_with_signals(*run);
+  if (!rank0)
+    return sum.status == RunStatus::kCompleted || sum.status == RunStatus::kStopped ? 0 : 3;
 
   ExperimentStore& store = run->store();
   StoreLogger& logger = run->logger();
@@ -226,12 +180,118 @@ int train_command(const std::vector<std::string>& argv) {
         {"parent_run_id", parent ? nlohmann::json(parent->id) : nlohmann::json()},
         {"checkpoint",
          saver.last_dir().empty() ? nlohmann::json() : nlohmann::json(saver.last_dir())},
+        {"world_size", comm ? comm->size() : 1},
+        {"allreduce_ms_median", allreduce.median_ms()},
         {"logging_overhead_pct",
          logger.step_time_ms() > 0 ? 100.0 * logger.overhead_ms() / logger.step_time_ms() : 0.0}};
     std::printf("%s\n", j.dump().c_str());
   }
   std::fflush(stdout);
   return sum.status == RunStatus::kCompleted || sum.status == RunStatus::kStopped ? 0 : 3;
+}
+
+/// `mpirun -np N blocklab-cli train ... --distributed`, on every rank.
+int distributed_train(const RunSpec& spec, Communicator& comm, const Args& args) {
+  std::unique_ptr<PreparedRun> run;
+  try {
+    run = launch_on_ranks(spec, comm);
+  } catch (const RankExit& e) {
+    return e.code;  // rank 0 says why
+  } catch (const std::exception& e) {
+    if (comm.rank() == 0) throw;  // before any rank waits on it: reported like any error
+    std::fprintf(stderr, "blocklab-cli train: error on rank %d (%s): %s\n", comm.rank(),
+                 this_host_name().c_str(), e.what());
+    comm.abort(1);  // rank 0 is waiting in a collective
+  }
+  try {
+    return train_and_report(*run, args, &comm);
+  } catch (const std::exception& e) {
+    // The other ranks would wait in the next all-reduce forever. Rank 0's run
+    // recorded the failure before the error reached here.
+    std::fprintf(stderr, "blocklab-cli train: error on rank %d (%s): %s\n", comm.rank(),
+                 this_host_name().c_str(), e.what());
+    comm.abort(comm.rank() == 0 && dynamic_cast<const UsageError*>(&e) ? 2 : 1);
+  }
+  return 1;  // not reached (abort ends the process): for the compiler
+}
+
+}  // namespace
+
+int train_command(const std::vector<std::string>& argv) {
+  // LoRA / QLoRA fine-tuning of a checkpoint: lora_command.cpp (a resume of
+  // one is a resume like any other).
+  const bool has_resume = std::find(argv.begin(), argv.end(), "--resume") != argv.end();
+  const bool distributed = std::find(argv.begin(), argv.end(), "--distributed") != argv.end();
+  for (const std::string& a : argv)
+    for (const char* o : kFinetuneOptions)
+      if (!has_resume && a == "--" + std::string(o)) {
+        if (distributed)
+          throw UsageError(
+              "--distributed trains whole models; a LoRA fine-tune runs in one process");
+        return lora_train_command(argv);
+      }
+  auto value_opts = run_value_options();
+  for (const char* o : {"out", "db", "name", "tag", "resume", "fork", "set", "flush-interval",
+                        "checkpoint-interval", "keep-checkpoints"})
+    value_opts.insert(o);
+  for (const char* o : kFinetuneOptions) value_opts.insert(o);  // rejected by check_resume_options
+  Args args(argv, value_opts, {"json", "quiet", "fresh", "distributed"});
+  if (!args.positional().empty())
+    throw UsageError("unexpected argument '" + args.positional()[0] + "'");
+  const auto resume = args.get("resume"), fork = args.get("fork");
+  if (resume && fork) throw UsageError("give --resume or --fork, not both");
+  if (args.flag("fresh") && !fork) throw UsageError("--fresh only applies to --fork");
+  // Data-parallel over MPI ranks: every rank runs this same command line.
+  std::unique_ptr<Communicator> comm;
+  DistributedSpec ranks;
+  if (distributed) {
+    comm = make_mpi_communicator();
+    ranks.world_size = comm->size();
+    ranks.hosts = comm->hosts();
+  }
+
+  RunSpec spec;
+  if (resume) {
+    check_resume_options(args);
+    spec.kind = RunKind::kResume;
+    spec.parent_run_id = parse_run_id(*resume, "--resume");
+    spec.train.max_steps = args.get_int("steps", 1);
+    spec.train.threads = args.get_int("threads", 1);
+    spec.train.eval_interval = args.get_int("eval-interval", 0);
+    fill_store_options(args, spec);
+    // Killed after its final checkpoint: finish it from there instead of
+    // training (in one process: over ranks, only rank 0 could see it).
+    const nlohmann::json sum = comm ? nlohmann::json() : finish_resume_if_done(spec);
+    if (!sum.is_null()) {
+      std::printf(
+          "run %lld had reached its last step before its process ended; marked completed "
+          "from its final checkpoint\n",
+          (long long)*spec.parent_run_id);
+      if (args.flag("json")) std::printf("%s\n", sum.dump().c_str());
+      return 0;
+    }
+  } else if (fork) {
+    if (args.get("preset") || args.get("config"))
+      throw UsageError("--fork takes the configuration of run " + *fork +
+                       "; change it with --set field=value instead of --preset/--config");
+    spec = fresh_run_spec(args);
+    spec.kind = RunKind::kFork;
+    spec.parent_run_id = parse_run_id(*fork, "--fork");
+    spec.fresh_weights = args.flag("fresh");
+  } else {
+    spec = fresh_run_spec(args);
+  }
+  fill_store_options(args, spec);
+  spec.distributed = ranks;
+  if (comm) return distributed_train(spec, *comm, args);
+  std::unique_ptr<PreparedRun> run = launch_run(spec);
+  if (resume && run->finetune()) {
+    if (args.get("out"))
+      throw UsageError("--out does not apply to a LoRA run (its adapter goes to " +
+                       run->adapter_path() + ")");
+    return run_finetune(*run, args);
+  }
+  return train_and_report(*run, args, nullptr);
 }
 
 }  // namespace bl::cli

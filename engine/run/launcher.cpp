@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "dist/flat_buffer.h"
 #include "io/sha256.h"
 #include "tensor/rng.h"
 
@@ -140,6 +141,11 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
 
   // The run record names what was trained from the plan alone.
   RunRecord rec = plan.record;
+  if (spec.distributed.world_size > 1) {
+    rec.machine = this_machine_json();  // threads: of each rank
+    rec.machine["distributed"] = {{"world_size", spec.distributed.world_size},
+                                  {"hosts", spec.distributed.hosts}};
+  }
   const DatasetFingerprint fp = fingerprint_dataset(plan.data_path);
   rec.dataset_path = fp.path;
   rec.dataset_size = fp.size;
@@ -173,13 +179,59 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
     // Every checkpoint interval and at the end: a killed fine-tune keeps its last adapter.
     const RunPlan* p = &r->plan_;
     // PEFT's base_model_name_or_path: the base checkpoint, a directory that loads.
-    r->adapter_saver_ =
-        std::make_unique<AdapterSaver>([p] { return p->adapter; }, t.checkpoint_interval, nullptr,
-                                       std::filesystem::absolute(plan.finetune->base_checkpoint).string());
+    r->adapter_saver_ = std::make_unique<AdapterSaver>(
+        [p] { return p->adapter; }, t.checkpoint_interval, nullptr,
+        std::filesystem::absolute(plan.finetune->base_checkpoint).string());
     r->trainer_->add_callback(r->adapter_saver_.get());
   }
   r->trainer_->add_callback(r->logger_.get());
   return r;
+}
+
+nlohmann::json PreparedRun::rank_spec() const {
+  return {{"preset", preset_to_json(plan_.preset)},
+          {"data", plan_.data_path},
+          {"tokenizer", tokenizer_->name()},
+          {"tokenizer_json", tokenizer_->to_json()},
+          {"trainer_state_from", plan_.trainer_state_from}};
+}
+
+std::unique_ptr<PreparedRun> launch_rank(const nlohmann::json& rank_spec,
+                                         const DistributedSpec& distributed) {
+  RunSpec spec;
+  spec.config = preset_from_json(rank_spec.at("preset"));  // resolved: no overrides to apply
+  spec.data_path = rank_spec.at("data").get<std::string>();
+  spec.tokenizer = rank_spec.at("tokenizer").get<std::string>();
+  spec.record = false;
+  spec.distributed = distributed;
+  std::unique_ptr<PreparedRun> r = launch_run(spec);
+  if (r->tokenizer().to_json() != rank_spec.at("tokenizer_json"))
+    throw std::runtime_error(
+        spec.data_path + " on " + this_host_name() +
+        " gives another vocabulary than on rank 0's host: every rank must read the same data "
+        "file (a shared path, or identical copies)");
+  const std::string state = rank_spec.at("trainer_state_from").get<std::string>();
+  // Weights come from rank 0 (distribute); the optimizer state is too large
+  // to send at start-up for nothing: it is in the checkpoint.
+  if (!state.empty()) load_trainer_state(state, r->trainer());
+  return r;
+}
+
+void PreparedRun::distribute(Communicator& comm) {
+  trainer_->set_communicator(&comm);
+  // One broadcast of every weight. A fresh run's seeded initialisation is the
+  // same on every rank already, but a fork's weights come from rank 0's
+  // checkpoint, and this makes any difference (another host's libm) harmless.
+  FlatBuffer weights(model_->parameters(), FlatBuffer::Field::kValue);
+  weights.gather();
+  comm.broadcast(weights.data(), weights.size() * int64_t(sizeof(float)), 0);
+  weights.scatter();
+  int64_t step = trainer_->step();
+  comm.broadcast(&step, sizeof step, 0);
+  if (step != trainer_->step())
+    throw std::runtime_error("rank " + std::to_string(comm.rank()) + " continues from step " +
+                             std::to_string(trainer_->step()) + ", rank 0 from step " +
+                             std::to_string(step));
 }
 
 nlohmann::json finish_resume_if_done(const RunSpec& spec) {

@@ -16,6 +16,7 @@
 #include "core/model.h"
 #include "data/text_dataset.h"
 #include "data/tokenizer.h"
+#include "dist/communicator.h"
 #include "eval/flops.h"
 #include "lora/adapter_saver.h"
 #include "lora/finetune.h"
@@ -63,6 +64,16 @@ class PreparedRun {
   /// failure before it propagates.
   TrainSummary train();
 
+  /// Data parallelism over processes. What the other ranks need to build this
+  /// (rank 0's) run: the resolved config, data path, tokenizer and, for a
+  /// resume, the checkpoint whose trainer state they load (launch_rank).
+  nlohmann::json rank_spec() const;
+  /// Every rank, after launching: the trainer sums gradients over `comm`'s
+  /// ranks from now on, and rank 0's weights are copied to every rank (a fork
+  /// or a differently initialised rank starts from the same weights).
+  /// Collective: every rank calls it. `comm` must outlive the run.
+  void distribute(Communicator& comm);
+
  private:
   friend std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec);
   PreparedRun() = default;
@@ -84,6 +95,14 @@ class PreparedRun {
 /// run, then builds it. Throws what plan_run throws, and std::runtime_error
 /// naming the file or run for data, tokenizer or checkpoint problems.
 std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec);
+
+/// The run of rank 0's rank_spec() on another rank: unrecorded (only rank 0
+/// writes the store and checkpoints), the same config, data and tokenizer (a
+/// data file that differs on this host is named), and for a resume the same
+/// optimizer, step and data position, loaded from the checkpoint (on a shared
+/// path across hosts). Follow with distribute().
+std::unique_ptr<PreparedRun> launch_rank(const nlohmann::json& rank_spec,
+                                         const DistributedSpec& distributed);
 
 /// Directory a fine-tune's adapter goes to when no path was given.
 std::string run_adapter_dir(const std::string& db_path, int64_t run_id);

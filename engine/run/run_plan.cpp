@@ -102,7 +102,34 @@ void plan_fresh(const RunSpec& spec, RunPlan& plan) {
                                                    : plan.preset.model.name;
 }
 
+/// Rank count a run was trained with (machine JSON "distributed"; 1 without).
+int recorded_world_size(const RunRecord& run) {
+  const nlohmann::json& m = run.machine;
+  if (!m.is_object() || !m.contains("distributed") || !m["distributed"].is_object()) return 1;
+  const nlohmann::json& n = m["distributed"]["world_size"];
+  return n.is_number_integer() ? n.get<int>() : 1;
+}
+
+/// The reduction over N ranks sums gradients in another order than over M:
+/// a resume reproduces the run only at the rank count it was trained with.
+void check_resume_world_size(const RunSpec& spec, const RunRecord& run) {
+  const int was = recorded_world_size(run), now = spec.distributed.world_size;
+  if (was == now) return;
+  auto how = [&](int n) {
+    return n > 1 ? "mpirun -np " + std::to_string(n) + " blocklab-cli train --resume " +
+                       run_str(run.id) + " --distributed"
+                 : "blocklab-cli train --resume " + run_str(run.id) + " (without mpirun)";
+  };
+  throw RunSpecError("run " + run_str(run.id) + " was trained " +
+                     (was > 1 ? "data-parallel over " + std::to_string(was) + " MPI ranks"
+                              : std::string("in one process")) +
+                     ", and a resume continues it only with the same rank count (this one has " +
+                     std::to_string(now) + "): " + how(was) +
+                     "; fork it (--fork) to continue with another");
+}
+
 void plan_resume(const RunSpec& spec, ExperimentStore& store, const RunRecord& run, RunPlan& plan) {
+  check_resume_world_size(spec, run);
   const CheckpointRecord ck = checkpoint_to_resume(store, run);
   const CheckpointInfo info = read_checkpoint_info(ck.path);
   if (!info.finetune.is_null())
@@ -278,6 +305,8 @@ CheckpointRecord checkpoint_to_resume(ExperimentStore& store, const RunRecord& r
 RunPlan plan_run(const RunSpec& spec, ExperimentStore* store) {
   RunPlan plan;
   plan.kind = spec.kind;
+  const int ranks = spec.distributed.world_size;
+  if (ranks < 1) throw RunSpecError("the number of ranks must be at least 1");
   plan.keep_checkpoints = spec.keep_checkpoints;
   switch (spec.kind) {
     case RunKind::kFresh:
@@ -319,7 +348,13 @@ RunPlan plan_run(const RunSpec& spec, ExperimentStore* store) {
   if (spec.kind != RunKind::kResume && spec.checkpoint_interval)
     plan.preset.train.checkpoint_interval = *spec.checkpoint_interval;
   for (const std::string& t : spec.tags) plan.record.tags.push_back(t);
+  if (ranks > 1 && plan.finetune)
+    throw RunSpecError("--distributed trains whole models; a LoRA fine-tune runs in one process");
   check_config(plan.preset, trainable);
+  if (plan.preset.train.batch_size % ranks != 0)
+    throw ConfigError("train.batch_size (" + std::to_string(plan.preset.train.batch_size) +
+                      ") must be divisible by the number of MPI ranks (" + std::to_string(ranks) +
+                      "): each rank trains on an equal share of every batch");
   check_text_file(plan.data_path);  // stat only: a FIFO is never opened
   return plan;
 }

@@ -45,6 +45,14 @@ struct FinetuneOptions {
   std::optional<TrainConfig> train_config;
 };
 
+/// Data-parallel training over processes (`mpirun -np N blocklab-cli train
+/// --distributed`): the rank count and every rank's host, recorded with the
+/// run (machine JSON "distributed"). A resume must use the same rank count.
+struct DistributedSpec {
+  int world_size = 1;  // 1: this process alone
+  std::vector<std::string> hosts;
+};
+
 /// A run description that cannot be launched as given (a malformed assignment,
 /// options that contradict each other or the run kind). The CLI reports it as
 /// a usage error; config rule violations are ConfigError instead.
@@ -70,7 +78,9 @@ struct RunSpec {
   bool fresh_weights = false;            // fork: newly initialised weights
   FinetuneOptions finetune;              // kind == kFinetune
 
-  bool record = true;   // false: no store, run row or savers (benchmarks; fresh runs only)
+  bool record =
+      true;  // false: no store, run row or savers (benchmarks, ranks > 0; fresh runs only)
+  DistributedSpec distributed;
   std::string db_path;  // "" = default_db_path()
   StoreOptions store;
   std::optional<int64_t> checkpoint_interval;

@@ -91,6 +91,10 @@ struct StringHash {
 
 }  // namespace
 
+nlohmann::json this_machine_json() {
+  return machine_json();
+}
+
 const char* run_status_name(RunStatus s) {
   for (size_t i = 0; i < std::size(kStatuses); ++i)
     if (kStatuses[i] == s) return kStatusNames[i];

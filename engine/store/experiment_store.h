@@ -58,6 +58,10 @@ std::optional<RunStatus> parse_run_status(std::string_view s);
 /// $HOME/.local/share/blocklab/experiments.db (empty variables count as unset).
 std::string default_db_path();
 
+/// What this process runs on ({"cpu", "kernel_isa", "blas", "threads"}):
+/// RunRecord::machine when left empty.
+nlohmann::json this_machine_json();
+
 /// One row of `runs` (plus its tags). Fields marked "auto" are filled by
 /// create_run when left at their default.
 struct RunRecord {

@@ -75,6 +75,28 @@ Trainer::Trainer(LanguageModel& model, const TrainConfig& cfg, const TextDataset
   model_.dropout_rng().seed_with(uint64_t(cfg_.seed) ^ 0x5eedd509ULL);
 }
 
+void Trainer::set_communicator(Communicator* comm) {
+  comm_ = comm;
+  flat_grads_.reset();
+  eval_losses_.clear();
+  if (!comm_) return;
+  const int n = comm_->size();
+  if (cfg_.batch_size % n != 0)
+    throw std::invalid_argument("train.batch_size (" + std::to_string(cfg_.batch_size) +
+                                ") must be divisible by the number of ranks (" + std::to_string(n) +
+                                "): each rank trains on an equal share of every batch");
+  // The same condition as thread replicas: a rank's forward must not depend on
+  // the other ranks' rows (MoE load statistics, dropout masks drawn in batch
+  // order, auxiliary losses over the whole batch).
+  if (n > 1 && !model_.data_parallel_safe())
+    throw std::invalid_argument(
+        "model '" + model_.config().name +
+        "' cannot be trained data-parallel over ranks (dropout, MoE routing or MTP heads make "
+        "a rank's share of the batch depend on the others); train it in one process");
+  flat_grads_ = std::make_unique<FlatBuffer>(params_, FlatBuffer::Field::kGrad);
+  eval_losses_.assign(size_t(eval_.n_batches), 0.0);
+}
+
 void Trainer::request_stop(const std::string& reason) {
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -112,6 +134,22 @@ double Trainer::evaluate() {
   Graph& g = current_graph();
   const Shape s{eval_.batch_size, eval_.seq_len};
   double total = 0;
+  if (comm_) {
+    // Batch i on rank i % N; the per-batch losses (zeros elsewhere, so their
+    // sum over ranks is exact) are then added in batch order as below: the
+    // same value a single process computes from the same weights.
+    const int n = comm_->size(), me = comm_->rank();
+    for (int64_t i = 0; i < eval_.n_batches; ++i) {
+      eval_losses_[size_t(i)] = 0.0;
+      if (i % n != me) continue;
+      model_.loss(Tokens{eval_.x_batch(i), s}, Tokens{eval_.y_batch(i), s}, false);
+      eval_losses_[size_t(i)] = model_.lm_loss();
+      g.clear();
+    }
+    comm_->allreduce_sum(eval_losses_.data(), eval_.n_batches);
+    for (double v : eval_losses_) total += v;
+    return eval_.n_batches > 0 ? total / double(eval_.n_batches) : 0.0;
+  }
   for (int64_t i = 0; i < eval_.n_batches; ++i) {
     model_.loss(Tokens{eval_.x_batch(i), s}, Tokens{eval_.y_batch(i), s}, false);
     total += model_.lm_loss();
@@ -120,28 +158,36 @@ double Trainer::evaluate() {
   return eval_.n_batches > 0 ? total / double(eval_.n_batches) : 0.0;
 }
 
+void Trainer::add_extra(const std::string& name, double v) {
+  auto& extra = metrics_.extra;
+  for (size_t i = 0; i < extra.size(); ++i)
+    if (extra[i].first == name) {
+      extra[i].second += v;
+      aux_seen_[i] = 1;
+      return;
+    }
+  extra.emplace_back(name, v);  // first time only: later steps reuse the entry
+  aux_seen_.push_back(1);
+}
+
 void Trainer::accumulate_aux(double w) {
-  auto add = [&](const std::string& name, double v) {
-    auto& extra = metrics_.extra;
-    for (size_t i = 0; i < extra.size(); ++i)
-      if (extra[i].first == name) {
-        extra[i].second += v;
-        aux_seen_[i] = 1;
-        return;
-      }
-    extra.emplace_back(name, v);  // first time only: later steps reuse the entry
-    aux_seen_.push_back(1);
-  };
   const AuxOutputs& aux = aux_outputs();
-  for (const AuxOutputs::Loss& l : aux.losses()) add(l.name, w * double(l.value.item()));
-  for (const AuxOutputs::Metric& mt : aux.metrics()) add(mt.name, w * mt.value);
+  for (const AuxOutputs::Loss& l : aux.losses()) add_extra(l.name, w * double(l.value.item()));
+  for (const AuxOutputs::Metric& mt : aux.metrics()) add_extra(mt.name, w * mt.value);
 }
 
 StepMetrics& Trainer::train_step() {
   const auto t0 = Clock::now();
   Graph& g = current_graph();
-  const Shape s{cfg_.batch_size, cfg_.seq_len};
+  // Over ranks, this process trains on its share of every (global) batch, and
+  // each share's mean loss gets weight 1 / world_size: the sum over ranks is
+  // the batch mean.
+  const int ranks = world_size();
+  const int64_t rows = cfg_.batch_size / ranks;
+  const int64_t off = comm_ ? int64_t(comm_->rank()) * rows * cfg_.seq_len : 0;
+  const Shape s{rows, cfg_.seq_len};
   const int64_t accum = cfg_.grad_accumulation_steps;
+  const float grad_scale = 1.0f / float(accum * ranks);
   for (Parameter* p : params_) p->zero_grad();
   double loss_sum = 0;
   // One StepMetrics lives across steps so its named aux entries keep their
@@ -153,16 +199,17 @@ StepMetrics& Trainer::train_step() {
   for (int64_t micro = 0; micro < accum; ++micro) {
     sampler_.next(x_.data(), y_.data());
     if (replicas_ > 1) {
-      loss_sum += data_parallel_micro_step(1.0f / float(accum));
+      loss_sum += data_parallel_micro_step(grad_scale, rows, off);
       continue;
     }
-    Tensor loss = model_.loss(Tokens{x_.data(), s}, Tokens{y_.data(), s}, true);
+    Tensor loss = model_.loss(Tokens{x_.data() + off, s}, Tokens{y_.data() + off, s}, true);
     loss_sum += model_.lm_loss();
     accumulate_aux(1.0 / double(accum));
-    g.backward(loss, 1.0f / float(accum));  // mean over micro-batches
+    g.backward(loss, grad_scale);  // mean over micro-batches (and ranks)
     g.clear();
   }
   if (replicas_ > 1) reduce_replica_grads();
+  if (comm_) loss_sum = reduce_across_ranks(loss_sum);
   size_t kept = 0;
   for (size_t i = 0; i < m.extra.size(); ++i)
     if (aux_seen_[i]) std::swap(m.extra[kept++], m.extra[i]);
@@ -170,6 +217,7 @@ StepMetrics& Trainer::train_step() {
   m.step = step_;
   m.loss = loss_sum / double(accum);
   m.learning_rate = schedule_.lr_at(step_);
+  // Of the gradient summed over ranks: every rank clips (and steps) alike.
   m.grad_norm = clipper_.clip(cfg_.max_grad_norm);  // max_grad_norm 0: norm only
   if (std::isfinite(m.loss) && std::isfinite(m.grad_norm)) {
     optimizer_->step(float(m.learning_rate));
@@ -182,10 +230,10 @@ StepMetrics& Trainer::train_step() {
   return m;
 }
 
-double Trainer::data_parallel_micro_step(float grad_scale) {
+double Trainer::data_parallel_micro_step(float grad_scale, int64_t batch_rows, int64_t offset) {
   constexpr int kMaxReplicas = 64;
   const int R = replicas_;
-  const int64_t rows = cfg_.batch_size / R, T = cfg_.seq_len;
+  const int64_t rows = batch_rows / R, T = cfg_.seq_len;
   double losses[kMaxReplicas];
   std::exception_ptr errors[kMaxReplicas];
 #pragma omp parallel num_threads(R)
@@ -196,7 +244,7 @@ double Trainer::data_parallel_micro_step(float grad_scale) {
     Graph& g = current_graph();  // per thread
     try {
       const Shape s{rows, T};
-      const int64_t off = int64_t(r) * rows * T;
+      const int64_t off = offset + int64_t(r) * rows * T;
       Tensor loss = model_.loss(Tokens{x_.data() + off, s}, Tokens{y_.data() + off, s}, true);
       losses[r] = double(loss.item());          // no aux losses in data-parallel-safe models
       g.backward(loss, grad_scale / float(R));  // equal rows: the batch mean
@@ -224,6 +272,25 @@ void Trainer::reduce_replica_grads() {
   });
 }
 
+double Trainer::reduce_across_ranks(double local_loss_sum) {
+  const auto t0 = Clock::now();
+  flat_grads_->gather();
+  comm_->allreduce_sum(flat_grads_->data(), flat_grads_->size());
+  flat_grads_->scatter();
+  // The step's gradient all-reduce (with packing, and any wait for a slower
+  // rank), recorded per step to show what data parallelism costs.
+  add_extra("allreduce_ms", seconds_since(t0) * 1000.0);
+  // Loss and stop flag: every rank must leave the loop after the same step,
+  // or the others would wait in the next step's all-reduce forever.
+  double v[2] = {local_loss_sum, stop_ ? 1.0 : 0.0};
+  comm_->allreduce_sum(v, 2);
+  if (v[1] > 0) {
+    stop_agreed_ = true;
+    request_stop("stop requested on another rank");  // keeps this rank's own reason if it has one
+  }
+  return v[0] / double(comm_->size());
+}
+
 TrainSummary Trainer::train() {
   TrainSummary sum;
   sum.params = model_.num_parameters();
@@ -235,10 +302,10 @@ TrainSummary Trainer::train() {
   // waits at a barrier and small GEMMs are not split (measured faster than
   // spreading every op over the threads). Same data and update; the sums run
   // in another order, so losses differ from a 1-thread run in the last bits.
-  replicas_ =
-      threads > 1 && threads <= 64 && cfg_.batch_size % threads == 0 && model_.data_parallel_safe()
-          ? threads
-          : 1;
+  const int64_t rows = cfg_.batch_size / world_size();  // this process's share
+  replicas_ = threads > 1 && threads <= 64 && rows % threads == 0 && model_.data_parallel_safe()
+                  ? threads
+                  : 1;
   for (Parameter* p : params_) p->set_replicas(replicas_);
   tokens_seen_ = step_ * tokens_per_step();
   const auto start = Clock::now();
@@ -248,7 +315,8 @@ TrainSummary Trainer::train() {
   times.reserve(losses.capacity());
   bool evaluated_last = false;
   while (step_ < cfg_.max_steps) {
-    if (!wait_turn()) break;
+    // Over ranks, a stop is agreed in the step's reduction (reduce_across_ranks).
+    if (comm_ ? stop_agreed_ : !wait_turn()) break;
     StepMetrics& m = train_step();
     m.wall_time_s = seconds_since(start);
     losses.push_back(m.loss);

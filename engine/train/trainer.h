@@ -13,6 +13,8 @@
 
 #include "core/model.h"
 #include "data/text_dataset.h"
+#include "dist/communicator.h"
+#include "dist/flat_buffer.h"
 #include "train/callbacks.h"
 #include "train/grad_clip.h"
 #include "train/metrics.h"
@@ -29,6 +31,16 @@ class Trainer {
   Trainer(LanguageModel& model, const TrainConfig& cfg, const TextDataset& data);
 
   void add_callback(Callback* cb) { callbacks_.push_back(cb); }
+  /// Data parallelism over processes (null: this process alone, the default).
+  /// Every rank draws the same global batch and trains on its rows
+  /// [rank * B/N, (rank + 1) * B/N); gradients are summed over ranks in one
+  /// collective on a flat buffer before clipping, so every rank takes the same
+  /// optimizer step and the curve equals a 1-process run with the same batch up
+  /// to float reassociation. Evaluation is split over ranks by batch. A stop
+  /// requested on any rank ends every rank after the same step. Throws
+  /// std::invalid_argument when batch_size is not divisible by the rank count
+  /// or the model is not data_parallel_safe(). Call before train().
+  void set_communicator(Communicator* comm);
   /// Runs from step() to max_steps, or until stopped or diverged.
   TrainSummary train();
   /// Mean loss over the fixed validation batches.
@@ -61,14 +73,20 @@ class Trainer {
   /// Blocks while paused; false if a stop was requested.
   bool wait_turn();
   StepMetrics& train_step();
-  /// One micro-batch split over replicas_ threads, each running its own
-  /// forward/backward single-threaded on batch_size / replicas_ rows; returns
+  /// This process's batch_rows rows of the micro-batch, from token `offset`,
+  /// split over replicas_ threads, each running its own forward/backward
+  /// single-threaded on batch_rows / replicas_ rows; returns
   /// the micro-batch's mean loss. Gradients land in the replicas' buffers.
-  double data_parallel_micro_step(float grad_scale);
+  double data_parallel_micro_step(float grad_scale, int64_t batch_rows, int64_t offset);
   /// Adds every replica's gradient into replica 0's (the parameters' own).
   void reduce_replica_grads();
+  /// Sums gradients, the step's loss and the stop flag over ranks.
+  double reduce_across_ranks(double local_loss_sum);
+  int world_size() const { return comm_ ? comm_->size() : 1; }
   /// Adds w * (this micro-batch's aux losses and metrics) into metrics_.extra, by name.
   void accumulate_aux(double w);
+  /// Adds v to metrics_.extra's entry `name` (created the first time).
+  void add_extra(const std::string& name, double v);
   StepMetrics metrics_;         // reused every step (see train_step)
   std::vector<char> aux_seen_;  // per metrics_.extra entry: emitted this step
 
@@ -87,6 +105,11 @@ class Trainer {
   // Data-parallel replicas (threads), chosen in train(): 1 = every op spreads
   // over the threads instead.
   int replicas_ = 1;
+  // Data parallelism over processes (set_communicator).
+  Communicator* comm_ = nullptr;
+  std::unique_ptr<FlatBuffer> flat_grads_;
+  std::vector<double> eval_losses_;  // per validation batch, summed over ranks
+  bool stop_agreed_ = false;         // some rank asked to stop: all stop after this step
 
   std::atomic<bool> stop_{false};
   std::atomic<bool> paused_{false};
