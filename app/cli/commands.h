@@ -19,6 +19,12 @@ int runs_command(const std::vector<std::string>& argv);
 /// models list | info NAME | count NAME [--detail] (registry, presets, architectures).
 int models_command(const std::vector<std::string>& argv);
 
+/// sweep SPEC [--workers N | --slurm ...] (sweep_command.cpp), and its hidden
+/// helpers: one local worker process, one Slurm array task.
+int sweep_command(const std::vector<std::string>& argv);
+int sweep_worker_command(const std::vector<std::string>& argv);
+int sweep_task_command(const std::vector<std::string>& argv);
+
 /// lora merge | export | sample (app/cli/lora_command.cpp).
 int lora_command(const std::vector<std::string>& argv);
 /// train --init-from CKPT --lora rank=..,alpha=..,targets=.. [--quantize ...] (LoRA / QLoRA

@@ -141,6 +141,12 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
   rec.dataset_size = fp.size;
   rec.dataset_sha256 = fp.sha256;
   rec.tokenizer = r->tokenizer_->to_json();
+  rec.sweep_id = spec.sweep_id;
+  rec.sweep_trial = spec.sweep_trial;
+  if (plan.kind == RunKind::kResume && !spec.sweep_id && plan.parent) {
+    rec.sweep_id = plan.parent->sweep_id;  // a resumed trial stays in its sweep
+    rec.sweep_trial = plan.parent->sweep_trial;
+  }
   if (plan.finetune && !plan.adapter.empty())
     rec.summary = {{"lora", r->finetune_.summary(plan.adapter)}};
   r->logger_ = std::make_unique<StoreLogger>(*r->store_, rec);
@@ -168,9 +174,9 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
     // Every checkpoint interval and at the end: a killed fine-tune keeps its last adapter.
     const RunPlan* p = &r->plan_;
     // PEFT's base_model_name_or_path: the base checkpoint, a directory that loads.
-    r->adapter_saver_ =
-        std::make_unique<AdapterSaver>([p] { return p->adapter; }, t.checkpoint_interval, nullptr,
-                                       std::filesystem::absolute(plan.finetune->base_checkpoint).string());
+    r->adapter_saver_ = std::make_unique<AdapterSaver>(
+        [p] { return p->adapter; }, t.checkpoint_interval, nullptr,
+        std::filesystem::absolute(plan.finetune->base_checkpoint).string());
     r->trainer_->add_callback(r->adapter_saver_.get());
   }
   r->trainer_->add_callback(r->logger_.get());
