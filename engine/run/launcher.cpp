@@ -174,9 +174,9 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
     // Every checkpoint interval and at the end: a killed fine-tune keeps its last adapter.
     const RunPlan* p = &r->plan_;
     // PEFT's base_model_name_or_path: the base checkpoint, a directory that loads.
-    r->adapter_saver_ = std::make_unique<AdapterSaver>(
-        [p] { return p->adapter; }, t.checkpoint_interval, nullptr,
-        std::filesystem::absolute(plan.finetune->base_checkpoint).string());
+    r->adapter_saver_ =
+        std::make_unique<AdapterSaver>([p] { return p->adapter; }, t.checkpoint_interval, nullptr,
+                                       std::filesystem::absolute(plan.finetune->base_checkpoint).string());
     r->trainer_->add_callback(r->adapter_saver_.get());
   }
   r->trainer_->add_callback(r->logger_.get());
