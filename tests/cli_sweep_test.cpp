@@ -153,11 +153,12 @@ TEST_F(CliSweep, KilledSweepContinuesWithTheTrialsNotCompleted) {
   // Trial 1 is long and checkpoints often: it is killed midway and resumed
   // from its checkpoint; trials 0 and 2 are short.
   json cfg = tiny_config();
-  cfg["train"]["checkpoint_interval"] = 100;
+  cfg["train"]["checkpoint_interval"] = 20;
   cfg["train"]["eval_interval"] = 0;
   const std::string spec = write_spec(
-      {{"name", "killed"}, {"config", cfg}, {"grid", {{"train.max_steps", {20, 30000, 25}}}}});
-  const pid_t pid = spawn_cli({"sweep", spec, "--workers", "1", "--db", db_}, dir_ / "sweep.log");
+      {{"name", "killed"}, {"config", cfg}, {"grid", {{"train.max_steps", {20, 2000, 25}}}}});
+  const pid_t pid =
+      spawn_cli({"sweep", spec, "--workers", "1", "--threads", "1", "--db", db_}, dir_ / "sweep.log");
   // Wait until trial 0 is done and trial 1 has a checkpoint, then kill everything.
   std::optional<RunRecord> killed;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
@@ -169,7 +170,7 @@ TEST_F(CliSweep, KilledSweepContinuesWithTheTrialsNotCompleted) {
       for (const RunRecord& r : s.list_runs())
         if (r.sweep_trial == 1 && r.status == RunStatus::kRunning && !s.checkpoints(r.id).empty())
           killed = r;
-    } catch (const StoreError&) {  // not migrated yet
+    } catch (const StoreError&) {  // not created or not migrated yet
     }
   }
   kill(-pid, SIGKILL);
@@ -178,7 +179,7 @@ TEST_F(CliSweep, KilledSweepContinuesWithTheTrialsNotCompleted) {
   ASSERT_TRUE(killed) << "trial 1 never checkpointed: " << test::read_bytes(dir_ / "sweep.log");
   const int64_t sweep_id = *killed->sweep_id;
 
-  auto r = run_cli("sweep " + spec + " --workers 1 --db " + db_);
+  auto r = run_cli("sweep " + spec + " --workers 1 --threads 1 --db " + db_);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_TRUE(contains(r.out, "continuing")) << r.out;
   EXPECT_TRUE(contains(r.out, "trial 1 (resumed): completed")) << r.out;
