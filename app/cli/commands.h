@@ -23,6 +23,11 @@ int models_command(const std::vector<std::string>& argv);
 int tokenizer_command(const std::vector<std::string>& argv);
 /// eval --run RUN|DIR [--data F] [--batches K]: loss, perplexity, bits per byte.
 int eval_command(const std::vector<std::string>& argv);
+/// sweep SPEC [--workers N | --slurm ...] (sweep_command.cpp), and its hidden
+/// helpers: one local worker process, one Slurm array task.
+int sweep_command(const std::vector<std::string>& argv);
+int sweep_worker_command(const std::vector<std::string>& argv);
+int sweep_task_command(const std::vector<std::string>& argv);
 
 /// lora merge | export | sample (app/cli/lora_command.cpp).
 int lora_command(const std::vector<std::string>& argv);

@@ -28,9 +28,12 @@ const char* kUsage =
     "          (a LoRA run continues on its recorded base, spec and adapter path)\n"
     "  train   --fork RUN [--set field=value]... [--fresh] [--data FILE] [overrides] [--db FILE] "
     "...\n"
-    "  runs    list [--status S] [--tag T] | show ID | export ID --format csv|json |\n"
-    "          compare ID ID... | tag ID TAG... [--remove] | note ID TEXT | delete ID  [--db "
-    "FILE]\n"
+    "  runs    list [--status S] [--tag T] [--sweep ID] | show ID | export ID --format csv|json |\n"
+    "          compare ID ID... | tag ID TAG... [--remove] | note ID TEXT | delete ID |\n"
+    "          import DIR|FILE... (merge other databases' runs by UUID)  [--db FILE]\n"
+    "  sweep   SPEC.json [--workers N] [--threads T] [--new] | --resume SWEEP_ID  [--db FILE]\n"
+    "          SPEC.json --slurm [--dry-run] [--shared DIR] [--max-parallel M] [--partition P]\n"
+    "          [--time LIMIT]  (grid / random axes, seeds, budget: see README \"Sweeps\")\n"
     "  sample  --run DIR [--prompt TEXT] [--tokens N] [--temperature X] [--top-k N] [--top-p X] "
     "[--seed N]\n"
     "          [--repetition-penalty X] [--stop TEXT]... [--beams N | --best-of N |\n"
@@ -95,6 +98,9 @@ int main(int argc, char** argv) {
     if (cmd == "lora") return bl::cli::lora_command(rest);
     if (cmd == "eval") return bl::cli::eval_command(rest);
     if (cmd == "tokenizer") return bl::cli::tokenizer_command(rest);
+    if (cmd == "sweep") return bl::cli::sweep_command(rest);
+    if (cmd == "sweep-worker") return bl::cli::sweep_worker_command(rest);
+    if (cmd == "sweep-task") return bl::cli::sweep_task_command(rest);
     std::fprintf(stderr, "blocklab-cli: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const std::exception& e) {

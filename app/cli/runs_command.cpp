@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "setup.h"
 #include "store/experiment_store.h"
+#include "sweep/run_transfer.h"
 #include "train/store_logger.h"
 
 namespace bl::cli {
@@ -27,13 +28,15 @@ using json = nlohmann::json;
 
 const char* kRunsUsage =
     "usage: blocklab-cli runs <subcommand> [--db FILE]\n"
-    "  list    [--status S] [--tag T] [--limit N] [--json]\n"
+    "  list    [--status S] [--tag T] [--sweep ID] [--limit N] [--json]\n"
     "  show    ID [--json]\n"
     "  export  ID [--format csv|json] [--out FILE]\n"
     "  compare ID ID... [--json]\n"
     "  tag     ID TAG... [--remove]\n"
     "  note    ID TEXT\n"
     "  delete  ID [--force]\n"
+    "  import  DIR|FILE... [--json]   merge runs of other databases (published sweep tasks)\n"
+    "          by run UUID: already imported runs are skipped\n"
     "The database is --db FILE, else $BLOCKLAB_DB, else $XDG_DATA_HOME/blocklab/experiments.db.\n";
 
 std::string db_path_of(const Args& args) {
@@ -203,6 +206,9 @@ json run_json(const RunRecord& r) {
           {"machine", r.machine},
           {"pid", r.pid},
           {"parent_run_id", r.parent_run_id ? json(*r.parent_run_id) : json()},
+          {"uuid", r.uuid},
+          {"sweep_id", r.sweep_id ? json(*r.sweep_id) : json()},
+          {"sweep_trial", r.sweep_trial ? json(*r.sweep_trial) : json()},
           {"model_config", r.model_config},
           {"train_config", r.train_config},
           {"summary", r.summary}};
@@ -236,6 +242,7 @@ int runs_list(const Args& args) {
           *s + "'");
   }
   f.tag = args.get("tag");
+  if (auto sw = args.get("sweep")) f.sweep_id = parse_run_id(*sw, "--sweep");
   f.limit = args.get_int("limit", 1).value_or(0);
   if (!db_exists(path)) {
     if (args.flag("json"))
@@ -264,8 +271,8 @@ int runs_list(const Args& args) {
     return 0;
   }
   std::vector<std::vector<std::string>> rows = {{"ID", "NAME", "STATUS", "PRESET", "STEPS",
-                                                 "TRAIN_LOSS", "VAL_LOSS", "PARENT", "CREATED",
-                                                 "TAGS"}};
+                                                 "TRAIN_LOSS", "VAL_LOSS", "PARENT", "SWEEP",
+                                                 "CREATED", "TAGS"}};
   for (auto& r : runs) {
     auto steps = steps_done(store, r);
     json loss = summary_value(r, "final_train_loss");
@@ -277,6 +284,10 @@ int runs_list(const Args& args) {
                     r.preset.empty() ? "-" : r.preset, steps ? std::to_string(*steps) : "-",
                     cell(loss), cell(summary_value(r, "val_loss")),
                     r.parent_run_id ? std::to_string(*r.parent_run_id) : "-",
+                    // sweep id / trial index
+                    r.sweep_id ? std::to_string(*r.sweep_id) + "/" +
+                                     (r.sweep_trial ? std::to_string(*r.sweep_trial) : "-")
+                               : "-",
                     fmt_time(r.created_at), r.tags.empty() ? "-" : join(r.tags, ",")});
   }
   print_table(rows);
@@ -657,10 +668,35 @@ int runs_delete(const Args& args) {
   return 0;
 }
 
+// --------------------------------------------------------------- import
+int runs_import(const Args& args) {
+  if (args.positional().size() < 2)
+    throw UsageError("runs import needs one or more databases or directories to import from");
+  const std::vector<std::string> sources(args.positional().begin() + 1, args.positional().end());
+  const std::string path = db_path_of(args);
+  const ImportReport rep = import_runs(path, sources);
+  for (const std::string& p : rep.problems) std::fprintf(stderr, "warning: %s\n", p.c_str());
+  if (args.flag("json")) {
+    std::printf("%s\n", json{{"databases", rep.databases},
+                             {"imported", rep.imported},
+                             {"duplicates", rep.duplicates},
+                             {"run_dirs_copied", rep.files_copied},
+                             {"problems", rep.problems}}
+                            .dump()
+                            .c_str());
+  } else {
+    std::printf("imported %lld runs from %lld databases into %s (%lld already there, skipped)\n",
+                (long long)rep.imported, (long long)rep.databases, path.c_str(),
+                (long long)rep.duplicates);
+  }
+  // Some sources unreadable: the others are imported, and the exit code says so.
+  return rep.problems.empty() ? 0 : 1;
+}
+
 }  // namespace
 
 int runs_command(const std::vector<std::string>& argv) {
-  Args args(argv, {"db", "status", "tag", "limit", "format", "out"},
+  Args args(argv, {"db", "status", "tag", "sweep", "limit", "format", "out"},
             {"json", "remove", "force", "help"});
   if (args.flag("help") || args.positional().empty()) {
     std::fputs(kRunsUsage, args.flag("help") ? stdout : stderr);
@@ -669,7 +705,8 @@ int runs_command(const std::vector<std::string>& argv) {
   const std::string& sub = args.positional()[0];
   // Options only make sense for some subcommands: catch typos like "runs show 3 --format csv".
   const std::map<std::string, std::set<std::string>> allowed = {
-      {"list", {"db", "status", "tag", "limit", "json"}},
+      {"list", {"db", "status", "tag", "sweep", "limit", "json"}},
+      {"import", {"db", "json"}},
       {"show", {"db", "json"}},
       {"export", {"db", "format", "out"}},
       {"compare", {"db", "json"}},
@@ -678,7 +715,7 @@ int runs_command(const std::vector<std::string>& argv) {
       {"delete", {"db", "force"}}};
   auto it = allowed.find(sub);
   if (it == allowed.end()) throw UsageError("unknown runs subcommand '" + sub + "'\n" + kRunsUsage);
-  for (const char* o : {"db", "status", "tag", "limit", "format", "out"})
+  for (const char* o : {"db", "status", "tag", "sweep", "limit", "format", "out"})
     if (args.get(o) && !it->second.count(o))
       throw UsageError("runs " + sub + " does not take --" + o);
   for (const char* o : {"json", "remove", "force"})
@@ -690,6 +727,7 @@ int runs_command(const std::vector<std::string>& argv) {
   if (sub == "compare") return runs_compare(args);
   if (sub == "tag") return runs_tag(args);
   if (sub == "note") return runs_note(args);
+  if (sub == "import") return runs_import(args);
   return runs_delete(args);
 }
 

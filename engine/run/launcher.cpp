@@ -151,6 +151,12 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
   rec.dataset_size = fp.size;
   rec.dataset_sha256 = fp.sha256;
   rec.tokenizer = r->tokenizer_->to_json();
+  rec.sweep_id = spec.sweep_id;
+  rec.sweep_trial = spec.sweep_trial;
+  if (plan.kind == RunKind::kResume && !spec.sweep_id && plan.parent) {
+    rec.sweep_id = plan.parent->sweep_id;  // a resumed trial stays in its sweep
+    rec.sweep_trial = plan.parent->sweep_trial;
+  }
   if (plan.finetune && !plan.adapter.empty())
     rec.summary = {{"lora", r->finetune_.summary(plan.adapter)}};
   r->logger_ = std::make_unique<StoreLogger>(*r->store_, rec);

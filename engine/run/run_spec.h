@@ -88,6 +88,10 @@ struct RunSpec {
 
   std::string name;  // "" = derived from what is trained
   std::vector<std::string> tags;
+
+  // The sweep trial this run is (engine/sweep/): recorded on the run row. A
+  // resume keeps its parent's sweep and trial when these are unset.
+  std::optional<int64_t> sweep_id, sweep_trial;
 };
 
 /// Path of the bundled default corpus.

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <random>
 #include <unordered_map>
 #include <utility>
 
@@ -105,6 +106,23 @@ std::optional<RunStatus> parse_run_status(std::string_view s) {
   for (size_t i = 0; i < std::size(kStatuses); ++i)
     if (s == kStatusNames[i]) return kStatuses[i];
   return std::nullopt;
+}
+
+std::string new_uuid() {
+  std::random_device rd;  // the kernel's getrandom: unique across machines and processes
+  uint8_t b[16];
+  for (int i = 0; i < 16; i += 4) {
+    const uint32_t v = rd();
+    std::memcpy(b + i, &v, 4);
+  }
+  b[6] = uint8_t((b[6] & 0x0f) | 0x40);  // version 4
+  b[8] = uint8_t((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  char out[37];
+  std::snprintf(out, sizeof out,
+                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+                b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+                b[15]);
+  return out;
 }
 
 std::string default_db_path() {
@@ -631,8 +649,11 @@ RunRecord read_run(Query& q) {
   r.parent_run_id = q.opt_i64(19);
   r.summary = parse_json(q.text(20));
   r.machine = parse_json(q.text(21));
+  r.uuid = q.text(22);
+  r.sweep_id = q.opt_i64(23);
+  r.sweep_trial = q.opt_i64(24);
   // Tags arrive as one string joined with the unit separator (0x1f).
-  const std::string tags = q.text(22);
+  const std::string tags = q.text(25);
   for (size_t b = 0; b < tags.size();) {
     size_t e = tags.find('\x1f', b);
     if (e == std::string::npos) e = tags.size();
@@ -645,7 +666,8 @@ RunRecord read_run(Query& q) {
 #define BL_RUN_COLUMNS                                                                         \
   "id, name, status, status_message, created_at, started_at, finished_at, model_config, "      \
   "train_config, preset, dataset_path, dataset_size, dataset_sha256, tokenizer, param_count, " \
-  "notes, program_version, host, pid, parent_run_id, summary, machine, "                       \
+  "notes, program_version, host, pid, parent_run_id, summary, machine, uuid, sweep_id, "       \
+  "sweep_trial, "                                                                              \
   "(SELECT group_concat(tag, char(31)) FROM "                                                  \
   "(SELECT tag FROM run_tags WHERE run_id = runs.id ORDER BY tag))"
 
@@ -736,12 +758,14 @@ int64_t ExperimentStore::create_run(const RunRecord& run) {
   int64_t id = 0;
   m.write([&] {
     {
-      Query q(m,
-              "INSERT INTO runs(name, status, status_message, created_at, started_at, "
-              "finished_at, model_config, train_config, preset, dataset_path, dataset_size, "
-              "dataset_sha256, tokenizer, param_count, notes, program_version, host, pid, "
-              "parent_run_id, summary, machine) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
-              "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)");
+      Query q(
+          m,
+          "INSERT INTO runs(name, status, status_message, created_at, started_at, "
+          "finished_at, model_config, train_config, preset, dataset_path, dataset_size, "
+          "dataset_sha256, tokenizer, param_count, notes, program_version, host, pid, "
+          "parent_run_id, summary, machine, uuid, sweep_id, sweep_trial) VALUES (?1, ?2, ?3, ?4, "
+          "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, "
+          "?22, ?23, ?24)");
       q.bind(1, run.name)
           .bind(2, run_status_name(run.status))
           .bind(3, run.status_message)
@@ -767,6 +791,8 @@ int64_t ExperimentStore::create_run(const RunRecord& run) {
       else
         q.bind(20, dump_json(run.summary));
       q.bind(21, dump_json(run.machine.empty() ? machine_json() : run.machine));
+      q.bind(22, run.uuid.empty() ? new_uuid() : run.uuid);
+      q.bind(23, run.sweep_id).bind(24, run.sweep_trial);
       q.run();
     }
     id = sqlite3_last_insert_rowid(m.db);
@@ -958,7 +984,8 @@ std::vector<RunRecord> ExperimentStore::list_runs(const RunFilter& filter) {
   m.flush_for_read();
   constexpr const char* kWhere =
       " FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR EXISTS "
-      "(SELECT 1 FROM run_tags t WHERE t.run_id = runs.id AND t.tag = ?2)) ";
+      "(SELECT 1 FROM run_tags t WHERE t.run_id = runs.id AND t.tag = ?2)) "
+      "AND (?4 IS NULL OR sweep_id = ?4) ";
   static const std::string desc =
       std::string("SELECT " BL_RUN_COLUMNS) + kWhere + "ORDER BY id DESC LIMIT ?3";
   static const std::string asc =
@@ -970,6 +997,7 @@ std::vector<RunRecord> ExperimentStore::list_runs(const RunFilter& filter) {
     q.bind(1, std::nullopt);
   q.bind(2, filter.tag);
   q.bind(3, filter.limit > 0 ? filter.limit : int64_t{-1});
+  q.bind(4, filter.sweep_id);
   std::vector<RunRecord> runs;
   while (q.step()) runs.push_back(read_run(q));
   return runs;

@@ -90,12 +90,20 @@ struct RunRecord {
       summary;  // null until finish_run, unless set at create (a fine-tune's "lora" spec)
   // auto: {"cpu", "kernel_isa", "blas", "threads"} of the creating process
   nlohmann::json machine = nlohmann::json::object();
+  /// Identity across databases (`runs import` merges by it); auto: a new v4 UUID.
+  std::string uuid;
+  std::optional<int64_t> sweep_id;     // the sweep this run is a trial of
+  std::optional<int64_t> sweep_trial;  // its trial index in that sweep
 };
+
+/// A new random (version 4) UUID, lower-case text.
+std::string new_uuid();
 
 /// Filter for list_runs; unset fields match everything.
 struct RunFilter {
   std::optional<RunStatus> status = std::nullopt;
   std::optional<std::string> tag = std::nullopt;
+  std::optional<int64_t> sweep_id = std::nullopt;
   int64_t limit = 0;         // 0 = no limit
   bool newest_first = true;  // order by id descending
 };

@@ -110,13 +110,62 @@ void migrate_v2(sqlite3* db) {
   exec_sql(db, "ALTER TABLE runs ADD COLUMN machine TEXT NOT NULL DEFAULT '{}'", "schema v2");
 }
 
+// Version 2 -> 3: sweeps, and a UUID on every run.
+//   runs.uuid      text UUID (v4), unique: the identity of a run across
+//                  databases, so `runs import` merges a run written on another
+//                  machine once, however often its database is imported. Old
+//                  runs get a random one here.
+//   runs.sweep_id  the sweep a run belongs to (NULL: a hand-started run), and
+//   runs.sweep_trial its trial index in the sweep's expansion.
+//   sweeps         one row per sweep: uuid (the same sweep in every task
+//                  database of a Slurm array), name, spec (the resolved JSON),
+//                  created_at, status.
+//   sweep_trials   the local sweep's work queue: a worker claims a pending
+//                  trial in a write transaction (so two workers never run the
+//                  same one) and records its run; a trial whose worker died is
+//                  put back to pending when the sweep is resumed.
+void migrate_v3(sqlite3* db) {
+  exec_sql(db, R"sql(
+CREATE TABLE sweeps (
+  id         INTEGER PRIMARY KEY,
+  uuid       TEXT NOT NULL UNIQUE,
+  name       TEXT NOT NULL DEFAULT '',
+  spec       TEXT NOT NULL DEFAULT '{}',
+  created_at REAL NOT NULL,
+  status     TEXT NOT NULL DEFAULT 'running'
+             CHECK (status IN ('running', 'completed', 'submitted'))
+);
+CREATE TABLE sweep_trials (
+  sweep_id   INTEGER NOT NULL REFERENCES sweeps(id) ON DELETE CASCADE,
+  trial      INTEGER NOT NULL,
+  status     TEXT NOT NULL DEFAULT 'pending'
+             CHECK (status IN ('pending', 'running', 'done', 'failed')),
+  run_id     INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+  host       TEXT NOT NULL DEFAULT '',
+  pid        INTEGER,
+  claimed_at REAL,
+  PRIMARY KEY (sweep_id, trial)
+);
+ALTER TABLE runs ADD COLUMN uuid TEXT;
+UPDATE runs SET uuid = lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' ||
+                             substr(hex(randomblob(2)), 2) || '-' ||
+                             substr('89ab', 1 + (abs(random()) % 4), 1) ||
+                             substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)));
+CREATE UNIQUE INDEX runs_uuid ON runs(uuid);
+ALTER TABLE runs ADD COLUMN sweep_id INTEGER REFERENCES sweeps(id) ON DELETE SET NULL;
+ALTER TABLE runs ADD COLUMN sweep_trial INTEGER;
+CREATE INDEX runs_sweep ON runs(sweep_id, sweep_trial);
+)sql",
+           "schema v3");
+}
+
 }  // namespace
 
 const std::vector<Migration>& migrations() {
   // Append new steps here; never edit or reorder released ones. A step that
   // must rebuild a table (SQLite's ALTER TABLE is limited) should follow
   // https://sqlite.org/lang_altertable.html#otheralter with PRAGMA defer_foreign_keys=ON.
-  static const std::vector<Migration> steps = {migrate_v1, migrate_v2};
+  static const std::vector<Migration> steps = {migrate_v1, migrate_v2, migrate_v3};
   return steps;
 }
 

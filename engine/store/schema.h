@@ -26,6 +26,9 @@
 //   evals         (id, run_id, step, name, value) index (run_id, name, step)
 //   samples       (id, run_id, step, prompt, text, temperature, created_at)
 //   checkpoints   (id, run_id, step, path, sha256, created_at)
+// Version 2: runs.machine (JSON: cpu, kernel_isa, blas, threads).
+// Version 3: runs.uuid (unique), runs.sweep_id / sweep_trial, tables sweeps
+//   and sweep_trials (documented at migrate_v3 in schema.cpp).
 // Every child table references runs(id) ON DELETE CASCADE, so deleting a run
 // deletes everything logged for it (needs PRAGMA foreign_keys=ON, which the
 // store sets on every connection).

@@ -28,6 +28,7 @@
 #include "browser/run_loader.h"
 #include "plot/charts_panel.h"
 #include "plot/export_dialog.h"
+#include "sweep/sweep_dialog.h"
 
 namespace bl {
 
@@ -37,15 +38,18 @@ constexpr int kSortRole = Qt::UserRole + 1;
 constexpr int kIdRole = Qt::UserRole + 2;
 constexpr int kSearchRole = Qt::UserRole + 3;
 constexpr int kStatusRole = Qt::UserRole + 4;
+constexpr int kSweepRole = Qt::UserRole + 5;  // sweep id; 0 = a hand-started run
 constexpr size_t kMaxCompared = 10;
 
 /// Status + free-text filter over the source model's column 0 roles.
 class RunTableFilter : public QSortFilterProxyModel {
  public:
   using QSortFilterProxyModel::QSortFilterProxyModel;
-  void set(const QString& status, const QString& text) {
+  /// sweep: -1 = every run, 0 = runs of no sweep, else that sweep's runs.
+  void set(const QString& status, const QString& text, qlonglong sweep) {
     status_ = status;
     text_ = text.trimmed();
+    sweep_ = sweep;
     invalidateFilter();
   }
 
@@ -53,11 +57,13 @@ class RunTableFilter : public QSortFilterProxyModel {
   bool filterAcceptsRow(int row, const QModelIndex& parent) const override {
     const QModelIndex i = sourceModel()->index(row, 0, parent);
     if (!status_.isEmpty() && i.data(kStatusRole).toString() != status_) return false;
+    if (sweep_ >= 0 && i.data(kSweepRole).toLongLong() != sweep_) return false;
     return text_.isEmpty() || i.data(kSearchRole).toString().contains(text_, Qt::CaseInsensitive);
   }
 
  private:
   QString status_, text_;
+  qlonglong sweep_ = -1;
 };
 
 std::optional<double> summary_number(const RunRecord& r, const char* key) {
@@ -128,7 +134,7 @@ RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
     : QWidget(parent), db_path_(db_path) {
   model_ = new QStandardItemModel(0, kColumns, this);
   model_->setHorizontalHeaderLabels({"ID", "Name", "Status", "Preset", "Base", "Adapter", "Params",
-                                     "Best eval", "Tokens/s", "Date", "Tags"});
+                                     "Best eval", "Tokens/s", "Date", "Tags", "Sweep"});
   proxy_ = new RunTableFilter(this);
   proxy_->setSourceModel(model_);
   proxy_->setSortRole(kSortRole);
@@ -168,10 +174,20 @@ RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
                       RunStatus::kDiverged, RunStatus::kFailed, RunStatus::kInterrupted})
     status_->addItem(QString::fromLatin1(run_status_name(s)),
                      QString::fromLatin1(run_status_name(s)));
+  sweep_ = new QComboBox;
+  sweep_->setObjectName("sweep_filter");
+  sweep_->addItem("all runs", qlonglong(-1));
+  sweep_->addItem("no sweep", qlonglong(0));
+  sweep_button_ = new QPushButton("Sweep…");
+  sweep_button_->setObjectName("open_sweep_dialog");
+  sweep_button_->setToolTip(
+      "Run a sweep (grid / random axes, seeds, budget) in local worker processes");
   count_ = new QLabel;
   auto* filter_row = new QHBoxLayout;
   filter_row->addWidget(search_, 1);
   filter_row->addWidget(status_);
+  filter_row->addWidget(sweep_);
+  filter_row->addWidget(sweep_button_);
   filter_row->addWidget(count_);
 
   // Details of the current run.
@@ -259,11 +275,19 @@ RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
   layout->addWidget(split);
 
   auto refilter = [this] {
-    static_cast<RunTableFilter*>(proxy_)->set(status_->currentData().toString(), search_->text());
+    static_cast<RunTableFilter*>(proxy_)->set(status_->currentData().toString(), search_->text(),
+                                              sweep_->currentData().toLongLong());
     count_->setText(QString("%1 of %2 runs").arg(proxy_->rowCount()).arg(model_->rowCount()));
   };
   connect(search_, &QLineEdit::textChanged, this, refilter);
   connect(status_, &QComboBox::currentIndexChanged, this, refilter);
+  connect(sweep_, &QComboBox::currentIndexChanged, this, refilter);
+  connect(sweep_button_, &QPushButton::clicked, this, [this] {
+    auto* d = new SweepDialog(db_path_, this);
+    d->setAttribute(Qt::WA_DeleteOnClose);
+    connect(d, &SweepDialog::sweep_finished, this, &RunBrowser::refresh);
+    d->show();
+  });
   connect(table_->selectionModel(), &QItemSelectionModel::selectionChanged, this,
           &RunBrowser::selection_changed);
   connect(table_->selectionModel(), &QItemSelectionModel::currentRowChanged, this,
@@ -421,6 +445,16 @@ void RunBrowser::update_row(const RunRecord& r) {
   set(kDate, QDateTime::fromSecsSinceEpoch(qint64(r.created_at)).toString("yyyy-MM-dd hh:mm"),
       r.created_at);
   set(kTags, tags, tags);
+  if (r.sweep_id) {
+    const qlonglong trial = r.sweep_trial.value_or(0);
+    set(kSweep, QString("#%1 / %2").arg(*r.sweep_id).arg(trial),
+        qlonglong(*r.sweep_id) * 10'000'000 + trial);
+    if (sweep_->findData(qlonglong(*r.sweep_id)) < 0)
+      sweep_->addItem(QString("sweep %1").arg(*r.sweep_id), qlonglong(*r.sweep_id));
+  } else {
+    set(kSweep, "", qlonglong(-1));
+  }
+  model_->item(row, 0)->setData(qlonglong(r.sweep_id.value_or(0)), kSweepRole);
   model_->item(row, kStatus)->setForeground(status_color(r.status));
   // The name takes its curve's colour while the run is in the compare charts.
   const QColor curve = charts_->color_of(r.id);

@@ -3,7 +3,9 @@
 // eval loss, tokens/s, date, tags; double-click a base to select that run);
 // edit name/tags/notes, delete; select several runs to overlay their curves
 // and see a config diff of only the differing fields; export chart PNG and
-// metrics CSV; "Open in composer" forks a run's configuration.
+// metrics CSV; "Open in composer" forks a run's configuration. Runs of a
+// sweep show it in the Sweep column and can be filtered to one sweep;
+// "Sweep…" opens the sweep dialog (ui/sweep/sweep_dialog.h).
 //
 // Reads go through a read-only connection polled on a timer (WAL readers never
 // block the training writer), so runs written by another process (the CLI)
@@ -57,6 +59,7 @@ class RunBrowser : public QWidget {
     kTokensPerSec,
     kDate,
     kTags,
+    kSweep,  // "#2 / 5": sweep 2, trial 5 (sorting by it groups a sweep's runs in trial order)
     kColumns
   };
 
@@ -89,6 +92,9 @@ class RunBrowser : public QWidget {
   QTableView* table() const { return table_; }
   QLineEdit* search_box() const { return search_; }
   QComboBox* status_box() const { return status_; }
+  /// "all runs", "no sweep", then "sweep N 'name'" for each sweep seen.
+  QComboBox* sweep_box() const { return sweep_; }
+  QPushButton* sweep_button() const { return sweep_button_; }
   QTableWidget* diff_table() const { return diff_; }
   ChartsPanel* charts() const { return charts_; }
   QTabWidget* compare_tabs() const { return tabs_; }
@@ -123,6 +129,8 @@ class RunBrowser : public QWidget {
   QTableView* table_;
   QLineEdit* search_;
   QComboBox* status_;
+  QComboBox* sweep_;
+  QPushButton* sweep_button_;
   QLabel* count_;
   QLineEdit* name_edit_;
   QLineEdit* tags_edit_;

@@ -1,0 +1,400 @@
+// blocklab-cli sweep: run every trial of a sweep spec, locally in N worker
+// processes (resumable), or as a Slurm job array plus a collection job.
+// Hidden helpers: sweep-worker (one local worker process) and sweep-task (one
+// Slurm array task). The engine side is engine/sweep/.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "commands.h"
+#include "setup.h"
+#include "sweep/run_transfer.h"
+#include "sweep/slurm_script.h"
+#include "sweep/sweep_spec.h"
+#include "sweep/sweep_store.h"
+#include "sweep/sweep_worker.h"
+
+namespace bl::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+const char* kSweepUsage =
+    "usage: blocklab-cli sweep SPEC.json [--workers N] [--threads T] [--db FILE] [--new] [--json]\n"
+    "       blocklab-cli sweep --resume SWEEP_ID [--workers N] [--threads T] [--db FILE]\n"
+    "       blocklab-cli sweep SPEC.json --slurm [--dry-run] [--shared DIR] [--max-parallel M]\n"
+    "                          [--partition P] [--time LIMIT] [--threads T] [--local-dir DIR] "
+    "[--db FILE]\n"
+    "Local: N worker processes (default 1) claim trials from the database; threads per run\n"
+    "default to max(1, hardware threads / N). Re-running the same SPEC (or --resume ID)\n"
+    "continues a killed sweep with the trials not completed; --new starts a separate sweep.\n"
+    "Slurm: writes sweep.sbatch (a job array, one task per trial) and collect.sbatch (imports\n"
+    "the tasks' published databases into --db after the array) in the shared folder and\n"
+    "submits both with sbatch (--dry-run: only writes them).\n";
+
+std::string self_exe() {
+  std::error_code ec;
+  const fs::path p = fs::read_symlink("/proc/self/exe", ec);
+  if (ec)
+    throw std::runtime_error("cannot find this program's path (/proc/self/exe): " + ec.message());
+  return p.string();
+}
+
+std::string fmt_loss(std::optional<double> v) {
+  if (!v) return "-";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.4f", *v);
+  return b;
+}
+
+void print_outcome(const SweepSpec& spec, const TrialOutcome& o) {
+  const SweepTrial t = sweep_trial(spec, o.trial);
+  std::printf("trial %lld%s: %s", (long long)o.trial, o.resumed ? " (resumed)" : "",
+              run_status_name(o.status));
+  if (o.run_id) std::printf(" run %lld", (long long)o.run_id);
+  std::printf(" | val loss %s | %s", fmt_loss(o.val_loss).c_str(), t.params.dump().c_str());
+  if (o.status == RunStatus::kFailed && !o.error.empty()) std::printf(" | %s", o.error.c_str());
+  std::printf("\n");
+  std::fflush(stdout);
+}
+
+// Pids of the running workers, for the signal handler to pass a stop on.
+std::array<pid_t, 4096> g_workers{};
+volatile sig_atomic_t g_nworkers = 0;
+
+void forward_stop(int sig) {
+  for (sig_atomic_t i = 0; i < g_nworkers; ++i)
+    if (g_workers[size_t(i)] > 0) kill(g_workers[size_t(i)], sig == SIGINT ? SIGTERM : sig);
+}
+
+SweepSpec spec_of_record(const SweepRecord& r) {
+  const json j = json::parse(r.spec, nullptr, false);
+  if (j.is_discarded())
+    throw std::runtime_error("sweep " + std::to_string(r.id) + ": its stored spec is not JSON");
+  // Stored specs have absolute paths already.
+  return parse_sweep_spec(j, "sweep " + std::to_string(r.id), "/");
+}
+
+int64_t default_threads(int64_t workers) {
+  const int64_t hw = std::max<int64_t>(1, int64_t(std::thread::hardware_concurrency()));
+  return std::max<int64_t>(1, hw / std::max<int64_t>(1, workers));
+}
+
+// ------------------------------------------------------------------ local
+int run_local(const Args& args, const std::string& db) {
+  std::optional<SweepSpec> spec;
+  std::optional<SweepRecord> rec;
+  const int64_t workers_wanted = args.get_int("workers", 1).value_or(1);
+  if (workers_wanted > int64_t(g_workers.size()))
+    throw UsageError("--workers must be <= " + std::to_string(g_workers.size()));
+  SweepStore store(db);
+  if (auto id = args.get("resume")) {
+    if (!args.positional().empty())
+      throw UsageError("give SPEC.json or --resume SWEEP_ID, not both");
+    rec = store.get(parse_run_id(*id, "--resume"));
+    if (!rec) throw std::runtime_error(db + ": no sweep with id " + *id);
+    spec = spec_of_record(*rec);
+  } else {
+    if (args.positional().size() != 1) throw UsageError("sweep needs one SPEC.json");
+    spec = load_sweep_spec(args.positional()[0]);
+  }
+  check_sweep_trials(*spec);
+  const std::string spec_text = spec->source.dump();
+  if (!rec && !args.flag("new")) rec = store.find_by_spec(spec_text);
+  if (rec) {
+    std::printf("sweep %lld '%s': continuing (same spec; --new starts a separate sweep)\n",
+                (long long)rec->id, rec->name.c_str());
+  } else {
+    rec = store.create(spec->name, spec_text, "", "running");
+    std::printf("sweep %lld '%s': %lld trials", (long long)rec->id, rec->name.c_str(),
+                (long long)spec->trial_count());
+    if (spec->trial_count() < spec->full_count())
+      std::printf(" (budget %lld of %lld)", (long long)spec->trial_count(),
+                  (long long)spec->full_count());
+    std::printf(", recorded in %s\n", db.c_str());
+  }
+  const int64_t sweep_id = rec->id;
+  store.ensure_trials(sweep_id, spec->trial_count());
+  const int64_t requeued = store.requeue_unfinished(sweep_id);
+  TrialCounts c = store.counts(sweep_id);
+  if (requeued > 0)
+    std::printf("%lld trials to retry (their worker ended or they failed)\n", (long long)requeued);
+  if (c.pending == 0 && c.running == 0) {
+    store.set_status(sweep_id, "completed");
+    std::printf("sweep %lld is complete: %lld trials done\n", (long long)sweep_id,
+                (long long)c.done);
+  } else if (c.pending > 0) {
+    const int64_t workers = std::min(workers_wanted, c.pending);
+    const int64_t threads = args.get_int("threads", 1).value_or(default_threads(workers));
+    std::printf("%lld trials pending, %lld done; %lld workers x %lld threads\n",
+                (long long)c.pending, (long long)c.done, (long long)workers, (long long)threads);
+    std::fflush(stdout);
+    const std::string exe = self_exe();
+    // Workers stop cleanly on SIGTERM; the parent passes a Ctrl-C on and waits.
+    struct sigaction sa {};
+    sa.sa_handler = forward_stop;
+    sigemptyset(&sa.sa_mask);
+    struct sigaction old_int {
+    }, old_term{};
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    for (int64_t w = 0; w < workers; ++w) {
+      const std::vector<std::string> argv_s = {
+          exe,         "sweep-worker",         "--sweep", std::to_string(sweep_id), "--db", db,
+          "--threads", std::to_string(threads)};
+      const pid_t pid = fork();
+      if (pid < 0)
+        throw std::runtime_error(std::string("cannot start a worker: ") + strerror(errno));
+      if (pid == 0) {
+        signal(SIGINT, SIG_IGN);  // the parent turns Ctrl-C into one SIGTERM per worker
+        signal(SIGTERM, SIG_DFL);
+        std::vector<char*> av;
+        for (const std::string& a : argv_s) av.push_back(const_cast<char*>(a.c_str()));
+        av.push_back(nullptr);
+        execv(exe.c_str(), av.data());
+        std::fprintf(stderr, "cannot run %s: %s\n", exe.c_str(), strerror(errno));
+        _exit(127);
+      }
+      g_workers[size_t(w)] = pid;
+      g_nworkers = sig_atomic_t(w + 1);
+    }
+    int failed_workers = 0;
+    for (int64_t w = 0; w < workers; ++w) {
+      int status = 0;
+      while (waitpid(g_workers[size_t(w)], &status, 0) < 0 && errno == EINTR) {
+      }
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed_workers;
+    }
+    g_nworkers = 0;
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+    if (failed_workers > 0)
+      std::fprintf(stderr, "warning: %d worker(s) ended with an error\n", failed_workers);
+    c = store.counts(sweep_id);
+    if (c.pending == 0 && c.running == 0 && c.failed == 0) store.set_status(sweep_id, "completed");
+  } else {
+    std::printf("%lld trials are running in other worker processes\n", (long long)c.running);
+  }
+  c = store.counts(sweep_id);
+  std::printf("sweep %lld: %lld of %lld trials done, %lld failed, %lld not run",
+              (long long)sweep_id, (long long)c.done, (long long)c.total(), (long long)c.failed,
+              (long long)(c.pending + c.running));
+  if (c.done < c.total())
+    std::printf(" (continue with: blocklab-cli sweep --resume %lld --db %s)", (long long)sweep_id,
+                db.c_str());
+  std::printf("\n(runs: blocklab-cli runs list --sweep %lld --db %s)\n", (long long)sweep_id,
+              db.c_str());
+  if (args.flag("json"))
+    std::printf("%s\n", json{{"sweep_id", sweep_id},
+                             {"uuid", rec->uuid},
+                             {"trials", c.total()},
+                             {"done", c.done},
+                             {"failed", c.failed},
+                             {"not_run", c.pending + c.running}}
+                            .dump()
+                            .c_str());
+  return c.done == c.total() ? 0 : 3;
+}
+
+// ------------------------------------------------------------------ slurm
+// Runs a command, returns its stdout; throws with its output on failure.
+std::string run_capture(const std::string& cmd) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) throw std::runtime_error("cannot run: " + cmd);
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int st = pclose(p);
+  if (st != 0)
+    throw std::runtime_error(cmd + " failed (exit " +
+                             std::to_string(WIFEXITED(st) ? WEXITSTATUS(st) : -1) + "): " + out);
+  return out;
+}
+
+// sbatch --parsable prints "jobid" or "jobid;cluster".
+std::string parse_job_id(const std::string& out, const std::string& cmd) {
+  std::string line = out.substr(0, out.find('\n'));
+  line = line.substr(0, line.find(';'));
+  if (line.empty() || !std::all_of(line.begin(), line.end(), ::isdigit))
+    throw std::runtime_error(cmd + " did not print a job id: " + out);
+  return line;
+}
+
+void write_file(const fs::path& p, const std::string& text, bool executable) {
+  std::ofstream f(p);
+  f << text;
+  f.close();
+  if (!f) throw std::runtime_error(p.string() + ": cannot write");
+  if (executable)
+    fs::permissions(p, fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec,
+                    fs::perm_options::add);
+}
+
+int run_slurm(const Args& args, const std::string& db) {
+  if (args.positional().size() != 1) throw UsageError("sweep --slurm needs one SPEC.json");
+  if (args.get("workers") || args.get("resume"))
+    throw UsageError("--workers and --resume are for a local sweep; Slurm runs one task per trial");
+  const SweepSpec spec = load_sweep_spec(args.positional()[0]);
+  check_sweep_trials(spec);
+  const bool dry = args.flag("dry-run");
+  SlurmOptions o;
+  o.cli = self_exe();
+  o.main_db = fs::absolute(db).string();
+  o.sweep_name = spec.name;
+  o.trials = spec.trial_count();
+  o.max_parallel = args.get_int("max-parallel", 1).value_or(0);
+  o.threads = args.get_int("threads", 1).value_or(1);
+  o.partition = args.get("partition").value_or("");
+  o.time_limit = args.get("time").value_or("");
+  o.local_dir = args.get("local-dir").value_or("");
+  for (const std::string* v : {&o.partition, &o.time_limit})
+    if (v->find_first_of(" \t\n'\"") != std::string::npos)
+      throw UsageError("--partition and --time take one word, got '" + *v + "'");
+  // The sweep's record exists before any task runs (a dry run leaves the store alone).
+  std::optional<SweepRecord> rec;
+  if (!dry) {
+    SweepStore store(db);
+    rec = store.create(spec.name, spec.source.dump(), "", "submitted");
+    o.sweep_uuid = rec->uuid;
+  } else {
+    o.sweep_uuid = new_uuid();
+  }
+  const fs::path shared = fs::absolute(args.get("shared").value_or(
+      (fs::absolute(db).parent_path() / "sweeps" / (spec.name + "-" + o.sweep_uuid.substr(0, 8)))
+          .string()));
+  if (shared.string().find_first_of(" \t\n'\"%") != std::string::npos)
+    throw UsageError("--shared " + shared.string() +
+                     ": the shared folder's path must not contain spaces, quotes or % (it is "
+                     "written into #SBATCH lines)");
+  o.shared_dir = shared.string();
+  std::error_code ec;
+  for (const char* sub : {"logs", "results"}) fs::create_directories(shared / sub, ec);
+  if (ec) throw std::runtime_error(shared.string() + ": cannot create: " + ec.message());
+  o.spec_path = (shared / "spec.json").string();
+  write_file(o.spec_path, spec.source.dump(2) + "\n", false);
+  write_file(shared / "sweep.sbatch", slurm_array_script(o), true);
+  write_file(shared / "collect.sbatch", slurm_collect_script(o), true);
+  std::printf("sweep '%s': %lld trials -> %s/sweep.sbatch (array 0-%lld), %s/collect.sbatch\n",
+              spec.name.c_str(), (long long)o.trials, o.shared_dir.c_str(),
+              (long long)(o.trials - 1), o.shared_dir.c_str());
+  if (dry) {
+    std::printf(
+        "dry run: nothing submitted (submit with: sbatch %s/sweep.sbatch, then sbatch "
+        "--dependency=afterany:<job id> %s/collect.sbatch)\n",
+        o.shared_dir.c_str(), o.shared_dir.c_str());
+    return 0;
+  }
+  const char* env = std::getenv("BLOCKLAB_SBATCH");
+  const std::string sbatch = env && *env ? env : "sbatch";
+  const std::string c1 = sbatch + " --parsable " + shell_quote((shared / "sweep.sbatch").string());
+  const std::string array_id = parse_job_id(run_capture(c1), c1);
+  const std::string c2 = sbatch + " --parsable --dependency=afterany:" + array_id + " " +
+                         shell_quote((shared / "collect.sbatch").string());
+  const std::string collect_id = parse_job_id(run_capture(c2), c2);
+  std::printf("submitted: array job %s, collection job %s (imports into %s when the array ends)\n",
+              array_id.c_str(), collect_id.c_str(), o.main_db.c_str());
+  if (args.flag("json"))
+    std::printf("%s\n", json{{"sweep_id", rec->id},
+                             {"uuid", rec->uuid},
+                             {"trials", o.trials},
+                             {"shared", o.shared_dir},
+                             {"array_job", array_id},
+                             {"collect_job", collect_id}}
+                            .dump()
+                            .c_str());
+  return 0;
+}
+
+}  // namespace
+
+int sweep_command(const std::vector<std::string>& argv) {
+  Args args(argv,
+            {"workers", "threads", "db", "resume", "shared", "max-parallel", "partition", "time",
+             "local-dir"},
+            {"slurm", "dry-run", "new", "json", "help"});
+  if (args.flag("help")) {
+    std::fputs(kSweepUsage, stdout);
+    return 0;
+  }
+  if (args.positional().empty() && !args.get("resume")) {
+    std::fputs(kSweepUsage, stderr);
+    return 2;
+  }
+  const std::string db = args.get("db").value_or(default_db_path());
+  if (args.flag("slurm")) return run_slurm(args, db);
+  for (const char* o : {"shared", "max-parallel", "partition", "time", "local-dir"})
+    if (args.get(o)) throw UsageError(std::string("--") + o + " applies to --slurm only");
+  if (args.flag("dry-run")) throw UsageError("--dry-run applies to --slurm only");
+  return run_local(args, db);
+}
+
+int sweep_worker_command(const std::vector<std::string>& argv) {
+  Args args(argv, {"sweep", "db", "threads"}, {});
+  if (!args.get("sweep") || !args.get("db"))
+    throw UsageError("sweep-worker needs --sweep ID --db FILE");
+  const std::string db = *args.get("db");
+  const int64_t sweep_id = parse_run_id(*args.get("sweep"), "--sweep");
+  SweepSpec spec = [&] {
+    SweepStore store(db);
+    const auto rec = store.get(sweep_id);
+    if (!rec) throw std::runtime_error(db + ": no sweep with id " + std::to_string(sweep_id));
+    return spec_of_record(*rec);
+  }();
+  WorkerOptions opt;
+  opt.db_path = db;
+  opt.threads = args.get_int("threads", 1).value_or(1);
+  opt.train = [](PreparedRun& r) { return train_with_signals(r); };
+  opt.on_trial = [&](const TrialOutcome& o) { print_outcome(spec, o); };
+  run_sweep_worker(spec, sweep_id, opt);
+  return 0;
+}
+
+int sweep_task_command(const std::vector<std::string>& argv) {
+  Args args(argv, {"index", "db", "publish", "sweep-uuid", "threads"}, {});
+  if (args.positional().size() != 1 || !args.get("index") || !args.get("db") ||
+      !args.get("publish"))
+    throw UsageError("sweep-task needs SPEC.json --index I --db LOCAL_FILE --publish DIR");
+  const SweepSpec spec = load_sweep_spec(args.positional()[0]);
+  const int64_t index = *args.get_int("index", 0);
+  if (index >= spec.trial_count())
+    throw UsageError("--index " + std::to_string(index) + ": sweep '" + spec.name + "' has " +
+                     std::to_string(spec.trial_count()) + " trials (0.." +
+                     std::to_string(spec.trial_count() - 1) + ")");
+  const std::string db = *args.get("db");
+  const std::string uuid = args.get("sweep-uuid").value_or("");
+  SweepStore store(db);
+  std::optional<SweepRecord> rec = uuid.empty() ? std::nullopt : store.find_by_uuid(uuid);
+  if (!rec) rec = store.create(spec.name, spec.source.dump(), uuid, "running");
+  WorkerOptions opt;
+  opt.db_path = db;
+  opt.threads = args.get_int("threads", 1).value_or(1);
+  opt.train = [](PreparedRun& r) { return train_with_signals(r); };
+  const TrialOutcome o =
+      run_claimed_trial(spec, rec->id, TrialClaim{index, std::nullopt}, store, opt);
+  print_outcome(spec, o);
+  if (o.run_id == 0) return 1;  // nothing was recorded: the launch itself failed
+  std::string run_uuid;
+  {
+    ExperimentStore s(db);
+    run_uuid = s.get_run(o.run_id)->uuid;
+  }
+  const std::string dir =
+      publish_store(db, *args.get("publish"), "trial-" + std::to_string(index) + "-" + run_uuid);
+  std::printf("published %s\n", dir.c_str());
+  return o.status == RunStatus::kCompleted ? 0 : 3;
+}
+
+}  // namespace bl::cli
