@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS="${BLOCKLAB_JOBS:-2}"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > build-configure.log 2>&1 || { cat build-configure.log; exit 1; }
+source scripts/ccache-env.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "${CCACHE_ARGS[@]}" > build-configure.log 2>&1 || { cat build-configure.log; exit 1; }
 cmake --build build -j"$JOBS"

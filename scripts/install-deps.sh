@@ -4,6 +4,7 @@
 set -euo pipefail
 PKGS=(cmake g++ make libeigen3-dev libsqlite3-dev nlohmann-json3-dev libgtest-dev
       libbenchmark-dev libopenblas-openmp-dev libhwy-dev qt6-base-dev qt6-charts-dev qt6-svg-dev xvfb
+      ccache  # rebuilds of an unchanged file, in any clone of the repo, come from the cache
       clang libclang-rt-dev libomp-dev  # clang: the sanitizer build and libFuzzer
       libopenmpi-dev openmpi-bin  # optional: data-parallel training (train --distributed)
       slurm-wlm munge)  # the single-node Slurm cluster of tests/cli_slurm_test.cpp

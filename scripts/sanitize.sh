@@ -25,11 +25,12 @@ start=$(date +%s)
 status=0
 step() { echo "== sanitize: $*"; }
 
+source scripts/ccache-env.sh
 step "configure $BUILD (clang, -fsanitize=address,undefined, fuzzers)"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DBLOCKLAB_FUZZ=ON -DBLOCKLAB_GUI=OFF -DBLOCKLAB_BENCH=OFF > "$BUILD-configure.log" 2>&1 ||
+  -DBLOCKLAB_FUZZ=ON -DBLOCKLAB_GUI=OFF -DBLOCKLAB_BENCH=OFF "${CCACHE_ARGS[@]}" > "$BUILD-configure.log" 2>&1 ||
   { cat "$BUILD-configure.log"; echo "sanitizers: configure FAILED"; exit 1; }
 fuzzers=$(sed -n 's/^set(FUZZERS \(.*\))/\1/p' fuzz/CMakeLists.txt)
 targets=(blocklab-cli "${SANITIZE_TESTS[@]}")
