@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "core/presets.h"
 #include "data/bpe_trainer.h"
 #include "data/text_dataset.h"
 
@@ -12,7 +13,7 @@ namespace {
 
 const std::string& corpus() {
   static const std::string text =
-      bl::read_text_file(std::string(BLOCKLAB_RESOURCE_DIR) + "/data/tinyshakespeare.txt");
+      bl::read_text_file(bl::resource_dir() + "/data/tinyshakespeare.txt");
   return text;
 }
 

@@ -17,6 +17,7 @@
 #include "data/pretokenize.h"
 #include "data/text_dataset.h"
 #include "expect_error.h"
+#include "test_paths.h"  // BLOCKLAB_SOURCE_DIR, BLOCKLAB_CLI_PATH
 
 namespace bl {
 namespace {

@@ -4,6 +4,7 @@
 // continues at the same rank count and refuses another, and a batch the ranks
 // cannot share is refused before any run exists.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include "cli_support.h"
 #include "store/experiment_store.h"
 #include "temp_files.h"
+#include "test_paths.h"  // BLOCKLAB_SOURCE_DIR, BLOCKLAB_CLI_PATH
 
 namespace bl {
 namespace {
@@ -169,6 +171,39 @@ TEST_F(CliDistributed, ResumeNeedsTheSameRankCount) {
   const MetricSeries u = losses(u_db, 1);
   ASSERT_EQ(u.size(), 12u);
   for (size_t i = 0; i < l.size(); ++i) EXPECT_EQ(l.values[i], u.values[8 + i]) << "step " << 8 + i;
+}
+
+// Killed after its final checkpoint was registered (what such a kill leaves,
+// written by hand as in cli_store_fault_test): a resume over the same ranks
+// finishes the run from that checkpoint, reported once, with no new run.
+TEST_F(CliDistributed, ResumeFinishesARunKilledAfterItsFinalCheckpoint) {
+  const std::string db = dir_ / "k.db";
+  auto first = run_mpi(2, kTrain + " --threads 1 --distributed --db " + db);
+  ASSERT_EQ(first.exit_code, 0) << first.out;
+  const int64_t id = nlohmann::json::parse(first.last_line())["run_id"];
+  {
+    sqlite3* h = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+    const std::string i = std::to_string(id);
+    const std::string sql =
+        "UPDATE runs SET status = 'running', summary = NULL, finished_at = NULL, "
+        "pid = 2147483000 WHERE id = " +
+        i + "; DELETE FROM metrics WHERE run_id = " + i + " AND step = 7;";
+    EXPECT_EQ(sqlite3_exec(h, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(h);
+    sqlite3_close(h);
+  }
+  auto resumed =
+      run_mpi(2, "train --resume " + std::to_string(id) + " --threads 1 --distributed --db " + db);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out;
+  const std::string done = "marked completed from its final checkpoint";
+  const size_t at = resumed.out.find(done);
+  ASSERT_NE(at, std::string::npos) << resumed.out;
+  EXPECT_EQ(resumed.out.find(done, at + 1), std::string::npos) << "reported twice:\n"
+                                                               << resumed.out;
+  auto store = ExperimentStore::open_readonly(db);
+  EXPECT_EQ(store.get_run(id)->status, RunStatus::kCompleted);
+  EXPECT_EQ(store.list_runs().size(), 1u);
 }
 
 TEST_F(CliDistributed, BatchTheRanksCannotShareIsRefused) {

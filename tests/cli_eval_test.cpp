@@ -10,18 +10,16 @@
 
 #include "cli_support.h"
 #include "temp_files.h"
+#include "test_paths.h"  // BLOCKLAB_SOURCE_DIR, BLOCKLAB_CLI_PATH
 
 namespace bl {
 namespace {
 
 namespace fs = std::filesystem;
+using test::contains;
 using test::run_cli;
 using test::TempDir;
 using test::write_bytes;
-
-bool contains(const std::string& s, const std::string& needle) {
-  return s.find(needle) != std::string::npos;
-}
 
 const std::string kCorpus =
     std::string(BLOCKLAB_SOURCE_DIR) + "/resources/data/tinyshakespeare.txt";

@@ -22,20 +22,18 @@
 #include "lora/adapter_io.h"
 #include "store/experiment_store.h"
 #include "temp_files.h"
+#include "test_paths.h"  // BLOCKLAB_SOURCE_DIR, BLOCKLAB_CLI_PATH
 #include "train/store_logger.h"
 
 namespace bl {
 namespace {
 
 namespace fs = std::filesystem;
+using test::contains;
 using test::read_bytes;
 using test::run_cli;
 using test::TempDir;
 using test::write_bytes;
-
-bool contains(const std::string& s, const std::string& needle) {
-  return s.find(needle) != std::string::npos;
-}
 
 // A constant schedule keeps the lr independent of --steps, so a run stopped at
 // step k and resumed to N must repeat an N-step run exactly.

@@ -19,12 +19,14 @@
 #include "cli_support.h"
 #include "store/experiment_store.h"
 #include "temp_files.h"
+#include "test_paths.h"  // BLOCKLAB_SOURCE_DIR, BLOCKLAB_CLI_PATH
 #include "train/store_logger.h"
 
 namespace bl {
 namespace {
 
 namespace fs = std::filesystem;
+using test::contains;
 using test::read_bytes;
 using test::run_cli;
 using test::TempDir;
@@ -39,10 +41,6 @@ std::vector<std::string> split_csv(const std::string& line) {
     b = e + 1;
   }
 }
-bool contains(const std::string& s, const std::string& needle) {
-  return s.find(needle) != std::string::npos;
-}
-
 // d_model 32, 2 layers, batch 2, seq 32: ~0.3 ms per step.
 constexpr const char* kTinyConfig = R"({
   "model": {"name": "tiny", "n_layers": 2,
@@ -114,6 +112,38 @@ TEST_F(CliRuns, EveryTrainingRunIsRecordedWithItsCheckpoints) {
   EXPECT_TRUE(contains(r.out, "run 1 recorded in " + env_db)) << r.out;
   EXPECT_TRUE(fs::exists(dir_ / "out/model.safetensors"));
   EXPECT_TRUE(fs::exists(dir_ / "env/runs/1/checkpoints/step-3/checkpoint.json"));
+}
+
+TEST_F(CliRuns, BudgetsEndARunCompletedWithTheReasonRecorded) {
+  // The tiny run's FLOPs per step, from a 1-step run.
+  const nlohmann::json one = train("--steps 1");
+  const double per_step = one["total_flops"].get<double>();
+  ASSERT_GT(per_step, 0);
+  nlohmann::json j = train("--steps 40 --flop-budget " + std::to_string(per_step * 7.5));
+  EXPECT_EQ(j["status"], "completed");
+  EXPECT_EQ(j["steps"], 7);
+  EXPECT_TRUE(contains(j["message"], "FLOP budget")) << j.dump();
+  EXPECT_LE(j["total_flops"].get<double>(), per_step * 7.5);
+
+  j = train("--steps 1000000 --checkpoint-interval 0 --time-budget 1.5");
+  EXPECT_EQ(j["status"], "completed");
+  EXPECT_LT(j["steps"].get<int64_t>(), 1000000);
+  EXPECT_TRUE(contains(j["message"], "time budget of 1.5 s")) << j.dump();
+  auto store = ExperimentStore::open_readonly(db_);
+  auto run = store.get_run(j["run_id"].get<int64_t>());
+  ASSERT_TRUE(run);
+  EXPECT_EQ(run->status, RunStatus::kCompleted);
+  EXPECT_TRUE(contains(run->status_message, "time budget")) << run->status_message;
+  EXPECT_EQ(run->train_config["time_budget_s"], 1.5);
+
+  // A resume may give more time; the FLOP budget, which shapes the schedule, is fixed.
+  auto r =
+      cli("train --resume " + std::to_string(j["run_id"].get<int64_t>()) + " --flop-budget 1e9");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_TRUE(contains(r.out, "--flop-budget cannot be used with --resume")) << r.out;
+  r = cli("train --config " + config_ + " --time-budget -3");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.out, "train.time_budget_s")) << r.out;
 }
 
 TEST_F(CliRuns, ListShowExport) {

@@ -200,6 +200,10 @@ TEST_F(SlurmCluster, SweepArrayTrainsEveryTrialAndTheCollectionJobImportsThem) {
   }
   EXPECT_EQ(trials, (std::set<int64_t>{0, 1, 2, 3}));
   EXPECT_NE(logs.find("imported 4 runs from 4 databases"), std::string::npos) << logs;
+  // The submitted sweep is completed by the collection job's import.
+  r = test::run_cli("sweep list --json --db " + db, false);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(json::parse(r.out)[0]["status"], "completed") << r.out;
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include "lora/adapter_io.h"
 #include "store/experiment_store.h"
 #include "temp_files.h"
+#include "test_paths.h"  // BLOCKLAB_SOURCE_DIR, BLOCKLAB_CLI_PATH
 
 namespace bl {
 namespace {

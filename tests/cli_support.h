@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <string>
 
+#include "test_paths.h"  // BLOCKLAB_SOURCE_DIR, BLOCKLAB_CLI_PATH
+
 namespace bl::test {
 
 struct CliResult {
@@ -17,13 +19,19 @@ struct CliResult {
     size_t end = out.find_last_not_of('\n');
     if (end == std::string::npos) return "";
     size_t start = out.rfind('\n', end);
-    return out.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
+    return out.substr(start == std::string::npos ? 0 : start + 1,
+                      end - (start == std::string::npos ? 0 : start + 1) + 1);
   }
 };
 
+inline bool contains(const std::string& s, const std::string& needle) {
+  return s.find(needle) != std::string::npos;
+}
+
 /// args are passed through the shell: quote them as needed.
 inline CliResult run_cli(const std::string& args, bool merge_stderr = true) {
-  std::string cmd = std::string(BLOCKLAB_CLI_PATH) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
+  std::string cmd =
+      std::string(BLOCKLAB_CLI_PATH) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
   CliResult r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;

@@ -18,19 +18,17 @@
 #include "store/experiment_store.h"
 #include "sweep/sweep_spec.h"
 #include "temp_files.h"
+#include "test_paths.h"  // BLOCKLAB_SOURCE_DIR, BLOCKLAB_CLI_PATH
 
 namespace bl {
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using test::contains;
 using test::run_cli;
 using test::TempDir;
 using test::write_bytes;
-
-bool contains(const std::string& s, const std::string& needle) {
-  return s.find(needle) != std::string::npos;
-}
 
 // d_model 32, 2 layers, batch 2, seq 32: well under a millisecond per step.
 json tiny_config() {
@@ -99,6 +97,39 @@ TEST_F(CliSweep, LocalWorkersRunEveryTrialOnceAndRecordTheSweep) {
   EXPECT_TRUE(contains(r.out, "SWEEP")) << r.out;
   EXPECT_TRUE(contains(r.out, std::to_string(sweep_id) + "/3")) << r.out;
 
+  // sweep show: every trial with its values, run and val loss, and the best one.
+  r = run_cli("sweep show " + std::to_string(sweep_id) + " --json --db " + db_, false);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const json shown = json::parse(r.out);
+  EXPECT_EQ(shown["trials"], 4);
+  EXPECT_EQ(shown["with_result"], 4);
+  ASSERT_EQ(shown["rows"].size(), 4u);
+  double best = 1e9;
+  int64_t best_trial = -1;
+  for (const json& row : shown["rows"]) {
+    EXPECT_EQ(row["status"], "completed");
+    EXPECT_EQ(row["params"], sweep_trial(s, row["trial"].get<int64_t>()).params);
+    ASSERT_TRUE(row["val_loss"].is_number()) << row.dump();
+    if (row["val_loss"].get<double>() < best) {
+      best = row["val_loss"].get<double>();
+      best_trial = row["trial"].get<int64_t>();
+    }
+  }
+  EXPECT_EQ(shown["best_trial"], best_trial);
+  r = run_cli("sweep show " + std::to_string(sweep_id) + " --db " + db_);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "best: trial " + std::to_string(best_trial))) << r.out;
+  r = run_cli("sweep list --json --db " + db_, false);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const json listed = json::parse(r.out);
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0]["name"], "lr-seeds");
+  EXPECT_EQ(listed[0]["status"], "completed");
+  EXPECT_EQ(listed[0]["with_result"], 4);
+  r = run_cli("sweep show 99 --db " + db_);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.out, "no sweep with id 99")) << r.out;
+
   // The same spec again finds the finished sweep and runs nothing.
   r = run_cli("sweep " + spec + " --db " + db_);
   EXPECT_EQ(r.exit_code, 0) << r.out;
@@ -157,8 +188,8 @@ TEST_F(CliSweep, KilledSweepContinuesWithTheTrialsNotCompleted) {
   cfg["train"]["eval_interval"] = 0;
   const std::string spec = write_spec(
       {{"name", "killed"}, {"config", cfg}, {"grid", {{"train.max_steps", {20, 2000, 25}}}}});
-  const pid_t pid =
-      spawn_cli({"sweep", spec, "--workers", "1", "--threads", "1", "--db", db_}, dir_ / "sweep.log");
+  const pid_t pid = spawn_cli({"sweep", spec, "--workers", "1", "--threads", "1", "--db", db_},
+                              dir_ / "sweep.log");
   // Wait until trial 0 is done and trial 1 has a checkpoint, then kill everything.
   std::optional<RunRecord> killed;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
@@ -247,6 +278,7 @@ TEST_F(CliSweep, SlurmScriptsRunEachTrialByTaskIdAndTheCollectionImportsThem) {
   auto c = run_script(shared + "/collect.sbatch", "");
   ASSERT_EQ(c.exit_code, 0) << c.out;
   EXPECT_TRUE(contains(c.out, "imported 3 runs from 3 databases")) << c.out;
+  EXPECT_TRUE(contains(c.out, "every trial has a result now; marked completed")) << c.out;
   const SweepSpec s = load_sweep_spec(spec);
   ExperimentStore store = ExperimentStore::open_readonly(db_);
   const auto runs = store.list_runs({.newest_first = false});

@@ -12,6 +12,7 @@
 #include "data/text_dataset.h"
 #include "data/tokenizer.h"
 #include "dist/flat_buffer.h"
+#include "store/process_status.h"
 #include "train/trainer.h"
 
 namespace bl {
@@ -32,8 +33,8 @@ TEST(Communicator, SingleProcessCollectivesAreTheIdentity) {
   EXPECT_EQ(d[1], 7.0);
   EXPECT_EQ(broadcast_string(c, "rank zero's spec", 0), "rank zero's spec");
   ASSERT_EQ(c.hosts().size(), 1u);
-  EXPECT_EQ(c.hosts()[0], this_host_name());
-  EXPECT_FALSE(this_host_name().empty());
+  EXPECT_EQ(c.hosts()[0], host_name());
+  EXPECT_FALSE(host_name().empty());
 }
 
 TEST(Communicator, WithoutMpiTheErrorSaysHowToEnableIt) {

@@ -10,6 +10,7 @@
 
 #include "core/presets.h"
 #include "expect_error.h"
+#include "test_paths.h"  // BLOCKLAB_SOURCE_DIR, BLOCKLAB_CLI_PATH
 
 namespace bl {
 namespace {
@@ -805,7 +806,7 @@ TEST(Presets, ResourceDirEnvOverride) {
   EXPECT_EQ(load_preset("mine"), p);
   EXPECT_THAT(error_of([] { load_preset("gpt-tiny"); }), HasSubstr("known: mine"));
   unsetenv("BLOCKLAB_RESOURCES");
-  EXPECT_EQ(resource_dir(), std::string(BLOCKLAB_RESOURCE_DIR));
+  EXPECT_EQ(resource_dir(), std::string(BLOCKLAB_SOURCE_DIR) + "/resources");
 }
 
 TEST(Presets, FileErrors) {

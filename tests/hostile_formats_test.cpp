@@ -14,6 +14,7 @@
 #include "store/experiment_store.h"
 #include "temp_files.h"
 #include "tensor/shape.h"
+#include "test_paths.h"  // BLOCKLAB_SOURCE_DIR, BLOCKLAB_CLI_PATH
 
 using namespace bl;
 using bl::test::contains;

@@ -15,6 +15,7 @@
 #include "io/sha256.h"
 #include "store/experiment_store.h"
 #include "temp_files.h"
+#include "test_paths.h"  // BLOCKLAB_SOURCE_DIR, BLOCKLAB_CLI_PATH
 #include "train/checkpoint.h"
 #include "train/store_logger.h"
 #include "train/trainer.h"

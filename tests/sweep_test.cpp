@@ -16,6 +16,7 @@
 #include "store/schema.h"
 #include "sweep/run_transfer.h"
 #include "sweep/slurm_script.h"
+#include "sweep/sweep_report.h"
 #include "sweep/sweep_spec.h"
 #include "sweep/sweep_store.h"
 #include "temp_files.h"
@@ -415,7 +416,9 @@ TEST(RunImport, MergesPublishedTasksOnceWithFilesStatusesAndSweep) {
   const RunRecord& done = by_uuid.at(t0.uuids[0]);
   EXPECT_EQ(done.status, RunStatus::kCompleted);
   EXPECT_EQ(by_uuid.at(t1.uuids[0]).status, RunStatus::kFailed);
-  EXPECT_EQ(by_uuid.at(t2.uuids[0]).status, RunStatus::kRunning);
+  // Published while running: nothing on this host can finish it.
+  EXPECT_EQ(by_uuid.at(t2.uuids[0]).status, RunStatus::kInterrupted);
+  EXPECT_HAS(by_uuid.at(t2.uuids[0]).status_message, "while its process was still running");
   ASSERT_TRUE(done.sweep_id);
   EXPECT_EQ(sql_int(main_db, "SELECT count(*) FROM sweeps"), 1);  // merged by UUID
   EXPECT_EQ(done.sweep_id, by_uuid.at(t1.uuids[0]).sweep_id);
@@ -473,6 +476,76 @@ TEST(RunImport, ParentLinksFollowUuidsAndMissingSourcesAreNamed) {
   EXPECT_EQ(runs[0].parent_run_id, runs[1].id);
   EXPECT_EQ(runs[1].name, "parent");
   (void)child;
+}
+
+// ---------------------------------------------------------------- report
+
+TEST(SweepReport, CountsTheBestAttemptOfEachTrialAndCompletesASlurmSweepOnImport) {
+  TempDir dir;
+  const std::string main_db = dir / "main/experiments.db";
+  const json spec = {{"name", "lr"},
+                     {"preset", "gpt-tiny"},
+                     {"grid", {{"train.learning_rate", {0.001, 0.003, 0.01}}}}};
+  int64_t sweep_id = 0;
+  {
+    SweepStore sw(main_db);
+    sweep_id = sw.create("lr", spec.dump(), "sweep-uuid-r", "submitted").id;
+  }
+  // Trial 0: failed, then completed on a re-queue (two attempts); trial 1
+  // diverged; trial 2 not run yet.
+  auto add_run = [&](const std::string& db, int64_t sid, int64_t trial, RunStatus st, double val) {
+    ExperimentStore s(db);
+    RunRecord r;
+    r.name = "t" + std::to_string(trial);
+    r.sweep_id = sid;
+    r.sweep_trial = trial;
+    const int64_t id = s.create_run(r);
+    s.finish_run(id, st, {{"best_val_loss", val}}, "");
+    return id;
+  };
+  const int64_t failed = add_run(main_db, sweep_id, 0, RunStatus::kFailed, 9.0);
+  const int64_t done = add_run(main_db, sweep_id, 0, RunStatus::kCompleted, 2.5);
+  const int64_t diverged = add_run(main_db, sweep_id, 1, RunStatus::kDiverged, 1.0);
+  {
+    ExperimentStore s = ExperimentStore::open_readonly(main_db);
+    SweepStore sw(main_db);
+    const SweepReport r = sweep_report(s, sw, sweep_id);
+    EXPECT_EQ(r.trials, 3);
+    ASSERT_EQ(r.rows.size(), 3u);
+    EXPECT_EQ(r.rows[0].run_id, done);
+    EXPECT_EQ(r.rows[0].attempts, (std::vector<int64_t>{failed, done}));
+    EXPECT_EQ(r.rows[0].status, "completed");
+    EXPECT_EQ(r.rows[0].val_loss, 2.5);
+    EXPECT_EQ(r.rows[0].params, (json{{"train.learning_rate", 0.001}}));
+    EXPECT_EQ(r.rows[1].run_id, diverged);
+    EXPECT_EQ(r.rows[2].status, "not run");
+    EXPECT_EQ(r.with_result, 2);
+    EXPECT_EQ(r.not_run, 1);
+    EXPECT_FALSE(r.complete());
+    // A diverged run is a result, not a best trial: its loss of 1.0 is not the best.
+    EXPECT_EQ(r.best_trial, 0);
+  }
+  EXPECT_TRUE(complete_finished_sweeps(main_db).empty());
+
+  // The last trial's task publishes; the import completes the sweep.
+  const std::string task_db = dir / "node/experiments.db";
+  fs::create_directories(dir / "node");
+  int64_t task_sweep = 0;
+  {
+    SweepStore sw(task_db);
+    task_sweep = sw.create("lr", spec.dump(), "sweep-uuid-r", "running").id;
+  }
+  add_run(task_db, task_sweep, 2, RunStatus::kCompleted, 2.0);
+  const ImportReport rep = import_runs(main_db, {task_db});
+  EXPECT_EQ(rep.imported, 1);
+  EXPECT_EQ(rep.sweeps_completed, std::vector<int64_t>{sweep_id});
+  SweepStore sw(main_db);
+  EXPECT_EQ(sw.get(sweep_id)->status, "completed");
+  ExperimentStore s = ExperimentStore::open_readonly(main_db);
+  const SweepReport r = sweep_report(s, sw, sweep_id);
+  EXPECT_TRUE(r.complete());
+  EXPECT_EQ(r.best_trial, 2);
+  EXPECT_EQ(to_json(r)["rows"][2]["val_loss"], 2.0);
 }
 
 }  // namespace

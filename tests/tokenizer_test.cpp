@@ -8,6 +8,7 @@
 #include "data/text_dataset.h"
 #include "data/utf8.h"
 #include "expect_error.h"
+#include "test_paths.h"  // BLOCKLAB_SOURCE_DIR, BLOCKLAB_CLI_PATH
 
 namespace bl {
 namespace {

@@ -63,9 +63,11 @@ TEST(TrainConfig, ExtrasDefaults) {
   EXPECT_EQ(t.eval_batches, 20);
   EXPECT_EQ(t.val_fraction, 0.1);
   EXPECT_EQ(t.threads, 0);
+  EXPECT_EQ(t.flop_budget, 0.0);  // no budgets
+  EXPECT_EQ(t.time_budget_s, 0.0);
   EXPECT_TRUE(validation_errors(t).empty()) << errors_of(t);
-  EXPECT_EQ(json(t).size(), 23u);
-  EXPECT_EQ(train_config_field_names().size(), 23u);
+  EXPECT_EQ(json(t).size(), 25u);
+  EXPECT_EQ(train_config_field_names().size(), 25u);
 }
 
 TEST(TrainConfigJson, RoundTrip) {

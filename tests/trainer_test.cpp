@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <thread>
 
@@ -330,6 +331,95 @@ TEST(Trainer, InvalidConfigNamesTheField) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("seq_len"), std::string::npos) << e.what();
   }
+}
+
+TEST(Trainer, FlopBudgetEndsTheRunAndTheScheduleAtTheLastStepThatFits) {
+  Fixture f;
+  auto model = f.make_model();
+  const double per_step = model->flops_per_token(f.train.seq_len) * double(f.train.batch_size) *
+                          double(f.train.seq_len);
+  f.train.flop_budget = per_step * 10.5;  // 10 steps fit, not 11
+  Trainer t(*model, f.train, *f.data);
+  EXPECT_EQ(t.horizon(), 10);
+  EXPECT_EQ(t.schedule().options().total_steps, 10);  // the cosine ends with the budget
+  Recorder rec;
+  t.add_callback(&rec);
+  TrainSummary s = t.train();
+  EXPECT_EQ(s.status, RunStatus::kCompleted);
+  EXPECT_EQ(s.steps, 10);
+  EXPECT_NE(s.message.find("FLOP budget"), std::string::npos) << s.message;
+  ASSERT_EQ(rec.steps.size(), 10u);
+  // The last step runs at the schedule's floor: min_lr_ratio of the peak.
+  EXPECT_NEAR(rec.steps.back().learning_rate, f.train.learning_rate * f.train.min_lr_ratio,
+              1e-6 * f.train.learning_rate);
+  EXPECT_LT(rec.steps.back().learning_rate, rec.steps[5].learning_rate);
+}
+
+TEST(Trainer, FlopBudgetLargerThanMaxStepsChangesNothing) {
+  Fixture f;
+  f.train.max_steps = 8;
+  auto model = f.make_model();
+  f.train.flop_budget = 1e30;
+  Trainer t(*model, f.train, *f.data);
+  EXPECT_EQ(t.horizon(), 8);
+  TrainSummary s = t.train();
+  EXPECT_EQ(s.status, RunStatus::kCompleted);
+  EXPECT_EQ(s.steps, 8);
+  EXPECT_EQ(s.message, "");
+}
+
+TEST(Trainer, FlopBudgetBelowTheWarmupIsAConfigErrorNamingTheField) {
+  Fixture f;
+  auto model = f.make_model();
+  const double per_step = model->flops_per_token(f.train.seq_len) * double(f.train.batch_size) *
+                          double(f.train.seq_len);
+  f.train.flop_budget = per_step * 3;  // warmup_steps is 5
+  try {
+    Trainer t(*model, f.train, *f.data);
+    FAIL() << "a budget of 3 steps with 5 warm-up steps was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.flop_budget"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("warmup_steps"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Trainer, TimeBudgetStopsBeforeAStepThatWouldEndPastIt) {
+  Fixture f;
+  f.train.max_steps = 100000;
+  f.train.warmup_steps = 0;
+  f.train.eval_interval = 0;
+  f.train.time_budget_s = 0.3;
+  auto model = f.make_model();
+  Trainer t(*model, f.train, *f.data);
+  Recorder rec;
+  // Steps 40 ms apart at least (a slow callback counts against the budget):
+  // about 7 fit in 0.3 s.
+  rec.hook = [](Trainer&, const StepMetrics&) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(40));
+  };
+  t.add_callback(&rec);
+  TrainSummary s = t.train();
+  EXPECT_EQ(s.status, RunStatus::kCompleted);
+  EXPECT_NE(s.message.find("time budget of 0.3 s"), std::string::npos) << s.message;
+  EXPECT_GE(s.steps, 2);
+  EXPECT_LE(s.steps, 8);  // 0.3 s / 40 ms, and no step begun past the budget
+  ASSERT_FALSE(rec.steps.empty());
+  // The last step began only if a step like the ones before still fit (25%
+  // margin: on a loaded machine one step can take longer than the last five).
+  EXPECT_LT(rec.steps.back().wall_time_s, 0.375);
+}
+
+TEST(Trainer, BudgetsMustBeFiniteAndNonNegative) {
+  TrainConfig t;
+  t.flop_budget = -1;
+  t.time_budget_s = std::nan("");
+  const auto e = validation_errors(t, "train");
+  bool flop = false, time = false;
+  for (const auto& m : e) {
+    flop |= m.find("train.flop_budget") != std::string::npos;
+    time |= m.find("train.time_budget_s") != std::string::npos;
+  }
+  EXPECT_TRUE(flop && time);
 }
 
 TEST(Sampler, GreedyTopKTopP) {

@@ -14,6 +14,7 @@
 #include "data/tokenizer.h"
 #include "gradcheck.h"
 #include "tensor/gemm.h"
+#include "test_paths.h"  // BLOCKLAB_SOURCE_DIR, BLOCKLAB_CLI_PATH
 #include "train/trainer.h"
 
 namespace bl {

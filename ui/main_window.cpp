@@ -382,6 +382,7 @@ void MainWindow::launch(const RunSpec& spec, const QString& status) {
 
 void MainWindow::poll() {
   TrainingSession::Update u = session_.drain();
+  if (u.horizon) max_steps_ = *u.horizon;
   if (u.run_id) {
     live_run_id_ = *u.run_id;
     if (resume_curves_) {

@@ -228,6 +228,8 @@ void MainWindow::save_settings() const {
   s.setValue("charts/x_axis", int(charts_->x_axis()));
   s.setValue("charts/smoothing", charts_->smoothing_slider()->value());
   s.setValue("charts/log_y", charts_->log_box()->isChecked());
+  s.setValue("charts/metrics", charts_->metric_charts());
+  s.setValue("compare/metrics", browser_->charts()->metric_charts());
   s.setValue("recent_configs", recent_);
   s.setValue("session/preset", presets_->currentText());
   TrainConfig t = base_.train;
@@ -250,6 +252,8 @@ void MainWindow::restore_settings() {
   if (s.contains("charts/smoothing"))
     charts_->smoothing_slider()->setValue(s.value("charts/smoothing").toInt());
   charts_->set_log_y(s.value("charts/log_y", false).toBool());
+  charts_->set_metric_charts(s.value("charts/metrics").toStringList());
+  browser_->charts()->set_metric_charts(s.value("compare/metrics").toStringList());
   // Train settings belong to the preset they were made for: another preset
   // (from --preset) keeps its own.
   if (s.value("train/preset").toString() == presets_->currentText() && s.contains("train/config")) {

@@ -681,13 +681,19 @@ int runs_import(const Args& args) {
                              {"imported", rep.imported},
                              {"duplicates", rep.duplicates},
                              {"run_dirs_copied", rep.files_copied},
-                             {"problems", rep.problems}}
+                             {"problems", rep.problems},
+                             {"sweeps_completed", rep.sweeps_completed}}
                             .dump()
                             .c_str());
   } else {
     std::printf("imported %lld runs from %lld databases into %s (%lld already there, skipped)\n",
                 (long long)rep.imported, (long long)rep.databases, path.c_str(),
                 (long long)rep.duplicates);
+    for (int64_t id : rep.sweeps_completed)
+      std::printf(
+          "sweep %lld: every trial has a result now; marked completed (blocklab-cli sweep "
+          "show %lld)\n",
+          (long long)id, (long long)id);
   }
   // Some sources unreadable: the others are imported, and the exit code says so.
   return rep.problems.empty() ? 0 : 1;

@@ -6,8 +6,9 @@
 namespace bl::cli {
 
 std::set<std::string> run_value_options() {
-  return {"preset",     "config",  "data",    "tokenizer",     "steps",  "seed",      "lr",
-          "batch-size", "seq-len", "threads", "eval-interval", "warmup", "optimizer", "schedule"};
+  return {"preset",    "config",     "data",        "tokenizer",  "steps",         "seed",
+          "lr",        "batch-size", "seq-len",     "threads",    "eval-interval", "warmup",
+          "optimizer", "schedule",   "flop-budget", "time-budget"};
 }
 
 TrainOverrides train_overrides(const Args& args) {
@@ -22,6 +23,8 @@ TrainOverrides train_overrides(const Args& args) {
   o.warmup_steps = args.get_int("warmup", 0);
   o.optimizer = args.get("optimizer");
   o.lr_schedule = args.get("schedule");
+  o.flop_budget = args.get_double("flop-budget");
+  o.time_budget_s = args.get_double("time-budget");
   return o;
 }
 

@@ -20,6 +20,7 @@
 #include "setup.h"
 #include "sweep/run_transfer.h"
 #include "sweep/slurm_script.h"
+#include "sweep/sweep_report.h"
 #include "sweep/sweep_spec.h"
 #include "sweep/sweep_store.h"
 #include "sweep/sweep_worker.h"
@@ -34,6 +35,8 @@ using json = nlohmann::json;
 const char* kSweepUsage =
     "usage: blocklab-cli sweep SPEC.json [--workers N] [--threads T] [--db FILE] [--new] [--json]\n"
     "       blocklab-cli sweep --resume SWEEP_ID [--workers N] [--threads T] [--db FILE]\n"
+    "       blocklab-cli sweep list [--json] [--db FILE]\n"
+    "       blocklab-cli sweep show SWEEP_ID [--json] [--db FILE]\n"
     "       blocklab-cli sweep SPEC.json --slurm [--dry-run] [--shared DIR] [--max-parallel M]\n"
     "                          [--partition P] [--time LIMIT] [--threads T] [--local-dir DIR] "
     "[--db FILE]\n"
@@ -42,7 +45,10 @@ const char* kSweepUsage =
     "continues a killed sweep with the trials not completed; --new starts a separate sweep.\n"
     "Slurm: writes sweep.sbatch (a job array, one task per trial) and collect.sbatch (imports\n"
     "the tasks' published databases into --db after the array) in the shared folder and\n"
-    "submits both with sbatch (--dry-run: only writes them).\n";
+    "submits both with sbatch (--dry-run: only writes them).\n"
+    "list: every sweep with its status and trials with a result; show: each trial's values,\n"
+    "the run counted for it (the best of its attempts), its status and best val loss, and\n"
+    "the best trial.\n";
 
 std::string self_exe() {
   std::error_code ec;
@@ -208,6 +214,75 @@ int run_local(const Args& args, const std::string& db) {
   return c.done == c.total() ? 0 : 3;
 }
 
+// ------------------------------------------------------------------ list / show
+int list_sweeps(const Args& args, const std::string& db) {
+  if (args.positional().size() != 1) throw UsageError("sweep list takes no argument");
+  auto store = ExperimentStore::open_readonly(db);
+  SweepStore sweeps(db);
+  json out = json::array();
+  for (const SweepRecord& s : sweeps.list()) {
+    json row = {{"sweep_id", s.id}, {"uuid", s.uuid}, {"name", s.name}, {"status", s.status}};
+    try {
+      const SweepReport r = sweep_report(store, sweeps, s.id);
+      row["trials"] = r.trials;
+      row["with_result"] = r.with_result;
+      row["best_trial"] = r.best_trial ? json(*r.best_trial) : json();
+      row["best_val_loss"] = r.best_trial ? json(*r.rows[size_t(*r.best_trial)].val_loss) : json();
+    } catch (const std::exception& e) {
+      row["error"] = e.what();
+    }
+    out.push_back(row);
+  }
+  if (args.flag("json")) {
+    std::printf("%s\n", out.dump().c_str());
+    return 0;
+  }
+  if (out.empty()) std::printf("no sweeps in %s\n", db.c_str());
+  for (const json& r : out) {
+    std::printf("%4lld  %-24s %-10s", (long long)r["sweep_id"].get<int64_t>(),
+                r["name"].get<std::string>().c_str(), r["status"].get<std::string>().c_str());
+    if (r.contains("error"))
+      std::printf("  %s\n", r["error"].get<std::string>().c_str());
+    else
+      std::printf("  %lld/%lld trials with a result  best val loss %s\n",
+                  (long long)r["with_result"].get<int64_t>(), (long long)r["trials"].get<int64_t>(),
+                  r["best_val_loss"].is_number()
+                      ? fmt_loss(r["best_val_loss"].get<double>()).c_str()
+                      : "-");
+  }
+  return 0;
+}
+
+int show_sweep(const Args& args, const std::string& db) {
+  if (args.positional().size() != 2) throw UsageError("sweep show needs one SWEEP_ID");
+  const int64_t id = parse_run_id(args.positional()[1], "sweep show");
+  auto store = ExperimentStore::open_readonly(db);
+  SweepStore sweeps(db);
+  const SweepReport r = sweep_report(store, sweeps, id);
+  if (args.flag("json")) {
+    std::printf("%s\n", to_json(r).dump().c_str());
+    return 0;
+  }
+  std::printf(
+      "sweep %lld '%s' (%s): %lld trials, %lld with a result, %lld failed or stopped, "
+      "%lld running, %lld not run\n",
+      (long long)r.sweep.id, r.sweep.name.c_str(), r.sweep.status.c_str(), (long long)r.trials,
+      (long long)r.with_result, (long long)r.failed, (long long)r.running, (long long)r.not_run);
+  std::printf("%5s  %-6s %-11s %-9s %s\n", "trial", "run", "status", "val loss", "values");
+  for (const TrialResult& t : r.rows) {
+    std::string run = t.run_id ? std::to_string(*t.run_id) : "-";
+    if (t.attempts.size() > 1) run += " (" + std::to_string(t.attempts.size()) + " tries)";
+    std::printf("%5lld%s %-6s %-11s %-9s %s\n", (long long)t.trial,
+                r.best_trial == t.trial ? "*" : " ", run.c_str(), t.status.c_str(),
+                fmt_loss(t.val_loss).c_str(), t.params.dump().c_str());
+  }
+  if (r.best_trial)
+    std::printf("best: trial %lld (* above), run %lld, val loss %s\n", (long long)*r.best_trial,
+                (long long)*r.rows[size_t(*r.best_trial)].run_id,
+                fmt_loss(r.rows[size_t(*r.best_trial)].val_loss).c_str());
+  return 0;
+}
+
 // ------------------------------------------------------------------ slurm
 // Runs a command, returns its stdout; throws with its output on failure.
 std::string run_capture(const std::string& cmd) {
@@ -334,6 +409,12 @@ int sweep_command(const std::vector<std::string>& argv) {
     return 2;
   }
   const std::string db = args.get("db").value_or(default_db_path());
+  // "list" and "show" are subcommands unless a spec file of that name exists
+  // (./list always names the file).
+  if (!args.positional().empty() && !fs::exists(args.positional()[0])) {
+    if (args.positional()[0] == "list") return list_sweeps(args, db);
+    if (args.positional()[0] == "show") return show_sweep(args, db);
+  }
   if (args.flag("slurm")) return run_slurm(args, db);
   for (const char* o : {"shared", "max-parallel", "partition", "time", "local-dir"})
     if (args.get(o)) throw UsageError(std::string("--") + o + " applies to --slurm only");
@@ -377,7 +458,9 @@ int sweep_task_command(const std::vector<std::string>& argv) {
   const std::string uuid = args.get("sweep-uuid").value_or("");
   SweepStore store(db);
   std::optional<SweepRecord> rec = uuid.empty() ? std::nullopt : store.find_by_uuid(uuid);
-  if (!rec) rec = store.create(spec.name, spec.source.dump(), uuid, "running");
+  // 'submitted', as the main store's record: a copy imported where the sweep
+  // was never recorded (a dry run submitted by hand) is completed the same way.
+  if (!rec) rec = store.create(spec.name, spec.source.dump(), uuid, "submitted");
   WorkerOptions opt;
   opt.db_path = db;
   opt.threads = args.get_int("threads", 1).value_or(1);

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "distributed.h"
 #include "setup.h"
+#include "store/process_status.h"
 
 namespace bl::cli {
 
@@ -67,9 +68,9 @@ class ProgressPrinter : public Callback {
 };
 
 /// Options that would change what a resumed run computes.
-const char* const kFixedOnResume[] = {"preset", "config",    "data",       "tokenizer",
-                                      "seed",   "lr",        "batch-size", "seq-len",
-                                      "warmup", "optimizer", "schedule",   "set"};
+const char* const kFixedOnResume[] = {
+    "preset",  "config", "data",      "tokenizer", "seed", "lr",         "batch-size",
+    "seq-len", "warmup", "optimizer", "schedule",  "set",  "flop-budget"};
 /// Options that start a fine-tune (lora_command.cpp); a resumed one keeps its own.
 const char* const kFinetuneOptions[] = {"init-from", "lora", "quantize", "adapter-out"};
 
@@ -91,7 +92,6 @@ void check_resume_options(const Args& args) {
 
 void print_header(PreparedRun& run, int64_t run_id) {
   const RunPlan& plan = run.plan();
-  const TrainConfig& tc = run.preset().train;
   const std::string& preset = plan.record.preset;
   std::fprintf(stderr,
                "blocklab: %s | %lld params | %s tokenizer (vocab %lld) | data %s (%lld train / "
@@ -99,7 +99,7 @@ void print_header(PreparedRun& run, int64_t run_id) {
                preset.empty() ? "config" : preset.c_str(), (long long)run.model().num_parameters(),
                run.tokenizer().name().c_str(), (long long)run.tokenizer().vocab_size(),
                plan.data_path.c_str(), (long long)run.data().train_size(),
-               (long long)run.data().val_size(), (long long)tc.max_steps,
+               (long long)run.data().val_size(), (long long)run.trainer().horizon(),
                (long long)run.trainer().tokens_per_step());
   std::fprintf(stderr, "run %lld recorded in %s", (long long)run_id, run.store().path().c_str());
   if (plan.kind == RunKind::kResume)
@@ -124,7 +124,7 @@ int train_and_report(PreparedRun& prepared, const Args& args, Communicator* comm
   if (!quiet && comm)
     std::fprintf(stderr, "data-parallel over %d ranks (%s), %lld rows each per micro-batch\n",
                  comm->size(), comm->name().c_str(), (long long)(tc.batch_size / comm->size()));
-  ProgressPrinter progress(tc.max_steps, tc.log_interval, quiet);
+  ProgressPrinter progress(run->trainer().horizon(), tc.log_interval, quiet);
   run->add_callback(progress);
   AllreduceTimes allreduce(tc.max_steps);
   if (comm) run->add_callback(allreduce);
@@ -160,6 +160,7 @@ int train_and_report(PreparedRun& prepared, const Args& args, Communicator* comm
     nlohmann::json j = {
         {"status", to_string(sum.status)},
         {"steps", sum.steps},
+        {"message", sum.message},
         {"final_train_loss", sum.final_train_loss},
         {"val_loss", sum.val_loss ? nlohmann::json(*sum.val_loss) : nlohmann::json()},
         {"best_val_loss",
@@ -200,7 +201,7 @@ int distributed_train(const RunSpec& spec, Communicator& comm, const Args& args)
   } catch (const std::exception& e) {
     if (comm.rank() == 0) throw;  // before any rank waits on it: reported like any error
     std::fprintf(stderr, "blocklab-cli train: error on rank %d (%s): %s\n", comm.rank(),
-                 this_host_name().c_str(), e.what());
+                 host_name().c_str(), e.what());
     comm.abort(1);  // rank 0 is waiting in a collective
   }
   try {
@@ -209,7 +210,7 @@ int distributed_train(const RunSpec& spec, Communicator& comm, const Args& args)
     // The other ranks would wait in the next all-reduce forever. Rank 0's run
     // recorded the failure before the error reached here.
     std::fprintf(stderr, "blocklab-cli train: error on rank %d (%s): %s\n", comm.rank(),
-                 this_host_name().c_str(), e.what());
+                 host_name().c_str(), e.what());
     comm.abort(comm.rank() == 0 && dynamic_cast<const UsageError*>(&e) ? 2 : 1);
   }
   return 1;  // not reached (abort ends the process): for the compiler
@@ -258,10 +259,25 @@ int train_command(const std::vector<std::string>& argv) {
     spec.train.max_steps = args.get_int("steps", 1);
     spec.train.threads = args.get_int("threads", 1);
     spec.train.eval_interval = args.get_int("eval-interval", 0);
+    spec.train.time_budget_s = args.get_double("time-budget");
     fill_store_options(args, spec);
     // Killed after its final checkpoint: finish it from there instead of
-    // training (in one process: over ranks, only rank 0 could see it).
-    const nlohmann::json sum = comm ? nlohmann::json() : finish_resume_if_done(spec);
+    // training. Over ranks, rank 0 (the one that records) decides and tells
+    // the others; an error there is left to the launch, which reports it once.
+    nlohmann::json sum;
+    if (!comm) {
+      sum = finish_resume_if_done(spec);
+    } else {
+      std::string done = "null";
+      if (comm->rank() == 0) {
+        try {
+          done = finish_resume_if_done(spec).dump();
+        } catch (const std::exception&) {
+        }
+      }
+      sum = nlohmann::json::parse(broadcast_string(*comm, done, 0));
+      if (!sum.is_null() && comm->rank() != 0) return 0;
+    }
     if (!sum.is_null()) {
       std::printf(
           "run %lld had reached its last step before its process ended; marked completed "

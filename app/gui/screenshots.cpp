@@ -67,6 +67,8 @@ void synthetic_runs(bl::ChartsPanel& c) {
       m.tokens_per_sec = 9000 - 800 * r + 300 * noise(rng) / 0.04;
       m.grad_norm = 0.6 + 2.0 * std::exp(-i / 80.0) + std::abs(noise(rng));
       m.learning_rate = 1e-3 * std::min(1.0, (i + 1) / 20.0);
+      m.step_time_ms = 1000.0 * 512 / m.tokens_per_sec;
+      if (r == 5) m.extra = {{"moe_aux_loss", 0.02 + 0.05 * std::exp(-i / 50.0) + noise(rng) / 8}};
       rc.add(m);
       if ((i + 1) % 100 == 0) rc.evals.push_back({i, m.loss + 0.05});
     }
@@ -131,6 +133,13 @@ int main(int argc, char** argv) {
     QString error;
     ok = c.export_image(out + "/charts_export.png", QSize(1600, 1000), &error) && ok;
     ok = c.export_image(out + "/charts_export.svg", QSize(1600, 1000), &error) && ok;
+    // "Add chart": any other logged metric below the four.
+    c.add_metric_chart("step_time_ms");
+    c.add_metric_chart("moe_aux_loss");
+    c.resize(1200, 1000);
+    QCoreApplication::processEvents();  // lay the new charts out before drawing them
+    c.redraw_now();
+    ok = save(c, out + "/charts_metrics.png") && ok;
     std::printf("wrote %s/charts_export.png and .svg %s\n", qPrintable(out), qPrintable(error));
   }
   ok = w.arch_panel()->load_preset_model("gpt-tiny") && ok;

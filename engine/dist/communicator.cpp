@@ -1,20 +1,14 @@
 #include "dist/communicator.h"
 
-#include <unistd.h>
-
 #include <cstdlib>
 #include <stdexcept>
 
+#include "store/process_status.h"
+
 namespace bl {
 
-std::string this_host_name() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof(buf) - 1) != 0) return "";
-  return buf;
-}
-
 std::vector<std::string> SingleProcessCommunicator::hosts() {
-  return {this_host_name()};
+  return {host_name()};
 }
 
 void SingleProcessCommunicator::abort(int code) {

@@ -58,7 +58,4 @@ std::unique_ptr<Communicator> make_mpi_communicator();
 /// `text` of rank `root` on every rank (its length first, then its bytes).
 std::string broadcast_string(Communicator& comm, const std::string& text, int root);
 
-/// This machine's host name ("" when gethostname fails).
-std::string this_host_name();
-
 }  // namespace bl

@@ -95,6 +95,8 @@ void apply_train_overrides(const TrainOverrides& o, TrainConfig& t) {
   if (o.warmup_steps) t.warmup_steps = *o.warmup_steps;
   if (o.optimizer) t.optimizer = *o.optimizer;
   if (o.lr_schedule) t.lr_schedule = *o.lr_schedule;
+  if (o.flop_budget) t.flop_budget = *o.flop_budget;
+  if (o.time_budget_s) t.time_budget_s = *o.time_budget_s;
 }
 
 bool overrides_computation(const TrainOverrides& o, std::string* field) {
@@ -104,7 +106,8 @@ bool overrides_computation(const TrainOverrides& o, std::string* field) {
                                                 {bool(o.seq_len), "seq_len"},
                                                 {bool(o.warmup_steps), "warmup_steps"},
                                                 {bool(o.optimizer), "optimizer"},
-                                                {bool(o.lr_schedule), "lr_schedule"}};
+                                                {bool(o.lr_schedule), "lr_schedule"},
+                                                {bool(o.flop_budget), "flop_budget"}};
   for (const auto& [set, name] : fixed)
     if (set) {
       if (field) *field = name;

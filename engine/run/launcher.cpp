@@ -4,6 +4,7 @@
 
 #include "dist/flat_buffer.h"
 #include "io/sha256.h"
+#include "store/process_status.h"
 #include "tensor/rng.h"
 
 namespace bl {
@@ -213,7 +214,7 @@ std::unique_ptr<PreparedRun> launch_rank(const nlohmann::json& rank_spec,
   std::unique_ptr<PreparedRun> r = launch_run(spec);
   if (r->tokenizer().to_json() != rank_spec.at("tokenizer_json"))
     throw std::runtime_error(
-        spec.data_path + " on " + this_host_name() +
+        spec.data_path + " on " + host_name() +
         " gives another vocabulary than on rank 0's host: every rank must read the same data "
         "file (a shared path, or identical copies)");
   const std::string state = rank_spec.at("trainer_state_from").get<std::string>();

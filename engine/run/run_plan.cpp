@@ -53,10 +53,11 @@ void apply_resume_overrides(const RunSpec& spec, const RunRecord& run, TrainConf
   if (overrides_computation(spec.train, &field) || !spec.set.empty() || spec.config ||
       !spec.config_path.empty() || !spec.preset_name.empty() || !spec.tokenizer.empty() ||
       !spec.data_path.empty())
-    throw RunSpecError("a resumed run keeps its configuration" +
-                       (field.empty() ? std::string() : " (" + field + " cannot change)") +
-                       "; only the step count, threads and eval interval may change: fork run " +
-                       run_str(run.id) + " for a changed copy");
+    throw RunSpecError(
+        "a resumed run keeps its configuration" +
+        (field.empty() ? std::string() : " (" + field + " cannot change)") +
+        "; only the step count, threads, eval interval and time budget may change: fork run " +
+        run_str(run.id) + " for a changed copy");
   apply_train_overrides(spec.train, t);
   if (spec.checkpoint_interval) t.checkpoint_interval = *spec.checkpoint_interval;
   if (reached_step >= t.max_steps)

@@ -28,7 +28,7 @@ enum class RunKind {
 /// may be set: the others would change what the resumed run computes.
 struct TrainOverrides {
   std::optional<int64_t> max_steps, seed, batch_size, seq_len, threads, eval_interval, warmup_steps;
-  std::optional<double> learning_rate;
+  std::optional<double> learning_rate, flop_budget, time_budget_s;
   std::optional<std::string> optimizer, lr_schedule;
 };
 

@@ -20,6 +20,7 @@
 
 #include "io/bounded_read.h"
 #include "simd/isa.h"
+#include "store/process_status.h"
 #include "store/schema.h"
 #include "store/write_journal.h"
 #include "tensor/gemm.h"
@@ -39,38 +40,12 @@ constexpr RunStatus kStatuses[] = {RunStatus::kRunning, RunStatus::kCompleted,
                                    RunStatus::kStopped, RunStatus::kDiverged,
                                    RunStatus::kFailed,  RunStatus::kInterrupted};
 
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 // What this process runs on, for RunRecord::machine.
 nlohmann::json machine_json() {
   return {{"cpu", cpu_name()},
           {"kernel_isa", kernel_isa()},
           {"blas", blas_name()},
           {"threads", num_threads()}};
-}
-
-std::string host_name() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof(buf) - 1) != 0) return "";
-  return buf;
-}
-
-// kill(pid, 0) says a zombie is alive; a zombie trainer has stopped writing,
-// so its run counts as interrupted. Linux-only refinement via /proc.
-bool is_zombie(int64_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!f || !std::getline(f, line)) return false;
-  const size_t close = line.rfind(')');
-  return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
-}
-
-bool process_alive(int64_t pid) {
-  if (pid <= 0 || pid > std::numeric_limits<pid_t>::max()) return false;
-  if (kill(static_cast<pid_t>(pid), 0) == 0) return !is_zombie(pid);
-  return errno == EPERM;  // exists, owned by someone else
 }
 
 std::string dump_json(const nlohmann::json& j) {

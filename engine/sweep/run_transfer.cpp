@@ -11,6 +11,7 @@
 #include "store/experiment_store.h"
 #include "store/schema.h"
 #include "sweep/sqlite_stmt.h"
+#include "sweep/sweep_report.h"
 #include "train/store_logger.h"
 
 namespace bl {
@@ -129,7 +130,12 @@ SourceResult import_one(sqlite3* db, const std::string& target_db, const std::st
                  "finished_at, model_config, train_config, preset, dataset_path, dataset_size, "
                  "dataset_sha256, tokenizer, param_count, notes, program_version, host, pid, "
                  "parent_run_id, summary, machine, uuid, sweep_id, sweep_trial) "
-                 "SELECT s.name, s.status, s.status_message, s.created_at, s.started_at, "
+                 // A run still 'running' in a copy can never finish here: no
+                 // process of this host writes it. It is imported interrupted.
+                 "SELECT s.name, CASE s.status WHEN 'running' THEN 'interrupted' ELSE s.status "
+                 "END, CASE s.status WHEN 'running' THEN 'imported from ' || ?2 || "
+                 "' while its process was still running' ELSE s.status_message END, "
+                 "s.created_at, s.started_at, "
                  "s.finished_at, s.model_config, s.train_config, s.preset, s.dataset_path, "
                  "s.dataset_size, s.dataset_sha256, s.tokenizer, s.param_count, s.notes, "
                  "s.program_version, s.host, s.pid, "
@@ -140,7 +146,7 @@ SourceResult import_one(sqlite3* db, const std::string& target_db, const std::st
                  " WHERE ss.id = s.sweep_id), "
                  "s.sweep_trial FROM src.runs s WHERE s.id = ?1",
                  what);
-        ins.bind(1, old_id).run();
+        ins.bind(1, old_id).bind(2, src).run();
       }
       const int64_t new_id = sqlite3_last_insert_rowid(db);
       const std::string copy_rows =
@@ -259,6 +265,7 @@ ImportReport import_runs(const std::string& target_db, const std::vector<std::st
       rep.problems.push_back(e.what());
     }
   }
+  rep.sweeps_completed = complete_finished_sweeps(target_db);
   return rep;
 }
 

@@ -24,6 +24,8 @@ struct ImportReport {
   int64_t duplicates = 0;  // runs already present (same UUID): skipped
   int64_t files_copied = 0;
   std::vector<std::string> problems;  // sources that could not be read, each named
+  /// Slurm sweeps ('submitted') whose every trial now has a result: marked completed.
+  std::vector<int64_t> sweeps_completed;
 };
 
 /// Merges the runs of the databases in `sources` into `target_db`: a source is
@@ -33,7 +35,9 @@ struct ImportReport {
 /// with its metrics, evals, samples, checkpoints, tags and sweep (merged by
 /// sweep UUID), its status as recorded (running and failed runs too), its
 /// parent when the parent is in the target, and its run files copied to the
-/// target's runs/<new id>/ with the checkpoint paths pointing there. Each
+/// target's runs/<new id>/ with the checkpoint paths pointing there (a run
+/// still 'running' in its copy arrives 'interrupted': nothing here will finish
+/// it). Each
 /// source database is one transaction. A source that cannot be read is named
 /// in `problems` and the others are still imported.
 ImportReport import_runs(const std::string& target_db, const std::vector<std::string>& sources);

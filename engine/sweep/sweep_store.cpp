@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "store/experiment_store.h"
+#include "store/process_status.h"
 #include "sweep/sqlite_stmt.h"
 
 namespace bl {
@@ -16,31 +17,6 @@ using sweep_sql::Stmt;
 using sweep_sql::Transaction;
 
 namespace {
-
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string host_name() {
-  char buf[256] = {};
-  return gethostname(buf, sizeof(buf) - 1) == 0 ? buf : "";
-}
-
-// A zombie has stopped for good (a killed worker whose parent is gone may
-// wait long for a reaper in a container), so kill(pid, 0) alone is not enough.
-bool is_zombie(int64_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!f || !std::getline(f, line)) return false;
-  const size_t close = line.rfind(')');
-  return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
-}
-
-bool process_alive(int64_t pid) {
-  if (pid <= 0 || pid > INT_MAX) return false;
-  if (kill(pid_t(pid), 0) == 0) return !is_zombie(pid);
-  return errno == EPERM;
-}
 
 SweepRecord read_sweep(const Stmt& q) {
   return {q.i64(0), q.text(1), q.text(2), q.text(3), q.f64(4), q.text(5)};

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "io/sha256.h"
+#include "store/process_status.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -16,9 +17,6 @@ namespace bl {
 namespace fs = std::filesystem;
 
 namespace {
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 nlohmann::json opt_json(const std::optional<double>& v) {
   return v && std::isfinite(*v) ? nlohmann::json(*v) : nlohmann::json();
 }

@@ -34,6 +34,8 @@ void visit_fields(T& t, F&& f) {
   f("eval_batches", t.eval_batches);
   f("val_fraction", t.val_fraction);
   f("threads", t.threads);
+  f("flop_budget", t.flop_budget);
+  f("time_budget_s", t.time_budget_s);
 }
 
 std::string num(double v) {
@@ -184,6 +186,10 @@ std::vector<std::string> validation_errors(const TrainConfig& t, const std::stri
   if (!(t.val_fraction > 0 && t.val_fraction < 1))
     e.push_back(p("val_fraction") + " (" + num(t.val_fraction) + ") must be in (0, 1)");
   at_least("threads", t.threads, 0);
+  for (const auto& [field, v] : {std::pair<const char*, double>{"flop_budget", t.flop_budget},
+                                 {"time_budget_s", t.time_budget_s}})
+    if (!(v >= 0) || !std::isfinite(v))
+      e.push_back(p(field) + " (" + num(v) + ") must be a finite number >= 0 (0: no budget)");
   at_most("max_steps", t.max_steps, TrainLimits::kMaxSteps);
   at_most("batch_size", t.batch_size, TrainLimits::kBatchSize);
   at_most("seq_len", t.seq_len, TrainLimits::kSeqLen);

@@ -40,6 +40,15 @@ struct TrainConfig {
   int64_t eval_batches = 20;  // batches per evaluation, drawn with a fixed generator
   double val_fraction = 0.1;  // last fraction of the corpus held out for validation
   int64_t threads = 0;        // worker threads; 0 = all cores
+  /// Compute budget in training FLOPs (the engine's count, eval/flops.h); 0 =
+  /// none. The run ends after the last step that fits, and the lr schedule
+  /// ends there too, so runs of different models at one budget each complete
+  /// their schedule (the compute-matched comparison).
+  double flop_budget = 0;
+  /// Wall-clock budget in seconds for the training steps of one process; 0 =
+  /// none. No step starts that would end past it (judged by the slowest of the
+  /// last few steps); the final evaluation and checkpoint come after.
+  double time_budget_s = 0;
 
   bool operator==(const TrainConfig&) const = default;
 };

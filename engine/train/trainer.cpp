@@ -3,8 +3,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <exception>
 #include <thread>
 
@@ -30,11 +32,11 @@ std::vector<Parameter*> trainable(LanguageModel& m) {
   return out;
 }
 
-ScheduleOptions schedule_options(const TrainConfig& c) {
+ScheduleOptions schedule_options(const TrainConfig& c, int64_t horizon) {
   ScheduleOptions s;
   s.lr = float(c.learning_rate);
   s.warmup_steps = c.warmup_steps;
-  s.total_steps = c.max_steps;
+  s.total_steps = horizon;
   s.min_lr_ratio = float(c.min_lr_ratio);
   return s;
 }
@@ -44,6 +46,28 @@ const TrainConfig& checked(const LanguageModel& model, const TrainConfig& cfg) {
   for (auto& e : compatibility_errors(model.config(), cfg)) errors.push_back(e);
   if (!errors.empty()) throw ConfigError(errors);
   return cfg;
+}
+
+std::string sci(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.3g", v);
+  return buf;
+}
+
+// max_steps, or the last step whose FLOPs still fit the budget.
+int64_t step_horizon(LanguageModel& model, const TrainConfig& c) {
+  if (c.flop_budget <= 0) return c.max_steps;
+  const double per_step = model.flops_per_token(c.seq_len) * double(c.batch_size) *
+                          double(c.seq_len) * double(c.grad_accumulation_steps);
+  const double steps = std::floor(c.flop_budget / per_step);
+  if (steps < double(std::max<int64_t>(1, c.warmup_steps)))
+    throw ConfigError(
+        {"train.flop_budget (" + sci(c.flop_budget) + ") allows " + sci(steps) + " steps of " +
+         sci(per_step) + " FLOPs, fewer than " +
+         (c.warmup_steps > 1 ? "train.warmup_steps (" + std::to_string(c.warmup_steps) + ")"
+                             : std::string("one step")) +
+         ": raise the budget or shrink the model or batch"});
+  return steps < double(c.max_steps) ? int64_t(steps) : c.max_steps;
 }
 }  // namespace
 
@@ -64,10 +88,11 @@ OptimizerOptions optimizer_options(const TrainConfig& cfg) {
 Trainer::Trainer(LanguageModel& model, const TrainConfig& cfg, const TextDataset& data)
     : model_(model),
       cfg_(checked(model, cfg)),
+      horizon_(step_horizon(model, cfg_)),
       params_(trainable(model)),
       optimizer_(make_optimizer(cfg_.optimizer, params_, optimizer_options(cfg_))),
       clipper_(params_),
-      schedule_(make_schedule(cfg_.lr_schedule, schedule_options(cfg_))),
+      schedule_(make_schedule(cfg_.lr_schedule, schedule_options(cfg_, horizon_))),
       sampler_(data.train(), cfg_.batch_size, cfg_.seq_len, uint64_t(cfg_.seed), "train"),
       eval_(make_eval_batches(data.val(), cfg_.batch_size, cfg_.seq_len, cfg_.eval_batches)),
       x_(size_t(cfg_.batch_size * cfg_.seq_len)),
@@ -311,10 +336,13 @@ TrainSummary Trainer::train() {
   const auto start = Clock::now();
   for (Callback* cb : callbacks_) cb->on_train_begin(*this);
   std::vector<double> losses, times;  // reserved: the loop itself never allocates
-  losses.reserve(size_t(std::max<int64_t>(0, cfg_.max_steps - step_)));
+  losses.reserve(size_t(std::max<int64_t>(0, horizon_ - step_)));
   times.reserve(losses.capacity());
   bool evaluated_last = false;
-  while (step_ < cfg_.max_steps) {
+  budget_reason_.clear();
+  std::array<double, 5> gaps{};  // time budget: recent step-to-step wall times
+  double last_wall = 0;
+  while (step_ < horizon_) {
     // Over ranks, a stop is agreed in the step's reduction (reduce_across_ranks).
     if (comm_ ? stop_agreed_ : !wait_turn()) break;
     StepMetrics& m = train_step();
@@ -340,10 +368,33 @@ TrainSummary Trainer::train() {
                     " at step " + std::to_string(m.step) + "; weights kept from the step before";
       break;
     }
+    // Over ranks only rank 0 (which records the run) judges the time budget;
+    // its stop reaches the others in the next step's reduction.
+    if (cfg_.time_budget_s > 0 && step_ < horizon_ && budget_reason_.empty() &&
+        (!comm_ || comm_->rank() == 0)) {
+      // The next step is judged by the longest of the last few wall-clock
+      // gaps between steps (callbacks, evaluations and checkpoints included).
+      gaps[size_t(step_) % gaps.size()] = m.wall_time_s - last_wall;
+      last_wall = m.wall_time_s;
+      const double next_s = *std::max_element(gaps.begin(), gaps.end());
+      if (m.wall_time_s + next_s > cfg_.time_budget_s) {
+        budget_reason_ = "time budget of " + sci(cfg_.time_budget_s) + " s reached after step " +
+                         std::to_string(step_) + " of " + std::to_string(horizon_);
+        request_stop(budget_reason_);
+      }
+    }
   }
   if (sum.status != RunStatus::kDiverged) {
-    if (step_ >= cfg_.max_steps) {
+    if (step_ >= horizon_ || !budget_reason_.empty()) {
+      // A budget is a planned end, not an interruption: completed, with the
+      // reason. A time-budgeted run can be resumed for more steps.
       sum.status = RunStatus::kCompleted;
+      if (!budget_reason_.empty())
+        sum.message = budget_reason_;
+      else if (horizon_ < cfg_.max_steps)
+        sum.message = "FLOP budget of " + sci(cfg_.flop_budget) + " reached after step " +
+                      std::to_string(step_) + " (" + std::to_string(horizon_) +
+                      " steps fit; train.max_steps " + std::to_string(cfg_.max_steps) + ")";
     } else {
       sum.status = RunStatus::kStopped;
       std::lock_guard<std::mutex> lk(mu_);

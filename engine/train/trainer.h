@@ -41,7 +41,8 @@ class Trainer {
   /// std::invalid_argument when batch_size is not divisible by the rank count
   /// or the model is not data_parallel_safe(). Call before train().
   void set_communicator(Communicator* comm);
-  /// Runs from step() to max_steps, or until stopped or diverged.
+  /// Runs from step() to horizon(), or until stopped, diverged or out of time
+  /// (TrainConfig::time_budget_s).
   TrainSummary train();
   /// Mean loss over the fixed validation batches.
   double evaluate();
@@ -61,6 +62,9 @@ class Trainer {
   /// Continue from a later step (after loading a checkpoint).
   void set_step(int64_t s) { step_ = s; }
   const TrainConfig& config() const { return cfg_; }
+  /// The step training ends at: max_steps, or fewer when the FLOP budget
+  /// (TrainConfig::flop_budget) is spent first. The lr schedule ends here too.
+  int64_t horizon() const { return horizon_; }
   LanguageModel& model() { return model_; }
   Optimizer& optimizer() { return *optimizer_; }
   BatchSampler& sampler() { return sampler_; }
@@ -92,6 +96,7 @@ class Trainer {
 
   LanguageModel& model_;
   TrainConfig cfg_;
+  int64_t horizon_;                 // see horizon(); before schedule_, which is built from it
   std::vector<Parameter*> params_;  // trainable
   std::unique_ptr<Optimizer> optimizer_;
   GradClipper clipper_;
@@ -117,6 +122,7 @@ class Trainer {
   std::mutex mu_;
   std::condition_variable cv_;
   std::string stop_reason_;
+  std::string budget_reason_;  // set when this rank's time budget ended the run
 };
 
 /// Optimizer hyperparameters from a TrainConfig.

@@ -20,7 +20,15 @@ RunCurves load_run_curves(ExperimentStore& store, const RunRecord& run, int64_t 
       return m;
     };
     const auto lr = by_step("learning_rate"), gn = by_step("grad_norm"),
-               tps = by_step("tokens_per_sec"), tok = by_step("tokens_seen");
+               tps = by_step("tokens_per_sec"), tok = by_step("tokens_seen"),
+               step_ms = by_step("step_time_ms");
+    // Every other metric (MoE losses, expert load, all-reduce time, ...) for
+    // the charts' "Add chart".
+    std::vector<std::pair<std::string, std::map<int64_t, double>>> others;
+    for (const std::string& name : store.metric_names(run.id))
+      if (name != "loss" && name != "learning_rate" && name != "grad_norm" &&
+          name != "tokens_per_sec" && name != "tokens_seen" && name != "step_time_ms")
+        others.emplace_back(name, by_step(name.c_str()));
     const double t0 = run.started_at.value_or(loss.wall_times.front());
     for (size_t i = 0; i < loss.size(); ++i) {
       const int64_t s = loss.steps[i];
@@ -35,6 +43,9 @@ RunCurves load_run_curves(ExperimentStore& store, const RunRecord& run, int64_t 
       m.tokens_per_sec = d->second;
       m.tokens_seen = int64_t(e->second);
       m.wall_time_s = loss.wall_times[i] - t0;
+      if (auto st = step_ms.find(s); st != step_ms.end()) m.step_time_ms = st->second;
+      for (const auto& [name, values] : others)
+        if (auto v = values.find(s); v != values.end()) m.extra.emplace_back(name, v->second);
       c.add(m);
     }
   }

@@ -7,10 +7,13 @@
 #include <QHBoxLayout>
 #include <QImage>
 #include <QLabel>
+#include <QMenu>
 #include <QPainter>
 #include <QPushButton>
+#include <QSignalBlocker>
 #include <QSlider>
 #include <QSvgGenerator>
+#include <QToolButton>
 #include <QVBoxLayout>
 #include <algorithm>
 #include <cmath>
@@ -29,6 +32,8 @@ void RunCurves::add(const StepMetrics& m) {
   tokens_per_sec.push_back(m.tokens_per_sec);
   grad_norm.push_back(m.grad_norm);
   learning_rate.push_back(m.learning_rate);
+  extra["step_time_ms"].emplace_back(m.step, m.step_time_ms);
+  for (const auto& [name, v] : m.extra) extra[name].emplace_back(m.step, v);
 }
 
 QColor qualitative_color(int index) {
@@ -66,6 +71,23 @@ ChartsPanel::ChartsPanel(QWidget* parent) : QWidget(parent) {
   smooth_label_->setMinimumWidth(32);
   log_ = new QCheckBox("log scale");
   log_->setObjectName("log_scale");
+  add_chart_ = new QPushButton("Add chart");
+  add_chart_->setObjectName("add_chart");
+  add_chart_->setToolTip(
+      "Chart another metric the shown runs logged (MoE losses, expert load, step time, ...)");
+  auto* metrics_menu = new QMenu(add_chart_);
+  add_chart_->setMenu(metrics_menu);
+  connect(metrics_menu, &QMenu::aboutToShow, this, [this, metrics_menu] {
+    metrics_menu->clear();
+    const QStringList shown = metric_charts();
+    const QStringList names = available_metrics();
+    if (names.isEmpty()) metrics_menu->addAction("(no other metric logged)")->setEnabled(false);
+    for (const QString& n : names) {
+      QAction* a = metrics_menu->addAction(n);
+      a->setEnabled(!shown.contains(n));
+      connect(a, &QAction::triggered, this, [this, n] { add_metric_chart(n); });
+    }
+  });
   auto* reset = new QPushButton("Reset zoom");
   reset->setObjectName("reset_zoom");
   reset->setToolTip("Drag on a chart to zoom into a range; right-click zooms out");
@@ -80,6 +102,7 @@ ChartsPanel::ChartsPanel(QWidget* parent) : QWidget(parent) {
   bar->addSpacing(12);
   bar->addWidget(log_);
   bar->addStretch(1);
+  bar->addWidget(add_chart_);
   bar->addWidget(reset);
 
   legend_ = new QLabel;
@@ -88,7 +111,7 @@ ChartsPanel::ChartsPanel(QWidget* parent) : QWidget(parent) {
   legend_->setWordWrap(true);
   legend_->hide();
 
-  auto* grid = new QGridLayout;
+  auto* grid = grid_ = new QGridLayout;
   grid->setSpacing(4);
   grid->addWidget(loss_, 0, 0);
   grid->addWidget(tps_, 0, 1);
@@ -259,6 +282,106 @@ void ChartsPanel::rebuild() {
     grad_->set_points(s.grad, std::move(g));
     lr_->set_points(s.lr, std::move(r));
   }
+  for (MetricChart& m : metric_charts_) fill_metric_chart(m);
+}
+
+std::vector<PlotView*> ChartsPanel::plots() const {
+  std::vector<PlotView*> out{loss_, tps_, grad_, lr_};
+  for (const MetricChart& m : metric_charts_) out.push_back(m.plot);
+  return out;
+}
+
+QStringList ChartsPanel::available_metrics() const {
+  std::set<QString> names;
+  for (const auto& [id, s] : runs_)
+    for (const auto& [name, points] : s.c.extra)
+      if (!points.empty()) names.insert(QString::fromStdString(name));
+  return QStringList(names.begin(), names.end());
+}
+
+QStringList ChartsPanel::metric_charts() const {
+  QStringList out;
+  for (const MetricChart& m : metric_charts_) out << m.metric;
+  return out;
+}
+
+PlotView* ChartsPanel::metric_plot(const QString& metric) const {
+  for (const MetricChart& m : metric_charts_)
+    if (m.metric == metric) return m.plot;
+  return nullptr;
+}
+
+void ChartsPanel::fill_metric_chart(MetricChart& m) {
+  m.plot->clear_series();
+  m.series.clear();
+  const bool many = runs_.size() > 1;
+  m.plot->set_legend_visible(!many);
+  const std::string key = m.metric.toStdString();
+  for (const auto& [id, s] : runs_) {
+    const QString label = many ? QString("#%1 %2").arg(id).arg(s.c.name) : s.c.name;
+    const int series = m.series[id] = m.plot->add_series(label, color_of(id));
+    const auto it = s.c.extra.find(key);
+    if (it == s.c.extra.end()) continue;
+    QList<QPointF> pts;
+    pts.reserve(qsizetype(it->second.size()));
+    for (const auto& [step, v] : it->second)
+      if (std::isfinite(v)) pts.append({eval_x(s.c, step), v});
+    m.plot->set_points(series, std::move(pts));
+  }
+}
+
+void ChartsPanel::relayout_metric_charts() {
+  for (size_t i = 0; i < metric_charts_.size(); ++i)
+    grid_->addWidget(metric_charts_[i].frame, 2 + int(i / 2), int(i % 2));
+}
+
+void ChartsPanel::add_metric_chart(const QString& metric) {
+  if (metric.isEmpty() || metric_plot(metric)) return;
+  MetricChart m;
+  m.metric = metric;
+  m.frame = new QWidget;
+  m.frame->setObjectName("chart_" + metric);
+  m.plot = new PlotView(metric);
+  m.plot->setObjectName("plot_" + metric);
+  auto* close = new QToolButton;
+  close->setObjectName("close_chart");
+  close->setText("×");
+  close->setAutoRaise(true);
+  close->setToolTip("Remove the chart of " + metric);
+  auto* head = new QHBoxLayout;
+  head->setContentsMargins(0, 0, 0, 0);
+  head->addStretch(1);
+  head->addWidget(close);
+  auto* v = new QVBoxLayout(m.frame);
+  v->setContentsMargins(0, 0, 0, 0);
+  v->setSpacing(0);
+  v->addLayout(head);
+  v->addWidget(m.plot, 1);
+  m.plot->set_x_title(x_box_->currentText());
+  m.plot->set_smoothing(smooth_->value() / 100.0);
+  m.plot->set_log_y(log_->isChecked());
+  connect(close, &QToolButton::clicked, this, [this, metric] { remove_metric_chart(metric); });
+  metric_charts_.push_back(m);
+  fill_metric_chart(metric_charts_.back());
+  relayout_metric_charts();
+  emit metric_charts_changed();
+}
+
+void ChartsPanel::remove_metric_chart(const QString& metric) {
+  auto it = std::find_if(metric_charts_.begin(), metric_charts_.end(),
+                         [&](const MetricChart& m) { return m.metric == metric; });
+  if (it == metric_charts_.end()) return;
+  grid_->removeWidget(it->frame);
+  it->frame->deleteLater();
+  metric_charts_.erase(it);
+  relayout_metric_charts();
+  emit metric_charts_changed();
+}
+
+void ChartsPanel::set_metric_charts(const QStringList& metrics) {
+  const QSignalBlocker block(this);
+  for (const QString& m : metric_charts()) remove_metric_chart(m);
+  for (const QString& m : metrics) add_metric_chart(m);
 }
 
 void ChartsPanel::add_run(int64_t id, const QString& name) {
@@ -308,6 +431,17 @@ void ChartsPanel::append_steps(int64_t id, const std::vector<StepMetrics>& steps
   const size_t from = s.c.size();
   for (const StepMetrics& m : steps) s.c.add(m);
   push_points(s, from);
+  for (MetricChart& mc : metric_charts_) {
+    const auto it = s.c.extra.find(mc.metric.toStdString());
+    const auto ser = mc.series.find(id);
+    if (it == s.c.extra.end() || ser == mc.series.end()) continue;
+    // The points this batch of steps added: those past the batch's first step.
+    const int64_t first = steps.front().step;
+    auto p = std::lower_bound(it->second.begin(), it->second.end(),
+                              std::pair<int64_t, double>(first, -HUGE_VAL));
+    for (; p != it->second.end(); ++p)
+      if (std::isfinite(p->second)) mc.plot->append(ser->second, eval_x(s.c, p->first), p->second);
+  }
 }
 
 void ChartsPanel::append_evals(int64_t id, const std::vector<std::pair<int64_t, double>>& evals) {
@@ -339,7 +473,8 @@ bool ChartsPanel::export_image(const QString& path, QSize size, QString* error) 
   // Legend strip at the top when several runs share the charts.
   const bool many = runs_.size() > 1;
   const int legend_h = many ? 28 : 0;
-  const QSize cell((size.width()) / 2, (size.height() - legend_h) / 2);
+  const int rows = int(plots().size() + 1) / 2;
+  const QSize cell((size.width()) / 2, (size.height() - legend_h) / rows);
   auto paint = [&](QPainter& p) {
     p.fillRect(QRect(QPoint(0, 0), size), Qt::white);
     if (many) {

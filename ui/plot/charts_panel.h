@@ -3,7 +3,10 @@
 // time, tokens), EMA smoothing slider and log-scale toggle. Each run shown
 // gets its own colour of a qualitative palette (the first one no other shown
 // run uses, kept while it is shown); with several runs one shared legend above
-// the charts names them. Qt Charts stays inside PlotView.
+// the charts names them. Below the four, "Add chart" draws any other metric the
+// shown runs logged (MoE balance / z losses, expert load, MTP loss, step time,
+// all-reduce time, ...), one chart each, removable; the list is remembered.
+// Qt Charts stays inside PlotView.
 #pragma once
 
 #include <QColor>
@@ -13,6 +16,7 @@
 #include <QWidget>
 #include <cstdint>
 #include <map>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -20,7 +24,9 @@
 
 class QCheckBox;
 class QComboBox;
+class QGridLayout;
 class QLabel;
+class QPushButton;
 class QSlider;
 
 namespace bl {
@@ -35,6 +41,9 @@ struct RunCurves {
   std::vector<double> wall;   // seconds since the run started
   std::vector<double> tokens, loss, tokens_per_sec, grad_norm, learning_rate;
   std::vector<std::pair<int64_t, double>> evals;  // (step, eval loss)
+  /// Every other metric by name: (step, value), steps increasing. Logged at
+  /// every step (step_time_ms, MoE losses) or only some (diagnostics).
+  std::map<std::string, std::vector<std::pair<int64_t, double>>> extra;
 
   void add(const StepMetrics& m);
   size_t size() const { return step.size(); }
@@ -78,9 +87,23 @@ class ChartsPanel : public QWidget {
   bool export_image(const QString& path, QSize size, QString* error = nullptr);
   /// Chart colours for a dark window.
   void set_dark(bool on);
+
+  /// Metrics the shown runs logged beyond the four fixed charts, sorted.
+  QStringList available_metrics() const;
+  /// Adds a chart of `metric` below the others (no-op if it is shown);
+  /// removes one. Emits metric_charts_changed.
+  void add_metric_chart(const QString& metric);
+  void remove_metric_chart(const QString& metric);
+  /// The added charts' metrics, in order; setting replaces them (restoring a layout).
+  QStringList metric_charts() const;
+  void set_metric_charts(const QStringList& metrics);
+  /// The chart of `metric`, or null.
+  PlotView* metric_plot(const QString& metric) const;
+  QPushButton* add_chart_button() const { return add_chart_; }
   QLabel* legend() const { return legend_; }
 
-  std::vector<PlotView*> plots() const { return {loss_, tps_, grad_, lr_}; }
+  /// The four fixed charts, then the added metric charts.
+  std::vector<PlotView*> plots() const;
   PlotView* loss_plot() const { return loss_; }
   PlotView* throughput_plot() const { return tps_; }
   PlotView* grad_norm_plot() const { return grad_; }
@@ -89,7 +112,18 @@ class ChartsPanel : public QWidget {
   QSlider* smoothing_slider() const { return smooth_; }
   QCheckBox* log_box() const { return log_; }
 
+ signals:
+  void metric_charts_changed();
+
  private:
+  struct MetricChart {
+    QString metric;
+    QWidget* frame = nullptr;  // close button + plot
+    PlotView* plot = nullptr;
+    std::map<int64_t, int> series;  // run -> series id
+  };
+  void fill_metric_chart(MetricChart& m);
+  void relayout_metric_charts();
   struct Slot {
     RunCurves c;
     int loss = -1, eval = -1, tps = -1, grad = -1, lr = -1;  // series ids
@@ -108,7 +142,10 @@ class ChartsPanel : public QWidget {
   QSlider* smooth_;
   QLabel* smooth_label_;
   QCheckBox* log_;
-  QLabel* legend_;                 // shared legend, shown with two or more runs
+  QLabel* legend_;  // shared legend, shown with two or more runs
+  QPushButton* add_chart_;
+  QGridLayout* grid_;
+  std::vector<MetricChart> metric_charts_;
   std::map<int64_t, int> colors_;  // run -> palette index, while shown
   void update_legend();
   QStringList legend_entries() const;  // "#id name" per run (elided)

@@ -9,14 +9,18 @@
 #include <QImage>
 #include <QLabel>
 #include <QLogValueAxis>
+#include <QSignalSpy>
 #include <QSlider>
 #include <QTemporaryDir>
 #include <QTest>
+#include <QToolButton>
 #include <cmath>
 #include <set>
 
+#include "browser/run_loader.h"
 #include "plot/charts_panel.h"
 #include "plot/plot_view.h"
+#include "store/experiment_store.h"
 
 using namespace bl;
 
@@ -271,6 +275,82 @@ class PlotTest : public QObject {
     c.log_box()->setChecked(true);
     QVERIFY(loss->log_y() && c.lr_plot()->log_y());
     QCOMPARE(c.color_of(3), qualitative_color(0));  // the only run: the first colour
+  }
+
+  void any_logged_metric_gets_a_chart() {
+    // A run whose steps carry a MoE loss every step and a diagnostic every 5th.
+    QTemporaryDir dir;
+    const std::string db = dir.filePath("e.db").toStdString();
+    int64_t id = 0;
+    {
+      ExperimentStore store(db);
+      RunRecord rec;
+      rec.name = "moe";
+      id = store.create_run(rec);
+      for (int i = 0; i < 20; ++i) {
+        const double w = 0.1 * (i + 1);
+        store.log_metric(id, i, w, "loss", 3.0 - 0.05 * i);
+        store.log_metric(id, i, w, "learning_rate", 1e-3);
+        store.log_metric(id, i, w, "grad_norm", 1.0);
+        store.log_metric(id, i, w, "tokens_per_sec", 1000);
+        store.log_metric(id, i, w, "tokens_seen", 64.0 * (i + 1));
+        store.log_metric(id, i, w, "step_time_ms", 5.0 + i);
+        store.log_metric(id, i, w, "moe_aux_loss", 0.01 * (i + 1));
+        if (i % 5 == 4) store.log_metric(id, i, w, "weight_norm/layer0", 10.0 + i);
+      }
+    }
+    ExperimentStore store = ExperimentStore::open_readonly(db);
+    RunCurves curves = load_run_curves(store, *store.get_run(id));
+    QCOMPARE(curves.size(), size_t(20));
+    QCOMPARE(curves.extra.at("moe_aux_loss").size(), size_t(20));
+    QCOMPARE(curves.extra.at("weight_norm/layer0").size(), size_t(4));
+    QCOMPARE(curves.extra.at("step_time_ms")[3].second, 8.0);
+
+    ChartsPanel c;
+    c.resize(1000, 900);
+    c.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&c));
+    c.set_run(std::move(curves));
+    QCOMPARE(c.available_metrics(),
+             QStringList({"moe_aux_loss", "step_time_ms", "weight_norm/layer0"}));
+    QSignalSpy changed(&c, &ChartsPanel::metric_charts_changed);
+    c.add_metric_chart("moe_aux_loss");
+    c.add_metric_chart("weight_norm/layer0");
+    c.add_metric_chart("moe_aux_loss");  // already shown: no second chart
+    QCOMPARE(changed.count(), 2);
+    QCOMPARE(c.metric_charts(), QStringList({"moe_aux_loss", "weight_norm/layer0"}));
+    QCOMPARE(c.plots().size(), size_t(6));
+    PlotView* aux = c.metric_plot("moe_aux_loss");
+    QVERIFY(aux);
+    QCOMPARE(aux->point_count(0), qsizetype(20));
+    QCOMPARE(c.metric_plot("weight_norm/layer0")->point_count(0), qsizetype(4));
+    QVERIFY(aux->readout_at(10).front().contains("@ 10"));  // x = steps taken, as the loss
+    // Live steps reach the added charts; the fixed controls drive them too.
+    StepMetrics m;
+    m.step = 20;
+    m.loss = 2.0;
+    m.extra = {{"moe_aux_loss", 0.5}};
+    c.append_steps(id, {m});
+    QCOMPARE(aux->point_count(0), qsizetype(21));
+    c.log_box()->setChecked(true);
+    QVERIFY(aux->log_y());
+    c.x_axis_box()->setCurrentIndex(int(ChartsPanel::XAxis::kTokens));
+    QVERIFY(aux->readout_at(640).front().contains("@ 640"));  // tokens after step 10
+    // The export holds every chart.
+    const QString png = dir.filePath("six.png");
+    QString error;
+    QVERIFY2(c.export_image(png, QSize(1200, 1100), &error), qPrintable(error));
+    QCOMPARE(QImage(png).size(), QSize(1200, 1100));
+    // A chart's × removes it; a saved list restores them.
+    QWidget* frame = c.findChild<QWidget*>("chart_weight_norm/layer0");
+    QVERIFY(frame);
+    QToolButton* close = frame->findChild<QToolButton*>("close_chart");
+    QVERIFY(close);
+    QTest::mouseClick(close, Qt::LeftButton);
+    QCOMPARE(c.metric_charts(), QStringList({"moe_aux_loss"}));
+    c.set_metric_charts({"step_time_ms", "moe_aux_loss"});
+    QCOMPARE(c.metric_charts(), QStringList({"step_time_ms", "moe_aux_loss"}));
+    QCOMPARE(c.metric_plot("step_time_ms")->point_count(0), qsizetype(21));
   }
 };
 

@@ -16,6 +16,7 @@
 #include "browser/run_browser.h"
 #include "store/experiment_store.h"
 #include "sweep/sweep_dialog.h"
+#include "test_paths.h"  // BLOCKLAB_CLI_PATH
 
 using namespace bl;
 

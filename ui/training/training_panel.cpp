@@ -102,6 +102,25 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   seed_ = spin("seed", 0, 2'000'000'000, "Seed of init, batch order and dropout");
   threads_ = spin("threads", 0, 256, "Engine threads; 0 = all cores");
   threads_->setSpecialValueText(QString("all (%1)").arg(QThread::idealThreadCount()));
+  time_budget_ = dspin("time_budget_s", 0, 1e9, 0, 60,
+                       "Wall-clock budget for the training steps, in seconds; 0 = none.\n"
+                       "No step starts that would end past it; the run is recorded completed\n"
+                       "with the reason, and can be resumed for more.");
+  time_budget_->setSuffix(" s");
+  time_budget_->setSpecialValueText("none");
+  flop_budget_ = dspin("flop_budget", 0, 1e9, 3, 1,
+                       "Compute budget in TFLOP (10^12 training FLOPs, the engine's count); 0 = "
+                       "none.\nThe run ends after the last step that fits, and the lr schedule "
+                       "ends there too:\nmodels of different cost at one budget each complete "
+                       "their schedule.");
+  flop_budget_->setSuffix(" TFLOP");
+  flop_budget_->setSpecialValueText("none");
+  // Their maxima are long numbers: sized by the form, not by the widest value,
+  // so the dock does not widen.
+  for (QDoubleSpinBox* s : {time_budget_, flop_budget_}) {
+    s->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Fixed);
+    s->setMinimumWidth(80);
+  }
 
   // Two columns keep the form short enough for a side dock.
   auto* grid = new QGridLayout;
@@ -127,6 +146,8 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   add(5, 0, "eval every", eval_interval_);
   add(5, 1, "seed", seed_);
   add(6, 0, "threads", threads_);
+  add(6, 1, "time budget", time_budget_);
+  add(7, 0, "FLOP budget", flop_budget_);
   grid->setColumnStretch(1, 1);
   grid->setColumnStretch(3, 1);
 
@@ -237,7 +258,7 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   for (QSpinBox* s :
        {warmup_, max_steps_, batch_size_, seq_len_, accum_, eval_interval_, seed_, threads_})
     connect(s, &QSpinBox::valueChanged, this, &TrainingPanel::changed);
-  for (QDoubleSpinBox* s : {lr_, weight_decay_, clip_})
+  for (QDoubleSpinBox* s : {lr_, weight_decay_, clip_, time_budget_, flop_budget_})
     connect(s, &QDoubleSpinBox::valueChanged, this, &TrainingPanel::changed);
   for (QComboBox* c : {optimizer_, schedule_})
     connect(c, &QComboBox::currentTextChanged, this, &TrainingPanel::changed);
@@ -269,9 +290,9 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
 }
 
 QList<QWidget*> TrainingPanel::fields() const {
-  return {data_,  browse_, name_,          tags_,         optimizer_,  schedule_,
-          lr_,    warmup_, max_steps_,     weight_decay_, batch_size_, seq_len_,
-          accum_, clip_,   eval_interval_, seed_,         threads_,    lora_group_};
+  return {data_,          browse_,    name_,         tags_,        optimizer_,   schedule_,  lr_,
+          warmup_,        max_steps_, weight_decay_, batch_size_,  seq_len_,     accum_,     clip_,
+          eval_interval_, seed_,      threads_,      time_budget_, flop_budget_, lora_group_};
 }
 
 void TrainingPanel::set_config(const TrainConfig& t) {
@@ -291,6 +312,8 @@ void TrainingPanel::set_config(const TrainConfig& t) {
   eval_interval_->setValue(int(t.eval_interval));
   seed_->setValue(int(t.seed));
   threads_->setValue(int(t.threads));
+  time_budget_->setValue(t.time_budget_s);
+  flop_budget_->setValue(t.flop_budget / 1e12);
 }
 
 void TrainingPanel::apply_to(TrainConfig& t) const {
@@ -307,6 +330,8 @@ void TrainingPanel::apply_to(TrainConfig& t) const {
   t.eval_interval = eval_interval_->value();
   t.seed = seed_->value();
   t.threads = threads_->value();
+  t.time_budget_s = time_budget_->value();
+  t.flop_budget = flop_budget_->value() * 1e12;
 }
 
 QString TrainingPanel::data_path() const {

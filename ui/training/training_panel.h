@@ -140,6 +140,8 @@ class TrainingPanel : public QWidget {
   QSpinBox* seq_len_;
   QSpinBox* accum_;
   QDoubleSpinBox* clip_;
+  QDoubleSpinBox* time_budget_;  // seconds
+  QDoubleSpinBox* flop_budget_;  // TFLOP
   QSpinBox* eval_interval_;
   QSpinBox* seed_;
   QSpinBox* threads_;

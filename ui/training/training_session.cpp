@@ -102,6 +102,7 @@ void TrainingSession::run(RunSpec spec) {
       model_ref_ = &ref;
       has_model_ = true;
       buffer_.run_id = run_id;
+      buffer_.horizon = run.trainer().horizon();
       trainer_ = &run.trainer();
       if (stop_pending_) trainer_->request_stop("stopped from the GUI");
     }

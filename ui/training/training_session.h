@@ -60,6 +60,8 @@ class TrainingSession {
   /// Everything that happened since the last drain().
   struct Update {
     std::optional<int64_t> run_id;  // set once, when the run row exists
+    /// With run_id: the step the run trains to (max_steps, or fewer under a FLOP budget).
+    std::optional<int64_t> horizon;
     std::vector<StepMetrics> steps;
     std::vector<std::pair<int64_t, double>> evals;  // (step, eval loss)
     std::vector<SampleResult> samples;
