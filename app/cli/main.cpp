@@ -23,7 +23,8 @@ const char* kUsage =
     "          [--tag TAG]...\n"
     "          [--db FILE] [--checkpoint-interval N] [--keep-checkpoints K] [--flush-interval S]\n"
     "          [--out DIR] [--json] [--quiet] [--distributed]\n"
-    "          (--distributed: under mpirun -np N, data-parallel over N processes; rank 0 records)\n"
+    "          (--distributed: under mpirun -np N, data-parallel over N processes; rank 0 "
+    "records)\n"
     "  train   --resume RUN [--steps N] [--threads N] [--eval-interval N] [--db FILE] ...\n"
     "          (a LoRA run continues on its recorded base, spec and adapter path)\n"
     "  train   --fork RUN [--set field=value]... [--fresh] [--data FILE] [overrides] [--db FILE] "
@@ -45,11 +46,13 @@ const char* kUsage =
     "[--json]\n"
     "          [--checkpoint-interval N] [--keep-checkpoints K]  (resume it with train --resume "
     "RUN)\n"
-    "  lora    merge --base CKPT --adapter PATH --out DIR | export --adapter PATH --out "
-    "DIR|FILE.gguf |\n"
+    "  lora    merge --base CKPT --adapter PATH --out DIR | export --adapter PATH --out DIR |\n"
+    "          export --adapter PATH --out FILE.gguf --base CKPT [--gguf-layout llama|blocklab] |\n"
     "          sample --base CKPT --adapter PATH|base [--adapter ...] [--prompt TEXT] [--tokens "
     "N]\n"
     "          [--temperature X] [--top-k N] [--top-p X] [--seed N]  (one batch row per adapter)\n"
+    "  export  gguf RUN|CKPT --out FILE.gguf [--dtype f32|f16] [--name NAME] [--db FILE]\n"
+    "          (a LLaMA-family model as a llama.cpp GGUF file: docs/gguf.md)\n"
     "  bench   --preset NAME | --config FILE  [--threads N] [--steps N] [--warmup-steps N]\n"
     "          [--decode [--decode-tokens N] [--decode-batch B] [--prompt-len P] [--repeat R]]\n"
     "          (--decode: KV-cache / recurrent-state decoding tokens/s instead of training)\n"
@@ -97,6 +100,7 @@ int main(int argc, char** argv) {
     if (cmd == "models") return bl::cli::models_command(rest);
     if (cmd == "lora") return bl::cli::lora_command(rest);
     if (cmd == "eval") return bl::cli::eval_command(rest);
+    if (cmd == "export") return bl::cli::export_command(rest);
     if (cmd == "tokenizer") return bl::cli::tokenizer_command(rest);
     if (cmd == "sweep") return bl::cli::sweep_command(rest);
     if (cmd == "sweep-worker") return bl::cli::sweep_worker_command(rest);
