@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/presets.h"
 #include "data/bpe_tokenizer.h"
 #include "data/byte_level.h"
 #include "expect_error.h"
@@ -561,6 +562,27 @@ TEST(GgufExport, RefusesWhatLlamaCppCannotRun) {
       contains(error_of<GgufExportError>([&] { export_llama_gguf(dir / "l.gguf", *l, tok); }),
                "merge it first"));
   EXPECT_FALSE(std::filesystem::exists(dir / "g.gguf"));
+  auto big = base_model(true, 256);
+  for (auto& [n, p] : big->named_parameters())
+    if (n == "layers.1.ffn.up_proj.weight") p->data()[5] = 70000.0f;
+  GgufExportOptions f16;
+  f16.dtype = GgmlType::kF16;
+  EXPECT_TRUE(contains(
+      error_of<GgufExportError>([&] { export_llama_gguf(dir / "big.gguf", *big, tok, f16); }),
+      "beyond F16's range"));
+  export_llama_gguf(dir / "big.gguf", *big, tok);  // F32 keeps it
+}
+
+// Which shipped presets llama.cpp can run (docs/gguf.md lists them).
+TEST(GgufExport, LlamaPresetsPassOthersAreRefused) {
+  std::string admitted;
+  for (const std::string& name : preset_names())
+    if (llama_cpp_incompatibility(load_preset(name).model).empty()) admitted += name + " ";
+  EXPECT_NE(admitted.find("llama-tiny "), std::string::npos) << admitted;
+  EXPECT_NE(admitted.find("llama-small "), std::string::npos) << admitted;
+  EXPECT_EQ(admitted.find("gpt-tiny "), std::string::npos) << admitted;
+  EXPECT_EQ(admitted.find("mixtral-tiny "), std::string::npos) << admitted;
+  std::printf("presets llama.cpp can run: %s\n", admitted.c_str());
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "export/llama_gguf_export.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <optional>
 #include <set>
@@ -164,6 +165,11 @@ GgufExportSummary export_llama_gguf(const std::string& path, LanguageModel& mode
     }
     const int64_t rows = p->shape()[0], cols = p->shape()[1];
     std::vector<float> data(p->data(), p->data() + rows * cols);
+    if (opt.dtype == GgmlType::kF16)
+      for (float v : data)
+        if (!(std::abs(v) <= 65504.0f))  // also NaN
+          throw GgufExportError("parameter '" + n + "' holds " + std::to_string(v) +
+                                ", beyond F16's range (export with --dtype f32)");
     if (const int64_t heads = llama_rope_permute_heads(n, b.n_heads, b.effective_n_kv_heads()))
       llama_rope_permute_rows(data.data(), rows, cols, heads, true);
     w.add_tensor(name, {uint64_t(cols), uint64_t(rows)}, data.data(), opt.dtype);
