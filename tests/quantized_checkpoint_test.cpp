@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cli_support.h"
 #include "core/linear.h"
 #include "expect_error.h"
 #include "io/safetensors.h"
@@ -119,6 +120,23 @@ TEST(QuantizedCheckpointErrors, LayersLeftFloatStayFloat) {
   const std::vector<int32_t> ids = test::token_ids(6, 40);
   EXPECT_EQ(test::logits_of(back, ids, 1, 6), test::logits_of(*src, ids, 1, 6));
   EXPECT_EQ(matrices(back).size(), 2u);
+}
+
+// The CLI loads a quantized checkpoint like any other (sample, export refusal).
+TEST(QuantizedCheckpointErrors, CliSamplesAQuantizedCheckpoint) {
+  TempDir dir;
+  ModelConfig c = test::peft_model_config();
+  c.vocab_size = 256;
+  LanguageModel m(c);
+  test::init_model(m, 3);
+  quantize_model(m, QuantSpec::parse("nf4"));
+  ByteTokenizer tok;
+  save_checkpoint(dir / "q", m, TrainConfig{}, tok);
+  auto r = test::run_cli("sample --run " + (dir / "q") + " --prompt ab --tokens 4 --seed 1");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  r = test::run_cli("export gguf " + (dir / "q") + " --out " + (dir / "q.gguf"));
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "a quantized model cannot be exported")) << r.out;
 }
 
 TEST(QuantizedCheckpointErrors, MismatchesAndDamageAreNamed) {
