@@ -539,6 +539,15 @@ TEST(GgufExport, BpeTokenizerKeepsMergesAndSpecialTokens) {
             (std::vector<std::string>{"t h", "\xC4\xA0 th"}));
   EXPECT_EQ(f.get_int("tokenizer.ggml.eos_token_id"), 258);
   EXPECT_EQ(f.get_string("tokenizer.ggml.pre"), "gpt-2");
+  // Without special tokens: EOS is the NUL byte's token (here moved to id 5).
+  std::swap(tokens[0], tokens[5]);
+  tokens.resize(258);
+  const BpeTokenizer plain(tokens, {{'t', 'h'}, {' ', 256}});
+  auto m2 = base_model(true, 258);
+  export_llama_gguf(dir / "p.gguf", *m2, plain);
+  const GgufFile g = GgufFile::read(dir / "p.gguf");
+  EXPECT_EQ(g.get_int("tokenizer.ggml.eos_token_id"), 5);
+  EXPECT_EQ(g.get_int("tokenizer.ggml.bos_token_id"), 5);
 }
 
 TEST(GgufExport, RefusesWhatLlamaCppCannotRun) {

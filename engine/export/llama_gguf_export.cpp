@@ -65,6 +65,12 @@ void add_llama_tokenizer_keys(GgufWriter& w, const Tokenizer& tok) {
         types.push_back(kNormal);
       }
     }
+    // Without a special token: the NUL byte's token (every byte is one), which
+    // text does not contain, as for the byte tokenizer.
+    if (!eos)
+      for (int32_t id = 0; id < int32_t(bpe->vocab_size()) && !eos; ++id)
+        if (!added.count(id) && bpe->piece(id) == std::string(1, '\0')) eos = id;
+    if (!eos) throw GgufExportError("the BPE vocabulary has no token for the NUL byte");
     for (auto [l, r] : bpe->merges())
       merges.push_back(byte_level::encode(bpe->piece(l)) + " " + byte_level::encode(bpe->piece(r)));
   } else if (const auto* ch = dynamic_cast<const CharTokenizer*>(&tok)) {
