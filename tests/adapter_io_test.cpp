@@ -73,7 +73,11 @@ TEST_F(AdapterIo, RoundTripsThroughPeftAndGguf) {
       const std::vector<float> base = test::logits_of(dst, ids, 2, 8);
       EXPECT_GT(test::max_abs_diff(base, want), 1e-3);
       load_adapter(path(name), dst);
-      EXPECT_EQ(test::max_abs_diff(test::logits_of(dst, ids, 2, 8), want), 0.0) << name;
+      // GGUF (llama.cpp) has one alpha: the rank-2 layer's own alpha 6 is
+      // folded into its B (x 6/8), which rounds.
+      const bool folded = mixed && name == "adapter.gguf";
+      EXPECT_LE(test::max_abs_diff(test::logits_of(dst, ids, 2, 8), want), folded ? 1e-5 : 0.0)
+          << name;
       EXPECT_EQ(trainable_parameter_count(dst), trainable_parameter_count(*src));
       for (auto& [n, p] : dst.named_parameters())
         EXPECT_EQ(p->trainable(), n.find("lora_") != std::string::npos) << n;
@@ -83,7 +87,7 @@ TEST_F(AdapterIo, RoundTripsThroughPeftAndGguf) {
       EXPECT_EQ(a.layers.size(), mixed ? 6u : 4u);
       if (mixed) {
         EXPECT_EQ(a.layers.at("layers.1.ffn.down_proj").rank, 2);
-        EXPECT_EQ(a.layers.at("layers.1.ffn.down_proj").alpha, 6.0f);
+        EXPECT_EQ(a.layers.at("layers.1.ffn.down_proj").alpha, folded ? 8.0f : 6.0f);
       }
       fs::remove_all(path(name));
     }
@@ -118,10 +122,11 @@ TEST_F(AdapterIo, GgufLayout) {
   std::ifstream f(path("x.gguf"), std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   EXPECT_EQ(bytes.substr(0, 4), "GGUF");
-  for (const char* s :
-       {"lora.layers.0.attention.q_proj.weight_a", "lora.layers.1.attention.v_proj.weight_b",
-        "lora.rank", "lora.alpha", "adapter.lora.alpha"})
+  // llama.cpp's layout (tests/gguf_test.cpp checks every key and shape).
+  for (const char* s : {"blk.0.attn_q.weight.lora_a", "blk.1.attn_v.weight.lora_b",
+                        "general.architecture", "adapter.lora.alpha"})
     EXPECT_NE(bytes.find(s), std::string::npos) << s;
+  EXPECT_EQ(bytes.find("lora.rank"), std::string::npos);
   // Truncations and a bad magic are clean errors.
   for (size_t cut : {size_t(3), size_t(40), bytes.size() / 2, bytes.size() - 4}) {
     std::ofstream(path("cut.gguf"), std::ios::binary) << bytes.substr(0, cut);

@@ -38,8 +38,9 @@ Adapter small_adapter() {
   return ad;
 }
 
+// Blocklab's older layout: the structural checks are the same for both layouts.
 std::string gguf_bytes(const TempDir& dir, const Adapter& ad = small_adapter()) {
-  write_gguf_adapter(dir / "a.gguf", ad);
+  write_gguf_adapter_legacy(dir / "a.gguf", ad);
   return read_bytes(dir / "a.gguf");
 }
 
@@ -224,4 +225,56 @@ TEST(HostileFormats, StoreWithNegativeSchemaVersionIsRefused) {
   const std::string e2 = error_of<StoreError>([&] { ExperimentStore s(intact); });
   EXPECT_TRUE(contains(e2, intact)) << e2;
   EXPECT_TRUE(contains(e2, "schema version -16777214 is invalid")) << e2;
+}
+
+// llama.cpp's layout goes through the same reader: bad values are named.
+namespace {
+std::string llama_gguf_bytes(const TempDir& dir, const Adapter& ad = small_adapter()) {
+  // small_adapter's layer as v_proj (3 -> 5; v rows are not permuted), for a
+  // LLaMA-style base (the writer checks the architecture, not the widths).
+  Adapter v = ad;
+  v.layers["layers.0.attention.v_proj"] = v.layers.at("layers.0.attention.q_proj");
+  v.layers.erase("layers.0.attention.q_proj");
+  ModelConfig base;
+  base.n_layers = 1;
+  base.block.attention = "gqa";
+  base.block.ffn = "gated";
+  base.block.norm = "rms_norm";
+  base.block.position = "rope";
+  base.block.bias = false;
+  base.block.d_model = 4;
+  base.block.n_heads = 2;
+  write_gguf_adapter(dir / "l.gguf", v, base);
+  return read_bytes(dir / "l.gguf");
+}
+}  // namespace
+
+TEST(HostileFormats, LlamaCppLayoutHostileValuesAreNamed) {
+  TempDir dir;
+  const std::string good = llama_gguf_bytes(dir);
+  write_bytes(dir / "ok.gguf", good);
+  EXPECT_EQ(read_gguf_adapter(dir / "ok.gguf").layers.at("layers.0.attention.v_proj").b,
+            small_adapter().layers.at("layers.0.attention.q_proj").b);
+  Adapter nan = small_adapter();
+  nan.layers.begin()->second.b[3] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(contains(read_error(dir, llama_gguf_bytes(dir, nan)),
+                       "tensor 'blk.0.attn_v.weight.lora_b' holds a non-finite value"));
+  // A repeated key: "adapter.type" spelled again in place of "general.type".
+  std::string twice = good;
+  const size_t p = twice.find("general.type");
+  ASSERT_NE(p, std::string::npos);
+  twice.replace(p, 12, "adapter.type");
+  EXPECT_TRUE(contains(read_error(dir, twice), "metadata key 'adapter.type' appears twice"));
+  // A quantized tensor type (Q8_0 = 8) is refused, not misread.
+  std::string q8 = good;
+  poke(q8, after(good, "attn_v.weight.lora_a") + 4 + 16, uint32_t(8));
+  EXPECT_TRUE(contains(read_error(dir, q8), "has GGML type 8 (only F32 and F16 are read)"));
+  // An alpha that is not finite.
+  std::string alpha = good;
+  poke(alpha, after(good, "adapter.lora.alpha") + 4, std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(contains(read_error(dir, alpha), "adapter.lora.alpha must be a finite number"));
+  // Every truncation is a clean error (the last tensor's trailing padding, up
+  // to 31 bytes, is not required).
+  for (size_t cut = 0; cut + 32 <= good.size(); cut += 7)
+    EXPECT_FALSE(read_error(dir, good.substr(0, cut)).empty()) << cut;
 }

@@ -48,16 +48,34 @@ TEST_P(LoraCli, FineTuneExportMergeSample) {
   r = run_cli(
       "train --init-from 1 --lora rank=2 --steps 2 --warmup 0 --batch-size 2 --seq-len 32 "
       "--json" +
-      threads + db + " --adapter-out " + d + "/ad2.gguf");
+      threads + db + " --adapter-out " + d + "/ad2");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   j = nlohmann::json::parse(r.last_line());
   EXPECT_EQ(j["parent_run_id"], 1);
   EXPECT_EQ(j["trainable_params"], 2 * 2 * (64 + 64));  // default targets q, v
-  EXPECT_TRUE(fs::exists(d + "/ad2.gguf"));
+  EXPECT_TRUE(fs::exists(d + "/ad2/adapter_model.safetensors"));
+  // A .gguf adapter is written for llama.cpp, which has no GPT-style blocks:
+  // refused before training, naming the part.
+  r = run_cli("train --init-from 1 --lora rank=2 --steps 2 --adapter-out " + d + "/x.gguf" + db);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("llama.cpp, which cannot run this base: ffn 'standard' (layer 0)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(d + "/x.gguf"));
 
   r = run_cli("lora export --adapter " + d + "/ad --out " + d + "/ad.gguf");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("needs the base model: add --base CHECKPOINT"), std::string::npos) << r.out;
+  r = run_cli("lora export --adapter " + d + "/ad --base " + d + "/base --out " + d + "/ad.gguf");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("ffn 'standard' (layer 0)"), std::string::npos) << r.out;
+  r = run_cli("lora export --adapter " + d + "/ad --gguf-layout blocklab --out " + d + "/ad.gguf");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("exported 4 adapted layers (rank 4, alpha 8)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(Blocklab layout)"), std::string::npos) << r.out;
+  r = run_cli("lora export --adapter " + d + "/ad2 --gguf-layout blocklab --out " + d +
+              "/ad2.gguf");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
   r = run_cli("lora merge --base " + d + "/base --adapter " + d + "/ad.gguf --out " + d +
               "/merged");
   ASSERT_EQ(r.exit_code, 0) << r.out;

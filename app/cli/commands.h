@@ -29,6 +29,9 @@ int sweep_command(const std::vector<std::string>& argv);
 int sweep_worker_command(const std::vector<std::string>& argv);
 int sweep_task_command(const std::vector<std::string>& argv);
 
+/// export gguf RUN|CKPT --out FILE.gguf [--dtype f32|f16] (export_command.cpp).
+int export_command(const std::vector<std::string>& argv);
+
 /// lora merge | export | sample (app/cli/lora_command.cpp).
 int lora_command(const std::vector<std::string>& argv);
 /// train --init-from CKPT --lora rank=..,alpha=..,targets=.. [--quantize ...] (LoRA / QLoRA

@@ -24,14 +24,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool is_run_id(const std::string& s) {
-  const size_t from = !s.empty() && s[0] == '#' ? 1 : 0;
-  if (s.size() <= from) return false;
-  for (size_t i = from; i < s.size(); ++i)
-    if (s[i] < '0' || s[i] > '9') return false;
-  return true;
-}
-
 }  // namespace
 
 int eval_command(const std::vector<std::string>& argv) {

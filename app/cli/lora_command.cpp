@@ -2,12 +2,14 @@
 //   train --init-from CKPT --lora rank=8,alpha=16,targets=q,v [--quantize nf4|affine4|affine8]
 //         --adapter-out PATH [--data FILE] [--steps N] [--lr X] ... [--db FILE] [--json]
 //   lora merge  --base CKPT --adapter PATH --out DIR   (a plain checkpoint with W + s·BA)
-//   lora export --adapter PATH --out PATH              (PEFT directory <-> .gguf)
+//   lora export --adapter PATH --out PATH [--base CKPT] [--gguf-layout llama|blocklab]
+//               (PEFT directory <-> .gguf; llama.cpp's layout needs the base)
 //   lora sample --base CKPT --adapter A --adapter B [--adapter base] [--prompt ...]
 //               (one batch, one row per adapter: MultiAdapter + generate_batch)
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "args.h"
@@ -195,19 +197,34 @@ int lora_command(const std::vector<std::string>& argv) {
     return 0;
   }
   if (sub == "export") {
-    Args args(rest, {"adapter", "out"}, {});
+    Args args(rest, {"adapter", "out", "base", "gguf-layout"}, {});
     if (!args.positional().empty())
       throw UsageError("unexpected argument '" + args.positional()[0] + "'");
-    const auto adapter = args.get("adapter"), out = args.get("out");
+    const auto adapter = args.get("adapter"), out = args.get("out"), base = args.get("base");
     if (!adapter || !out)
-      throw UsageError("lora export needs --adapter PATH --out PATH (.gguf or a directory)");
-    const Adapter ad = read_adapter(*adapter);
-    if (out->size() > 5 && out->substr(out->size() - 5) == ".gguf")
-      write_gguf_adapter(*out, ad);
-    else
+      throw UsageError(
+          "lora export needs --adapter PATH --out PATH (a directory, or .gguf with --base CKPT)");
+    const std::string layout = args.get("gguf-layout").value_or("llama");
+    if (layout != "llama" && layout != "blocklab")
+      throw UsageError("--gguf-layout must be llama (llama.cpp's --lora) or blocklab");
+    const bool gguf = out->size() > 5 && out->substr(out->size() - 5) == ".gguf";
+    // The base fixes what llama.cpp needs: its architecture and head counts.
+    std::optional<ModelConfig> base_cfg;
+    if (base) base_cfg = read_checkpoint_info(*base).model;
+    if (gguf && layout == "llama" && !base_cfg)
+      throw UsageError(
+          "a llama.cpp GGUF adapter needs the base model: add --base CHECKPOINT (or write "
+          "Blocklab's own layout with --gguf-layout blocklab)");
+    const Adapter ad = read_adapter(*adapter, base_cfg ? &*base_cfg : nullptr);
+    if (!gguf)
       write_peft_adapter(*out, ad);
-    std::printf("exported %zu adapted layers (rank %lld, alpha %g) to %s\n", ad.layers.size(),
-                (long long)ad.rank, double(ad.alpha), out->c_str());
+    else if (layout == "blocklab")
+      write_gguf_adapter_legacy(*out, ad);
+    else
+      write_gguf_adapter(*out, ad, *base_cfg);
+    std::printf("exported %zu adapted layers (rank %lld, alpha %g) to %s%s\n", ad.layers.size(),
+                (long long)ad.rank, double(ad.alpha), out->c_str(),
+                gguf ? (layout == "llama" ? " (llama.cpp layout)" : " (Blocklab layout)") : "");
     return 0;
   }
   if (sub == "sample") {
@@ -229,7 +246,7 @@ int lora_command(const std::vector<std::string>& argv) {
     int64_t max_rank = 1;
     for (const std::string& a : adapters)
       if (a != "base") {
-        loaded.push_back(read_adapter(a));
+        loaded.push_back(read_adapter(a, &info.model));
         for (auto& [path, l] : loaded.back().layers) max_rank = std::max(max_rank, l.rank);
       }
     MultiAdapter multi(model, max_rank);

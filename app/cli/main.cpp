@@ -48,11 +48,13 @@ const char* kUsage =
     "[--json]\n"
     "          [--checkpoint-interval N] [--keep-checkpoints K]  (resume it with train --resume "
     "RUN)\n"
-    "  lora    merge --base CKPT --adapter PATH --out DIR | export --adapter PATH --out "
-    "DIR|FILE.gguf |\n"
+    "  lora    merge --base CKPT --adapter PATH --out DIR | export --adapter PATH --out DIR |\n"
+    "          export --adapter PATH --out FILE.gguf --base CKPT [--gguf-layout llama|blocklab] |\n"
     "          sample --base CKPT --adapter PATH|base [--adapter ...] [--prompt TEXT] [--tokens "
     "N]\n"
     "          [--temperature X] [--top-k N] [--top-p X] [--seed N]  (one batch row per adapter)\n"
+    "  export  gguf RUN|CKPT --out FILE.gguf [--dtype f32|f16] [--name NAME] [--db FILE]\n"
+    "          (a LLaMA-family model as a llama.cpp GGUF file: docs/gguf.md)\n"
     "  bench   --preset NAME | --config FILE  [--threads N] [--steps N] [--warmup-steps N]\n"
     "          [--decode [--decode-tokens N] [--decode-batch B] [--prompt-len P] [--repeat R]]\n"
     "          (--decode: KV-cache / recurrent-state decoding tokens/s instead of training)\n"
@@ -100,6 +102,7 @@ int main(int argc, char** argv) {
     if (cmd == "models") return bl::cli::models_command(rest);
     if (cmd == "lora") return bl::cli::lora_command(rest);
     if (cmd == "eval") return bl::cli::eval_command(rest);
+    if (cmd == "export") return bl::cli::export_command(rest);
     if (cmd == "tokenizer") return bl::cli::tokenizer_command(rest);
     if (cmd == "sweep") return bl::cli::sweep_command(rest);
     if (cmd == "sweep-worker") return bl::cli::sweep_worker_command(rest);

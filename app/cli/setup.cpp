@@ -58,6 +58,14 @@ void print_notes(const PreparedRun& run, bool quiet) {
   for (const std::string& n : run.plan().notes) std::fprintf(stderr, "%s\n", n.c_str());
 }
 
+bool is_run_id(const std::string& s) {
+  const size_t from = !s.empty() && s[0] == '#' ? 1 : 0;
+  if (s.size() <= from) return false;
+  for (size_t i = from; i < s.size(); ++i)
+    if (s[i] < '0' || s[i] > '9') return false;
+  return true;
+}
+
 int64_t parse_run_id(const std::string& text, const std::string& option) {
   std::string t = !text.empty() && text[0] == '#' ? text.substr(1) : text;
   size_t used = 0;

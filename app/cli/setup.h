@@ -37,5 +37,7 @@ void print_notes(const PreparedRun& run, bool quiet);
 
 /// Parses a run id ("12", or "#12" as printed); UsageError naming `option` otherwise.
 int64_t parse_run_id(const std::string& text, const std::string& option);
+/// "12" or "#12": a run id rather than a path.
+bool is_run_id(const std::string& s);
 
 }  // namespace bl::cli

@@ -76,6 +76,17 @@ void Linear::quantize(const QuantSpec& spec) {
   weight = nullptr;
 }
 
+void Linear::quantize_from(QuantizedMatrix q) {
+  if (qweight_) throw std::logic_error("Linear::quantize_from: the weight is quantized already");
+  if (q.rows() != out_ || q.cols() != in_)
+    throw std::invalid_argument("quantized weight is (" + std::to_string(q.rows()) + ", " +
+                                std::to_string(q.cols()) + "), the layer needs (" +
+                                std::to_string(out_) + ", " + std::to_string(in_) + ")");
+  qweight_ = std::make_unique<QuantizedMatrix>(std::move(q));
+  remove_parameter("weight");
+  weight = nullptr;
+}
+
 void Linear::dequantize() {
   if (!qweight_) return;
   std::vector<float> w = qweight_->dequantize_all();

@@ -59,6 +59,9 @@ class Linear : public Module {
   /// Replaces the float weight by its quantized form. Throws std::invalid_argument
   /// (from QuantizedMatrix) if in_features is not a multiple of the group size.
   void quantize(const QuantSpec& spec);
+  /// Replaces the float weight by `q` (a stored quantized weight, e.g. from a
+  /// checkpoint). Throws std::invalid_argument if q is not (out, in).
+  void quantize_from(QuantizedMatrix q);
   /// Restores a float weight Parameter holding the dequantized values (trainable
   /// unless a LoRA adapter freezes the base).
   void dequantize();

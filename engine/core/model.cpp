@@ -175,6 +175,28 @@ void LanguageModel::quantize_embeddings(const QuantSpec& spec) {
   }
 }
 
+void LanguageModel::quantize_embeddings_from(QuantizedMatrix embed,
+                                             std::unique_ptr<QuantizedMatrix> head) {
+  const int64_t V = cfg_.vocab_size, D = cfg_.block.d_model;
+  if (embed_q_) throw std::logic_error("quantize_embeddings_from: already quantized");
+  if (bool(head) != bool(lm_head_))
+    throw std::invalid_argument(lm_head_ ? "the untied LM head needs its quantized table"
+                                         : "a tied model has no separate LM head table");
+  for (const QuantizedMatrix* q : {&embed, head.get()})
+    if (q && (q->rows() != V || q->cols() != D))
+      throw std::invalid_argument("quantized table is (" + std::to_string(q->rows()) + ", " +
+                                  std::to_string(q->cols()) + "), the model needs (" +
+                                  std::to_string(V) + ", " + std::to_string(D) + ")");
+  embed_q_ = std::make_unique<QuantizedMatrix>(std::move(embed));
+  remove_parameter("embed_tokens.weight");
+  embed_ = nullptr;
+  if (head) {
+    head_q_ = std::move(head);
+    remove_parameter("lm_head.weight");
+    lm_head_ = nullptr;
+  }
+}
+
 void LanguageModel::dequantize_embeddings() {
   const int64_t V = cfg_.vocab_size, D = cfg_.block.d_model;
   auto restore = [&](std::unique_ptr<QuantizedMatrix>& q, const char* name) {

@@ -66,6 +66,9 @@ class LanguageModel : public Module {
   /// they stay tied. Throws std::invalid_argument if d_model is not a multiple
   /// of the group size (the model is left unchanged).
   void quantize_embeddings(const QuantSpec& spec);
+  /// Stored quantized tables (a checkpoint): the embedding, and the LM head when
+  /// untied (`head` must be given exactly then). Each must be (vocab, d_model).
+  void quantize_embeddings_from(QuantizedMatrix embed, std::unique_ptr<QuantizedMatrix> head);
   /// Restores float embedding / LM head Parameters from the quantized values.
   void dequantize_embeddings();
   const QuantizedMatrix* quantized_embedding() const { return embed_q_.get(); }

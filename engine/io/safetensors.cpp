@@ -90,7 +90,7 @@ struct DtypeInfo {
   const char* name;
   size_t bytes;
 };
-constexpr DtypeInfo kDtypes[] = {{"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F64", 8}};
+constexpr DtypeInfo kDtypes[] = {{"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F64", 8}, {"U8", 1}};
 
 float half_to_float(uint16_t h) {
   const uint32_t sign = uint32_t(h & 0x8000u) << 16;
@@ -163,7 +163,7 @@ struct Entry {
 };
 
 Entry parse_entry(const std::string& name, const json& v, uint64_t data_size,
-                  const std::string& file) {
+                  const std::string& file, bool allow_u8) {
   const std::string where = "tensor '" + name + "'";
   if (!v.is_object()) format_error(file, where + ": entry is not an object");
   auto field = [&](const char* key) -> const json& {
@@ -179,7 +179,7 @@ Entry parse_entry(const std::string& name, const json& v, uint64_t data_size,
   if (!dt.is_string()) format_error(file, where + ": \"dtype\" is not a string");
   const std::string dtype = dt.get<std::string>();
   for (const DtypeInfo& d : kDtypes)
-    if (dtype == d.name) e.dtype = &d;
+    if (dtype == d.name && (allow_u8 || dtype != "U8")) e.dtype = &d;
   if (!e.dtype)
     format_error(file,
                  where + ": unsupported dtype '" + dtype + "' (supported: F32, F16, BF16, F64)");
@@ -235,7 +235,9 @@ void load_data(Source& src, uint64_t data_start, const Entry& e, LoadedTensor& o
   const std::string dt = e.dtype->name;
   for (uint64_t i = 0; i < e.numel; ++i) {
     const unsigned char* p = raw.data() + i * e.dtype->bytes;
-    if (dt == "F64") {
+    if (dt == "U8") {
+      out.data[i] = float(p[0]);
+    } else if (dt == "F64") {
       double d;
       std::memcpy(&d, p, 8);
       out.data[i] = static_cast<float>(from_le(d));
@@ -246,7 +248,7 @@ void load_data(Source& src, uint64_t data_start, const Entry& e, LoadedTensor& o
   }
 }
 
-SafetensorsFile parse(Source& src, const std::string& file) {
+SafetensorsFile parse(Source& src, const std::string& file, bool allow_u8 = false) {
   const uint64_t size = src.size();
   if (size < 8)
     format_error(
@@ -280,7 +282,7 @@ SafetensorsFile parse(Source& src, const std::string& file) {
       }
       continue;
     }
-    entries.push_back(parse_entry(it.key(), *it, data_size, file));
+    entries.push_back(parse_entry(it.key(), *it, data_size, file, allow_u8));
   }
 
   // The data section must be covered exactly: no overlaps, holes or trailing bytes.
@@ -342,9 +344,9 @@ void require_finite(const SafetensorsFile& file, const std::string& path) {
                           std::to_string(t.data[i]) + ") at element " + std::to_string(i));
 }
 
-SafetensorsFile read_safetensors(const std::string& path) {
+SafetensorsFile read_safetensors(const std::string& path, bool allow_u8) {
   FileSource src(path);
-  return parse(src, path);
+  return parse(src, path, allow_u8);
 }
 
 void write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
@@ -362,10 +364,11 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
     for (int64_t d : t.shape)
       if (d < 0 || __builtin_mul_overflow(numel, uint64_t(d), &numel))
         throw std::invalid_argument(where + " has an invalid shape");
-    if (numel > 0 && !t.data) throw std::invalid_argument(where + " has no data");
-    bytes[i] = numel * sizeof(float);
-    header[t.name] = {
-        {"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes[i]}}};
+    if (numel > 0 && !t.data && !t.u8) throw std::invalid_argument(where + " has no data");
+    bytes[i] = numel * (t.u8 ? 1 : sizeof(float));
+    header[t.name] = {{"dtype", t.u8 ? "U8" : "F32"},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + bytes[i]}}};
     offset += bytes[i];
   }
   if (!metadata.empty()) header["__metadata__"] = metadata;
@@ -388,7 +391,9 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
     write_all(fd, len, 8, tmp);
     write_all(fd, text.data(), text.size(), tmp);
     for (size_t i = 0; i < tensors.size(); ++i) {
-      if constexpr (std::endian::native == std::endian::little) {
+      if (tensors[i].u8) {
+        write_all(fd, tensors[i].u8, bytes[i], tmp);
+      } else if constexpr (std::endian::native == std::endian::little) {
         write_all(fd, tensors[i].data, bytes[i], tmp);
       } else {
         std::vector<float> le(tensors[i].data, tensors[i].data + bytes[i] / sizeof(float));

@@ -26,18 +26,20 @@ class FormatError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// One tensor to write: float32 data, contiguous row-major, numel(shape) values.
+/// One tensor to write: float32 data, contiguous row-major, numel(shape) values;
+/// or, with `u8` set instead, raw bytes written as dtype U8 (quantized codes).
 struct TensorView {
   std::string name;
   std::vector<int64_t> shape;
   const float* data = nullptr;
+  const uint8_t* u8 = nullptr;
 };
 
 /// One tensor read back, converted to float32.
 struct LoadedTensor {
   std::vector<int64_t> shape;
   std::vector<float> data;
-  std::string dtype;  // dtype on disk: "F32", "F16", "BF16" or "F64"
+  std::string dtype;  // dtype on disk: "F32", "F16", "BF16", "F64" (or "U8" when allowed)
 };
 
 struct SafetensorsFile {
@@ -58,7 +60,9 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
 /// Reads and validates a whole file. Supports F32, F16, BF16 and F64 (all
 /// returned as float32). Throws FormatError on any malformation and
 /// std::runtime_error if the file cannot be read.
-SafetensorsFile read_safetensors(const std::string& path);
+/// allow_u8: also accept U8 tensors (each byte as a float 0..255, exact); off,
+/// U8 is an unsupported dtype like any other.
+SafetensorsFile read_safetensors(const std::string& path, bool allow_u8 = false);
 
 /// Throws FormatError naming the first tensor of `file` (read from `path`)
 /// that holds a NaN or an infinity, and where: weights and optimizer state

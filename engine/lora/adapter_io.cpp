@@ -10,8 +10,11 @@
 #include <set>
 
 #include "core/linear.h"
+#include "export/llama_gguf_names.h"
 #include "io/bounded_read.h"
 #include "io/file_manifest.h"
+#include "io/gguf_reader.h"
+#include "io/gguf_writer.h"
 #include "io/safetensors.h"
 #include "lora/lora.h"
 #include "quant/quantize.h"
@@ -412,288 +415,272 @@ Adapter read_peft_adapter(const std::string& dir) {
 // ---------------------------------------------------------------- GGUF
 
 namespace {
-constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF" little-endian
-constexpr uint64_t kGgufAlignment = 32;
-constexpr uint64_t kMaxGgufAlignment = 1 << 16;
 constexpr int64_t kMaxGgufBytes = int64_t(4) << 30;  // read whole into memory
-enum GgufType : uint32_t {
-  kU32 = 4,
-  kI32 = 5,
-  kF32 = 6,
-  kBool = 7,
-  kString = 8,
-  kArray = 9,
-  kU64 = 10
-};
+constexpr const char* kLegacyPrefix = "lora.";
 
-struct Writer {
-  std::vector<uint8_t> buf;
-  template <class T>
-  void put(T v) {
-    const auto* p = reinterpret_cast<const uint8_t*>(&v);
-    buf.insert(buf.end(), p, p + sizeof(T));
-  }
-  void str(const std::string& s) {
-    put<uint64_t>(s.size());
-    buf.insert(buf.end(), s.begin(), s.end());
-  }
-  void pad() {
-    while (buf.size() % kGgufAlignment) buf.push_back(0);
-  }
-};
-
-struct Reader {
-  const std::vector<uint8_t>& buf;
-  std::string file;
-  size_t pos = 0;
-  [[noreturn]] void fail(const std::string& what) const {
-    throw AdapterError(file + ": " + what + " (at byte " + std::to_string(pos) + ")");
-  }
-  template <class T>
-  T get() {
-    if (buf.size() - pos < sizeof(T)) fail("truncated");
-    T v;
-    std::memcpy(&v, buf.data() + pos, sizeof(T));
-    pos += sizeof(T);
-    return v;
-  }
-  std::string str() {
-    const uint64_t n = get<uint64_t>();
-    if (n > buf.size() - pos) fail("string longer than the file");
-    std::string s(reinterpret_cast<const char*>(buf.data() + pos), size_t(n));
-    pos += size_t(n);
-    return s;
-  }
-  void skip_value(uint32_t type, int depth = 0) {
-    static const size_t sizes[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-    if (type == kString) {
-      str();
-    } else if (type == kArray) {
-      if (depth > 2) fail("nested arrays too deep");
-      const uint32_t t = get<uint32_t>();
-      const uint64_t n = get<uint64_t>();
-      if (n > buf.size()) fail("array longer than the file");
-      for (uint64_t i = 0; i < n; ++i) skip_value(t, depth + 1);
-    } else if (type < 13) {
-      if (buf.size() - pos < sizes[type]) fail("truncated");
-      pos += sizes[type];
-    } else {
-      fail("unknown metadata type " + std::to_string(type));
-    }
-  }
-};
-}  // namespace
-
-void write_gguf_adapter(const std::string& path, const Adapter& ad) {
-  if (ad.layers.empty()) throw AdapterError(path + ": the model has no LoRA adapters to save");
-  struct T {
-    std::string name;
-    int64_t rows, cols;
-    const std::vector<float>* data;
-  };
-  std::vector<T> ts;
-  for (auto& [p, x] : ad.layers) {
-    ts.push_back({"lora." + p + ".weight_a", x.rank, x.in, &x.a});
-    ts.push_back({"lora." + p + ".weight_b", x.out, x.rank, &x.b});
-  }
-  Writer w;
-  w.put<uint32_t>(kGgufMagic);
-  w.put<uint32_t>(3);
-  w.put<uint64_t>(ts.size());
-  // Per-layer alpha where it differs from the usual one: "lora.<module>.alpha".
-  std::vector<std::pair<std::string, float>> alphas;
-  for (auto& [p, x] : ad.layers)
-    if (x.alpha != ad.alpha) alphas.emplace_back("lora." + p + ".alpha", x.alpha);
-  w.put<uint64_t>(6 + alphas.size());
-  w.str("general.type"), w.put<uint32_t>(kString), w.str("adapter");
-  w.str("general.alignment"), w.put<uint32_t>(kU32), w.put<uint32_t>(uint32_t(kGgufAlignment));
-  w.str("adapter.type"), w.put<uint32_t>(kString), w.str("lora");
-  w.str("adapter.lora.alpha"), w.put<uint32_t>(kF32), w.put<float>(ad.alpha);
-  w.str("lora.rank"), w.put<uint32_t>(kU32), w.put<uint32_t>(uint32_t(ad.rank));
-  w.str("lora.alpha"), w.put<uint32_t>(kF32), w.put<float>(ad.alpha);
-  for (auto& [k, v] : alphas) w.str(k), w.put<uint32_t>(kF32), w.put<float>(v);
-  uint64_t offset = 0;
-  for (const T& t : ts) {
-    w.str(t.name);
-    w.put<uint32_t>(2);
-    w.put<uint64_t>(uint64_t(t.cols));  // innermost first
-    w.put<uint64_t>(uint64_t(t.rows));
-    w.put<uint32_t>(0);  // GGML_TYPE_F32
-    w.put<uint64_t>(offset);
-    offset +=
-        (uint64_t(t.rows * t.cols) * 4 + kGgufAlignment - 1) / kGgufAlignment * kGgufAlignment;
-  }
-  w.pad();
-  for (const T& t : ts) {
-    const auto* p = reinterpret_cast<const uint8_t*>(t.data->data());
-    w.buf.insert(w.buf.end(), p, p + t.data->size() * 4);
-    w.pad();
-  }
-  if (fs::path(path).has_parent_path()) fs::create_directories(fs::path(path).parent_path());
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    f.write(reinterpret_cast<const char*>(w.buf.data()), std::streamsize(w.buf.size()));
-    if (!f) throw AdapterError(path + ": cannot write");
-  }
-  fs::rename(tmp, path);
+// lora.rank / lora.alpha + lora.<path>.weight_a/_b: Blocklab's first layout.
+bool is_legacy_layout(const GgufFile& f) {
+  if (f.find("lora.rank") || f.find("lora.alpha")) return true;
+  for (const GgufTensorInfo& t : f.tensors)
+    if (t.name.rfind(kLegacyPrefix, 0) == 0) return true;
+  return false;
 }
 
-Adapter read_gguf_adapter(const std::string& path) {
-  std::string bytes;
+std::vector<float> finite_tensor(const GgufFile& f, const GgufTensorInfo& t) {
+  std::vector<float> v = f.tensor_data(t);
+  for (size_t i = 0; i < v.size(); ++i)
+    if (!std::isfinite(v[i]))
+      f.fail("tensor '" + t.name + "' holds a non-finite value (" + std::to_string(v[i]) +
+             ") at element " + std::to_string(i));
+  return v;
+}
+
+void check_alpha(float alpha, const std::string& what) {
   try {
-    bytes = read_regular_file(path, kMaxGgufBytes);
-  } catch (const std::runtime_error& e) {
-    throw AdapterError(std::string("cannot read ") + e.what());
-  }
-  const std::vector<uint8_t> buf(bytes.begin(), bytes.end());
-  bytes.clear();
-  Reader r{buf, path};
-  if (r.get<uint32_t>() != kGgufMagic) r.fail("not a GGUF file (bad magic)");
-  const uint32_t version = r.get<uint32_t>();
-  if (version != 2 && version != 3) r.fail("unsupported GGUF version " + std::to_string(version));
-  const uint64_t n_tensors = r.get<uint64_t>(), n_kv = r.get<uint64_t>();
-  if (n_tensors > buf.size() / 8 || n_kv > buf.size() / 8) r.fail("counts exceed the file size");
-  Adapter ad;
-  bool has_rank = false, has_alpha = false, has_alignment = false;
-  uint64_t alignment = kGgufAlignment;
-  std::map<std::string, float> layer_alpha;
-  for (uint64_t i = 0; i < n_kv; ++i) {
-    const std::string key = r.str();
-    const uint32_t type = r.get<uint32_t>();
-    if (key == "lora.rank" && (type == kU32 || type == kI32)) {
-      ad.rank = type == kU32 ? int64_t(r.get<uint32_t>()) : int64_t(r.get<int32_t>());
-      has_rank = true;
-    } else if (key == "lora.alpha" && type == kF32) {
-      ad.alpha = r.get<float>();
-      has_alpha = true;
-    } else if (key == "general.alignment") {
-      // Every tensor offset and the data section's start depend on it: a wrong
-      // or edited value would read tensors from the wrong bytes.
-      if (type != kU32) r.fail("general.alignment must be a u32 (GGUF type 4)");
-      if (has_alignment) r.fail("general.alignment given twice");
-      alignment = r.get<uint32_t>();
-      has_alignment = true;
-      if (alignment < 8 || alignment > kMaxGgufAlignment || (alignment & (alignment - 1)))
-        r.fail("general.alignment " + std::to_string(alignment) + " is not a power of two in [8, " +
-               std::to_string(kMaxGgufAlignment) + "]");
-    } else if (key.rfind("lora.", 0) == 0 && ends_with(key, ".alpha") && type == kF32) {
-      layer_alpha[key.substr(5, key.size() - 11)] = r.get<float>();
-    } else {
-      r.skip_value(type);
-    }
-  }
-  if (!has_rank || !has_alpha) r.fail("missing lora.rank / lora.alpha metadata");
-  if (ad.rank < 1) r.fail("lora.rank " + std::to_string(ad.rank) + " must be at least 1");
-  try {
-    check_lora_alpha(ad.alpha, path + ": lora.alpha");
-    for (auto& [p, a] : layer_alpha) check_lora_alpha(a, path + ": lora." + p + ".alpha");
+    check_lora_alpha(alpha, what);
   } catch (const std::invalid_argument& e) {
     throw AdapterError(e.what());
   }
-  struct Info {
-    std::string name;
-    int64_t rows, cols;
-    uint64_t offset, bytes;
-  };
-  std::vector<Info> infos;
-  std::set<std::string> names;
-  for (uint64_t i = 0; i < n_tensors; ++i) {
-    Info t;
-    t.name = r.str();
-    if (!names.insert(t.name).second) r.fail("tensor '" + t.name + "' appears twice");
-    const uint32_t nd = r.get<uint32_t>();
-    if (nd != 2) r.fail("tensor '" + t.name + "' must be 2-D, has " + std::to_string(nd) + " dims");
-    const uint64_t c = r.get<uint64_t>(), rr = r.get<uint64_t>();
-    if (c == 0 || rr == 0 || c > buf.size() || rr > buf.size() || c * rr > buf.size())
-      r.fail("tensor '" + t.name + "' has impossible dims");
-    t.cols = int64_t(c);
-    t.rows = int64_t(rr);
-    t.bytes = c * rr * 4;
-    if (r.get<uint32_t>() != 0) r.fail("tensor '" + t.name + "' is not F32");
-    t.offset = r.get<uint64_t>();
-    if (t.offset % alignment)
-      r.fail("tensor '" + t.name + "' offset " + std::to_string(t.offset) +
-             " is not a multiple of general.alignment " + std::to_string(alignment));
-    infos.push_back(t);
-  }
-  const uint64_t data_start = (r.pos + alignment - 1) / alignment * alignment;
-  const auto padded = [&](uint64_t n) { return (n + alignment - 1) / alignment * alignment; };
-  // As in the safetensors reader: tensors tile the data section in offset
-  // order, each at the next aligned offset, with no overlap, gap or stray tail.
-  std::vector<const Info*> order;
-  for (const Info& t : infos) order.push_back(&t);
-  std::sort(order.begin(), order.end(),
-            [](const Info* a, const Info* b) { return a->offset < b->offset; });
-  uint64_t end = 0;
-  const Info* prev = nullptr;
-  for (const Info* t : order) {
-    if (t->offset < end) r.fail("tensor '" + t->name + "' overlaps tensor '" + prev->name + "'");
-    if (t->offset != padded(end))
-      r.fail("gap of " + std::to_string(t->offset - end) + " bytes before tensor '" + t->name +
-             "'");
-    if (t->offset > buf.size() || t->bytes > buf.size() ||
-        data_start + t->offset + t->bytes > buf.size())
-      r.fail("tensor '" + t->name + "' lies outside the file");
-    end = t->offset + t->bytes;
-    prev = t;
-  }
-  if (buf.size() < data_start + end || buf.size() > data_start + padded(end))
-    r.fail("the data section holds " + std::to_string(int64_t(buf.size()) - int64_t(data_start)) +
-           " bytes but its tensors take " + std::to_string(end) +
-           " (general.alignment changed or the file truncated?)");
-  for (const Info& t : infos) {
+}
+
+Adapter read_legacy_gguf(const GgufFile& f) {
+  Adapter ad;
+  const GgufValue* rank = f.find("lora.rank");
+  const GgufValue* alpha = f.find("lora.alpha");
+  if (!rank || !alpha || (rank->type != GgufType::kU32 && rank->type != GgufType::kI32) ||
+      alpha->type != GgufType::kF32)
+    f.fail("missing lora.rank (u32) / lora.alpha (f32) metadata");
+  ad.rank = rank->i64;
+  ad.alpha = float(alpha->num);
+  if (ad.rank < 1) f.fail("lora.rank " + std::to_string(ad.rank) + " must be at least 1");
+  check_alpha(ad.alpha, f.path() + ": lora.alpha");
+  std::map<std::string, float> layer_alpha;
+  for (auto& [key, v] : f.kv)
+    if (key.rfind(kLegacyPrefix, 0) == 0 && ends_with(key, ".alpha") && key != "lora.alpha" &&
+        v.type == GgufType::kF32) {
+      layer_alpha[key.substr(5, key.size() - 11)] = float(v.num);
+      check_alpha(float(v.num), f.path() + ": " + key);
+    }
+  for (const GgufTensorInfo& t : f.tensors) {
     const bool is_a = ends_with(t.name, ".weight_a");
-    if ((!is_a && !ends_with(t.name, ".weight_b")) || t.name.rfind("lora.", 0) != 0 ||
+    if ((!is_a && !ends_with(t.name, ".weight_b")) || t.name.rfind(kLegacyPrefix, 0) != 0 ||
         t.name.size() <= 5 + 9)
-      r.fail("tensor '" + t.name + "' is not named lora.<layer>.weight_a / weight_b");
+      f.fail("tensor '" + t.name + "' is not named lora.<layer>.weight_a / weight_b");
+    if (t.ne.size() != 2)
+      f.fail("tensor '" + t.name + "' must be 2-D, has " + std::to_string(t.ne.size()) + " dims");
     const std::string p = t.name.substr(5, t.name.size() - 5 - 9);
     AdapterLayer& x = ad.layers[p];
-    std::vector<float> v(size_t(t.rows * t.cols));
-    std::memcpy(v.data(), buf.data() + data_start + t.offset, v.size() * 4);
-    for (size_t i = 0; i < v.size(); ++i)
-      if (!std::isfinite(v[i]))
-        r.fail("tensor '" + t.name + "' holds a non-finite value (" + std::to_string(v[i]) +
-               ") at element " + std::to_string(i));
+    std::vector<float> v = finite_tensor(f, t);
     if (is_a) {
       x.a = std::move(v);
-      x.rank = t.rows;
-      x.in = t.cols;
+      x.rank = int64_t(t.ne[1]);
+      x.in = int64_t(t.ne[0]);
     } else {
       x.b = std::move(v);
-      x.out = t.rows;
+      x.out = int64_t(t.ne[1]);
     }
   }
   for (auto& [p, x] : ad.layers) {
     if (x.a.empty() || x.b.empty())
-      r.fail("'lora." + p + (x.a.empty() ? ".weight_a" : ".weight_b") + "' is missing");
+      f.fail("'lora." + p + (x.a.empty() ? ".weight_a" : ".weight_b") + "' is missing");
     if (int64_t(x.b.size()) != x.out * x.rank)
-      r.fail("'lora." + p + ".weight_b' has rank " + std::to_string(int64_t(x.b.size()) / x.out) +
+      f.fail("'lora." + p + ".weight_b' has rank " + std::to_string(int64_t(x.b.size()) / x.out) +
              " but its weight_a has rank " + std::to_string(x.rank));
     x.alpha = layer_alpha.count(p) ? layer_alpha[p] : ad.alpha;
   }
-  if (ad.layers.empty()) r.fail("no adapter tensors");
-  ad.target_modules = target_modules_of(ad);
   return ad;
+}
+
+// Head counts for undoing the rotary row permutation of q/k lora_b: the
+// model's, checked against the file's when both are known.
+int64_t heads_for(const GgufFile& f, const ModelConfig* base, const char* key,
+                  const std::string& tensor) {
+  const GgufValue* v = f.find(key);
+  std::optional<int64_t> file;
+  if (v) file = f.get_int(key);
+  std::optional<int64_t> model;
+  if (base)
+    model = std::string(key) == "llama.attention.head_count" ? base->block.n_heads
+                                                             : base->block.effective_n_kv_heads();
+  if (file && model && *file != *model)
+    f.fail(std::string(key) + " = " + std::to_string(*file) + " but the model has " +
+           std::to_string(*model) + " (an adapter for another base?)");
+  if (model) return *model;
+  if (file) return *file;
+  f.fail("'" + tensor + "' is stored in llama.cpp's rotary row order; undoing it needs " + key +
+         ": load the adapter against its base model (e.g. lora export --base CKPT)");
+}
+
+Adapter read_llama_gguf(const GgufFile& f, const ModelConfig* base) {
+  const std::string type = f.find("general.type") ? f.get_string("general.type") : "";
+  const std::string atype = f.find("adapter.type") ? f.get_string("adapter.type") : "";
+  if (type != "adapter" || atype != "lora")
+    f.fail(
+        "neither a llama.cpp LoRA adapter (general.type = 'adapter', adapter.type = 'lora') nor "
+        "Blocklab's older layout (lora.rank / lora.alpha)");
+  const std::string arch =
+      f.find("general.architecture") ? f.get_string("general.architecture") : "";
+  if (arch != "llama")
+    f.fail("general.architecture is '" + arch +
+           "': Blocklab reads llama.cpp adapters for the 'llama' architecture only");
+  // llama.cpp: alpha 0 or absent means scale 1, i.e. alpha = rank per layer.
+  float alpha = 0;
+  if (f.find("adapter.lora.alpha")) alpha = f.get_f32("adapter.lora.alpha");
+  if (alpha != 0) check_alpha(alpha, f.path() + ": adapter.lora.alpha");
+  Adapter ad;
+  for (const GgufTensorInfo& t : f.tensors) {
+    const bool is_a = ends_with(t.name, ".lora_a");
+    if (!is_a && !ends_with(t.name, ".lora_b"))
+      f.fail("tensor '" + t.name + "' is not a <tensor>.lora_a / .lora_b pair member");
+    const std::string base_name = t.name.substr(0, t.name.size() - 7);
+    const auto internal = internal_from_llama_gguf(base_name);
+    if (!internal || !ends_with(*internal, ".weight") || *internal == "embed_tokens.weight" ||
+        internal->find("norm") != std::string::npos)
+      f.fail("tensor '" + t.name + "' adapts '" + base_name +
+             "', which is no Linear layer of a llama model Blocklab can adapt");
+    if (t.ne.size() != 2)
+      f.fail("tensor '" + t.name + "' must be 2-D, has " + std::to_string(t.ne.size()) + " dims");
+    const std::string path = internal->substr(0, internal->size() - 7);
+    AdapterLayer& x = ad.layers[path];
+    std::vector<float> v = finite_tensor(f, t);
+    // GGML order: lora_a ne = [in, r] is a row-major (r, in) matrix, lora_b
+    // ne = [r, out] a row-major (out, r) one: PEFT's shapes, unchanged.
+    if (is_a) {
+      x.a = std::move(v);
+      x.in = int64_t(t.ne[0]);
+      if (x.rank && x.rank != int64_t(t.ne[1]))
+        f.fail("tensor '" + t.name + "' has rank " + std::to_string(t.ne[1]) +
+               " but its lora_b has rank " + std::to_string(x.rank));
+      x.rank = int64_t(t.ne[1]);
+    } else {
+      x.b = std::move(v);
+      x.out = int64_t(t.ne[1]);
+      if (x.rank && x.rank != int64_t(t.ne[0]))
+        f.fail("tensor '" + t.name + "' has rank " + std::to_string(t.ne[0]) +
+               " but its lora_a has rank " + std::to_string(x.rank));
+      x.rank = int64_t(t.ne[0]);
+    }
+  }
+  for (auto& [path, x] : ad.layers) {
+    const std::string name = *llama_gguf_tensor_name(path + ".weight");
+    if (x.a.empty() || x.b.empty())
+      f.fail("'" + name + (x.a.empty() ? ".lora_a" : ".lora_b") + "' is missing");
+    x.alpha = alpha != 0 ? alpha : float(x.rank);
+    const bool q = ends_with(path, ".q_proj");
+    if (q || ends_with(path, ".k_proj")) {
+      const int64_t heads =
+          heads_for(f, base, q ? "llama.attention.head_count" : "llama.attention.head_count_kv",
+                    name + ".lora_b");
+      if (heads < 1 || x.out % heads || (x.out / heads) % 2)
+        f.fail("'" + name + ".lora_b' has " + std::to_string(x.out) + " rows, not " +
+               std::to_string(heads) + " heads of an even size");
+      llama_rope_permute_rows(x.b.data(), x.out, x.rank, heads, false);
+    }
+    if (ad.layers.begin()->first == path) {
+      ad.rank = x.rank;
+      ad.alpha = x.alpha;
+    }
+  }
+  return ad;
+}
+}  // namespace
+
+void write_gguf_adapter(const std::string& path, const Adapter& ad, const ModelConfig& base) {
+  if (ad.layers.empty()) throw AdapterError(path + ": the model has no LoRA adapters to save");
+  const std::string why = llama_cpp_incompatibility(base);
+  if (!why.empty())
+    throw AdapterError(path + ": llama.cpp cannot load an adapter for this model: " + why +
+                       " (save a PEFT directory instead, or Blocklab's own GGUF layout: "
+                       "lora export --gguf-layout blocklab)");
+  GgufWriter w;
+  w.add_string("general.architecture", "llama");
+  w.add_string("general.type", "adapter");
+  if (!ad.base_model.empty()) w.add_string("general.base_model.0.name", ad.base_model);
+  w.add_string("adapter.type", "lora");
+  w.add_f32("adapter.lora.alpha", ad.alpha);
+  // Not read by llama.cpp; lets Blocklab undo the q/k row permutation without the base.
+  w.add_u32("llama.attention.head_count", uint32_t(base.block.n_heads));
+  w.add_u32("llama.attention.head_count_kv", uint32_t(base.block.effective_n_kv_heads()));
+  for (auto& [p, x] : ad.layers) {
+    const auto name = llama_gguf_tensor_name(p + ".weight");
+    if (!name || name->find("norm") != std::string::npos || *name == "token_embd.weight")
+      throw AdapterError(path + ": module '" + p + "' has no llama.cpp tensor to adapt");
+    w.add_tensor(*name + ".lora_a", {uint64_t(x.in), uint64_t(x.rank)}, x.a.data());
+    // llama.cpp scales every layer by adapter.lora.alpha / rank: a layer whose
+    // own alpha differs carries the ratio in B, so the product stays the same.
+    std::vector<float> b = x.b;
+    if (x.alpha != ad.alpha)
+      for (float& v : b) v *= x.alpha / ad.alpha;
+    const int64_t heads =
+        llama_rope_permute_heads(p, base.block.n_heads, base.block.effective_n_kv_heads());
+    if (heads) llama_rope_permute_rows(b.data(), x.out, x.rank, heads, true);
+    w.add_tensor(*name + ".lora_b", {uint64_t(x.rank), uint64_t(x.out)}, b.data());
+  }
+  try {
+    w.write(path);
+  } catch (const std::runtime_error& e) {
+    throw AdapterError(e.what());
+  }
+}
+
+void write_gguf_adapter_legacy(const std::string& path, const Adapter& ad) {
+  if (ad.layers.empty()) throw AdapterError(path + ": the model has no LoRA adapters to save");
+  GgufWriter w;
+  w.add_string("general.type", "adapter");
+  w.add_string("adapter.type", "lora");
+  w.add_f32("adapter.lora.alpha", ad.alpha);
+  w.add_u32("lora.rank", uint32_t(ad.rank));
+  w.add_f32("lora.alpha", ad.alpha);
+  // Per-layer alpha where it differs from the usual one: "lora.<module>.alpha".
+  for (auto& [p, x] : ad.layers)
+    if (x.alpha != ad.alpha) w.add_f32("lora." + p + ".alpha", x.alpha);
+  for (auto& [p, x] : ad.layers) {
+    w.add_tensor("lora." + p + ".weight_a", {uint64_t(x.in), uint64_t(x.rank)}, x.a.data());
+    w.add_tensor("lora." + p + ".weight_b", {uint64_t(x.rank), uint64_t(x.out)}, x.b.data());
+  }
+  try {
+    w.write(path);
+  } catch (const std::runtime_error& e) {
+    throw AdapterError(e.what());
+  }
+}
+
+Adapter read_gguf_adapter(const std::string& path, const ModelConfig* base) {
+  try {
+    const GgufFile f = GgufFile::read(path, kMaxGgufBytes);
+    Adapter ad = is_legacy_layout(f) ? read_legacy_gguf(f) : read_llama_gguf(f, base);
+    if (ad.layers.empty()) f.fail("no adapter tensors");
+    ad.target_modules = target_modules_of(ad);
+    return ad;
+  } catch (const GgufError& e) {
+    throw AdapterError(e.what());
+  }
 }
 
 // ---------------------------------------------------------------- by path
 
-void save_adapter(const std::string& path, Module& model, const std::string& base_model) {
+void save_adapter(const std::string& path, Module& model, const std::string& base_model,
+                  GgufLayout layout) {
   Adapter ad = extract_adapter(model);
   ad.base_model = base_model;
-  if (ends_with(path, ".gguf"))
-    write_gguf_adapter(path, ad);
-  else
+  if (!ends_with(path, ".gguf")) {
     write_peft_adapter(path, ad);
+  } else if (layout == GgufLayout::kBlocklab) {
+    write_gguf_adapter_legacy(path, ad);
+  } else {
+    const auto* lm = dynamic_cast<const LanguageModel*>(&model);
+    if (!lm) throw AdapterError(path + ": a llama.cpp GGUF adapter needs the base LanguageModel");
+    write_gguf_adapter(path, ad, lm->config());
+  }
 }
 
-Adapter read_adapter(const std::string& path) {
-  return ends_with(path, ".gguf") ? read_gguf_adapter(path) : read_peft_adapter(path);
+Adapter read_adapter(const std::string& path, const ModelConfig* base) {
+  return ends_with(path, ".gguf") ? read_gguf_adapter(path, base) : read_peft_adapter(path);
 }
 
 void load_adapter(const std::string& path, Module& model) {
-  attach_adapter(model, read_adapter(path));
+  const auto* lm = dynamic_cast<const LanguageModel*>(&model);
+  attach_adapter(model, read_adapter(path, lm ? &lm->config() : nullptr));
 }
 
 }  // namespace bl

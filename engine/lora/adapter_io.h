@@ -19,11 +19,19 @@
 //                              DoRA, modules_to_save and bias adapters are refused
 //                              naming the key. Written with PEFT's keys only and
 //                              base_model_name_or_path = Adapter::base_model.
-// GGUF layout (one file, the Go lora package's SaveAdapter): GGUF v3, tensors
-//   "lora.<module path>.weight_a" (r, in) and ".weight_b" (out, r) as F32 (GGUF lists
-//   dims innermost first: [in, r] and [r, out]); metadata "lora.rank" (u32) and
-//   "lora.alpha" (f32), plus llama.cpp's "general.type" = "adapter",
-//   "adapter.type" = "lora", "adapter.lora.alpha".
+// GGUF, llama.cpp's layout (the default; docs/gguf.md): general.architecture
+//   "llama", general.type "adapter", adapter.type "lora", adapter.lora.alpha (f32),
+//   tensors "blk.N.attn_q.weight.lora_a" (GGML ne = [in, r], i.e. row-major
+//   (r, in)) and ".lora_b" (ne = [r, out]) as F32, named as llama.cpp names the
+//   base tensor (export/llama_gguf_names.h); q/k lora_b rows in llama.cpp's
+//   rotary order. Only for models llama.cpp's llama architecture can run.
+//   llama.cpp has one alpha per file: a layer whose alpha differs carries
+//   alpha_layer / alpha in its B. Also written: llama.attention.head_count(_kv),
+//   so the rows can be put back without the base. F16 tensors are read too.
+// GGUF, Blocklab's own older layout (still read; written on request for models
+//   llama.cpp cannot run): tensors "lora.<module path>.weight_a" (r, in) and
+//   ".weight_b" (out, r) as F32; metadata "lora.rank" (u32), "lora.alpha" (f32),
+//   per-layer "lora.<module path>.alpha" where it differs.
 // Module paths are ours ("layers.0.attention.q_proj").
 #pragma once
 
@@ -33,6 +41,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
 #include "core/module.h"
 
 namespace bl {
@@ -72,13 +81,23 @@ std::string peft_tensor_name(const std::string& module_path, const std::string& 
 
 void write_peft_adapter(const std::string& dir, const Adapter& ad);
 Adapter read_peft_adapter(const std::string& dir);
-void write_gguf_adapter(const std::string& path, const Adapter& ad);
-Adapter read_gguf_adapter(const std::string& path);
+/// llama.cpp's layout for an adapter of a model with config `base`; AdapterError
+/// naming the component when llama.cpp's llama architecture cannot run `base`.
+void write_gguf_adapter(const std::string& path, const Adapter& ad, const ModelConfig& base);
+/// Blocklab's older layout (any model).
+void write_gguf_adapter_legacy(const std::string& path, const Adapter& ad);
+/// Either layout. `base` (optional) is the model the adapter is for: it
+/// supplies the head counts for q/k rows when the file has none, and must
+/// agree with the file's when it has them.
+Adapter read_gguf_adapter(const std::string& path, const ModelConfig* base = nullptr);
 
-/// By path: "*.gguf" is a GGUF file, anything else a PEFT directory.
-/// base_model names the base for PEFT's base_model_name_or_path.
-void save_adapter(const std::string& path, Module& model, const std::string& base_model = "");
-Adapter read_adapter(const std::string& path);
+enum class GgufLayout { kLlamaCpp, kBlocklab };
+
+/// By path: "*.gguf" is a GGUF file (in `layout`), anything else a PEFT
+/// directory. base_model names the base for PEFT's base_model_name_or_path.
+void save_adapter(const std::string& path, Module& model, const std::string& base_model = "",
+                  GgufLayout layout = GgufLayout::kLlamaCpp);
+Adapter read_adapter(const std::string& path, const ModelConfig* base = nullptr);
 /// read_adapter + attach_adapter.
 void load_adapter(const std::string& path, Module& model);
 

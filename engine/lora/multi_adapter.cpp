@@ -53,7 +53,7 @@ int32_t MultiAdapter::add(const std::string& name, const Adapter& ad) {
 }
 
 int32_t MultiAdapter::load(const std::string& name, const std::string& path) {
-  return add(name, read_adapter(path));
+  return add(name, read_adapter(path, &model_.config()));
 }
 
 void MultiAdapter::set_batch(std::vector<int32_t> ids) {

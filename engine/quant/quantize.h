@@ -6,9 +6,9 @@
 // Tied embeddings: the embedding table and the LM head are one tensor, so one
 // quantized table serves both and they stay tied (memory counted once).
 // Norm weights, biases, position tables and other small tensors stay float32
-// (and trainable). A quantized model cannot be saved as a checkpoint (its base
-// weights are no longer Parameters): train adapters on it (QLoRA) and save those,
-// or dequantize_model first.
+// (and trainable). save_checkpoint stores a quantized model as it is (codes,
+// scales, biases; docs/checkpoint-format.md) and load_model_weights rebuilds it
+// bit for bit into an unquantized model of the same config.
 #pragma once
 
 #include <cstdint>

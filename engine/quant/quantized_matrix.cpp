@@ -187,6 +187,41 @@ int QuantizedMatrix::code(int64_t r, int64_t c) const {
   return (byte >> ((c % per) * spec_.bits)) & ((1 << spec_.bits) - 1);
 }
 
+QuantizedMatrix QuantizedMatrix::from_parts(const QuantSpec& spec, int64_t rows, int64_t cols,
+                                            std::vector<uint8_t> packed, std::vector<float> scales,
+                                            std::vector<float> biases) {
+  spec.validate();
+  const int64_t gs = spec.group_size;
+  if (cols <= 0 || rows <= 0 || cols % gs != 0)
+    throw std::invalid_argument("a (" + std::to_string(rows) + ", " + std::to_string(cols) +
+                                ") matrix does not split into groups of " + std::to_string(gs));
+  QuantizedMatrix q;
+  q.spec_ = spec;
+  q.rows_ = rows;
+  q.cols_ = cols;
+  const int per = 8 / spec.bits;
+  q.row_bytes_ = (cols + per - 1) / per;
+  const size_t groups = size_t(rows * (cols / gs));
+  const auto need = [](const char* what, size_t have, size_t want) {
+    if (have != want)
+      throw std::invalid_argument(std::string(what) + " holds " + std::to_string(have) +
+                                  " values, the matrix needs " + std::to_string(want));
+  };
+  need("codes", packed.size(), size_t(rows * q.row_bytes_));
+  need("scales", scales.size(), groups);
+  need("biases", biases.size(), spec.mode == QuantMode::kAffine ? groups : 0);
+  for (float v : scales)
+    if (!std::isfinite(v) || v < 0)
+      throw std::invalid_argument("a group scale is " + std::to_string(v) +
+                                  " (must be finite and >= 0)");
+  for (float v : biases)
+    if (!std::isfinite(v)) throw std::invalid_argument("a group bias is not finite");
+  q.packed_ = std::move(packed);
+  q.scales_ = std::move(scales);
+  q.biases_ = std::move(biases);
+  return q;
+}
+
 int64_t QuantizedMatrix::bytes() const {
   return int64_t(packed_.size()) + int64_t(sizeof(float) * (scales_.size() + biases_.size()));
 }

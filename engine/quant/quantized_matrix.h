@@ -74,6 +74,19 @@ class QuantizedMatrix {
   /// Bytes held: packed codes + per-group constants.
   int64_t bytes() const;
 
+  /// The stored form, for checkpoints: packed codes (rows, row_bytes), per-group
+  /// scales (rows, groups) and affine biases (rows, groups; empty for nf4).
+  const std::vector<uint8_t>& packed() const { return packed_; }
+  const std::vector<float>& scales() const { return scales_; }
+  const std::vector<float>& biases() const { return biases_; }
+  /// Rebuilds a matrix from its stored form. Throws std::invalid_argument naming
+  /// the part whose size does not fit, or a non-finite constant or negative
+  /// nf4 absmax / affine scale. (Columns are whole groups, so rows have no
+  /// padding bits; every code value is a valid level.)
+  static QuantizedMatrix from_parts(const QuantSpec& spec, int64_t rows, int64_t cols,
+                                    std::vector<uint8_t> packed, std::vector<float> scales,
+                                    std::vector<float> biases);
+
  private:
   QuantSpec spec_;
   int64_t rows_ = 0, cols_ = 0, row_bytes_ = 0;

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "data/text_dataset.h"
+#include "export/llama_gguf_names.h"
 #include "run/config_overrides.h"
 #include "run/memory_estimate.h"
 #include "train/checkpoint.h"
@@ -234,6 +235,15 @@ void plan_finetune(const RunSpec& spec, ExperimentStore& store, RunPlan& plan) {
   fs_spec.seed = uint64_t(plan.preset.train.seed);
   plan.finetune = fs_spec;
   plan.adapter = f.adapter_out.empty() ? "" : absolute_path(f.adapter_out);
+  // A .gguf adapter is written in llama.cpp's layout: refuse now, not after training.
+  if (plan.adapter.ends_with(".gguf")) {
+    const std::string why = llama_cpp_incompatibility(info.model);
+    if (!why.empty())
+      throw RunSpecError(
+          "--adapter-out " + f.adapter_out +
+          ": a .gguf adapter is written for llama.cpp, which cannot run this base: " + why +
+          " (use a PEFT directory instead)");
+  }
   plan.tokenizer_json = info.tokenizer;
   plan.data_path = spec.data_path.empty() ? default_data_path() : spec.data_path;
   plan.record.name = !spec.name.empty()        ? spec.name

@@ -12,11 +12,13 @@
 #include <set>
 #include <stdexcept>
 
+#include "core/linear.h"
 #include "io/bounded_read.h"
 #include "io/file_manifest.h"
 #include "io/safetensors.h"
 #include "io/sha256.h"
 #include "io/synced_file.h"
+#include "quant/quantize.h"
 #include "train/trainer.h"
 
 #ifndef BLOCKLAB_VERSION
@@ -96,6 +98,8 @@ namespace {
 // model.safetensors metadata marking a fine-tune checkpoint's trainable-only weights.
 constexpr const char* kWeightsKey = "weights";
 constexpr const char* kTrainableWeights = "trainable";
+// model.safetensors metadata of a quantized model: its QuantSpec.
+constexpr const char* kQuantizationKey = "quantization";
 
 std::vector<TensorView> weight_views(LanguageModel& model, bool trainable_only) {
   std::vector<TensorView> v;
@@ -111,6 +115,37 @@ std::vector<TensorView> weight_views(LanguageModel& model, bool trainable_only) 
     v.push_back(std::move(t));
   }
   return v;
+}
+
+// A quantized model's frozen matrices (quant/quantize.h), by internal
+// parameter name: Linear "<path>.weight", "embed_tokens.weight", "lm_head.weight".
+std::vector<std::pair<std::string, const QuantizedMatrix*>> quantized_matrices(
+    LanguageModel& model) {
+  std::vector<std::pair<std::string, const QuantizedMatrix*>> v;
+  if (model.quantized_embedding())
+    v.emplace_back("embed_tokens.weight", model.quantized_embedding());
+  if (model.quantized_lm_head()) v.emplace_back("lm_head.weight", model.quantized_lm_head());
+  model.visit_named([&](const std::string& path, Module& m) {
+    if (auto* l = dynamic_cast<Linear*>(&m); l && l->quantized())
+      v.emplace_back(path + ".weight", l->quantized_weight());
+  });
+  return v;
+}
+
+// Stored as three tensors beside the float ones: "<name>.qcodes" (U8, packed
+// codes, (rows, row_bytes)), "<name>.qscales" and, for affine, "<name>.qbiases"
+// (F32, (rows, groups)); <name> is the checkpoint name of the weight.
+void add_quantized_views(const std::string& name, const QuantizedMatrix& q,
+                         std::vector<TensorView>& v) {
+  const std::string n = checkpoint_tensor_name(name);
+  TensorView codes;
+  codes.name = n + ".qcodes";
+  codes.shape = {q.rows(), q.row_bytes()};
+  codes.u8 = q.packed().data();
+  v.push_back(codes);
+  v.push_back({n + ".qscales", {q.rows(), q.groups_per_row()}, q.scales().data()});
+  if (!q.biases().empty())
+    v.push_back({n + ".qbiases", {q.rows(), q.groups_per_row()}, q.biases().data()});
 }
 
 nlohmann::json rng_json(const std::array<uint64_t, 4>& s) {
@@ -207,8 +242,24 @@ void save_checkpoint(const std::string& dir, LanguageModel& model, const TrainCo
                                                {"naming", "hf-llama"},
                                                {"step", std::to_string(step)}};
     if (ft) meta[kWeightsKey] = kTrainableWeights;
+    std::vector<TensorView> views = weight_views(model, ft);
+    // A fine-tune checkpoint leaves the (quantized) base in its own checkpoint.
+    const auto quantized = ft ? decltype(quantized_matrices(model))() : quantized_matrices(model);
+    nlohmann::json quant;
+    if (!quantized.empty()) {
+      const QuantSpec spec = quantized[0].second->spec();
+      quant = {{"spec", spec.str()}, {"tensors", nlohmann::json::array()}};
+      for (auto& [name, q] : quantized) {
+        if (q->spec().str() != spec.str())
+          throw CheckpointError(dir + ": '" + name + "' is quantized as " + q->spec().str() +
+                                ", other tensors as " + spec.str() + " (one spec per checkpoint)");
+        add_quantized_views(name, *q, views);
+        quant["tensors"].push_back(name);
+      }
+      meta[kQuantizationKey] = spec.str();
+    }
     as_checkpoint_error((tmp / "model.safetensors").string(), [&] {
-      write_safetensors((tmp / "model.safetensors").string(), weight_views(model, ft), meta);
+      write_safetensors((tmp / "model.safetensors").string(), views, meta);
     });
     nlohmann::json info = {{"format", "blocklab-checkpoint"},
                            {"version", kCheckpointVersion},
@@ -218,6 +269,7 @@ void save_checkpoint(const std::string& dir, LanguageModel& model, const TrainCo
                            {"tokenizer", tok.to_json()},
                            {"step", step}};
     if (ft) info["finetune"] = finetune;
+    if (!quant.is_null()) info["quantization"] = quant;
     if (trainer) {
       NamedBuffers state = trainer->optimizer().state();
       const auto names = state_names(trainer->optimizer(), true);
@@ -313,19 +365,94 @@ CheckpointInfo read_checkpoint_info(const std::string& dir) {
       if (!j["finetune"].is_object()) throw std::invalid_argument("\"finetune\" is not an object");
       c.finetune = j["finetune"];
     }
+    if (j.contains("quantization")) {
+      const nlohmann::json& q = j["quantization"];
+      if (!q.is_object() || !q.contains("spec") || !q.contains("tensors") ||
+          !q["tensors"].is_array())
+        throw std::invalid_argument("\"quantization\" needs \"spec\" and a \"tensors\" list");
+      QuantSpec::parse(q["spec"].get<std::string>());  // names the accepted forms
+      for (const auto& t : q["tensors"]) (void)t.get<std::string>();
+      c.quantization = q;
+    }
   });
   return c;
 }
 
 namespace {
 
+// Checks and builds the quantized matrices a checkpoint lists (checkpoint.json
+// "quantization"), without touching the model; marks their tensors used.
+void plan_quantized(const std::string& path, const nlohmann::json& quant,
+                    const SafetensorsFile& file, LanguageModel& model,
+                    std::map<std::string, QuantizedMatrix>& qplan, std::set<std::string>& used) {
+  if (model.quantized_embedding() || model.quantized_elements() > 0)
+    throw CheckpointError(path + ": a quantized checkpoint loads into an unquantized model");
+  const QuantSpec spec = QuantSpec::parse(quant["spec"].get<std::string>());
+  std::map<std::string, Linear*> linears;
+  model.visit_named([&](const std::string& p, Module& m) {
+    if (auto* l = dynamic_cast<Linear*>(&m)) {
+      if (l->quantized())
+        throw CheckpointError(path + ": a quantized checkpoint loads into an unquantized model");
+      linears[p + ".weight"] = l;
+    }
+  });
+  const int64_t V = model.config().vocab_size, D = model.config().block.d_model;
+  bool head = false, embed = false;
+  for (const auto& t : quant["tensors"]) {
+    const std::string name = t.get<std::string>();
+    int64_t rows = 0, cols = 0;
+    if (name == "embed_tokens.weight" || name == "lm_head.weight") {
+      if (name == "lm_head.weight" && model.config().tie_embeddings)
+        throw CheckpointError(path + ": 'lm_head.weight' is listed but the model ties it");
+      (name == "lm_head.weight" ? head : embed) = true;
+      rows = V, cols = D;
+    } else if (auto it = linears.find(name); it != linears.end()) {
+      rows = it->second->out_features(), cols = it->second->in_features();
+    } else {
+      throw CheckpointError(path + ": quantized tensor '" + name +
+                            "' is no Linear weight or embedding of this model");
+    }
+    if (qplan.count(name)) throw CheckpointError(path + ": '" + name + "' is listed twice");
+    const std::string n = checkpoint_tensor_name(name);
+    const auto part = [&](const std::string& suffix, bool u8) -> const LoadedTensor* {
+      auto it = file.tensors.find(n + suffix);
+      if (it == file.tensors.end()) return nullptr;
+      if ((it->second.dtype == "U8") != u8)
+        throw CheckpointError(path + ": tensor '" + n + suffix + "' must be " +
+                              (u8 ? "U8" : "F32") + ", is " + it->second.dtype);
+      used.insert(n + suffix);
+      return &it->second;
+    };
+    const LoadedTensor* codes = part(".qcodes", true);
+    const LoadedTensor* scales = part(".qscales", false);
+    const LoadedTensor* biases = part(".qbiases", false);
+    if (!codes || !scales || (spec.mode == QuantMode::kAffine) != bool(biases))
+      throw CheckpointError(path + ": quantized tensor '" + n + "' needs .qcodes, .qscales" +
+                            (spec.mode == QuantMode::kAffine ? " and .qbiases" : " (no .qbiases)"));
+    try {
+      std::vector<uint8_t> packed(codes->data.begin(), codes->data.end());  // exact: 0..255
+      qplan.emplace(name,
+                    QuantizedMatrix::from_parts(spec, rows, cols, std::move(packed), scales->data,
+                                                biases ? biases->data : std::vector<float>()));
+    } catch (const std::invalid_argument& e) {
+      throw CheckpointError(path + ": quantized tensor '" + n + "': " + e.what());
+    }
+  }
+  if (head != (embed && !model.config().tie_embeddings))
+    throw CheckpointError(path + ": the embedding and an untied LM head are quantized together");
+}
+
 // Copies the tensors of dir/model.safetensors into the model's parameters (all,
 // or only the trainable ones), after checking that they fit exactly.
 void load_weights(const std::string& dir, LanguageModel& model, bool trainable_only) {
   const std::string path = (fs::path(dir) / "model.safetensors").string();
+  // A quantized model's checkpoint: its frozen matrices are rebuilt as stored.
+  nlohmann::json quant;
+  if (!trainable_only && fs::exists(fs::path(dir) / "checkpoint.json"))
+    quant = read_checkpoint_info(dir).quantization;
   SafetensorsFile file;
   as_checkpoint_error(path, [&] {
-    file = read_safetensors(path);
+    file = read_safetensors(path, !quant.is_null());
     require_finite(file, path);
   });
   const auto weights = file.metadata.find(kWeightsKey);
@@ -354,8 +481,11 @@ void load_weights(const std::string& dir, LanguageModel& model, bool trainable_o
   // Validate everything first, so a checkpoint that does not fit changes nothing.
   std::vector<std::pair<const LoadedTensor*, Parameter*>> plan;
   std::set<std::string> used;
+  std::map<std::string, QuantizedMatrix> qplan;  // internal weight name -> matrix
+  if (!quant.is_null()) plan_quantized(path, quant, file, model, qplan, used);
   for (auto& [name, p] : model.named_parameters()) {
     if (trainable_only && !p->trainable()) continue;
+    if (qplan.count(name)) continue;  // stored quantized
     bool dup = false;
     for (auto& [t, q] : plan) dup |= q->data() == p->data();
     if (dup) continue;
@@ -367,6 +497,8 @@ void load_weights(const std::string& dir, LanguageModel& model, bool trainable_o
                             "' is missing (the checkpoint does not fit this model: parameter '" +
                             name + "' of shape " + p->shape().str() + ")");
     const LoadedTensor& t = it->second;
+    if (t.dtype == "U8")
+      throw CheckpointError(path + ": tensor '" + key + "' is U8 (quantized codes), not a weight");
     bool same = int(t.shape.size()) == p->shape().rank;
     for (int i = 0; same && i < p->shape().rank; ++i) same = t.shape[size_t(i)] == p->shape()[i];
     if (!same)
@@ -381,6 +513,20 @@ void load_weights(const std::string& dir, LanguageModel& model, bool trainable_o
       throw CheckpointError(path + ": unexpected tensor '" + name + "' of shape " +
                             shape_str(t.shape) + " (the checkpoint was saved for " + why + ")");
   for (auto& [t, p] : plan) std::copy(t->data.begin(), t->data.end(), p->data());
+  if (qplan.empty()) return;
+  std::map<std::string, Linear*> linears;
+  model.visit_named([&](const std::string& p, Module& m) {
+    if (auto* l = dynamic_cast<Linear*>(&m)) linears[p + ".weight"] = l;
+  });
+  std::unique_ptr<QuantizedMatrix> head;
+  if (auto it = qplan.find("lm_head.weight"); it != qplan.end())
+    head = std::make_unique<QuantizedMatrix>(std::move(it->second));
+  for (auto& [name, q] : qplan)
+    if (name == "embed_tokens.weight")
+      model.quantize_embeddings_from(std::move(q), std::move(head));
+    else if (name != "lm_head.weight")
+      linears.at(name)->quantize_from(std::move(q));
+  rename_parameters(model);
 }
 
 }  // namespace

@@ -47,6 +47,9 @@ struct CheckpointInfo {
   /// Null for a whole-model checkpoint. For a fine-tune checkpoint the spec that
   /// rebuilds the frozen base (Finetune::summary: base_checkpoint, rank, ...).
   nlohmann::json finetune;
+  /// Null unless the model was saved quantized: {"spec": "nf4" | "affine4@32" | ...,
+  /// "tensors": [internal weight names stored quantized]}.
+  nlohmann::json quantization;
 };
 
 /// The model.safetensors name of an internal parameter name, e.g.
@@ -74,6 +77,9 @@ CheckpointInfo read_checkpoint_info(const std::string& dir);
 /// (errors name the file, the tensor and both shapes); on error the model is
 /// left unchanged. Reads both current and version-1 (internal) names. A
 /// fine-tune checkpoint is rejected with a CheckpointError naming its base.
+/// A quantized model's checkpoint (checkpoint.json "quantization") loads into
+/// an unquantized model of the same config: the listed weights become the
+/// stored quantized matrices, bit for bit.
 void load_model_weights(const std::string& dir, LanguageModel& model);
 
 /// Copies a fine-tune checkpoint's weights into the model's trainable
