@@ -347,6 +347,29 @@ SafetensorsFile read_safetensors(const std::string& path) {
   return parse(src, path);
 }
 
+uint16_t float_to_bf16(float f) {
+  const uint32_t u = std::bit_cast<uint32_t>(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);  // quiet NaN
+  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+uint16_t float_to_f16(float f) {
+  const uint32_t x = std::bit_cast<uint32_t>(f);
+  const uint16_t sign = uint16_t((x >> 16) & 0x8000u);
+  const uint32_t ax = x & 0x7fffffffu;
+  if (ax >= 0x7f800000u) return sign | (ax > 0x7f800000u ? 0x7e00u : 0x7c00u);
+  if (ax >= 0x477ff000u) return sign | 0x7c00u;  // >= 65520: rounds past the largest half
+  if (ax < 0x38800000u) {                        // below 2^-14: a subnormal half
+    // |f| * 2^24 is exact; nearbyint rounds it to nearest even (default mode).
+    const float m = std::nearbyint(std::bit_cast<float>(ax) * 16777216.0f);
+    return uint16_t(sign | uint16_t(m));  // m = 1024 is the smallest normal, encoded alike
+  }
+  uint32_t h = ((((ax >> 23) - 112u)) << 10) | ((ax >> 13) & 0x3ffu);
+  const uint32_t rest = ax & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // a carry moves into the exponent
+  return uint16_t(sign | h);
+}
+
 void write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   json header = json::object();
@@ -363,9 +386,12 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
       if (d < 0 || __builtin_mul_overflow(numel, uint64_t(d), &numel))
         throw std::invalid_argument(where + " has an invalid shape");
     if (numel > 0 && !t.data) throw std::invalid_argument(where + " has no data");
-    bytes[i] = numel * sizeof(float);
+    if (t.dtype != "F32" && t.dtype != "BF16" && t.dtype != "F16")
+      throw std::invalid_argument(where + ": cannot write dtype '" + t.dtype +
+                                  "' (F32, BF16, F16)");
+    bytes[i] = numel * (t.dtype == "F32" ? sizeof(float) : sizeof(uint16_t));
     header[t.name] = {
-        {"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes[i]}}};
+        {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes[i]}}};
     offset += bytes[i];
   }
   if (!metadata.empty()) header["__metadata__"] = metadata;
@@ -388,7 +414,18 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
     write_all(fd, len, 8, tmp);
     write_all(fd, text.data(), text.size(), tmp);
     for (size_t i = 0; i < tensors.size(); ++i) {
-      if constexpr (std::endian::native == std::endian::little) {
+      if (tensors[i].dtype != "F32") {
+        const size_t n = bytes[i] / 2;
+        const bool bf = tensors[i].dtype == "BF16";
+        std::vector<unsigned char> le(bytes[i]);
+        for (size_t k = 0; k < n; ++k) {
+          const uint16_t h =
+              bf ? float_to_bf16(tensors[i].data[k]) : float_to_f16(tensors[i].data[k]);
+          le[2 * k] = static_cast<unsigned char>(h & 0xff);
+          le[2 * k + 1] = static_cast<unsigned char>(h >> 8);
+        }
+        write_all(fd, le.data(), le.size(), tmp);
+      } else if constexpr (std::endian::native == std::endian::little) {
         write_all(fd, tensors[i].data, bytes[i], tmp);
       } else {
         std::vector<float> le(tensors[i].data, tensors[i].data + bytes[i] / sizeof(float));
