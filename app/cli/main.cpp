@@ -23,7 +23,8 @@ const char* kUsage =
     "          [--tag TAG]...\n"
     "          [--db FILE] [--checkpoint-interval N] [--keep-checkpoints K] [--flush-interval S]\n"
     "          [--out DIR] [--json] [--quiet] [--distributed]\n"
-    "          (--distributed: under mpirun -np N, data-parallel over N processes; rank 0 records)\n"
+    "          (--distributed: under mpirun -np N, data-parallel over N processes; rank 0 "
+    "records)\n"
     "  train   --resume RUN [--steps N] [--threads N] [--eval-interval N] [--db FILE] ...\n"
     "          (a LoRA run continues on its recorded base, spec and adapter path)\n"
     "  train   --fork RUN [--set field=value]... [--fresh] [--data FILE] [overrides] [--db FILE] "
@@ -39,7 +40,7 @@ const char* kUsage =
     "          [--repetition-penalty X] [--stop TEXT]... [--beams N | --best-of N |\n"
     "          --draft DIR [--draft-tokens K]]  (beam search, best of N samples by log-prob,\n"
     "          greedy speculative decoding with a smaller run as the draft)\n"
-    "  train   --init-from RUN|CKPT --lora rank=8,alpha=16,targets=q,v [--quantize "
+    "  train   --init-from RUN|CKPT|HF_DIR --lora rank=8,alpha=16,targets=q,v [--quantize "
     "nf4|affine4|affine8]\n"
     "          --adapter-out DIR|FILE.gguf [--data FILE] [--steps N] [--lr X] ... [--db FILE] "
     "[--json]\n"
@@ -63,6 +64,12 @@ const char* kUsage =
     "  tokenizer decode --tokenizer bpe:DIR|byte --ids \"ID ID ...\"\n"
     "  models  list | info NAME | count NAME [--detail] [--seq-len N]  [--json]\n"
     "          NAME: a preset, a published architecture, or a preset/config .json file\n"
+    "  models  import hf DIR [--name NAME] [--out CKPT] [--db FILE]  (a Hugging Face folder:\n"
+    "          config.json + safetensors + tokenizer.json, as a checkpoint; see "
+    "docs/huggingface.md)\n"
+    "  export  hf RUN|CKPT --out DIR [--dtype f32|bf16|f16] [--db FILE]  (config.json,\n"
+    "          model.safetensors, tokenizer.json for transformers: GPT-2, LLaMA, Mistral, Qwen3,\n"
+    "          Mixtral layouts)\n"
     "\n"
     "BLOCKLAB_ISA=avx512|avx2|scalar forces the kernels down to that vector ISA.\n"
     "Every training run is recorded in the experiment database: --db FILE, else $BLOCKLAB_DB,\n"
@@ -97,6 +104,7 @@ int main(int argc, char** argv) {
     if (cmd == "models") return bl::cli::models_command(rest);
     if (cmd == "lora") return bl::cli::lora_command(rest);
     if (cmd == "eval") return bl::cli::eval_command(rest);
+    if (cmd == "export") return bl::cli::export_command(rest);
     if (cmd == "tokenizer") return bl::cli::tokenizer_command(rest);
     if (cmd == "sweep") return bl::cli::sweep_command(rest);
     if (cmd == "sweep-worker") return bl::cli::sweep_worker_command(rest);
