@@ -115,6 +115,14 @@ TEST(HfInterop, HalfWriterRoundTripsWithinHalfUlp) {
   }
 }
 
+TEST(HfInterop, WriterRefusesOtherDtypes) {
+  TempDir dir;
+  const float x = 1.0f;
+  EXPECT_THROW(write_safetensors(dir / "x.safetensors", {{"x", {1}, &x, "F64"}}),
+               std::invalid_argument);
+  EXPECT_FALSE(std::filesystem::exists(dir / "x.safetensors"));
+}
+
 // ---------------------------------------------------------------- config
 
 json tiny_llama_config() {
@@ -220,6 +228,7 @@ TEST(HfInterop, RefusalsNameTheFieldOrFamily) {
   EXPECT_NE(refusal(with(l, "hidden_act", "gelu")).find("'hidden_act'"), std::string::npos);
   EXPECT_NE(refusal(with(l, "head_dim", 16)).find("'head_dim'"), std::string::npos);
   EXPECT_EQ(refusal(with(l, "head_dim", 8)), "(accepted)");
+  EXPECT_EQ(refusal(with(l, "rope_interleaved", false)), "(accepted)");  // transformers ignores it
   EXPECT_NE(refusal(with(l, "mlp_bias", true)).find("'mlp_bias'"), std::string::npos);
   EXPECT_NE(refusal(with(l, "some_new_knob", 3)).find("'some_new_knob'"), std::string::npos);
   EXPECT_NE(refusal(with(l, "hidden_size", "32")).find("'hidden_size'"), std::string::npos);

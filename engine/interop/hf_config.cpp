@@ -11,34 +11,16 @@ using json = nlohmann::json;
 
 // Fields that describe the checkpoint, the tokenizer or generation defaults,
 // never the function a forward pass computes.
-const std::set<std::string> kHarmless = {"architectures",
-                                         "model_type",
-                                         "torch_dtype",
-                                         "dtype",
-                                         "transformers_version",
-                                         "bos_token_id",
-                                         "eos_token_id",
-                                         "pad_token_id",
-                                         "sep_token_id",
-                                         "decoder_start_token_id",
-                                         "initializer_range",
-                                         "use_cache",
-                                         "_name_or_path",
-                                         "name_or_path",
-                                         "tokenizer_class",
-                                         "return_dict",
-                                         "output_hidden_states",
-                                         "output_attentions",
-                                         "torchscript",
-                                         "id2label",
-                                         "label2id",
-                                         "problem_type",
-                                         "task_specific_params",
-                                         "max_length",
-                                         "finetuning_task",
-                                         "chunk_size_feed_forward",
-                                         "prefix",
-                                         "_attn_implementation_autoset"};
+const std::set<std::string> kHarmless = {
+    "architectures", "model_type", "torch_dtype", "dtype", "transformers_version", "bos_token_id",
+    "eos_token_id", "pad_token_id", "sep_token_id", "decoder_start_token_id", "initializer_range",
+    "use_cache", "_name_or_path", "name_or_path", "tokenizer_class", "return_dict",
+    "output_hidden_states", "output_attentions", "torchscript", "id2label", "label2id",
+    "problem_type", "task_specific_params", "max_length", "finetuning_task",
+    "chunk_size_feed_forward", "prefix", "_attn_implementation_autoset",
+    // Written by nanotron / transformers.js exporters
+    // (e.g. SmolLM); transformers never reads them.
+    "is_llama_config", "rope_interleaved", "transformers.js_config"};
 
 // Strict reader of one config.json: every field is either read (and checked)
 // or listed as harmless; anything else is refused in finish().
