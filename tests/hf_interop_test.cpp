@@ -269,6 +269,25 @@ TEST(HfInterop, RefusalsNameTheFieldOrFamily) {
   EXPECT_NE(refusal(x).find("'num_experts_per_tok'"), std::string::npos);
 }
 
+// Every field of both configs set to values of every wrong kind: an HfError
+// or an accepted config, never another exception or a crash.
+TEST(HfInterop, EveryFieldWithWrongValuesIsRefusedCleanly) {
+  const json bad_values[] = {
+      "x", -1, 0, 1e300, nullptr, json::object(), json::array(), true, int64_t(1) << 62};
+  for (const json& base : {tiny_llama_config(), tiny_gpt2_config()})
+    for (auto it = base.begin(); it != base.end(); ++it)
+      for (const json& v : bad_values) {
+        json j = base;
+        j[it.key()] = v;
+        try {
+          model_config_from_hf(j, "cfg.json");
+        } catch (const HfError&) {
+        } catch (const std::exception& e) {
+          ADD_FAILURE() << it.key() << " = " << v.dump() << ": " << e.what();
+        }
+      }
+}
+
 ModelConfig preset_model(const std::string& name) {
   ModelConfig m = load_preset(name).model;
   m.vocab_size = 256;  // the byte tokenizer's
@@ -570,6 +589,35 @@ TEST(HfInterop, TokenizersExportHonestly) {
       EXPECT_NE(std::string(e.what()).find("no tokenizer.json"), std::string::npos);
     }
   }
+}
+
+// A byte-level BPE (as `tokenizer train` makes) goes out as tokenizer.json and
+// comes back from it alone with the same ids.
+TEST(HfInterop, BpeTokenizerRoundTripsThroughTokenizerJson) {
+  std::vector<std::string> tokens;
+  for (int b = 0; b < 256; ++b) tokens.emplace_back(1, char(b));
+  tokens.push_back("th");
+  tokens.push_back("the");
+  tokens.push_back(" the");
+  const BpeTokenizer bpe(tokens,
+                         {{int32_t('t'), int32_t('h')}, {256, int32_t('e')}, {int32_t(' '), 257}});
+  ModelConfig m = preset_model("llama-tiny");
+  m.vocab_size = 260;
+  auto model = random_model(m, 2);
+  TempDir dir;
+  const HfExportReport r = export_hf_folder(dir.path(), *model, bpe, "f32");
+  EXPECT_NE(r.tokenizer_note.find("tokenizer.json"), std::string::npos);
+  std::filesystem::remove(dir / kHfBlocklabTokenizerFile);
+  HfImport in = read_hf_folder(dir.path());
+  ASSERT_NE(in.tokenizer, nullptr);
+  EXPECT_EQ(in.tokenizer->name(), "bpe");
+  const std::string text = "the other theme";
+  EXPECT_EQ(in.tokenizer->encode(text), bpe.encode(text));
+  EXPECT_LT(bpe.encode(text).size(), text.size());  // the merges are used
+  // A tokenizer larger than the model's vocabulary is refused on export.
+  m.vocab_size = 256;
+  auto small = random_model(m, 2);
+  EXPECT_THROW(export_hf_folder(dir / "x", *small, bpe, "f32"), std::invalid_argument);
 }
 
 TEST(HfInterop, ImportedCheckpointLoadsLikeAnyOther) {
