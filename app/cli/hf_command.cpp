@@ -120,9 +120,9 @@ int models_import_command(const std::vector<std::string>& argv) {
       args.get("name").value_or(fs::path(dir).lexically_normal().filename().string());
   if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos)
     throw UsageError("--name must be a plain name (no '/'), got '" + name + "'");
+  if (args.get("out") && args.get("db")) throw UsageError("give --out or --db, not both");
   const std::string out =
       args.get("out").value_or((db_dir(args.get("db")) / "models" / name).string());
-  if (args.get("out") && args.get("db")) throw UsageError("give --out or --db, not both");
   const HfImport in = import_hf_checkpoint(dir, out);
   std::printf("imported %s (%s, %lld parameters, tokenizer from %s) as checkpoint %s\n",
               dir.c_str(), hf_architecture(in.family).c_str(),

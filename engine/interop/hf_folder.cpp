@@ -46,24 +46,19 @@ bool plain_file_name(const std::string& s) {
          s != "." && s != "..";
 }
 
+// One safetensors file, validated and checked for non-finite values.
+std::map<std::string, LoadedTensor> read_file(const fs::path& p) {
+  return as_hf_error(p.string(), [&] {
+    SafetensorsFile x = read_safetensors(p.string());
+    require_finite(x, p.string());
+    return std::move(x.tensors);
+  });
+}
+
 std::map<std::string, LoadedTensor> read_weights(const fs::path& dir) {
-  std::map<std::string, LoadedTensor> tensors;
-  auto read_one = [&](const fs::path& p) {
-    SafetensorsFile f = as_hf_error(p.string(), [&] {
-      SafetensorsFile x = read_safetensors(p.string());
-      require_finite(x, p.string());
-      return x;
-    });
-    for (auto& [name, t] : f.tensors)
-      if (!tensors.emplace(name, std::move(t)).second)
-        throw HfError(p.string() + ": tensor '" + name + "' is also in another shard");
-  };
   std::error_code ec;
   const fs::path single = dir / "model.safetensors", index = dir / "model.safetensors.index.json";
-  if (fs::exists(single, ec)) {
-    read_one(single);
-    return tensors;
-  }
+  if (fs::exists(single, ec)) return read_file(single);
   if (!fs::exists(index, ec))
     throw HfError(dir.string() +
                   ": no model.safetensors or model.safetensors.index.json (PyTorch .bin "
@@ -72,8 +67,8 @@ std::map<std::string, LoadedTensor> read_weights(const fs::path& dir) {
       as_hf_error(index.string(), [&] { return read_json_file(index.string()); });
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
     throw HfError(index.string() + ": field 'weight_map' is missing or not an object");
+  std::map<std::string, std::string> where;  // tensor -> shard file
   std::set<std::string> files;
-  std::map<std::string, std::string> where;
   for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
     if (!it->is_string() || !plain_file_name(it->get<std::string>()))
       throw HfError(index.string() + ": weight_map['" + it.key() +
@@ -82,23 +77,15 @@ std::map<std::string, LoadedTensor> read_weights(const fs::path& dir) {
     where[it.key()] = it->get<std::string>();
   }
   if (files.empty()) throw HfError(index.string() + ": weight_map is empty");
-  for (const std::string& f : files) {
-    const size_t before = tensors.size();
-    std::map<std::string, LoadedTensor> shard;
-    std::swap(shard, tensors);
-    read_one(dir / f);
-    for (auto& [name, t] : tensors) {
+  std::map<std::string, LoadedTensor> tensors;
+  for (const std::string& f : files)
+    for (auto& [name, t] : read_file(dir / f)) {
       auto w = where.find(name);
       if (w == where.end() || w->second != f)
         throw HfError((dir / f).string() + ": tensor '" + name +
                       "' is not listed for this file in model.safetensors.index.json");
+      tensors.emplace(name, std::move(t));  // unique: the index names one file per tensor
     }
-    for (auto& [name, t] : tensors)
-      if (!shard.emplace(name, std::move(t)).second)
-        throw HfError((dir / f).string() + ": tensor '" + name + "' is also in another shard");
-    std::swap(shard, tensors);
-    (void)before;
-  }
   for (const auto& [name, f] : where)
     if (!tensors.count(name))
       throw HfError(index.string() + ": tensor '" + name + "' is listed in " + f +

@@ -173,16 +173,16 @@ int64_t numel(const std::vector<int64_t>& s) {
   return n;
 }
 
-// Moves one link's values between the parameter and the HF tensor (to_hf:
-// parameter -> hf; else hf -> parameter).
-void transfer(const Link& l, float* hf, bool to_hf) {
+// Moves one link's values between the parameter and the HF tensor: from the
+// parameter into `to_hf` when it is set, else from `from_hf` into the parameter.
+void transfer(const Link& l, const float* from_hf, float* to_hf) {
   float* p = l.p->data();
   const std::vector<int64_t> s = dims(*l.p);
   auto move = [&](int64_t pi, int64_t hi) {
     if (to_hf)
-      hf[hi] = p[pi];
+      to_hf[hi] = p[pi];
     else
-      p[pi] = hf[hi];
+      p[pi] = from_hf[hi];
   };
   switch (l.kind) {
     case Kind::kCopy:
@@ -227,7 +227,7 @@ std::vector<HfTensor> hf_tensors_from_model(LanguageModel& model, HfFamily famil
   for (const Link& l : hf_links(model, family)) {
     auto [it, fresh] = index.emplace(l.hf, out.size());
     if (fresh) out.push_back({l.hf, l.hf_shape, std::vector<float>(size_t(numel(l.hf_shape)))});
-    transfer(l, out[it->second].data.data(), true);
+    transfer(l, nullptr, out[it->second].data.data());
   }
   return out;
 }
@@ -269,7 +269,7 @@ void load_hf_tensors(const std::map<std::string, LoadedTensor>& tensors, Languag
     throw HfError(what + ": unexpected tensor '" + name + "' (not part of a " +
                   hf_model_type(family) + " model with this config.json)");
   }
-  for (auto& [l, t] : plan) transfer(*l, const_cast<float*>(t->data.data()), false);
+  for (auto& [l, t] : plan) transfer(*l, t->data.data(), nullptr);
 }
 
 }  // namespace bl
