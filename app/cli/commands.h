@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,14 @@ int sample_command(const std::vector<std::string>& argv);
 int runs_command(const std::vector<std::string>& argv);
 /// models list | info NAME | count NAME [--detail] (registry, presets, architectures).
 int models_command(const std::vector<std::string>& argv);
+
+/// export hf RUN|CKPT --out DIR [--dtype f32|bf16|f16] (hf_command.cpp).
+int export_command(const std::vector<std::string>& argv);
+/// models import hf DIR [--name NAME] [--out CKPT]: an HF folder as a checkpoint.
+int models_import_command(const std::vector<std::string>& argv);
+/// The checkpoint `train --init-from HF_DIR` fine-tunes: the folder imported
+/// once into <database dir>/hf-imports/<name>-<hash of its files>.
+std::string import_hf_for_finetune(const std::string& hf_dir, const std::optional<std::string>& db);
 
 /// tokenizer train --data F --vocab-size N --out DIR | encode | decode (byte-level BPE).
 int tokenizer_command(const std::vector<std::string>& argv);

@@ -15,6 +15,7 @@
 #include "args.h"
 #include "commands.h"
 #include "generate/sampler.h"
+#include "interop/hf_folder.h"
 #include "lora/adapter_io.h"
 #include "lora/lora.h"
 #include "lora/multi_adapter.h"
@@ -151,10 +152,13 @@ int lora_train_command(const std::vector<std::string>& argv) {
         "--adapter-out PATH (a PEFT directory or a .gguf file) is required with --lora");
   RunSpec spec;
   spec.kind = RunKind::kFinetune;
-  // The base: a run id (its newest checkpoint) or a checkpoint directory.
+  // The base: a run id (its newest checkpoint), a checkpoint directory or a
+  // Hugging Face folder.
   const std::string& base = *init_from;
   if (!base.empty() && base.find_first_not_of("#0123456789") == std::string::npos)
     spec.finetune.base_run_id = parse_run_id(base, "--init-from");
+  else if (is_hf_folder(base))  // config.json, no checkpoint.json: import it first
+    spec.finetune.base_checkpoint = import_hf_for_finetune(base, args.get("db"));
   else
     spec.finetune.base_checkpoint = base;
   spec.finetune.lora = parse_lora_spec(args.get("lora").value_or(""));

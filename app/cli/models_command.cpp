@@ -110,8 +110,10 @@ void print_report(const std::string& name, const Preset& p, const ModelReport& r
 }  // namespace
 
 int models_command(const std::vector<std::string>& argv) {
-  if (argv.empty()) throw UsageError("models needs a subcommand: list | info NAME | count NAME");
+  if (argv.empty())
+    throw UsageError("models needs a subcommand: list | info NAME | count NAME | import hf DIR");
   const std::string sub = argv[0];
+  if (sub == "import") return models_import_command({argv.begin() + 1, argv.end()});
   Args args(std::vector<std::string>(argv.begin() + 1, argv.end()), {"seq-len"},
             {"detail", "json"});
   const bool json = args.flag("json");
@@ -165,7 +167,7 @@ int models_command(const std::vector<std::string>& argv) {
     return 0;
   }
   if (sub != "info" && sub != "count")
-    throw UsageError("unknown models subcommand '" + sub + "'; known: list, info, count");
+    throw UsageError("unknown models subcommand '" + sub + "'; known: list, info, count, import");
   if (args.positional().size() != 1) throw UsageError("models " + sub + " needs one NAME");
   const std::string name = args.positional()[0];
   std::string kind;

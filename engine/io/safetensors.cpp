@@ -17,6 +17,7 @@
 #include <set>
 
 #include "io/bounded_read.h"
+#include "io/float16.h"
 
 namespace bl {
 namespace {
@@ -365,8 +366,11 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
       if (d < 0 || __builtin_mul_overflow(numel, uint64_t(d), &numel))
         throw std::invalid_argument(where + " has an invalid shape");
     if (numel > 0 && !t.data && !t.u8) throw std::invalid_argument(where + " has no data");
-    bytes[i] = numel * (t.u8 ? 1 : sizeof(float));
-    header[t.name] = {{"dtype", t.u8 ? "U8" : "F32"},
+    if (!t.u8 && t.dtype != "F32" && t.dtype != "BF16" && t.dtype != "F16")
+      throw std::invalid_argument(where + ": cannot write dtype '" + t.dtype +
+                                  "' (F32, BF16, F16)");
+    bytes[i] = numel * (t.u8 ? 1 : t.dtype == "F32" ? sizeof(float) : sizeof(uint16_t));
+    header[t.name] = {{"dtype", t.u8 ? std::string("U8") : t.dtype},
                       {"shape", t.shape},
                       {"data_offsets", {offset, offset + bytes[i]}}};
     offset += bytes[i];
@@ -393,6 +397,17 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
     for (size_t i = 0; i < tensors.size(); ++i) {
       if (tensors[i].u8) {
         write_all(fd, tensors[i].u8, bytes[i], tmp);
+      } else if (tensors[i].dtype != "F32") {
+        const size_t n = bytes[i] / 2;
+        const bool bf = tensors[i].dtype == "BF16";
+        std::vector<unsigned char> le(bytes[i]);
+        for (size_t k = 0; k < n; ++k) {
+          const uint16_t h =
+              bf ? float_to_bf16(tensors[i].data[k]) : float_to_half(tensors[i].data[k]);
+          le[2 * k] = static_cast<unsigned char>(h & 0xff);
+          le[2 * k + 1] = static_cast<unsigned char>(h >> 8);
+        }
+        write_all(fd, le.data(), le.size(), tmp);
       } else if constexpr (std::endian::native == std::endian::little) {
         write_all(fd, tensors[i].data, bytes[i], tmp);
       } else {

@@ -26,13 +26,15 @@ class FormatError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// One tensor to write: float32 data, contiguous row-major, numel(shape) values;
-/// or, with `u8` set instead, raw bytes written as dtype U8 (quantized codes).
+/// One tensor to write: float32 data, contiguous row-major, numel(shape) values,
+/// stored as `dtype`: "F32" (exact), "BF16" or "F16" (rounded to nearest even);
+/// or, with `u8` set instead of `data`, raw bytes written as dtype U8 (quantized codes).
 struct TensorView {
   std::string name;
   std::vector<int64_t> shape;
   const float* data = nullptr;
   const uint8_t* u8 = nullptr;
+  std::string dtype = "F32";
 };
 
 /// One tensor read back, converted to float32.
@@ -50,10 +52,11 @@ struct SafetensorsFile {
 /// Largest JSON header the reader accepts (100 MB), as in the reference implementation.
 constexpr uint64_t kMaxSafetensorsHeader = 100u << 20;
 
-/// Writes `tensors` as F32 atomically: a temporary file in the same directory
+/// Writes `tensors` (each in its dtype) atomically: a temporary file in the same directory
 /// is written, fsync'ed and renamed over `path`, so readers see the old file or
 /// the complete new one. Throws std::invalid_argument for bad tensors (duplicate
-/// or empty names, negative dims, null data) and std::runtime_error for I/O errors.
+/// or empty names, negative dims, null data, a dtype other than F32/BF16/F16)
+/// and std::runtime_error for I/O errors.
 void write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
