@@ -17,6 +17,7 @@
 #include <tuple>
 
 #include "cli_support.h"
+#include "expect_error.h"
 #include "io/safetensors.h"
 #include "io/sha256.h"
 #include "lora/adapter_io.h"

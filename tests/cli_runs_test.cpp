@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "cli_support.h"
+#include "expect_error.h"
 #include "store/experiment_store.h"
 #include "temp_files.h"
 #include "test_paths.h"  // BLOCKLAB_SOURCE_DIR, BLOCKLAB_CLI_PATH

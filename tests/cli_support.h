@@ -24,10 +24,6 @@ struct CliResult {
   }
 };
 
-inline bool contains(const std::string& s, const std::string& needle) {
-  return s.find(needle) != std::string::npos;
-}
-
 /// args are passed through the shell: quote them as needed.
 inline CliResult run_cli(const std::string& args, bool merge_stderr = true) {
   std::string cmd =

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "cli_support.h"
+#include "expect_error.h"
 #include "store/experiment_store.h"
 #include "sweep/sweep_spec.h"
 #include "temp_files.h"

@@ -20,8 +20,9 @@ int runs_command(const std::vector<std::string>& argv);
 /// models list | info NAME | count NAME [--detail] (registry, presets, architectures).
 int models_command(const std::vector<std::string>& argv);
 
-/// export hf RUN|CKPT --out DIR [--dtype f32|bf16|f16] (hf_command.cpp).
-int export_command(const std::vector<std::string>& argv);
+/// export hf RUN|CKPT --out DIR [--dtype f32|bf16|f16] (hf_command.cpp): the
+/// arguments after "hf".
+int export_hf_command(const std::vector<std::string>& argv);
 /// models import hf DIR [--name NAME] [--out CKPT]: an HF folder as a checkpoint.
 int models_import_command(const std::vector<std::string>& argv);
 /// The checkpoint `train --init-from HF_DIR` fine-tunes: the folder imported
@@ -38,7 +39,8 @@ int sweep_command(const std::vector<std::string>& argv);
 int sweep_worker_command(const std::vector<std::string>& argv);
 int sweep_task_command(const std::vector<std::string>& argv);
 
-/// export gguf RUN|CKPT --out FILE.gguf [--dtype f32|f16] (export_command.cpp).
+/// export gguf RUN|CKPT --out FILE.gguf [--dtype f32|f16] | export hf ...
+/// (export_command.cpp).
 int export_command(const std::vector<std::string>& argv);
 
 /// lora merge | export | sample (app/cli/lora_command.cpp).

@@ -13,10 +13,9 @@
 
 namespace bl::cli {
 
-int export_command(const std::vector<std::string>& argv) {
-  if (argv.empty() || argv[0] != "gguf")
-    throw UsageError("export gguf RUN|CHECKPOINT --out FILE.gguf [--dtype f32|f16]");
-  const std::vector<std::string> rest(argv.begin() + 1, argv.end());
+namespace {
+
+int export_gguf(const std::vector<std::string>& rest) {
   Args args(rest, {"out", "dtype", "db", "name"}, {});
   if (args.positional().size() != 1)
     throw UsageError(
@@ -26,20 +25,7 @@ int export_command(const std::vector<std::string>& argv) {
   if (!out) throw UsageError("export gguf needs --out FILE.gguf");
   const std::string dtype = args.get("dtype").value_or("f32");
   if (dtype != "f32" && dtype != "f16") throw UsageError("--dtype must be f32 or f16");
-  std::string dir;
-  if (is_run_id(what)) {
-    const int64_t id = parse_run_id(what, "export gguf");
-    ExperimentStore store(args.get("db").value_or(default_db_path()));
-    if (!store.get_run(id))
-      throw std::runtime_error(store.path() + ": no run with id " + std::to_string(id));
-    const auto ck = latest_checkpoint(store, id);
-    if (!ck) throw std::runtime_error("run " + std::to_string(id) + " has no checkpoint on disk");
-    verify_checkpoint(ck->path, ck->sha256);
-    dir = ck->path;
-  } else {
-    if (args.get("db")) throw UsageError("--db applies to a run id, not a directory");
-    dir = what;
-  }
+  const std::string dir = export_source_checkpoint(args, what, "export gguf");
   const CheckpointInfo info = read_checkpoint_info(dir);
   if (!info.finetune.is_null())
     throw UsageError(dir +
@@ -56,6 +42,17 @@ int export_command(const std::vector<std::string>& argv) {
   std::printf("exported %s to %s: %zu tensors (%s), %zu metadata keys, llama architecture\n",
               dir.c_str(), out->c_str(), s.n_tensors, dtype.c_str(), s.n_kv);
   return 0;
+}
+
+}  // namespace
+
+int export_command(const std::vector<std::string>& argv) {
+  if (argv.empty() || (argv[0] != "gguf" && argv[0] != "hf"))
+    throw UsageError(
+        "export gguf RUN|CHECKPOINT --out FILE.gguf [--dtype f32|f16] | export hf RUN|CHECKPOINT "
+        "--out DIR [--dtype f32|bf16|f16]");
+  const std::vector<std::string> rest(argv.begin() + 1, argv.end());
+  return argv[0] == "hf" ? export_hf_command(rest) : export_gguf(rest);
 }
 
 }  // namespace bl::cli

@@ -34,10 +34,8 @@ fs::path db_dir(const std::optional<std::string>& db) {
 
 }  // namespace
 
-int export_command(const std::vector<std::string>& argv) {
-  if (argv.empty() || argv[0] != "hf")
-    throw UsageError("export needs a format: export hf RUN|CHECKPOINT --out DIR");
-  Args args(std::vector<std::string>(argv.begin() + 1, argv.end()), {"out", "dtype", "db"}, {});
+int export_hf_command(const std::vector<std::string>& argv) {
+  Args args(argv, {"out", "dtype", "db"}, {});
   if (args.positional().size() != 1)
     throw UsageError("export hf needs one RUN (a run id) or CHECKPOINT directory");
   const auto out = args.get("out");
@@ -46,20 +44,7 @@ int export_command(const std::vector<std::string>& argv) {
   if (dtype != "f32" && dtype != "bf16" && dtype != "f16")
     throw UsageError("--dtype must be f32, bf16 or f16");
   const std::string& what = args.positional()[0];
-  std::string dir;
-  if (is_run_id(what)) {
-    const int64_t id = parse_run_id(what, "export hf");
-    const std::string db = args.get("db").value_or(default_db_path());
-    ExperimentStore store(db);
-    if (!store.get_run(id)) throw std::runtime_error(db + ": no run with id " + std::to_string(id));
-    const auto ck = latest_checkpoint(store, id);
-    if (!ck) throw std::runtime_error("run " + std::to_string(id) + " has no checkpoint on disk");
-    verify_checkpoint(ck->path, ck->sha256);
-    dir = ck->path;
-  } else {
-    if (args.get("db")) throw UsageError("--db applies to a run id, not a directory");
-    dir = what;
-  }
+  const std::string dir = export_source_checkpoint(args, what, "export hf");
   const CheckpointInfo info = read_checkpoint_info(dir);
   if (!info.finetune.is_null())
     throw std::runtime_error(dir +

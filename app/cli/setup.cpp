@@ -3,6 +3,9 @@
 #include <csignal>
 #include <cstdio>
 
+#include "train/checkpoint.h"
+#include "train/store_logger.h"
+
 namespace bl::cli {
 
 std::set<std::string> run_value_options() {
@@ -56,6 +59,22 @@ void fill_store_options(const Args& args, RunSpec& spec) {
 void print_notes(const PreparedRun& run, bool quiet) {
   if (quiet) return;
   for (const std::string& n : run.plan().notes) std::fprintf(stderr, "%s\n", n.c_str());
+}
+
+std::string export_source_checkpoint(const Args& args, const std::string& what,
+                                     const std::string& cmd) {
+  if (!is_run_id(what)) {
+    if (args.get("db")) throw UsageError("--db applies to a run id, not a directory");
+    return what;
+  }
+  const int64_t id = parse_run_id(what, cmd);
+  const std::string db = args.get("db").value_or(default_db_path());
+  ExperimentStore store(db);
+  if (!store.get_run(id)) throw std::runtime_error(db + ": no run with id " + std::to_string(id));
+  const auto ck = latest_checkpoint(store, id);
+  if (!ck) throw std::runtime_error("run " + std::to_string(id) + " has no checkpoint on disk");
+  verify_checkpoint(ck->path, ck->sha256);
+  return ck->path;
 }
 
 bool is_run_id(const std::string& s) {

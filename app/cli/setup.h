@@ -40,4 +40,10 @@ int64_t parse_run_id(const std::string& text, const std::string& option);
 /// "12" or "#12": a run id rather than a path.
 bool is_run_id(const std::string& s);
 
+/// What `export gguf|hf` reads: a run id's newest checkpoint (checked against
+/// its recorded SHA-256; the store is --db or the default) or a checkpoint
+/// directory. `cmd` names the command in errors.
+std::string export_source_checkpoint(const Args& args, const std::string& what,
+                                     const std::string& cmd);
+
 }  // namespace bl::cli

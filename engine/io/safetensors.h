@@ -33,8 +33,8 @@ struct TensorView {
   std::string name;
   std::vector<int64_t> shape;
   const float* data = nullptr;
-  const uint8_t* u8 = nullptr;
   std::string dtype = "F32";
+  const uint8_t* u8 = nullptr;
 };
 
 /// One tensor read back, converted to float32.
