@@ -233,36 +233,35 @@ ModelConfig llama_like_from_hf(Reader& r, HfFamily f) {
 
 }  // namespace
 
+namespace {
+// Each family's config.json "model_type" and transformers class.
+struct FamilyNames {
+  HfFamily family;
+  const char* model_type;
+  const char* architecture;
+};
+constexpr FamilyNames kFamilyNames[] = {
+    {HfFamily::kGpt2, "gpt2", "GPT2LMHeadModel"},
+    {HfFamily::kLlama, "llama", "LlamaForCausalLM"},
+    {HfFamily::kMistral, "mistral", "MistralForCausalLM"},
+    {HfFamily::kQwen3, "qwen3", "Qwen3ForCausalLM"},
+    {HfFamily::kMixtral, "mixtral", "MixtralForCausalLM"},
+};
+const FamilyNames* names_of(HfFamily f) {
+  for (const FamilyNames& n : kFamilyNames)
+    if (n.family == f) return &n;
+  return nullptr;
+}
+}  // namespace
+
 std::string hf_model_type(HfFamily f) {
-  switch (f) {
-    case HfFamily::kGpt2:
-      return "gpt2";
-    case HfFamily::kLlama:
-      return "llama";
-    case HfFamily::kMistral:
-      return "mistral";
-    case HfFamily::kQwen3:
-      return "qwen3";
-    case HfFamily::kMixtral:
-      return "mixtral";
-  }
-  return "?";
+  const FamilyNames* n = names_of(f);
+  return n ? n->model_type : "?";
 }
 
 std::string hf_architecture(HfFamily f) {
-  switch (f) {
-    case HfFamily::kGpt2:
-      return "GPT2LMHeadModel";
-    case HfFamily::kLlama:
-      return "LlamaForCausalLM";
-    case HfFamily::kMistral:
-      return "MistralForCausalLM";
-    case HfFamily::kQwen3:
-      return "Qwen3ForCausalLM";
-    case HfFamily::kMixtral:
-      return "MixtralForCausalLM";
-  }
-  return "?";
+  const FamilyNames* n = names_of(f);
+  return n ? n->architecture : "?";
 }
 
 HfModelConfig model_config_from_hf(const json& j, const std::string& what) {
@@ -273,16 +272,11 @@ HfModelConfig model_config_from_hf(const json& j, const std::string& what) {
                   std::string(kFamilies) + ")");
   const std::string type = mt->get<std::string>();
   HfModelConfig out;
-  if (type == "gpt2")
-    out.family = HfFamily::kGpt2;
-  else if (type == "llama")
-    out.family = HfFamily::kLlama;
-  else if (type == "mistral")
-    out.family = HfFamily::kMistral;
-  else if (type == "qwen3")
-    out.family = HfFamily::kQwen3;
-  else if (type == "mixtral")
-    out.family = HfFamily::kMixtral;
+  const FamilyNames* known = nullptr;
+  for (const FamilyNames& n : kFamilyNames)
+    if (type == n.model_type) known = &n;
+  if (known)
+    out.family = known->family;
   else if (type == "qwen2")
     throw HfError(what +
                   ": model_type 'qwen2' is not supported: Qwen2 has biases on q/k/v but "
