@@ -21,12 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool is_run_id(const std::string& s) {
-  const size_t from = !s.empty() && s[0] == '#' ? 1 : 0;
-  if (s.size() <= from) return false;
-  return std::all_of(s.begin() + long(from), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
 fs::path db_dir(const std::optional<std::string>& db) {
   const fs::path p = fs::absolute(db.value_or(default_db_path()));
   return p.parent_path();

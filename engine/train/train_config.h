@@ -45,9 +45,10 @@ struct TrainConfig {
   /// ends there too, so runs of different models at one budget each complete
   /// their schedule (the compute-matched comparison).
   double flop_budget = 0;
-  /// Wall-clock budget in seconds for the training steps of one process; 0 =
-  /// none. No step starts that would end past it (judged by the slowest of the
-  /// last few steps); the final evaluation and checkpoint come after.
+  /// Wall-clock budget in seconds for one process's training and its final
+  /// evaluation; 0 = none. No step starts unless it and the final evaluation
+  /// still fit (judged by the slowest of the last few steps and the last
+  /// evaluation); the final checkpoint is written after.
   double time_budget_s = 0;
 
   bool operator==(const TrainConfig&) const = default;

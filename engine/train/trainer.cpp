@@ -341,7 +341,7 @@ TrainSummary Trainer::train() {
   bool evaluated_last = false;
   budget_reason_.clear();
   std::array<double, 5> gaps{};  // time budget: recent step-to-step wall times
-  double last_wall = 0;
+  double last_now = 0, last_eval_s = 0;
   while (step_ < horizon_) {
     // Over ranks, a stop is agreed in the step's reduction (reduce_across_ranks).
     if (comm_ ? stop_agreed_ : !wait_turn()) break;
@@ -352,7 +352,9 @@ TrainSummary Trainer::train() {
     const bool diverged = !std::isfinite(m.loss) || !std::isfinite(m.grad_norm);
     evaluated_last = false;
     if (!diverged && cfg_.eval_interval > 0 && (step_ + 1) % cfg_.eval_interval == 0) {
+      const auto e0 = Clock::now();
       m.eval_loss = evaluate();
+      last_eval_s = seconds_since(e0);
       evaluated_last = true;
     }
     ++step_;
@@ -373,11 +375,18 @@ TrainSummary Trainer::train() {
     if (cfg_.time_budget_s > 0 && step_ < horizon_ && budget_reason_.empty() &&
         (!comm_ || comm_->rank() == 0)) {
       // The next step is judged by the longest of the last few wall-clock
-      // gaps between steps (callbacks, evaluations and checkpoints included).
-      gaps[size_t(step_) % gaps.size()] = m.wall_time_s - last_wall;
-      last_wall = m.wall_time_s;
+      // gaps between steps (callbacks, evaluations and checkpoints included),
+      // and the final evaluation must fit too: as long as the last one, or
+      // before any, a third of a step (a forward) per evaluation batch.
+      const double now = seconds_since(start);
+      gaps[size_t(step_) % gaps.size()] = now - last_now;
+      last_now = now;
       const double next_s = *std::max_element(gaps.begin(), gaps.end());
-      if (m.wall_time_s + next_s > cfg_.time_budget_s) {
+      const double final_eval_s = last_eval_s > 0
+                                      ? last_eval_s
+                                      : double(cfg_.eval_batches) * m.step_time_ms / 1000.0 /
+                                            (3.0 * double(cfg_.grad_accumulation_steps));
+      if (now + next_s + final_eval_s > cfg_.time_budget_s) {
         budget_reason_ = "time budget of " + sci(cfg_.time_budget_s) + " s reached after step " +
                          std::to_string(step_) + " of " + std::to_string(horizon_);
         request_stop(budget_reason_);

@@ -103,9 +103,9 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   threads_ = spin("threads", 0, 256, "Engine threads; 0 = all cores");
   threads_->setSpecialValueText(QString("all (%1)").arg(QThread::idealThreadCount()));
   time_budget_ = dspin("time_budget_s", 0, 1e9, 0, 60,
-                       "Wall-clock budget for the training steps, in seconds; 0 = none.\n"
-                       "No step starts that would end past it; the run is recorded completed\n"
-                       "with the reason, and can be resumed for more.");
+                       "Wall-clock budget for training and the final evaluation, in seconds;\n"
+                       "0 = none. No step starts unless it and the final evaluation still fit;\n"
+                       "the run is recorded completed with the reason, and can be resumed.");
   time_budget_->setSuffix(" s");
   time_budget_->setSpecialValueText("none");
   flop_budget_ = dspin("flop_budget", 0, 1e9, 3, 1,
