@@ -49,6 +49,9 @@ struct TrainConfig {
   /// none. No step starts that would end past it (judged by the slowest of the
   /// last few steps); the final evaluation and checkpoint come after.
   double time_budget_s = 0;
+  /// Steps between training diagnostics (per-layer gradient / weight norms,
+  /// update ratio, effective rank; train/diagnostics.h); 0 = off.
+  int64_t diagnostics_interval = 50;
 
   bool operator==(const TrainConfig&) const = default;
 };
