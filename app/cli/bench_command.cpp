@@ -122,7 +122,8 @@ nlohmann::json decode_bench(PreparedRun& run, int64_t batch, int64_t prompt_len,
 
 int bench_command(const std::vector<std::string>& argv) {
   auto value_opts = run_value_options();
-  for (const char* o : {"warmup-steps", "decode-tokens", "decode-batch", "prompt-len", "repeat"})
+  for (const char* o :
+       {"warmup-steps", "decode-tokens", "decode-batch", "prompt-len", "repeat", "set"})
     value_opts.insert(o);
   Args args(argv, value_opts, {"decode"});
   if (!args.positional().empty())

@@ -5,6 +5,7 @@
 //   diag/weight_norm/<group>   L2 norm of the group's weights after the step
 //   diag/update_ratio/<group>  ||w_after - w_before|| / ||w_before|| of the step
 //   diag/eff_rank/<matrix>     effective rank of each >= 2-D weight of the group
+//   diag/time_ms               what computing all of the above took (ms)
 //
 // A group is a layer, "layers.<i>" (or "mtp.<k>"), or else a parameter's
 // first name component ("embed_tokens", "lm_head", "norm"). <matrix> is the
@@ -58,6 +59,8 @@ class Diagnostics : public Callback {
   std::vector<Matrix> matrices_;
   std::vector<float> before_;  // every group's weights before the pending step, in order
   int64_t pending_ = -1;       // step whose pre-update state is in before_ / grad_sq
+  std::vector<double> ranks_;  // per matrix, of the pending step
+  double spent_ms_ = 0;        // the pending step's diagnostics time so far
   std::string name_;           // metric name scratch
 };
 
