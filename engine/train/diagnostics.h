@@ -5,6 +5,7 @@
 //   diag/weight_norm/<group>   L2 norm of the group's weights after the step
 //   diag/update_ratio/<group>  ||w_after - w_before|| / ||w_before|| of the step
 //   diag/eff_rank/<matrix>     effective rank of each >= 2-D weight of the group
+//                              (its 2-D view: all but the last dimension as rows)
 //   diag/time_ms               what computing all of the above took (ms)
 //
 // A group is a layer, "layers.<i>" (or "mtp.<k>"), or else a parameter's
@@ -15,7 +16,9 @@
 //
 // Diagnostics are logged on steps s with (s + 1) % interval == 0 (the
 // eval_interval convention). Other steps cost two integer tests; the weight
-// snapshot for the update ratio is allocated once at train begin.
+// snapshot for the update ratio (one float per trainable weight: training
+// memory grows by the weights' size while diagnostics are on) is allocated
+// once at train begin.
 #pragma once
 
 #include <cstdint>
