@@ -12,6 +12,8 @@
 #include "core/model.h"
 #include "data/text_dataset.h"
 #include "data/tokenizer.h"
+#include "train/diagnostics.h"
+#include "train/system_metrics.h"
 #include "train/trainer.h"
 
 namespace {
@@ -138,6 +140,52 @@ TEST(Allocation, WarmTrainingStepAllocatesNothing) {
 TEST(Allocation, WarmDistributedStepAllocatesNothing) {
   SingleProcessCommunicator one;
   expect_no_allocations("mha", "standard", "layer_norm", "learned", "adamw", {}, &one);
+}
+
+// With system metrics sampled every step and diagnostics every 4th step,
+// steps other than the diagnostics steps still allocate nothing (those run
+// SVDs and name their metrics, every interval steps only).
+TEST(Allocation, SystemMetricsAndDiagnosticsKeepOtherStepsFree) {
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "all the world's a stage, and all the men and women. ";
+  auto tok = make_tokenizer("char", text);
+  TextDataset data(text, *tok, 0.1);
+  ModelConfig m;
+  m.vocab_size = tok->vocab_size();
+  m.n_layers = 2;
+  m.block.d_model = 64;
+  m.block.n_heads = 4;
+  m.block.d_ff = 128;
+  m.block.max_seq_len = 64;
+  TrainConfig t;
+  t.seq_len = 64;
+  t.batch_size = 4;
+  t.max_steps = 12;
+  t.warmup_steps = 2;
+  t.eval_interval = 0;
+  t.eval_batches = 1;
+  t.threads = 2;
+  LanguageModel model(m);
+  Rng rng(1);
+  model.init_weights(rng);
+  Trainer trainer(model, t, data);
+  SystemMetrics sys(0.0);  // samples every step
+  Diagnostics diag(4);     // steps 3, 7, 11
+  AllocCounter counter;
+  trainer.add_callback(&sys);
+  trainer.add_callback(&diag);
+  trainer.add_callback(&counter);
+  trainer.train();
+  g_trap = false;
+  ASSERT_EQ(counter.at_step_end.size(), 12u);
+  EXPECT_EQ(sys.samples(), 12);
+  for (int64_t s = 4; s < 12; ++s) {
+    const int64_t n = counter.at_step_end[size_t(s)] - counter.at_step_end[size_t(s - 1)];
+    if (diag.due(s))
+      EXPECT_GT(n, 0) << "step " << s << ": diagnostics ran (names, SVD workspaces)";
+    else
+      EXPECT_EQ(n, 0) << "step " << s;
+  }
 }
 
 }  // namespace

@@ -186,8 +186,8 @@ TEST_F(CliRuns, ListShowExport) {
   }
   ASSERT_EQ(lines.size(), 7u) << r.out;
   EXPECT_EQ(lines[0],
-            "step,wall_time,eval_loss,grad_norm,learning_rate,loss,step_time_ms,tokens_per_sec,"
-            "tokens_seen");
+            "step,wall_time,eval_loss,grad_norm,learning_rate,loss,step_time_ms,sys/cpu_percent,"
+            "sys/rss_mb,sys/threads,tokens_per_sec,tokens_seen");
   EXPECT_EQ(lines[1].substr(0, 2), "1,");  // steps taken, 1-based like charts and the CLI
   const double first_loss = std::stod(split_csv(lines[1])[5]);  // the "loss" column
   EXPECT_EQ(first_loss, losses(2)[0]);

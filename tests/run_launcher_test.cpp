@@ -179,6 +179,39 @@ TEST(RunLauncher, RecordNamesWhatWasTrainedFromTheSpec) {
   }
 }
 
+// Every launched run records system metrics and, at its interval, diagnostics.
+TEST(RunLauncher, SystemMetricsAndDiagnosticsAreStored) {
+  test::TempDir dir;
+  RunSpec s = tiny_spec(dir);
+  s.train.max_steps = 4;
+  s.set.push_back("train.diagnostics_interval=2");
+  auto run = launch_run(s);
+  run->train();
+  ExperimentStore store = ExperimentStore::open_readonly(s.db_path);
+  const int64_t id = run->run_id();
+  for (const char* n : {"sys/rss_mb", "sys/threads", "sys/cpu_percent"}) {
+    const MetricSeries m = store.metrics(id, n);
+    ASSERT_GE(m.size(), 2u) << n;  // the first and the last step at least
+    EXPECT_EQ(m.steps.front(), 0) << n;
+    EXPECT_EQ(m.steps.back(), 3) << n;
+  }
+  for (double v : store.metrics(id, "sys/rss_mb").values) EXPECT_GT(v, 1.0);
+  for (double v : store.metrics(id, "sys/threads").values) EXPECT_GE(v, 1.0);
+  for (const char* n : {"diag/grad_norm/layers.1", "diag/weight_norm/embed_tokens",
+                        "diag/update_ratio/layers.0", "diag/eff_rank/layers.0.attention.q_proj"}) {
+    const MetricSeries m = store.metrics(id, n);
+    EXPECT_EQ(m.steps, (std::vector<int64_t>{1, 3})) << n;
+    for (double v : m.values) EXPECT_GT(v, 0.0) << n;
+  }
+  // Off: no diag/ metric at all.
+  RunSpec off = tiny_spec(dir);
+  off.set.push_back("train.diagnostics_interval=0");
+  auto quiet = launch_run(off);
+  quiet->train();
+  for (const std::string& n : store.metric_names(quiet->run_id()))
+    EXPECT_NE(n.rfind("diag/", 0), 0u) << n;
+}
+
 namespace bl {
 namespace {
 

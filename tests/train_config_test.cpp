@@ -66,8 +66,8 @@ TEST(TrainConfig, ExtrasDefaults) {
   EXPECT_EQ(t.flop_budget, 0.0);  // no budgets
   EXPECT_EQ(t.time_budget_s, 0.0);
   EXPECT_TRUE(validation_errors(t).empty()) << errors_of(t);
-  EXPECT_EQ(json(t).size(), 25u);
-  EXPECT_EQ(train_config_field_names().size(), 25u);
+  EXPECT_EQ(json(t).size(), 26u);
+  EXPECT_EQ(train_config_field_names().size(), 26u);
 }
 
 TEST(TrainConfigJson, RoundTrip) {
@@ -175,6 +175,8 @@ TEST(TrainConfigValidation, EachRuleNamesTheField) {
       {[](TrainConfig& t) { t.val_fraction = 0; }, "val_fraction (0) must be in (0, 1)"},
       {[](TrainConfig& t) { t.val_fraction = 1; }, "val_fraction (1) must be in (0, 1)"},
       {[](TrainConfig& t) { t.threads = -1; }, "threads (-1) must be >= 0"},
+      {[](TrainConfig& t) { t.diagnostics_interval = -1; },
+       "diagnostics_interval (-1) must be >= 0"},
   };
   for (auto& c : cases) {
     TrainConfig t;
@@ -192,6 +194,16 @@ TEST(TrainConfigValidation, PathPrefixAndCollectsAll) {
   ASSERT_EQ(e.size(), 2u);
   EXPECT_EQ(e[0], "train.batch_size (0) must be >= 1");
   EXPECT_THAT(e[1], HasSubstr("train.optimizer: unknown optimizer 'x'"));
+}
+
+TEST(TrainConfigValidation, NamesDiagnosticsInterval) {
+  TrainConfig t;
+  t.diagnostics_interval = -3;
+  auto e = validation_errors(t, "train");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0], "train.diagnostics_interval (-3) must be >= 0");
+  t.diagnostics_interval = 0;  // off
+  EXPECT_TRUE(validation_errors(t).empty()) << errors_of(t);
 }
 
 TEST(TrainConfigValidation, AllOptimizersAndSchedulesAccepted) {

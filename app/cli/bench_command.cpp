@@ -45,9 +45,10 @@ class BenchRecorder : public Callback {
  public:
   void on_step_end(Trainer&, const StepMetrics& m) override {
     step_ms.push_back(m.step_time_ms);
+    wall_s.push_back(m.wall_time_s);
     rss.push_back(rss_mb());
   }
-  std::vector<double> step_ms, rss;
+  std::vector<double> step_ms, wall_s, rss;
 };
 double median_of(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -121,7 +122,8 @@ nlohmann::json decode_bench(PreparedRun& run, int64_t batch, int64_t prompt_len,
 
 int bench_command(const std::vector<std::string>& argv) {
   auto value_opts = run_value_options();
-  for (const char* o : {"warmup-steps", "decode-tokens", "decode-batch", "prompt-len", "repeat"})
+  for (const char* o :
+       {"warmup-steps", "decode-tokens", "decode-batch", "prompt-len", "repeat", "set"})
     value_opts.insert(o);
   Args args(argv, value_opts, {"decode"});
   if (!args.positional().empty())
@@ -150,7 +152,8 @@ int bench_command(const std::vector<std::string>& argv) {
   spec.train.max_steps = warm + steps;
   spec.train.eval_interval = 0;
   if (!args.get("warmup")) spec.train.warmup_steps = 0;  // the lr schedule does not matter here
-  spec.set = {"train.eval_batches=1", "train.log_interval=0"};
+  // After the user's --set: these two always hold.
+  spec.set.insert(spec.set.end(), {"train.eval_batches=1", "train.log_interval=0"});
   std::unique_ptr<PreparedRun> run = launch_run(spec);
   const TrainConfig& tc = run->preset().train;
   Trainer& trainer = run->trainer();
@@ -183,6 +186,11 @@ int bench_command(const std::vector<std::string>& argv) {
       {"step_time_ms", median},
       {"step_time_ms_min", sorted.front()},
       {"step_time_ms_max", sorted.back()},
+      // Mean wall time per timed step, callbacks included (step_time_ms
+      // excludes them): what periodic diagnostics and metrics add shows here.
+      {"wall_ms_per_step",
+       1000.0 * (rec.wall_s.back() - (warm > 0 ? rec.wall_s[size_t(warm - 1)] : 0.0)) /
+           double(steps)},
       {"tokens_per_sec", tokens / (median / 1000.0)},
       {"gflops", run->model().flops_per_token(tc.seq_len) * tokens / (median / 1000.0) / 1e9},
       // The launcher's meter measured the machine's GEMM peak at the end (eval/flops.h).

@@ -138,6 +138,11 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
   r->flops_ = std::make_unique<FlopsMeter>(r->model_->flops_per_token(t.seq_len),
                                            r->trainer_->tokens_per_step());
   r->trainer_->add_callback(r->flops_.get());
+  // Every run, recorded or not: they add step metrics (see on_step_metrics).
+  r->system_ = std::make_unique<SystemMetrics>();
+  r->trainer_->add_callback(r->system_.get());
+  r->diagnostics_ = std::make_unique<Diagnostics>(t.diagnostics_interval);
+  r->trainer_->add_callback(r->diagnostics_.get());
   if (!spec.record) return r;
 
   // The run record names what was trained from the plan alone.

@@ -3,7 +3,8 @@
 // into a PreparedRun owning everything a run needs, ready to train. It checks
 // first (run/run_plan.h: config rules, limits, memory, files) and only then
 // reads the corpus, builds tokenizer, model and trainer, and attaches the
-// store logger, the checkpoint saver and, for a fine-tune, the adapter saver.
+// system metrics, training diagnostics, the store logger, the checkpoint
+// saver and, for a fine-tune, the adapter saver.
 // The run row is created by begin() (or train()), so a launch that fails
 // leaves no run behind.
 #pragma once
@@ -24,7 +25,9 @@
 #include "run/run_spec.h"
 #include "store/experiment_store.h"
 #include "train/checkpoint.h"
+#include "train/diagnostics.h"
 #include "train/store_logger.h"
+#include "train/system_metrics.h"
 #include "train/trainer.h"
 
 namespace bl {
@@ -86,6 +89,8 @@ class PreparedRun {
   std::unique_ptr<LanguageModel> model_;
   std::unique_ptr<Trainer> trainer_;
   std::unique_ptr<FlopsMeter> flops_;
+  std::unique_ptr<SystemMetrics> system_;
+  std::unique_ptr<Diagnostics> diagnostics_;
   std::unique_ptr<StoreLogger> logger_;
   std::unique_ptr<CheckpointSaver> saver_;
   std::unique_ptr<AdapterSaver> adapter_saver_;

@@ -17,6 +17,15 @@ class Callback {
  public:
   virtual ~Callback() = default;
   virtual void on_train_begin(Trainer& t) {}
+  /// Gradients of step `step` are final (summed over replicas and ranks),
+  /// before clipping and the optimizer step (called when the loss is finite;
+  /// the update is still skipped if the gradient norm is not). Callbacks that
+  /// need the pre-update weights or the unclipped gradient look here.
+  virtual void on_before_update(Trainer& t, int64_t step) {}
+  /// Adds this callback's own metrics of the step to m.extra (set_extra);
+  /// called for every callback before any on_step_end, so the store logger
+  /// and the workbench see them with the step.
+  virtual void on_step_metrics(Trainer& t, StepMetrics& m) {}
   virtual void on_step_end(Trainer& t, const StepMetrics& m) {}
   virtual void on_eval_end(Trainer& t, int64_t step, double eval_loss) {}
   virtual void on_train_end(Trainer& t, const TrainSummary& s) {}

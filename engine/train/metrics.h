@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -25,6 +26,17 @@ struct StepMetrics {
   /// `loss` above is the language-model cross-entropy alone.
   std::vector<std::pair<std::string, double>> extra;
 };
+
+/// Sets m.extra's entry `name` to v, adding it if absent. Reuses the entry (and
+/// its string) when present, so a warm step does not allocate.
+inline void set_extra(StepMetrics& m, std::string_view name, double v) {
+  for (auto& e : m.extra)
+    if (e.first == name) {
+      e.second = v;
+      return;
+    }
+  m.extra.emplace_back(std::string(name), v);
+}
 
 enum class RunStatus { kRunning, kCompleted, kStopped, kDiverged, kFailed, kInterrupted };
 const char* to_string(RunStatus s);

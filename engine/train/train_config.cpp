@@ -36,6 +36,7 @@ void visit_fields(T& t, F&& f) {
   f("threads", t.threads);
   f("flop_budget", t.flop_budget);
   f("time_budget_s", t.time_budget_s);
+  f("diagnostics_interval", t.diagnostics_interval);
 }
 
 std::string num(double v) {
@@ -186,6 +187,7 @@ std::vector<std::string> validation_errors(const TrainConfig& t, const std::stri
   if (!(t.val_fraction > 0 && t.val_fraction < 1))
     e.push_back(p("val_fraction") + " (" + num(t.val_fraction) + ") must be in (0, 1)");
   at_least("threads", t.threads, 0);
+  at_least("diagnostics_interval", t.diagnostics_interval, 0);
   for (const auto& [field, v] : {std::pair<const char*, double>{"flop_budget", t.flop_budget},
                                  {"time_budget_s", t.time_budget_s}})
     if (!(v >= 0) || !std::isfinite(v))

@@ -50,6 +50,9 @@ struct TrainConfig {
   /// still fit (judged by the slowest of the last few steps and the last
   /// evaluation); the final checkpoint is written after.
   double time_budget_s = 0;
+  /// Steps between training diagnostics (per-layer gradient / weight norms,
+  /// update ratio, effective rank; train/diagnostics.h); 0 = off.
+  int64_t diagnostics_interval = 50;
 
   bool operator==(const TrainConfig&) const = default;
 };

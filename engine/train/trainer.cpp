@@ -242,6 +242,10 @@ StepMetrics& Trainer::train_step() {
   m.step = step_;
   m.loss = loss_sum / double(accum);
   m.learning_rate = schedule_.lr_at(step_);
+  // Diagnostics read the unclipped gradient and the pre-update weights; a
+  // non-finite loss skips the update, and with it the hook.
+  if (std::isfinite(m.loss))
+    for (Callback* cb : callbacks_) cb->on_before_update(*this, step_);
   // Of the gradient summed over ranks: every rank clips (and steps) alike.
   m.grad_norm = clipper_.clip(cfg_.max_grad_norm);  // max_grad_norm 0: norm only
   if (std::isfinite(m.loss) && std::isfinite(m.grad_norm)) {
@@ -358,6 +362,9 @@ TrainSummary Trainer::train() {
       evaluated_last = true;
     }
     ++step_;
+    for (Callback* cb : callbacks_) cb->on_step_metrics(*this, m);
+    // Entries callbacks added (every few steps): the next step's flags fit without allocating.
+    aux_seen_.reserve(m.extra.size());
     for (Callback* cb : callbacks_) cb->on_step_end(*this, m);
     if (m.eval_loss) {
       sum.val_loss = m.eval_loss;

@@ -20,6 +20,7 @@
 #include "browser/run_loader.h"
 #include "plot/charts_panel.h"
 #include "plot/plot_view.h"
+#include "run/launcher.h"
 #include "store/experiment_store.h"
 
 using namespace bl;
@@ -351,6 +352,42 @@ class PlotTest : public QObject {
     c.set_metric_charts({"step_time_ms", "moe_aux_loss"});
     QCOMPARE(c.metric_charts(), QStringList({"step_time_ms", "moe_aux_loss"}));
     QCOMPARE(c.metric_plot("step_time_ms")->point_count(0), qsizetype(21));
+  }
+
+  void launched_run_offers_diagnostics_and_system_charts() {
+    // A real (tiny) launched run: its stored diag/ and sys/ metrics become charts.
+    QTemporaryDir dir;
+    RunSpec s;
+    s.preset_name = "gpt-tiny";
+    s.set = {"model.n_layers=2",      "model.block.d_model=32", "model.block.d_ff=64",
+             "train.eval_interval=0", "train.eval_batches=1",   "train.diagnostics_interval=2"};
+    s.train.max_steps = 4;
+    s.train.warmup_steps = 0;
+    s.train.batch_size = 2;
+    s.train.seq_len = 16;
+    s.train.threads = 1;
+    s.data_path = dir.filePath("data.txt").toStdString();
+    {
+      QFile f(QString::fromStdString(s.data_path));
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write(QByteArray(4000, 'a') + "bcdefgh\n");
+    }
+    s.db_path = dir.filePath("e.db").toStdString();
+    auto run = launch_run(s);
+    run->train();
+    ExperimentStore store = ExperimentStore::open_readonly(s.db_path);
+    RunCurves curves = load_run_curves(store, *store.get_run(run->run_id()));
+    QCOMPARE(curves.extra.at("diag/grad_norm/layers.0").size(), size_t(2));  // steps 1 and 3
+    ChartsPanel c;
+    c.set_run(std::move(curves));
+    const QStringList names = c.available_metrics();
+    for (const char* n :
+         {"diag/grad_norm/layers.0", "diag/weight_norm/layers.1", "diag/update_ratio/embed_tokens",
+          "diag/eff_rank/layers.0.attention.q_proj", "sys/cpu_percent", "sys/rss_mb",
+          "sys/threads"})
+      QVERIFY2(names.contains(n), n);
+    c.add_metric_chart("diag/update_ratio/layers.1");
+    QCOMPARE(c.metric_plot("diag/update_ratio/layers.1")->point_count(0), qsizetype(2));
   }
 };
 
