@@ -108,7 +108,7 @@ TEST(Distill, AlphaOneIsPlainTrainingBitForBit) {
         << pa[i]->name();
 }
 
-TEST(Distill, MixedLossDiffersFromPlainAndLogsItsParts) {
+TEST(Distill, LogsTheKlAndTheMixedObjective) {
   auto tok = make_tokenizer("char", shakespeare());
   TextDataset data(shakespeare(), *tok);
   LanguageModel student(small_model(32, 1, tok->vocab_size())),
@@ -132,6 +132,28 @@ TEST(Distill, MixedLossDiffersFromPlainAndLogsItsParts) {
   t.train();
   EXPECT_GT(ex.kl, 0.0);
   EXPECT_NEAR(ex.loss, 0.5 * ex.ce + 0.5 * 4.0 * ex.kl, 1e-5 * ex.loss);
+}
+
+// Per-thread replicas would each need the teacher's forward too: a
+// distillation runs one replica, its ops spread over the threads instead.
+TEST(Distill, TrainsWithOneReplica) {
+  auto tok = make_tokenizer("char", shakespeare());
+  TextDataset data(shakespeare(), *tok);
+  LanguageModel plain(small_model(32, 1, tok->vocab_size())),
+      student(small_model(32, 1, tok->vocab_size())),
+      teacher(small_model(32, 1, tok->vocab_size()));
+  Rng r1(1), r2(1), r3(2);
+  plain.init_weights(r1);
+  student.init_weights(r2);
+  teacher.init_weights(r3);
+  TrainConfig tc = small_train(1, 1e-3);
+  tc.threads = 2;  // batch 8 splits over 2 threads: plain training uses 2 replicas
+  Trainer a(plain, tc, data), b(student, tc, data);
+  b.set_teacher(&teacher, 2.0f, 0.5f);
+  a.train();
+  b.train();
+  EXPECT_EQ(a.replicas(), 2);
+  EXPECT_EQ(b.replicas(), 1);
 }
 
 TEST(Distill, TrainerRefusesABadTeacher) {
