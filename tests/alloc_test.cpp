@@ -63,7 +63,7 @@ void expect_no_allocations(const std::string& attention, const std::string& ffn,
                            const std::string& norm, const std::string& position,
                            const std::string& optimizer,
                            const std::function<void(ModelConfig&)>& tweak = {},
-                           Communicator* comm = nullptr) {
+                           Communicator* comm = nullptr, bool distill = false) {
   std::string text;
   for (int i = 0; i < 200; ++i)
     text += "all the world's a stage, and all the men and women merely players. ";
@@ -97,6 +97,14 @@ void expect_no_allocations(const std::string& attention, const std::string& ffn,
   model.init_weights(rng);
   Trainer trainer(model, t, data);
   trainer.set_communicator(comm);
+  // Distillation: the teacher's forward (no grad) and the KL buffers come
+  // from the graph's arena like everything else.
+  LanguageModel teacher(m);
+  if (distill) {
+    Rng trng(2);
+    teacher.init_weights(trng);
+    trainer.set_teacher(&teacher, 2.0f, 0.5f);
+  }
   AllocCounter counter;
   trainer.add_callback(&counter);
   trainer.train();
@@ -133,6 +141,17 @@ TEST(Allocation, WarmTrainingStepAllocatesNothing) {
     m.block.ssm_state_size = 16;
     m.block.mamba_chunk_size = 16;
   });
+}
+
+TEST(Allocation, WarmDistillationStepAllocatesNothing) {
+  expect_no_allocations("mha", "standard", "layer_norm", "learned", "adamw", {}, nullptr, true);
+  expect_no_allocations(
+      "gqa", "moe", "rms_norm", "rope", "adamw",
+      [](ModelConfig& m) {
+        m.block.n_experts = 4;
+        m.block.moe_d_ff = 64;
+      },
+      nullptr, true);
 }
 
 // The distributed step (gradients packed into the flat buffer, reduced,

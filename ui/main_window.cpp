@@ -127,6 +127,9 @@ MainWindow::MainWindow(const std::string& preset_name, const std::string& db_pat
   connect(train_->finetune_group(), &QGroupBox::toggled, this, [this](bool on) {
     if (on) refresh_finetune_bases();
   });
+  connect(train_->distill_group(), &QGroupBox::toggled, this, [this](bool on) {
+    if (on) refresh_finetune_bases();  // the teachers are the same stored runs
+  });
   build_menus();
   resize(1400, 880);
 }
@@ -296,16 +299,39 @@ void MainWindow::start() {
     spec.finetune.quantize = train_->quantize();
     spec.finetune.train_config = composed.train;
   }
+  const FinetuneBase* teacher =
+      !ft_base && train_->distill_enabled() ? train_->distill_teacher() : nullptr;
+  if (!ft_base && train_->distill_enabled() && !teacher) {
+    train_->set_status("Distill from: pick a teacher run (a stored run with a checkpoint).");
+    return;
+  }
+  if (teacher) {
+    // The composer's model as a fresh student of the teacher's newest
+    // checkpoint, read with the teacher's tokenizer (the launcher checks it).
+    spec.kind = RunKind::kDistill;
+    spec.parent_run_id.reset();
+    spec.fresh_weights = false;
+    spec.tokenizer.clear();
+    spec.distill.teacher_run_id = teacher->run_id;
+    spec.distill.temperature = train_->distill_temperature();
+    spec.distill.alpha = train_->distill_alpha();
+  }
   max_steps_ = composed.train.max_steps;
   live_name_ = train_->run_name();
+  if (live_name_.isEmpty() && teacher)
+    live_name_ = QString("%1 distilled from #%2")
+                     .arg(QString::fromStdString(
+                         arch_->preset_name().empty() ? base_.model.name : arch_->preset_name()))
+                     .arg(teacher->run_id);
   if (live_name_.isEmpty() && ft_base) live_name_ = QString("LoRA of #%1").arg(ft_base->run_id);
   if (live_name_.isEmpty())
     live_name_ = QString::fromStdString(arch_->preset_name().empty() ? base_.model.name
                                                                      : arch_->preset_name());
-  launch(spec,
-         ft_base
-             ? QString("Loading run #%1's checkpoint and attaching adapters…").arg(ft_base->run_id)
-             : QString("Preparing data and model…"));
+  launch(
+      spec,
+      ft_base ? QString("Loading run #%1's checkpoint and attaching adapters…").arg(ft_base->run_id)
+      : teacher ? QString("Loading teacher run #%1 and preparing the student…").arg(teacher->run_id)
+                : QString("Preparing data and model…"));
 }
 
 bool MainWindow::resume_run(const RunRecord& run) {

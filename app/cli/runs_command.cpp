@@ -14,6 +14,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "run/run_plan.h"
 #include "setup.h"
 #include "store/experiment_store.h"
 #include "sweep/run_transfer.h"
@@ -335,6 +336,16 @@ int runs_show(const Args& args) {
   row("status", std::string(run_status_name(r.status)) +
                     (r.status_message.empty() ? "" : " (" + r.status_message + ")"));
   if (r.parent_run_id) row("parent", "run " + std::to_string(*r.parent_run_id));
+  if (is_distill_run(r)) {
+    // "distillation of teacher run 3 (DIR), T 2, alpha 0.5"
+    const json& d = r.summary["distill"];
+    const json& tr = d.value("teacher_run", json());
+    const std::string ckpt = d.value("teacher_checkpoint", std::string());
+    row("distilled from",
+        "teacher " + (tr.is_number_integer() ? "run " + cell(tr) + " (" + ckpt + ")" : ckpt) +
+            ", temperature " + cell(d.value("temperature", json())) + ", alpha " +
+            cell(d.value("alpha", json())));
+  }
   row("created", fmt_time(r.created_at));
   row("started", fmt_time(r.started_at));
   row("finished", fmt_time(r.finished_at));

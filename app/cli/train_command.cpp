@@ -74,6 +74,50 @@ const char* const kFixedOnResume[] = {
 /// Options that start a fine-tune (lora_command.cpp); a resumed one keeps its own.
 const char* const kFinetuneOptions[] = {"init-from", "lora", "quantize", "adapter-out"};
 
+/// Options that start a distillation; a resumed one keeps its teacher and mix.
+const char* const kDistillOptions[] = {"distill-from", "distill-temperature", "distill-alpha"};
+
+/// `--distill-from RUN|CKPT [--distill-temperature T] [--distill-alpha A]`
+/// on a fresh run's spec: it becomes a distillation (RunKind::kDistill).
+void fill_distill_options(const Args& args, RunSpec& spec) {
+  const auto from = args.get("distill-from");
+  if (!from) {
+    for (const char* o : {"distill-temperature", "distill-alpha"})
+      if (args.get(o))
+        throw UsageError("--" + std::string(o) + " applies to a distillation: add --distill-from " +
+                         "RUN|CKPT (the teacher)");
+    return;
+  }
+  if (from->empty()) throw UsageError("--distill-from needs a run id or a checkpoint directory");
+  spec.kind = RunKind::kDistill;
+  if (from->find_first_not_of("#0123456789") == std::string::npos)
+    spec.distill.teacher_run_id = parse_run_id(*from, "--distill-from");
+  else
+    spec.distill.teacher_checkpoint = *from;
+  if (auto t = args.get_double("distill-temperature")) {
+    if (!(*t > 0))
+      throw UsageError("--distill-temperature must be > 0, got " +
+                       *args.get("distill-temperature"));
+    spec.distill.temperature = *t;
+  }
+  if (auto a = args.get_double("distill-alpha")) {
+    if (!(*a >= 0 && *a <= 1))
+      throw UsageError("--distill-alpha must be in [0, 1], got " + *args.get("distill-alpha"));
+    spec.distill.alpha = *a;
+  }
+}
+
+/// "distillation of teacher run 3 (DIR), T 2, alpha 0.5" for the header.
+std::string distill_line(const DistillPlan& d) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, ", T %g, alpha %g", d.temperature, d.alpha);
+  return "distillation of teacher " +
+         (d.teacher_run_id
+              ? "run " + std::to_string(*d.teacher_run_id) + " (" + d.teacher_checkpoint + ")"
+              : d.teacher_checkpoint) +
+         buf;
+}
+
 /// Says which option a resume cannot take, before the launcher is asked.
 void check_resume_options(const Args& args) {
   for (const char* opt : kFixedOnResume)
@@ -88,6 +132,11 @@ void check_resume_options(const Args& args) {
                        " cannot be used with --resume (a resumed fine-tune keeps the base, LoRA "
                        "spec, quantization and adapter path it began with)");
   if (args.flag("fresh")) throw UsageError("--fresh applies to --fork, not --resume");
+  for (const char* opt : kDistillOptions)
+    if (args.get(opt))
+      throw UsageError("--" + std::string(opt) +
+                       " cannot be used with --resume (a resumed distillation keeps the teacher, "
+                       "temperature and alpha it began with)");
 }
 
 void print_header(PreparedRun& run, int64_t run_id) {
@@ -108,6 +157,7 @@ void print_header(PreparedRun& run, int64_t run_id) {
   if (plan.kind == RunKind::kFork)
     std::fprintf(stderr, " (fork of run %lld%s)", (long long)plan.parent->id,
                  plan.weights_from.empty() ? ", fresh weights" : "");
+  if (plan.distill) std::fprintf(stderr, " (%s)", distill_line(*plan.distill).c_str());
   std::fprintf(stderr, "\n");
 }
 
@@ -178,7 +228,11 @@ int train_and_report(PreparedRun& prepared, const Args& args, Communicator* comm
         {"threads", tc.threads},
         {"run_id", run_id},
         {"db", store.path()},
-        {"parent_run_id", parent ? nlohmann::json(parent->id) : nlohmann::json()},
+        {"parent_run_id", parent ? nlohmann::json(parent->id)
+                          : run->plan().record.parent_run_id
+                              ? nlohmann::json(*run->plan().record.parent_run_id)
+                              : nlohmann::json()},
+        {"distill", run->plan().distill ? run->plan().distill->to_json() : nlohmann::json()},
         {"checkpoint",
          saver.last_dir().empty() ? nlohmann::json() : nlohmann::json(saver.last_dir())},
         {"world_size", comm ? comm->size() : 1},
@@ -236,6 +290,7 @@ int train_command(const std::vector<std::string>& argv) {
                         "checkpoint-interval", "keep-checkpoints"})
     value_opts.insert(o);
   for (const char* o : kFinetuneOptions) value_opts.insert(o);  // rejected by check_resume_options
+  for (const char* o : kDistillOptions) value_opts.insert(o);
   Args args(argv, value_opts, {"json", "quiet", "fresh", "distributed"});
   if (!args.positional().empty())
     throw UsageError("unexpected argument '" + args.positional()[0] + "'");
@@ -290,12 +345,18 @@ int train_command(const std::vector<std::string>& argv) {
     if (args.get("preset") || args.get("config"))
       throw UsageError("--fork takes the configuration of run " + *fork +
                        "; change it with --set field=value instead of --preset/--config");
+    for (const char* o : kDistillOptions)
+      if (args.get(o))
+        throw UsageError("--" + std::string(o) +
+                         " cannot be used with --fork: a distillation trains a fresh student "
+                         "(--preset/--config)");
     spec = fresh_run_spec(args);
     spec.kind = RunKind::kFork;
     spec.parent_run_id = parse_run_id(*fork, "--fork");
     spec.fresh_weights = args.flag("fresh");
   } else {
     spec = fresh_run_spec(args);
+    fill_distill_options(args, spec);
   }
   fill_store_options(args, spec);
   spec.distributed = ranks;

@@ -8,6 +8,7 @@
 #include "core/aux_outputs.h"
 #include "ops/check.h"
 #include "ops/cross_entropy.h"
+#include "ops/distill_loss.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
 #include "quant/quantized_linear.h"
@@ -111,6 +112,22 @@ Tensor LanguageModel::loss(const Tokens& tokens, const Tokens& targets, bool tra
   Tensor h = hidden(tokens, nullptr, training);
   Tensor total = cross_entropy(logits_of(h), targets);
   if (ReplicaScope::current() == 0) lm_loss_ = double(total.item());
+  return with_aux_losses(total, h, targets, training);
+}
+
+Tensor LanguageModel::distill_loss(const Tokens& tokens, const Tokens& targets,
+                                   const Tensor& teacher_logits, float temperature, float alpha,
+                                   DistillParts* parts, bool training) {
+  Tensor h = hidden(tokens, nullptr, training);
+  DistillParts p;
+  Tensor total = bl::distill_loss(logits_of(h), teacher_logits, targets, temperature, alpha, &p);
+  if (ReplicaScope::current() == 0) lm_loss_ = p.ce;
+  if (parts) *parts = p;
+  return with_aux_losses(total, h, targets, training);
+}
+
+Tensor LanguageModel::with_aux_losses(Tensor total, const Tensor& h, const Tokens& targets,
+                                      bool training) {
   // MTP heads train the trunk; evaluation (training = false) reports the main loss only.
   if (training && !mtp_.empty()) add_mtp_loss(h, targets, training);
   for (const AuxOutputs::Loss& l : aux_outputs().losses())

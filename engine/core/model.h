@@ -9,6 +9,7 @@
 #include "core/block.h"
 #include "core/config.h"
 #include "core/mtp_head.h"
+#include "ops/distill_loss.h"
 #include "ops/embedding.h"
 #include "quant/quantized_matrix.h"
 #include "tensor/rng.h"
@@ -37,6 +38,12 @@ class LanguageModel : public Module {
   /// against targets (B, T), plus every weighted auxiliary loss the forward
   /// emitted (aux_outputs()). lm_loss() is the cross-entropy alone.
   Tensor loss(const Tokens& tokens, const Tokens& targets, bool training = true);
+  /// Distillation objective (ops/distill_loss.h) against a teacher's logits
+  /// (B, T, vocab) for the same tokens, plus the same auxiliary losses as
+  /// loss(); lm_loss() is then its hard-label cross-entropy.
+  Tensor distill_loss(const Tokens& tokens, const Tokens& targets, const Tensor& teacher_logits,
+                      float temperature, float alpha, DistillParts* parts = nullptr,
+                      bool training = true);
   /// Cross-entropy part of the last loss() (what eval and train loss report;
   /// under a ReplicaScope other than 0, not recorded).
   double lm_loss() const { return lm_loss_; }
@@ -82,6 +89,8 @@ class LanguageModel : public Module {
   Tensor hidden(const Tokens& tokens, DecodeState* state, bool training);
   /// Token embedding lookup (float or quantized table).
   Tensor embed_tokens(const Tokens& tokens);
+  /// total + the MTP heads' and every weighted auxiliary loss of this forward.
+  Tensor with_aux_losses(Tensor total, const Tensor& h, const Tokens& targets, bool training);
   /// Final norm, LM head and μP logit scale.
   Tensor logits_of(const Tensor& hidden);
   /// Adds the MTP heads' mean loss to aux_outputs() (weight mtp_lambda).

@@ -43,6 +43,36 @@ std::unique_ptr<Tokenizer> build_tokenizer(const RunPlan& plan, const std::strin
   }
 }
 
+std::string teacher_name(const DistillPlan& d) {
+  return d.teacher_run_id ? "teacher run " + std::to_string(*d.teacher_run_id) + " (" +
+                                d.teacher_checkpoint + ")"
+                          : "teacher " + d.teacher_checkpoint;
+}
+
+/// The teacher of a distillation, on the student's tokenizer: logits are
+/// compared token id by token id, so both must be the same vocabulary.
+std::unique_ptr<LanguageModel> load_teacher(const DistillPlan& d, const Tokenizer& student) {
+  std::string teacher_tok = "(unreadable tokenizer)";
+  try {
+    auto t = tokenizer_from_json(d.teacher_tokenizer);
+    teacher_tok = t->name() + ", vocab " + std::to_string(t->vocab_size());
+  } catch (const std::exception&) {
+  }
+  if (student.to_json() != d.teacher_tokenizer)
+    throw RunSpecError("the student's tokenizer (" + student.name() + ", vocab " +
+                       std::to_string(student.vocab_size()) + ") differs from " + teacher_name(d) +
+                       "'s (" + teacher_tok +
+                       "): a distilled student must share its teacher's tokenizer; leave out "
+                       "--tokenizer to use the teacher's");
+  auto teacher = std::make_unique<LanguageModel>(d.teacher_model);
+  try {
+    load_model_weights(d.teacher_checkpoint, *teacher);
+  } catch (const CheckpointError& e) {
+    throw CheckpointError(teacher_name(d) + ": " + e.what());
+  }
+  return teacher;
+}
+
 }  // namespace
 
 std::string run_adapter_dir(const std::string& db_path, int64_t run_id) {
@@ -111,6 +141,11 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
     try {
       r->data_ = std::make_unique<TextDataset>(text, *r->tokenizer_, t.val_fraction);
     } catch (const std::invalid_argument& e) {
+      if (plan.kind == RunKind::kDistill && !dynamic_cast<const ConfigError*>(&e) &&
+          plan.tokenizer.empty())
+        throw std::runtime_error(plan.data_path + ": cannot be encoded with the " +
+                                 teacher_name(*plan.distill) + "'s tokenizer (" + e.what() +
+                                 "); a student reads its data with its teacher's tokenizer");
       if (plan.kind != RunKind::kFork || dynamic_cast<const ConfigError*>(&e)) throw;
       throw std::runtime_error(plan.data_path + ": cannot be encoded with" + of_run(plan) +
                                "'s tokenizer (" + e.what() +
@@ -133,6 +168,11 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
     }
   }
   r->trainer_ = std::make_unique<Trainer>(*r->model_, t, *r->data_);
+  if (plan.distill) {
+    r->teacher_ = load_teacher(*plan.distill, *r->tokenizer_);
+    r->trainer_->set_teacher(r->teacher_.get(), float(plan.distill->temperature),
+                             float(plan.distill->alpha));
+  }
   if (!plan.trainer_state_from.empty()) load_trainer_state(plan.trainer_state_from, *r->trainer_);
   // First callback: its end-of-run report is in the summary the logger writes.
   r->flops_ = std::make_unique<FlopsMeter>(r->model_->flops_per_token(t.seq_len),
@@ -165,6 +205,12 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
   }
   if (plan.finetune && !plan.adapter.empty())
     rec.summary = {{"lora", r->finetune_.summary(plan.adapter)}};
+  if (plan.distill) {
+    // In the row from the start: `train --resume` reloads this teacher.
+    rec.summary = {{"distill", plan.distill->to_json()}};
+    plan.summary_extra["distill"] = plan.distill->to_json();
+    if (plan.kind == RunKind::kDistill) rec.tags.push_back("distill");
+  }
   r->logger_ = std::make_unique<StoreLogger>(*r->store_, rec);
   for (auto& [key, value] : plan.summary_extra.items()) r->logger_->summary_extra()[key] = value;
   r->flops_->set_sink(&r->logger_->summary_extra());

@@ -54,6 +54,8 @@ class PreparedRun {
   const FlopsMeter& flops() const { return *flops_; }
   /// The fine-tune (counts, quantization, base); nullptr for other runs.
   const Finetune* finetune() const { return plan_.finetune ? &finetune_ : nullptr; }
+  /// A distillation's teacher (loaded from plan().distill); nullptr for other runs.
+  const LanguageModel* teacher() const { return teacher_.get(); }
   /// Where a fine-tune's adapter is saved (known once begin() has run).
   const std::string& adapter_path() const { return plan_.adapter; }
 
@@ -87,6 +89,7 @@ class PreparedRun {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<TextDataset> data_;
   std::unique_ptr<LanguageModel> model_;
+  std::unique_ptr<LanguageModel> teacher_;  // a distillation's (outlives the trainer)
   std::unique_ptr<Trainer> trainer_;
   std::unique_ptr<FlopsMeter> flops_;
   std::unique_ptr<SystemMetrics> system_;

@@ -1,5 +1,6 @@
 #include "run/run_plan.h"
 
+#include <cmath>
 #include <filesystem>
 
 #include "data/text_dataset.h"
@@ -293,7 +294,128 @@ void plan_finetune_resume(const RunSpec& spec, ExperimentStore& store, const Run
   plan.record.tags = run.tags;
 }
 
+/// The teacher checkpoint's model and tokenizer, checked against what the
+/// plan recorded; refuses a fine-tune (adapter-only) checkpoint.
+void read_teacher(DistillPlan& d, const std::string& what) {
+  std::error_code ec;
+  if (!fs::is_directory(d.teacher_checkpoint, ec))
+    throw std::runtime_error("teacher checkpoint " + d.teacher_checkpoint + " (" + what +
+                             ") does not exist or is not a directory");
+  const CheckpointInfo info = read_checkpoint_info(d.teacher_checkpoint);
+  if (!info.finetune.is_null())
+    throw RunSpecError("teacher " + d.teacher_checkpoint +
+                       " is a LoRA fine-tune checkpoint (adapter weights only): merge the adapter "
+                       "into its base first (lora merge) and distill from the merged checkpoint");
+  d.teacher_model = info.model;
+  d.teacher_tokenizer = info.tokenizer;
+}
+
+/// A new distillation: a fresh student, its teacher resolved and checked.
+void plan_distill(const RunSpec& spec, ExperimentStore* store, RunPlan& plan) {
+  const DistillOptions& o = spec.distill;
+  if (!(std::isfinite(o.temperature) && o.temperature > 0))
+    throw RunSpecError("--distill-temperature must be > 0, got " + std::to_string(o.temperature));
+  if (!(o.alpha >= 0 && o.alpha <= 1))
+    throw RunSpecError("--distill-alpha must be in [0, 1], got " + std::to_string(o.alpha));
+  plan_fresh(spec, plan);
+  DistillPlan d;
+  d.temperature = o.temperature;
+  d.alpha = o.alpha;
+  if (o.teacher_run_id) {
+    const RunRecord teacher = get_run_or_throw(store, o.teacher_run_id, "distillation from a run");
+    const auto ck = latest_checkpoint(*store, teacher.id);
+    if (!ck)
+      throw std::runtime_error("--distill-from: teacher run " + run_str(teacher.id) +
+                               " has no checkpoint on disk to distill from");
+    verify_checkpoint(ck->path, ck->sha256);
+    d.teacher_run_id = teacher.id;
+    d.teacher_checkpoint = absolute_path(ck->path);
+  } else {
+    if (o.teacher_checkpoint.empty())
+      throw RunSpecError("a distillation needs a teacher run or checkpoint (--distill-from)");
+    d.teacher_checkpoint = absolute_path(o.teacher_checkpoint);
+    std::error_code ec;
+    if (store && fs::is_directory(d.teacher_checkpoint, ec))
+      for (const RunRecord& r : store->list_runs())
+        for (const CheckpointRecord& c : store->checkpoints(r.id))
+          if (!d.teacher_run_id && fs::equivalent(c.path, d.teacher_checkpoint, ec))
+            d.teacher_run_id = r.id;
+  }
+  read_teacher(d, "--distill-from " +
+                      (o.teacher_run_id ? run_str(*o.teacher_run_id) : o.teacher_checkpoint));
+  d.teacher_sha256 = checkpoint_sha256(d.teacher_checkpoint);
+  // The student reads the corpus with the teacher's tokenizer unless one is
+  // named (then launch_run checks that both give the same vocabulary).
+  if (spec.tokenizer.empty()) {
+    plan.tokenizer.clear();
+    plan.tokenizer_json = d.teacher_tokenizer;
+  }
+  plan.record.parent_run_id = d.teacher_run_id;
+  if (spec.name.empty()) plan.record.name += " (distilled)";
+  plan.distill = std::move(d);
+}
+
+/// A stopped or killed distillation: its recorded teacher, the same bytes.
+void plan_distill_resume(const RunRecord& run, RunPlan& plan) {
+  DistillPlan d;
+  try {
+    d = DistillPlan::from_json(run.summary["distill"]);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error("distillation run " + run_str(run.id) +
+                             " cannot be resumed: its recorded " + e.what());
+  }
+  read_teacher(d, "the teacher of distillation run " + run_str(run.id));
+  try {
+    verify_checkpoint(d.teacher_checkpoint, d.teacher_sha256);
+  } catch (const CheckpointError& e) {
+    throw CheckpointError("the teacher of distillation run " + run_str(run.id) +
+                          " changed since the run began (a distillation resumes only with the "
+                          "teacher it began with): " +
+                          e.what());
+  }
+  plan.distill = std::move(d);
+}
+
 }  // namespace
+
+nlohmann::json DistillPlan::to_json() const {
+  return {{"teacher_run", teacher_run_id ? nlohmann::json(*teacher_run_id) : nlohmann::json()},
+          {"teacher_checkpoint", teacher_checkpoint},
+          {"teacher_sha256", teacher_sha256},
+          {"temperature", temperature},
+          {"alpha", alpha}};
+}
+
+DistillPlan DistillPlan::from_json(const nlohmann::json& j) {
+  if (!j.is_object()) throw std::invalid_argument("distill spec is not an object");
+  DistillPlan d;
+  auto str = [&](const char* k) {
+    if (!j.contains(k) || !j[k].is_string() || j[k].get<std::string>().empty())
+      throw std::invalid_argument(std::string("distill spec: missing \"") + k + "\"");
+    return j[k].get<std::string>();
+  };
+  auto num = [&](const char* k) {
+    if (!j.contains(k) || !j[k].is_number())
+      throw std::invalid_argument(std::string("distill spec: missing \"") + k + "\"");
+    return j[k].get<double>();
+  };
+  d.teacher_checkpoint = str("teacher_checkpoint");
+  d.teacher_sha256 = j.contains("teacher_sha256") && j["teacher_sha256"].is_string()
+                         ? j["teacher_sha256"].get<std::string>()
+                         : std::string();
+  d.temperature = num("temperature");
+  d.alpha = num("alpha");
+  if (!(d.temperature > 0) || !(d.alpha >= 0 && d.alpha <= 1))
+    throw std::invalid_argument("distill spec: temperature or alpha out of range");
+  if (j.contains("teacher_run") && j["teacher_run"].is_number_integer())
+    d.teacher_run_id = j["teacher_run"].get<int64_t>();
+  return d;
+}
+
+bool is_distill_run(const RunRecord& run) {
+  return run.summary.is_object() && run.summary.contains("distill") &&
+         run.summary["distill"].is_object();
+}
 
 bool is_finetune_run(const RunRecord& run) {
   return run.summary.is_object() && run.summary.contains("lora") &&
@@ -334,6 +456,7 @@ RunPlan plan_run(const RunSpec& spec, ExperimentStore* store) {
         plan_finetune_resume(spec, *store, run, plan);
       else
         plan_resume(spec, *store, run, plan);
+      if (is_distill_run(run)) plan_distill_resume(run, plan);
       plan.record.parent_run_id = run.id;
       plan.parent = std::move(run);
       break;
@@ -349,7 +472,13 @@ RunPlan plan_run(const RunSpec& spec, ExperimentStore* store) {
       if (!store) throw RunSpecError("a fine-tune is recorded in a store");
       plan_finetune(spec, *store, plan);
       break;
+    case RunKind::kDistill:
+      plan_distill(spec, store, plan);
+      break;
   }
+  if (ranks > 1 && plan.distill)
+    throw RunSpecError(
+        "--distributed trains without a teacher; a distillation runs in one process");
   int64_t trainable = -1;  // all weights
   if (plan.finetune) {
     plan.record.preset.clear();

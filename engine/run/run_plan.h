@@ -19,6 +19,21 @@
 
 namespace bl {
 
+/// A distillation's resolved teacher, recorded in the run's summary
+/// ("distill") so a resume reloads the same teacher.
+struct DistillPlan {
+  std::optional<int64_t> teacher_run_id;  // the run that wrote the checkpoint, if known
+  std::string teacher_checkpoint;         // absolute directory
+  std::string teacher_sha256;             // checkpoint_sha256 when planned: verified on resume
+  ModelConfig teacher_model;
+  nlohmann::json teacher_tokenizer;
+  double temperature = 2.0, alpha = 0.5;
+
+  nlohmann::json to_json() const;
+  /// From a run's summary "distill" block; std::invalid_argument naming what is wrong.
+  static DistillPlan from_json(const nlohmann::json& j);
+};
+
 struct RunPlan {
   RunKind kind = RunKind::kFresh;
   Preset preset;  // model + train config as trained (a fine-tune: the base's model)
@@ -30,6 +45,7 @@ struct RunPlan {
   std::string trainer_state_from;   // checkpoint whose trainer state is loaded (resume)
   std::optional<RunRecord> parent;  // resumed / forked run
   std::optional<FinetuneSpec> finetune;
+  std::optional<DistillPlan> distill;  // a distillation (new or resumed)
   std::string adapter;  // fine-tune: adapter path; "" = <run dir>/adapter once the run exists
   RunRecord record;     // name, tags, preset, parent: the rest is filled at launch
   nlohmann::json summary_extra = nlohmann::json::object();  // forked_from, ...
@@ -45,6 +61,8 @@ RunPlan plan_run(const RunSpec& spec, ExperimentStore* store);
 
 /// A run recorded by a fine-tune with its spec (summary "lora" block).
 bool is_finetune_run(const RunRecord& run);
+/// A run recorded by a distillation with its teacher (summary "distill" block).
+bool is_distill_run(const RunRecord& run);
 
 /// The run's newest checkpoint on disk, its model.safetensors checked against
 /// the SHA-256 recorded in the store (CheckpointError if it differs).

@@ -21,6 +21,7 @@ enum class RunKind {
   kResume,    // continue a stored run from its newest checkpoint
   kFork,      // a stored run's config (+ overrides), weights from its newest checkpoint
   kFinetune,  // LoRA / QLoRA adapters on a stored run's or directory's checkpoint
+  kDistill,   // a fresh student (preset or config) trained on a teacher checkpoint's logits
 };
 
 /// Train-config fields a run may override after the config is chosen (the CLI's
@@ -43,6 +44,16 @@ struct FinetuneOptions {
   /// Replaces the base's train config (the workbench's Run panel); else the
   /// base's, with RunSpec::train applied.
   std::optional<TrainConfig> train_config;
+};
+
+/// What a distillation learns from: the teacher (a run's newest checkpoint or
+/// a checkpoint directory, whose tokenizer the student shares) and the mix of
+/// ops/distill_loss.h: alpha * CE + (1 - alpha) * T^2 * KL at temperature T.
+struct DistillOptions {
+  std::optional<int64_t> teacher_run_id;  // else teacher_checkpoint
+  std::string teacher_checkpoint;
+  double temperature = 2.0;  // > 0
+  double alpha = 0.5;        // in [0, 1]: the hard-label share
 };
 
 /// Data-parallel training over processes (`mpirun -np N blocklab-cli train
@@ -77,6 +88,7 @@ struct RunSpec {
   std::optional<int64_t> parent_run_id;  // resume, fork
   bool fresh_weights = false;            // fork: newly initialised weights
   FinetuneOptions finetune;              // kind == kFinetune
+  DistillOptions distill;                // kind == kDistill
 
   bool record =
       true;  // false: no store, run row or savers (benchmarks, ranks > 0; fresh runs only)

@@ -101,6 +101,9 @@ Trainer::Trainer(LanguageModel& model, const TrainConfig& cfg, const TextDataset
 }
 
 void Trainer::set_communicator(Communicator* comm) {
+  if (comm && teacher_)
+    throw std::invalid_argument(
+        "a distillation run trains in one process (the teacher's forward is not distributed)");
   comm_ = comm;
   flat_grads_.reset();
   eval_losses_.clear();
@@ -120,6 +123,28 @@ void Trainer::set_communicator(Communicator* comm) {
         "a rank's share of the batch depend on the others); train it in one process");
   flat_grads_ = std::make_unique<FlatBuffer>(params_, FlatBuffer::Field::kGrad);
   eval_losses_.assign(size_t(eval_.n_batches), 0.0);
+}
+
+void Trainer::set_teacher(LanguageModel* teacher, float temperature, float alpha) {
+  if (teacher) {
+    if (comm_)
+      throw std::invalid_argument(
+          "a distillation run trains in one process (the teacher's forward is not distributed)");
+    const int64_t tv = teacher->config().vocab_size, sv = model_.config().vocab_size;
+    if (tv != sv)
+      throw std::invalid_argument("the teacher's vocabulary (" + std::to_string(tv) +
+                                  " tokens) differs from the student's (" + std::to_string(sv) +
+                                  "): distillation compares their distributions token by token");
+    if (!(std::isfinite(temperature) && temperature > 0.0f))
+      throw std::invalid_argument("distillation temperature must be > 0, got " +
+                                  std::to_string(temperature));
+    if (!(alpha >= 0.0f && alpha <= 1.0f))
+      throw std::invalid_argument("distillation alpha must be in [0, 1], got " +
+                                  std::to_string(alpha));
+  }
+  teacher_ = teacher;
+  temperature_ = temperature;
+  alpha_ = alpha;
 }
 
 void Trainer::request_stop(const std::string& reason) {
@@ -227,7 +252,23 @@ StepMetrics& Trainer::train_step() {
       loss_sum += data_parallel_micro_step(grad_scale, rows, off);
       continue;
     }
-    Tensor loss = model_.loss(Tokens{x_.data() + off, s}, Tokens{y_.data() + off, s}, true);
+    const Tokens xs{x_.data() + off, s}, ys{y_.data() + off, s};
+    Tensor loss;
+    if (teacher_) {
+      Tensor teacher_logits;
+      {
+        NoGradGuard no_grad;  // a constant target: nothing of the teacher is on the tape
+        teacher_logits = teacher_->forward(xs, nullptr, false);
+      }
+      DistillParts parts;
+      loss = model_.distill_loss(xs, ys, teacher_logits, temperature_, alpha_, &parts, true);
+      add_extra("distill_kl", parts.kl / double(accum));
+      add_extra("distill_loss", double(alpha_) * parts.ce / double(accum) +
+                                    double(1.0f - alpha_) * double(temperature_) *
+                                        double(temperature_) * parts.kl / double(accum));
+    } else {
+      loss = model_.loss(xs, ys, true);
+    }
     loss_sum += model_.lm_loss();
     accumulate_aux(1.0 / double(accum));
     g.backward(loss, grad_scale);  // mean over micro-batches (and ranks)
@@ -332,7 +373,8 @@ TrainSummary Trainer::train() {
   // spreading every op over the threads). Same data and update; the sums run
   // in another order, so losses differ from a 1-thread run in the last bits.
   const int64_t rows = cfg_.batch_size / world_size();  // this process's share
-  replicas_ = threads > 1 && threads <= 64 && rows % threads == 0 && model_.data_parallel_safe()
+  replicas_ = threads > 1 && threads <= 64 && rows % threads == 0 && model_.data_parallel_safe() &&
+                      !teacher_
                   ? threads
                   : 1;
   for (Parameter* p : params_) p->set_replicas(replicas_);

@@ -41,6 +41,16 @@ class Trainer {
   /// std::invalid_argument when batch_size is not divisible by the rank count
   /// or the model is not data_parallel_safe(). Call before train().
   void set_communicator(Communicator* comm);
+  /// Knowledge distillation (null: plain training). Every micro-batch the
+  /// teacher's logits for the same tokens are computed without a gradient and
+  /// the model trains on ops/distill_loss.h (its CE is still the reported
+  /// loss; "distill_kl" and "distill_loss" are logged as extras). Runs with one
+  /// replica (ops spread over the threads) and in one process: the teacher's
+  /// forward is not replicated. Throws std::invalid_argument when the teacher's
+  /// vocabulary differs, T <= 0, alpha is outside [0, 1] or a communicator is
+  /// set. The teacher must outlive training. Call before train().
+  void set_teacher(LanguageModel* teacher, float temperature, float alpha);
+  const LanguageModel* teacher() const { return teacher_; }
   /// Runs from step() to horizon(), or until stopped, diverged or out of time
   /// (TrainConfig::time_budget_s).
   TrainSummary train();
@@ -110,6 +120,9 @@ class Trainer {
   // Data-parallel replicas (threads), chosen in train(): 1 = every op spreads
   // over the threads instead.
   int replicas_ = 1;
+  // Distillation (set_teacher).
+  LanguageModel* teacher_ = nullptr;
+  float temperature_ = 2.0f, alpha_ = 0.5f;
   // Data parallelism over processes (set_communicator).
   Communicator* comm_ = nullptr;
   std::unique_ptr<FlatBuffer> flat_grads_;

@@ -217,6 +217,39 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   lg->setColumnStretch(1, 1);
   lg->setColumnStretch(3, 1);
 
+  // Distillation of a stored run into the composer's model.
+  distill_group_ = new QGroupBox("Distill from");
+  distill_group_->setObjectName("distill");
+  distill_group_->setCheckable(true);
+  distill_group_->setChecked(false);
+  distill_group_->setToolTip(
+      "Train the composer's model (a fresh student) on a stored run's predictions:\n"
+      "alpha x cross-entropy + (1 - alpha) x T^2 x KL(teacher || student) at temperature T.\n"
+      "The student reads the corpus with the teacher's tokenizer.");
+  teacher_ = new QComboBox;
+  teacher_->setObjectName("distill_teacher");
+  teacher_->setToolTip("Stored run with a checkpoint; its newest checkpoint is the teacher");
+  teacher_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+  teacher_->setMinimumContentsLength(12);
+  distill_t_ = dspin("distill_temperature", 0.05, 100, 2, 0.5,
+                     "Temperature T > 0 that softens both distributions (default 2)");
+  distill_t_->setValue(2.0);
+  distill_alpha_ = dspin("distill_alpha", 0, 1, 2, 0.05,
+                         "Share of the hard-label cross-entropy, in [0, 1] (default 0.5)");
+  distill_alpha_->setValue(0.5);
+  auto* dg = new QGridLayout(distill_group_);
+  dg->setContentsMargins(6, 4, 6, 4);
+  dg->setHorizontalSpacing(6);
+  dg->setVerticalSpacing(4);
+  dg->addWidget(lora_label("teacher", teacher_), 0, 0, Qt::AlignRight);
+  dg->addWidget(teacher_, 0, 1, 1, 3);
+  dg->addWidget(lora_label("temperature", distill_t_), 1, 0, Qt::AlignRight);
+  dg->addWidget(distill_t_, 1, 1);
+  dg->addWidget(lora_label("alpha", distill_alpha_), 1, 2, Qt::AlignRight);
+  dg->addWidget(distill_alpha_, 1, 3);
+  dg->setColumnStretch(1, 1);
+  dg->setColumnStretch(3, 1);
+
   start_ = button("Start", "start", "Train a new run with this configuration");
   pause_ = button("Pause", "pause", "Hold after the current step");
   step_ = button("Step", "step", "While paused: run exactly one more step");
@@ -248,6 +281,7 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   layout->addLayout(top);
   layout->addLayout(grid);
   layout->addWidget(lora_group_);
+  layout->addWidget(distill_group_);
   layout->addLayout(buttons);
   layout->addWidget(errors_);
   layout->addWidget(progress_);
@@ -267,6 +301,17 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
     emit changed();
   };
   connect(lora_group_, &QGroupBox::toggled, this, lora_changed);
+  // A run is a fine-tune or a distillation, not both.
+  connect(lora_group_, &QGroupBox::toggled, this, [this](bool on) {
+    if (on) distill_group_->setChecked(false);
+  });
+  connect(distill_group_, &QGroupBox::toggled, this, [this](bool on) {
+    if (on) lora_group_->setChecked(false);
+    emit changed();
+  });
+  connect(teacher_, &QComboBox::currentIndexChanged, this, &TrainingPanel::changed);
+  for (QDoubleSpinBox* s : {distill_t_, distill_alpha_})
+    connect(s, &QDoubleSpinBox::valueChanged, this, &TrainingPanel::changed);
   connect(base_, &QComboBox::currentIndexChanged, this, lora_changed);
   connect(rank_, &QSpinBox::valueChanged, this, lora_changed);
   connect(alpha_, &QDoubleSpinBox::valueChanged, this, lora_changed);
@@ -290,9 +335,10 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
 }
 
 QList<QWidget*> TrainingPanel::fields() const {
-  return {data_,          browse_,    name_,         tags_,        optimizer_,   schedule_,  lr_,
-          warmup_,        max_steps_, weight_decay_, batch_size_,  seq_len_,     accum_,     clip_,
-          eval_interval_, seed_,      threads_,      time_budget_, flop_budget_, lora_group_};
+  return {data_,        browse_,     name_,          tags_,         optimizer_,  schedule_,
+          lr_,          warmup_,     max_steps_,     weight_decay_, batch_size_, seq_len_,
+          accum_,       clip_,       eval_interval_, seed_,         threads_,    time_budget_,
+          flop_budget_, lora_group_, distill_group_};
 }
 
 void TrainingPanel::set_config(const TrainConfig& t) {
@@ -372,6 +418,8 @@ void TrainingPanel::set_state(State s, bool config_valid) {
 void TrainingPanel::set_finetune_bases(std::vector<FinetuneBase> bases) {
   const FinetuneBase* cur = finetune_base();
   const int64_t keep = cur ? cur->run_id : 0;
+  const FinetuneBase* cur_teacher = distill_teacher();
+  const int64_t keep_teacher = cur_teacher ? cur_teacher->run_id : 0;
   bases_ = std::move(bases);
   {
     const QSignalBlocker b(base_);
@@ -381,7 +429,43 @@ void TrainingPanel::set_finetune_bases(std::vector<FinetuneBase> bases) {
     const int idx = base_->findData(qlonglong(keep));
     base_->setCurrentIndex(idx >= 0 ? idx : (bases_.empty() ? -1 : 0));
   }
+  {
+    const QSignalBlocker b(teacher_);
+    teacher_->clear();
+    for (const FinetuneBase& f : bases_) teacher_->addItem(f.label, qlonglong(f.run_id));
+    if (teacher_->count() == 0) teacher_->setPlaceholderText("no stored run has a checkpoint");
+    const int idx = teacher_->findData(qlonglong(keep_teacher));
+    teacher_->setCurrentIndex(idx >= 0 ? idx : (bases_.empty() ? -1 : 0));
+  }
   update_finetune();
+}
+
+bool TrainingPanel::distill_enabled() const {
+  return distill_group_->isChecked();
+}
+
+void TrainingPanel::set_distill_enabled(bool on) {
+  distill_group_->setChecked(on);
+}
+
+const FinetuneBase* TrainingPanel::distill_teacher() const {
+  const int i = teacher_->currentIndex();
+  return i >= 0 && size_t(i) < bases_.size() ? &bases_[size_t(i)] : nullptr;
+}
+
+bool TrainingPanel::select_distill_teacher(int64_t run_id) {
+  const int i = teacher_->findData(qlonglong(run_id));
+  if (i < 0) return false;
+  teacher_->setCurrentIndex(i);
+  return true;
+}
+
+double TrainingPanel::distill_temperature() const {
+  return distill_t_->value();
+}
+
+double TrainingPanel::distill_alpha() const {
+  return distill_alpha_->value();
 }
 
 bool TrainingPanel::finetune_enabled() const {

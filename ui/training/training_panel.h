@@ -97,6 +97,20 @@ class TrainingPanel : public QWidget {
   /// Why the fine-tune settings cannot be trained (empty when off or valid).
   const std::vector<std::string>& finetune_errors() const { return finetune_errors_; }
 
+  // Distillation: a stored run's newest checkpoint as the teacher of a fresh
+  // student (RunKind::kDistill); the teachers offered are the fine-tune bases.
+  bool distill_enabled() const;
+  void set_distill_enabled(bool on);
+  /// The selected teacher (nullptr if none).
+  const FinetuneBase* distill_teacher() const;
+  bool select_distill_teacher(int64_t run_id);
+  double distill_temperature() const;
+  double distill_alpha() const;
+  QGroupBox* distill_group() const { return distill_group_; }
+  QComboBox* teacher_box() const { return teacher_; }
+  QDoubleSpinBox* distill_temperature_box() const { return distill_t_; }
+  QDoubleSpinBox* distill_alpha_box() const { return distill_alpha_; }
+
   QGroupBox* finetune_group() const { return lora_group_; }
   QComboBox* base_box() const { return base_; }
   QSpinBox* rank_box() const { return rank_; }
@@ -152,6 +166,10 @@ class TrainingPanel : public QWidget {
   std::vector<QCheckBox*> targets_;
   QComboBox* quant_;
   QLabel* trainable_;
+  QGroupBox* distill_group_;
+  QComboBox* teacher_;
+  QDoubleSpinBox* distill_t_;
+  QDoubleSpinBox* distill_alpha_;
   std::vector<FinetuneBase> bases_;
   std::optional<FinetuneCounts> counts_;
   std::vector<std::string> finetune_errors_;
