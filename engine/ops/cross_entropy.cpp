@@ -97,15 +97,31 @@ namespace {
 HWY_EXPORT(CeForward);
 HWY_EXPORT(CeBackward);
 
-// Fixed chunking (independent of the thread count) so the double loss sum is
-// reproducible bit for bit whatever the number of threads.
-constexpr int64_t kMaxChunks = 64;
-int64_t n_chunks(int64_t rows, int64_t v) {
+}  // namespace
+
+int32_t* arena_targets(const Tokens& targets, int64_t rows, int64_t v, const char* op,
+                       const Shape* logits_shape, int64_t* counted) {
+  int32_t* tg = current_graph().alloc_as<int32_t>(std::max<int64_t>(rows, 1));
+  int64_t count = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t t = targets.data[r];
+    if (t >= v)
+      op_check(false, op,
+               "target " + std::to_string(t) + " at index " + std::to_string(r) +
+                   " is out of range for vocab size V = " + std::to_string(v) +
+                   (logits_shape ? " (logits " + logits_shape->str() + ")" : std::string()));
+    tg[r] = t;
+    count += t >= 0;
+  }
+  *counted = count;
+  return tg;
+}
+
+int64_t loss_chunks(int64_t rows, int64_t v) {
+  constexpr int64_t kMaxChunks = 64;
   const int64_t per = std::max<int64_t>(1, 8192 / std::max<int64_t>(v, 1));
   return std::clamp<int64_t>(rows / per, 1, kMaxChunks);
 }
-
-}  // namespace
 
 Tensor cross_entropy(const Tensor& logits, const Tokens& targets) {
   op_check(logits.defined() && logits.rank() >= 1, "cross_entropy", "logits must be at least 1-D");
@@ -117,23 +133,11 @@ Tensor cross_entropy(const Tensor& logits, const Tokens& targets) {
   Graph& g = current_graph();
   Tensor loss = g.empty(Shape{1}, g.needs_grad({logits}));
 
-  // Validate and copy targets into the arena: the backward pass must not depend
-  // on the caller's buffer (data loaders reuse theirs).
-  int32_t* tg = g.alloc_as<int32_t>(std::max<int64_t>(rows, 1));
   int64_t count = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const int32_t t = targets.data[r];
-    if (t >= v)
-      op_check(false, "cross_entropy",
-               "target " + std::to_string(t) + " at index " + std::to_string(r) +
-                   " is out of range for vocab size V = " + std::to_string(v) + " (logits " +
-                   logits.shape().str() + ")");
-    tg[r] = t;
-    count += t >= 0;
-  }
+  const int32_t* tg = arena_targets(targets, rows, v, "cross_entropy", &logits.shape(), &count);
 
   float* lse = g.alloc(std::max<int64_t>(rows, 1));
-  const int64_t nc = n_chunks(rows, v);
+  const int64_t nc = loss_chunks(rows, v);
   double* part = g.alloc_as<double>(nc);
   BL_DISPATCH(CeForward)(logits.data(), tg, rows, v, nc, lse, part);
   double total = 0.0;

@@ -16,14 +16,6 @@ namespace bl {
 
 namespace {
 
-// Fixed chunking (independent of the thread count): the double loss sum is
-// the same whatever the number of threads.
-constexpr int64_t kMaxChunks = 64;
-int64_t n_chunks(int64_t rows, int64_t v) {
-  const int64_t per = std::max<int64_t>(1, 8192 / std::max<int64_t>(v, 1));
-  return std::clamp<int64_t>(rows / per, 1, kMaxChunks);
-}
-
 // log sum_j exp(x_j / T), stable: the max is taken out first.
 float lse_over_t(const float* x, int64_t v, float inv_t) {
   float m = x[0];
@@ -52,21 +44,12 @@ Tensor distill_kl(const Tensor& student, const Tensor& teacher, const Tokens& ta
   Graph& g = current_graph();
   Tensor loss = g.empty(Shape{1}, g.needs_grad({student}));
   // Rows without a target (< 0) are padding, as in cross_entropy: skipped.
-  int32_t* tg = g.alloc_as<int32_t>(std::max<int64_t>(rows, 1));
   int64_t count = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const int32_t t = targets.data[r];
-    if (t >= v)
-      op_check(false, "distill_kl",
-               "target " + std::to_string(t) + " at index " + std::to_string(r) +
-                   " is out of range for vocab size V = " + std::to_string(v));
-    tg[r] = t;
-    count += t >= 0;
-  }
+  const int32_t* tg = arena_targets(targets, rows, v, "distill_kl", nullptr, &count);
   const float inv_t = 1.0f / temperature;
   float* lse_s = g.alloc(std::max<int64_t>(rows, 1));
   float* lse_t = g.alloc(std::max<int64_t>(rows, 1));
-  const int64_t nc = n_chunks(rows, v);
+  const int64_t nc = loss_chunks(rows, v);
   double* part = g.alloc_as<double>(nc);
   const float* xs = student.data();
   const float* xt = teacher.data();
