@@ -15,8 +15,9 @@
 namespace bl {
 namespace {
 
-enum class Act { kGelu, kSilu, kRelu, kRelu2, kSigmoid };
-const Act kActs[] = {Act::kGelu, Act::kSilu, Act::kRelu, Act::kRelu2, Act::kSigmoid};
+enum class Act { kGelu, kSilu, kRelu, kRelu2, kSigmoid, kGeluTanh };
+const Act kActs[] = {Act::kGelu,  Act::kSilu,    Act::kRelu,
+                     Act::kRelu2, Act::kSigmoid, Act::kGeluTanh};
 
 const char* act_name(Act a) {
   switch (a) {
@@ -30,6 +31,8 @@ const char* act_name(Act a) {
       return "relu2";
     case Act::kSigmoid:
       return "sigmoid";
+    case Act::kGeluTanh:
+      return "gelu_tanh";
   }
   return "";
 }
@@ -46,6 +49,8 @@ Tensor run(Act a, const Tensor& x) {
       return relu2(x);
     case Act::kSigmoid:
       return sigmoid(x);
+    case Act::kGeluTanh:
+      return gelu_tanh(x);
   }
   return Tensor();
 }
@@ -53,6 +58,16 @@ Tensor run(Act a, const Tensor& x) {
 // Double-precision references, written from the textbook definitions.
 double ref_sigmoid(double x) {
   return 1.0 / (1.0 + std::exp(-x));
+}
+// The tanh GELU 0.5 x (1 + tanh u), u = sqrt(2/pi) (x + 0.044715 x^3), written
+// as x sigmoid(2u) (the same function) so the left tail keeps its digits
+// in double instead of cancelling 1 + tanh u to 0.
+const double kC = std::sqrt(2.0 / M_PI), kA = 0.044715;
+double tanh_gelu_s(double x) {
+  return ref_sigmoid(2.0 * kC * (x + kA * x * x * x));
+}
+double tanh_gelu_du(double x) {  // d(2u)/dx
+  return 2.0 * kC * (1.0 + 3.0 * kA * x * x);
 }
 double ref_f(Act a, double x) {
   switch (a) {
@@ -67,6 +82,8 @@ double ref_f(Act a, double x) {
       return x > 0 ? x * x : 0.0;
     case Act::kSigmoid:
       return ref_sigmoid(x);
+    case Act::kGeluTanh:
+      return x * tanh_gelu_s(x);
   }
   return 0;
 }
@@ -83,6 +100,10 @@ double ref_df(Act a, double x) {
       return x > 0 ? 2.0 * x : 0.0;
     case Act::kSigmoid:
       return ref_sigmoid(x) * (1.0 - ref_sigmoid(x));
+    case Act::kGeluTanh: {
+      const double s = tanh_gelu_s(x);
+      return s + x * s * (1.0 - s) * tanh_gelu_du(x);
+    }
   }
   return 0;
 }
@@ -97,6 +118,10 @@ double ref_df_scale(Act a, double x) {
              std::abs(x) * std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI);
     case Act::kSilu:
       return s + std::abs(x) * s * (1.0 - s);
+    case Act::kGeluTanh: {
+      const double t = tanh_gelu_s(x);
+      return t + std::abs(x * t * (1.0 - t) * tanh_gelu_du(x));
+    }
     default:
       return std::abs(ref_df(a, x));
   }
@@ -149,7 +174,7 @@ TEST(Activation, DenseGridAccuracy) {
   Parameter x("x", Shape{n});
   for (int64_t i = 0; i < n; ++i) x.data()[i] = -20.0f + 40.0f * float(i) / float(n - 1);
   Graph& g = current_graph();
-  for (Act a : {Act::kGelu, Act::kSilu, Act::kSigmoid}) {
+  for (Act a : {Act::kGelu, Act::kSilu, Act::kSigmoid, Act::kGeluTanh}) {
     g.clear();
     x.zero_grad();
     Tensor y = run(a, x.tensor());
@@ -162,8 +187,19 @@ TEST(Activation, DenseGridAccuracy) {
       worst_f = std::max(worst_f, std::abs(y.data()[i] - f) / (1e-30 + std::abs(f)));
       worst_df = std::max(worst_df, std::abs(x.grad()[i] - df) / (1e-30 + ref_df_scale(a, xv)));
       // Relative accuracy where values are representable; absolute near 0.
-      ASSERT_NEAR(y.data()[i], f, 1e-6 * std::abs(f) + 1e-37) << act_name(a) << " x = " << xv;
-      ASSERT_NEAR(x.grad()[i], df, 2e-6 * std::abs(df) + 2e-7 * ref_df_scale(a, xv) + 1e-37)
+      // gelu_tanh's left tail, x e^(-0.07 |x|^3), leaves float's range near
+      // x = -10 and is flushed to 0 there: its absolute floor is larger.
+      // Its sigmoid's argument 2u = 1.6 (x + 0.044715 x^3) reaches -90 there,
+      // and the four float roundings that form 2u (each <= 2^-24 |2u|) are a
+      // relative error of e^(2u): up to 2e-5 at x = -9.
+      const double floor = a == Act::kGeluTanh ? 1e-34 : 1e-37;
+      const double cond = a == Act::kGeluTanh
+                              ? 4.0 * std::ldexp(std::abs(2 * kC * (xv + kA * xv * xv * xv)), -24)
+                              : 0.0;
+      ASSERT_NEAR(y.data()[i], f, (1e-6 + cond) * std::abs(f) + floor)
+          << act_name(a) << " x = " << xv;
+      ASSERT_NEAR(x.grad()[i], df,
+                  (2e-6 + cond) * std::abs(df) + 2e-7 * ref_df_scale(a, xv) + floor)
           << act_name(a) << " x = " << xv;
     }
     char buf[96];
@@ -293,11 +329,12 @@ TEST(Activation, LargeForwardAndBackward) {
   auto x = test::make_input("x", Shape{64, 2048}, rng, 3.0f);
   auto up = test::make_input("up", Shape{64, 2048}, rng);
   Graph& g = current_graph();
-  for (int k = 0; k < 6; ++k) {
+  const int n_acts = int(std::size(kActs));
+  for (int k = 0; k <= n_acts; ++k) {
     g.clear();
     x->zero_grad();
     up->zero_grad();
-    const bool is_swiglu = k == 5;
+    const bool is_swiglu = k == n_acts;
     const Act a = is_swiglu ? Act::kSilu : kActs[k];
     Tensor y = is_swiglu ? swiglu(x->tensor(), up->tensor()) : run(a, x->tensor());
     float* gy = g.grad(y);
@@ -315,6 +352,32 @@ TEST(Activation, LargeForwardAndBackward) {
     }
   }
   g.clear();
+}
+
+TEST(Activation, GeluTanhKnownValuesAndTheGeglu) {
+  Parameter x("x", Shape{3});
+  x.data()[0] = -1.0f;
+  x.data()[1] = 0.0f;
+  x.data()[2] = 2.0f;
+  // torch.nn.functional.gelu(x, approximate="tanh") at -1, 0, 2.
+  Tensor g = gelu_tanh(x.tensor());
+  EXPECT_NEAR(g.data()[0], -0.15880801, 1e-6);
+  EXPECT_EQ(g.data()[1], 0.0f);
+  EXPECT_NEAR(g.data()[2], 1.95459769, 1e-6);
+  current_graph().clear();
+  Rng rng(9);
+  auto gate = test::make_input("gate", Shape{3, 7}, rng, 2.0f);
+  auto up = test::make_input("up", Shape{3, 7}, rng);
+  Tensor y = geglu_tanh(gate->tensor(), up->tensor());
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    const double ref = ref_f(Act::kGeluTanh, gate->data()[i]) * up->data()[i];
+    ASSERT_NEAR(y.data()[i], ref, 1e-6 * (1 + std::abs(ref))) << i;
+  }
+  current_graph().clear();
+  EXPECT_TRUE(test::grad_check([&] { return geglu_tanh(gate->tensor(), up->tensor()); },
+                               {gate.get(), up.get()}));
+  EXPECT_TRUE(
+      test::grad_check([&] { return geglu_tanh(gate->tensor(), gate->tensor()); }, {gate.get()}));
 }
 
 }  // namespace

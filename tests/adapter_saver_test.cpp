@@ -8,6 +8,7 @@
 
 #include "data/text_dataset.h"
 #include "data/tokenizer.h"
+#include "export/llama_gguf_names.h"
 #include "lora/adapter_io.h"
 #include "lora/lora.h"
 #include "peft_test_util.h"
@@ -88,6 +89,55 @@ TEST_P(AdapterSaverThreads, SavesEveryIntervalAndAtTheEndAsPeft) {
 }
 TEST_P(AdapterSaverThreads, SavesEveryIntervalAndAtTheEndAsGguf) {
   run_and_check("adapter.gguf", GetParam());
+}
+
+// A GPT-style fine-tune begun when .gguf adapters were written in Blocklab's
+// own layout (llama.cpp cannot run its base): resumed, it keeps that layout
+// instead of failing at its first save.
+TEST(AdapterSaver, ResumedRunKeepsItsOlderGgufLayout) {
+  test::TempDir dir;
+  std::string text;
+  for (int i = 0; i < 20; ++i) text += "to be or not to be. ";
+  auto tok = make_tokenizer("char", text);
+  TextDataset data(text, *tok, 0.1);
+  ModelConfig cfg = test::peft_model_config(true, 32);
+  cfg.vocab_size = tok->vocab_size();
+  cfg.block.attention = "mha";
+  cfg.block.ffn = "standard";
+  cfg.block.norm = "layer_norm";
+  cfg.block.position = "learned";
+  cfg.block.n_kv_heads.reset();
+  ASSERT_FALSE(llama_cpp_incompatibility(cfg).empty());
+  LanguageModel model(cfg);
+  test::init_model(model, 2);
+  apply_lora(model, 4, 8.0f, {"q", "v"}, 3);
+  const std::string path = (fs::path(dir.path()) / "adapter.gguf").string();
+  // What the run wrote before it was stopped.
+  write_gguf_adapter_legacy(path, extract_adapter(model));
+  TrainConfig tc;
+  tc.seq_len = 16;
+  tc.batch_size = 2;
+  tc.max_steps = 2;
+  tc.warmup_steps = 1;
+  tc.eval_interval = 0;
+  Trainer trainer(model, tc, data);
+  AdapterSaver saver([&] { return path; }, 1);
+  trainer.add_callback(&saver);
+  const TrainSummary s = trainer.train();
+  ASSERT_EQ(s.steps, 2) << s.message;
+  EXPECT_EQ(saver.last_step(), 2);
+  EXPECT_TRUE(is_blocklab_layout_gguf(path));
+  LanguageModel probe(cfg);
+  test::init_model(probe, 2);
+  apply_lora(probe, 4, 8.0f, {"q", "v"}, 99);
+  load_adapter(path, probe);
+  EXPECT_EQ(adapter_values(probe), adapter_values(model));
+  // A new GPT-style run still cannot start a .gguf adapter llama.cpp cannot load.
+  fs::remove(path);
+  AdapterSaver fresh([&] { return path; }, 1);
+  Trainer again(model, tc, data);
+  again.add_callback(&fresh);
+  EXPECT_THROW(again.train(), AdapterError);
 }
 
 INSTANTIATE_TEST_SUITE_P(Threads, AdapterSaverThreads, ::testing::Values(1, 2),

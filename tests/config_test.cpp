@@ -107,8 +107,13 @@ TEST(BlockConfig, DefaultsMatchLmxlab) {
   EXPECT_EQ(b.moe_z_loss_coef, 0.001);
   EXPECT_EQ(b.moe_bias_update_rate, 1e-3);
   EXPECT_FALSE(b.sinusoidal_vaswani);  // MLX's sinusoidal table, as lmxlab
-  // 47 fields, all serialised except the 15 unset optionals.
-  EXPECT_EQ(json(b).size(), 47u - 15u);
+  // Blocklab's layout options for imported models: all off.
+  EXPECT_FALSE(b.head_dim_override);
+  EXPECT_FALSE(b.qkv_bias);
+  EXPECT_FALSE(b.ffn_activation);
+  EXPECT_FALSE(b.norm_unit_offset);
+  // 51 fields, all serialised except the 17 unset optionals.
+  EXPECT_EQ(json(b).size(), 51u - 17u);
 }
 
 TEST(BlockConfig, Helpers) {
@@ -203,6 +208,11 @@ TEST(ConfigJson, RoundTripAllFieldsSet) {
   b.mup = true;
   b.qk_norm = true;
   b.sinusoidal_vaswani = true;
+  b.head_dim_override = 16;
+  b.qkv_bias = true;
+  b.ffn_activation = "gelu_tanh";
+  b.norm_unit_offset = true;
+  m.embed_scale = 8.0;
   m.mup_base_width = 32;
   m.mtp_n_predict = 2;
   m.mtp_lambda = 0.3;
@@ -210,7 +220,7 @@ TEST(ConfigJson, RoundTripAllFieldsSet) {
   m.hybrid_pattern = "M*";
   m.tie_embeddings = false;
   EXPECT_EQ(model_config_from_json(model_config_to_json(m)), m);
-  EXPECT_EQ(json(m)["block"].size(), 47u);  // nothing unset
+  EXPECT_EQ(json(m)["block"].size(), 51u);  // nothing unset
 }
 
 TEST(ConfigJson, OmitsNulls) {
@@ -299,11 +309,12 @@ TEST(ConfigJson, SavedFileKeepsDeclarationOrder) {
 }
 
 TEST(ConfigJson, FieldNameLists) {
-  EXPECT_EQ(block_config_field_names().size(), 47u);
+  EXPECT_EQ(block_config_field_names().size(), 51u);
   ModelConfig m = valid_config();
   m.name = "x";
   m.mup_base_width = 8;
   m.hybrid_pattern = "**";
+  m.embed_scale = 2.0;  // written only when not 1
   m.block_configs = {m.block, m.block};
   auto names = model_config_field_names();
   json j = m;

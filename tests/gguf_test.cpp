@@ -506,7 +506,22 @@ TEST(GgufExport, CharTokenizerBuildsMultiByteCharactersByMerges) {
   export_llama_gguf(dir / "c.gguf", *m, tok);
   const GgufFile f = GgufFile::read(dir / "c.gguf");
   const auto& tokens = f.find("tokenizer.ggml.tokens")->strs;
-  ASSERT_EQ(tokens.size(), 7u);      // \n, ' ', a, b, é, —, ’
+  ASSERT_EQ(tokens.size(), 8u);  // \n, ' ', a, b, é, —, ’ and an end-of-text token
+  // No character can end the text (llama-cli --ignore-eos would ban it): the
+  // extra control token is EOS, with zero embedding and output rows.
+  EXPECT_EQ(tokens[7], "<|endoftext|>");
+  EXPECT_EQ(f.get_int("tokenizer.ggml.eos_token_id"), 7);
+  EXPECT_EQ(f.find("tokenizer.ggml.token_type")->nums.at(7), 3.0);
+  EXPECT_EQ(f.get_int("llama.vocab_size"), 8);
+  const GgufTensorInfo* embd = f.tensor("token_embd.weight");
+  ASSERT_NE(embd, nullptr);
+  ASSERT_EQ(embd->ne.at(1), 8u);
+  const std::vector<float> e = f.tensor_data(*embd);
+  const int64_t d = int64_t(embd->ne[0]);
+  Parameter& table = *m->named_parameters().front().second;  // embed_tokens.weight
+  ASSERT_EQ(m->named_parameters().front().first, "embed_tokens.weight");
+  for (int64_t i = 0; i < 7 * d; ++i) ASSERT_EQ(e[size_t(i)], table.data()[i]) << i;
+  for (int64_t i = 7 * d; i < 8 * d; ++i) EXPECT_EQ(e[size_t(i)], 0.0f) << i;
   EXPECT_EQ(tokens[0], "\xC4\x8A");  // '\n' as GPT-2's 'Ċ'
   EXPECT_EQ(tokens[4], byte_level::encode("\xC3\xA9"));
   EXPECT_EQ(tokens[5], byte_level::encode("\xE2\x80\x94"));

@@ -174,6 +174,96 @@ json tiny_gpt2_config() {
           {"summary_type", "cls_index"}};
 }
 
+// As the released Qwen2 / Qwen2.5 and Gemma configs spell them (sizes shrunk).
+json tiny_qwen2_config() {
+  return {{"architectures", {"Qwen2ForCausalLM"}},
+          {"model_type", "qwen2"},
+          {"hidden_size", 32},
+          {"intermediate_size", 48},
+          {"num_hidden_layers", 2},
+          {"num_attention_heads", 4},
+          {"num_key_value_heads", 2},
+          {"hidden_act", "silu"},
+          {"max_position_embeddings", 64},
+          {"max_window_layers", 2},
+          {"rms_norm_eps", 1e-6},
+          {"rope_theta", 1000000.0},
+          {"sliding_window", 64},
+          {"use_sliding_window", false},
+          {"tie_word_embeddings", true},
+          {"vocab_size", 50},
+          {"torch_dtype", "bfloat16"},
+          {"transformers_version", "4.43.1"},
+          {"bos_token_id", 1},
+          {"eos_token_id", 2},
+          {"initializer_range", 0.02},
+          {"use_cache", true},
+          {"attention_dropout", 0.0}};
+}
+
+json tiny_gemma_config() {
+  return {{"architectures", {"GemmaForCausalLM"}},
+          {"model_type", "gemma"},
+          {"hidden_size", 32},
+          {"intermediate_size", 48},
+          {"num_hidden_layers", 2},
+          {"num_attention_heads", 2},
+          {"num_key_value_heads", 1},
+          {"head_dim", 24},
+          {"hidden_act", "gelu"},
+          {"hidden_activation", "gelu_pytorch_tanh"},
+          {"max_position_embeddings", 64},
+          {"rms_norm_eps", 1e-6},
+          {"rope_theta", 10000.0},
+          {"rope_scaling", nullptr},
+          {"attention_bias", false},
+          {"vocab_size", 50},
+          {"torch_dtype", "bfloat16"},
+          {"transformers_version", "4.38.0.dev0"},
+          {"bos_token_id", 2},
+          {"eos_token_id", 1},
+          {"pad_token_id", 0},
+          {"initializer_range", 0.02},
+          {"use_cache", true},
+          {"attention_dropout", 0.0}};
+}
+
+TEST(HfInterop, Qwen2GemmaAndTanhGpt2ConfigsMap) {
+  const HfModelConfig q = model_config_from_hf(tiny_qwen2_config(), "config.json");
+  EXPECT_EQ(q.family, HfFamily::kQwen2);
+  EXPECT_TRUE(q.model.block.qkv_bias);
+  EXPECT_FALSE(q.model.block.bias);
+  EXPECT_FALSE(q.model.block.qk_norm);
+  EXPECT_TRUE(q.model.tie_embeddings);
+  EXPECT_DOUBLE_EQ(q.model.block.rope_theta, 1e6);
+
+  const HfModelConfig g = model_config_from_hf(tiny_gemma_config(), "config.json");
+  EXPECT_EQ(g.family, HfFamily::kGemma);
+  const BlockConfig& b = g.model.block;
+  EXPECT_EQ(b.head_dim(), 24);  // 2 heads of 24 in a width of 32
+  EXPECT_EQ(b.ffn, "gated");
+  EXPECT_EQ(b.ffn_activation, "gelu_tanh");
+  EXPECT_TRUE(b.norm_unit_offset);
+  EXPECT_DOUBLE_EQ(g.model.embed_scale, std::sqrt(32.0));
+  EXPECT_TRUE(g.model.tie_embeddings);  // Gemma always ties
+  json no_head_dim = tiny_gemma_config();
+  no_head_dim.erase("head_dim");
+  EXPECT_EQ(model_config_from_hf(no_head_dim, "c").model.block.head_dim(), 256);  // its default
+
+  json gpt2 = tiny_gpt2_config();
+  gpt2.erase("activation_function");  // GPT-2's default: gelu_new, the tanh form
+  EXPECT_EQ(model_config_from_hf(gpt2, "c").model.block.ffn_activation, "gelu_tanh");
+  EXPECT_FALSE(model_config_from_hf(tiny_gpt2_config(), "c").model.block.ffn_activation);
+  json q3 = tiny_llama_config();
+  q3["model_type"] = "qwen3";
+  q3["architectures"] = {"Qwen3ForCausalLM"};
+  q3.erase("mlp_bias");
+  q3["head_dim"] = 16;  // Qwen3-0.6B: 16 heads of 128 in a width of 1024
+  const HfModelConfig q3m = model_config_from_hf(q3, "c");
+  EXPECT_EQ(q3m.model.block.head_dim(), 16);
+  EXPECT_TRUE(q3m.model.block.qk_norm);
+}
+
 TEST(HfInterop, LlamaConfigMapsEveryField) {
   const HfModelConfig c = model_config_from_hf(tiny_llama_config(), "config.json");
   EXPECT_EQ(c.family, HfFamily::kLlama);
@@ -227,7 +317,10 @@ TEST(HfInterop, RefusalsNameTheFieldOrFamily) {
                 .find("'rope_scaling'"),
             std::string::npos);
   EXPECT_NE(refusal(with(l, "hidden_act", "gelu")).find("'hidden_act'"), std::string::npos);
-  EXPECT_NE(refusal(with(l, "head_dim", 16)).find("'head_dim'"), std::string::npos);
+  EXPECT_NE(refusal(with(l, "head_dim", "16")).find("'head_dim'"), std::string::npos);
+  EXPECT_NE(refusal(with(l, "head_dim", 0)).find("'head_dim'"), std::string::npos);
+  EXPECT_NE(refusal(with(l, "head_dim", 7)).find("even head_dim"), std::string::npos);
+  EXPECT_EQ(refusal(with(l, "head_dim", 16)), "(accepted)");  // Qwen3-style wider heads
   EXPECT_EQ(refusal(with(l, "head_dim", 8)), "(accepted)");
   EXPECT_EQ(refusal(with(l, "rope_interleaved", false)), "(accepted)");  // transformers ignores it
   EXPECT_NE(refusal(with(l, "mlp_bias", true)).find("'mlp_bias'"), std::string::npos);
@@ -240,17 +333,23 @@ TEST(HfInterop, RefusalsNameTheFieldOrFamily) {
   json no_layers = l;
   no_layers.erase("num_hidden_layers");
   EXPECT_NE(refusal(no_layers).find("'num_hidden_layers' is missing"), std::string::npos);
-  EXPECT_NE(refusal(with(g, "activation_function", "gelu_new")).find("'activation_function'"),
+  EXPECT_NE(refusal(with(g, "activation_function", "relu")).find("'activation_function'"),
             std::string::npos);
-  g.contains("x");
-  json g_default_act = g;
-  g_default_act.erase("activation_function");  // GPT-2's default is the tanh GELU
-  EXPECT_NE(refusal(g_default_act).find("'activation_function'"), std::string::npos);
+  EXPECT_NE(refusal(with(l, "hidden_act", "gelu_fast")).find("'hidden_act'"), std::string::npos);
   EXPECT_NE(refusal(with(g, "scale_attn_by_inverse_layer_idx", true))
                 .find("'scale_attn_by_inverse_layer_idx'"),
             std::string::npos);
-  EXPECT_NE(refusal(with(l, "model_type", "qwen2")).find("qwen2"), std::string::npos);
-  EXPECT_NE(refusal(with(l, "model_type", "gemma")).find("Gemma"), std::string::npos);
+  EXPECT_NE(refusal(with(with(l, "model_type", "gemma2"), "architectures", {"Gemma2ForCausalLM"}))
+                .find("only Gemma 1"),
+            std::string::npos);
+  EXPECT_NE(refusal(with(tiny_gemma_config(), "attention_bias", true)).find("'attention_bias'"),
+            std::string::npos);
+  EXPECT_NE(
+      refusal(with(tiny_gemma_config(), "hidden_activation", "relu")).find("'hidden_activation'"),
+      std::string::npos);
+  EXPECT_NE(
+      refusal(with(tiny_qwen2_config(), "use_sliding_window", true)).find("'use_sliding_window'"),
+      std::string::npos);
   EXPECT_NE(refusal(with(l, "model_type", "falcon")).find("'falcon' is not supported"),
             std::string::npos);
   json q = l;
@@ -275,7 +374,8 @@ TEST(HfInterop, RefusalsNameTheFieldOrFamily) {
 TEST(HfInterop, EveryFieldWithWrongValuesIsRefusedCleanly) {
   const json bad_values[] = {
       "x", -1, 0, 1e300, nullptr, json::object(), json::array(), true, int64_t(1) << 62};
-  for (const json& base : {tiny_llama_config(), tiny_gpt2_config()})
+  for (const json& base :
+       {tiny_llama_config(), tiny_gpt2_config(), tiny_qwen2_config(), tiny_gemma_config()})
     for (auto it = base.begin(); it != base.end(); ++it)
       for (const json& v : bad_values) {
         json j = base;
@@ -330,6 +430,15 @@ TEST(HfInterop, ExportRefusesWhatNoFamilyComputes) {
   m.block.top_k_experts = 1;
   EXPECT_NE(export_refusal(m).find("num_experts_per_tok"), std::string::npos);
   EXPECT_NE(export_refusal(preset_model("gemma3-tiny")).find("cannot export"), std::string::npos);
+  m = preset_model("llama-tiny");
+  m.block.norm_unit_offset = true;  // Gemma's norm without Gemma's embedding scale and GeGLU
+  EXPECT_NE(export_refusal(m).find("embed_scale"), std::string::npos) << export_refusal(m);
+  m.embed_scale = std::sqrt(double(m.block.d_model));
+  EXPECT_EQ(export_refusal(m), "(accepted)");  // GemmaMLP takes any hidden_activation, silu too
+  m.block.ffn_activation = "gelu_tanh";
+  EXPECT_EQ(export_refusal(m), "(accepted)");
+  m.embed_scale = 2.0;
+  EXPECT_NE(export_refusal(m).find("embed_scale"), std::string::npos) << export_refusal(m);
 }
 
 // ---------------------------------------------------------------- hand-written folders
@@ -507,21 +616,39 @@ std::unique_ptr<LanguageModel> random_model(const ModelConfig& m, uint64_t seed)
 
 struct RoundTripCase {
   const char* preset;
-  bool qk_norm;
+  const char* change;
+  void (*apply)(ModelConfig&);
   HfFamily family;
 };
 
 TEST(HfInterop, ExportImportRoundTripIsBitIdentical) {
-  const RoundTripCase cases[] = {{"llama-tiny", false, HfFamily::kLlama},
-                                 {"llama-tiny", true, HfFamily::kQwen3},
-                                 {"gpt-tiny", false, HfFamily::kGpt2},
-                                 {"mistral-tiny", false, HfFamily::kMistral},
-                                 {"mixtral-tiny", false, HfFamily::kMixtral}};
+  const RoundTripCase cases[] = {
+      {"llama-tiny", "untied", [](ModelConfig& m) { m.tie_embeddings = false; }, HfFamily::kLlama},
+      {"llama-tiny", "qk_norm", [](ModelConfig& m) { m.block.qk_norm = true; }, HfFamily::kQwen3},
+      {"llama-tiny", "qk_norm, head_dim 48",
+       [](ModelConfig& m) {
+         m.block.qk_norm = true;
+         m.block.head_dim_override = 48;
+       },
+       HfFamily::kQwen3},
+      {"llama-tiny", "qkv_bias", [](ModelConfig& m) { m.block.qkv_bias = true; }, HfFamily::kQwen2},
+      {"llama-tiny", "Gemma",
+       [](ModelConfig& m) {
+         m.block.norm_unit_offset = true;
+         m.block.ffn_activation = "gelu_tanh";
+         m.block.head_dim_override = 48;
+         m.embed_scale = std::sqrt(double(m.block.d_model));
+       },
+       HfFamily::kGemma},
+      {"gpt-tiny", "", [](ModelConfig&) {}, HfFamily::kGpt2},
+      {"gpt-tiny", "gelu_tanh", [](ModelConfig& m) { m.block.ffn_activation = "gelu_tanh"; },
+       HfFamily::kGpt2},
+      {"mistral-tiny", "", [](ModelConfig&) {}, HfFamily::kMistral},
+      {"mixtral-tiny", "", [](ModelConfig&) {}, HfFamily::kMixtral}};
   for (const RoundTripCase& c : cases) {
-    SCOPED_TRACE(std::string(c.preset) + (c.qk_norm ? " + qk_norm" : ""));
+    SCOPED_TRACE(std::string(c.preset) + " " + c.change);
     ModelConfig m = preset_model(c.preset);
-    m.block.qk_norm = c.qk_norm;
-    if (c.family == HfFamily::kLlama) m.tie_embeddings = false;
+    c.apply(m);
     auto model = random_model(m, 11);
     const std::vector<int32_t> ids = some_ids(80, m.vocab_size);  // past mistral's window 64
     const std::vector<float> want = logits(*model, ids);

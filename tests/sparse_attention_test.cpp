@@ -537,8 +537,9 @@ TEST(SparseGQA, ValidationRulesNameTheField) {
 
 TEST(SparseGQA, RegistryListsItsFields) {
   const auto& e = attention_registry().entry("sparse_gqa");
-  EXPECT_EQ(e.fields, (std::vector<std::string>{"n_kv_heads", "qk_norm", "sparse_compress_ratio",
-                                                "sparse_select_k", "window_size"}));
+  EXPECT_EQ(e.fields,
+            (std::vector<std::string>{"n_kv_heads", "qk_norm", "sparse_compress_ratio",
+                                      "sparse_select_k", "window_size", "head_dim", "qkv_bias"}));
 }
 
 TEST(SparseGQA, SmallModelTrains) {

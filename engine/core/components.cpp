@@ -43,9 +43,10 @@ typename Registry<Base>::Factory make() {
 }
 
 void register_attention(Registry<Attention>& r) {
-  r.add("mha", make<MHA, Attention>(), "multi-head attention (n_kv_heads = n_heads)", {"qk_norm"});
+  r.add("mha", make<MHA, Attention>(), "multi-head attention (n_kv_heads = n_heads)",
+        {"qk_norm", "head_dim", "qkv_bias"});
   r.add("gqa", make<GQA, Attention>(), "grouped-query attention (n_kv_heads; 1 = MQA)",
-        {"n_kv_heads", "qk_norm"});
+        {"n_kv_heads", "qk_norm", "head_dim", "qkv_bias"});
   r.add("mamba2", make<Mamba2, Attention>(),
         "Mamba-2 SSD: chunked scan for training, recurrent state for decoding",
         {"mamba_n_heads", "mamba_head_dim", "ssm_state_size", "mamba_expand", "mamba_n_groups",
@@ -63,12 +64,13 @@ void register_attention(Registry<Attention>& r) {
         "no attention sublayer (FFN-only layer of a hybrid stack)");
   r.add("sliding_window_gqa", make<SlidingWindowGQA, Attention>(),
         "GQA over the last window_size tokens; cache keeps only the window",
-        {"n_kv_heads", "qk_norm", "window_size"});
+        {"n_kv_heads", "qk_norm", "window_size", "head_dim", "qkv_bias"});
   r.add("chunked_gqa", make<ChunkedGQA, Attention>(),
         "GQA within fixed chunks of attention_chunk_size (Llama 4 local layers)",
-        {"n_kv_heads", "qk_norm", "attention_chunk_size"});
+        {"n_kv_heads", "qk_norm", "attention_chunk_size", "head_dim", "qkv_bias"});
   r.add("gated_gqa", make<GatedGQA, Attention>(),
-        "GQA with a sigmoid output gate before o_proj (Qwen3-Next)", {"n_kv_heads", "qk_norm"});
+        "GQA with a sigmoid output gate before o_proj (Qwen3-Next)",
+        {"n_kv_heads", "qk_norm", "head_dim", "qkv_bias"});
   r.add("mla", make<MLA, Attention>(),
         "multi-head latent attention (DeepSeek V2/V3): caches only the KV latent and a shared "
         "RoPE key",
@@ -76,11 +78,14 @@ void register_attention(Registry<Attention>& r) {
   r.add("sparse_gqa", make<SparseGQA, Attention>(),
         "sparse attention (DeepSeek / NSA): compressed blocks + top-k selected blocks + sliding "
         "window, summed",
-        {"n_kv_heads", "qk_norm", "sparse_compress_ratio", "sparse_select_k", "window_size"});
+        {"n_kv_heads", "qk_norm", "sparse_compress_ratio", "sparse_select_k", "window_size",
+         "head_dim", "qkv_bias"});
 }
 void register_ffn(Registry<FeedForward>& r) {
-  r.add("standard", make<StandardFFN, FeedForward>(), "down(GELU(up(x)))");
-  r.add("gated", make<GatedFFN, FeedForward>(), "SwiGLU: down(silu(gate(x)) * up(x))");
+  r.add("standard", make<StandardFFN, FeedForward>(), "down(GELU(up(x)))", {"ffn_activation"});
+  r.add("gated", make<GatedFFN, FeedForward>(),
+        "SwiGLU: down(silu(gate(x)) * up(x)); GeGLU with ffn_activation gelu_tanh",
+        {"ffn_activation"});
   r.add("relu2", make<ReLU2FFN, FeedForward>(), "squared ReLU: down(relu(up(x))^2) (Primer)");
   r.add("gated_relu2", make<GatedReLU2FFN, FeedForward>(),
         "gated squared ReLU: down(relu(gate(x))^2 * up(x))");
@@ -103,7 +108,8 @@ void register_ffn(Registry<FeedForward>& r) {
 }
 void register_norm(Registry<Norm>& r) {
   r.add("layer_norm", make<LayerNormComponent, Norm>(), "LayerNorm (weight, bias if bias)");
-  r.add("rms_norm", make<RMSNormComponent, Norm>(), "RMSNorm (weight)");
+  r.add("rms_norm", make<RMSNormComponent, Norm>(),
+        "RMSNorm (weight; 1 + weight with norm_unit_offset)", {"norm_unit_offset"});
 }
 void register_position(Registry<PositionEncoding>& r) {
   r.add("sinusoidal", make<SinusoidalPosition, PositionEncoding>(),

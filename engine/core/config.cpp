@@ -30,8 +30,12 @@ void visit_fields(B& b, F&& f) {
   f("d_model", b.d_model);
   f("n_heads", b.n_heads);
   f("n_kv_heads", b.n_kv_heads);
+  f("head_dim", b.head_dim_override);
   f("d_ff", b.d_ff);
   f("bias", b.bias);
+  f("qkv_bias", b.qkv_bias);
+  f("ffn_activation", b.ffn_activation);
+  f("norm_unit_offset", b.norm_unit_offset);
   f("dropout", b.dropout);
   f("norm_eps", b.norm_eps);
   f("rope_theta", b.rope_theta);
@@ -80,6 +84,9 @@ nlohmann::json field_value(const T& v) {
 nlohmann::json field_value(const std::optional<int64_t>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
 }
+nlohmann::json field_value(const std::optional<std::string>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
 
 // `b` as a JSON object in field order (J = json or ordered_json). Without base:
 // every field, unset optionals omitted. With base: only the fields that differ
@@ -119,6 +126,7 @@ J model_to(const ModelConfig& m) {
   j["mtp_n_predict"] = m.mtp_n_predict;
   j["mtp_lambda"] = m.mtp_lambda;
   j["init_std"] = m.init_std;
+  if (m.embed_scale != 1.0) j["embed_scale"] = m.embed_scale;
   if (!m.hybrid_pattern.empty()) j["hybrid_pattern"] = m.hybrid_pattern;
   return j;
 }
@@ -322,6 +330,23 @@ void JsonObjectReader::get(const char* key, std::optional<int64_t>& out) {
     errors_.back() = field_path(key) + ": expected integer or null, got " + describe(*v);
 }
 
+void JsonObjectReader::get(const char* key, std::optional<std::string>& out) {
+  const nlohmann::json* v = find(key);
+  if (!v) return;
+  if (v->is_null()) {
+    out.reset();
+    return;
+  }
+  size_t n = errors_.size();
+  std::string x;
+  known_.pop_back();  // the nested get() records the key again
+  get(key, x);
+  if (errors_.size() == n)
+    out = x;
+  else
+    errors_.back() = field_path(key) + ": expected string or null, got " + describe(*v);
+}
+
 void JsonObjectReader::hint(const std::string& alias, const std::string& suggestion) {
   hints_.emplace_back(alias, suggestion);
 }
@@ -357,7 +382,7 @@ std::vector<std::string> block_config_field_names() {
 std::vector<std::string> model_config_field_names() {
   return {"name",           "block",         "vocab_size",     "n_layers",
           "tie_embeddings", "block_configs", "mup_base_width", "mtp_n_predict",
-          "mtp_lambda",     "init_std",      "hybrid_pattern"};
+          "mtp_lambda",     "init_std",      "hybrid_pattern", "embed_scale"};
 }
 
 void to_json(nlohmann::json& j, const BlockConfig& b) {
@@ -407,6 +432,7 @@ void read_model_config(const nlohmann::json& j, const std::string& path, ModelCo
   r.get("mtp_n_predict", m.mtp_n_predict);
   r.get("mtp_lambda", m.mtp_lambda);
   r.get("init_std", m.init_std);
+  r.get("embed_scale", m.embed_scale);
   r.get("hybrid_pattern", m.hybrid_pattern);
   // Flat configs (like the perf reference JSONs) put block fields at the top.
   for (auto& f : block_config_field_names()) r.hint(f, "block." + f);
@@ -558,9 +584,10 @@ std::vector<std::string> validation_errors(const BlockConfig& b, const std::stri
   c.at_most("d_ff", b.d_ff, ModelLimits::kDFF);
   c.at_most("max_seq_len", b.max_seq_len, ModelLimits::kSeqLen);
   c.at_most("n_experts", b.n_experts, ModelLimits::kExperts);
-  if (b.d_model > 0 && b.n_heads > 0 && b.d_model % b.n_heads != 0)
+  // An explicit head_dim frees the heads from dividing the model width.
+  if (b.d_model > 0 && b.n_heads > 0 && b.d_model % b.n_heads != 0 && !b.head_dim_override)
     add(c.p("d_model") + " (" + n(b.d_model) + ") must be divisible by " + c.p("n_heads") + " (" +
-        n(b.n_heads) + ")");
+        n(b.n_heads) + ") unless " + c.p("head_dim") + " is set");
   if (b.n_heads > 0 && b.n_kv_heads && *b.n_kv_heads > 0) {
     if (b.n_heads % *b.n_kv_heads != 0)
       add(c.p("n_heads") + " (" + n(b.n_heads) + ") must be divisible by " + c.p("n_kv_heads") +
@@ -576,10 +603,38 @@ std::vector<std::string> validation_errors(const BlockConfig& b, const std::stri
     add(c.p("dropout") + " (" + Checker::num(b.dropout) + ") must be in [0, 1)");
   c.positive("norm_eps", b.norm_eps);
   c.positive("rope_theta", b.rope_theta);
-  if (b.position == "rope" && b.d_model > 0 && b.n_heads > 0 && b.d_model % b.n_heads == 0 &&
+  if (b.position == "rope" && b.d_model > 0 && b.n_heads > 0 &&
+      (b.head_dim_override || b.d_model % b.n_heads == 0) && b.head_dim() > 0 &&
       b.head_dim() % 2 != 0)
-    add(c.p("position") +
-        " 'rope' needs an even head_dim, got d_model/n_heads = " + n(b.head_dim()));
+    add(c.p("position") + " 'rope' needs an even head_dim, got " +
+        (b.head_dim_override ? c.p("head_dim") : std::string("d_model/n_heads")) + " = " +
+        n(b.head_dim()));
+
+  // Options of the GQA-family attentions, the FFN and the norm.
+  const bool gqa_family = b.attention == "mha" || b.attention == "gqa" ||
+                          b.attention == "gated_gqa" || b.attention == "sliding_window_gqa" ||
+                          b.attention == "local_gqa" || b.attention == "chunked_gqa" ||
+                          b.attention == "sparse_gqa";
+  c.positive("head_dim", b.head_dim_override);
+  c.at_most("head_dim", b.head_dim_override, ModelLimits::kDModel);
+  if (b.head_dim_override && !gqa_family)
+    add(c.p("head_dim") +
+        " is only supported by the GQA-family attentions (mha, gqa, gated_gqa, "
+        "sliding_window_gqa, local_gqa, chunked_gqa, sparse_gqa), not '" +
+        b.attention + "'");
+  if (b.qkv_bias && !gqa_family)
+    add(c.p("qkv_bias") + " is only supported by the GQA-family attentions, not '" + b.attention +
+        "'");
+  if (b.ffn_activation) {
+    const std::string& a = *b.ffn_activation;
+    const bool ok = (b.ffn == "standard" && (a == "gelu" || a == "gelu_tanh")) ||
+                    (b.ffn == "gated" && (a == "silu" || a == "gelu_tanh"));
+    if (!ok)
+      add(c.p("ffn_activation") + " '" + a + "' is not supported by ffn '" + b.ffn +
+          "' (standard: gelu | gelu_tanh; gated: silu | gelu_tanh; other FFNs: unset)");
+  }
+  if (b.norm_unit_offset && b.norm != "rms_norm")
+    add(c.p("norm_unit_offset") + " is only supported by norm 'rms_norm', not '" + b.norm + "'");
 
   // Local attention.
   if (b.window_size && *b.window_size < 1)
@@ -741,6 +796,7 @@ std::vector<std::string> validation_errors(const ModelConfig& m, const std::stri
     errors.push_back(c.p("mtp_lambda") + " (" + Checker::num(m.mtp_lambda) +
                      ") must be a finite number >= 0");
   c.positive("init_std", m.init_std);
+  c.positive("embed_scale", m.embed_scale);
 
   if (!m.hybrid_pattern.empty()) {
     for (size_t i = 0; i < m.hybrid_pattern.size(); ++i) {

@@ -33,8 +33,18 @@ struct BlockConfig {
   int64_t d_model = 512;
   int64_t n_heads = 8;
   std::optional<int64_t> n_kv_heads;  // unset = n_heads (MHA)
+  // Width of one attention head; unset = d_model / n_heads. GQA-family
+  // attentions only (Gemma: 256 with d_model 2048 and 8 heads; Qwen3).
+  std::optional<int64_t> head_dim_override;
   int64_t d_ff = 2048;
-  bool bias = true;  // bias in every Linear (and LayerNorm's shift)
+  bool bias = true;       // bias in every Linear (and LayerNorm's shift)
+  bool qkv_bias = false;  // bias on the q/k/v projections alone (Qwen2); GQA family
+  // The FFN's activation; unset = the component's own (standard: "gelu", the
+  // exact erf form; gated: "silu", SwiGLU). "gelu_tanh" is the tanh
+  // approximation (GPT-2's gelu_new; gated: Gemma's GeGLU).
+  std::optional<std::string> ffn_activation;
+  // rms_norm computes x / rms(x) * (1 + weight), weight initialised to 0 (Gemma).
+  bool norm_unit_offset = false;
   double dropout = 0.0;
   double norm_eps = 1e-5;
   double rope_theta = 10000.0;
@@ -90,8 +100,10 @@ struct BlockConfig {
 
   /// n_kv_heads, or n_heads when unset.
   int64_t effective_n_kv_heads() const { return n_kv_heads ? *n_kv_heads : n_heads; }
-  /// d_model / n_heads (integer division, like lmxlab).
-  int64_t head_dim() const { return n_heads > 0 ? d_model / n_heads : 0; }
+  /// head_dim_override, else d_model / n_heads (integer division, like lmxlab).
+  int64_t head_dim() const {
+    return head_dim_override ? *head_dim_override : n_heads > 0 ? d_model / n_heads : 0;
+  }
 
   bool operator==(const BlockConfig&) const = default;
 };
@@ -115,6 +127,9 @@ struct ModelConfig {
   /// Weights init N(0, init_std); attention/FFN output projections use
   /// init_std / sqrt(2 * n_layers) (GPT-2 / nanoGPT residual scaling).
   double init_std = 0.02;
+  /// Token embeddings are multiplied by this before the first block (Gemma:
+  /// sqrt(d_model)); the tied LM head reads the unscaled table.
+  double embed_scale = 1.0;
   /// Optional per-layer layout string, one character per layer (Nemotron-H
   /// style), applied on top of block / block_configs[i]:
   ///   'M' mamba2 mixer only, '*' attention only (the layer's attention, or gqa
@@ -223,7 +238,8 @@ class JsonObjectReader {
   void get(const char* key, double& out);
   void get(const char* key, bool& out);
   void get(const char* key, std::string& out);
-  void get(const char* key, std::optional<int64_t>& out);  // null = unset
+  void get(const char* key, std::optional<int64_t>& out);      // null = unset
+  void get(const char* key, std::optional<std::string>& out);  // null = unset
   /// Marks `key` as known and returns its value, or null if absent.
   const nlohmann::json* raw(const char* key);
   /// "path.key" (or "key" at the top level).

@@ -64,8 +64,11 @@ Tensor LanguageModel::hidden(const Tokens& tokens, DecodeState* state, bool trai
 }
 
 Tensor LanguageModel::embed_tokens(const Tokens& tokens) {
-  return embed_q_ ? bl::quantized_embedding(*embed_q_, tokens)
-                  : embedding(embed_->tensor(), tokens);
+  Tensor e =
+      embed_q_ ? bl::quantized_embedding(*embed_q_, tokens) : embedding(embed_->tensor(), tokens);
+  // Gemma's sqrt(d_model), rounded to float as its reference rounds it.
+  if (cfg_.embed_scale != 1.0) e = scale(e, float(cfg_.embed_scale));
+  return e;
 }
 
 Tensor LanguageModel::logits_of(const Tensor& hidden) {

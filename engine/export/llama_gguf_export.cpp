@@ -45,7 +45,7 @@ std::vector<std::string> mapped_chars(const std::string& bytes) {
 }
 }  // namespace
 
-void add_llama_tokenizer_keys(GgufWriter& w, const Tokenizer& tok) {
+int64_t add_llama_tokenizer_keys(GgufWriter& w, const Tokenizer& tok) {
   std::vector<std::string> tokens, merges;
   std::vector<int32_t> types;
   std::vector<float> scores;
@@ -90,7 +90,13 @@ void add_llama_tokenizer_keys(GgufWriter& w, const Tokenizer& tok) {
       tokens.push_back(left);
       types.push_back(kNormal);
     }
-    eos = 0;  // no end-of-text token: see docs/gguf.md (llama-cli --ignore-eos)
+    // Every character is text, so none can be the end-of-text token: one
+    // extra control token is (its embedding and output rows are zero), and
+    // `llama-cli --ignore-eos` bans only it, leaving the model's choices as
+    // they are. (With EOS = a character, llama.cpp stopped at or banned it.)
+    tokens.push_back("<|endoftext|>");
+    types.push_back(kControl);
+    eos = int32_t(tokens.size() - 1);
   } else if (dynamic_cast<const ByteTokenizer*>(&tok)) {
     for (int b = 0; b < 256; ++b) {
       tokens.push_back(byte_level::encode(std::string(1, char(b))));
@@ -112,6 +118,7 @@ void add_llama_tokenizer_keys(GgufWriter& w, const Tokenizer& tok) {
   // Blocklab trains without BOS/EOS: llama.cpp must not add them to prompts.
   w.add_bool("tokenizer.ggml.add_bos_token", false);
   w.add_bool("tokenizer.ggml.add_eos_token", false);
+  return int64_t(tokens.size());
 }
 
 GgufExportSummary export_llama_gguf(const std::string& path, LanguageModel& model,
@@ -144,8 +151,10 @@ GgufExportSummary export_llama_gguf(const std::string& path, LanguageModel& mode
   w.add_u32("llama.rope.dimension_count", uint32_t(b.head_dim()));
   w.add_f32("llama.rope.freq_base", float(b.rope_theta));
   w.add_f32("llama.attention.layer_norm_rms_epsilon", float(b.norm_eps));
-  w.add_u32("llama.vocab_size", uint32_t(c.vocab_size));
-  add_llama_tokenizer_keys(w, tok);
+  // The GGUF vocabulary may have extra tokens past the model's (a char
+  // tokenizer's end-of-text): their embedding and output rows are zero.
+  const int64_t n_vocab = add_llama_tokenizer_keys(w, tok);
+  w.add_u32("llama.vocab_size", uint32_t(n_vocab));
 
   // llama.cpp's tensor order: token_embd, each block, output_norm, output.
   std::vector<std::string> order = {"embed_tokens.weight"};
@@ -169,8 +178,13 @@ GgufExportSummary export_llama_gguf(const std::string& path, LanguageModel& mode
       w.add_tensor(name, {uint64_t(p->shape()[0])}, p->data(), GgmlType::kF32);
       continue;
     }
-    const int64_t rows = p->shape()[0], cols = p->shape()[1];
+    int64_t rows = p->shape()[0];
+    const int64_t cols = p->shape()[1];
     std::vector<float> data(p->data(), p->data() + rows * cols);
+    if (n == "embed_tokens.weight" || n == "lm_head.weight") {
+      data.resize(size_t(n_vocab * cols), 0.0f);
+      rows = n_vocab;
+    }
     if (opt.dtype == GgmlType::kF16)
       for (float v : data)
         if (!(std::abs(v) <= 65504.0f))  // also NaN

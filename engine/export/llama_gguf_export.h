@@ -34,7 +34,9 @@ struct GgufExportSummary {
 GgufExportSummary export_llama_gguf(const std::string& path, LanguageModel& model,
                                     const Tokenizer& tok, const GgufExportOptions& opt = {});
 
-/// The tokenizer.ggml.* keys for `tok` (also used by tests).
-void add_llama_tokenizer_keys(GgufWriter& w, const Tokenizer& tok);
+/// The tokenizer.ggml.* keys for `tok` (also used by tests); returns the
+/// number of GGUF tokens (the tokenizer's, plus an end-of-text control token
+/// for a char tokenizer, which has none of its own).
+int64_t add_llama_tokenizer_keys(GgufWriter& w, const Tokenizer& tok);
 
 }  // namespace bl

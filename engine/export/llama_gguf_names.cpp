@@ -56,6 +56,14 @@ std::string llama_cpp_incompatibility(const ModelConfig& m) {
     if (b.bias) return "block.bias = true" + at + ": the export writes bias-free Linear layers";
     if (b.qk_norm) return "qk_norm" + at + ": llama.cpp's llama architecture has no Q/K norm";
     if (b.mup) return "mup attention scale" + at + ": llama.cpp scales by 1/sqrt(head_dim)";
+    if (b.qkv_bias) return "qkv_bias" + at + ": the export writes bias-free Linear layers";
+    if (b.head_dim_override)
+      return "head_dim" + at + ": the export writes head size d_model / n_heads";
+    if (b.ffn_activation.value_or("silu") != "silu")
+      return "ffn_activation '" + *b.ffn_activation + "'" + at +
+             ": llama.cpp's llama FFN is SwiGLU (silu)";
+    if (b.norm_unit_offset)
+      return "norm_unit_offset" + at + ": llama.cpp's llama RMSNorm scales by the weight itself";
     if (!b.pre_norm) return "pre_norm = false" + at + ": llama.cpp's llama blocks are pre-norm";
     if (b.n_heads < 1 || b.d_model % b.n_heads || b.head_dim() % 2)
       return "d_model / n_heads" + at + " must be an even integer head size";
@@ -66,6 +74,7 @@ std::string llama_cpp_incompatibility(const ModelConfig& m) {
              " differs from layer 0 in size, heads, norm_eps or rope_theta: the export writes "
              "one set of llama hyperparameters";
   }
+  if (m.embed_scale != 1.0) return "embed_scale: llama.cpp's llama does not scale embeddings";
   if (m.mup_base_width) return "mup_base_width: llama.cpp does not scale the logits (muP)";
   if (m.mtp_n_predict > 0)
     return "mtp_n_predict = " + std::to_string(m.mtp_n_predict) +

@@ -94,7 +94,7 @@ class Reader {
   std::set<std::string> seen_;
 };
 
-const char* kFamilies = "gpt2, llama, mistral, qwen3, mixtral";
+const char* kFamilies = "gpt2, llama, mistral, qwen2, qwen3, gemma, mixtral";
 
 void check_architectures(Reader& r, const json& j, HfFamily f) {
   const json* a = r.find("architectures");
@@ -128,9 +128,13 @@ ModelConfig gpt2_from_hf(Reader& r) {
   b.n_heads = r.integer("n_head", 12);
   b.d_ff = r.integer("n_inner", 4 * b.d_model);
   b.norm_eps = r.number("layer_norm_epsilon", 1e-5);
-  r.require<std::string>("activation_function", r.string("activation_function", "gelu_new"), "gelu",
-                         "Blocklab's GPT FFN uses the exact erf GELU (HF \"gelu\"), not the tanh "
-                         "approximation (\"gelu_new\", the GPT-2 default)");
+  // GPT-2's default is the tanh form; "gelu" is the exact erf one.
+  const std::string act = r.string("activation_function", "gelu_new");
+  if (act == "gelu_new" || act == "gelu_pytorch_tanh")
+    b.ffn_activation = "gelu_tanh";
+  else if (act != "gelu")
+    r.fail("activation_function",
+           "= \"" + act + "\" is not supported (gelu, gelu_new, gelu_pytorch_tanh)");
   r.require("scale_attn_weights", r.boolean("scale_attn_weights", true), true,
             "Blocklab always scales attention scores by 1/sqrt(head_dim)");
   r.require("scale_attn_by_inverse_layer_idx", r.boolean("scale_attn_by_inverse_layer_idx", false),
@@ -158,27 +162,45 @@ ModelConfig llama_like_from_hf(Reader& r, HfFamily f) {
   b.pre_norm = true;
   b.bias = false;
   const bool mixtral = f == HfFamily::kMixtral;
-  m.vocab_size = r.integer("vocab_size", 32000);
+  // transformers' defaults for fields a config.json may leave out.
+  const bool gemma = f == HfFamily::kGemma, qwen2 = f == HfFamily::kQwen2;
+  m.vocab_size = r.integer("vocab_size", gemma ? 256000 : qwen2 ? 151936 : 32000);
   b.d_model = r.integer("hidden_size");
   b.d_ff = r.integer("intermediate_size");
   m.n_layers = r.integer("num_hidden_layers");
   b.n_heads = r.integer("num_attention_heads");
   b.n_kv_heads = r.integer("num_key_value_heads", b.n_heads);
-  b.max_seq_len = r.integer("max_position_embeddings", f == HfFamily::kLlama ? 2048 : 4096);
+  b.max_seq_len = r.integer("max_position_embeddings", f == HfFamily::kLlama ? 2048
+                                                       : gemma               ? 8192
+                                                       : qwen2               ? 32768
+                                                                             : 4096);
   b.norm_eps = r.number("rms_norm_eps", mixtral ? 1e-5 : 1e-6);
   b.rope_theta = r.number("rope_theta", mixtral ? 1e6 : 10000.0);
-  m.tie_embeddings = r.boolean("tie_word_embeddings", false);
-  if (b.n_heads <= 0 || b.d_model % b.n_heads != 0)
-    r.fail("num_attention_heads", "must divide hidden_size");
-  if (const json* hd = r.find("head_dim"); hd && !hd->is_null()) {
-    if (!hd->is_number_integer() || hd->get<int64_t>() != b.d_model / b.n_heads)
-      r.fail("head_dim", "= " + hd->dump() +
-                             " is not supported: Blocklab's head size is "
-                             "hidden_size / num_attention_heads = " +
-                             std::to_string(b.d_model / b.n_heads));
+  if (!gemma) m.tie_embeddings = r.boolean("tie_word_embeddings", false);
+  if (b.n_heads <= 0) r.fail("num_attention_heads", "must be positive");
+  // head_dim: Gemma's defaults to 256; elsewhere hidden_size / heads.
+  const json* hd = r.find("head_dim");
+  if ((hd && !hd->is_null()) || gemma) {
+    const int64_t h = r.integer("head_dim", gemma ? std::optional<int64_t>(256) : std::nullopt);
+    if (h <= 0) r.fail("head_dim", "must be positive");
+    if (b.d_model % b.n_heads != 0 || h != b.d_model / b.n_heads) b.head_dim_override = h;
+  } else if (b.d_model % b.n_heads != 0) {
+    r.fail("num_attention_heads", "must divide hidden_size when head_dim is not given");
   }
-  r.require<std::string>("hidden_act", r.string("hidden_act", "silu"), "silu",
-                         "Blocklab's gated FFN is SwiGLU (silu)");
+  // The MLP's gate activation. Gemma reads hidden_activation (always a tanh
+  // GELU in practice; transformers forces it when unset), the others hidden_act.
+  auto gate_act = [&](const std::string& key, const std::string& a) {
+    if (a == "gelu_pytorch_tanh" || a == "gelu_new")
+      b.ffn_activation = "gelu_tanh";
+    else if (a != "silu")
+      r.fail(key, "= \"" + a + "\" is not supported (silu, gelu_pytorch_tanh, gelu_new)");
+  };
+  if (gemma) {
+    r.string("hidden_act", "gelu");  // unused by GemmaMLP when hidden_activation is set
+    gate_act("hidden_activation", r.string("hidden_activation", "gelu_pytorch_tanh"));
+  } else {
+    gate_act("hidden_act", r.string("hidden_act", "silu"));
+  }
   r.must_be_null("rope_scaling", "Blocklab's RoPE has no frequency scaling");
   r.require<int64_t>("pretraining_tp", r.integer("pretraining_tp", 1), 1,
                      "only the unsplit projection is exact");
@@ -191,9 +213,18 @@ ModelConfig llama_like_from_hf(Reader& r, HfFamily f) {
                              " is not supported: Blocklab biases all projections or none");
     b.bias = ab;
   }
-  if (f == HfFamily::kQwen3) {
+  if (gemma) {
     r.require("attention_bias", r.boolean("attention_bias", false), false,
-              "the Qwen3 MLP has no bias and Blocklab biases all projections or none");
+              "Gemma's MLP has no bias, and Blocklab biases q/k/v alone or every projection");
+    b.norm_unit_offset = true;
+    m.embed_scale = std::sqrt(double(b.d_model));
+    m.tie_embeddings = r.boolean("tie_word_embeddings", true);
+  }
+  if (f == HfFamily::kQwen2) b.qkv_bias = true;  // Qwen2Attention: q/k/v biased, o_proj not
+  if (f == HfFamily::kQwen3 || f == HfFamily::kQwen2) {
+    if (f == HfFamily::kQwen3)
+      r.require("attention_bias", r.boolean("attention_bias", false), false,
+                "the Qwen3 MLP has no bias, and Blocklab biases q/k/v alone or every projection");
     r.require("use_sliding_window", r.boolean("use_sliding_window", false), false,
               "per-layer sliding windows are not mapped");
     if (const json* lt = r.find("layer_types"); lt && !lt->is_null()) {
@@ -203,7 +234,7 @@ ModelConfig llama_like_from_hf(Reader& r, HfFamily f) {
           r.fail("layer_types", "= " + t.dump() + " is not supported (only full_attention)");
     }
     r.accept({"sliding_window", "max_window_layers"});  // unused without use_sliding_window
-    b.qk_norm = true;
+    b.qk_norm = f == HfFamily::kQwen3;
   }
   if (f == HfFamily::kMistral || mixtral) {
     const json* w = r.find("sliding_window");
@@ -244,7 +275,9 @@ constexpr FamilyNames kFamilyNames[] = {
     {HfFamily::kGpt2, "gpt2", "GPT2LMHeadModel"},
     {HfFamily::kLlama, "llama", "LlamaForCausalLM"},
     {HfFamily::kMistral, "mistral", "MistralForCausalLM"},
+    {HfFamily::kQwen2, "qwen2", "Qwen2ForCausalLM"},
     {HfFamily::kQwen3, "qwen3", "Qwen3ForCausalLM"},
+    {HfFamily::kGemma, "gemma", "GemmaForCausalLM"},
     {HfFamily::kMixtral, "mixtral", "MixtralForCausalLM"},
 };
 const FamilyNames* names_of(HfFamily f) {
@@ -277,15 +310,10 @@ HfModelConfig model_config_from_hf(const json& j, const std::string& what) {
     if (type == n.model_type) known = &n;
   if (known)
     out.family = known->family;
-  else if (type == "qwen2")
-    throw HfError(what +
-                  ": model_type 'qwen2' is not supported: Qwen2 has biases on q/k/v but "
-                  "not on o_proj or the MLP, and Blocklab biases all projections or none");
   else if (type.rfind("gemma", 0) == 0)
     throw HfError(what + ": model_type '" + type +
-                  "' is not supported: Gemma scales embeddings by sqrt(hidden_size), uses "
-                  "(1 + weight) RMSNorm and a tanh-GELU gated MLP, none of which Blocklab's "
-                  "components compute");
+                  "' is not supported: only Gemma 1 ('gemma') is mapped; Gemma 2 and 3 add "
+                  "logit soft-capping, alternating sliding windows and extra norms");
   else
     throw HfError(what + ": model_type '" + type +
                   "' is not supported (supported: " + std::string(kFamilies) + ")");
@@ -306,7 +334,7 @@ namespace {
 
 [[noreturn]] void refuse(const std::string& why) {
   throw HfError("cannot export to Hugging Face: " + why +
-                " (exportable: GPT-2, LLaMA, Mistral, Qwen3, Mixtral layouts; see "
+                " (exportable: GPT-2, LLaMA, Mistral, Qwen2, Qwen3, Gemma, Mixtral layouts; see "
                 "docs/huggingface.md)");
 }
 
@@ -322,7 +350,14 @@ json comparable(const ModelConfig& m) {
   if (m.block.position != "sinusoidal") b.erase("sinusoidal_vaswani");
   b["n_kv_heads"] = m.block.effective_n_kv_heads();
   if (m.block.attention == "mha") b["attention"] = "gqa";  // MHA is GQA with n_heads K/V heads
-  if (m.block.ffn == "moe") {  // the experts' width is all a plain MoE reads
+  // Spelled-out defaults compute the same function as unset ones.
+  const BlockConfig& mb = m.block;
+  if (mb.ffn_activation == (mb.ffn == "standard" ? "gelu" : "silu")) b.erase("ffn_activation");
+  if (mb.head_dim_override && mb.n_heads > 0 && mb.d_model % mb.n_heads == 0 &&
+      *mb.head_dim_override == mb.d_model / mb.n_heads)
+    b.erase("head_dim");
+  if (mb.bias) b["qkv_bias"] = false;  // redundant when every projection is biased
+  if (m.block.ffn == "moe") {          // the experts' width is all a plain MoE reads
     b["moe_d_ff"] = b["d_ff"] = m.block.moe_d_ff.value_or(m.block.d_ff);
   } else {
     b.erase("moe_d_ff");
@@ -347,7 +382,10 @@ HfModelConfig hf_family_of(const ModelConfig& m) {
   if (attn_gqa && b.ffn == "standard" && b.norm == "layer_norm" && b.position == "learned")
     out.family = HfFamily::kGpt2;
   else if (b.norm == "rms_norm" && b.position == "rope" && b.ffn == "gated" && attn_gqa)
-    out.family = b.qk_norm ? HfFamily::kQwen3 : HfFamily::kLlama;
+    out.family = b.norm_unit_offset      ? HfFamily::kGemma
+                 : b.qk_norm             ? HfFamily::kQwen3
+                 : b.qkv_bias && !b.bias ? HfFamily::kQwen2
+                                         : HfFamily::kLlama;
   else if (b.norm == "rms_norm" && b.position == "rope" && b.ffn == "gated" &&
            b.attention == "sliding_window_gqa")
     out.family = HfFamily::kMistral;
@@ -373,7 +411,7 @@ nlohmann::ordered_json hf_config_from_model(const ModelConfig& m, const std::str
     j["n_layer"] = m.n_layers;
     j["n_head"] = b.n_heads;
     j["n_inner"] = b.d_ff;
-    j["activation_function"] = "gelu";
+    j["activation_function"] = b.ffn_activation == "gelu_tanh" ? "gelu_new" : "gelu";
     j["layer_norm_epsilon"] = b.norm_eps;
     j["resid_pdrop"] = 0.0;
     j["embd_pdrop"] = 0.0;
@@ -390,7 +428,13 @@ nlohmann::ordered_json hf_config_from_model(const ModelConfig& m, const std::str
     j["num_attention_heads"] = b.n_heads;
     j["num_key_value_heads"] = b.effective_n_kv_heads();
     j["head_dim"] = b.head_dim();
-    j["hidden_act"] = "silu";
+    const char* act = b.ffn_activation == "gelu_tanh" ? "gelu_pytorch_tanh" : "silu";
+    if (f == HfFamily::kGemma) {
+      j["hidden_act"] = act;
+      j["hidden_activation"] = act;
+    } else {
+      j["hidden_act"] = act;
+    }
     j["max_position_embeddings"] = b.max_seq_len;
     j["rms_norm_eps"] = b.norm_eps;
     j["rope_theta"] = b.rope_theta;
@@ -401,8 +445,8 @@ nlohmann::ordered_json hf_config_from_model(const ModelConfig& m, const std::str
       j["attention_bias"] = b.bias;
       j["mlp_bias"] = b.bias;
     }
-    if (f == HfFamily::kQwen3) {
-      j["attention_bias"] = b.bias;
+    if (f == HfFamily::kQwen3 || f == HfFamily::kGemma) j["attention_bias"] = b.bias;
+    if (f == HfFamily::kQwen3 || f == HfFamily::kQwen2) {
       j["use_sliding_window"] = false;
       j["sliding_window"] = nullptr;
     }
@@ -432,6 +476,10 @@ nlohmann::ordered_json hf_config_from_model(const ModelConfig& m, const std::str
       refuse("model." + it.key() + " = " + it.value().dump() + " has no " + hf_model_type(f) +
              " equivalent");
   }
+  for (auto it = got.begin(); it != got.end(); ++it)
+    if (!want.contains(it.key()))
+      refuse("model." + it.key() + " is unset but HF " + hf_model_type(f) + " sets it to " +
+             it.value().dump());
   const json& wb = want["block"];
   const json& gb = got["block"];
   for (auto it = wb.begin(); it != wb.end(); ++it)

@@ -1,9 +1,9 @@
 // Hugging Face config.json <-> ModelConfig for the model families whose HF
 // layout Blocklab computes exactly (docs/huggingface.md): GPT-2, LLaMA,
-// Mistral, Qwen3 and Mixtral. Everything else (Qwen2, Gemma, unknown
-// families, and any field whose value would change the function: rope_scaling,
-// a tanh GELU, a head_dim other than hidden_size / heads, ...) is refused with
-// an HfError naming the family or the field, never silently approximated.
+// Mistral, Qwen2, Qwen3, Gemma (1) and Mixtral. Everything else (Gemma 2/3,
+// unknown families, and any field whose value would change the function:
+// rope_scaling, an unknown activation, ...) is refused with an HfError naming
+// the family or the field, never silently approximated.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -22,9 +22,9 @@ class HfError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class HfFamily { kGpt2, kLlama, kMistral, kQwen3, kMixtral };
+enum class HfFamily { kGpt2, kLlama, kMistral, kQwen2, kQwen3, kGemma, kMixtral };
 
-/// "gpt2", "llama", "mistral", "qwen3", "mixtral" (config.json "model_type").
+/// "gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "mixtral" (config.json "model_type").
 std::string hf_model_type(HfFamily f);
 /// "GPT2LMHeadModel", "LlamaForCausalLM", ... (config.json "architectures").
 std::string hf_architecture(HfFamily f);

@@ -657,6 +657,14 @@ Adapter read_gguf_adapter(const std::string& path, const ModelConfig* base) {
   }
 }
 
+bool is_blocklab_layout_gguf(const std::string& path) {
+  try {
+    return is_legacy_layout(GgufFile::read(path, kMaxGgufBytes));
+  } catch (const GgufError&) {
+    return false;
+  }
+}
+
 // ---------------------------------------------------------------- by path
 
 void save_adapter(const std::string& path, Module& model, const std::string& base_model,

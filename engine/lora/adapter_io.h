@@ -92,6 +92,8 @@ void write_gguf_adapter_legacy(const std::string& path, const Adapter& ad);
 Adapter read_gguf_adapter(const std::string& path, const ModelConfig* base = nullptr);
 
 enum class GgufLayout { kLlamaCpp, kBlocklab };
+/// True when `path` is a readable GGUF adapter in Blocklab's older layout.
+bool is_blocklab_layout_gguf(const std::string& path);
 
 /// By path: "*.gguf" is a GGUF file (in `layout`), anything else a PEFT
 /// directory. base_model names the base for PEFT's base_model_name_or_path.

@@ -35,7 +35,12 @@ void AdapterSaver::save(Trainer& t, int64_t step) {
   const std::string old = path + ".old";
   fs::remove_all(fresh);
   fs::remove_all(old);
-  save_adapter(fresh, t.model(), base_model_);
+  // A run begun when .gguf adapters were written in Blocklab's own layout (any
+  // model) keeps that layout when resumed: its base may be one llama.cpp cannot run.
+  if (gguf && !layout_)
+    layout_ = fs::exists(path) && is_blocklab_layout_gguf(path) ? GgufLayout::kBlocklab
+                                                                : GgufLayout::kLlamaCpp;
+  save_adapter(fresh, t.model(), base_model_, layout_.value_or(GgufLayout::kLlamaCpp));
   if (fs::exists(path)) fs::rename(path, old);
   fs::rename(fresh, path);
   fs::remove_all(old);

@@ -7,8 +7,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
+#include "lora/adapter_io.h"
 #include "train/callbacks.h"
 
 namespace bl {
@@ -33,6 +35,7 @@ class AdapterSaver : public Callback {
   std::function<void(int64_t, const std::string&)> on_saved_;
   int64_t last_step_ = -1;
   std::string base_model_;
+  std::optional<GgufLayout> layout_;  // a .gguf adapter's, fixed at the first save
 };
 
 }  // namespace bl

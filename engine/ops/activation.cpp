@@ -28,7 +28,7 @@
 #define BL_OPS_ACTIVATION_SHARED_
 namespace bl::act_detail {
 // The activations by number, for the exported (non-template) entry points.
-enum Kind : int { kSilu, kRelu, kRelu2, kSigmoid, kSiluGate, kRelu2Gate };
+enum Kind : int { kSilu, kRelu, kRelu2, kSigmoid, kGeluTanh, kSiluGate, kRelu2Gate, kGeluTanhGate };
 }  // namespace bl::act_detail
 #endif
 
@@ -87,6 +87,23 @@ inline void sigmoid_pair(float x, float& s, float& one_minus_s) {
   const float e = exp_approx(-x);
   s = 1.0f / (1.0f + e);
   one_minus_s = e * s;
+}
+
+// The tanh-form GELU (GPT-2's gelu_new) as x * sigmoid(2u), since
+// (1 + tanh u) / 2 = sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3). Its
+// derivative s + x s (1 - s) 2u' shares the one exp.
+constexpr float kGeluTanhC = 0.7978845608028654f;  // sqrt(2 / pi)
+constexpr float kGeluTanhA = 0.044715f;
+inline void gelu_tanh_f_df(float x, float& f, float& df) {
+  const float x2 = x * x;
+  const float two_u = 2.0f * kGeluTanhC * (x + kGeluTanhA * x2 * x);
+  float s, ms;
+  sigmoid_pair(two_u, s, ms);
+  // Below 2u = -87 sigmoid(2u) is under float's range (exp saturates there,
+  // which would leave a subnormal instead of 0).
+  s = two_u < -87.0f ? 0.0f : s;
+  f = x * s;
+  df = s + f * ms * (2.0f * kGeluTanhC * (1.0f + 3.0f * kGeluTanhA * x2));
 }
 
 // -x^2 / 2 = hi + lo with hi exact: x splits into a 12-bit head and a tail
@@ -180,6 +197,21 @@ HWY_INLINE void sigmoid_pair_v(V x, V& s, V& ms) {
   ms = hn::Mul(e, s);
 }
 
+// gelu_tanh_f_df on a vector.
+HWY_INLINE void gelu_tanh_v(V x, V& f, V& df) {
+  const D d;
+  const V x2 = hn::Mul(x, x);
+  const V two_u =
+      hn::Mul(hn::Set(d, 2.0f * kGeluTanhC), hn::MulAdd(hn::Mul(hn::Set(d, kGeluTanhA), x2), x, x));
+  V s, ms;
+  sigmoid_pair_v(two_u, s, ms);
+  s = hn::IfThenZeroElse(hn::Lt(two_u, hn::Set(d, -87.0f)), s);
+  f = hn::Mul(x, s);
+  const V du = hn::Mul(hn::Set(d, 2.0f * kGeluTanhC),
+                       hn::MulAdd(hn::Set(d, 3.0f * kGeluTanhA), x2, hn::Set(d, 1.0f)));
+  df = hn::MulAdd(hn::Mul(f, ms), du, s);
+}
+
 // GELU and its derivative, as neg_half_square + normal_cdf_pdf.
 HWY_INLINE void gelu_v(V x, V& f, V& df) {
   const D d;
@@ -239,6 +271,20 @@ struct Silu {
     f = hn::Mul(x, s);
     df = hn::Mul(s, hn::MulAdd(x, ms, hn::Set(D(), 1.0f)));
   }
+};
+struct GeluTanh {
+  static float f(float x) {
+    float f, df;
+    gelu_tanh_f_df(x, f, df);
+    return f;
+  }
+  static float df(float x, float) {
+    float f, df;
+    gelu_tanh_f_df(x, f, df);
+    return df;
+  }
+  static void f_df(float x, float& f, float& df) { gelu_tanh_f_df(x, f, df); }
+  static void vec(V x, V& f, V& df) { gelu_tanh_v(x, f, df); }
 };
 struct Relu {
   // Written so NaN propagates (NaN < 0 is false): training's NaN checks see it.
@@ -332,8 +378,22 @@ void with_unary(int kind, F&& f) {
       return f(Relu{});
     case kRelu2:
       return f(Relu2{});
+    case kGeluTanh:
+      return f(GeluTanh{});
     default:
       return f(Sigmoid{});
+  }
+}
+
+template <class F>
+void with_gate(int kind, F&& f) {
+  switch (kind) {
+    case kSiluGate:
+      return f(SiluGate{});
+    case kGeluTanhGate:
+      return f(GeluTanh{});
+    default:
+      return f(Relu2Gate{});
   }
 }
 
@@ -380,10 +440,7 @@ void GluFwd(int kind, const float* gate, const float* up, int64_t n, float* y) {
         },
         [&](int64_t i) { y[i] = A::f(gate[i]) * up[i]; });
   };
-  if (kind == kSiluGate)
-    run(SiluGate{});
-  else
-    run(Relu2Gate{});
+  with_gate(kind, run);
 }
 
 // dgate and/or dup (null when not wanted); both non-null and equal for
@@ -399,10 +456,7 @@ void GluBwd(int kind, const float* dy, const float* gate, const float* up, int64
       if (du) glu_backward<A, false, true>(n, dy, gate, up, dg, du);
     }
   };
-  if (kind == kSiluGate)
-    run(SiluGate{});
-  else
-    run(Relu2Gate{});
+  with_gate(kind, run);
 }
 
 // GELU of x[lo, hi) into y (and GELU' into dd when given): whole vectors,
@@ -545,12 +599,18 @@ Tensor relu2(const Tensor& x) {
 Tensor sigmoid(const Tensor& x) {
   return unary(x, kSigmoid, "sigmoid");
 }
+Tensor gelu_tanh(const Tensor& x) {
+  return unary(x, kGeluTanh, "gelu_tanh");
+}
 
 Tensor swiglu(const Tensor& gate, const Tensor& up) {
   return glu(gate, up, kSiluGate, "swiglu");
 }
 Tensor relu2_glu(const Tensor& gate, const Tensor& up) {
   return glu(gate, up, kRelu2Gate, "relu2_glu");
+}
+Tensor geglu_tanh(const Tensor& gate, const Tensor& up) {
+  return glu(gate, up, kGeluTanhGate, "geglu_tanh");
 }
 
 }  // namespace bl

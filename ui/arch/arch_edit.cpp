@@ -112,6 +112,10 @@ std::vector<BlockField> make_fields() {
       {"n_kv_heads", "K/V heads", Kind::kOptInt, S::kAttention, 0, 1024, uses("n_kv_heads"),
        BL_OPT(n_kv_heads)},
       {"qk_norm", "QK norm", Kind::kBool, S::kAttention, 0, 1, uses("qk_norm"), BL_BOOL(qk_norm)},
+      {"head_dim", "head dim", Kind::kOptInt, S::kAttention, 0, 4096, uses("head_dim"),
+       BL_OPT(head_dim_override)},
+      {"qkv_bias", "q/k/v bias", Kind::kBool, S::kAttention, 0, 1, uses("qkv_bias"),
+       BL_BOOL(qkv_bias)},
       {"window_size", "window", Kind::kOptInt, S::kAttention, 0, big, uses("window_size"),
        BL_OPT(window_size)},
       {"attention_chunk_size", "chunk size", Kind::kOptInt, S::kAttention, 0, big,
@@ -174,6 +178,17 @@ std::vector<BlockField> make_fields() {
        BL_INT(moe_n_groups)},
       {"moe_topk_groups", "top groups", Kind::kInt, S::kFfn, 1, 4096, uses("moe_topk_groups"),
        BL_INT(moe_topk_groups)},
+      // The tanh GELU (GPT-2's gelu_new; in a gated FFN, Gemma's GeGLU).
+      {"ffn_activation", "tanh GELU", Kind::kBool, S::kFfn, 0, 1, uses("ffn_activation"),
+       [](const BlockConfig& b) { return b.ffn_activation == "gelu_tanh" ? 1.0 : 0.0; },
+       [](BlockConfig& b, double v) {
+         if (v != 0)
+           b.ffn_activation = "gelu_tanh";
+         else
+           b.ffn_activation.reset();
+       }},
+      {"norm_unit_offset", "1 + weight", Kind::kBool, S::kNorm, 0, 1, uses("norm_unit_offset"),
+       BL_BOOL(norm_unit_offset)},
       {"norm_eps", "eps", Kind::kDouble, S::kNorm, 1e-12, 1, always, BL_DBL(norm_eps)},
       {"rope_theta", "rope θ", Kind::kDouble, S::kPosition, 1, 1e9, uses("rope_theta"),
        BL_DBL(rope_theta)},

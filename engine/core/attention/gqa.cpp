@@ -20,11 +20,13 @@ GQA::GQA(const BlockConfig& c, int64_t n_kv_heads)
       head_dim_(c.head_dim()),
       norm_eps_(float(c.norm_eps)) {
   scale_ = c.mup ? 1.0f / float(head_dim_) : 1.0f / std::sqrt(float(head_dim_));
-  q_proj_ = add_module("q_proj", std::make_unique<Linear>(d_model_, n_heads_ * head_dim_, c.bias));
+  const bool qkv_bias = c.bias || c.qkv_bias;
+  q_proj_ =
+      add_module("q_proj", std::make_unique<Linear>(d_model_, n_heads_ * head_dim_, qkv_bias));
   k_proj_ =
-      add_module("k_proj", std::make_unique<Linear>(d_model_, n_kv_heads_ * head_dim_, c.bias));
+      add_module("k_proj", std::make_unique<Linear>(d_model_, n_kv_heads_ * head_dim_, qkv_bias));
   v_proj_ =
-      add_module("v_proj", std::make_unique<Linear>(d_model_, n_kv_heads_ * head_dim_, c.bias));
+      add_module("v_proj", std::make_unique<Linear>(d_model_, n_kv_heads_ * head_dim_, qkv_bias));
   o_proj_ = add_module("o_proj", std::make_unique<Linear>(n_heads_ * head_dim_, d_model_, c.bias,
                                                           Init::kResidualNormal));
   if (c.qk_norm) {

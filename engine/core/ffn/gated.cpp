@@ -5,7 +5,10 @@
 
 namespace bl {
 
-GatedFFN::GatedFFN(const BlockConfig& c, GatedActivation act) : act_(act ? act : swiglu) {
+GatedFFN::GatedFFN(const BlockConfig& c, GatedActivation act)
+    : act_(act                                                ? act
+           : c.ffn_activation.value_or("silu") == "gelu_tanh" ? geglu_tanh
+                                                              : swiglu) {
   gate_ = add_module("gate_proj", std::make_unique<Linear>(c.d_model, c.d_ff, c.bias));
   up_ = add_module("up_proj", std::make_unique<Linear>(c.d_model, c.d_ff, c.bias));
   down_ = add_module("down_proj",

@@ -1,4 +1,5 @@
-// Gated FFN (SwiGLU): down(silu(gate(x)) * up(x)), as in LLaMA. Other gated
+// Gated FFN (SwiGLU): down(silu(gate(x)) * up(x)), as in LLaMA; ffn_activation
+// "gelu_tanh" makes it Gemma's GeGLU. Other gated
 // units (gated_relu2) are this class with another gate activation.
 #pragma once
 

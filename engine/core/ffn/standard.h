@@ -1,4 +1,5 @@
-// Standard FFN: down(GELU(up(x))), GELU exact (erf).
+// Standard FFN: down(GELU(up(x))), GELU exact (erf), or its tanh form with
+// ffn_activation "gelu_tanh" (GPT-2's gelu_new).
 #pragma once
 
 #include "core/components.h"
@@ -13,6 +14,7 @@ class StandardFFN : public FeedForward {
   Tensor forward_add(const Tensor& x, const Tensor& residual) override;
 
  private:
+  bool tanh_ = false;
   Linear* up_;    // (d_ff, d_model)
   Linear* down_;  // (d_model, d_ff), residual init
 };
