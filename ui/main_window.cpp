@@ -277,7 +277,14 @@ void MainWindow::start() {
   RunSpec spec;
   spec.config = composed;
   spec.preset_name = arch_->preset_name();
-  spec.tokenizer = "char";  // built from the chosen corpus, also for a fork
+  // The panel's choice (char: built from the chosen corpus, also for a fork).
+  spec.tokenizer = train_->tokenizer_spec();
+  if (spec.tokenizer == "bpe:" && !train_->finetune_enabled() && !train_->distill_enabled()) {
+    train_->set_status(
+        "Tokenizer: choose the folder of a byte-level BPE tokenizer "
+        "(blocklab-cli tokenizer train --data FILE --vocab-size N --out DIR).");
+    return;
+  }
   spec.data_path = train_->data_path().toStdString();
   spec.name = train_->run_name().toStdString();
   spec.tags = train_->tags();

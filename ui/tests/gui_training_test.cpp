@@ -2,6 +2,7 @@
 // 2-layer model, see chart points arrive, pause / step / sample / resume /
 // stop, the run in the browser with the right status; invalid configs disable
 // Start; the UI event loop stays responsive during a run.
+#include <QComboBox>
 #include <QElapsedTimer>
 #include <QEventLoop>
 #include <QLabel>
@@ -16,6 +17,7 @@
 #include <algorithm>
 
 #include "browser/run_browser.h"
+#include "data/bpe_trainer.h"
 #include "main_window.h"
 #include "plot/charts_panel.h"
 #include "plot/plot_view.h"
@@ -147,6 +149,67 @@ class TrainingTest : public QObject {
     QVERIFY(w.samples_panel()->generate_button()->isEnabled());
     w.samples_panel()->generate_button()->click();
     QTRY_COMPARE_WITH_TIMEOUT(w.samples_panel()->sample_count(), 2, 30000);
+  }
+
+  // The tokenizer chooser: bytes and a byte-level BPE folder (trained here
+  // as `tokenizer train` would) reach the run record and size the vocabulary;
+  // BPE without a folder is refused before anything starts.
+  void tokenizer_choice_reaches_the_run() {
+    MainWindow w("gpt-tiny", db());
+    w.resize(1200, 800);
+    w.show();
+    Preset p = small_preset();
+    p.train.max_steps = 4;
+    p.train.warmup_steps = 1;
+    p.train.eval_interval = 0;
+    w.load_preset(p, "gpt-tiny");
+    w.samples_panel()->every_box()->setValue(0);
+    TrainingPanel* tp = w.training_panel();
+    QCOMPARE(tp->tokenizer_spec(), std::string("char"));  // the default, as before
+    QVERIFY(!tp->bpe_dir_edit()->isVisible());
+
+    // Starts a run and waits for it to complete (QTRY_* return on failure:
+    // the record stays empty and the QVERIFY below fails).
+    auto run_once = [&](std::optional<RunRecord>& out) {
+      QVERIFY2(w.errors().empty(), w.errors().empty() ? "" : w.errors().front().c_str());
+      tp->start_button()->click();
+      QCOMPARE(tp->state(), TrainingPanel::State::kRunning);
+      QTRY_COMPARE_WITH_TIMEOUT(tp->state(), TrainingPanel::State::kIdle, 60000);
+      const auto summary = w.last_summary();
+      QVERIFY(summary.has_value());
+      QVERIFY2(summary->status == RunStatus::kCompleted, summary->message.c_str());
+      out = ExperimentStore::open_readonly(db()).get_run(w.live_run_id());
+    };
+    std::optional<RunRecord> byte_run, bpe_run;
+
+    tp->tokenizer_box()->setCurrentIndex(tp->tokenizer_box()->findData("byte"));
+    QCOMPARE(tp->tokenizer_spec(), std::string("byte"));
+    run_once(byte_run);
+    QVERIFY(byte_run.has_value());
+    QCOMPARE(byte_run->tokenizer["type"].get<std::string>(), std::string("byte"));
+    QCOMPARE(byte_run->model_config["vocab_size"].get<int64_t>(), int64_t(256));
+
+    tp->tokenizer_box()->setCurrentIndex(tp->tokenizer_box()->findData("bpe"));
+    QVERIFY(tp->bpe_dir_edit()->isVisible());
+    const int64_t before = w.live_run_id();
+    tp->start_button()->click();  // no folder yet
+    QCOMPARE(tp->state(), TrainingPanel::State::kIdle);
+    QVERIFY2(tp->status_label()->text().contains("tokenizer train"),
+             qPrintable(tp->status_label()->text()));
+    QCOMPARE(w.live_run_id(), before);
+
+    std::string corpus;
+    for (int i = 0; i < 200; ++i) corpus += "to be, or not to be, that is the question. ";
+    const std::string bpe_dir = (dir_.path() + "/bpe").toStdString();
+    const BpeTokenizer bpe = train_bpe(corpus, 300);  // as many merges as the text has
+    bpe.save(bpe_dir);
+    tp->bpe_dir_edit()->setText(QString::fromStdString(bpe_dir));
+    QCOMPARE(tp->tokenizer_spec(), "bpe:" + bpe_dir);
+    run_once(bpe_run);
+    QVERIFY(bpe_run.has_value());
+    QCOMPARE(bpe_run->tokenizer["type"].get<std::string>(), std::string("bpe"));
+    QCOMPARE(bpe_run->model_config["vocab_size"].get<int64_t>(), bpe.vocab_size());
+    QVERIFY(bpe.vocab_size() > 256);
   }
 
   // A run stopped early resumes from the Runs tab as train --resume would: a

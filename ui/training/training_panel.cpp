@@ -72,7 +72,7 @@ QString trainable_text(const FinetuneCounts& c) {
 TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   data_ = new QLineEdit;
   data_->setObjectName("data_path");
-  data_->setToolTip("UTF-8 text corpus (character tokenizer)");
+  data_->setToolTip("UTF-8 text corpus");
   browse_ = new QPushButton("…");
   browse_->setObjectName("browse_data");
   browse_->setToolTip("Choose a UTF-8 text corpus");
@@ -81,6 +81,31 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   data_row->setContentsMargins(0, 0, 0, 0);
   data_row->addWidget(data_, 1);
   data_row->addWidget(browse_);
+  tokenizer_ = new QComboBox;
+  tokenizer_->setObjectName("tokenizer");
+  tokenizer_->addItem("characters of the corpus", "char");
+  tokenizer_->addItem("bytes (256 tokens)", "byte");
+  tokenizer_->addItem("byte-level BPE (folder)", "bpe");
+  tokenizer_->setToolTip(
+      "How the corpus becomes tokens (the model's vocab_size follows it):\n"
+      "characters: one token per character of the corpus;\n"
+      "bytes: 256 tokens, any text;\n"
+      "byte-level BPE: a tokenizer.json made by `blocklab-cli tokenizer train`\n"
+      "or a GPT-2-style Hugging Face one.\n"
+      "A fine-tune or distillation reads the corpus with its base's / teacher's tokenizer.");
+  bpe_dir_ = new QLineEdit;
+  bpe_dir_->setObjectName("bpe_dir");
+  bpe_dir_->setPlaceholderText("folder with tokenizer.json");
+  browse_bpe_ = new QPushButton("…");
+  browse_bpe_->setObjectName("browse_bpe");
+  browse_bpe_->setToolTip("Choose a tokenizer folder");
+  browse_bpe_->setMaximumWidth(32);
+  bpe_row_ = new QWidget;
+  auto* bpe_layout = new QHBoxLayout(bpe_row_);
+  bpe_layout->setContentsMargins(0, 0, 0, 0);
+  bpe_layout->addWidget(bpe_dir_, 1);
+  bpe_layout->addWidget(browse_bpe_);
+  bpe_row_->setVisible(false);
   name_ = new QLineEdit;
   name_->setObjectName("run_name");
   name_->setPlaceholderText("preset name");
@@ -154,6 +179,8 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   auto* top = new QFormLayout;
   top->setContentsMargins(0, 0, 0, 0);
   top->addRow("dataset", data_row);
+  top->addRow("tokenizer", tokenizer_);
+  top->addRow("", bpe_row_);
   top->addRow("run name", name_);
   top->addRow("tags", tags_);
 
@@ -325,6 +352,15 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
       emit changed();
     }
   });
+  connect(tokenizer_, &QComboBox::currentIndexChanged, this, [this] {
+    bpe_row_->setVisible(tokenizer_->currentData().toString() == "bpe");
+    emit changed();
+  });
+  connect(bpe_dir_, &QLineEdit::textChanged, this, &TrainingPanel::changed);
+  connect(browse_bpe_, &QPushButton::clicked, this, [this] {
+    const QString d = QFileDialog::getExistingDirectory(this, "Tokenizer folder", bpe_dir_->text());
+    if (!d.isEmpty()) bpe_dir_->setText(d);
+  });
   connect(start_, &QPushButton::clicked, this, &TrainingPanel::start_requested);
   connect(pause_, &QPushButton::clicked, this, &TrainingPanel::pause_requested);
   connect(step_, &QPushButton::clicked, this, &TrainingPanel::step_requested);
@@ -335,10 +371,10 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
 }
 
 QList<QWidget*> TrainingPanel::fields() const {
-  return {data_,        browse_,     name_,          tags_,         optimizer_,  schedule_,
-          lr_,          warmup_,     max_steps_,     weight_decay_, batch_size_, seq_len_,
-          accum_,       clip_,       eval_interval_, seed_,         threads_,    time_budget_,
-          flop_budget_, lora_group_, distill_group_};
+  return {data_,         browse_,     tokenizer_,   bpe_dir_,     browse_bpe_, name_,
+          tags_,         optimizer_,  schedule_,    lr_,          warmup_,     max_steps_,
+          weight_decay_, batch_size_, seq_len_,     accum_,       clip_,       eval_interval_,
+          seed_,         threads_,    time_budget_, flop_budget_, lora_group_, distill_group_};
 }
 
 void TrainingPanel::set_config(const TrainConfig& t) {
@@ -378,6 +414,19 @@ void TrainingPanel::apply_to(TrainConfig& t) const {
   t.threads = threads_->value();
   t.time_budget_s = time_budget_->value();
   t.flop_budget = flop_budget_->value() * 1e12;
+}
+
+std::string TrainingPanel::tokenizer_spec() const {
+  const std::string kind = tokenizer_->currentData().toString().toStdString();
+  if (kind != "bpe") return kind;
+  return "bpe:" + bpe_dir_->text().trimmed().toStdString();
+}
+
+void TrainingPanel::set_tokenizer_spec(const std::string& spec) {
+  const std::string kind = spec.rfind("bpe:", 0) == 0 ? "bpe" : spec;
+  const int i = tokenizer_->findData(QString::fromStdString(kind));
+  if (i >= 0) tokenizer_->setCurrentIndex(i);
+  if (kind == "bpe") bpe_dir_->setText(QString::fromStdString(spec.substr(4)));
 }
 
 QString TrainingPanel::data_path() const {

@@ -68,7 +68,15 @@ class TrainingPanel : public QWidget {
   /// Shows why the configuration cannot be trained (empty list hides it).
   void set_errors(const std::vector<std::string>& errors);
 
+  /// The run's tokenizer as RunSpec::tokenizer spells it: "char", "byte" or
+  /// "bpe:DIR" ("bpe:" with no folder chosen yet).
+  std::string tokenizer_spec() const;
+  /// Selects "char", "byte" or "bpe:DIR" (the folder goes into the field).
+  void set_tokenizer_spec(const std::string& spec);
+
   QLineEdit* data_edit() const { return data_; }
+  QComboBox* tokenizer_box() const { return tokenizer_; }
+  QLineEdit* bpe_dir_edit() const { return bpe_dir_; }
   QComboBox* optimizer_box() const { return optimizer_; }
   QComboBox* schedule_box() const { return schedule_; }
   QSpinBox* max_steps_box() const { return max_steps_; }
@@ -141,6 +149,10 @@ class TrainingPanel : public QWidget {
   void update_finetune();  // recounts, refreshes the label and errors
 
   QLineEdit* data_;
+  QComboBox* tokenizer_;  // char | byte | bpe (data: the spec's kind)
+  QWidget* bpe_row_;      // shown for bpe only
+  QLineEdit* bpe_dir_;    // a `tokenizer train` folder (or its tokenizer.json)
+  QPushButton* browse_bpe_;
   QPushButton* browse_;
   QLineEdit* name_;
   QLineEdit* tags_;
