@@ -15,6 +15,7 @@
 #include <QTest>
 #include <QTimer>
 #include <algorithm>
+#include <ctime>
 
 #include "browser/run_browser.h"
 #include "data/bpe_trainer.h"
@@ -370,14 +371,30 @@ class TrainingTest : public QObject {
     QVERIFY(w.tabs()->currentWidget() == w.charts());  // the charts are drawn meanwhile
 
     // A 5 ms timer: the largest gap between its ticks is the event-loop stall.
+    // A gap is the UI thread's own work (CPU time it used in the gap) plus
+    // time the OS ran other processes instead: on a loaded 2-core machine
+    // (ctest -j2, builds) the second can exceed 50 ms without any stall of
+    // ours. So the limit is on the UI thread's CPU time within a gap, with a
+    // looser bound on the wall-clock gap.
     QTimer tick;
     tick.setInterval(5);
     QElapsedTimer clock;
+    auto thread_cpu_ms = [] {
+      timespec ts{};
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+      return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) / 1e6;
+    };
     qint64 last = -1, worst = 0;
+    double last_cpu = 0, worst_busy = 0;
     connect(&tick, &QTimer::timeout, [&] {
       const qint64 now = clock.elapsed();
-      if (last >= 0) worst = std::max(worst, now - last);
+      const double cpu = thread_cpu_ms();
+      if (last >= 0) {
+        worst = std::max(worst, now - last);
+        worst_busy = std::max(worst_busy, cpu - last_cpu);
+      }
       last = now;
+      last_cpu = cpu;
     });
     const int64_t before = w.steps_received();
     clock.start();
@@ -391,10 +408,14 @@ class TrainingTest : public QObject {
     const int64_t steps = w.steps_received() - before;
     w.training_panel()->stop_button()->click();
     QTRY_COMPARE_WITH_TIMEOUT(w.training_panel()->state(), TrainingPanel::State::kIdle, 30000);
-    qInfo("event loop: worst gap %lld ms over 3 s while %lld steps arrived", worst,
-          (long long)steps);
+    qInfo(
+        "event loop: worst gap %lld ms (UI thread busy %.1f ms of it at most) over 3 s while "
+        "%lld steps arrived",
+        worst, worst_busy, (long long)steps);
     QVERIFY2(steps > 20, "training must have progressed during the measurement");
-    QVERIFY2(worst < 50, qPrintable(QString("worst gap %1 ms").arg(worst)));
+    QVERIFY2(worst_busy < 50,
+             qPrintable(QString("UI thread busy %1 ms in one gap").arg(worst_busy)));
+    QVERIFY2(worst < 250, qPrintable(QString("worst gap %1 ms").arg(worst)));
   }
 };
 
