@@ -424,6 +424,13 @@ void MainWindow::poll() {
       resume_curves_.reset();
     }
     charts_->add_run(live_run_id_, live_name_);
+    try {  // the run's own model (a fine-tune's is its base), for the FLOPs axis
+      ExperimentStore store = ExperimentStore::open_readonly(session_.db_path());
+      if (const auto run = store.get_run(live_run_id_))
+        charts_->set_flops_per_token(live_run_id_, run_flops_per_token(*run));
+    } catch (const std::exception&) {
+      // no FLOPs axis for this run; the others still draw
+    }
     browser_->refresh();
   }
   if (live_run_id_) {

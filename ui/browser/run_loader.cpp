@@ -5,6 +5,8 @@
 #include <map>
 #include <stdexcept>
 
+#include "core/arch_analysis.h"
+
 namespace bl {
 
 RunCurves load_run_curves(ExperimentStore& store, const RunRecord& run, int64_t after_step) {
@@ -52,7 +54,21 @@ RunCurves load_run_curves(ExperimentStore& store, const RunRecord& run, int64_t 
   const int64_t last = c.size() ? c.step.back() : after_step;
   for (const EvalRecord& e : store.evals(run.id, "eval_loss"))
     if (e.step > after_step && e.step <= last) c.evals.emplace_back(e.step, e.value);
+  c.flops_per_token = run_flops_per_token(run);
   return c;
+}
+
+double run_flops_per_token(const RunRecord& run) {
+  const auto f = run.summary.find("flops_per_token");
+  if (f != run.summary.end() && f->is_number()) return f->get<double>();
+  try {
+    const ModelConfig m = model_config_from_json(run.model_config);
+    const int64_t seq_len = run.train_config.value("seq_len", m.block.max_seq_len);
+    const ArchAnalysis a = analyse_architecture(m, seq_len);
+    return a.error.empty() ? a.total.flops_per_token : 0.0;
+  } catch (const std::exception&) {
+    return 0.0;  // an unreadable config: no FLOPs axis for this run
+  }
 }
 
 void write_metrics_csv(ExperimentStore& store, const std::vector<int64_t>& run_ids,

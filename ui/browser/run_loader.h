@@ -16,6 +16,11 @@ namespace bl {
 /// relative to the run's start. Tolerates a batch committed mid-step.
 RunCurves load_run_curves(ExperimentStore& store, const RunRecord& run, int64_t after_step = -1);
 
+/// Training FLOPs per token of a stored run: its summary's flops_per_token
+/// (written at the end of training), else counted on its model config at its
+/// seq_len (running or killed runs); 0 if neither is readable.
+double run_flops_per_token(const RunRecord& run);
+
 /// Writes every metric of `run_ids` as CSV rows
 /// run_id,run_name,metric,step,wall_time,value. Throws on I/O or store errors.
 void write_metrics_csv(ExperimentStore& store, const std::vector<int64_t>& run_ids,

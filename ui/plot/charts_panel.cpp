@@ -61,7 +61,7 @@ ChartsPanel::ChartsPanel(QWidget* parent) : QWidget(parent) {
 
   x_box_ = new QComboBox;
   x_box_->setObjectName("x_axis");
-  x_box_->addItems({"step", "wall time (s)", "tokens"});
+  x_box_->addItems({"step", "wall time (s)", "tokens", "training FLOPs"});
   smooth_ = new QSlider(Qt::Horizontal);
   smooth_->setObjectName("smoothing");
   smooth_->setRange(0, 99);
@@ -165,6 +165,10 @@ double ChartsPanel::x_of(const RunCurves& c, size_t i) const {
       return c.wall[i];
     case XAxis::kTokens:
       return c.tokens[i];
+    case XAxis::kFlops:
+      // Compute spent so far (6N-style, counted on the engine's model): runs of
+      // different sizes compare at equal compute.
+      return c.tokens[i] * c.flops_per_token;
     case XAxis::kStep:
       break;
   }
@@ -391,6 +395,13 @@ void ChartsPanel::add_run(int64_t id, const QString& name) {
   s.c.name = name;
   runs_[id] = std::move(s);
   rebuild();
+}
+
+void ChartsPanel::set_flops_per_token(int64_t id, double flops_per_token) {
+  auto it = runs_.find(id);
+  if (it == runs_.end() || it->second.c.flops_per_token == flops_per_token) return;
+  it->second.c.flops_per_token = flops_per_token;
+  if (x_ == XAxis::kFlops) rebuild();
 }
 
 void ChartsPanel::set_run(RunCurves c) {

@@ -44,6 +44,8 @@ struct RunCurves {
   /// Every other metric by name: (step, value), steps increasing. Logged at
   /// every step (step_time_ms, MoE losses) or only some (diagnostics).
   std::map<std::string, std::vector<std::pair<int64_t, double>>> extra;
+  /// Training (forward + backward) FLOPs per token, for the FLOPs x axis; 0 = unknown.
+  double flops_per_token = 0;
 
   void add(const StepMetrics& m);
   size_t size() const { return step.size(); }
@@ -57,12 +59,14 @@ class ChartsPanel : public QWidget {
   Q_OBJECT
 
  public:
-  enum class XAxis { kStep = 0, kWallTime = 1, kTokens = 2 };
+  enum class XAxis { kStep = 0, kWallTime = 1, kTokens = 2, kFlops = 3 };
 
   explicit ChartsPanel(QWidget* parent = nullptr);
 
   /// Adds an (empty) run if not present.
   void add_run(int64_t id, const QString& name);
+  /// Training FLOPs per token of run `id` (its FLOPs x axis: tokens seen times this).
+  void set_flops_per_token(int64_t id, double flops_per_token);
   /// Adds or replaces a run with all its data.
   void set_run(RunCurves c);
   void remove_run(int64_t id);

@@ -18,6 +18,8 @@
 #include <set>
 
 #include "browser/run_loader.h"
+#include "core/model.h"
+#include "core/presets.h"
 #include "plot/charts_panel.h"
 #include "plot/plot_view.h"
 #include "run/launcher.h"
@@ -271,11 +273,41 @@ class PlotTest : public QObject {
     QVERIFY(loss->readout_at(1280)[1].contains("eval: 2.5 @ 1280"));  // eval after step 5
     c.x_axis_box()->setCurrentIndex(int(ChartsPanel::XAxis::kWallTime));
     QVERIFY(loss->readout_at(2.5).front().contains("@ 2.5"));
+    // Training FLOPs: tokens seen times the run's FLOPs per token (1000 here):
+    // step 5's 1,280 tokens are 1.28 MFLOPs.
+    c.set_flops_per_token(3, 1000.0);
+    c.x_axis_box()->setCurrentIndex(int(ChartsPanel::XAxis::kFlops));
+    QCOMPARE(c.x_axis(), ChartsPanel::XAxis::kFlops);
+    QCOMPARE(c.x_axis_box()->currentText(), QString("training FLOPs"));
+    QVERIFY2(loss->readout_at(1.28e6).front().contains("@ 1.28e+06"),
+             qPrintable(loss->readout_at(1.28e6).front()));
+    QVERIFY(loss->readout_at(1.28e6)[1].contains("eval: 2.5"));
+    c.set_flops_per_token(3, 2000.0);  // a known value changes the axis at once
+    QVERIFY2(loss->readout_at(2.56e6).front().contains("@ 2.56e+06"),
+             qPrintable(loss->readout_at(2.56e6).front()));
     c.smoothing_slider()->setValue(0);
     QCOMPARE(loss->smoothing(), 0.0);
     c.log_box()->setChecked(true);
     QVERIFY(loss->log_y() && c.lr_plot()->log_y());
     QCOMPARE(c.color_of(3), qualitative_color(0));  // the only run: the first colour
+  }
+
+  // A stored run's FLOPs per token: its summary's when training finished,
+  // else counted on its model config at its seq_len (a running or killed run).
+  void stored_runs_know_their_flops_per_token() {
+    const Preset p = load_preset("gpt-tiny");
+    RunRecord run;
+    run.model_config = model_config_to_json(p.model);
+    run.train_config = {{"seq_len", 64}};
+    LanguageModel model(p.model);
+    const double want = model.flops_per_token(64);
+    QVERIFY(want > 0);
+    QCOMPARE(run_flops_per_token(run), want);
+    run.summary = {{"flops_per_token", 1234.0}};
+    QCOMPARE(run_flops_per_token(run), 1234.0);
+    run.summary = nullptr;
+    run.model_config = {{"block", {{"d_model", -3}}}};  // unreadable: no FLOPs axis, no throw
+    QCOMPARE(run_flops_per_token(run), 0.0);
   }
 
   void any_logged_metric_gets_a_chart() {
