@@ -230,6 +230,10 @@ void MainWindow::save_settings() const {
   s.setValue("charts/log_y", charts_->log_box()->isChecked());
   s.setValue("charts/metrics", charts_->metric_charts());
   s.setValue("compare/metrics", browser_->charts()->metric_charts());
+  QStringList columns;
+  for (const std::string& c : browser_->config_columns()) columns << QString::fromStdString(c);
+  s.setValue("runs/config_columns", columns);
+  s.setValue("train/tokenizer", QString::fromStdString(train_->tokenizer_spec()));
   s.setValue("recent_configs", recent_);
   s.setValue("session/preset", presets_->currentText());
   TrainConfig t = base_.train;
@@ -248,12 +252,19 @@ void MainWindow::restore_settings() {
   if (s.contains("window/state")) restoreState(s.value("window/state").toByteArray());
   tabs_->setCurrentIndex(s.value("window/tab", 0).toInt());
   set_dark_theme(s.value("view/dark", false).toBool());
-  charts_->set_x_axis(ChartsPanel::XAxis(std::clamp(s.value("charts/x_axis", 0).toInt(), 0, 2)));
+  charts_->set_x_axis(ChartsPanel::XAxis(
+      std::clamp(s.value("charts/x_axis", 0).toInt(), 0, int(ChartsPanel::XAxis::kFlops))));
   if (s.contains("charts/smoothing"))
     charts_->smoothing_slider()->setValue(s.value("charts/smoothing").toInt());
   charts_->set_log_y(s.value("charts/log_y", false).toBool());
   charts_->set_metric_charts(s.value("charts/metrics").toStringList());
   browser_->charts()->set_metric_charts(s.value("compare/metrics").toStringList());
+  std::vector<std::string> columns;
+  for (const QString& c : s.value("runs/config_columns").toStringList())
+    columns.push_back(c.toStdString());
+  browser_->set_config_columns(columns);
+  if (s.contains("train/tokenizer"))
+    train_->set_tokenizer_spec(s.value("train/tokenizer").toString().toStdString());
   // Train settings belong to the preset they were made for: another preset
   // (from --preset) keeps its own.
   if (s.value("train/preset").toString() == presets_->currentText() && s.contains("train/config")) {

@@ -11,9 +11,11 @@
 #include <QDir>
 #include <QElapsedTimer>
 #include <QPushButton>
+#include <QScrollBar>
 #include <QSpinBox>
 #include <QStyleFactory>
 #include <QTabWidget>
+#include <QTableView>
 #include <QTemporaryDir>
 #include <QThread>
 #include <QUndoStack>
@@ -162,12 +164,17 @@ int main(int argc, char** argv) {
 
   bl::RunBrowser* b = w.browser();
   b->refresh();
+  b->set_config_columns({"train.learning_rate", "model.n_layers"});  // config fields as columns
   w.tabs()->setCurrentWidget(b);
   b->select_runs(b->visible_ids());
   b->charts()->redraw_now();
   ok = save(w, out + "/runs_compare.png") && ok;
   b->compare_tabs()->setCurrentIndex(1);
   ok = save(w, out + "/runs_diff.png") && ok;
+  // The config columns, at the right end of the table.
+  b->table()->horizontalScrollBar()->setValue(b->table()->horizontalScrollBar()->maximum());
+  ok = save(w, out + "/runs_columns.png") && ok;
+  b->table()->horizontalScrollBar()->setValue(0);
 
   // A QLoRA fine-tune of the second run: the Fine-tune group with its live
   // trainable count, then the browser's lineage columns.

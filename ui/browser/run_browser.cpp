@@ -9,6 +9,7 @@
 #include <QItemSelectionModel>
 #include <QLabel>
 #include <QLineEdit>
+#include <QMenu>
 #include <QMessageBox>
 #include <QPlainTextEdit>
 #include <QPushButton>
@@ -22,6 +23,7 @@
 #include <QVBoxLayout>
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "browser/config_diff.h"
@@ -182,12 +184,17 @@ RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
   sweep_button_->setObjectName("open_sweep_dialog");
   sweep_button_->setToolTip(
       "Run a sweep (grid / random axes, seeds, budget) in local worker processes");
+  columns_button_ = new QPushButton("Columns…");
+  columns_button_->setObjectName("config_columns");
+  columns_button_->setToolTip(
+      "Show configuration fields (learning rate, seed, d_model, ...) as columns of the table");
   count_ = new QLabel;
   auto* filter_row = new QHBoxLayout;
   filter_row->addWidget(search_, 1);
   filter_row->addWidget(status_);
   filter_row->addWidget(sweep_);
   filter_row->addWidget(sweep_button_);
+  filter_row->addWidget(columns_button_);
   filter_row->addWidget(count_);
 
   // Details of the current run.
@@ -282,6 +289,27 @@ RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
   connect(search_, &QLineEdit::textChanged, this, refilter);
   connect(status_, &QComboBox::currentIndexChanged, this, refilter);
   connect(sweep_, &QComboBox::currentIndexChanged, this, refilter);
+  connect(columns_button_, &QPushButton::clicked, this, [this] {
+    // One checkable entry per config field of the runs read; picking one
+    // toggles its column.
+    QMenu menu(this);
+    for (const std::string& p : config_paths()) {
+      QAction* a = menu.addAction(QString::fromStdString(p));
+      a->setCheckable(true);
+      a->setChecked(std::find(config_columns_.begin(), config_columns_.end(), p) !=
+                    config_columns_.end());
+    }
+    if (menu.isEmpty()) menu.addAction("(no runs yet)")->setEnabled(false);
+    QAction* picked = menu.exec(columns_button_->mapToGlobal(QPoint(0, columns_button_->height())));
+    if (!picked || !picked->isCheckable()) return;
+    std::vector<std::string> cols = config_columns_;
+    const std::string p = picked->text().toStdString();
+    if (picked->isChecked())
+      cols.push_back(p);
+    else
+      cols.erase(std::remove(cols.begin(), cols.end(), p), cols.end());
+    set_config_columns(std::move(cols));
+  });
   connect(sweep_button_, &QPushButton::clicked, this, [this] {
     auto* d = new SweepDialog(db_path_, this);
     d->setAttribute(Qt::WA_DeleteOnClose);
@@ -402,7 +430,7 @@ void RunBrowser::update_row(const RunRecord& r) {
     }
   if (row < 0) {
     QList<QStandardItem*> items;
-    for (int c = 0; c < kColumns; ++c) items << new QStandardItem;
+    for (int c = 0; c < model_->columnCount(); ++c) items << new QStandardItem;
     model_->appendRow(items);
     row = model_->rowCount() - 1;
   }
@@ -455,6 +483,7 @@ void RunBrowser::update_row(const RunRecord& r) {
     set(kSweep, "", qlonglong(-1));
   }
   model_->item(row, 0)->setData(qlonglong(r.sweep_id.value_or(0)), kSweepRole);
+  fill_config_cells(row, r);
   model_->item(row, kStatus)->setForeground(status_color(r.status));
   // The name takes its curve's colour while the run is in the compare charts.
   const QColor curve = charts_->color_of(r.id);
@@ -496,7 +525,7 @@ void RunBrowser::select_runs(const std::vector<int64_t>& ids) {
   for (int i = 0; i < proxy_->rowCount(); ++i) {
     const QModelIndex idx = proxy_->index(i, 0);
     if (std::find(ids.begin(), ids.end(), idx.data(kIdRole).toLongLong()) == ids.end()) continue;
-    sel.select(idx, proxy_->index(i, kColumns - 1));
+    sel.select(idx, proxy_->index(i, proxy_->columnCount() - 1));
     if (!first.isValid()) first = idx;
   }
   table_->selectionModel()->setCurrentIndex(first, QItemSelectionModel::NoUpdate);
@@ -508,6 +537,56 @@ std::optional<RunRecord> RunBrowser::run(int64_t id) const {
   auto it = runs_.find(id);
   if (it == runs_.end()) return std::nullopt;
   return it->second;
+}
+
+void RunBrowser::set_config_columns(std::vector<std::string> paths) {
+  config_columns_ = std::move(paths);
+  model_->setColumnCount(kColumns + int(config_columns_.size()));
+  for (size_t i = 0; i < config_columns_.size(); ++i)
+    model_->setHorizontalHeaderItem(kColumns + int(i),
+                                    new QStandardItem(QString::fromStdString(config_columns_[i])));
+  for (int row = 0; row < model_->rowCount(); ++row) {
+    const auto r = runs_.find(model_->item(row, 0)->data(kIdRole).toLongLong());
+    if (r != runs_.end()) fill_config_cells(row, r->second);
+  }
+  for (size_t i = 0; i < config_columns_.size(); ++i)
+    table_->resizeColumnToContents(kColumns + int(i));  // the header path readable
+}
+
+void RunBrowser::fill_config_cells(int row, const RunRecord& r) {
+  if (config_columns_.empty()) return;
+  std::map<std::string, std::string> values;
+  for (auto& [path, v] : flatten_json(comparable_config(r))) values[path] = v;
+  for (size_t i = 0; i < config_columns_.size(); ++i) {
+    const int col = kColumns + int(i);
+    QStandardItem* it = model_->item(row, col);
+    if (!it) model_->setItem(row, col, it = new QStandardItem);
+    const auto v = values.find(config_columns_[i]);
+    const QString text = v == values.end() ? "—" : QString::fromStdString(v->second);
+    bool numeric = false;
+    const double x = text.toDouble(&numeric);
+    it->setText(text);
+    // Numbers before text, in numeric order; absent fields last.
+    it->setData(numeric ? QVariant(x) : QVariant(text), kSortRole);
+  }
+}
+
+QString RunBrowser::config_cell(int64_t id, const std::string& path) const {
+  const auto c = std::find(config_columns_.begin(), config_columns_.end(), path);
+  if (c == config_columns_.end()) return {};
+  for (int i = 0; i < model_->rowCount(); ++i)
+    if (model_->item(i, 0)->data(kIdRole).toLongLong() == id) {
+      const QStandardItem* it = model_->item(i, kColumns + int(c - config_columns_.begin()));
+      return it ? it->text() : QString();
+    }
+  return {};
+}
+
+std::vector<std::string> RunBrowser::config_paths() const {
+  std::set<std::string> paths;
+  for (const auto& [id, r] : runs_)
+    for (auto& [path, v] : flatten_json(comparable_config(r))) paths.insert(path);
+  return {paths.begin(), paths.end()};
 }
 
 QString RunBrowser::cell(int64_t id, Column column) const {

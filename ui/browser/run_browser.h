@@ -79,6 +79,15 @@ class RunBrowser : public QWidget {
   std::optional<RunRecord> run(int64_t id) const;
   /// Text shown in `column` for run `id`.
   QString cell(int64_t id, Column column) const;
+  /// Configuration fields shown as extra columns after the fixed ones, by
+  /// dotted path as the config diff names them ("train.learning_rate",
+  /// "model.block.d_model"); numbers sort numerically.
+  void set_config_columns(std::vector<std::string> paths);
+  const std::vector<std::string>& config_columns() const { return config_columns_; }
+  /// Text of config column `path` for run `id` ("" if the column is not shown).
+  QString config_cell(int64_t id, const std::string& path) const;
+  /// Every dotted config path of the runs read, sorted (the Columns menu).
+  std::vector<std::string> config_paths() const;
 
   // Edits (read-write connection); errors go to the message label and return false.
   bool set_tags(int64_t id, const QStringList& tags);
@@ -95,6 +104,7 @@ class RunBrowser : public QWidget {
   /// "all runs", "no sweep", then "sweep N 'name'" for each sweep seen.
   QComboBox* sweep_box() const { return sweep_; }
   QPushButton* sweep_button() const { return sweep_button_; }
+  QPushButton* columns_button() const { return columns_button_; }
   QTableWidget* diff_table() const { return diff_; }
   ChartsPanel* charts() const { return charts_; }
   QTabWidget* compare_tabs() const { return tabs_; }
@@ -111,6 +121,7 @@ class RunBrowser : public QWidget {
  private:
   bool open_reader();
   void update_row(const RunRecord& r);
+  void fill_config_cells(int row, const RunRecord& r);
   void selection_changed();
   void update_compare();
   void update_details();
@@ -131,6 +142,8 @@ class RunBrowser : public QWidget {
   QComboBox* status_;
   QComboBox* sweep_;
   QPushButton* sweep_button_;
+  QPushButton* columns_button_;
+  std::vector<std::string> config_columns_;
   QLabel* count_;
   QLineEdit* name_edit_;
   QLineEdit* tags_edit_;

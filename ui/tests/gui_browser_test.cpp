@@ -96,6 +96,45 @@ class BrowserTest : public QObject {
     QCOMPARE(b.visible_ids(), (std::vector<int64_t>{b_, a_, c_}));
   }
 
+  // Config fields as columns: picked from the runs' own fields, filled per
+  // run, sorted numerically, kept for new rows.
+  void config_fields_as_columns() {
+    RunBrowser b(db_);
+    const std::vector<std::string> paths = b.config_paths();
+    for (const char* p : {"train.learning_rate", "train.seed", "model.block.d_model"})
+      QVERIFY2(std::find(paths.begin(), paths.end(), p) != paths.end(), p);
+    b.set_config_columns({"train.learning_rate", "model.block.d_model"});
+    QCOMPARE(b.table()->model()->columnCount(), int(RunBrowser::kColumns) + 2);
+    QCOMPARE(b.table()->model()->headerData(RunBrowser::kColumns, Qt::Horizontal).toString(),
+             QString("train.learning_rate"));
+    QCOMPARE(b.config_cell(b_, "train.learning_rate").toDouble(), 3e-3);
+    QCOMPARE(b.config_cell(a_, "train.learning_rate").toDouble(), base_.train.learning_rate);
+    QCOMPARE(b.config_cell(a_, "model.block.d_model"), QString::number(base_.model.block.d_model));
+    QCOMPARE(b.config_cell(a_, "train.seed"), QString());  // not shown
+    b.select_runs({a_, b_});  // whole rows, extra columns included
+    QCOMPARE(b.selected_ids(), (std::vector<int64_t>{a_, b_}));
+    QCOMPARE(b.charts()->run_ids(), (std::vector<int64_t>{a_, b_}));
+    // Numeric sort: the higher learning rate last ascending.
+    b.table()->sortByColumn(RunBrowser::kColumns, Qt::AscendingOrder);
+    QCOMPARE(b.visible_ids().back(), b_);
+    b.table()->sortByColumn(RunBrowser::kColumns, Qt::DescendingOrder);
+    QCOMPARE(b.visible_ids().front(), b_);
+    // A run written later gets its cells too.
+    Preset pd = base_;
+    pd.train.learning_rate = 0.5;
+    int64_t d = 0;
+    {
+      ExperimentStore s(db_);
+      d = write_run(s, "huge-lr", pd, 3, 9.0, RunStatus::kDiverged);
+    }
+    b.refresh();
+    QCOMPARE(b.config_cell(d, "train.learning_rate").toDouble(), 0.5);
+    b.set_config_columns({});
+    QCOMPARE(b.table()->model()->columnCount(), int(RunBrowser::kColumns));
+    ExperimentStore s(db_);
+    s.delete_run(d);
+  }
+
   void filter_search_and_edit() {
     RunBrowser b(db_);
     b.status_box()->setCurrentIndex(b.status_box()->findData("failed"));
