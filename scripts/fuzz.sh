@@ -10,7 +10,7 @@ BUILD="${1:-build-asan}"
 SECONDS_EACH="${2:-20}"
 shift 2 2>/dev/null || shift $#
 FUZZERS=("$@")
-[ ${#FUZZERS[@]} -eq 0 ] && FUZZERS=(config safetensors gguf checkpoint adapter_config tokenizer store)
+[ ${#FUZZERS[@]} -eq 0 ] && FUZZERS=(config safetensors gguf checkpoint adapter_config tokenizer store sweep_spec run_import)
 ARTIFACTS="$BUILD/fuzz-artifacts"
 mkdir -p "$ARTIFACTS"
 failed=()

@@ -2,16 +2,20 @@
 // it: the loss curve equals the 1-process curve with the same global batch,
 // only rank 0 records (one run row, with world_size and hosts), a resume
 // continues at the same rank count and refuses another, and a batch the ranks
-// cannot share is refused before any run exists.
+// cannot share is refused before any run exists. In a build without MPI
+// (cmake -DCMAKE_DISABLE_FIND_PACKAGE_MPI=ON, or no libopenmpi-dev) these skip,
+// and --distributed must say how to enable it instead.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "cli_support.h"
+#include "dist/communicator.h"
 #include "store/experiment_store.h"
 #include "temp_files.h"
 #include "test_paths.h"  // BLOCKLAB_SOURCE_DIR, BLOCKLAB_CLI_PATH
@@ -60,6 +64,9 @@ MetricSeries losses(const std::string& db, int64_t run, const char* name = "loss
 class CliDistributed : public ::testing::Test {
  protected:
   void SetUp() override {
+    if (!have_mpi())
+      GTEST_SKIP() << "this blocklab-cli was built without MPI (CliDistributedWithoutMpi "
+                      "checks what --distributed says instead)";
     if (!have_mpirun())
       GTEST_SKIP() << "mpirun not found: install openmpi-bin and libopenmpi-dev "
                       "(scripts/install-deps.sh) to run the data-parallel tests";
@@ -218,6 +225,24 @@ TEST_F(CliDistributed, BatchTheRanksCannotShareIsRefused) {
       << r.out;
   auto store = ExperimentStore::open_readonly(db);
   EXPECT_TRUE(store.list_runs().empty());
+}
+
+// A build without MPI (the same engine as this test's: have_mpi() is false)
+// refuses --distributed before any run exists, saying how to enable it; found
+// missing when the whole suite was run in a no-MPI build, where the tests above
+// ran (mpirun was installed) and failed on this message.
+TEST(CliDistributedWithoutMpi, DistributedSaysHowToEnableIt) {
+  if (have_mpi()) GTEST_SKIP() << "this build has MPI: CliDistributed runs --distributed";
+  TempDir dir;
+  const std::string db = dir / "e.db";
+  const auto r = run_cli(kTrain + " --distributed --db " + db);
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("--distributed needs MPI, and this blocklab-cli was built without it"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("libopenmpi-dev"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("rebuild"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(db));  // refused before any run or store exists
 }
 
 }  // namespace

@@ -329,5 +329,21 @@ TEST_F(CliSweep, SlurmSubmitsTheArrayThenTheCollectionAfterIt) {
   EXPECT_TRUE(contains(test::read_bytes(dir_ / "sh3/sweep.sbatch"), "#SBATCH --partition=debug\n"));
 }
 
+TEST_F(CliSweep, SlurmWithoutSbatchIsRefusedBeforeAnythingIsWrittenOrRecorded) {
+  const std::string spec = write_spec({{"config", tiny_config()}, {"seeds", 2}});
+  setenv("BLOCKLAB_SBATCH", (dir_ / "no-such-sbatch").c_str(), 1);
+  auto r = run_cli("sweep " + spec + " --slurm --shared " + (dir_ / "sh4") + " --db " + db_);
+  unsetenv("BLOCKLAB_SBATCH");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_TRUE(contains(r.out, "no-such-sbatch is not found")) << r.out;
+  EXPECT_TRUE(contains(r.out, "dry run")) << r.out;
+  EXPECT_FALSE(fs::exists(db_));  // no sweep recorded as submitted
+  EXPECT_FALSE(fs::exists(dir_ / "sh4"));
+  // A partition of two words cannot go into an #SBATCH line.
+  r = run_cli("sweep " + spec + " --slurm --dry-run --partition 'a b' --db " + db_);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_TRUE(contains(r.out, "--partition and --time take one word, got 'a b'")) << r.out;
+}
+
 }  // namespace
 }  // namespace bl

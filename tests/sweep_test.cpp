@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -161,6 +162,47 @@ TEST(SweepSpec, ErrorsNameTheFieldAndTheRule) {
         json::array({1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17,
                      18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34});
   EXPECT_HAS(spec_error(huge), "more than 1000000 trials");
+}
+
+// Undefined behaviour in the expansion, reported by UBSan when the sanitized
+// fuzz_sweep_spec ran boundary seeds (fuzz/corpus/sweep_spec/
+// int-uniform-extremes.json, grid-overflow.json; 60 s of fuzzing from the
+// other seeds had not reached them): an int_uniform range wider than int64
+// overflowed max - min, a bound of 2^63 was converted to int64 out of range,
+// and 20 grid axes of 10 values overflowed the grid product while sizing a
+// random search. Now each is refused, naming the field.
+TEST(SweepSpec, RangesAndGridsTooLargeAreRefusedNotOverflowed) {
+  const auto int_axis = [](const json& lo, const json& hi) {
+    return json{
+        {"random",
+         {{"train.warmup_steps", {{"distribution", "int_uniform"}, {"min", lo}, {"max", hi}}}}},
+        {"budget", 4}};
+  };
+  EXPECT_HAS(
+      spec_error(int_axis(int64_t(-5'000'000'000'000'000'000), int64_t(5'000'000'000'000'000'000))),
+      "spec.json: random.train.warmup_steps.min: must be in [-2^53, 2^53] for int_uniform");
+  EXPECT_HAS(spec_error(int_axis(0, std::numeric_limits<int64_t>::max())),
+             "random.train.warmup_steps.max: must be in [-2^53, 2^53] for int_uniform, got "
+             "9223372036854775807");
+  EXPECT_HAS(spec_error(int_axis(0, std::numeric_limits<uint64_t>::max())),
+             "random.train.warmup_steps.max: must be in [-2^53, 2^53]");
+  // The widest range allowed draws inside it.
+  const int64_t lim = int64_t(1) << 53;
+  const SweepSpec wide = parse(int_axis(-lim, lim));
+  for (const SweepTrial& t : expand_sweep(wide)) {
+    const int64_t v = t.params["train.warmup_steps"].get<int64_t>();
+    EXPECT_GE(v, -lim);
+    EXPECT_LE(v, lim);
+  }
+  json grid = json::object();
+  for (int a = 0; a < 20; ++a)
+    grid["train.axis" + std::to_string(a)] = json::array({0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+  EXPECT_HAS(
+      spec_error(
+          {{"grid", grid},
+           {"random", {{"train.dropout", {{"distribution", "uniform"}, {"min", 0}, {"max", 0.1}}}}},
+           {"budget", 5}}),
+      "spec.json: grid: the sweep expands to more than 1000000 trials");
 }
 
 TEST(SweepSpec, TrialConfigsAreCheckedLikeSet) {
@@ -479,6 +521,75 @@ TEST(RunImport, ParentLinksFollowUuidsAndMissingSourcesAreNamed) {
 }
 
 // ---------------------------------------------------------------- report
+
+// Found by fuzz_run_import's "a second import adds nothing" rule on a
+// hand-made input: a source run whose UUID is NULL (the v2 -> v3 migration
+// adds the column without NOT NULL, so a damaged or edited file can hold one)
+// was imported again by every import. Such a source is now refused whole,
+// named, and the other sources are still imported.
+TEST(RunImport, SourceRunWithoutUuidIsRefusedNotImportedTwice) {
+  TempDir dir;
+  const std::string bad = dir / "bad/experiments.db";
+  fs::create_directories(dir / "bad");
+  {
+    sqlite3* c = nullptr;
+    ASSERT_EQ(sqlite3_open(bad.c_str(), &c), SQLITE_OK);
+    std::vector<store::Migration> v2(store::migrations().begin(), store::migrations().begin() + 2);
+    store::migrate(c, bad, v2);
+    store::exec_sql(
+        c, "INSERT INTO runs(id, name, status, created_at) VALUES (1, 'a', 'completed', 1)",
+        "seed");
+    sqlite3_close(c);
+  }
+  { ExperimentStore migrate(bad); }  // to v3: run 1 gets a UUID
+  {
+    sqlite3* c = nullptr;
+    ASSERT_EQ(sqlite3_open(bad.c_str(), &c), SQLITE_OK);
+    store::exec_sql(c, "UPDATE runs SET uuid = NULL", "damage");
+    sqlite3_close(c);
+  }
+  const TaskDb good = make_task_db(dir / "good", "sweep-uuid", 1, RunStatus::kCompleted);
+  const std::string target = dir / "main.db";
+  for (int round = 0; round < 2; ++round) {
+    const ImportReport rep = import_runs(target, {bad, good.path});
+    ASSERT_EQ(rep.problems.size(), 1u);
+    EXPECT_HAS(rep.problems[0], bad + ": run 1 has no UUID (a damaged database); nothing imported");
+    EXPECT_EQ(rep.imported, round == 0 ? 1 : 0);
+  }
+  EXPECT_EQ(ExperimentStore::open_readonly(target).list_runs().size(), 1u);
+}
+
+// Found by fuzz_run_import in 60 s (its "the target holds the runs the report
+// counts" rule): a source whose schema text was edited so that runs.id is no
+// longer the rowid ("INTEGER PRIMARY KEY" -> "INTEGER statusY KEY") reads
+// every id as NULL; the run was counted as imported though no row was copied,
+// and the rows copied after it went to the run imported before it. Such a
+// source is now refused whole, named, and the other sources still import.
+TEST(RunImport, SourceRunWithoutIntegerIdIsRefusedNotMiscounted) {
+  TempDir dir;
+  const TaskDb bad = make_task_db(dir / "bad", "sweep-uuid", 2, RunStatus::kCompleted);
+  {
+    sqlite3* c = nullptr;
+    ASSERT_EQ(sqlite3_open(bad.path.c_str(), &c), SQLITE_OK);
+    store::exec_sql(c,
+                    "PRAGMA writable_schema = ON; UPDATE sqlite_master SET sql = replace(sql, "
+                    "'INTEGER PRIMARY KEY', 'INTEGER statusY KEY') WHERE name = 'runs'",
+                    "damage");
+    sqlite3_close(c);
+  }
+  const TaskDb good = make_task_db(dir / "good", "sweep-uuid", 1, RunStatus::kCompleted);
+  const std::string target = dir / "main.db";
+  const ImportReport rep = import_runs(target, {bad.path, good.path});
+  ASSERT_EQ(rep.problems.size(), 1u);
+  EXPECT_HAS(rep.problems[0], bad.path + ": run " + bad.uuids[0] +
+                                  " has no integer id (a damaged database); nothing imported");
+  EXPECT_EQ(rep.imported, 1);
+  ExperimentStore s = ExperimentStore::open_readonly(target);
+  const auto runs = s.list_runs();
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].uuid, good.uuids[0]);
+  EXPECT_EQ(s.metrics(runs[0].id, "loss").size(), 5u);
+}
 
 TEST(SweepReport, CountsTheBestAttemptOfEachTrialAndCompletesASlurmSweepOnImport) {
   TempDir dir;

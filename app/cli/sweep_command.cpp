@@ -12,7 +12,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -20,6 +19,7 @@
 #include "setup.h"
 #include "sweep/run_transfer.h"
 #include "sweep/slurm_script.h"
+#include "sweep/slurm_submit.h"
 #include "sweep/sweep_report.h"
 #include "sweep/sweep_spec.h"
 #include "sweep/sweep_store.h"
@@ -284,110 +284,48 @@ int show_sweep(const Args& args, const std::string& db) {
 }
 
 // ------------------------------------------------------------------ slurm
-// Runs a command, returns its stdout; throws with its output on failure.
-std::string run_capture(const std::string& cmd) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) throw std::runtime_error("cannot run: " + cmd);
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int st = pclose(p);
-  if (st != 0)
-    throw std::runtime_error(cmd + " failed (exit " +
-                             std::to_string(WIFEXITED(st) ? WEXITSTATUS(st) : -1) + "): " + out);
-  return out;
-}
-
-// sbatch --parsable prints "jobid" or "jobid;cluster".
-std::string parse_job_id(const std::string& out, const std::string& cmd) {
-  std::string line = out.substr(0, out.find('\n'));
-  line = line.substr(0, line.find(';'));
-  if (line.empty() || !std::all_of(line.begin(), line.end(), ::isdigit))
-    throw std::runtime_error(cmd + " did not print a job id: " + out);
-  return line;
-}
-
-void write_file(const fs::path& p, const std::string& text, bool executable) {
-  std::ofstream f(p);
-  f << text;
-  f.close();
-  if (!f) throw std::runtime_error(p.string() + ": cannot write");
-  if (executable)
-    fs::permissions(p, fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec,
-                    fs::perm_options::add);
-}
-
 int run_slurm(const Args& args, const std::string& db) {
   if (args.positional().size() != 1) throw UsageError("sweep --slurm needs one SPEC.json");
   if (args.get("workers") || args.get("resume"))
     throw UsageError("--workers and --resume are for a local sweep; Slurm runs one task per trial");
   const SweepSpec spec = load_sweep_spec(args.positional()[0]);
   check_sweep_trials(spec);
-  const bool dry = args.flag("dry-run");
-  SlurmOptions o;
-  o.cli = self_exe();
-  o.main_db = fs::absolute(db).string();
-  o.sweep_name = spec.name;
-  o.trials = spec.trial_count();
-  o.max_parallel = args.get_int("max-parallel", 1).value_or(0);
-  o.threads = args.get_int("threads", 1).value_or(1);
-  o.partition = args.get("partition").value_or("");
-  o.time_limit = args.get("time").value_or("");
-  o.local_dir = args.get("local-dir").value_or("");
-  for (const std::string* v : {&o.partition, &o.time_limit})
-    if (v->find_first_of(" \t\n'\"") != std::string::npos)
-      throw UsageError("--partition and --time take one word, got '" + *v + "'");
-  // The sweep's record exists before any task runs (a dry run leaves the store alone).
-  std::optional<SweepRecord> rec;
-  if (!dry) {
-    SweepStore store(db);
-    rec = store.create(spec.name, spec.source.dump(), "", "submitted");
-    o.sweep_uuid = rec->uuid;
-  } else {
-    o.sweep_uuid = new_uuid();
+  SlurmRequest req;
+  req.cli = self_exe();
+  req.db = db;
+  req.shared_dir = args.get("shared").value_or("");
+  req.max_parallel = args.get_int("max-parallel", 1).value_or(0);
+  req.threads = args.get_int("threads", 1).value_or(1);
+  req.partition = args.get("partition").value_or("");
+  req.time_limit = args.get("time").value_or("");
+  req.local_dir = args.get("local-dir").value_or("");
+  req.dry_run = args.flag("dry-run");
+  SlurmSubmission sub;
+  try {
+    sub = submit_slurm_sweep(spec, req);
+  } catch (const SlurmSubmitError& e) {
+    throw UsageError(e.what());
   }
-  const fs::path shared = fs::absolute(args.get("shared").value_or(
-      (fs::absolute(db).parent_path() / "sweeps" / (spec.name + "-" + o.sweep_uuid.substr(0, 8)))
-          .string()));
-  if (shared.string().find_first_of(" \t\n'\"%") != std::string::npos)
-    throw UsageError("--shared " + shared.string() +
-                     ": the shared folder's path must not contain spaces, quotes or % (it is "
-                     "written into #SBATCH lines)");
-  o.shared_dir = shared.string();
-  std::error_code ec;
-  for (const char* sub : {"logs", "results"}) fs::create_directories(shared / sub, ec);
-  if (ec) throw std::runtime_error(shared.string() + ": cannot create: " + ec.message());
-  o.spec_path = (shared / "spec.json").string();
-  write_file(o.spec_path, spec.source.dump(2) + "\n", false);
-  write_file(shared / "sweep.sbatch", slurm_array_script(o), true);
-  write_file(shared / "collect.sbatch", slurm_collect_script(o), true);
-  std::printf("sweep '%s': %lld trials -> %s/sweep.sbatch (array 0-%lld), %s/collect.sbatch\n",
-              spec.name.c_str(), (long long)o.trials, o.shared_dir.c_str(),
-              (long long)(o.trials - 1), o.shared_dir.c_str());
-  if (dry) {
+  const SlurmOptions& o = sub.options;
+  std::printf("sweep '%s': %lld trials -> %s (array 0-%lld), %s\n", spec.name.c_str(),
+              (long long)o.trials, sub.array_script.c_str(), (long long)(o.trials - 1),
+              sub.collect_script.c_str());
+  if (req.dry_run) {
     std::printf(
-        "dry run: nothing submitted (submit with: sbatch %s/sweep.sbatch, then sbatch "
-        "--dependency=afterany:<job id> %s/collect.sbatch)\n",
-        o.shared_dir.c_str(), o.shared_dir.c_str());
+        "dry run: nothing submitted (submit with: sbatch %s, then sbatch "
+        "--dependency=afterany:<job id> %s)\n",
+        sub.array_script.c_str(), sub.collect_script.c_str());
     return 0;
   }
-  const char* env = std::getenv("BLOCKLAB_SBATCH");
-  const std::string sbatch = env && *env ? env : "sbatch";
-  const std::string c1 = sbatch + " --parsable " + shell_quote((shared / "sweep.sbatch").string());
-  const std::string array_id = parse_job_id(run_capture(c1), c1);
-  const std::string c2 = sbatch + " --parsable --dependency=afterany:" + array_id + " " +
-                         shell_quote((shared / "collect.sbatch").string());
-  const std::string collect_id = parse_job_id(run_capture(c2), c2);
   std::printf("submitted: array job %s, collection job %s (imports into %s when the array ends)\n",
-              array_id.c_str(), collect_id.c_str(), o.main_db.c_str());
+              sub.array_job.c_str(), sub.collect_job.c_str(), o.main_db.c_str());
   if (args.flag("json"))
-    std::printf("%s\n", json{{"sweep_id", rec->id},
-                             {"uuid", rec->uuid},
+    std::printf("%s\n", json{{"sweep_id", *sub.sweep_id},
+                             {"uuid", o.sweep_uuid},
                              {"trials", o.trials},
                              {"shared", o.shared_dir},
-                             {"array_job", array_id},
-                             {"collect_job", collect_id}}
+                             {"array_job", sub.array_job},
+                             {"collect_job", sub.collect_job}}
                             .dump()
                             .c_str());
   return 0;

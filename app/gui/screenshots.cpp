@@ -4,12 +4,14 @@
 // comparing two runs, a LoRA fine-tune's settings and the runs' lineage. Uses a
 // temporary experiment database. `--quick` renders only what needs no
 // training: the composer views (mamba2 editor, grouped errors, dark theme), and
-// six runs of synthetic curves in the charts (shared legend) and its export.
+// six runs of synthetic curves in the charts (shared legend) and its export,
+// and the Sweep dialog in Slurm mode after writing a job array (dry run).
 #include <QApplication>
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDir>
 #include <QElapsedTimer>
+#include <QLineEdit>
 #include <QPushButton>
 #include <QScrollBar>
 #include <QSpinBox>
@@ -30,6 +32,7 @@
 #include "plot/charts_panel.h"
 #include "plot/plot_view.h"
 #include "samples/samples_panel.h"
+#include "sweep/sweep_dialog.h"
 #include "training/training_panel.h"
 
 namespace {
@@ -143,6 +146,21 @@ int main(int argc, char** argv) {
     c.redraw_now();
     ok = save(c, out + "/charts_metrics.png") && ok;
     std::printf("wrote %s/charts_export.png and .svg %s\n", qPrintable(out), qPrintable(error));
+  }
+  {
+    // The Sweep dialog in Slurm mode, its scripts written (dry run) to a
+    // temporary shared folder: the fields of --slurm and the result.
+    bl::SweepDialog d((db_dir.path() + "/experiments.db").toStdString());
+    d.resize(760, 680);
+    d.mode_box()->setCurrentIndex(1);
+    d.partition_edit()->setText("cpu");
+    d.time_edit()->setText("00:30:00");
+    d.max_parallel_box()->setValue(4);
+    d.task_threads_box()->setValue(2);
+    d.shared_edit()->setText(db_dir.path() + "/shared/lr-seeds");
+    d.show();
+    ok = d.start() && ok;
+    ok = save(d, out + "/sweep_slurm.png") && ok;
   }
   ok = w.arch_panel()->load_preset_model("gpt-tiny") && ok;
   if (quick) return ok ? 0 : 1;

@@ -98,6 +98,22 @@ SourceResult import_one(sqlite3* db, const std::string& target_db, const std::st
                        ", this build imports " + std::to_string(store::current_schema_version()) +
                        " (open it once with this build: blocklab-cli runs list --db FILE)");
   }
+  {
+    // Import is keyed by run UUID; a run without one (a database migrated to
+    // v3, where the column may hold NULL, then damaged) would be imported
+    // again by every import. Such a source is refused whole.
+    Stmt q(db, "SELECT id FROM src.runs WHERE uuid IS NULL OR uuid = '' ORDER BY id LIMIT 1", src);
+    if (q.step())
+      throw StoreError(src + ": run " + std::to_string(q.i64(0)) +
+                       " has no UUID (a damaged database); nothing imported from it");
+    // Runs are copied by id; a row whose id is not an integer (its schema
+    // edited: `id` no longer the rowid) matched nothing, yet counted as
+    // imported, and its metrics went to the run imported before it.
+    Stmt k(db, "SELECT uuid FROM src.runs WHERE typeof(id) <> 'integer' LIMIT 1", src);
+    if (k.step())
+      throw StoreError(src + ": run " + k.text(0) +
+                       " has no integer id (a damaged database); nothing imported from it");
+  }
   SourceResult res;
   const fs::path src_dir = fs::absolute(src).parent_path();
   std::vector<fs::path> copied_dirs;  // removed again if the transaction fails
@@ -147,6 +163,9 @@ SourceResult import_one(sqlite3* db, const std::string& target_db, const std::st
                  "s.sweep_trial FROM src.runs s WHERE s.id = ?1",
                  what);
         ins.bind(1, old_id).bind(2, src).run();
+        // Exactly one row, or new_id below would be an earlier run's.
+        if (sqlite3_changes(db) != 1)
+          throw StoreError(what + ": its row could not be copied (a damaged database)");
       }
       const int64_t new_id = sqlite3_last_insert_rowid(db);
       const std::string copy_rows =

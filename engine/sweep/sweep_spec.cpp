@@ -19,9 +19,17 @@ namespace {
 // More trials than any sweep a researcher would run; keeps the products below
 // (grid points x samples x seeds) far from int64 overflow.
 constexpr int64_t kMaxTrials = 1'000'000;
+// int_uniform bounds: integers a double holds exactly.
+constexpr double kMaxIntDraw = 9007199254740992.0;  // 2^53
 
 [[noreturn]] void fail(const std::string& what, const std::string& field, const std::string& rule) {
   throw SweepSpecError(what + ": " + field + ": " + rule);
+}
+
+[[noreturn]] void fail_too_many(const std::string& what) {
+  fail(what, "grid",
+       "the sweep expands to more than " + std::to_string(kMaxTrials) +
+           " trials; narrow the axes or set a budget with fewer samples");
 }
 
 std::string type_name(const json& v) {
@@ -95,9 +103,16 @@ RandomAxis parse_random_axis(const std::string& field, const json& a, const std:
       fail(what, where, "min (" + a["min"].dump() + ") must be <= max (" + a["max"].dump() + ")");
     if (ax.distribution == "log_uniform" && ax.min <= 0)
       fail(what, where + ".min", "must be > 0 for log_uniform");
-    if (ax.distribution == "int_uniform" &&
-        (!a["min"].is_number_integer() || !a["max"].is_number_integer()))
-      fail(what, where, "min and max must be integers for int_uniform");
+    if (ax.distribution == "int_uniform") {
+      if (!a["min"].is_number_integer() || !a["max"].is_number_integer())
+        fail(what, where, "min and max must be integers for int_uniform");
+      // Exact as doubles, and max - min + 1 fits in int64 (a wider range
+      // overflowed the draw: min -5e18, max 5e18).
+      for (const char* k : {"min", "max"})
+        if (std::fabs(a[k].get<double>()) > kMaxIntDraw)
+          fail(what, where + "." + k,
+               "must be in [-2^53, 2^53] for int_uniform, got " + a[k].dump());
+    }
   }
   for (auto& [k, v] : a.items())
     if (!allowed.count(k)) fail(what, where + "." + k, "unknown key for " + ax.distribution);
@@ -227,6 +242,13 @@ SweepSpec parse_sweep_spec(const json& j, const std::string& what, const std::st
   if (j.contains("budget")) s.budget = get_count(j["budget"], what, "budget", 1, kMaxTrials);
   if (j.contains("seed"))
     s.seed = uint64_t(get_count(j["seed"], what, "seed", 0, std::numeric_limits<int64_t>::max()));
+  // The grid alone is checked first, in steps, so that neither its product
+  // nor the samples derived from it below overflow (20 axes of 10 values did).
+  {
+    int64_t points = 1;
+    for (const auto& [f, vals] : s.grid)
+      if ((points *= int64_t(vals.size())) > kMaxTrials) fail_too_many(what);
+  }
   if (j.contains("samples")) {
     s.samples = get_count(j["samples"], what, "samples", 1, kMaxTrials);
     if (s.random.empty()) fail(what, "samples", "needs random axes to draw from");
@@ -246,10 +268,7 @@ SweepSpec parse_sweep_spec(const json& j, const std::string& what, const std::st
   }
   if (n <= kMaxTrials) n *= s.samples;
   if (n <= kMaxTrials) n *= std::max<int64_t>(1, int64_t(s.seeds.size()));
-  if (n > kMaxTrials)
-    fail(what, "grid",
-         "the sweep expands to more than " + std::to_string(kMaxTrials) +
-             " trials; narrow the axes or set a budget with fewer samples");
+  if (n > kMaxTrials) fail_too_many(what);
   return s;
 }
 

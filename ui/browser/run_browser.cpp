@@ -314,6 +314,7 @@ RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
     auto* d = new SweepDialog(db_path_, this);
     d->setAttribute(Qt::WA_DeleteOnClose);
     connect(d, &SweepDialog::sweep_finished, this, &RunBrowser::refresh);
+    connect(d, &SweepDialog::sweep_submitted, this, &RunBrowser::refresh);
     d->show();
   });
   connect(table_->selectionModel(), &QItemSelectionModel::selectionChanged, this,
