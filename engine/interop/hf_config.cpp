@@ -429,12 +429,8 @@ nlohmann::ordered_json hf_config_from_model(const ModelConfig& m, const std::str
     j["num_key_value_heads"] = b.effective_n_kv_heads();
     j["head_dim"] = b.head_dim();
     const char* act = b.ffn_activation == "gelu_tanh" ? "gelu_pytorch_tanh" : "silu";
-    if (f == HfFamily::kGemma) {
-      j["hidden_act"] = act;
-      j["hidden_activation"] = act;
-    } else {
-      j["hidden_act"] = act;
-    }
+    j["hidden_act"] = act;
+    if (f == HfFamily::kGemma) j["hidden_activation"] = act;  // what GemmaMLP reads
     j["max_position_embeddings"] = b.max_seq_len;
     j["rms_norm_eps"] = b.norm_eps;
     j["rope_theta"] = b.rope_theta;

@@ -54,7 +54,9 @@ RunCurves load_run_curves(ExperimentStore& store, const RunRecord& run, int64_t 
   const int64_t last = c.size() ? c.step.back() : after_step;
   for (const EvalRecord& e : store.evals(run.id, "eval_loss"))
     if (e.step > after_step && e.step <= last) c.evals.emplace_back(e.step, e.value);
-  c.flops_per_token = run_flops_per_token(run);
+  // Once per full load: the incremental polls of a growing run append steps to
+  // curves that already have it (and the config analysis is not free).
+  if (after_step < 0) c.flops_per_token = run_flops_per_token(run);
   return c;
 }
 

@@ -13,7 +13,8 @@ namespace bl {
 
 /// Steps with step > after_step whose loss, lr, grad norm, tokens/s and tokens
 /// rows are all committed, plus the evaluations after after_step. Wall time is
-/// relative to the run's start. Tolerates a batch committed mid-step.
+/// relative to the run's start. Tolerates a batch committed mid-step. A full
+/// load (after_step < 0) also sets flops_per_token (run_flops_per_token).
 RunCurves load_run_curves(ExperimentStore& store, const RunRecord& run, int64_t after_step = -1);
 
 /// Training FLOPs per token of a stored run: its summary's flops_per_token
