@@ -313,38 +313,37 @@ void JsonObjectReader::get(const char* key, std::string& out) {
     type_error(key, "string", *v);
 }
 
-void JsonObjectReader::get(const char* key, std::optional<int64_t>& out) {
-  const nlohmann::json* v = find(key);
+namespace {
+
+// Shared body of the nullable getters: null unsets, anything else must be a
+// valid T (the member get() records the error, reworded to allow null).
+template <class T>
+void get_nullable(JsonObjectReader& r, const char* key, const nlohmann::json* v,
+                  std::optional<T>& out, std::vector<std::string>& errors,
+                  std::vector<std::string>& known, const char* what) {
   if (!v) return;
   if (v->is_null()) {
     out.reset();
     return;
   }
-  size_t n = errors_.size();
-  int64_t x = 0;
-  known_.pop_back();  // the nested get() records the key again
-  get(key, x);
-  if (errors_.size() == n)
-    out = x;
+  size_t n = errors.size();
+  T x{};
+  known.pop_back();  // the nested get() records the key again
+  r.get(key, x);
+  if (errors.size() == n)
+    out = std::move(x);
   else
-    errors_.back() = field_path(key) + ": expected integer or null, got " + describe(*v);
+    errors.back() = r.field_path(key) + ": expected " + what + " or null, got " + describe(*v);
+}
+
+}  // namespace
+
+void JsonObjectReader::get(const char* key, std::optional<int64_t>& out) {
+  get_nullable(*this, key, find(key), out, errors_, known_, "integer");
 }
 
 void JsonObjectReader::get(const char* key, std::optional<std::string>& out) {
-  const nlohmann::json* v = find(key);
-  if (!v) return;
-  if (v->is_null()) {
-    out.reset();
-    return;
-  }
-  size_t n = errors_.size();
-  std::string x;
-  known_.pop_back();  // the nested get() records the key again
-  get(key, x);
-  if (errors_.size() == n)
-    out = x;
-  else
-    errors_.back() = field_path(key) + ": expected string or null, got " + describe(*v);
+  get_nullable(*this, key, find(key), out, errors_, known_, "string");
 }
 
 void JsonObjectReader::hint(const std::string& alias, const std::string& suggestion) {
