@@ -130,6 +130,9 @@ MainWindow::MainWindow(const std::string& preset_name, const std::string& db_pat
   connect(train_->distill_group(), &QGroupBox::toggled, this, [this](bool on) {
     if (on) refresh_finetune_bases();  // the teachers are the same stored runs
   });
+  connect(train_->dpo_group(), &QGroupBox::toggled, this, [this](bool on) {
+    if (on) refresh_finetune_bases();  // and so are DPO's models
+  });
   build_menus();
   resize(1400, 880);
 }
@@ -225,6 +228,8 @@ Preset MainWindow::current_preset() const {
   train_->apply_to(p.train);
   if (train_->finetune_enabled())
     if (const FinetuneBase* b = train_->finetune_base()) p.model = b->model;
+  if (train_->dpo_enabled())
+    if (const FinetuneBase* b = train_->dpo_reference()) p.model = b->model;
   return p;
 }
 
@@ -279,7 +284,8 @@ void MainWindow::start() {
   spec.preset_name = arch_->preset_name();
   // The panel's choice (char: built from the chosen corpus, also for a fork).
   spec.tokenizer = train_->tokenizer_spec();
-  if (spec.tokenizer == "bpe:" && !train_->finetune_enabled() && !train_->distill_enabled()) {
+  if (spec.tokenizer == "bpe:" && !train_->finetune_enabled() && !train_->distill_enabled() &&
+      !train_->dpo_enabled()) {
     train_->set_status(
         "Tokenizer: choose the folder of a byte-level BPE tokenizer "
         "(blocklab-cli tokenizer train --data FILE --vocab-size N --out DIR).");
@@ -323,8 +329,28 @@ void MainWindow::start() {
     spec.distill.temperature = train_->distill_temperature();
     spec.distill.alpha = train_->distill_alpha();
   }
+  const FinetuneBase* dpo_model =
+      !ft_base && !teacher && train_->dpo_enabled() ? train_->dpo_reference() : nullptr;
+  if (!ft_base && !teacher && train_->dpo_enabled() && !dpo_model) {
+    train_->set_status("Preference tuning: pick the run to tune (a stored run with a checkpoint).");
+    return;
+  }
+  if (dpo_model) {
+    // The stored run's model and tokenizer, this panel's train settings, the
+    // data file's pairs.
+    spec.kind = RunKind::kPreference;
+    spec.config.reset();
+    spec.preset_name.clear();
+    spec.tokenizer.clear();
+    spec.parent_run_id.reset();
+    spec.fresh_weights = false;
+    spec.preference.base_run_id = dpo_model->run_id;
+    spec.preference.beta = train_->dpo_beta();
+    spec.preference.train_config = composed.train;
+  }
   max_steps_ = composed.train.max_steps;
   live_name_ = train_->run_name();
+  if (live_name_.isEmpty() && dpo_model) live_name_ = QString("DPO of #%1").arg(dpo_model->run_id);
   if (live_name_.isEmpty() && teacher)
     live_name_ = QString("%1 distilled from #%2")
                      .arg(QString::fromStdString(
@@ -338,7 +364,9 @@ void MainWindow::start() {
       spec,
       ft_base ? QString("Loading run #%1's checkpoint and attaching adapters…").arg(ft_base->run_id)
       : teacher ? QString("Loading teacher run #%1 and preparing the student…").arg(teacher->run_id)
-                : QString("Preparing data and model…"));
+      : dpo_model ? QString("Loading run #%1 and scoring the pairs with the reference…")
+                        .arg(dpo_model->run_id)
+                  : QString("Preparing data and model…"));
 }
 
 bool MainWindow::resume_run(const RunRecord& run) {

@@ -346,6 +346,13 @@ int runs_show(const Args& args) {
             ", temperature " + cell(d.value("temperature", json())) + ", alpha " +
             cell(d.value("alpha", json())));
   }
+  if (is_preference_run(r)) {
+    const json& d = r.summary["dpo"];
+    const json& br = d.value("base_run", json());
+    const std::string ckpt = d.value("base_checkpoint", std::string());
+    row("DPO from", (br.is_number_integer() ? "run " + cell(br) + " (" + ckpt + ")" : ckpt) +
+                        ", beta " + cell(d.value("beta", json())));
+  }
   row("created", fmt_time(r.created_at));
   row("started", fmt_time(r.started_at));
   row("finished", fmt_time(r.finished_at));

@@ -107,6 +107,35 @@ void fill_distill_options(const Args& args, RunSpec& spec) {
   }
 }
 
+/// Options that start a DPO run; a resumed one keeps its reference and beta.
+const char* const kPreferenceOptions[] = {"dpo-from", "dpo-beta"};
+
+/// `--dpo-from RUN|CKPT [--dpo-beta B] --data PAIRS.jsonl` on a new run's spec:
+/// it becomes a DPO run (RunKind::kPreference).
+void fill_preference_options(const Args& args, RunSpec& spec) {
+  const auto from = args.get("dpo-from");
+  if (!from) {
+    if (args.get("dpo-beta"))
+      throw UsageError(
+          "--dpo-beta applies to a DPO run: add --dpo-from RUN|CKPT (the model it "
+          "starts from) and --data PAIRS.jsonl");
+    return;
+  }
+  if (from->empty()) throw UsageError("--dpo-from needs a run id or a checkpoint directory");
+  if (spec.kind == RunKind::kDistill)
+    throw UsageError("give --dpo-from or --distill-from, not both");
+  spec.kind = RunKind::kPreference;
+  if (from->find_first_not_of("#0123456789") == std::string::npos)
+    spec.preference.base_run_id = parse_run_id(*from, "--dpo-from");
+  else
+    spec.preference.base_checkpoint = *from;
+  if (auto b = args.get_double("dpo-beta")) {
+    if (!(*b > 0 && std::isfinite(*b)))
+      throw UsageError("--dpo-beta must be > 0, got " + *args.get("dpo-beta"));
+    spec.preference.beta = *b;
+  }
+}
+
 /// "distillation of teacher run 3 (DIR), T 2, alpha 0.5" for the header.
 std::string distill_line(const DistillPlan& d) {
   char buf[96];
@@ -137,6 +166,11 @@ void check_resume_options(const Args& args) {
       throw UsageError("--" + std::string(opt) +
                        " cannot be used with --resume (a resumed distillation keeps the teacher, "
                        "temperature and alpha it began with)");
+  for (const char* opt : kPreferenceOptions)
+    if (args.get(opt))
+      throw UsageError("--" + std::string(opt) +
+                       " cannot be used with --resume (a resumed DPO run keeps the reference and "
+                       "beta it began with)");
 }
 
 void print_header(PreparedRun& run, int64_t run_id) {
@@ -158,6 +192,13 @@ void print_header(PreparedRun& run, int64_t run_id) {
     std::fprintf(stderr, " (fork of run %lld%s)", (long long)plan.parent->id,
                  plan.weights_from.empty() ? ", fresh weights" : "");
   if (plan.distill) std::fprintf(stderr, " (%s)", distill_line(*plan.distill).c_str());
+  if (const PreferenceData* pairs = run.preference()) {
+    const PreferencePlan& d = *plan.preference;
+    std::fprintf(stderr, " (DPO from %s, beta %g, %zu train / %zu val pairs)",
+                 d.base_run_id ? ("run " + std::to_string(*d.base_run_id)).c_str()
+                               : d.base_checkpoint.c_str(),
+                 d.beta, pairs->train().size(), pairs->val().size());
+  }
   std::fprintf(stderr, "\n");
 }
 
@@ -233,6 +274,7 @@ int train_and_report(PreparedRun& prepared, const Args& args, Communicator* comm
                               ? nlohmann::json(*run->plan().record.parent_run_id)
                               : nlohmann::json()},
         {"distill", run->plan().distill ? run->plan().distill->to_json() : nlohmann::json()},
+        {"dpo", run->plan().preference ? run->plan().preference->to_json() : nlohmann::json()},
         {"checkpoint",
          saver.last_dir().empty() ? nlohmann::json() : nlohmann::json(saver.last_dir())},
         {"world_size", comm ? comm->size() : 1},
@@ -291,6 +333,7 @@ int train_command(const std::vector<std::string>& argv) {
     value_opts.insert(o);
   for (const char* o : kFinetuneOptions) value_opts.insert(o);  // rejected by check_resume_options
   for (const char* o : kDistillOptions) value_opts.insert(o);
+  for (const char* o : kPreferenceOptions) value_opts.insert(o);
   Args args(argv, value_opts, {"json", "quiet", "fresh", "distributed"});
   if (!args.positional().empty())
     throw UsageError("unexpected argument '" + args.positional()[0] + "'");
@@ -350,6 +393,11 @@ int train_command(const std::vector<std::string>& argv) {
         throw UsageError("--" + std::string(o) +
                          " cannot be used with --fork: a distillation trains a fresh student "
                          "(--preset/--config)");
+    for (const char* o : kPreferenceOptions)
+      if (args.get(o))
+        throw UsageError("--" + std::string(o) +
+                         " cannot be used with --fork: a DPO run starts from the run named by "
+                         "--dpo-from");
     spec = fresh_run_spec(args);
     spec.kind = RunKind::kFork;
     spec.parent_run_id = parse_run_id(*fork, "--fork");
@@ -357,6 +405,7 @@ int train_command(const std::vector<std::string>& argv) {
   } else {
     spec = fresh_run_spec(args);
     fill_distill_options(args, spec);
+    fill_preference_options(args, spec);
   }
   fill_store_options(args, spec);
   spec.distributed = ranks;

@@ -129,6 +129,22 @@ Tensor LanguageModel::distill_loss(const Tokens& tokens, const Tokens& targets,
   return with_aux_losses(total, h, targets, training);
 }
 
+Tensor LanguageModel::sequence_logprobs(const Tokens& tokens, const Tokens& targets,
+                                        bool training) {
+  return sequence_logprob(forward(tokens, nullptr, training), targets);
+}
+
+Tensor LanguageModel::preference_loss(const Tokens& tokens, const Tokens& targets,
+                                      const float* ref_logp, float beta, DpoParts* parts,
+                                      bool training) {
+  Tensor h = hidden(tokens, nullptr, training);
+  DpoParts p;
+  Tensor total = dpo_loss(sequence_logprob(logits_of(h), targets), ref_logp, beta, &p);
+  if (ReplicaScope::current() == 0) lm_loss_ = double(total.item());
+  if (parts) *parts = p;
+  return with_aux_losses(total, h, targets, /*training=*/false);  // no MTP: see the header
+}
+
 Tensor LanguageModel::with_aux_losses(Tensor total, const Tensor& h, const Tokens& targets,
                                       bool training) {
   // MTP heads train the trunk; evaluation (training = false) reports the main loss only.

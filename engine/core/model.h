@@ -10,6 +10,7 @@
 #include "core/config.h"
 #include "core/mtp_head.h"
 #include "ops/distill_loss.h"
+#include "ops/dpo_loss.h"
 #include "ops/embedding.h"
 #include "quant/quantized_matrix.h"
 #include "tensor/rng.h"
@@ -44,6 +45,15 @@ class LanguageModel : public Module {
   Tensor distill_loss(const Tokens& tokens, const Tokens& targets, const Tensor& teacher_logits,
                       float temperature, float alpha, DistillParts* parts = nullptr,
                       bool training = true);
+  /// Summed log-probability of each row's targets >= 0, (B): how likely the
+  /// model finds each completion (ops/cross_entropy.h sequence_logprob).
+  Tensor sequence_logprobs(const Tokens& tokens, const Tokens& targets, bool training = false);
+  /// DPO objective (ops/dpo_loss.h) on 2B rows, B chosen then B rejected
+  /// completions (targets -1 outside them), against the reference model's
+  /// sequence log-probabilities, plus MoE auxiliary losses (MTP heads, which
+  /// predict the text itself, are not trained by it). lm_loss() is the DPO loss.
+  Tensor preference_loss(const Tokens& tokens, const Tokens& targets, const float* ref_logp,
+                         float beta, DpoParts* parts = nullptr, bool training = true);
   /// Cross-entropy part of the last loss() (what eval and train loss report;
   /// under a ReplicaScope other than 0, not recorded).
   double lm_loss() const { return lm_loss_; }

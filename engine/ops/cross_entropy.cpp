@@ -157,5 +157,41 @@ Tensor cross_entropy(const Tensor& logits, const Tokens& targets) {
   return loss;
 }
 
+Tensor sequence_logprob(const Tensor& logits, const Tokens& targets) {
+  op_check(logits.defined() && logits.rank() == 3, "sequence_logprob",
+           "logits must be (N, T, V), got " +
+               (logits.defined() ? logits.shape().str() : std::string("(none)")));
+  const int64_t n = logits.shape()[0], t = logits.shape()[1], v = logits.shape()[2];
+  op_check(targets.numel() == n * t && (targets.data || n * t == 0), "sequence_logprob",
+           "targets " + targets.shape.str() + " do not match logits " + logits.shape().str() +
+               " (need one target per position)");
+  op_check(v > 0, "sequence_logprob", "vocab size (last dim of logits) must be > 0");
+  Graph& g = current_graph();
+  Tensor out = g.empty(Shape{n}, g.needs_grad({logits}));
+  if (n == 0) return out;
+  int64_t count = 0;
+  const int32_t* tg = arena_targets(targets, n * t, v, "sequence_logprob", &logits.shape(), &count);
+  float* lse = g.alloc(std::max<int64_t>(n * t, 1));
+  // One chunk per sequence: CeForward's chunk c is rows [c*T, (c+1)*T), and
+  // its sum of lse - logit[target] is the sequence's negative log-probability.
+  double* part = g.alloc_as<double>(n);
+  BL_DISPATCH(CeForward)(logits.data(), tg, n * t, v, n, lse, part);
+  for (int64_t i = 0; i < n; ++i) out.data()[i] = float(-part[i]);
+
+  if (out.requires_grad()) {
+    g.on_backward([=] {
+      const float* dy = out.grad();
+      if (!dy) return;
+      float* dx = current_graph().grad(logits);
+      // d logp_n / d logits[n, t] = onehot - softmax: CE's backward scaled by -dy[n].
+      for (int64_t i = 0; i < n; ++i)
+        if (dy[i] != 0.0f)
+          BL_DISPATCH(CeBackward)
+          (logits.data() + i * t * v, tg + i * t, lse + i * t, t, v, -dy[i], dx + i * t * v);
+    });
+  }
+  return out;
+}
+
 }  // namespace bl
 #endif  // HWY_ONCE

@@ -10,6 +10,13 @@ namespace bl {
 /// ignored), shape (1). Throws "[cross_entropy] ..." on a target >= V.
 Tensor cross_entropy(const Tensor& logits, const Tokens& targets);
 
+/// logits (N, T, V), targets (N, T) -> (N): each sequence's summed log-probability
+/// of its targets >= 0, sum_t log softmax(logits[n, t])[targets[n, t]] (0 for a
+/// sequence with none). The scoring of preference objectives (DPO) and of
+/// whole completions. Throws "[sequence_logprob] ..." on mismatched shapes or a
+/// target >= V.
+Tensor sequence_logprob(const Tensor& logits, const Tokens& targets);
+
 // Shared by the fused loss ops (cross_entropy, distill_kl).
 
 /// Copies `rows` targets into the current graph's arena (a backward must not

@@ -6,6 +6,7 @@
 #include "io/sha256.h"
 #include "store/process_status.h"
 #include "tensor/rng.h"
+#include "train/preference.h"
 
 namespace bl {
 
@@ -73,6 +74,44 @@ std::unique_ptr<LanguageModel> load_teacher(const DistillPlan& d, const Tokenize
   return teacher;
 }
 
+/// The trainer never reads a DPO run's token stream, but it is built on one
+/// (and the memory estimate and FLOP meter count its windows): the pairs'
+/// prompt + chosen text, repeated until both splits hold a window.
+std::unique_ptr<TextDataset> preference_token_view(const PreferenceData& pairs,
+                                                   const Tokenizer& tok, const TrainConfig& t) {
+  const std::string& one = pairs.chosen_text();
+  const int64_t tokens = std::max<int64_t>(1, int64_t(tok.encode(one).size()));
+  const double val = std::max(t.val_fraction, 0.01);
+  const int64_t need = int64_t(double(t.seq_len + 2) / val) + t.seq_len + 2;
+  std::string text;
+  for (int64_t have = 0; have < need; have += tokens) text += one;
+  return std::make_unique<TextDataset>(text, tok, val);
+}
+
+/// The reference's log-probabilities of every pair: the policy itself at the
+/// start of a new run (it is the reference then), else the recorded reference
+/// checkpoint, loaded for this and freed.
+void set_reference(PreparedRun& r, const RunPlan& plan) {
+  const PreferencePlan& d = *plan.preference;
+  const TrainConfig& t = plan.preset.train;
+  std::unique_ptr<LanguageModel> loaded;
+  LanguageModel* ref = &r.model();
+  if (plan.kind == RunKind::kResume) {
+    loaded = std::make_unique<LanguageModel>(plan.preset.model);
+    try {
+      load_model_weights(d.base_checkpoint, *loaded);
+    } catch (const CheckpointError& e) {
+      throw CheckpointError("the reference of DPO run " + std::to_string(plan.parent->id) + ": " +
+                            e.what());
+    }
+    ref = loaded.get();
+  }
+  const PreferenceData& pairs = *r.preference();
+  r.trainer().set_preference(&pairs, reference_logps(*ref, pairs.train(), t.seq_len, t.batch_size),
+                             reference_logps(*ref, pairs.val(), t.seq_len, t.batch_size),
+                             float(d.beta));
+}
+
 }  // namespace
 
 std::string run_adapter_dir(const std::string& db_path, int64_t run_id) {
@@ -135,6 +174,13 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
     plan.preset.model = r->model_->config();
     if (!plan.weights_from.empty()) load_trainable_weights(plan.weights_from, *r->model_);
     r->data_ = std::make_unique<TextDataset>(text, *r->tokenizer_, t.val_fraction);
+  } else if (plan.preference) {
+    r->tokenizer_ = build_tokenizer(plan, text);
+    r->preference_ =
+        std::make_unique<PreferenceData>(text, plan.data_path, *r->tokenizer_, t.val_fraction);
+    r->data_ = preference_token_view(*r->preference_, *r->tokenizer_, t);
+    r->model_ = std::make_unique<LanguageModel>(plan.preset.model);
+    load_model_weights(plan.weights_from, *r->model_);
   } else {
     r->tokenizer_ = build_tokenizer(plan, text);
     plan.preset.model.vocab_size = r->tokenizer_->vocab_size();
@@ -173,6 +219,7 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
     r->trainer_->set_teacher(r->teacher_.get(), float(plan.distill->temperature),
                              float(plan.distill->alpha));
   }
+  if (plan.preference) set_reference(*r, plan);
   if (!plan.trainer_state_from.empty()) load_trainer_state(plan.trainer_state_from, *r->trainer_);
   // First callback: its end-of-run report is in the summary the logger writes.
   r->flops_ = std::make_unique<FlopsMeter>(r->model_->flops_per_token(t.seq_len),
@@ -210,6 +257,12 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
     rec.summary = {{"distill", plan.distill->to_json()}};
     plan.summary_extra["distill"] = plan.distill->to_json();
     if (plan.kind == RunKind::kDistill) rec.tags.push_back("distill");
+  }
+  if (plan.preference) {
+    // In the row from the start: `train --resume` recomputes this reference.
+    rec.summary = {{"dpo", plan.preference->to_json()}};
+    plan.summary_extra["dpo"] = plan.preference->to_json();
+    if (plan.kind == RunKind::kPreference) rec.tags.push_back("dpo");
   }
   r->logger_ = std::make_unique<StoreLogger>(*r->store_, rec);
   for (auto& [key, value] : plan.summary_extra.items()) r->logger_->summary_extra()[key] = value;

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "core/model.h"
+#include "data/preference_data.h"
 #include "data/text_dataset.h"
 #include "data/tokenizer.h"
 #include "dist/communicator.h"
@@ -56,6 +57,8 @@ class PreparedRun {
   const Finetune* finetune() const { return plan_.finetune ? &finetune_ : nullptr; }
   /// A distillation's teacher (loaded from plan().distill); nullptr for other runs.
   const LanguageModel* teacher() const { return teacher_.get(); }
+  /// A DPO run's preference pairs; nullptr for other runs.
+  const PreferenceData* preference() const { return preference_.get(); }
   /// Where a fine-tune's adapter is saved (known once begin() has run).
   const std::string& adapter_path() const { return plan_.adapter; }
 
@@ -88,6 +91,7 @@ class PreparedRun {
   Finetune finetune_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<TextDataset> data_;
+  std::unique_ptr<PreferenceData> preference_;  // a DPO run's pairs
   std::unique_ptr<LanguageModel> model_;
   std::unique_ptr<LanguageModel> teacher_;  // a distillation's (outlives the trainer)
   std::unique_ptr<Trainer> trainer_;

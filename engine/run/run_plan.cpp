@@ -1,6 +1,7 @@
 #include "run/run_plan.h"
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 
 #include "data/text_dataset.h"
@@ -376,7 +377,135 @@ void plan_distill_resume(const RunRecord& run, RunPlan& plan) {
   plan.distill = std::move(d);
 }
 
+/// Where a DPO run's reference is: a run's newest checkpoint (verified) or a
+/// directory (whose run, if it is one of this store's, becomes the parent).
+void resolve_reference(const PreferenceOptions& o, ExperimentStore* store, PreferencePlan& d) {
+  if (o.base_run_id) {
+    const RunRecord base = get_run_or_throw(store, o.base_run_id, "DPO run from a run");
+    const auto ck = latest_checkpoint(*store, base.id);
+    if (!ck)
+      throw std::runtime_error("--dpo-from: run " + run_str(base.id) +
+                               " has no checkpoint on disk to start from");
+    verify_checkpoint(ck->path, ck->sha256);
+    d.base_run_id = base.id;
+    d.base_checkpoint = absolute_path(ck->path);
+    return;
+  }
+  if (o.base_checkpoint.empty())
+    throw RunSpecError("a DPO run needs the model it starts from (--dpo-from RUN|CKPT)");
+  d.base_checkpoint = absolute_path(o.base_checkpoint);
+  std::error_code ec;
+  if (!fs::is_directory(d.base_checkpoint, ec))
+    throw std::runtime_error("--dpo-from " + o.base_checkpoint + ": no such checkpoint directory");
+  if (store)
+    for (const RunRecord& r : store->list_runs())
+      for (const CheckpointRecord& c : store->checkpoints(r.id))
+        if (!d.base_run_id && fs::equivalent(c.path, d.base_checkpoint, ec)) d.base_run_id = r.id;
+}
+
+/// A new DPO run: model, tokenizer and weights from the reference checkpoint;
+/// train config from it too, with the overrides, at a tenth of its learning
+/// rate unless one is given (preference tuning moves a trained model gently).
+void plan_preference(const RunSpec& spec, ExperimentStore* store, RunPlan& plan) {
+  const PreferenceOptions& o = spec.preference;
+  if (spec.config || !spec.config_path.empty() || !spec.preset_name.empty() ||
+      !spec.tokenizer.empty() || !spec.set.empty())
+    throw RunSpecError(
+        "a DPO run takes model and tokenizer from the checkpoint it starts from: no preset, "
+        "config, --set or tokenizer");
+  if (!(std::isfinite(o.beta) && o.beta > 0))
+    throw RunSpecError("--dpo-beta must be > 0, got " + std::to_string(o.beta));
+  if (spec.data_path.empty())
+    throw RunSpecError(
+        "a DPO run needs preference pairs: --data FILE.jsonl, one {\"prompt\", \"chosen\", "
+        "\"rejected\"} object per line");
+  PreferencePlan d;
+  d.beta = o.beta;
+  resolve_reference(o, store, d);
+  const CheckpointInfo info = read_checkpoint_info(d.base_checkpoint);
+  if (!info.finetune.is_null())
+    throw RunSpecError("--dpo-from " + d.base_checkpoint +
+                       " is a LoRA fine-tune checkpoint (adapter weights only): merge the adapter "
+                       "into its base first (lora merge) and start from the merged checkpoint");
+  d.base_sha256 = checkpoint_sha256(d.base_checkpoint);
+  plan.preset.model = info.model;
+  plan.preset.train = o.train_config ? *o.train_config : info.train;
+  const double base_lr = info.train.learning_rate;
+  apply_train_overrides(spec.train, plan.preset.train);
+  if (!spec.train.learning_rate && !o.train_config) {
+    plan.preset.train.learning_rate = base_lr / 10;
+    char buf[160];
+    std::snprintf(buf, sizeof buf,
+                  "note: DPO learning rate %.3g, a tenth of the base run's %.3g; pass --lr to "
+                  "choose",
+                  plan.preset.train.learning_rate, base_lr);
+    plan.notes.push_back(buf);
+  }
+  if (!o.train_config) fit_warmup(spec, plan.preset.train, plan.notes);
+  plan.tokenizer_json = info.tokenizer;
+  plan.init_weights = false;
+  plan.weights_from = d.base_checkpoint;
+  plan.data_path = spec.data_path;
+  plan.record.parent_run_id = d.base_run_id;
+  plan.record.name = !spec.name.empty()        ? spec.name
+                     : info.model.name.empty() ? "dpo"
+                                               : info.model.name + " dpo";
+  plan.preference = std::move(d);
+}
+
+/// A stopped or killed DPO run: its recorded reference, the same bytes.
+void plan_preference_resume(const RunRecord& run, RunPlan& plan) {
+  PreferencePlan d;
+  try {
+    d = PreferencePlan::from_json(run.summary["dpo"]);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error("DPO run " + run_str(run.id) + " cannot be resumed: its recorded " +
+                             e.what());
+  }
+  std::error_code ec;
+  if (!fs::is_directory(d.base_checkpoint, ec))
+    throw std::runtime_error("the reference checkpoint of DPO run " + run_str(run.id) + ", " +
+                             d.base_checkpoint + ", no longer exists");
+  try {
+    verify_checkpoint(d.base_checkpoint, d.base_sha256);
+  } catch (const CheckpointError& e) {
+    throw CheckpointError("the reference of DPO run " + run_str(run.id) +
+                          " changed since the run began (a DPO run resumes only against the "
+                          "reference it began with): " +
+                          e.what());
+  }
+  plan.preference = std::move(d);
+}
+
 }  // namespace
+
+nlohmann::json PreferencePlan::to_json() const {
+  return {{"base_run", base_run_id ? nlohmann::json(*base_run_id) : nlohmann::json()},
+          {"base_checkpoint", base_checkpoint},
+          {"base_sha256", base_sha256},
+          {"beta", beta}};
+}
+
+PreferencePlan PreferencePlan::from_json(const nlohmann::json& j) {
+  if (!j.is_object()) throw std::invalid_argument("dpo spec is not an object");
+  PreferencePlan d;
+  if (!j.contains("base_checkpoint") || !j["base_checkpoint"].is_string() ||
+      j["base_checkpoint"].get<std::string>().empty())
+    throw std::invalid_argument("dpo spec: missing \"base_checkpoint\"");
+  d.base_checkpoint = j["base_checkpoint"].get<std::string>();
+  if (j.contains("base_sha256") && j["base_sha256"].is_string())
+    d.base_sha256 = j["base_sha256"].get<std::string>();
+  if (!j.contains("beta") || !j["beta"].is_number() || !(j["beta"].get<double>() > 0))
+    throw std::invalid_argument("dpo spec: \"beta\" missing or not > 0");
+  d.beta = j["beta"].get<double>();
+  if (j.contains("base_run") && j["base_run"].is_number_integer())
+    d.base_run_id = j["base_run"].get<int64_t>();
+  return d;
+}
+
+bool is_preference_run(const RunRecord& run) {
+  return run.summary.is_object() && run.summary.contains("dpo") && run.summary["dpo"].is_object();
+}
 
 nlohmann::json DistillPlan::to_json() const {
   return {{"teacher_run", teacher_run_id ? nlohmann::json(*teacher_run_id) : nlohmann::json()},
@@ -457,6 +586,7 @@ RunPlan plan_run(const RunSpec& spec, ExperimentStore* store) {
       else
         plan_resume(spec, *store, run, plan);
       if (is_distill_run(run)) plan_distill_resume(run, plan);
+      if (is_preference_run(run)) plan_preference_resume(run, plan);
       plan.record.parent_run_id = run.id;
       plan.parent = std::move(run);
       break;
@@ -475,7 +605,12 @@ RunPlan plan_run(const RunSpec& spec, ExperimentStore* store) {
     case RunKind::kDistill:
       plan_distill(spec, store, plan);
       break;
+    case RunKind::kPreference:
+      plan_preference(spec, store, plan);
+      break;
   }
+  if (ranks > 1 && plan.preference)
+    throw RunSpecError("--distributed trains on text; a DPO run runs in one process");
   if (ranks > 1 && plan.distill)
     throw RunSpecError(
         "--distributed trains without a teacher; a distillation runs in one process");

@@ -34,6 +34,19 @@ struct DistillPlan {
   static DistillPlan from_json(const nlohmann::json& j);
 };
 
+/// A DPO run's resolved reference, recorded in the run's summary ("dpo") so
+/// a resume recomputes the same reference log-probabilities.
+struct PreferencePlan {
+  std::optional<int64_t> base_run_id;  // the run that wrote the checkpoint, if known
+  std::string base_checkpoint;         // absolute directory
+  std::string base_sha256;             // checkpoint_sha256 when planned: verified on resume
+  double beta = 0.1;
+
+  nlohmann::json to_json() const;
+  /// From a run's summary "dpo" block; std::invalid_argument naming what is wrong.
+  static PreferencePlan from_json(const nlohmann::json& j);
+};
+
 struct RunPlan {
   RunKind kind = RunKind::kFresh;
   Preset preset;  // model + train config as trained (a fine-tune: the base's model)
@@ -45,7 +58,8 @@ struct RunPlan {
   std::string trainer_state_from;   // checkpoint whose trainer state is loaded (resume)
   std::optional<RunRecord> parent;  // resumed / forked run
   std::optional<FinetuneSpec> finetune;
-  std::optional<DistillPlan> distill;  // a distillation (new or resumed)
+  std::optional<DistillPlan> distill;        // a distillation (new or resumed)
+  std::optional<PreferencePlan> preference;  // a DPO run (new or resumed)
   std::string adapter;  // fine-tune: adapter path; "" = <run dir>/adapter once the run exists
   RunRecord record;     // name, tags, preset, parent: the rest is filled at launch
   nlohmann::json summary_extra = nlohmann::json::object();  // forked_from, ...
@@ -63,6 +77,8 @@ RunPlan plan_run(const RunSpec& spec, ExperimentStore* store);
 bool is_finetune_run(const RunRecord& run);
 /// A run recorded by a distillation with its teacher (summary "distill" block).
 bool is_distill_run(const RunRecord& run);
+/// A DPO run, recorded with its reference (summary "dpo" block).
+bool is_preference_run(const RunRecord& run);
 
 /// The run's newest checkpoint on disk, its model.safetensors checked against
 /// the SHA-256 recorded in the store (CheckpointError if it differs).

@@ -17,11 +17,12 @@
 namespace bl {
 
 enum class RunKind {
-  kFresh,     // a preset or config (+ overrides), newly initialised weights
-  kResume,    // continue a stored run from its newest checkpoint
-  kFork,      // a stored run's config (+ overrides), weights from its newest checkpoint
-  kFinetune,  // LoRA / QLoRA adapters on a stored run's or directory's checkpoint
-  kDistill,   // a fresh student (preset or config) trained on a teacher checkpoint's logits
+  kFresh,       // a preset or config (+ overrides), newly initialised weights
+  kResume,      // continue a stored run from its newest checkpoint
+  kFork,        // a stored run's config (+ overrides), weights from its newest checkpoint
+  kFinetune,    // LoRA / QLoRA adapters on a stored run's or directory's checkpoint
+  kDistill,     // a fresh student (preset or config) trained on a teacher checkpoint's logits
+  kPreference,  // DPO: a stored model trained on preference pairs against its own start
 };
 
 /// Train-config fields a run may override after the config is chosen (the CLI's
@@ -54,6 +55,19 @@ struct DistillOptions {
   std::string teacher_checkpoint;
   double temperature = 2.0;  // > 0
   double alpha = 0.5;        // in [0, 1]: the hard-label share
+};
+
+/// A DPO run: the policy starts from, and is compared with, a reference (a
+/// run's newest checkpoint or a checkpoint directory, whose model and
+/// tokenizer it keeps); the preference pairs are RunSpec::data_path, a JSONL
+/// file of {"prompt", "chosen", "rejected"} (data/preference_data.h).
+struct PreferenceOptions {
+  std::optional<int64_t> base_run_id;  // else base_checkpoint
+  std::string base_checkpoint;
+  double beta = 0.1;  // > 0: the strength of the pull to the reference
+  /// Replaces the reference's train config (the workbench's Run panel); else
+  /// the reference's at a tenth of its learning rate, with RunSpec::train applied.
+  std::optional<TrainConfig> train_config;
 };
 
 /// Data-parallel training over processes (`mpirun -np N blocklab-cli train
@@ -89,6 +103,7 @@ struct RunSpec {
   bool fresh_weights = false;            // fork: newly initialised weights
   FinetuneOptions finetune;              // kind == kFinetune
   DistillOptions distill;                // kind == kDistill
+  PreferenceOptions preference;          // kind == kPreference
 
   bool record =
       true;  // false: no store, run row or savers (benchmarks, ranks > 0; fresh runs only)

@@ -54,11 +54,13 @@ std::string sci(double v) {
   return buf;
 }
 
-// max_steps, or the last step whose FLOPs still fit the budget.
-int64_t step_horizon(LanguageModel& model, const TrainConfig& c) {
+// max_steps, or the last step whose FLOPs still fit the budget (a step runs
+// rows_per_sample rows per batch entry: 2 for DPO's pairs).
+int64_t step_horizon(LanguageModel& model, const TrainConfig& c, int64_t rows_per_sample = 1) {
   if (c.flop_budget <= 0) return c.max_steps;
   const double per_step = model.flops_per_token(c.seq_len) * double(c.batch_size) *
-                          double(c.seq_len) * double(c.grad_accumulation_steps);
+                          double(rows_per_sample) * double(c.seq_len) *
+                          double(c.grad_accumulation_steps);
   const double steps = std::floor(c.flop_budget / per_step);
   if (steps < double(std::max<int64_t>(1, c.warmup_steps)))
     throw ConfigError(
@@ -104,6 +106,7 @@ void Trainer::set_communicator(Communicator* comm) {
   if (comm && teacher_)
     throw std::invalid_argument(
         "a distillation run trains in one process (the teacher's forward is not distributed)");
+  if (comm && pref_) throw std::invalid_argument("a DPO run trains in one process");
   comm_ = comm;
   flat_grads_.reset();
   eval_losses_.clear();
@@ -147,6 +150,84 @@ void Trainer::set_teacher(LanguageModel* teacher, float temperature, float alpha
   alpha_ = alpha;
 }
 
+void Trainer::set_preference(const PreferenceData* data, std::vector<float> ref_train,
+                             std::vector<float> ref_val, float beta) {
+  if (!data) {
+    pref_ = nullptr;
+    return;
+  }
+  if (comm_ || teacher_)
+    throw std::invalid_argument(
+        "a DPO run trains in one process, without a teacher (set_preference)");
+  if (!(std::isfinite(beta) && beta > 0.0f))
+    throw std::invalid_argument("DPO beta must be > 0, got " + std::to_string(beta));
+  if (ref_train.size() != 2 * data->train().size() || ref_val.size() != 2 * data->val().size())
+    throw std::invalid_argument(
+        "DPO reference log-probabilities do not match the preference pairs (2 per pair)");
+  pref_ = data;
+  ref_train_ = std::move(ref_train);
+  ref_val_ = std::move(ref_val);
+  beta_ = beta;
+  const size_t rows = size_t(2 * cfg_.batch_size * cfg_.seq_len);
+  x_.assign(rows, 0);
+  y_.assign(rows, -1);
+  ref_batch_.assign(size_t(2 * cfg_.batch_size), 0.0f);
+  batch_pairs_.assign(size_t(cfg_.batch_size), nullptr);
+  pair_order_.resize(data->train().size());
+  pair_epoch_ = -1;
+  // Twice the rows per step: a FLOP budget allows half the steps.
+  horizon_ = step_horizon(model_, cfg_, 2);
+  schedule_ = make_schedule(cfg_.lr_schedule, schedule_options(cfg_, horizon_));
+}
+
+void Trainer::next_preference_batch(int64_t index) {
+  const int64_t B = cfg_.batch_size, n = int64_t(pref_->train().size());
+  for (int64_t i = 0; i < B; ++i) {
+    const int64_t k = index * B + i, epoch = k / n;
+    if (epoch != pair_epoch_) {
+      // Fisher-Yates with a seed of (run seed, epoch): reproducible from the step alone.
+      for (int64_t j = 0; j < n; ++j) pair_order_[size_t(j)] = j;
+      Rng rng(uint64_t(cfg_.seed) * 0x9E3779B97F4A7C15ULL + uint64_t(epoch) + 1);
+      for (int64_t j = n - 1; j > 0; --j)
+        std::swap(pair_order_[size_t(j)], pair_order_[size_t(rng.below(uint64_t(j + 1)))]);
+      pair_epoch_ = epoch;
+    }
+    const int64_t p = pair_order_[size_t(k % n)];
+    batch_pairs_[size_t(i)] = &pref_->train()[size_t(p)];
+    ref_batch_[size_t(i)] = ref_train_[size_t(2 * p)];
+    ref_batch_[size_t(B + i)] = ref_train_[size_t(2 * p + 1)];
+  }
+  pack_preference_batch(batch_pairs_.data(), B, cfg_.seq_len, x_.data(), y_.data());
+}
+
+double Trainer::evaluate_preference() {
+  NoGradGuard no_grad;
+  Graph& g = current_graph();
+  const int64_t B = cfg_.batch_size, T = cfg_.seq_len, n = int64_t(pref_->val().size());
+  double loss = 0;
+  DpoParts sum;
+  float* refs = ref_batch_.data();  // between steps: the training batch's buffers are free
+  for (int64_t b0 = 0; b0 < n; b0 += B) {
+    const int64_t nb = std::min(B, n - b0);
+    for (int64_t i = 0; i < nb; ++i) {
+      batch_pairs_[size_t(i)] = &pref_->val()[size_t(b0 + i)];
+      refs[i] = ref_val_[size_t(2 * (b0 + i))];
+      refs[nb + i] = ref_val_[size_t(2 * (b0 + i) + 1)];
+    }
+    pack_preference_batch(batch_pairs_.data(), nb, T, x_.data(), y_.data());
+    const Shape s{2 * nb, T};
+    DpoParts p;
+    model_.preference_loss(Tokens{x_.data(), s}, Tokens{y_.data(), s}, refs, beta_, &p, false);
+    loss += model_.lm_loss() * double(nb);
+    sum.margin += p.margin * double(nb);
+    sum.accuracy += p.accuracy * double(nb);
+    g.clear();
+  }
+  val_parts_.margin = sum.margin / double(n);
+  val_parts_.accuracy = sum.accuracy / double(n);
+  return loss / double(n);
+}
+
 void Trainer::request_stop(const std::string& reason) {
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -180,6 +261,7 @@ bool Trainer::wait_turn() {
 }
 
 double Trainer::evaluate() {
+  if (pref_) return evaluate_preference();
   NoGradGuard no_grad;
   Graph& g = current_graph();
   const Shape s{eval_.batch_size, eval_.seq_len};
@@ -247,6 +329,23 @@ StepMetrics& Trainer::train_step() {
   aux_seen_.assign(m.extra.size(), 0);
   m.eval_loss.reset();
   for (int64_t micro = 0; micro < accum; ++micro) {
+    if (pref_) {
+      next_preference_batch(step_ * accum + micro);
+      const Shape s2{2 * rows, cfg_.seq_len};
+      DpoParts parts;
+      Tensor loss = model_.preference_loss(Tokens{x_.data(), s2}, Tokens{y_.data(), s2},
+                                           ref_batch_.data(), beta_, &parts, true);
+      loss_sum += model_.lm_loss();
+      const double w = 1.0 / double(accum);
+      add_extra("dpo/reward_margin", parts.margin * w);
+      add_extra("dpo/reward_accuracy", parts.accuracy * w);
+      add_extra("dpo/chosen_reward", parts.chosen_reward * w);
+      add_extra("dpo/rejected_reward", parts.rejected_reward * w);
+      accumulate_aux(w);
+      g.backward(loss, grad_scale);
+      g.clear();
+      continue;
+    }
     sampler_.next(x_.data(), y_.data());
     if (replicas_ > 1) {
       loss_sum += data_parallel_micro_step(grad_scale, rows, off);
@@ -374,7 +473,7 @@ TrainSummary Trainer::train() {
   // in another order, so losses differ from a 1-thread run in the last bits.
   const int64_t rows = cfg_.batch_size / world_size();  // this process's share
   replicas_ = threads > 1 && threads <= 64 && rows % threads == 0 && model_.data_parallel_safe() &&
-                      !teacher_
+                      !teacher_ && !pref_
                   ? threads
                   : 1;
   for (Parameter* p : params_) p->set_replicas(replicas_);
@@ -401,6 +500,10 @@ TrainSummary Trainer::train() {
       const auto e0 = Clock::now();
       m.eval_loss = evaluate();
       last_eval_s = seconds_since(e0);
+      if (pref_) {
+        add_extra("dpo/val_reward_accuracy", val_parts_.accuracy);
+        add_extra("dpo/val_reward_margin", val_parts_.margin);
+      }
       evaluated_last = true;
     }
     ++step_;

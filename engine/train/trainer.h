@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/model.h"
+#include "data/preference_data.h"
 #include "data/text_dataset.h"
 #include "dist/communicator.h"
 #include "dist/flat_buffer.h"
@@ -51,6 +52,21 @@ class Trainer {
   /// set. The teacher must outlive training. Call before train().
   void set_teacher(LanguageModel* teacher, float temperature, float alpha);
   const LanguageModel* teacher() const { return teacher_; }
+  /// Preference optimization (DPO, ops/dpo_loss.h) instead of next-token
+  /// training: every micro-batch packs batch_size pairs of `data`'s train split
+  /// (a seeded shuffle per epoch, a function of the step: a resume draws the
+  /// same pairs) into 2 * batch_size rows. ref_train / ref_val are the
+  /// reference model's summed completion log-probabilities, (chosen, rejected)
+  /// per pair (reference_logps). The reported loss and eval loss are the DPO
+  /// loss (eval: over the val pairs); "dpo/reward_margin", "dpo/reward_accuracy",
+  /// "dpo/chosen_reward", "dpo/rejected_reward" and at evaluations
+  /// "dpo/val_reward_accuracy" / "dpo/val_reward_margin" are logged. One
+  /// replica, one process. Throws std::invalid_argument for beta <= 0,
+  /// reference values not matching the pairs, a communicator or a teacher.
+  /// `data` must outlive training. Call before train().
+  void set_preference(const PreferenceData* data, std::vector<float> ref_train,
+                      std::vector<float> ref_val, float beta);
+  bool preference() const { return pref_ != nullptr; }
   /// Runs from step() to horizon(), or until stopped, diverged or out of time
   /// (TrainConfig::time_budget_s).
   TrainSummary train();
@@ -79,8 +95,9 @@ class Trainer {
   Optimizer& optimizer() { return *optimizer_; }
   BatchSampler& sampler() { return sampler_; }
   const LrSchedule& schedule() const { return schedule_; }
+  /// Tokens through the model per step (a DPO step runs 2 rows per pair).
   int64_t tokens_per_step() const {
-    return cfg_.batch_size * cfg_.seq_len * cfg_.grad_accumulation_steps;
+    return cfg_.batch_size * cfg_.seq_len * cfg_.grad_accumulation_steps * (pref_ ? 2 : 1);
   }
 
  private:
@@ -92,6 +109,11 @@ class Trainer {
   /// single-threaded on batch_rows / replicas_ rows; returns
   /// the micro-batch's mean loss. Gradients land in the replicas' buffers.
   double data_parallel_micro_step(float grad_scale, int64_t batch_rows, int64_t offset);
+  /// Packs micro-batch `index`'s pairs into x_ / y_ and their reference
+  /// log-probabilities into ref_batch_.
+  void next_preference_batch(int64_t index);
+  /// Mean DPO loss over the val pairs (records the val reward metrics).
+  double evaluate_preference();
   /// Adds every replica's gradient into replica 0's (the parameters' own).
   void reduce_replica_grads();
   /// Sums gradients, the step's loss and the stop flag over ranks.
@@ -123,6 +145,14 @@ class Trainer {
   // Distillation (set_teacher).
   LanguageModel* teacher_ = nullptr;
   float temperature_ = 2.0f, alpha_ = 0.5f;
+  // Preference optimization (set_preference).
+  const PreferenceData* pref_ = nullptr;
+  std::vector<float> ref_train_, ref_val_, ref_batch_;
+  float beta_ = 0.1f;
+  std::vector<int64_t> pair_order_;  // this epoch's shuffle of the train pairs
+  int64_t pair_epoch_ = -1;
+  std::vector<const PreferencePair*> batch_pairs_;
+  DpoParts val_parts_;
   // Data parallelism over processes (set_communicator).
   Communicator* comm_ = nullptr;
   std::unique_ptr<FlatBuffer> flat_grads_;

@@ -277,6 +277,41 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   dg->setColumnStretch(1, 1);
   dg->setColumnStretch(3, 1);
 
+  // Preference tuning (DPO) of a stored run on pairs from the data file.
+  dpo_group_ = new QGroupBox("Preference tuning (DPO)");
+  dpo_group_->setObjectName("dpo");
+  dpo_group_->setCheckable(true);
+  dpo_group_->setChecked(false);
+  dpo_group_->setToolTip(
+      "Train a stored run's model to prefer the chosen over the rejected completion of each\n"
+      "pair, relative to its own starting point (DPO). The data file is JSONL, one\n"
+      "{\"prompt\", \"chosen\", \"rejected\"} object per line. Model and tokenizer are the\n"
+      "run's; the training settings are this panel's (DPO usually wants a learning rate\n"
+      "about ten times lower than pretraining).");
+  dpo_reference_ = new QComboBox;
+  dpo_reference_->setObjectName("dpo_reference");
+  dpo_reference_->setToolTip(
+      "Stored run with a checkpoint: the model tuned, and the frozen reference it is compared "
+      "with");
+  dpo_reference_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+  dpo_reference_->setMinimumContentsLength(12);
+  dpo_beta_ = dspin("dpo_beta", 0.001, 100, 3, 0.05,
+                    "beta > 0: how strongly the policy is held to the reference (default 0.1)");
+  dpo_beta_->setValue(0.1);
+  auto* pg = new QGridLayout(dpo_group_);
+  pg->setContentsMargins(6, 4, 6, 4);
+  pg->setHorizontalSpacing(6);
+  pg->setVerticalSpacing(4);
+  pg->addWidget(lora_label("model", dpo_reference_), 0, 0, Qt::AlignRight);
+  pg->addWidget(dpo_reference_, 0, 1, 1, 3);
+  pg->addWidget(lora_label("beta", dpo_beta_), 1, 0, Qt::AlignRight);
+  pg->addWidget(dpo_beta_, 1, 1);
+  auto* pairs_note = new QLabel("data: JSONL pairs");
+  pairs_note->setToolTip(dpo_group_->toolTip());
+  pg->addWidget(pairs_note, 1, 2, 1, 2);
+  pg->setColumnStretch(1, 1);
+  pg->setColumnStretch(3, 1);
+
   start_ = button("Start", "start", "Train a new run with this configuration");
   pause_ = button("Pause", "pause", "Hold after the current step");
   step_ = button("Step", "step", "While paused: run exactly one more step");
@@ -309,6 +344,7 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   layout->addLayout(grid);
   layout->addWidget(lora_group_);
   layout->addWidget(distill_group_);
+  layout->addWidget(dpo_group_);
   layout->addLayout(buttons);
   layout->addWidget(errors_);
   layout->addWidget(progress_);
@@ -328,14 +364,28 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
     emit changed();
   };
   connect(lora_group_, &QGroupBox::toggled, this, lora_changed);
-  // A run is a fine-tune or a distillation, not both.
+  // A run is one kind: a fine-tune, a distillation or a DPO run.
   connect(lora_group_, &QGroupBox::toggled, this, [this](bool on) {
-    if (on) distill_group_->setChecked(false);
+    if (!on) return;
+    distill_group_->setChecked(false);
+    dpo_group_->setChecked(false);
   });
   connect(distill_group_, &QGroupBox::toggled, this, [this](bool on) {
-    if (on) lora_group_->setChecked(false);
+    if (on) {
+      lora_group_->setChecked(false);
+      dpo_group_->setChecked(false);
+    }
     emit changed();
   });
+  connect(dpo_group_, &QGroupBox::toggled, this, [this](bool on) {
+    if (on) {
+      lora_group_->setChecked(false);
+      distill_group_->setChecked(false);
+    }
+    emit changed();
+  });
+  connect(dpo_reference_, &QComboBox::currentIndexChanged, this, &TrainingPanel::changed);
+  connect(dpo_beta_, &QDoubleSpinBox::valueChanged, this, &TrainingPanel::changed);
   connect(teacher_, &QComboBox::currentIndexChanged, this, &TrainingPanel::changed);
   for (QDoubleSpinBox* s : {distill_t_, distill_alpha_})
     connect(s, &QDoubleSpinBox::valueChanged, this, &TrainingPanel::changed);
@@ -345,8 +395,9 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   connect(quant_, &QComboBox::currentIndexChanged, this, lora_changed);
   for (QCheckBox* c : targets_) connect(c, &QCheckBox::toggled, this, lora_changed);
   connect(browse_, &QPushButton::clicked, this, [this] {
-    const QString f = QFileDialog::getOpenFileName(this, "Training corpus", data_->text(),
-                                                   "Text (*.txt);;All files (*)");
+    const QString f =
+        QFileDialog::getOpenFileName(this, "Training corpus", data_->text(),
+                                     "Text (*.txt);;Preference pairs (*.jsonl);;All files (*)");
     if (!f.isEmpty()) {
       data_->setText(f);
       emit changed();
@@ -371,10 +422,11 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
 }
 
 QList<QWidget*> TrainingPanel::fields() const {
-  return {data_,         browse_,     tokenizer_,   bpe_dir_,     browse_bpe_, name_,
-          tags_,         optimizer_,  schedule_,    lr_,          warmup_,     max_steps_,
-          weight_decay_, batch_size_, seq_len_,     accum_,       clip_,       eval_interval_,
-          seed_,         threads_,    time_budget_, flop_budget_, lora_group_, distill_group_};
+  return {data_,        browse_,      tokenizer_,     bpe_dir_,       browse_bpe_,
+          name_,        tags_,        optimizer_,     schedule_,      lr_,
+          warmup_,      max_steps_,   weight_decay_,  batch_size_,    seq_len_,
+          accum_,       clip_,        eval_interval_, seed_,          threads_,
+          time_budget_, flop_budget_, lora_group_,    distill_group_, dpo_group_};
 }
 
 void TrainingPanel::set_config(const TrainConfig& t) {
@@ -469,6 +521,8 @@ void TrainingPanel::set_finetune_bases(std::vector<FinetuneBase> bases) {
   const int64_t keep = cur ? cur->run_id : 0;
   const FinetuneBase* cur_teacher = distill_teacher();
   const int64_t keep_teacher = cur_teacher ? cur_teacher->run_id : 0;
+  const FinetuneBase* cur_reference = dpo_reference();
+  const int64_t keep_reference = cur_reference ? cur_reference->run_id : 0;
   bases_ = std::move(bases);
   {
     const QSignalBlocker b(base_);
@@ -486,7 +540,40 @@ void TrainingPanel::set_finetune_bases(std::vector<FinetuneBase> bases) {
     const int idx = teacher_->findData(qlonglong(keep_teacher));
     teacher_->setCurrentIndex(idx >= 0 ? idx : (bases_.empty() ? -1 : 0));
   }
+  {
+    const QSignalBlocker b(dpo_reference_);
+    dpo_reference_->clear();
+    for (const FinetuneBase& f : bases_) dpo_reference_->addItem(f.label, qlonglong(f.run_id));
+    if (dpo_reference_->count() == 0)
+      dpo_reference_->setPlaceholderText("no stored run has a checkpoint");
+    const int idx = dpo_reference_->findData(qlonglong(keep_reference));
+    dpo_reference_->setCurrentIndex(idx >= 0 ? idx : (bases_.empty() ? -1 : 0));
+  }
   update_finetune();
+}
+
+bool TrainingPanel::dpo_enabled() const {
+  return dpo_group_->isChecked();
+}
+
+void TrainingPanel::set_dpo_enabled(bool on) {
+  dpo_group_->setChecked(on);
+}
+
+const FinetuneBase* TrainingPanel::dpo_reference() const {
+  const int i = dpo_reference_->currentIndex();
+  return i >= 0 && size_t(i) < bases_.size() ? &bases_[size_t(i)] : nullptr;
+}
+
+bool TrainingPanel::select_dpo_reference(int64_t run_id) {
+  const int i = dpo_reference_->findData(qlonglong(run_id));
+  if (i < 0) return false;
+  dpo_reference_->setCurrentIndex(i);
+  return true;
+}
+
+double TrainingPanel::dpo_beta() const {
+  return dpo_beta_->value();
 }
 
 bool TrainingPanel::distill_enabled() const {

@@ -119,6 +119,18 @@ class TrainingPanel : public QWidget {
   QDoubleSpinBox* distill_temperature_box() const { return distill_t_; }
   QDoubleSpinBox* distill_alpha_box() const { return distill_alpha_; }
 
+  // Preference tuning (DPO): a stored run's newest checkpoint is the model
+  // tuned and its reference (RunKind::kPreference); the data file holds the
+  // pairs. The runs offered are the fine-tune bases.
+  bool dpo_enabled() const;
+  void set_dpo_enabled(bool on);
+  const FinetuneBase* dpo_reference() const;
+  bool select_dpo_reference(int64_t run_id);
+  double dpo_beta() const;
+  QGroupBox* dpo_group() const { return dpo_group_; }
+  QComboBox* dpo_reference_box() const { return dpo_reference_; }
+  QDoubleSpinBox* dpo_beta_box() const { return dpo_beta_; }
+
   QGroupBox* finetune_group() const { return lora_group_; }
   QComboBox* base_box() const { return base_; }
   QSpinBox* rank_box() const { return rank_; }
@@ -182,6 +194,9 @@ class TrainingPanel : public QWidget {
   QComboBox* teacher_;
   QDoubleSpinBox* distill_t_;
   QDoubleSpinBox* distill_alpha_;
+  QGroupBox* dpo_group_;
+  QComboBox* dpo_reference_;
+  QDoubleSpinBox* dpo_beta_;
   std::vector<FinetuneBase> bases_;
   std::optional<FinetuneCounts> counts_;
   std::vector<std::string> finetune_errors_;
