@@ -8,6 +8,8 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QPushButton>
+#include <QScrollArea>
+#include <QScrollBar>
 #include <QSignalBlocker>
 #include <QStatusBar>
 #include <QTabWidget>
@@ -62,7 +64,17 @@ MainWindow::MainWindow(const std::string& preset_name, const std::string& db_pat
   auto* dock = new QDockWidget("Run");
   dock->setObjectName("run_dock");
   dock->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable);
-  dock->setWidget(side);
+  // Scrolls vertically: the fine-tune, distillation and DPO boxes must not set
+  // the window's minimum height (a laptop screen).
+  auto* side_scroll = new QScrollArea;
+  side_scroll->setObjectName("run_scroll");
+  side_scroll->setWidget(side);
+  side_scroll->setWidgetResizable(true);
+  side_scroll->setFrameShape(QFrame::NoFrame);
+  side_scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+  side_scroll->setMinimumWidth(side->minimumSizeHint().width() +
+                               side_scroll->verticalScrollBar()->sizeHint().width());
+  dock->setWidget(side_scroll);
   addDockWidget(Qt::LeftDockWidgetArea, dock);
   run_dock_ = dock;
 

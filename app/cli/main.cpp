@@ -71,10 +71,17 @@ const char* kUsage =
     "          [--threads N] [--db FILE] [--json]  (loss, perplexity, bits per byte on the\n"
     "          run's validation split or on FILE, every token scored once; recorded as evals\n"
     "          of run RUN)\n"
+    "  eval    --run RUN|DIR --equations [--samples N] [--k 1,5] [--temperature X] [--limit M]\n"
+    "          [--seed N]  (pass@k on the PROMPT=ANSWER lines of the same text, e.g. data synth)\n"
     "  tokenizer train --data FILE --vocab-size N --out DIR [--json]  (byte-level BPE, writes\n"
     "          DIR/tokenizer.json in the Hugging Face format; use it with --tokenizer bpe:DIR)\n"
     "  tokenizer encode --tokenizer bpe:DIR|byte --text S | --data FILE\n"
     "  tokenizer decode --tokenizer bpe:DIR|byte --ids \"ID ID ...\"\n"
+    "  data    prepare --data TEXT --out TOKENS [--tokenizer char|byte|bpe:DIR] [--json]\n"
+    "          (encode a corpus of any size once; train --data TOKENS maps it)\n"
+    "  data    synth --out FILE [--task add|sub|mul|div] [--p P (97)] [--train-fraction F (0.5)]\n"
+    "          [--seed N] [--json]  (every a o b mod p; prints the val_fraction of the held-out "
+    "part)\n"
     "  models  list | info NAME | count NAME [--detail] [--seq-len N]  [--json]\n"
     "          NAME: a preset, a published architecture, or a preset/config .json file\n"
     "  models  import hf DIR [--name NAME] [--out CKPT] [--db FILE]  (a Hugging Face folder:\n"
@@ -119,6 +126,7 @@ int main(int argc, char** argv) {
     if (cmd == "eval") return bl::cli::eval_command(rest);
     if (cmd == "export") return bl::cli::export_command(rest);
     if (cmd == "tokenizer") return bl::cli::tokenizer_command(rest);
+    if (cmd == "data") return bl::cli::data_command(rest);
     if (cmd == "sweep") return bl::cli::sweep_command(rest);
     if (cmd == "sweep-worker") return bl::cli::sweep_worker_command(rest);
     if (cmd == "sweep-task") return bl::cli::sweep_task_command(rest);

@@ -6,6 +6,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "data/token_file.h"
 #include "data/tokenizer.h"
 #include "data/utf8.h"
 
@@ -57,6 +58,18 @@ TextDataset::TextDataset(std::string_view text, const Tokenizer& tok, double val
   tokens_ = tok.encode(text);
   if (tokens_.empty()) throw std::invalid_argument("[dataset] the text encodes to no tokens");
   n_train_ = train_split_size(int64_t(tokens_.size()), val_fraction);
+}
+
+TextDataset TextDataset::from_token_file(const std::string& path, int64_t vocab_size,
+                                         double val_fraction) {
+  TextDataset d;
+  d.mapped_ = std::make_shared<const MappedTokens>(path, vocab_size);
+  d.n_train_ = train_split_size(d.size(), val_fraction);
+  return d;
+}
+
+std::span<const int32_t> TextDataset::tokens() const {
+  return mapped_ ? mapped_->tokens() : std::span<const int32_t>(tokens_);
 }
 
 TextDataset TextDataset::from_file(const std::string& path, const Tokenizer& tok,

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -15,6 +16,7 @@
 namespace bl {
 
 class Tokenizer;
+class MappedTokens;
 
 /// Throws what read_text_file throws for a path that is missing, a directory,
 /// not a regular file (a FIFO, a device) or over the corpus size limit,
@@ -33,17 +35,25 @@ class TextDataset {
   static TextDataset from_file(const std::string& path, const Tokenizer& tok,
                                double val_fraction = 0.1);
 
-  std::span<const int32_t> tokens() const { return tokens_; }
-  std::span<const int32_t> train() const { return {tokens_.data(), size_t(n_train_)}; }
-  std::span<const int32_t> val() const {
-    return {tokens_.data() + n_train_, tokens_.size() - size_t(n_train_)};
-  }
-  int64_t size() const { return int64_t(tokens_.size()); }
+  /// The ids of a token file (data/token_file.h), memory-mapped: only the
+  /// pages training touches are read. Every id must be < vocab_size. The same
+  /// split rule. Throws std::runtime_error naming the file and the problem.
+  static TextDataset from_token_file(const std::string& path, int64_t vocab_size,
+                                     double val_fraction = 0.1);
+
+  std::span<const int32_t> tokens() const;
+  std::span<const int32_t> train() const { return tokens().first(size_t(n_train_)); }
+  std::span<const int32_t> val() const { return tokens().subspan(size_t(n_train_)); }
+  int64_t size() const { return int64_t(tokens().size()); }
   int64_t train_size() const { return n_train_; }
   int64_t val_size() const { return size() - n_train_; }
+  /// Whether the ids are a mapped token file rather than encoded text.
+  bool mapped() const { return mapped_ != nullptr; }
 
  private:
-  std::vector<int32_t> tokens_;
+  TextDataset() = default;
+  std::vector<int32_t> tokens_;                 // encoded text
+  std::shared_ptr<const MappedTokens> mapped_;  // or a token file
   int64_t n_train_ = 0;
 };
 

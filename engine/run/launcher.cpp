@@ -17,6 +17,7 @@ std::string of_run(const RunPlan& plan) {
 }
 
 std::string read_dataset(RunPlan& plan) {
+  if (plan.token_file) return {};  // mapped later (load_dataset), never read whole
   const bool parents = plan.parent && plan.data_path == plan.parent->dataset_path;
   std::string text;
   try {
@@ -32,6 +33,15 @@ std::string read_dataset(RunPlan& plan) {
                          " was recorded (SHA-256 differs); the resumed run will not reproduce "
                          "the original");
   return text;
+}
+
+/// The run's token stream: the text encoded, or a token file mapped.
+std::unique_ptr<TextDataset> load_dataset(const RunPlan& plan, const std::string& text,
+                                          const Tokenizer& tok, double val_fraction) {
+  if (plan.token_file)
+    return std::make_unique<TextDataset>(
+        TextDataset::from_token_file(plan.data_path, tok.vocab_size(), val_fraction));
+  return std::make_unique<TextDataset>(text, tok, val_fraction);
 }
 
 std::unique_ptr<Tokenizer> build_tokenizer(const RunPlan& plan, const std::string& text) {
@@ -173,7 +183,7 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
     r->model_ = std::move(r->finetune_.model);
     plan.preset.model = r->model_->config();
     if (!plan.weights_from.empty()) load_trainable_weights(plan.weights_from, *r->model_);
-    r->data_ = std::make_unique<TextDataset>(text, *r->tokenizer_, t.val_fraction);
+    r->data_ = load_dataset(plan, text, *r->tokenizer_, t.val_fraction);
   } else if (plan.preference) {
     r->tokenizer_ = build_tokenizer(plan, text);
     r->preference_ =
@@ -185,7 +195,7 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
     r->tokenizer_ = build_tokenizer(plan, text);
     plan.preset.model.vocab_size = r->tokenizer_->vocab_size();
     try {
-      r->data_ = std::make_unique<TextDataset>(text, *r->tokenizer_, t.val_fraction);
+      r->data_ = load_dataset(plan, text, *r->tokenizer_, t.val_fraction);
     } catch (const std::invalid_argument& e) {
       if (plan.kind == RunKind::kDistill && !dynamic_cast<const ConfigError*>(&e) &&
           plan.tokenizer.empty())

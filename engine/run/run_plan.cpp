@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "data/text_dataset.h"
+#include "data/token_file.h"
 #include "export/llama_gguf_names.h"
 #include "run/config_overrides.h"
 #include "run/memory_estimate.h"
@@ -477,6 +478,30 @@ void plan_preference_resume(const RunRecord& run, RunPlan& plan) {
   plan.preference = std::move(d);
 }
 
+/// A prepared token file brings its tokenizer: the run uses it. A tokenizer
+/// named for the run must be of its kind; one the run already has (a fork's,
+/// a fine-tune base's, a teacher's, a resumed run's) must be the same.
+void adopt_token_file(const RunSpec& spec, RunPlan& plan) {
+  const TokenFileHeader h = read_token_file_header(plan.data_path);
+  if (plan.preference)
+    throw RunSpecError("a DPO run reads JSONL preference pairs, not a token file (" +
+                       plan.data_path + ")");
+  const std::string kind = h.tokenizer.value("type", std::string("?"));
+  const std::string named = spec.tokenizer.substr(0, spec.tokenizer.find(':'));
+  if (!named.empty() && named != kind)
+    throw RunSpecError("--tokenizer " + spec.tokenizer + ": " + plan.data_path +
+                       " is a token file prepared with the " + kind +
+                       " tokenizer, which the run uses (leave out --tokenizer)");
+  if (plan.tokenizer.empty() && !plan.tokenizer_json.is_null() &&
+      plan.tokenizer_json != h.tokenizer)
+    throw RunSpecError(plan.data_path +
+                       " is a token file prepared with another tokenizer than the run's "
+                       "model was trained with; prepare it from the text with that tokenizer");
+  plan.token_file = true;
+  plan.tokenizer.clear();
+  plan.tokenizer_json = h.tokenizer;
+}
+
 }  // namespace
 
 nlohmann::json PreferencePlan::to_json() const {
@@ -630,7 +655,10 @@ RunPlan plan_run(const RunSpec& spec, ExperimentStore* store) {
     throw ConfigError("train.batch_size (" + std::to_string(plan.preset.train.batch_size) +
                       ") must be divisible by the number of MPI ranks (" + std::to_string(ranks) +
                       "): each rank trains on an equal share of every batch");
-  check_text_file(plan.data_path);  // stat only: a FIFO is never opened
+  if (is_token_file(plan.data_path))
+    adopt_token_file(spec, plan);
+  else
+    check_text_file(plan.data_path);  // stat only: a FIFO is never opened
   return plan;
 }
 

@@ -51,6 +51,7 @@ struct RunPlan {
   RunKind kind = RunKind::kFresh;
   Preset preset;  // model + train config as trained (a fine-tune: the base's model)
   std::string data_path;
+  bool token_file = false;          // data_path is a prepared token file (data/token_file.h)
   std::string tokenizer;            // "char" | "byte": built from the corpus
   nlohmann::json tokenizer_json;    // else restored from this (resume, fork)
   bool init_weights = true;         // fresh initialisation from train.seed
