@@ -113,5 +113,50 @@ TEST_F(CliDpo, RefusalsNameTheOptionOrTheLine) {
                        "bad.jsonl:2: \"chosen\" must be a string, got number"));
 }
 
+// `train --grpo-from RUN --reward SPEC --data PROMPTS.jsonl`: recorded with
+// its recipe, shown, resumed, and refused with the option named.
+TEST_F(CliDpo, GrpoRecordsItsRecipeShowsAndResumesIt) {
+  const auto base = json_of(cli("train --config " + config_ + " --json --quiet"));
+  const int64_t bid = base["run_id"];
+  const std::string prompts = dir_ / "prompts.jsonl";
+  std::string jsonl;
+  for (int i = 0; i < 10; ++i)
+    jsonl += R"({"prompt": "KING:\nWhat )" + std::string(1, char('a' + i)) +
+             R"(", "target": "s"})" + "\n";
+  write_bytes(prompts, jsonl);
+  const auto r =
+      cli("train --grpo-from " + std::to_string(bid) + " --data " + prompts +
+          " --reward 'regex:^[aeiou]' --group-size 3 --max-new-tokens 5 --steps 3 --json");
+  EXPECT_TRUE(contains(r.out, "(GRPO from run " + std::to_string(bid) +
+                                  ", reward regex:^[aeiou], 3 completions of <= 5 tokens per "
+                                  "prompt, 9 train / 1 val prompts)"))
+      << r.out;
+  const auto j = json_of(r);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  EXPECT_EQ(j["parent_run_id"], bid);
+  EXPECT_EQ(j["grpo"]["reward"], "regex:^[aeiou]");
+  EXPECT_EQ(j["grpo"]["group"], 3);
+  EXPECT_EQ(j["grpo"]["max_new_tokens"], 5);
+  const std::string id = std::to_string(j["run_id"].get<int64_t>());
+  const auto show = cli("runs show " + id);
+  EXPECT_TRUE(contains(show.out, "GRPO from")) << show.out;
+  EXPECT_TRUE(contains(show.out, "reward regex:^[aeiou], group 3")) << show.out;
+  const auto csv = cli("runs export " + id + " --format csv");
+  EXPECT_TRUE(contains(csv.out, "grpo/reward_mean")) << csv.out.substr(0, 400);
+  const auto rj = json_of(cli("train --resume " + id + " --steps 5 --json --quiet"));
+  EXPECT_EQ(rj["steps"], 5);
+  EXPECT_EQ(rj["grpo"]["group"], 3);
+  EXPECT_TRUE(contains(cli("train --resume " + id + " --steps 7 --group-size 4").out,
+                       "--group-size cannot be used with --resume"));
+  EXPECT_TRUE(
+      contains(cli("train --group-size 4 --steps 2").out, "--group-size applies to a GRPO run"));
+  EXPECT_TRUE(contains(cli("train --grpo-from " + std::to_string(bid) + " --data " + prompts).out,
+                       "a GRPO run needs --reward"));
+  EXPECT_TRUE(contains(cli("train --grpo-from " + std::to_string(bid) + " --data " + prompts +
+                           " --reward exact --group-size 1")
+                           .out,
+                       "--group-size must be >= 2"));
+}
+
 }  // namespace
 }  // namespace bl

@@ -3,13 +3,16 @@
 // double reference and by finite differences, alone and composed.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "expect_error.h"
 #include "gradcheck.h"
 #include "ops/cross_entropy.h"
 #include "ops/dpo_loss.h"
+#include "ops/grpo_loss.h"
 
 namespace bl {
 namespace {
@@ -184,6 +187,129 @@ TEST(DpoLoss, RefusesBadInput) {
                test::error_of([&] { (void)dpo_loss(ok->tensor(), ref.data(), NAN); }),
                std::string("beta must be > 0"));
   current_graph().clear();
+}
+
+TEST(TokenLogprob, MatchesDoubleReferenceAndIgnoresUnscored) {
+  const int64_t n = 3, t = 4, v = 67;
+  Rng rng(13);
+  auto logits = test::make_input("logits", Shape{n, t, v}, rng, 2.0f);
+  const auto y = targets_for(rng, n, t, v);
+  Tensor lp = token_logprob(logits->tensor(), Tokens{y.data(), Shape{n, t}});
+  ASSERT_EQ(lp.shape(), (Shape{n, t}));
+  for (int64_t r = 0; r < n * t; ++r) {
+    const double want = ref_seq_logprob(logits->data() + r * v, y.data() + r, 1, v);
+    EXPECT_NEAR(lp.data()[r], want, 1e-5 * (1 + std::fabs(want))) << "row " << r;
+    if (y[size_t(r)] < 0) EXPECT_EQ(lp.data()[r], 0.0f);
+  }
+  current_graph().clear();
+}
+
+TEST(TokenLogprob, GradientCheck) {
+  const int64_t n = 2, t = 3, v = 13;
+  Rng rng(17);
+  auto logits = test::make_input("logits", Shape{n, t, v}, rng);
+  const auto y = targets_for(rng, n, t, v);
+  EXPECT_TRUE(test::grad_check(
+      [&] {
+        return token_logprob(logits->tensor(), Tokens{y.data(), Shape{n, t}});
+      },
+      {logits.get()}));
+}
+
+// Double reference of the GRPO surrogate (the formula in ops/grpo_loss.h).
+double ref_grpo(const float* lp, const std::vector<int32_t>& scored, const std::vector<float>& adv,
+                const std::vector<float>& old, const std::vector<float>& ref, int64_t n, int64_t t,
+                double eps, double beta) {
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t len = 0;
+    for (int64_t j = 0; j < t; ++j) len += scored[size_t(i * t + j)] >= 0;
+    for (int64_t j = 0; j < t; ++j) {
+      const size_t k = size_t(i * t + j);
+      if (scored[k] < 0) continue;
+      const double r = std::exp(double(lp[k]) - old[k]);
+      const double surr =
+          std::min(r * adv[size_t(i)], std::clamp(r, 1 - eps, 1 + eps) * adv[size_t(i)]);
+      const double d = double(ref[k]) - lp[k], kl = std::exp(d) - d - 1;
+      total += -(surr - beta * kl) / double(len) / double(n);
+    }
+  }
+  return total;
+}
+
+struct GrpoCase {
+  int64_t n = 3, t = 4;
+  std::unique_ptr<Parameter> lp;
+  std::vector<int32_t> scored;
+  std::vector<float> adv, old, ref;
+  explicit GrpoCase(uint64_t seed) {
+    Rng rng(seed);
+    lp = test::make_input("logp", Shape{n, t}, rng, 0.5f);
+    for (int64_t k = 0; k < n * t; ++k) {
+      lp->data()[k] -= 2.0f;  // log-probabilities: negative
+      scored.push_back(k % 4 == 0 ? -1 : 1);
+      // Ratios well inside or well outside [0.8, 1.2]: finite differences never cross a kink.
+      const float shift = (k % 3 == 0) ? 0.6f : (k % 3 == 1 ? -0.05f : 0.05f);
+      old.push_back(lp->data()[k] - shift);
+      ref.push_back(lp->data()[k] + float(rng.normal()) * 0.3f);
+    }
+    adv = {1.2f, -0.7f, 0.4f};
+  }
+};
+
+TEST(GrpoLoss, MatchesTheFormulaAndReportsKlAndClipping) {
+  GrpoCase c(21);
+  for (float beta : {0.0f, 0.04f, 0.5f}) {
+    GrpoParts parts;
+    Tensor l = grpo_loss(c.lp->tensor(), Tokens{c.scored.data(), Shape{c.n, c.t}}, c.adv.data(),
+                         c.old.data(), c.ref.data(), 0.2f, beta, &parts);
+    const double want = ref_grpo(c.lp->data(), c.scored, c.adv, c.old, c.ref, c.n, c.t, 0.2, beta);
+    EXPECT_NEAR(l.item(), want, 1e-5 * (1 + std::fabs(want))) << "beta " << beta;
+    EXPECT_GT(parts.kl, 0.0);
+    EXPECT_NEAR(parts.clip_fraction, 3.0 / 9.0, 1e-12);  // the k % 3 == 0 scored tokens
+    current_graph().clear();
+  }
+  // Without old values the ratio is 1: the loss is -mean advantage + beta KL.
+  Tensor l = grpo_loss(c.lp->tensor(), Tokens{c.scored.data(), Shape{c.n, c.t}}, c.adv.data(),
+                       nullptr, c.ref.data(), 0.2f, 0.0f);
+  EXPECT_NEAR(l.item(), -(1.2 - 0.7 + 0.4) / 3.0, 1e-6);
+  current_graph().clear();
+}
+
+TEST(GrpoLoss, GradientCheck) {
+  GrpoCase c(23);
+  for (float beta : {0.0f, 0.1f, 1.0f})
+    EXPECT_TRUE(test::grad_check(
+        [&] {
+          return grpo_loss(c.lp->tensor(), Tokens{c.scored.data(), Shape{c.n, c.t}}, c.adv.data(),
+                           c.old.data(), c.ref.data(), 0.2f, beta);
+        },
+        {c.lp.get()}))
+        << "beta " << beta;
+}
+
+// The composition a GRPO step differentiates: logits -> token log-probs -> loss.
+TEST(GrpoLoss, GradientCheckThroughTokenLogprob) {
+  const int64_t n = 2, t = 3, v = 11;
+  Rng rng(29);
+  auto logits = test::make_input("logits", Shape{n, t, v}, rng);
+  std::vector<int32_t> y = {3, 4, -1, 7, -1, 2};
+  std::vector<float> adv = {0.9f, -0.9f}, old(6), ref(6);
+  {
+    Tensor lp = token_logprob(logits->tensor(), Tokens{y.data(), Shape{n, t}});
+    for (int k = 0; k < 6; ++k) {
+      old[size_t(k)] = lp.data()[k] - 0.03f;
+      ref[size_t(k)] = lp.data()[k] + 0.2f;
+    }
+    current_graph().clear();
+  }
+  EXPECT_TRUE(test::grad_check(
+      [&] {
+        return grpo_loss(token_logprob(logits->tensor(), Tokens{y.data(), Shape{n, t}}),
+                         Tokens{y.data(), Shape{n, t}}, adv.data(), old.data(), ref.data(), 0.2f,
+                         0.1f);
+      },
+      {logits.get()}));
 }
 
 }  // namespace

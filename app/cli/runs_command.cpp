@@ -353,6 +353,15 @@ int runs_show(const Args& args) {
     row("DPO from", (br.is_number_integer() ? "run " + cell(br) + " (" + ckpt + ")" : ckpt) +
                         ", beta " + cell(d.value("beta", json())));
   }
+  if (is_grpo_run(r)) {
+    const json& d = r.summary["grpo"];
+    const json& br = d.value("base_run", json());
+    const std::string ckpt = d.value("base_checkpoint", std::string());
+    row("GRPO from", (br.is_number_integer() ? "run " + cell(br) + " (" + ckpt + ")" : ckpt) +
+                         ", reward " + cell(d.value("reward", json())) + ", group " +
+                         cell(d.value("group", json())) + ", beta " +
+                         cell(d.value("beta", json())));
+  }
   row("created", fmt_time(r.created_at));
   row("started", fmt_time(r.started_at));
   row("finished", fmt_time(r.finished_at));

@@ -136,6 +136,44 @@ void fill_preference_options(const Args& args, RunSpec& spec) {
   }
 }
 
+/// Options that start a GRPO run; a resumed one keeps its reference and recipe.
+const char* const kGrpoOptions[] = {"grpo-from", "reward",         "group-size",      "grpo-beta",
+                                    "grpo-clip", "max-new-tokens", "grpo-temperature"};
+
+/// `--grpo-from RUN|CKPT --reward SPEC --data PROMPTS.jsonl [--group-size G]
+/// [--grpo-beta B] [--grpo-clip E] [--max-new-tokens N] [--grpo-temperature T]`.
+void fill_grpo_options(const Args& args, RunSpec& spec) {
+  const auto from = args.get("grpo-from");
+  if (!from) {
+    for (const char* o : kGrpoOptions)
+      if (args.get(o))
+        throw UsageError("--" + std::string(o) +
+                         " applies to a GRPO run: add --grpo-from RUN|CKPT (the model it starts "
+                         "from), --reward SPEC and --data PROMPTS.jsonl");
+    return;
+  }
+  if (from->empty()) throw UsageError("--grpo-from needs a run id or a checkpoint directory");
+  if (spec.kind != RunKind::kFresh)
+    throw UsageError(
+        "--grpo-from starts its own kind of run: not with --dpo-from or "
+        "--distill-from");
+  spec.kind = RunKind::kGrpo;
+  if (from->find_first_not_of("#0123456789") == std::string::npos)
+    spec.grpo.base_run_id = parse_run_id(*from, "--grpo-from");
+  else
+    spec.grpo.base_checkpoint = *from;
+  const auto reward = args.get("reward");
+  if (!reward)
+    throw UsageError("a GRPO run needs --reward exact|regex:PATTERN|length:N|cmd:COMMAND");
+  spec.grpo.reward = *reward;
+  GrpoOptions& g = spec.grpo.grpo;
+  if (auto v = args.get_int("group-size", 2)) g.group = *v;
+  if (auto v = args.get_int("max-new-tokens", 1)) g.max_new_tokens = *v;
+  if (auto v = args.get_double("grpo-beta")) g.beta = float(*v);
+  if (auto v = args.get_double("grpo-clip")) g.eps = float(*v);
+  if (auto v = args.get_double("grpo-temperature")) g.temperature = float(*v);
+}
+
 /// "distillation of teacher run 3 (DIR), T 2, alpha 0.5" for the header.
 std::string distill_line(const DistillPlan& d) {
   char buf[96];
@@ -171,6 +209,11 @@ void check_resume_options(const Args& args) {
       throw UsageError("--" + std::string(opt) +
                        " cannot be used with --resume (a resumed DPO run keeps the reference and "
                        "beta it began with)");
+  for (const char* opt : kGrpoOptions)
+    if (args.get(opt))
+      throw UsageError("--" + std::string(opt) +
+                       " cannot be used with --resume (a resumed GRPO run keeps the reference, "
+                       "reward and recipe it began with)");
 }
 
 void print_header(PreparedRun& run, int64_t run_id) {
@@ -198,6 +241,16 @@ void print_header(PreparedRun& run, int64_t run_id) {
                  d.base_run_id ? ("run " + std::to_string(*d.base_run_id)).c_str()
                                : d.base_checkpoint.c_str(),
                  d.beta, pairs->train().size(), pairs->val().size());
+  }
+  if (const PromptSet* prompts = run.prompts()) {
+    const GrpoPlan& d = *plan.grpo;
+    std::fprintf(stderr,
+                 " (GRPO from %s, reward %s, %lld completions of <= %lld tokens per prompt, "
+                 "%zu train / %zu val prompts)",
+                 d.base_run_id ? ("run " + std::to_string(*d.base_run_id)).c_str()
+                               : d.base_checkpoint.c_str(),
+                 d.reward.c_str(), (long long)d.options.group, (long long)d.options.max_new_tokens,
+                 prompts->train().size(), prompts->val().size());
   }
   std::fprintf(stderr, "\n");
 }
@@ -275,6 +328,7 @@ int train_and_report(PreparedRun& prepared, const Args& args, Communicator* comm
                               : nlohmann::json()},
         {"distill", run->plan().distill ? run->plan().distill->to_json() : nlohmann::json()},
         {"dpo", run->plan().preference ? run->plan().preference->to_json() : nlohmann::json()},
+        {"grpo", run->plan().grpo ? run->plan().grpo->to_json() : nlohmann::json()},
         {"checkpoint",
          saver.last_dir().empty() ? nlohmann::json() : nlohmann::json(saver.last_dir())},
         {"world_size", comm ? comm->size() : 1},
@@ -334,6 +388,7 @@ int train_command(const std::vector<std::string>& argv) {
   for (const char* o : kFinetuneOptions) value_opts.insert(o);  // rejected by check_resume_options
   for (const char* o : kDistillOptions) value_opts.insert(o);
   for (const char* o : kPreferenceOptions) value_opts.insert(o);
+  for (const char* o : kGrpoOptions) value_opts.insert(o);
   Args args(argv, value_opts, {"json", "quiet", "fresh", "distributed"});
   if (!args.positional().empty())
     throw UsageError("unexpected argument '" + args.positional()[0] + "'");
@@ -398,6 +453,11 @@ int train_command(const std::vector<std::string>& argv) {
         throw UsageError("--" + std::string(o) +
                          " cannot be used with --fork: a DPO run starts from the run named by "
                          "--dpo-from");
+    for (const char* o : kGrpoOptions)
+      if (args.get(o))
+        throw UsageError("--" + std::string(o) +
+                         " cannot be used with --fork: a GRPO run starts from the run named by "
+                         "--grpo-from");
     spec = fresh_run_spec(args);
     spec.kind = RunKind::kFork;
     spec.parent_run_id = parse_run_id(*fork, "--fork");
@@ -406,6 +466,7 @@ int train_command(const std::vector<std::string>& argv) {
     spec = fresh_run_spec(args);
     fill_distill_options(args, spec);
     fill_preference_options(args, spec);
+    fill_grpo_options(args, spec);
   }
   fill_store_options(args, spec);
   spec.distributed = ranks;

@@ -33,8 +33,9 @@ std::vector<int32_t> encode(const Tokenizer& tok, const std::string& text, const
   }
 }
 
-// One sequence: prompt + completion, fitted into seq_len + 1 tokens.
-void pack_row(const std::vector<int32_t>& prompt, const std::vector<int32_t>& completion,
+}  // namespace
+
+void pack_completion(const std::vector<int32_t>& prompt, const std::vector<int32_t>& completion,
               int64_t seq_len, int32_t* x, int32_t* y) {
   const int64_t window = seq_len + 1, nc = int64_t(completion.size());
   // The prompt keeps its end (what the completion continues), at most half the
@@ -51,8 +52,6 @@ void pack_row(const std::vector<int32_t>& prompt, const std::vector<int32_t>& co
     y[t] = (t + 1 < len && t + 1 >= np) ? seq(t + 1) : -1;
   }
 }
-
-}  // namespace
 
 PreferenceData::PreferenceData(std::string_view jsonl, const std::string& source,
                                const Tokenizer& tok, double val_fraction) {
@@ -106,8 +105,8 @@ PreferenceData PreferenceData::from_file(const std::string& path, const Tokenize
 void pack_preference_batch(const PreferencePair* const* pairs, int64_t n, int64_t seq_len,
                            int32_t* x, int32_t* y) {
   for (int64_t i = 0; i < n; ++i) {
-    pack_row(pairs[i]->prompt, pairs[i]->chosen, seq_len, x + i * seq_len, y + i * seq_len);
-    pack_row(pairs[i]->prompt, pairs[i]->rejected, seq_len, x + (n + i) * seq_len,
+    pack_completion(pairs[i]->prompt, pairs[i]->chosen, seq_len, x + i * seq_len, y + i * seq_len);
+    pack_completion(pairs[i]->prompt, pairs[i]->rejected, seq_len, x + (n + i) * seq_len,
              y + (n + i) * seq_len);
   }
 }

@@ -42,11 +42,15 @@ class PreferenceData {
   std::string chosen_text_;
 };
 
+/// One row of seq_len: prompt + completion, x the sequence (0-padded), y the
+/// next token where it is a completion token and -1 elsewhere. A sequence
+/// longer than seq_len + 1 keeps the prompt's last tokens (at most half the
+/// window when the completion needs the rest) and the completion's first.
+void pack_completion(const std::vector<int32_t>& prompt, const std::vector<int32_t>& completion,
+                     int64_t seq_len, int32_t* x, int32_t* y);
+
 /// Packs `n` pairs into 2n rows of seq_len: rows [0, n) prompt + chosen, rows
-/// [n, 2n) prompt + rejected. x holds the sequence (0-padded), y the next token
-/// where it is a completion token and -1 elsewhere (prompt and padding are not
-/// scored). A sequence longer than seq_len + 1 keeps the prompt's last tokens
-/// (at most half the window) and the completion's first. x, y hold 2n * seq_len
+/// [n, 2n) prompt + rejected, each as pack_completion. x, y hold 2n * seq_len
 /// ints; nothing is allocated.
 void pack_preference_batch(const PreferencePair* const* pairs, int64_t n, int64_t seq_len,
                            int32_t* x, int32_t* y);

@@ -185,9 +185,43 @@ Tensor sequence_logprob(const Tensor& logits, const Tokens& targets) {
       float* dx = current_graph().grad(logits);
       // d logp_n / d logits[n, t] = onehot - softmax: CE's backward scaled by -dy[n].
       for (int64_t i = 0; i < n; ++i)
-        if (dy[i] != 0.0f)
-          BL_DISPATCH(CeBackward)
-          (logits.data() + i * t * v, tg + i * t, lse + i * t, t, v, -dy[i], dx + i * t * v);
+        if (dy[i] != 0.0f) BL_DISPATCH(CeBackward)
+      (logits.data() + i * t * v, tg + i * t, lse + i * t, t, v, -dy[i], dx + i * t * v);
+    });
+  }
+  return out;
+}
+
+Tensor token_logprob(const Tensor& logits, const Tokens& targets) {
+  op_check(logits.defined() && logits.rank() >= 1, "token_logprob", "logits must be at least 1-D");
+  const int64_t rows = logits.rows(), v = logits.cols();
+  op_check(targets.numel() == rows && (targets.data || rows == 0), "token_logprob",
+           "targets " + targets.shape.str() + " do not match logits " + logits.shape().str() +
+               " (need one target per row)");
+  op_check(v > 0, "token_logprob", "vocab size (last dim of logits) must be > 0");
+  Graph& g = current_graph();
+  Shape out_shape = logits.shape();
+  out_shape.rank -= 1;
+  if (out_shape.rank == 0) out_shape = Shape{1};
+  Tensor out = g.empty(out_shape, g.needs_grad({logits}));
+  if (rows == 0) return out;
+  int64_t count = 0;
+  const int32_t* tg = arena_targets(targets, rows, v, "token_logprob", &logits.shape(), &count);
+  float* lse = g.alloc(rows);
+  // One chunk per row: chunk r's sum is lse - logit[target] of row r alone.
+  double* part = g.alloc_as<double>(rows);
+  BL_DISPATCH(CeForward)(logits.data(), tg, rows, v, rows, lse, part);
+  for (int64_t r = 0; r < rows; ++r) out.data()[r] = tg[r] < 0 ? 0.0f : float(-part[r]);
+
+  if (out.requires_grad()) {
+    g.on_backward([=] {
+      const float* dy = out.grad();
+      if (!dy) return;
+      float* dx = current_graph().grad(logits);
+      // d logp_r / d logits[r] = onehot - softmax: CE's backward for the row, scaled by -dy[r].
+      for (int64_t r = 0; r < rows; ++r)
+        if (tg[r] >= 0 && dy[r] != 0.0f)
+          BL_DISPATCH(CeBackward)(logits.data() + r * v, tg + r, lse + r, 1, v, -dy[r], dx + r * v);
     });
   }
   return out;

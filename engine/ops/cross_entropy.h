@@ -17,6 +17,12 @@ Tensor cross_entropy(const Tensor& logits, const Tokens& targets);
 /// target >= V.
 Tensor sequence_logprob(const Tensor& logits, const Tokens& targets);
 
+/// logits (..., V), targets (...) -> (...): each position's log-probability of
+/// its target, log softmax(logits)[target], and 0 where the target is < 0. The
+/// per-token scoring of policy-gradient objectives (GRPO). Throws
+/// "[token_logprob] ..." on mismatched shapes or a target >= V.
+Tensor token_logprob(const Tensor& logits, const Tokens& targets);
+
 // Shared by the fused loss ops (cross_entropy, distill_kl).
 
 /// Copies `rows` targets into the current graph's arena (a backward must not

@@ -84,12 +84,11 @@ std::unique_ptr<LanguageModel> load_teacher(const DistillPlan& d, const Tokenize
   return teacher;
 }
 
-/// The trainer never reads a DPO run's token stream, but it is built on one
-/// (and the memory estimate and FLOP meter count its windows): the pairs'
-/// prompt + chosen text, repeated until both splits hold a window.
-std::unique_ptr<TextDataset> preference_token_view(const PreferenceData& pairs,
-                                                   const Tokenizer& tok, const TrainConfig& t) {
-  const std::string& one = pairs.chosen_text();
+/// The trainer never reads a DPO or GRPO run's token stream, but it is built
+/// on one (and the FLOP meter counts its windows): the pairs' prompt + chosen
+/// text or the prompts, repeated until both splits hold a window.
+std::unique_ptr<TextDataset> token_view(const std::string& one, const Tokenizer& tok,
+                                        const TrainConfig& t) {
   const int64_t tokens = std::max<int64_t>(1, int64_t(tok.encode(one).size()));
   const double val = std::max(t.val_fraction, 0.01);
   const int64_t need = int64_t(double(t.seq_len + 2) / val) + t.seq_len + 2;
@@ -184,11 +183,17 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
     plan.preset.model = r->model_->config();
     if (!plan.weights_from.empty()) load_trainable_weights(plan.weights_from, *r->model_);
     r->data_ = load_dataset(plan, text, *r->tokenizer_, t.val_fraction);
+  } else if (plan.grpo) {
+    r->tokenizer_ = build_tokenizer(plan, text);
+    r->prompts_ = std::make_unique<PromptSet>(text, plan.data_path, *r->tokenizer_, t.val_fraction);
+    r->data_ = token_view(r->prompts_->text(), *r->tokenizer_, t);
+    r->model_ = std::make_unique<LanguageModel>(plan.preset.model);
+    load_model_weights(plan.weights_from, *r->model_);
   } else if (plan.preference) {
     r->tokenizer_ = build_tokenizer(plan, text);
     r->preference_ =
         std::make_unique<PreferenceData>(text, plan.data_path, *r->tokenizer_, t.val_fraction);
-    r->data_ = preference_token_view(*r->preference_, *r->tokenizer_, t);
+    r->data_ = token_view(r->preference_->chosen_text(), *r->tokenizer_, t);
     r->model_ = std::make_unique<LanguageModel>(plan.preset.model);
     load_model_weights(plan.weights_from, *r->model_);
   } else {
@@ -230,6 +235,19 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
                              float(plan.distill->alpha));
   }
   if (plan.preference) set_reference(*r, plan);
+  if (plan.grpo) {
+    // The frozen reference of the KL penalty, for the whole run.
+    r->reference_ = std::make_unique<LanguageModel>(plan.preset.model);
+    try {
+      load_model_weights(plan.grpo->base_checkpoint, *r->reference_);
+    } catch (const CheckpointError& e) {
+      throw CheckpointError("the reference of the GRPO run: " + std::string(e.what()));
+    }
+    r->grpo_ =
+        std::make_unique<GrpoObjective>(*r->prompts_, *r->reference_, *r->tokenizer_,
+                                        Reward::parse(plan.grpo->reward), plan.grpo->options);
+    r->trainer_->set_grpo(r->grpo_.get());
+  }
   if (!plan.trainer_state_from.empty()) load_trainer_state(plan.trainer_state_from, *r->trainer_);
   // First callback: its end-of-run report is in the summary the logger writes.
   r->flops_ = std::make_unique<FlopsMeter>(r->model_->flops_per_token(t.seq_len),
@@ -273,6 +291,12 @@ std::unique_ptr<PreparedRun> launch_run(const RunSpec& spec) {
     rec.summary = {{"dpo", plan.preference->to_json()}};
     plan.summary_extra["dpo"] = plan.preference->to_json();
     if (plan.kind == RunKind::kPreference) rec.tags.push_back("dpo");
+  }
+  if (plan.grpo) {
+    // In the row from the start: `train --resume` rebuilds this objective.
+    rec.summary = {{"grpo", plan.grpo->to_json()}};
+    plan.summary_extra["grpo"] = plan.grpo->to_json();
+    if (plan.kind == RunKind::kGrpo) rec.tags.push_back("grpo");
   }
   r->logger_ = std::make_unique<StoreLogger>(*r->store_, rec);
   for (auto& [key, value] : plan.summary_extra.items()) r->logger_->summary_extra()[key] = value;

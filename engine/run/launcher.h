@@ -16,6 +16,7 @@
 
 #include "core/model.h"
 #include "data/preference_data.h"
+#include "data/prompt_data.h"
 #include "data/text_dataset.h"
 #include "data/tokenizer.h"
 #include "dist/communicator.h"
@@ -57,6 +58,9 @@ class PreparedRun {
   const Finetune* finetune() const { return plan_.finetune ? &finetune_ : nullptr; }
   /// A distillation's teacher (loaded from plan().distill); nullptr for other runs.
   const LanguageModel* teacher() const { return teacher_.get(); }
+  /// A GRPO run's prompts and objective; nullptr for other runs.
+  const PromptSet* prompts() const { return prompts_.get(); }
+  const GrpoObjective* grpo() const { return grpo_.get(); }
   /// A DPO run's preference pairs; nullptr for other runs.
   const PreferenceData* preference() const { return preference_.get(); }
   /// Where a fine-tune's adapter is saved (known once begin() has run).
@@ -92,6 +96,9 @@ class PreparedRun {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<TextDataset> data_;
   std::unique_ptr<PreferenceData> preference_;  // a DPO run's pairs
+  std::unique_ptr<PromptSet> prompts_;          // a GRPO run's prompts
+  std::unique_ptr<LanguageModel> reference_;    // a GRPO run's (outlives the trainer)
+  std::unique_ptr<GrpoObjective> grpo_;
   std::unique_ptr<LanguageModel> model_;
   std::unique_ptr<LanguageModel> teacher_;  // a distillation's (outlives the trainer)
   std::unique_ptr<Trainer> trainer_;

@@ -1,5 +1,6 @@
 #include "run/run_plan.h"
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -10,6 +11,7 @@
 #include "run/config_overrides.h"
 #include "run/memory_estimate.h"
 #include "train/checkpoint.h"
+#include "train/rewards.h"
 #include "train/store_logger.h"
 
 namespace bl {
@@ -43,11 +45,13 @@ std::string absolute_path(const std::string& p) {
 }
 
 /// Every config rule, then (only for a valid config) the memory estimate.
-void check_config(const Preset& p, int64_t trainable = -1) {
+void check_config(const Preset& p, int64_t trainable = -1, int64_t rows_per_sample = 1) {
   std::vector<std::string> errors = validation_errors(p);
+  TrainConfig sized = p.train;
+  sized.batch_size *= rows_per_sample;
   if (errors.empty())
-    errors = memory_errors(estimate_training_memory(p.model, p.train, trainable),
-                           machine_memory_bytes());
+    errors =
+        memory_errors(estimate_training_memory(p.model, sized, trainable), machine_memory_bytes());
   if (!errors.empty()) throw ConfigError(errors);
 }
 
@@ -378,80 +382,170 @@ void plan_distill_resume(const RunRecord& run, RunPlan& plan) {
   plan.distill = std::move(d);
 }
 
-/// Where a DPO run's reference is: a run's newest checkpoint (verified) or a
-/// directory (whose run, if it is one of this store's, becomes the parent).
-void resolve_reference(const PreferenceOptions& o, ExperimentStore* store, PreferencePlan& d) {
-  if (o.base_run_id) {
-    const RunRecord base = get_run_or_throw(store, o.base_run_id, "DPO run from a run");
+/// The stored model a DPO or GRPO run tunes (and compares with), resolved.
+struct TunedBase {
+  std::optional<int64_t> run_id;
+  std::string checkpoint;  // absolute
+  std::string sha256;
+};
+
+/// Where the base is: a run's newest checkpoint (verified) or a directory
+/// (whose run, if it is one of this store's, becomes the parent). `option`
+/// names the flag in messages ("--dpo-from").
+TunedBase resolve_base(const std::optional<int64_t>& run_id, const std::string& checkpoint,
+                       ExperimentStore* store, const std::string& option) {
+  TunedBase b;
+  if (run_id) {
+    const RunRecord base = get_run_or_throw(store, run_id, "run tuning a stored run");
     const auto ck = latest_checkpoint(*store, base.id);
     if (!ck)
-      throw std::runtime_error("--dpo-from: run " + run_str(base.id) +
+      throw std::runtime_error(option + ": run " + run_str(base.id) +
                                " has no checkpoint on disk to start from");
     verify_checkpoint(ck->path, ck->sha256);
-    d.base_run_id = base.id;
-    d.base_checkpoint = absolute_path(ck->path);
-    return;
+    b.run_id = base.id;
+    b.checkpoint = absolute_path(ck->path);
+  } else {
+    if (checkpoint.empty())
+      throw RunSpecError("this run needs the model it starts from (" + option + " RUN|CKPT)");
+    b.checkpoint = absolute_path(checkpoint);
+    std::error_code ec;
+    if (!fs::is_directory(b.checkpoint, ec))
+      throw std::runtime_error(option + " " + checkpoint + ": no such checkpoint directory");
+    if (store)
+      for (const RunRecord& r : store->list_runs())
+        for (const CheckpointRecord& c : store->checkpoints(r.id))
+          if (!b.run_id && fs::equivalent(c.path, b.checkpoint, ec)) b.run_id = r.id;
   }
-  if (o.base_checkpoint.empty())
-    throw RunSpecError("a DPO run needs the model it starts from (--dpo-from RUN|CKPT)");
-  d.base_checkpoint = absolute_path(o.base_checkpoint);
-  std::error_code ec;
-  if (!fs::is_directory(d.base_checkpoint, ec))
-    throw std::runtime_error("--dpo-from " + o.base_checkpoint + ": no such checkpoint directory");
-  if (store)
-    for (const RunRecord& r : store->list_runs())
-      for (const CheckpointRecord& c : store->checkpoints(r.id))
-        if (!d.base_run_id && fs::equivalent(c.path, d.base_checkpoint, ec)) d.base_run_id = r.id;
+  return b;
 }
 
-/// A new DPO run: model, tokenizer and weights from the reference checkpoint;
-/// train config from it too, with the overrides, at a tenth of its learning
-/// rate unless one is given (preference tuning moves a trained model gently).
-void plan_preference(const RunSpec& spec, ExperimentStore* store, RunPlan& plan) {
-  const PreferenceOptions& o = spec.preference;
+/// A new DPO or GRPO run: model, tokenizer and weights from the base
+/// checkpoint; the train config given (the workbench's panel) or the base's
+/// at a tenth of its learning rate unless --lr is given (tuning moves a
+/// trained model gently), with the overrides.
+TunedBase plan_tuned(const RunSpec& spec, ExperimentStore* store, RunPlan& plan,
+                     const std::optional<int64_t>& run_id, const std::string& checkpoint,
+                     const std::optional<TrainConfig>& train_config, const std::string& option,
+                     const std::string& kind) {
   if (spec.config || !spec.config_path.empty() || !spec.preset_name.empty() ||
       !spec.tokenizer.empty() || !spec.set.empty())
-    throw RunSpecError(
-        "a DPO run takes model and tokenizer from the checkpoint it starts from: no preset, "
-        "config, --set or tokenizer");
+    throw RunSpecError("a " + kind +
+                       " run takes model and tokenizer from the checkpoint it starts from: no "
+                       "preset, config, --set or tokenizer");
+  TunedBase b = resolve_base(run_id, checkpoint, store, option);
+  const CheckpointInfo info = read_checkpoint_info(b.checkpoint);
+  if (!info.finetune.is_null())
+    throw RunSpecError(option + " " + b.checkpoint +
+                       " is a LoRA fine-tune checkpoint (adapter weights only): merge the adapter "
+                       "into its base first (lora merge) and start from the merged checkpoint");
+  b.sha256 = checkpoint_sha256(b.checkpoint);
+  plan.preset.model = info.model;
+  plan.preset.train = train_config ? *train_config : info.train;
+  const double base_lr = info.train.learning_rate;
+  apply_train_overrides(spec.train, plan.preset.train);
+  if (!spec.train.learning_rate && !train_config) {
+    plan.preset.train.learning_rate = base_lr / 10;
+    char buf[160];
+    std::snprintf(buf, sizeof buf,
+                  "note: %s learning rate %.3g, a tenth of the base run's %.3g; pass --lr to "
+                  "choose",
+                  kind.c_str(), plan.preset.train.learning_rate, base_lr);
+    plan.notes.push_back(buf);
+  }
+  if (!train_config) fit_warmup(spec, plan.preset.train, plan.notes);
+  plan.tokenizer_json = info.tokenizer;
+  plan.init_weights = false;
+  plan.weights_from = b.checkpoint;
+  plan.data_path = spec.data_path;
+  plan.record.parent_run_id = b.run_id;
+  std::string lower = kind;
+  for (char& c : lower) c = char(std::tolower(c));
+  plan.record.name = !spec.name.empty()        ? spec.name
+                     : info.model.name.empty() ? lower
+                                               : info.model.name + " " + lower;
+  return b;
+}
+
+/// A new DPO run (plan_tuned, with the pairs file and beta).
+void plan_preference(const RunSpec& spec, ExperimentStore* store, RunPlan& plan) {
+  const PreferenceOptions& o = spec.preference;
   if (!(std::isfinite(o.beta) && o.beta > 0))
     throw RunSpecError("--dpo-beta must be > 0, got " + std::to_string(o.beta));
   if (spec.data_path.empty())
     throw RunSpecError(
         "a DPO run needs preference pairs: --data FILE.jsonl, one {\"prompt\", \"chosen\", "
         "\"rejected\"} object per line");
+  const TunedBase b = plan_tuned(spec, store, plan, o.base_run_id, o.base_checkpoint,
+                                 o.train_config, "--dpo-from", "DPO");
   PreferencePlan d;
   d.beta = o.beta;
-  resolve_reference(o, store, d);
-  const CheckpointInfo info = read_checkpoint_info(d.base_checkpoint);
-  if (!info.finetune.is_null())
-    throw RunSpecError("--dpo-from " + d.base_checkpoint +
-                       " is a LoRA fine-tune checkpoint (adapter weights only): merge the adapter "
-                       "into its base first (lora merge) and start from the merged checkpoint");
-  d.base_sha256 = checkpoint_sha256(d.base_checkpoint);
-  plan.preset.model = info.model;
-  plan.preset.train = o.train_config ? *o.train_config : info.train;
-  const double base_lr = info.train.learning_rate;
-  apply_train_overrides(spec.train, plan.preset.train);
-  if (!spec.train.learning_rate && !o.train_config) {
-    plan.preset.train.learning_rate = base_lr / 10;
-    char buf[160];
-    std::snprintf(buf, sizeof buf,
-                  "note: DPO learning rate %.3g, a tenth of the base run's %.3g; pass --lr to "
-                  "choose",
-                  plan.preset.train.learning_rate, base_lr);
-    plan.notes.push_back(buf);
-  }
-  if (!o.train_config) fit_warmup(spec, plan.preset.train, plan.notes);
-  plan.tokenizer_json = info.tokenizer;
-  plan.init_weights = false;
-  plan.weights_from = d.base_checkpoint;
-  plan.data_path = spec.data_path;
-  plan.record.parent_run_id = d.base_run_id;
-  plan.record.name = !spec.name.empty()        ? spec.name
-                     : info.model.name.empty() ? "dpo"
-                                               : info.model.name + " dpo";
+  d.base_run_id = b.run_id;
+  d.base_checkpoint = b.checkpoint;
+  d.base_sha256 = b.sha256;
   plan.preference = std::move(d);
+}
+
+/// A new GRPO run (plan_tuned, with the prompts file, reward and recipe).
+void plan_grpo(const RunSpec& spec, ExperimentStore* store, RunPlan& plan) {
+  const GrpoRunOptions& o = spec.grpo;
+  try {
+    Reward::parse(o.reward);
+  } catch (const std::invalid_argument& e) {
+    throw RunSpecError(std::string("--reward: ") + e.what());
+  }
+  if (spec.data_path.empty())
+    throw RunSpecError(
+        "a GRPO run needs prompts: --data FILE.jsonl, one {\"prompt\", \"target\"} object per "
+        "line");
+  const GrpoOptions& g = o.grpo;
+  if (g.group < 2) throw RunSpecError("--group-size must be >= 2, got " + std::to_string(g.group));
+  if (!(g.temperature > 0)) throw RunSpecError("--grpo-temperature must be > 0");
+  if (!(g.beta >= 0) || !(g.eps >= 0))
+    throw RunSpecError("--grpo-beta and --grpo-clip must be >= 0");
+  const TunedBase b = plan_tuned(spec, store, plan, o.base_run_id, o.base_checkpoint,
+                                 o.train_config, "--grpo-from", "GRPO");
+  if (g.max_new_tokens < 1 || g.max_new_tokens >= plan.preset.model.block.max_seq_len)
+    throw RunSpecError("--max-new-tokens must be in [1, " +
+                       std::to_string(plan.preset.model.block.max_seq_len) +
+                       ") (the model's max_seq_len leaves room for the prompt), got " +
+                       std::to_string(g.max_new_tokens));
+  GrpoPlan d;
+  d.base_run_id = b.run_id;
+  d.base_checkpoint = b.checkpoint;
+  d.base_sha256 = b.sha256;
+  d.reward = o.reward;
+  d.options = g;
+  plan.grpo = std::move(d);
+}
+
+/// The recorded base of a resumed DPO / GRPO run must be there, unchanged.
+void check_recorded_base(const RunRecord& run, const std::string& checkpoint,
+                         const std::string& sha256, const std::string& kind) {
+  std::error_code ec;
+  if (!fs::is_directory(checkpoint, ec))
+    throw std::runtime_error("the reference checkpoint of " + kind + " run " + run_str(run.id) +
+                             ", " + checkpoint + ", no longer exists");
+  try {
+    verify_checkpoint(checkpoint, sha256);
+  } catch (const CheckpointError& e) {
+    throw CheckpointError("the reference of " + kind + " run " + run_str(run.id) +
+                          " changed since the run began (it resumes only against the reference "
+                          "it began with): " +
+                          e.what());
+  }
+}
+
+/// A stopped or killed GRPO run: its recorded reference and recipe.
+void plan_grpo_resume(const RunRecord& run, RunPlan& plan) {
+  GrpoPlan d;
+  try {
+    d = GrpoPlan::from_json(run.summary["grpo"]);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error("GRPO run " + run_str(run.id) + " cannot be resumed: its recorded " +
+                             e.what());
+  }
+  check_recorded_base(run, d.base_checkpoint, d.base_sha256, "GRPO");
+  plan.grpo = std::move(d);
 }
 
 /// A stopped or killed DPO run: its recorded reference, the same bytes.
@@ -463,18 +557,7 @@ void plan_preference_resume(const RunRecord& run, RunPlan& plan) {
     throw std::runtime_error("DPO run " + run_str(run.id) + " cannot be resumed: its recorded " +
                              e.what());
   }
-  std::error_code ec;
-  if (!fs::is_directory(d.base_checkpoint, ec))
-    throw std::runtime_error("the reference checkpoint of DPO run " + run_str(run.id) + ", " +
-                             d.base_checkpoint + ", no longer exists");
-  try {
-    verify_checkpoint(d.base_checkpoint, d.base_sha256);
-  } catch (const CheckpointError& e) {
-    throw CheckpointError("the reference of DPO run " + run_str(run.id) +
-                          " changed since the run began (a DPO run resumes only against the "
-                          "reference it began with): " +
-                          e.what());
-  }
+  check_recorded_base(run, d.base_checkpoint, d.base_sha256, "DPO");
   plan.preference = std::move(d);
 }
 
@@ -483,9 +566,9 @@ void plan_preference_resume(const RunRecord& run, RunPlan& plan) {
 /// a fine-tune base's, a teacher's, a resumed run's) must be the same.
 void adopt_token_file(const RunSpec& spec, RunPlan& plan) {
   const TokenFileHeader h = read_token_file_header(plan.data_path);
-  if (plan.preference)
-    throw RunSpecError("a DPO run reads JSONL preference pairs, not a token file (" +
-                       plan.data_path + ")");
+  if (plan.preference || plan.grpo)
+    throw RunSpecError(std::string("a ") + (plan.preference ? "DPO" : "GRPO") +
+                       " run reads a JSONL file, not a token file (" + plan.data_path + ")");
   const std::string kind = h.tokenizer.value("type", std::string("?"));
   const std::string named = spec.tokenizer.substr(0, spec.tokenizer.find(':'));
   if (!named.empty() && named != kind)
@@ -526,6 +609,46 @@ PreferencePlan PreferencePlan::from_json(const nlohmann::json& j) {
   if (j.contains("base_run") && j["base_run"].is_number_integer())
     d.base_run_id = j["base_run"].get<int64_t>();
   return d;
+}
+
+nlohmann::json GrpoPlan::to_json() const {
+  return {{"base_run", base_run_id ? nlohmann::json(*base_run_id) : nlohmann::json()},
+          {"base_checkpoint", base_checkpoint},
+          {"base_sha256", base_sha256},
+          {"reward", reward},
+          {"group", options.group},
+          {"max_new_tokens", options.max_new_tokens},
+          {"temperature", options.temperature},
+          {"beta", options.beta},
+          {"clip", options.eps}};
+}
+
+GrpoPlan GrpoPlan::from_json(const nlohmann::json& j) {
+  if (!j.is_object()) throw std::invalid_argument("grpo spec is not an object");
+  auto need = [&](const char* k,
+                  bool (nlohmann::json::*is)() const noexcept) -> const nlohmann::json& {
+    if (!j.contains(k) || !(j[k].*is)())
+      throw std::invalid_argument(std::string("grpo spec: \"") + k + "\" is missing or mistyped");
+    return j[k];
+  };
+  GrpoPlan d;
+  d.base_checkpoint = need("base_checkpoint", &nlohmann::json::is_string).get<std::string>();
+  if (j.contains("base_sha256") && j["base_sha256"].is_string())
+    d.base_sha256 = j["base_sha256"].get<std::string>();
+  d.reward = need("reward", &nlohmann::json::is_string).get<std::string>();
+  d.options.group = need("group", &nlohmann::json::is_number_integer).get<int64_t>();
+  d.options.max_new_tokens =
+      need("max_new_tokens", &nlohmann::json::is_number_integer).get<int64_t>();
+  d.options.temperature = need("temperature", &nlohmann::json::is_number).get<float>();
+  d.options.beta = need("beta", &nlohmann::json::is_number).get<float>();
+  d.options.eps = need("clip", &nlohmann::json::is_number).get<float>();
+  if (j.contains("base_run") && j["base_run"].is_number_integer())
+    d.base_run_id = j["base_run"].get<int64_t>();
+  return d;
+}
+
+bool is_grpo_run(const RunRecord& run) {
+  return run.summary.is_object() && run.summary.contains("grpo") && run.summary["grpo"].is_object();
 }
 
 bool is_preference_run(const RunRecord& run) {
@@ -612,6 +735,7 @@ RunPlan plan_run(const RunSpec& spec, ExperimentStore* store) {
         plan_resume(spec, *store, run, plan);
       if (is_distill_run(run)) plan_distill_resume(run, plan);
       if (is_preference_run(run)) plan_preference_resume(run, plan);
+      if (is_grpo_run(run)) plan_grpo_resume(run, plan);
       plan.record.parent_run_id = run.id;
       plan.parent = std::move(run);
       break;
@@ -633,9 +757,12 @@ RunPlan plan_run(const RunSpec& spec, ExperimentStore* store) {
     case RunKind::kPreference:
       plan_preference(spec, store, plan);
       break;
+    case RunKind::kGrpo:
+      plan_grpo(spec, store, plan);
+      break;
   }
-  if (ranks > 1 && plan.preference)
-    throw RunSpecError("--distributed trains on text; a DPO run runs in one process");
+  if (ranks > 1 && (plan.preference || plan.grpo))
+    throw RunSpecError("--distributed trains on text; a DPO or GRPO run runs in one process");
   if (ranks > 1 && plan.distill)
     throw RunSpecError(
         "--distributed trains without a teacher; a distillation runs in one process");
@@ -650,7 +777,10 @@ RunPlan plan_run(const RunSpec& spec, ExperimentStore* store) {
   for (const std::string& t : spec.tags) plan.record.tags.push_back(t);
   if (ranks > 1 && plan.finetune)
     throw RunSpecError("--distributed trains whole models; a LoRA fine-tune runs in one process");
-  check_config(plan.preset, trainable);
+  // A DPO step runs 2 rows per batch entry, a GRPO step a group: the memory
+  // estimate counts them.
+  const int64_t rows = plan.preference ? 2 : plan.grpo ? plan.grpo->options.group : 1;
+  check_config(plan.preset, trainable, rows);
   if (plan.preset.train.batch_size % ranks != 0)
     throw ConfigError("train.batch_size (" + std::to_string(plan.preset.train.batch_size) +
                       ") must be divisible by the number of MPI ranks (" + std::to_string(ranks) +

@@ -47,6 +47,20 @@ struct PreferencePlan {
   static PreferencePlan from_json(const nlohmann::json& j);
 };
 
+/// A GRPO run's resolved reference and recipe, recorded in the run's summary
+/// ("grpo") so a resume rebuilds the same objective.
+struct GrpoPlan {
+  std::optional<int64_t> base_run_id;
+  std::string base_checkpoint;  // absolute directory
+  std::string base_sha256;      // verified on resume
+  std::string reward;
+  GrpoOptions options;
+
+  nlohmann::json to_json() const;
+  /// From a run's summary "grpo" block; std::invalid_argument naming what is wrong.
+  static GrpoPlan from_json(const nlohmann::json& j);
+};
+
 struct RunPlan {
   RunKind kind = RunKind::kFresh;
   Preset preset;  // model + train config as trained (a fine-tune: the base's model)
@@ -61,6 +75,7 @@ struct RunPlan {
   std::optional<FinetuneSpec> finetune;
   std::optional<DistillPlan> distill;        // a distillation (new or resumed)
   std::optional<PreferencePlan> preference;  // a DPO run (new or resumed)
+  std::optional<GrpoPlan> grpo;              // a GRPO run (new or resumed)
   std::string adapter;  // fine-tune: adapter path; "" = <run dir>/adapter once the run exists
   RunRecord record;     // name, tags, preset, parent: the rest is filled at launch
   nlohmann::json summary_extra = nlohmann::json::object();  // forked_from, ...
@@ -80,6 +95,8 @@ bool is_finetune_run(const RunRecord& run);
 bool is_distill_run(const RunRecord& run);
 /// A DPO run, recorded with its reference (summary "dpo" block).
 bool is_preference_run(const RunRecord& run);
+/// A GRPO run, recorded with its reference and recipe (summary "grpo" block).
+bool is_grpo_run(const RunRecord& run);
 
 /// The run's newest checkpoint on disk, its model.safetensors checked against
 /// the SHA-256 recorded in the store (CheckpointError if it differs).

@@ -13,6 +13,7 @@
 #include "core/presets.h"
 #include "lora/finetune.h"
 #include "store/experiment_store.h"
+#include "train/grpo.h"
 
 namespace bl {
 
@@ -23,6 +24,7 @@ enum class RunKind {
   kFinetune,    // LoRA / QLoRA adapters on a stored run's or directory's checkpoint
   kDistill,     // a fresh student (preset or config) trained on a teacher checkpoint's logits
   kPreference,  // DPO: a stored model trained on preference pairs against its own start
+  kGrpo,        // GRPO: a stored model trained on rewards of its own sampled completions
 };
 
 /// Train-config fields a run may override after the config is chosen (the CLI's
@@ -70,6 +72,20 @@ struct PreferenceOptions {
   std::optional<TrainConfig> train_config;
 };
 
+/// A GRPO run: the policy starts from, and is held by a KL penalty to, a
+/// reference (a run's newest checkpoint or a checkpoint directory, whose model
+/// and tokenizer it keeps); the prompts are RunSpec::data_path, a JSONL file
+/// of {"prompt", "target"} (data/prompt_data.h); the reward is named by a spec
+/// (train/rewards.h).
+struct GrpoRunOptions {
+  std::optional<int64_t> base_run_id;  // else base_checkpoint
+  std::string base_checkpoint;
+  std::string reward;  // exact | regex:PATTERN | length:N | cmd:COMMAND
+  GrpoOptions grpo;
+  /// Replaces the reference's train config (as PreferenceOptions::train_config).
+  std::optional<TrainConfig> train_config;
+};
+
 /// Data-parallel training over processes (`mpirun -np N blocklab-cli train
 /// --distributed`): the rank count and every rank's host, recorded with the
 /// run (machine JSON "distributed"). A resume must use the same rank count.
@@ -104,6 +120,7 @@ struct RunSpec {
   FinetuneOptions finetune;              // kind == kFinetune
   DistillOptions distill;                // kind == kDistill
   PreferenceOptions preference;          // kind == kPreference
+  GrpoRunOptions grpo;                   // kind == kGrpo
 
   bool record =
       true;  // false: no store, run row or savers (benchmarks, ranks > 0; fresh runs only)

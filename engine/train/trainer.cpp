@@ -106,7 +106,8 @@ void Trainer::set_communicator(Communicator* comm) {
   if (comm && teacher_)
     throw std::invalid_argument(
         "a distillation run trains in one process (the teacher's forward is not distributed)");
-  if (comm && pref_) throw std::invalid_argument("a DPO run trains in one process");
+  if (comm && (pref_ || grpo_))
+    throw std::invalid_argument("a DPO or GRPO run trains in one process");
   comm_ = comm;
   flat_grads_.reset();
   eval_losses_.clear();
@@ -156,9 +157,9 @@ void Trainer::set_preference(const PreferenceData* data, std::vector<float> ref_
     pref_ = nullptr;
     return;
   }
-  if (comm_ || teacher_)
+  if (comm_ || teacher_ || grpo_)
     throw std::invalid_argument(
-        "a DPO run trains in one process, without a teacher (set_preference)");
+        "a DPO run trains in one process, without a teacher or GRPO (set_preference)");
   if (!(std::isfinite(beta) && beta > 0.0f))
     throw std::invalid_argument("DPO beta must be > 0, got " + std::to_string(beta));
   if (ref_train.size() != 2 * data->train().size() || ref_val.size() != 2 * data->val().size())
@@ -176,7 +177,18 @@ void Trainer::set_preference(const PreferenceData* data, std::vector<float> ref_
   pair_order_.resize(data->train().size());
   pair_epoch_ = -1;
   // Twice the rows per step: a FLOP budget allows half the steps.
+  rows_per_sample_ = 2;
   horizon_ = step_horizon(model_, cfg_, 2);
+  schedule_ = make_schedule(cfg_.lr_schedule, schedule_options(cfg_, horizon_));
+}
+
+void Trainer::set_grpo(GrpoObjective* objective) {
+  if (objective && (comm_ || teacher_ || pref_))
+    throw std::invalid_argument(
+        "a GRPO run trains in one process, without a teacher or preference pairs");
+  grpo_ = objective;
+  rows_per_sample_ = objective ? objective->options().group : 1;
+  horizon_ = step_horizon(model_, cfg_, rows_per_sample_);
   schedule_ = make_schedule(cfg_.lr_schedule, schedule_options(cfg_, horizon_));
 }
 
@@ -262,6 +274,10 @@ bool Trainer::wait_turn() {
 
 double Trainer::evaluate() {
   if (pref_) return evaluate_preference();
+  if (grpo_) {
+    val_reward_ = grpo_->val_reward(model_);
+    return -val_reward_;
+  }
   NoGradGuard no_grad;
   Graph& g = current_graph();
   const Shape s{eval_.batch_size, eval_.seq_len};
@@ -329,6 +345,20 @@ StepMetrics& Trainer::train_step() {
   aux_seen_.assign(m.extra.size(), 0);
   m.eval_loss.reset();
   for (int64_t micro = 0; micro < accum; ++micro) {
+    if (grpo_) {
+      GrpoStats st;
+      Tensor loss =
+          grpo_->loss(model_, step_ * accum + micro, rows, cfg_.seq_len, uint64_t(cfg_.seed), &st);
+      loss_sum += double(loss.item());
+      const double w = 1.0 / double(accum);
+      add_extra("grpo/reward_mean", st.reward_mean * w);
+      add_extra("grpo/reward_std", st.reward_std * w);
+      add_extra("grpo/kl", st.kl * w);
+      add_extra("grpo/completion_tokens", st.completion_tokens * w);
+      g.backward(loss, grad_scale);
+      g.clear();
+      continue;
+    }
     if (pref_) {
       next_preference_batch(step_ * accum + micro);
       const Shape s2{2 * rows, cfg_.seq_len};
@@ -473,7 +503,7 @@ TrainSummary Trainer::train() {
   // in another order, so losses differ from a 1-thread run in the last bits.
   const int64_t rows = cfg_.batch_size / world_size();  // this process's share
   replicas_ = threads > 1 && threads <= 64 && rows % threads == 0 && model_.data_parallel_safe() &&
-                      !teacher_ && !pref_
+                      !teacher_ && !pref_ && !grpo_
                   ? threads
                   : 1;
   for (Parameter* p : params_) p->set_replicas(replicas_);
@@ -500,6 +530,7 @@ TrainSummary Trainer::train() {
       const auto e0 = Clock::now();
       m.eval_loss = evaluate();
       last_eval_s = seconds_since(e0);
+      if (grpo_) add_extra("grpo/val_reward", val_reward_);
       if (pref_) {
         add_extra("dpo/val_reward_accuracy", val_parts_.accuracy);
         add_extra("dpo/val_reward_margin", val_parts_.margin);

@@ -18,6 +18,7 @@
 #include "dist/flat_buffer.h"
 #include "train/callbacks.h"
 #include "train/grad_clip.h"
+#include "train/grpo.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
@@ -67,6 +68,16 @@ class Trainer {
   void set_preference(const PreferenceData* data, std::vector<float> ref_train,
                       std::vector<float> ref_val, float beta);
   bool preference() const { return pref_ != nullptr; }
+  /// GRPO (train/grpo.h) instead of next-token training: every micro-batch is
+  /// batch_size prompts, group completions each, sampled and scored by the
+  /// objective. The reported loss is the GRPO loss; the eval loss is minus the
+  /// mean greedy reward on the val prompts (lower is better, as for a loss),
+  /// also logged as "grpo/val_reward"; "grpo/reward_mean", "grpo/reward_std",
+  /// "grpo/kl" and "grpo/completion_tokens" are logged per step. One replica,
+  /// one process. Throws std::invalid_argument with a communicator, teacher or
+  /// preference data. `objective` must outlive training. Call before train().
+  void set_grpo(GrpoObjective* objective);
+  const GrpoObjective* grpo() const { return grpo_; }
   /// Runs from step() to horizon(), or until stopped, diverged or out of time
   /// (TrainConfig::time_budget_s).
   TrainSummary train();
@@ -95,9 +106,10 @@ class Trainer {
   Optimizer& optimizer() { return *optimizer_; }
   BatchSampler& sampler() { return sampler_; }
   const LrSchedule& schedule() const { return schedule_; }
-  /// Tokens through the model per step (a DPO step runs 2 rows per pair).
+  /// Tokens through the model per step (a DPO step runs 2 rows per pair, a
+  /// GRPO step a group per prompt).
   int64_t tokens_per_step() const {
-    return cfg_.batch_size * cfg_.seq_len * cfg_.grad_accumulation_steps * (pref_ ? 2 : 1);
+    return cfg_.batch_size * cfg_.seq_len * cfg_.grad_accumulation_steps * rows_per_sample_;
   }
 
  private:
@@ -153,6 +165,10 @@ class Trainer {
   int64_t pair_epoch_ = -1;
   std::vector<const PreferencePair*> batch_pairs_;
   DpoParts val_parts_;
+  // GRPO (set_grpo).
+  GrpoObjective* grpo_ = nullptr;
+  double val_reward_ = 0;
+  int64_t rows_per_sample_ = 1;  // model rows per batch entry: 2 for DPO, the group for GRPO
   // Data parallelism over processes (set_communicator).
   Communicator* comm_ = nullptr;
   std::unique_ptr<FlatBuffer> flat_grads_;
