@@ -1,5 +1,6 @@
 #include "plot/plot_view.h"
 
+#include <QAreaSeries>
 #include <QChart>
 #include <QChartView>
 #include <QGraphicsLayout>
@@ -86,6 +87,20 @@ QList<QPointF> positive_only(const QList<QPointF>& pts) {
   out.reserve(pts.size());
   for (const QPointF& p : pts)
     if (p.y() > 0) out.append(p);
+  return out;
+}
+
+/// Debiased EMA of pts' y values (TensorBoard-style), same x.
+QList<QPointF> ema_of(const QList<QPointF>& pts, double w) {
+  QList<QPointF> out;
+  out.reserve(pts.size());
+  double ema = 0, wn = 1;
+  for (const QPointF& p : pts) {
+    ema = ema * w + (1 - w) * p.y();
+    wn *= w;
+    const double debias = 1 - wn;
+    out.append(QPointF(p.x(), debias > 0 ? ema / debias : p.y()));
+  }
   return out;
 }
 
@@ -187,6 +202,10 @@ void PlotView::attach_y_axis() {
       if (old) l->detachAxis(old);
       l->attachAxis(y_axis_);
     }
+  for (Band& b : bands_) {
+    if (old) b.area->detachAxis(old);
+    b.area->attachAxis(y_axis_);
+  }
   if (old) {
     chart_->removeAxis(old);
     delete old;
@@ -219,6 +238,55 @@ int PlotView::add_series(const QString& name, const QColor& color, Style style) 
   smoothing_ = -1;
   set_smoothing(w);
   return int(series_.size() - 1);
+}
+
+int PlotView::add_band(const QString& name, const QColor& color) {
+  Band b;
+  b.name = name;
+  b.color = color;
+  b.area = new QAreaSeries;
+  b.area->setName(name);
+  // Parented to the area: removed and deleted with it.
+  b.area->setUpperSeries(new QLineSeries(b.area));
+  b.area->setLowerSeries(new QLineSeries(b.area));
+  chart_->addSeries(b.area);
+  b.area->attachAxis(x_axis_);
+  b.area->attachAxis(y_axis_);
+  for (QLegendMarker* m : chart_->legend()->markers(b.area)) m->setVisible(false);
+  bands_.append(b);
+  const double w = smoothing_;  // styles the new band
+  smoothing_ = -1;
+  set_smoothing(w);
+  return int(bands_.size() - 1);
+}
+
+void PlotView::set_band(int band, QList<QPointF> lower, QList<QPointF> upper) {
+  if (band < 0 || band >= bands_.size()) return;
+  Band& b = bands_[band];
+  b.lower = std::move(lower);
+  b.upper = std::move(upper);
+  rebuild_band_smoothed(b);
+  refit_y_ = true;
+  dirty_ = true;
+}
+
+void PlotView::rebuild_band_smoothed(Band& b) {
+  b.smooth_lower = smoothing_ > 0 ? ema_of(b.lower, smoothing_) : QList<QPointF>();
+  b.smooth_upper = smoothing_ > 0 ? ema_of(b.upper, smoothing_) : QList<QPointF>();
+}
+
+QList<QPointF> PlotView::band_lower(int band) const {
+  return band >= 0 && band < bands_.size() ? bands_[band].lower : QList<QPointF>();
+}
+
+QList<QPointF> PlotView::band_upper(int band) const {
+  return band >= 0 && band < bands_.size() ? bands_[band].upper : QList<QPointF>();
+}
+
+qsizetype PlotView::band_drawn_count(int band) const {
+  if (band < 0 || band >= bands_.size()) return 0;
+  const QAreaSeries* a = bands_[band].area;
+  return a->upperSeries()->count() + a->lowerSeries()->count();
 }
 
 void PlotView::set_points(int series, QList<QPointF> points) {
@@ -270,6 +338,11 @@ void PlotView::clear_series() {
         delete l;
       }
   series_.clear();
+  for (Band& b : bands_) {
+    chart_->removeSeries(b.area);
+    delete b.area;
+  }
+  bands_.clear();
   refit_y_ = true;
   hide_hover();
   dirty_ = true;
@@ -281,6 +354,13 @@ void PlotView::clear() {
     rebuild_smoothed(i);
     for (QLineSeries* l : {series_[i].raw_line, series_[i].line})
       if (l) l->clear();
+  }
+  for (Band& b : bands_) {
+    b.lower.clear();
+    b.upper.clear();
+    rebuild_band_smoothed(b);
+    b.area->upperSeries()->clear();
+    b.area->lowerSeries()->clear();
   }
   zoom_.reset();
   refit_y_ = true;
@@ -307,6 +387,13 @@ void PlotView::set_smoothing(double weight) {
       s.line->setPen(pen);
       s.line->setVisible(smoothed_visible(s));
     }
+  }
+  for (Band& b : bands_) {
+    rebuild_band_smoothed(b);
+    QColor fill = b.color;
+    fill.setAlpha(55);
+    b.area->setBrush(fill);
+    b.area->setPen(Qt::NoPen);
   }
   dirty_ = true;
 }
@@ -409,10 +496,20 @@ void PlotView::redraw() {
     x0 = std::min(x0, s.points.front().x());
     x1 = std::max(x1, s.points.back().x());
   }
+  for (const Band& b : bands_)
+    for (const QList<QPointF>* pts : {&b.lower, &b.upper})
+      if (!pts->isEmpty()) {
+        x0 = std::min(x0, pts->front().x());
+        x1 = std::max(x1, pts->back().x());
+      }
   if (!std::isfinite(x0)) {  // no data yet
     for (Series& s : series_)
       for (QLineSeries* l : {s.raw_line, s.line})
         if (l) l->clear();
+    for (Band& b : bands_) {
+      b.area->upperSeries()->clear();
+      b.area->lowerSeries()->clear();
+    }
     return;
   }
   if (zoom_) std::tie(x0, x1) = *zoom_;
@@ -431,6 +528,10 @@ void PlotView::redraw() {
   for (const Series& s : series_) {
     scan(s.points);
     if (smoothed_visible(s)) scan(s.smoothed);
+  }
+  for (const Band& b : bands_) {
+    scan(smoothing_ > 0 ? b.smooth_lower : b.lower);
+    scan(smoothing_ > 0 ? b.smooth_upper : b.upper);
   }
   // Axis ranges once per redraw, before replace(), and only when the data
   // left them: a range change re-lays out the whole chart, while replace()
@@ -487,10 +588,10 @@ void PlotView::redraw() {
   refit_y_ = false;
   const int columns = plot_width();
   drawn_columns_ = columns;
+  auto draw = [&](QLineSeries* line, const QList<QPointF>& pts) {
+    line->replace(decimate_m4(log_y_ ? positive_only(pts) : pts, x0, x1, columns));
+  };
   for (Series& s : series_) {
-    auto draw = [&](QLineSeries* line, const QList<QPointF>& pts) {
-      line->replace(decimate_m4(log_y_ ? positive_only(pts) : pts, x0, x1, columns));
-    };
     draw(s.raw_line, s.points);
     if (s.line) {
       if (smoothed_visible(s))
@@ -498,6 +599,10 @@ void PlotView::redraw() {
       else
         s.line->clear();
     }
+  }
+  for (Band& b : bands_) {
+    draw(b.area->lowerSeries(), smoothing_ > 0 ? b.smooth_lower : b.lower);
+    draw(b.area->upperSeries(), smoothing_ > 0 ? b.smooth_upper : b.upper);
   }
 }
 

@@ -4,7 +4,8 @@
 // at most 10 times a second and only when something changed (research.md B.3).
 //
 // Each series is drawn as a faded raw line with its EMA-smoothed line on top
-// (smoothing 0 draws only the raw line, opaque). Drag horizontally to zoom,
+// (smoothing 0 draws only the raw line, opaque). Bands (a run group's ±std or
+// min/max) are shaded areas behind the lines, smoothed like them. Drag horizontally to zoom,
 // right-click to zoom out, double-click to reset; hovering shows the value of
 // every series at the cursor.
 #pragma once
@@ -21,6 +22,7 @@ class QTimer;
 class QChart;
 class QLabel;
 class QLineSeries;
+class QAreaSeries;
 class QValueAxis;
 class QAbstractAxis;
 class QGraphicsLineItem;
@@ -50,7 +52,18 @@ class PlotView : public QWidget {
   void set_points(int series, QList<QPointF> points);
   /// Appends one point (x must not decrease). Drawn at the next redraw tick.
   void append(int series, double x, double y);
-  /// Removes every series.
+  /// Adds a shaded band between a lower and an upper curve, `color` faded,
+  /// not in the legend; returns its id for set_band().
+  int add_band(const QString& name, const QColor& color);
+  /// Replaces a band's bounds (each sorted by x; usually at the same x).
+  void set_band(int band, QList<QPointF> lower, QList<QPointF> upper);
+  int band_count() const { return int(bands_.size()); }
+  /// A band's stored lower and upper points (full resolution, unsmoothed).
+  QList<QPointF> band_lower(int band) const;
+  QList<QPointF> band_upper(int band) const;
+  /// Points handed to the chart for a band (upper + lower, after decimation).
+  qsizetype band_drawn_count(int band) const;
+  /// Removes every series and band.
   void clear_series();
   /// Drops every point of every series (keeps the series).
   void clear();
@@ -114,12 +127,21 @@ class PlotView : public QWidget {
     QLineSeries* line = nullptr;  // smoothed (nullptr when the series is not smoothed)
   };
   bool smoothed_visible(const Series& s) const { return s.style.smooth && smoothing_ > 0; }
+  struct Band {
+    QString name;
+    QColor color;
+    QList<QPointF> lower, upper;                // raw
+    QList<QPointF> smooth_lower, smooth_upper;  // EMA of lower / upper (same x)
+    QAreaSeries* area = nullptr;                // owns its two boundary lines
+  };
+  void rebuild_band_smoothed(Band& b);
 
   QChart* chart_;
   PlotChartView* view_;
   QValueAxis* x_axis_;
   QAbstractAxis* y_axis_ = nullptr;
   QList<Series> series_;
+  QList<Band> bands_;
   QTimer* timer_;
   QLabel* readout_;
   QGraphicsLineItem* cursor_line_ = nullptr;
