@@ -25,7 +25,6 @@
 #include "plot/decimate.h"
 
 namespace bl {
-
 /// QChartView with horizontal rubber-band zoom, double-click reset and hover.
 class PlotChartView : public QChartView {
  public:
@@ -117,6 +116,25 @@ double nice_up(double v) {
   return 10 * p;
 }
 
+/// Qt's QValueAxis::applyNiceNumbers (AbstractDomain::looseNiceNumbers), computed
+/// here so the axis changes once per fit instead of twice.
+double nice_number(double x, bool ceiling) {
+  const double z = std::pow(10.0, std::floor(std::log10(x)));
+  const double q = x / z;
+  if (ceiling) return (q <= 1.0 ? 1 : q <= 2.0 ? 2 : q <= 5.0 ? 5 : 10) * z;
+  return (q < 1.5 ? 1 : q < 3.0 ? 2 : q < 7.0 ? 5 : 10) * z;
+}
+void loose_nice_numbers(double& lo, double& hi, int& ticks) {
+  if (!(hi > lo)) return;
+  const double range = nice_number(hi - lo, true);
+  const double step = nice_number(range / (ticks - 1), false);
+  lo = std::floor(lo / step);
+  hi = std::ceil(hi / step);
+  ticks = int(hi - lo) + 1;
+  lo *= step;
+  hi *= step;
+}
+
 /// Smallest of 1, 2, 2.5, 5 x 10^k that is >= v: a tick interval.
 double nice_step(double v) {
   if (!(v > 0)) return 1;
@@ -177,7 +195,10 @@ PlotView::PlotView(const QString& title, QWidget* parent) : QWidget(parent) {
   timer_ = new QTimer(this);
   timer_->setInterval(100);  // <= 10 redraws per second, only when dirty
   connect(timer_, &QTimer::timeout, this, &PlotView::redraw);
-  timer_->start();
+  // Plots created together would redraw in one event-loop pass (their costs
+  // adding up to one stall): successive plots tick 25 ms apart.
+  static int created = 0;
+  QTimer::singleShot(25 * (created++ % 4), timer_, qOverload<>(&QTimer::start));
 }
 
 void PlotView::attach_y_axis() {
@@ -271,6 +292,7 @@ void PlotView::set_band(int band, QList<QPointF> lower, QList<QPointF> upper) {
 }
 
 void PlotView::rebuild_band_smoothed(Band& b) {
+  b.stale = true;
   b.smooth_lower = smoothing_ > 0 ? ema_of(b.lower, smoothing_) : QList<QPointF>();
   b.smooth_upper = smoothing_ > 0 ? ema_of(b.upper, smoothing_) : QList<QPointF>();
 }
@@ -301,6 +323,7 @@ void PlotView::set_points(int series, QList<QPointF> points) {
 void PlotView::append(int series, double x, double y) {
   if (series < 0 || series >= series_.size() || !std::isfinite(x) || !std::isfinite(y)) return;
   Series& s = series_[series];
+  s.stale = true;
   s.points.append(QPointF(x, y));
   if (s.style.smooth) {
     const double w = smoothing_;
@@ -314,6 +337,7 @@ void PlotView::append(int series, double x, double y) {
 
 void PlotView::rebuild_smoothed(int series) {
   Series& s = series_[series];
+  s.stale = true;
   s.smoothed.clear();
   s.ema = 0;
   s.ema_n = 0;
@@ -503,6 +527,7 @@ void PlotView::redraw() {
         x1 = std::max(x1, pts->back().x());
       }
   if (!std::isfinite(x0)) {  // no data yet
+    drawn_view_.reset();
     for (Series& s : series_)
       for (QLineSeries* l : {s.raw_line, s.line})
         if (l) l->clear();
@@ -547,26 +572,25 @@ void PlotView::redraw() {
     else
       x1 = x0 + nice_up((x1 - x0) * 1.08);
   }
-  if (x_axis_->min() != x0 || x_axis_->max() != x1) {
-    const double step = nice_step((x1 - x0) / 5);
-    x_axis_->setTickType(QValueAxis::TicksDynamic);
-    x_axis_->setTickAnchor(0);
-    x_axis_->setTickInterval(step);
-    x_axis_->setLabelFormat(step >= 1 && x1 < 1e9 ? "%.0f" : "%g");
-    x_axis_->setRange(x0, x1);
-  }
+  // The y range: kept while it holds the data, else fitted (nice numbers).
+  struct YRange {
+    double lo, hi, base = 10;
+    int ticks = 5;
+  };
+  std::optional<YRange> y_new;
   if (std::isfinite(y0)) {
     if (log_y_) {
       auto* a = static_cast<QLogValueAxis*>(y_axis_);
       const bool fits = !refit_y_ && a->min() <= y0 && a->max() >= y1 &&
                         a->max() / a->min() <= 3 * (y1 / y0) * 1.33;
       if (!fits) {
-        a->setRange(y0 / 1.15, y1 * 1.15);
+        YRange r{y0 / 1.15, y1 * 1.15};
         // Labels sit at powers of the base: base 10 labels nothing on a loss
         // between 2 and 5. Under four decades the base is the fourth root of
         // the range, so four or five labelled ticks always fall inside it.
-        const double ratio = a->max() / a->min();
-        a->setBase(ratio >= 1e4 ? 10.0 : std::max(1.0001, std::pow(ratio, 0.25)));
+        const double ratio = r.hi / r.lo;
+        r.base = ratio >= 1e4 ? 10.0 : std::max(1.0001, std::pow(ratio, 0.25));
+        if (r.lo != a->min() || r.hi != a->max() || r.base != a->base()) y_new = r;
       }
     } else {
       auto* a = static_cast<QValueAxis*>(y_axis_);
@@ -578,20 +602,57 @@ void PlotView::redraw() {
         y_need_ = need;
         const double pad = y1 > y0 ? 0.05 * (y1 - y0) : std::max(1e-6, std::abs(y0) * 0.05);
         // Non-negative data (loss, tokens/s, norms) never gets a negative axis.
-        a->setRange(y0 >= 0 ? std::max(0.0, y0 - pad) : y0 - pad, y1 + pad);
-        a->applyNiceNumbers();
-        a->setLabelFormat(std::max(std::abs(a->min()), std::abs(a->max())) >= 1000 ? "%.0f"
-                                                                                   : "%.3g");
+        YRange r{y0 >= 0 ? std::max(0.0, y0 - pad) : y0 - pad, y1 + pad};
+        loose_nice_numbers(r.lo, r.hi, r.ticks);
+        if (r.lo != a->min() || r.hi != a->max() || r.ticks != a->tickCount()) y_new = r;
       }
     }
   }
   refit_y_ = false;
+  const bool x_new = x_axis_->min() != x0 || x_axis_->max() != x1;
   const int columns = plot_width();
   drawn_columns_ = columns;
+  // Qt Charts re-lays out (and strokes) every line on an axis change and on
+  // replace(), ~0.45 us per point: with 20 runs shown, one growing run cost
+  // ~100 ms per redraw. So only series whose data changed are replaced, unless
+  // the view changed; then the lines are emptied before the axes change, so
+  // each is laid out once, with its new points.
+  const std::tuple<double, double, int, bool> view{x0, x1, columns, log_y_};
+  const bool all = drawn_view_ != view || y_new;
+  drawn_view_ = view;
+  if (x_new || y_new) {
+    for (Series& s : series_)
+      for (QLineSeries* l : {s.raw_line, s.line})
+        if (l) l->clear();
+    for (Band& b : bands_) {
+      b.area->upperSeries()->clear();
+      b.area->lowerSeries()->clear();
+    }
+  }
+  if (x_new) {
+    const double step = nice_step((x1 - x0) / 5);
+    x_axis_->setTickType(QValueAxis::TicksDynamic);
+    x_axis_->setTickAnchor(0);
+    x_axis_->setTickInterval(step);
+    x_axis_->setLabelFormat(step >= 1 && x1 < 1e9 ? "%.0f" : "%g");
+    x_axis_->setRange(x0, x1);
+  }
+  if (y_new && log_y_) {
+    auto* a = static_cast<QLogValueAxis*>(y_axis_);
+    a->setRange(y_new->lo, y_new->hi);
+    a->setBase(y_new->base);
+  } else if (y_new) {
+    auto* a = static_cast<QValueAxis*>(y_axis_);
+    a->setTickCount(y_new->ticks);
+    a->setRange(y_new->lo, y_new->hi);
+    a->setLabelFormat(std::max(std::abs(y_new->lo), std::abs(y_new->hi)) >= 1000 ? "%.0f" : "%.3g");
+  }
   auto draw = [&](QLineSeries* line, const QList<QPointF>& pts) {
     line->replace(decimate_m4(log_y_ ? positive_only(pts) : pts, x0, x1, columns));
   };
   for (Series& s : series_) {
+    if (!all && !s.stale) continue;
+    s.stale = false;
     draw(s.raw_line, s.points);
     if (s.line) {
       if (smoothed_visible(s))
@@ -601,6 +662,8 @@ void PlotView::redraw() {
     }
   }
   for (Band& b : bands_) {
+    if (!all && !b.stale) continue;
+    b.stale = false;
     draw(b.area->lowerSeries(), smoothing_ > 0 ? b.smooth_lower : b.lower);
     draw(b.area->upperSeries(), smoothing_ > 0 ? b.smooth_upper : b.upper);
   }

@@ -16,6 +16,7 @@
 #include <QString>
 #include <QWidget>
 #include <optional>
+#include <tuple>
 #include <utility>
 
 class QTimer;
@@ -125,6 +126,7 @@ class PlotView : public QWidget {
     qsizetype ema_n = 0;
     QLineSeries* raw_line = nullptr;
     QLineSeries* line = nullptr;  // smoothed (nullptr when the series is not smoothed)
+    bool stale = true;            // data changed since it was last handed to the chart
   };
   bool smoothed_visible(const Series& s) const { return s.style.smooth && smoothing_ > 0; }
   struct Band {
@@ -133,6 +135,7 @@ class PlotView : public QWidget {
     QList<QPointF> lower, upper;                // raw
     QList<QPointF> smooth_lower, smooth_upper;  // EMA of lower / upper (same x)
     QAreaSeries* area = nullptr;                // owns its two boundary lines
+    bool stale = true;
   };
   void rebuild_band_smoothed(Band& b);
 
@@ -154,6 +157,8 @@ class PlotView : public QWidget {
       true;  // fit the y range at the next redraw (new data set, zoom, axis)  // data span the
              // linear y range was last fitted to  // plot width the current decimation was made for
   std::optional<std::pair<double, double>> zoom_;
+  /// x0, x1, pixel columns and log scale the drawn points were decimated for.
+  std::optional<std::tuple<double, double, int, bool>> drawn_view_;
 };
 
 }  // namespace bl
