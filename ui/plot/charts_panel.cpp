@@ -247,13 +247,25 @@ std::vector<std::pair<QColor, QString>> ChartsPanel::legend_items() const {
   std::vector<std::pair<QColor, QString>> out;
   if (grouped()) {
     for (size_t g = 0; g < groups_.size(); ++g) {
-      int n = 0;
-      for (int64_t id : groups_[g].run_ids) n += int(runs_.count(id));
+      // Runs of different lengths: how many reach the group's last step (the
+      // mean past the others' ends is over fewer runs).
+      int n = 0, at_end = 0;
+      int64_t last = -1;
+      for (int64_t id : groups_[g].run_ids) {
+        const auto it = runs_.find(id);
+        if (it == runs_.end()) continue;
+        ++n;
+        const int64_t end = it->second.c.size() ? it->second.c.step.back() : -1;
+        if (end > last) at_end = 0;
+        last = std::max(last, end);
+        if (end == last) ++at_end;
+      }
       if (n == 0) continue;
       QString label = groups_[g].label;
       if (label.size() > 48) label = label.left(47) + "…";
-      out.emplace_back(group_color(g),
-                       QString("%1 (%2 run%3)").arg(label).arg(n).arg(n == 1 ? "" : "s"));
+      QString count = QString("%1 run%2").arg(n).arg(n == 1 ? "" : "s");
+      if (at_end < n && last >= 0) count += QString(", %1 to step %2").arg(at_end).arg(last + 1);
+      out.emplace_back(group_color(g), QString("%1 (%2)").arg(label, count));
     }
     return out;
   }
@@ -545,7 +557,8 @@ void ChartsPanel::set_group_points(PlotView* p, int series, int band, const Grou
     hi.append({c.x[i], std_band ? c.mean[i] + c.std[i] : c.max[i]});
   }
   p->set_points(series, std::move(mean));
-  if (band >= 0) p->set_band(band, std::move(lo), std::move(hi));
+  if (band >= 0)
+    p->set_band(band, std::move(lo), std::move(hi), QList<int>(c.n.begin(), c.n.end()));
 }
 
 void ChartsPanel::rebuild_groups() {
@@ -599,6 +612,7 @@ void ChartsPanel::refill_groups(bool all) {
     set_group_points(lr_, s.lr, s.lr_band, group_curve(g, "learning_rate"));
   }
   for (MetricChart& m : metric_charts_) fill_group_metric_chart(m);
+  update_legend();  // "n to step S" follows growing runs
 }
 
 void ChartsPanel::fill_group_metric_chart(MetricChart& m) {

@@ -281,9 +281,10 @@ int PlotView::add_band(const QString& name, const QColor& color) {
   return int(bands_.size() - 1);
 }
 
-void PlotView::set_band(int band, QList<QPointF> lower, QList<QPointF> upper) {
+void PlotView::set_band(int band, QList<QPointF> lower, QList<QPointF> upper, QList<int> counts) {
   if (band < 0 || band >= bands_.size()) return;
   Band& b = bands_[band];
+  b.counts = std::move(counts);
   b.lower = std::move(lower);
   b.upper = std::move(upper);
   rebuild_band_smoothed(b);
@@ -680,6 +681,14 @@ QStringList PlotView::readout_at(double x) const {
     else
       line += fmt(s.points[i].y());
     line += " @ " + fmt(s.points[i].x());
+    for (const Band& b : bands_) {
+      if (b.name != s.name) continue;
+      const qsizetype j = nearest(b.lower, x);
+      if (j < 0 || j >= b.upper.size()) break;
+      line += " · band " + fmt(b.lower[j].y()) + " – " + fmt(b.upper[j].y());
+      if (j < b.counts.size()) line += QString(" · n=%1").arg(b.counts[j]);
+      break;
+    }
     out << line;
   }
   return out;

@@ -56,8 +56,9 @@ class PlotView : public QWidget {
   /// Adds a shaded band between a lower and an upper curve, `color` faded,
   /// not in the legend; returns its id for set_band().
   int add_band(const QString& name, const QColor& color);
-  /// Replaces a band's bounds (each sorted by x; usually at the same x).
-  void set_band(int band, QList<QPointF> lower, QList<QPointF> upper);
+  /// Replaces a band's bounds (each sorted by x; usually at the same x) and,
+  /// optionally, how many runs each x aggregates (shown on hover).
+  void set_band(int band, QList<QPointF> lower, QList<QPointF> upper, QList<int> counts = {});
   int band_count() const { return int(bands_.size()); }
   /// A band's stored lower and upper points (full resolution, unsmoothed).
   QList<QPointF> band_lower(int band) const;
@@ -89,7 +90,8 @@ class PlotView : public QWidget {
   qsizetype total_drawn() const;
   /// Width in pixels of the plot area (the decimation's column count).
   int plot_width() const;
-  /// "name: value" for every series at data x (nearest point), as shown on hover.
+  /// "name: value" for every series at data x (nearest point), as shown on
+  /// hover; a series with a band of its name adds the band's raw range and run count.
   QStringList readout_at(double x) const;
   /// Shows the hover readout for data x, as if the mouse were there (tests, screenshots).
   void show_readout_at(double x);
@@ -133,6 +135,7 @@ class PlotView : public QWidget {
     QString name;
     QColor color;
     QList<QPointF> lower, upper;                // raw
+    QList<int> counts;                          // runs per lower point, or empty
     QList<QPointF> smooth_lower, smooth_upper;  // EMA of lower / upper (same x)
     QAreaSeries* area = nullptr;                // owns its two boundary lines
     bool stale = true;

@@ -296,6 +296,14 @@ class GroupsTest : public QObject {
     QCOMPARE(loss->point_count(0), qsizetype(40));
     QVERIFY(loss->readout_at(11).front().contains("learning_rate=0.001 train"));
     QVERIFY(loss->readout_at(11).front().contains("(raw 4.1)"));
+    // Hovering the mean names its band (raw) and how many runs it averages.
+    const QString hover = loss->readout_at(11).front();
+    QVERIFY2(hover.contains(QString(" · band %1 – %2 · n=3")
+                                .arg(QString::number(4.1 - kStd, 'g', 5))
+                                .arg(QString::number(4.1 + kStd, 'g', 5))),
+             qPrintable(hover));
+    QVERIFY(loss->readout_at(20).at(2).contains("n=2"));  // group 1 at step 19: both runs
+    QVERIFY(loss->readout_at(40).at(2).contains("n=1"));  // step 39: only the longer one
     // Group 1: the second run stops at step 24, so from step 25 on n = 1.
     const GroupCurve g1 = c->group_curve(1, "loss");
     QCOMPARE(g1.size(), size_t(40));
@@ -327,7 +335,8 @@ class GroupsTest : public QObject {
     QVERIFY(!c->legend()->isHidden());
     QVERIFY2(c->legend()->text().contains("learning_rate=0.001&nbsp;(3&nbsp;runs)"),
              qPrintable(c->legend()->text()));
-    QVERIFY(c->legend()->text().contains("(2&nbsp;runs)"));
+    // The second group's runs end at different steps: said in its entry.
+    QVERIFY(c->legend()->text().contains("(2&nbsp;runs,&nbsp;1&nbsp;to&nbsp;step&nbsp;40)"));
     QVERIFY(c->legend()->text().contains("min–max"));
     QVERIFY(!loss->legend_visible());
 
