@@ -258,6 +258,31 @@ class GroupsTest : public QObject {
     QVERIFY(b.message_label()->text().contains("Invalid name pattern"));
     b.set_grouping({});
     QVERIFY(b.groups_table()->isHidden());
+
+    // The same through the box: "tags", then a name pattern typed in.
+    auto pick = [&](const QString& data) {
+      const int i = b.group_box()->findData(data);
+      QVERIFY(i >= 0);
+      b.group_box()->setCurrentIndex(i);
+      emit b.group_box()->activated(i);
+    };
+    pick("tags");
+    QCOMPARE(b.grouping().by, GroupSpec::By::kTags);
+    QCOMPARE(t->rowCount(), 2);  // "ablation", "(no tags)"
+    QCOMPARE(t->item(0, RunBrowser::kGroupLabel)->text(), QString("ablation"));
+    pick("pattern");
+    QVERIFY(!b.group_pattern_edit()->isHidden());
+    b.group_pattern_edit()->setText("^(\\S+)");  // the first word
+    emit b.group_pattern_edit()->editingFinished();
+    QCOMPARE(b.grouping().pattern, std::string("^(\\S+)"));
+    QCOMPARE(t->rowCount(), 3);  // "base", "high-lr", "solo"
+    QCOMPARE(t->item(1, RunBrowser::kGroupIds)->text(), QString("#%1 #%2").arg(b_[0]).arg(b_[1]));
+    pick("field:train.learning_rate");
+    QCOMPARE(b.grouping().field, std::string("train.learning_rate"));
+    QVERIFY(b.group_pattern_edit()->isHidden());
+    QCOMPARE(t->rowCount(), 3);
+    pick("none");
+    QVERIFY(b.groups_table()->isHidden());
   }
 
   // Compared runs grouped: one mean line + band per group with exact values.
