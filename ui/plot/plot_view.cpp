@@ -3,6 +3,7 @@
 #include <QAreaSeries>
 #include <QChart>
 #include <QChartView>
+#include <QCoreApplication>
 #include <QGraphicsLayout>
 #include <QGraphicsLineItem>
 #include <QGraphicsScene>
@@ -14,6 +15,7 @@
 #include <QMouseEvent>
 #include <QPainter>
 #include <QPen>
+#include <QPointer>
 #include <QTimer>
 #include <QVBoxLayout>
 #include <QValueAxis>
@@ -63,6 +65,35 @@ class PlotChartView : public QChartView {
 };
 
 namespace {
+
+/// Redraws the dirty plots one per event-loop pass, 12 ms apart. Plots
+/// dirtied together (a growing run in four charts of 20 runs each) would
+/// otherwise redraw in one pass, their costs adding up to one stall; their
+/// own timers drift into step after any stall, so staggering them does not last.
+class RedrawQueue : public QObject {
+ public:
+  static RedrawQueue& get() {
+    static QPointer<RedrawQueue> q;
+    if (!q) q = new RedrawQueue(QCoreApplication::instance());  // dies with the app
+    return *q;
+  }
+  void request(PlotView* p) {
+    if (!queue_.contains(p)) queue_.append(p);
+    if (!timer_.isActive()) timer_.start();
+  }
+  void remove(PlotView* p) { queue_.removeAll(p); }
+
+ private:
+  explicit RedrawQueue(QObject* parent) : QObject(parent) {
+    timer_.setInterval(12);
+    connect(&timer_, &QTimer::timeout, this, [this] {
+      if (queue_.isEmpty()) return timer_.stop();
+      queue_.takeFirst()->redraw_now();  // a no-op if drawn meanwhile
+    });
+  }
+  QList<PlotView*> queue_;
+  QTimer timer_;
+};
 
 QColor faded(const QColor& c) {
   QColor f = c;
@@ -194,11 +225,14 @@ PlotView::PlotView(const QString& title, QWidget* parent) : QWidget(parent) {
 
   timer_ = new QTimer(this);
   timer_->setInterval(100);  // <= 10 redraws per second, only when dirty
-  connect(timer_, &QTimer::timeout, this, &PlotView::redraw);
-  // Plots created together would redraw in one event-loop pass (their costs
-  // adding up to one stall): successive plots tick 25 ms apart.
-  static int created = 0;
-  QTimer::singleShot(25 * (created++ % 4), timer_, qOverload<>(&QTimer::start));
+  connect(timer_, &QTimer::timeout, this, [this] {
+    if (dirty_) RedrawQueue::get().request(this);
+  });
+  timer_->start();
+}
+
+PlotView::~PlotView() {
+  RedrawQueue::get().remove(this);
 }
 
 void PlotView::attach_y_axis() {

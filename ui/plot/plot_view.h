@@ -1,7 +1,8 @@
 // The plotting adapter: the only code that includes Qt Charts. Keeps every
 // series' full data in memory and draws a per-pixel-column decimation
 // (decimate_m4) of the visible x range, recomputed on zoom and resize, redrawn
-// at most 10 times a second and only when something changed (research.md B.3).
+// at most 10 times a second and only when something changed (research.md B.3),
+// one plot per event-loop pass.
 //
 // Each series is drawn as a faded raw line with its EMA-smoothed line on top
 // (smoothing 0 draws only the raw line, opaque). Bands (a run group's ±std or
@@ -45,6 +46,7 @@ class PlotView : public QWidget {
   };
 
   explicit PlotView(const QString& title, QWidget* parent = nullptr);
+  ~PlotView() override;
 
   /// Adds a series; returns its id for append()/set_points().
   int add_series(const QString& name, const QColor& color, Style style);
