@@ -502,7 +502,7 @@ void RunBrowser::refresh() {
     if (!present.count(id)) {
       model_->removeRow(row);
       runs_.erase(id);
-      groups_dirty_ = true;
+      groups_dirty_ = fields_dirty_ = true;
     }
   }
   count_->setText(QString("%1 of %2 runs").arg(proxy_->rowCount()).arg(model_->rowCount()));
@@ -518,6 +518,7 @@ void RunBrowser::update_row(const RunRecord& r) {
   const bool changed = old == runs_.end() || old->second.status != r.status ||
                        old->second.name != r.name || old->second.tags != r.tags ||
                        old->second.notes != r.notes || old->second.summary != r.summary;
+  fields_dirty_ = fields_dirty_ || old == runs_.end();
   runs_[r.id] = r;
   if (!changed) return;
   groups_dirty_ = true;
@@ -815,9 +816,12 @@ void RunBrowser::set_grouping(const GroupSpec& spec) {
 void RunBrowser::update_groups() {
   if (!groups_dirty_) return;
   groups_dirty_ = false;
-  // "Group by" offers the config fields whose values differ between runs.
+  // "Group by" offers the config fields whose values differ between runs
+  // (not redone per keystroke in the search box: configs never change).
   std::vector<nlohmann::json> configs;
-  for (const auto& [id, r] : runs_) configs.push_back(comparable_config(r));
+  if (fields_dirty_)
+    for (const auto& [id, r] : runs_) configs.push_back(comparable_config(r));
+  fields_dirty_ = false;
   if (configs.size() >= 2)
     for (const DiffRow& row : config_diff(configs)) {
       const QString data = "field:" + QString::fromStdString(row.field);

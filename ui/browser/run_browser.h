@@ -179,6 +179,7 @@ class RunBrowser : public QWidget {
   QLineEdit* group_pattern_;
   QTableWidget* groups_table_;
   bool groups_dirty_ = true;  // runs, tags, names or the filter changed since update_groups
+  bool fields_dirty_ = true;  // runs added or removed: the Group by box's fields to redo
   QLabel* count_;
   QLineEdit* name_edit_;
   QLineEdit* tags_edit_;

@@ -4,6 +4,7 @@
 // the compare charts with the expected values, min/max bands, group colours
 // and legend, runs of different lengths, live growth, and selecting a group.
 #include <QComboBox>
+#include <QImage>
 #include <QLabel>
 #include <QLineEdit>
 #include <QTableView>
@@ -364,6 +365,16 @@ class GroupsTest : public QObject {
     QVERIFY(c->legend()->text().contains("(2&nbsp;runs,&nbsp;1&nbsp;to&nbsp;step&nbsp;40)"));
     QVERIFY(c->legend()->text().contains("min–max"));
     QVERIFY(!loss->legend_visible());
+
+    // The exported image's legend strip names the groups in their colours.
+    const QString png = dir_.path() + "/groups.png";
+    QVERIFY(c->export_image(png, QSize(1200, 800)));
+    const QImage img(png);
+    std::set<QRgb> swatches;  // palette colours along the strip: one per group, not per run
+    for (int x = 0; x < img.width(); ++x)
+      for (int k = 0; k < 12; ++k)
+        if (img.pixel(x, 14) == qualitative_color(k).rgb()) swatches.insert(img.pixel(x, 14));
+    QCOMPARE(swatches, (std::set<QRgb>{c->group_color(0).rgb(), c->group_color(1).rgb()}));
 
     // The tokens axis: x is tokens seen (128 per step).
     c->set_x_axis(ChartsPanel::XAxis::kTokens);
