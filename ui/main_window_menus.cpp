@@ -233,6 +233,11 @@ void MainWindow::save_settings() const {
   QStringList columns;
   for (const std::string& c : browser_->config_columns()) columns << QString::fromStdString(c);
   s.setValue("runs/config_columns", columns);
+  const GroupSpec& g = browser_->grouping();
+  s.setValue("runs/group_by", int(g.by));
+  s.setValue("runs/group_field", QString::fromStdString(g.field));
+  s.setValue("runs/group_pattern", QString::fromStdString(g.pattern));
+  s.setValue("compare/band", int(browser_->charts()->band()));
   s.setValue("train/tokenizer", QString::fromStdString(train_->tokenizer_spec()));
   s.setValue("recent_configs", recent_);
   s.setValue("session/preset", presets_->currentText());
@@ -263,6 +268,13 @@ void MainWindow::restore_settings() {
   for (const QString& c : s.value("runs/config_columns").toStringList())
     columns.push_back(c.toStdString());
   browser_->set_config_columns(columns);
+  const int by = s.value("runs/group_by", 0).toInt();
+  if (by > 0 && by <= int(GroupSpec::By::kName))
+    browser_->set_grouping({.by = GroupSpec::By(by),
+                            .field = s.value("runs/group_field").toString().toStdString(),
+                            .pattern = s.value("runs/group_pattern").toString().toStdString()});
+  browser_->charts()->set_band(s.value("compare/band", 0).toInt() == 1 ? ChartsPanel::Band::kMinMax
+                                                                       : ChartsPanel::Band::kStd);
   if (s.contains("train/tokenizer"))
     train_->set_tokenizer_spec(s.value("train/tokenizer").toString().toStdString());
   // Train settings belong to the preset they were made for: another preset

@@ -5,7 +5,9 @@
 // temporary experiment database. `--quick` renders only what needs no
 // training: the composer views (mamba2 editor, grouped errors, dark theme), and
 // six runs of synthetic curves in the charts (shared legend) and its export,
-// and the Sweep dialog in Slurm mode after writing a job array (dry run).
+// the Sweep dialog in Slurm mode after writing a job array (dry run), and run
+// groups (three configs over five seeds of synthetic curves, grouped by config
+// except seed: mean ± std bands and the groups table).
 #include <QApplication>
 #include <QCheckBox>
 #include <QComboBox>
@@ -28,10 +30,12 @@
 
 #include "arch/arch_panel.h"
 #include "browser/run_browser.h"
+#include "core/presets.h"
 #include "main_window.h"
 #include "plot/charts_panel.h"
 #include "plot/plot_view.h"
 #include "samples/samples_panel.h"
+#include "store/experiment_store.h"
 #include "sweep/sweep_dialog.h"
 #include "training/training_panel.h"
 
@@ -79,6 +83,59 @@ void synthetic_runs(bl::ChartsPanel& c) {
     }
     c.set_run(std::move(rc));
   }
+}
+
+/// Three learning rates x five seeds of made-up runs in a store (one seed of
+/// the highest rate stopped early): the run-groups view.
+void synthetic_seed_runs(const std::string& db) {
+  bl::ExperimentStore s(db);
+  std::mt19937 rng(11);
+  std::normal_distribution<double> noise(0, 1);
+  const double lrs[] = {1e-3, 2e-3, 4e-3};
+  for (int k = 0; k < 3; ++k)
+    for (int seed = 1; seed <= 5; ++seed) {
+      bl::Preset p = bl::load_preset("gpt-tiny");
+      p.train.learning_rate = lrs[k];
+      p.train.seed = seed;
+      p.train.max_steps = 400;
+      bl::RunRecord r;
+      r.name = "gpt-tiny lr " +
+               std::string(k == 0   ? "1e-3"
+                           : k == 1 ? "2e-3"
+                                    : "4e-3") +
+               " seed " + std::to_string(seed);
+      r.preset = "gpt-tiny";
+      r.model_config = bl::model_config_to_json(p.model);
+      r.train_config = bl::train_config_to_json(p.train);
+      r.dataset_path = "data/tinyshakespeare.txt";
+      const int64_t id = s.create_run(r);
+      const int steps = k == 2 && seed == 4 ? 260 : 400;
+      const double seed_shift = 0.05 * noise(rng) * (1 + 1.5 * k);  // higher lr: more seed spread
+      double best = 1e9, tail = 0;
+      for (int i = 0; i < steps; ++i) {
+        const double wall = 1'700'000'000 + 0.05 * i;
+        const double loss = 1.55 - 0.08 * k + 2.6 * std::exp(-i / (110.0 - 25 * k)) +
+                            seed_shift * (1 - std::exp(-i / 80.0)) + 0.035 * noise(rng);
+        const double lr = lrs[k] * std::min(1.0, (i + 1) / 20.0) *
+                          (0.55 + 0.45 * std::cos(3.14159265 * i / 400.0));
+        s.log_metric(id, i, wall, "loss", loss);
+        s.log_metric(id, i, wall, "learning_rate", lr);
+        s.log_metric(id, i, wall, "grad_norm",
+                     0.5 + (1.5 + k) * std::exp(-i / 90.0) + 0.08 * std::abs(noise(rng)));
+        s.log_metric(id, i, wall, "tokens_per_sec", 9000 - 40 * seed + 40 * noise(rng));
+        s.log_metric(id, i, wall, "step_time_ms", 57);
+        s.log_metric(id, i, wall, "tokens_seen", 512.0 * (i + 1));
+        if ((i + 1) % 50 == 0) {
+          const double eval = loss + 0.06 + 0.01 * noise(rng);
+          s.log_eval(id, i, "eval_loss", eval);
+          best = std::min(best, eval);
+        }
+        if (i >= steps - 10) tail += loss / 10;
+      }
+      s.finish_run(id, steps == 400 ? bl::RunStatus::kCompleted : bl::RunStatus::kStopped,
+                   {{"best_val_loss", best}, {"final_train_loss", tail}, {"tokens_per_sec", 9000}});
+    }
+  s.flush();
 }
 
 /// One short real run: `steps` steps of the 4-layer preset on small batches.
@@ -161,6 +218,21 @@ int main(int argc, char** argv) {
     d.show();
     ok = d.start() && ok;
     ok = save(d, out + "/sweep_slurm.png") && ok;
+  }
+  {
+    // Run groups: 15 runs, three configs over five seeds, grouped by config
+    // except seed; every run compared, drawn as three means with ±std bands.
+    const std::string db = (db_dir.path() + "/groups.db").toStdString();
+    synthetic_seed_runs(db);
+    bl::RunBrowser b(db);
+    b.resize(1440, 980);
+    b.show();
+    b.set_grouping({.by = bl::GroupSpec::By::kConfigExceptSeed});
+    b.select_runs(b.visible_ids());
+    b.charts()->set_smoothing(0.6);
+    QCoreApplication::processEvents();
+    b.charts()->redraw_now();
+    ok = save(b, out + "/run_groups.png") && ok;
   }
   ok = w.arch_panel()->load_preset_model("gpt-tiny") && ok;
   if (quick) return ok ? 0 : 1;

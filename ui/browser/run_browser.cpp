@@ -13,6 +13,7 @@
 #include <QMessageBox>
 #include <QPlainTextEdit>
 #include <QPushButton>
+#include <QSignalBlocker>
 #include <QSortFilterProxyModel>
 #include <QSplitter>
 #include <QStandardItemModel>
@@ -24,9 +25,11 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <regex>
 #include <set>
 
 #include "browser/config_diff.h"
+#include "browser/run_groups.h"
 #include "browser/run_loader.h"
 #include "plot/charts_panel.h"
 #include "plot/export_dialog.h"
@@ -41,7 +44,7 @@ constexpr int kIdRole = Qt::UserRole + 2;
 constexpr int kSearchRole = Qt::UserRole + 3;
 constexpr int kStatusRole = Qt::UserRole + 4;
 constexpr int kSweepRole = Qt::UserRole + 5;  // sweep id; 0 = a hand-started run
-constexpr size_t kMaxCompared = 10;
+constexpr size_t kMaxCompared = 32;  // drawn at once (grouped or not); 20 keep the UI responsive
 
 /// Status + free-text filter over the source model's column 0 roles.
 class RunTableFilter : public QSortFilterProxyModel {
@@ -98,18 +101,35 @@ QString params_text(std::optional<int64_t> n) {
   return QString::number(*n);
 }
 
+/// "2.1000 ± 0.0500", with "(n=k)" when only k of the group's n runs have the value.
+QString mean_std_text(const Stats& s, size_t runs) {
+  if (s.n == 0) return "—";
+  QString t = QString("%1 ± %2").arg(s.mean, 0, 'f', 4).arg(s.std, 0, 'f', 4);
+  if (size_t(s.n) < runs) t += QString(" (n=%1)").arg(s.n);
+  return t;
+}
+
+/// GroupSpec <-> the "Group by" box's item data.
+QString spec_data(const GroupSpec& g) {
+  switch (g.by) {
+    case GroupSpec::By::kNone:
+      return "none";
+    case GroupSpec::By::kConfigExceptSeed:
+      return "config";
+    case GroupSpec::By::kConfigField:
+      return "field:" + QString::fromStdString(g.field);
+    case GroupSpec::By::kTags:
+      return "tags";
+    case GroupSpec::By::kName:
+      return g.pattern.empty() ? "name" : "pattern";
+  }
+  return "none";
+}
+
 QString tags_text(const std::vector<std::string>& tags) {
   QStringList l;
   for (const std::string& t : tags) l << QString::fromStdString(t);
   return l.join(", ");
-}
-
-/// The run's configuration as compared in the diff table.
-nlohmann::json comparable_config(const RunRecord& r) {
-  return {{"preset", r.preset},
-          {"dataset", r.dataset_path},
-          {"model", r.model_config},
-          {"train", r.train_config}};
 }
 
 }  // namespace
@@ -188,6 +208,25 @@ RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
   columns_button_->setObjectName("config_columns");
   columns_button_->setToolTip(
       "Show configuration fields (learning rate, seed, d_model, ...) as columns of the table");
+  group_box_ = new QComboBox;
+  group_box_->setObjectName("group_by");
+  group_box_->setToolTip(
+      "Group runs (e.g. the same config over seeds): the groups table lists each group's runs "
+      "with mean ± std of best eval and final loss; compared runs are drawn as each group's mean "
+      "with a band");
+  group_box_->addItem("no grouping", "none");
+  group_box_->addItem("group: config except seed", "config");
+  group_box_->addItem("group: tags", "tags");
+  group_box_->addItem("group: name without seed / number", "name");
+  group_box_->addItem("group: name pattern (regex)", "pattern");
+  group_pattern_ = new QLineEdit;
+  group_pattern_->setObjectName("group_pattern");
+  group_pattern_->setPlaceholderText(R"(regex, e.g. ^(.*)-seed\d+$)");
+  group_pattern_->setToolTip(
+      "Runs whose names give the same first capture group (else the same match) form a group; "
+      "names that do not match stay alone");
+  group_pattern_->setMaximumWidth(180);
+  group_pattern_->hide();
   count_ = new QLabel;
   auto* filter_row = new QHBoxLayout;
   filter_row->addWidget(search_, 1);
@@ -195,6 +234,8 @@ RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
   filter_row->addWidget(sweep_);
   filter_row->addWidget(sweep_button_);
   filter_row->addWidget(columns_button_);
+  filter_row->addWidget(group_box_);
+  filter_row->addWidget(group_pattern_);
   filter_row->addWidget(count_);
 
   // Details of the current run.
@@ -263,11 +304,29 @@ RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
   tabs_->addTab(charts_, "Curves");
   tabs_->addTab(diff_, "Config diff");
 
+  groups_table_ = new QTableWidget(0, kGroupColumns);
+  groups_table_->setObjectName("groups_table");
+  groups_table_->setHorizontalHeaderLabels({"Group", "Runs", "Best eval (mean ± std)",
+                                            "Best eval min – max", "Final train loss (mean ± std)",
+                                            "Run IDs"});
+  groups_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  groups_table_->setSelectionBehavior(QAbstractItemView::SelectRows);
+  groups_table_->verticalHeader()->hide();
+  groups_table_->verticalHeader()->setDefaultSectionSize(22);
+  groups_table_->horizontalHeader()->setStretchLastSection(true);
+  groups_table_->setToolTip("Select groups to compare their runs");
+  groups_table_->hide();
+
   auto* top = new QWidget;
   auto* tl = new QVBoxLayout(top);
   tl->setContentsMargins(0, 0, 0, 0);
   tl->addLayout(filter_row);
-  tl->addWidget(table_, 1);
+  auto* tables = new QSplitter(Qt::Vertical);
+  tables->addWidget(table_);
+  tables->addWidget(groups_table_);
+  tables->setStretchFactor(0, 3);
+  tables->setStretchFactor(1, 2);
+  tl->addWidget(tables, 1);
   auto* bottom = new QSplitter(Qt::Horizontal);
   bottom->addWidget(details);
   bottom->addWidget(tabs_);
@@ -285,8 +344,41 @@ RunBrowser::RunBrowser(const std::string& db_path, QWidget* parent)
     static_cast<RunTableFilter*>(proxy_)->set(status_->currentData().toString(), search_->text(),
                                               sweep_->currentData().toLongLong());
     count_->setText(QString("%1 of %2 runs").arg(proxy_->rowCount()).arg(model_->rowCount()));
+    groups_dirty_ = true;
+    update_groups();
   };
   connect(search_, &QLineEdit::textChanged, this, refilter);
+  connect(group_box_, &QComboBox::activated, this, [this] {
+    const QString d = group_box_->currentData().toString();
+    GroupSpec g;
+    if (d == "config") g.by = GroupSpec::By::kConfigExceptSeed;
+    if (d == "tags") g.by = GroupSpec::By::kTags;
+    if (d == "name") g.by = GroupSpec::By::kName;
+    if (d == "pattern") {
+      g.by = GroupSpec::By::kName;
+      g.pattern = group_pattern_->text().toStdString();
+      group_pattern_->show();
+      group_pattern_->setFocus();
+      if (g.pattern.empty()) return;  // waits for a pattern
+    }
+    if (d.startsWith("field:")) {
+      g.by = GroupSpec::By::kConfigField;
+      g.field = d.mid(6).toStdString();
+    }
+    set_grouping(g);
+  });
+  connect(group_pattern_, &QLineEdit::editingFinished, this, [this] {
+    if (group_box_->currentData().toString() != "pattern") return;
+    set_grouping({.by = GroupSpec::By::kName, .pattern = group_pattern_->text().toStdString()});
+  });
+  connect(groups_table_, &QTableWidget::itemSelectionChanged, this, [this] {
+    // Selecting groups selects (and so compares) their runs.
+    std::vector<int64_t> ids;
+    for (const QModelIndex& i : groups_table_->selectionModel()->selectedRows())
+      if (size_t(i.row()) < visible_groups_.size())
+        for (int64_t id : visible_groups_[size_t(i.row())].run_ids) ids.push_back(id);
+    if (!ids.empty()) select_runs(ids);
+  });
   connect(status_, &QComboBox::currentIndexChanged, this, refilter);
   connect(sweep_, &QComboBox::currentIndexChanged, this, refilter);
   connect(columns_button_, &QPushButton::clicked, this, [this] {
@@ -410,9 +502,14 @@ void RunBrowser::refresh() {
     if (!present.count(id)) {
       model_->removeRow(row);
       runs_.erase(id);
+      groups_dirty_ = fields_dirty_ = true;
     }
   }
   count_->setText(QString("%1 of %2 runs").arg(proxy_->rowCount()).arg(model_->rowCount()));
+  if (groups_dirty_) {
+    update_groups();
+    if (grouping_.by != GroupSpec::By::kNone) update_compare();  // a renamed / retagged run
+  }
   poll_curves();
 }
 
@@ -421,8 +518,10 @@ void RunBrowser::update_row(const RunRecord& r) {
   const bool changed = old == runs_.end() || old->second.status != r.status ||
                        old->second.name != r.name || old->second.tags != r.tags ||
                        old->second.notes != r.notes || old->second.summary != r.summary;
+  fields_dirty_ = fields_dirty_ || old == runs_.end();
   runs_[r.id] = r;
   if (!changed) return;
+  groups_dirty_ = true;
   int row = -1;
   for (int i = 0; i < model_->rowCount(); ++i)
     if (model_->item(i, 0)->data(kIdRole).toLongLong() == r.id) {
@@ -659,6 +758,7 @@ void RunBrowser::update_compare() {
       charts_->remove_run(id);
       loaded_step_.erase(id);
     }
+  std::vector<RunCurves> loaded;
   for (int64_t id : ids) {
     if (charts_->has_run(id) || !reader_) continue;
     const auto r = run(id);
@@ -666,11 +766,19 @@ void RunBrowser::update_compare() {
     try {
       RunCurves c = load_run_curves(*reader_, *r);
       loaded_step_[id] = c.size() ? c.step.back() : -1;
-      charts_->set_run(std::move(c));
+      loaded.push_back(std::move(c));
     } catch (const std::exception& e) {
       set_message(QString::fromStdString(e.what()), true);
     }
   }
+  // Groups first: the new runs are drawn once, already in their groups.
+  std::vector<ChartGroup> groups;
+  if (grouping_.by != GroupSpec::By::kNone)
+    for (const RunGroup& g : groups_of(ids))
+      groups.push_back({QString::fromStdString(g.label), g.run_ids});
+  charts_->set_groups(std::move(groups));
+  charts_->set_runs(std::move(loaded));
+  color_group_rows();
   for (int row = 0; row < model_->rowCount(); ++row) {
     QStandardItem* name = model_->item(row, kName);
     const QColor curve = charts_->color_of(model_->item(row, 0)->data(kIdRole).toLongLong());
@@ -678,6 +786,92 @@ void RunBrowser::update_compare() {
       name->setForeground(curve.isValid() ? QBrush(curve) : QBrush());
   }
   update_diff();
+}
+
+std::vector<RunGroup> RunBrowser::groups_of(const std::vector<int64_t>& ids) {
+  std::vector<RunRecord> records;
+  for (int64_t id : ids)
+    if (const auto it = runs_.find(id); it != runs_.end()) records.push_back(it->second);
+  try {
+    return group_runs(records, grouping_);
+  } catch (const std::regex_error& e) {
+    set_message(QString("Invalid name pattern: %1").arg(e.what()), true);
+    return {};
+  }
+}
+
+void RunBrowser::set_grouping(const GroupSpec& spec) {
+  grouping_ = spec;
+  const QString data = spec_data(spec);
+  if (spec.by == GroupSpec::By::kConfigField && group_box_->findData(data) < 0)
+    group_box_->addItem("group: " + QString::fromStdString(spec.field), data);
+  group_box_->setCurrentIndex(std::max(0, group_box_->findData(data)));
+  group_pattern_->setVisible(data == "pattern");
+  if (data == "pattern") group_pattern_->setText(QString::fromStdString(spec.pattern));
+  groups_dirty_ = true;
+  update_groups();
+  update_compare();
+}
+
+void RunBrowser::update_groups() {
+  if (!groups_dirty_) return;
+  groups_dirty_ = false;
+  // "Group by" offers the config fields whose values differ between runs
+  // (not redone per keystroke in the search box: configs never change).
+  std::vector<nlohmann::json> configs;
+  if (fields_dirty_)
+    for (const auto& [id, r] : runs_) configs.push_back(comparable_config(r));
+  fields_dirty_ = false;
+  if (configs.size() >= 2)
+    for (const DiffRow& row : config_diff(configs)) {
+      const QString data = "field:" + QString::fromStdString(row.field);
+      if (group_box_->findData(data) < 0)
+        group_box_->addItem("group: " + QString::fromStdString(row.field), data);
+    }
+  const bool on = grouping_.by != GroupSpec::By::kNone;
+  groups_table_->setVisible(on);
+  visible_groups_ = on ? groups_of(visible_ids()) : std::vector<RunGroup>{};
+  const QSignalBlocker block(groups_table_);  // refilling is no selection by the user
+  groups_table_->setRowCount(int(visible_groups_.size()));
+  for (int row = 0; row < int(visible_groups_.size()); ++row) {
+    const RunGroup& g = visible_groups_[size_t(row)];
+    std::vector<double> best, final_loss;
+    QStringList ids;
+    for (int64_t id : g.run_ids) {
+      const RunRecord& r = runs_.at(id);
+      if (const auto b = summary_number(r, "best_val_loss")) best.push_back(*b);
+      if (const auto f = summary_number(r, "final_train_loss")) final_loss.push_back(*f);
+      ids << QString("#%1").arg(id);
+    }
+    const Stats b = stats_of(best), f = stats_of(final_loss);
+    auto set = [&](int col, const QString& text) {
+      auto* it = new QTableWidgetItem(text);
+      if (col != kGroupLabel && col != kGroupIds) it->setTextAlignment(Qt::AlignCenter);
+      groups_table_->setItem(row, col, it);
+    };
+    set(kGroupLabel, QString::fromStdString(g.label));
+    groups_table_->item(row, kGroupLabel)->setToolTip(QString::fromStdString(g.label));
+    set(kGroupRuns, QString::number(g.run_ids.size()));
+    set(kGroupBestEval, mean_std_text(b, g.run_ids.size()));
+    set(kGroupBestRange,
+        b.n ? QString("%1 – %2").arg(b.min, 0, 'f', 4).arg(b.max, 0, 'f', 4) : QString("—"));
+    set(kGroupFinalLoss, mean_std_text(f, g.run_ids.size()));
+    set(kGroupIds, ids.join(" "));
+  }
+  if (groups_table_->columnWidth(kGroupLabel) < 220)
+    groups_table_->setColumnWidth(kGroupLabel, 260);
+  for (int c = kGroupRuns; c < kGroupIds; ++c) groups_table_->resizeColumnToContents(c);
+  color_group_rows();
+}
+
+void RunBrowser::color_group_rows() {
+  for (int row = 0; row < groups_table_->rowCount() && size_t(row) < visible_groups_.size();
+       ++row) {
+    QColor c;
+    for (int64_t id : visible_groups_[size_t(row)].run_ids)
+      if ((c = charts_->color_of(id)).isValid()) break;
+    groups_table_->item(row, kGroupLabel)->setForeground(c.isValid() ? QBrush(c) : QBrush());
+  }
 }
 
 void RunBrowser::poll_curves() {

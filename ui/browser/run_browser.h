@@ -5,7 +5,10 @@
 // and see a config diff of only the differing fields; export chart PNG and
 // metrics CSV; "Open in composer" forks a run's configuration. Runs of a
 // sweep show it in the Sweep column and can be filtered to one sweep;
-// "Sweep…" opens the sweep dialog (ui/sweep/sweep_dialog.h).
+// "Sweep…" opens the sweep dialog (ui/sweep/sweep_dialog.h). "Group by"
+// (config except seed, a config field, tags, name) lists each group of the
+// visible runs with n and mean ± std of best eval and final loss, and draws
+// the compared runs as one mean curve with a band per group.
 //
 // Reads go through a read-only connection polled on a timer (WAL readers never
 // block the training writer), so runs written by another process (the CLI)
@@ -22,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "browser/run_groups.h"
 #include "store/experiment_store.h"
 
 class QComboBox;
@@ -63,6 +67,17 @@ class RunBrowser : public QWidget {
     kColumns
   };
 
+  /// Columns of the groups table.
+  enum GroupColumn {
+    kGroupLabel,
+    kGroupRuns,
+    kGroupBestEval,
+    kGroupBestRange,
+    kGroupFinalLoss,
+    kGroupIds,
+    kGroupColumns
+  };
+
   explicit RunBrowser(const std::string& db_path, QWidget* parent = nullptr);
   ~RunBrowser() override;
 
@@ -88,6 +103,17 @@ class RunBrowser : public QWidget {
   QString config_cell(int64_t id, const std::string& path) const;
   /// Every dotted config path of the runs read, sorted (the Columns menu).
   std::vector<std::string> config_paths() const;
+
+  /// Groups runs (the "Group by" box; kNone ungroups): the groups table shows
+  /// the visible runs' groups, the compare charts each selected group's mean
+  /// and band. An invalid name pattern is reported and groups nothing.
+  void set_grouping(const GroupSpec& spec);
+  const GroupSpec& grouping() const { return grouping_; }
+  /// The visible runs' groups, in the groups table's order.
+  const std::vector<RunGroup>& visible_groups() const { return visible_groups_; }
+  QComboBox* group_box() const { return group_box_; }
+  QLineEdit* group_pattern_edit() const { return group_pattern_; }
+  QTableWidget* groups_table() const { return groups_table_; }
 
   // Edits (read-write connection); errors go to the message label and return false.
   bool set_tags(int64_t id, const QStringList& tags);
@@ -127,6 +153,9 @@ class RunBrowser : public QWidget {
   void update_details();
   void update_diff();
   void poll_curves();
+  void update_groups();     // the groups table and box, after runs or filters changed
+  void color_group_rows();  // group labels in their chart colours
+  std::vector<RunGroup> groups_of(const std::vector<int64_t>& ids);  // {} on a bad pattern
   bool write(const std::function<void(ExperimentStore&)>& fn);
   void set_message(const QString& text, bool error);
   int64_t current_id() const;
@@ -144,6 +173,13 @@ class RunBrowser : public QWidget {
   QPushButton* sweep_button_;
   QPushButton* columns_button_;
   std::vector<std::string> config_columns_;
+  GroupSpec grouping_;
+  std::vector<RunGroup> visible_groups_;
+  QComboBox* group_box_;
+  QLineEdit* group_pattern_;
+  QTableWidget* groups_table_;
+  bool groups_dirty_ = true;  // runs, tags, names or the filter changed since update_groups
+  bool fields_dirty_ = true;  // runs added or removed: the Group by box's fields to redo
   QLabel* count_;
   QLineEdit* name_edit_;
   QLineEdit* tags_edit_;

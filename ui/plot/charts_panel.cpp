@@ -13,6 +13,7 @@
 #include <QSignalBlocker>
 #include <QSlider>
 #include <QSvgGenerator>
+#include <QTimer>
 #include <QToolButton>
 #include <QVBoxLayout>
 #include <algorithm>
@@ -62,6 +63,13 @@ ChartsPanel::ChartsPanel(QWidget* parent) : QWidget(parent) {
   x_box_ = new QComboBox;
   x_box_->setObjectName("x_axis");
   x_box_->addItems({"step", "wall time (s)", "tokens", "training FLOPs"});
+  band_box_ = new QComboBox;
+  band_box_->setObjectName("band");
+  band_box_->addItems({"±1 std", "min–max"});
+  band_box_->setToolTip(
+      "The shaded band around each group's mean: ±1 sample standard deviation "
+      "across its runs, or their range");
+  band_label_ = new QLabel("Band");
   smooth_ = new QSlider(Qt::Horizontal);
   smooth_->setObjectName("smoothing");
   smooth_->setRange(0, 99);
@@ -101,6 +109,11 @@ ChartsPanel::ChartsPanel(QWidget* parent) : QWidget(parent) {
   bar->addWidget(smooth_label_);
   bar->addSpacing(12);
   bar->addWidget(log_);
+  bar->addSpacing(12);
+  bar->addWidget(band_label_);
+  bar->addWidget(band_box_);
+  band_label_->hide();
+  band_box_->hide();
   bar->addStretch(1);
   bar->addWidget(add_chart_);
   bar->addWidget(reset);
@@ -124,6 +137,11 @@ ChartsPanel::ChartsPanel(QWidget* parent) : QWidget(parent) {
   layout->addLayout(grid, 1);
 
   connect(x_box_, &QComboBox::currentIndexChanged, this, [this](int i) { set_x_axis(XAxis(i)); });
+  connect(band_box_, &QComboBox::currentIndexChanged, this, [this](int i) { set_band(Band(i)); });
+  refill_timer_ = new QTimer(this);
+  refill_timer_->setSingleShot(true);
+  refill_timer_->setInterval(250);
+  connect(refill_timer_, &QTimer::timeout, this, [this] { refill_groups(false); });
   connect(smooth_, &QSlider::valueChanged, this, [this](int v) {
     smooth_label_->setText(QString::number(v / 100.0, 'f', 2));
     for (PlotView* p : plots()) p->set_smoothing(v / 100.0);
@@ -183,6 +201,14 @@ double ChartsPanel::eval_x(const RunCurves& c, int64_t step) const {
 }
 
 QColor ChartsPanel::color_of(int64_t id) const {
+  if (!runs_.count(id)) return {};
+  if (grouped()) {
+    for (size_t g = 0; g < groups_.size(); ++g)
+      if (std::find(groups_[g].run_ids.begin(), groups_[g].run_ids.end(), id) !=
+          groups_[g].run_ids.end())
+        return group_color(g);
+    return {};
+  }
   auto it = colors_.find(id);
   return it == colors_.end() ? QColor() : qualitative_color(it->second);
 }
@@ -217,12 +243,36 @@ void ChartsPanel::push_evals(Slot& s, size_t from) {
     loss_->append(s.eval, eval_x(s.c, s.c.evals[i].first), s.c.evals[i].second);
 }
 
-QStringList ChartsPanel::legend_entries() const {
-  QStringList out;
+std::vector<std::pair<QColor, QString>> ChartsPanel::legend_items() const {
+  std::vector<std::pair<QColor, QString>> out;
+  if (grouped()) {
+    for (size_t g = 0; g < groups_.size(); ++g) {
+      // Runs of different lengths: how many reach the group's last step (the
+      // mean past the others' ends is over fewer runs).
+      int n = 0, at_end = 0;
+      int64_t last = -1;
+      for (int64_t id : groups_[g].run_ids) {
+        const auto it = runs_.find(id);
+        if (it == runs_.end()) continue;
+        ++n;
+        const int64_t end = it->second.c.size() ? it->second.c.step.back() : -1;
+        if (end > last) at_end = 0;
+        last = std::max(last, end);
+        if (end == last) ++at_end;
+      }
+      if (n == 0) continue;
+      QString label = groups_[g].label;
+      if (label.size() > 48) label = label.left(47) + "…";
+      QString count = QString("%1 run%2").arg(n).arg(n == 1 ? "" : "s");
+      if (at_end < n && last >= 0) count += QString(", %1 to step %2").arg(at_end).arg(last + 1);
+      out.emplace_back(group_color(g), QString("%1 (%2)").arg(label, count));
+    }
+    return out;
+  }
   for (const auto& [id, s] : runs_) {
     QString name = s.c.name;
     if (name.size() > 28) name = name.left(27) + "…";
-    out << QString("#%1 %2").arg(id).arg(name);
+    out.emplace_back(color_of(id), QString("#%1 %2").arg(id).arg(name));
   }
   return out;
 }
@@ -230,20 +280,33 @@ QStringList ChartsPanel::legend_entries() const {
 void ChartsPanel::update_legend() {
   // Qt Charts shrinks each legend entry to fit one row: with six runs every
   // entry read "#...". One wrapped row of swatches above the charts instead.
-  const bool many = runs_.size() > 1;
+  // Groups always use it: it names the run counts and the band.
+  const bool many = runs_.size() > 1 || grouped();
   for (PlotView* p : plots()) p->set_legend_visible(!many);
   legend_->setVisible(many);
   if (!many) return;
   QStringList items;
-  const QStringList names = legend_entries();
-  int k = 0;
-  for (const auto& [id, s] : runs_)
+  for (const auto& [color, text] : legend_items())
     items << QString("<span style='color:%1; font-size:large'>&#9632;</span>&nbsp;%2")
-                 .arg(color_of(id).name(), names[k++].toHtmlEscaped().replace(" ", "&nbsp;"));
-  legend_->setText(items.join(" &nbsp; ") +
-                   " &nbsp; <span style='color:gray'>(loss: solid train, dashed ● eval)</span>");
+                 .arg(color.name(), text.toHtmlEscaped().replace(" ", "&nbsp;"));
+  const QString note = grouped() ? QString(
+                                       "(mean of each group, band: %1; loss: solid train, "
+                                       "dashed ● eval)")
+                                       .arg(band_ == Band::kStd ? "±1 std" : "min–max")
+                                 : QString("(loss: solid train, dashed ● eval)");
+  legend_->setText(items.join(" &nbsp; ") + " &nbsp; <span style='color:gray'>" +
+                   note.toHtmlEscaped() + "</span>");
   QString tip;
-  for (const auto& [id, s] : runs_) tip += QString("#%1 %2\n").arg(id).arg(s.c.name);
+  if (grouped()) {
+    for (const ChartGroup& g : groups_) {
+      QStringList ids;
+      for (int64_t id : g.run_ids)
+        if (runs_.count(id)) ids << QString("#%1").arg(id);
+      if (!ids.isEmpty()) tip += g.label + ": " + ids.join(" ") + "\n";
+    }
+  } else {
+    for (const auto& [id, s] : runs_) tip += QString("#%1 %2\n").arg(id).arg(s.c.name);
+  }
   legend_->setToolTip(tip.trimmed());
 }
 
@@ -260,6 +323,7 @@ void ChartsPanel::rebuild() {
     while (used.count(c)) ++c;
     colors_[id] = c;
   }
+  if (grouped()) return rebuild_groups();
   update_legend();
   for (PlotView* p : plots()) p->clear_series();
   for (auto& [id, s] : runs_) {
@@ -316,6 +380,7 @@ PlotView* ChartsPanel::metric_plot(const QString& metric) const {
 }
 
 void ChartsPanel::fill_metric_chart(MetricChart& m) {
+  if (grouped()) return fill_group_metric_chart(m);
   m.plot->clear_series();
   m.series.clear();
   const bool many = runs_.size() > 1;
@@ -410,12 +475,173 @@ void ChartsPanel::set_run(RunCurves c) {
   rebuild();
 }
 
+void ChartsPanel::set_runs(std::vector<RunCurves> runs) {
+  if (runs.empty()) return;
+  for (RunCurves& c : runs) {
+    const int64_t id = c.id;
+    runs_[id].c = std::move(c);
+  }
+  rebuild();
+}
+
+void ChartsPanel::set_groups(std::vector<ChartGroup> groups) {
+  const bool same = groups.size() == groups_.size() &&
+                    std::equal(groups.begin(), groups.end(), groups_.begin(),
+                               [](const ChartGroup& a, const ChartGroup& b) {
+                                 return a.label == b.label && a.run_ids == b.run_ids;
+                               });
+  if (same) return;
+  groups_ = std::move(groups);
+  band_label_->setVisible(grouped());
+  band_box_->setVisible(grouped());
+  rebuild();
+}
+
+void ChartsPanel::set_band(Band b) {
+  if (band_box_->currentIndex() != int(b)) {
+    band_box_->setCurrentIndex(int(b));  // re-enters through the signal
+    return;
+  }
+  if (b == band_) return;
+  band_ = b;
+  if (grouped()) {
+    update_legend();
+    refill_groups(true);
+  }
+}
+
+std::vector<std::vector<CurvePoint>> ChartsPanel::group_points(const ChartGroup& g,
+                                                               const std::string& metric) const {
+  std::vector<std::vector<CurvePoint>> out;
+  for (int64_t id : g.run_ids) {
+    const auto it = runs_.find(id);
+    if (it == runs_.end()) continue;
+    const RunCurves& c = it->second.c;
+    std::vector<CurvePoint> pts;
+    const std::vector<double>* column = metric == "loss"             ? &c.loss
+                                        : metric == "tokens_per_sec" ? &c.tokens_per_sec
+                                        : metric == "grad_norm"      ? &c.grad_norm
+                                        : metric == "learning_rate"  ? &c.learning_rate
+                                                                     : nullptr;
+    if (column) {
+      pts.reserve(c.size());
+      for (size_t i = 0; i < c.size(); ++i) pts.push_back({c.step[i], x_of(c, i), (*column)[i]});
+    } else if (metric == "eval_loss") {
+      for (const auto& [step, v] : c.evals) pts.push_back({step, eval_x(c, step), v});
+    } else if (const auto e = c.extra.find(metric); e != c.extra.end()) {
+      pts.reserve(e->second.size());
+      for (const auto& [step, v] : e->second) pts.push_back({step, eval_x(c, step), v});
+    }
+    out.push_back(std::move(pts));
+  }
+  return out;
+}
+
+GroupCurve ChartsPanel::group_curve(size_t index, const std::string& metric) const {
+  if (index >= groups_.size()) return {};
+  return aggregate_curves(group_points(groups_[index], metric));
+}
+
+void ChartsPanel::set_group_points(PlotView* p, int series, int band, const GroupCurve& c) {
+  QList<QPointF> mean, lo, hi;
+  mean.reserve(qsizetype(c.size()));
+  if (band >= 0) {
+    lo.reserve(qsizetype(c.size()));
+    hi.reserve(qsizetype(c.size()));
+  }
+  for (size_t i = 0; i < c.size(); ++i) {
+    mean.append({c.x[i], c.mean[i]});
+    if (band < 0) continue;
+    const bool std_band = band_ == Band::kStd;
+    lo.append({c.x[i], std_band ? c.mean[i] - c.std[i] : c.min[i]});
+    hi.append({c.x[i], std_band ? c.mean[i] + c.std[i] : c.max[i]});
+  }
+  p->set_points(series, std::move(mean));
+  if (band >= 0)
+    p->set_band(band, std::move(lo), std::move(hi), QList<int>(c.n.begin(), c.n.end()));
+}
+
+void ChartsPanel::rebuild_groups() {
+  update_legend();
+  for (PlotView* p : plots()) p->clear_series();
+  group_slots_.assign(groups_.size(), GroupSlot{});
+  // Which groups have a shown run: only those are drawn.
+  std::vector<bool> drawn(groups_.size(), false);
+  for (size_t g = 0; g < groups_.size(); ++g)
+    for (int64_t id : groups_[g].run_ids) drawn[g] = drawn[g] || runs_.count(id);
+  // Bands first, so every group's line is drawn over every band.
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    if (!drawn[g]) continue;
+    GroupSlot& s = group_slots_[g];
+    const QColor col = group_color(g);
+    const QString& label = groups_[g].label;
+    s.loss_band = loss_->add_band(label + " train", col);
+    s.tps_band = tps_->add_band(label, col);
+    s.grad_band = grad_->add_band(label, col);
+    s.lr_band = lr_->add_band(label, col);
+  }
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    if (!drawn[g]) continue;
+    GroupSlot& s = group_slots_[g];
+    const QColor col = group_color(g);
+    const QString& label = groups_[g].label;
+    s.loss = loss_->add_series(label + " train", col);
+    s.eval = loss_->add_series(label + " eval", col,
+                               PlotView::Style{.dashed = true, .markers = true, .smooth = false});
+    s.tps = tps_->add_series(label, col);
+    s.grad = grad_->add_series(label, col);
+    s.lr = lr_->add_series(label, col, PlotView::Style{.smooth = false});
+  }
+  refill_groups(true);
+}
+
+void ChartsPanel::refill_groups(bool all) {
+  const std::set<int64_t> grown = std::move(grown_);
+  grown_.clear();
+  if (!grouped()) return;
+  for (size_t g = 0; g < groups_.size() && g < group_slots_.size(); ++g) {
+    const GroupSlot& s = group_slots_[g];
+    if (s.loss < 0) continue;  // no shown run
+    const auto& ids = groups_[g].run_ids;
+    if (!all && std::none_of(ids.begin(), ids.end(), [&](int64_t id) { return grown.count(id); }))
+      continue;
+    set_group_points(loss_, s.loss, s.loss_band, group_curve(g, "loss"));
+    set_group_points(loss_, s.eval, -1, group_curve(g, "eval_loss"));
+    set_group_points(tps_, s.tps, s.tps_band, group_curve(g, "tokens_per_sec"));
+    set_group_points(grad_, s.grad, s.grad_band, group_curve(g, "grad_norm"));
+    set_group_points(lr_, s.lr, s.lr_band, group_curve(g, "learning_rate"));
+  }
+  for (MetricChart& m : metric_charts_) fill_group_metric_chart(m);
+  update_legend();  // "n to step S" follows growing runs
+}
+
+void ChartsPanel::fill_group_metric_chart(MetricChart& m) {
+  m.plot->clear_series();
+  m.series.clear();
+  m.group_series.assign(groups_.size(), -1);
+  m.group_bands.assign(groups_.size(), -1);
+  m.plot->set_legend_visible(false);
+  const std::string key = m.metric.toStdString();
+  for (size_t g = 0; g < groups_.size() && g < group_slots_.size(); ++g)
+    if (group_slots_[g].loss >= 0)
+      m.group_bands[g] = m.plot->add_band(groups_[g].label, group_color(g));
+  for (size_t g = 0; g < groups_.size() && g < group_slots_.size(); ++g) {
+    if (group_slots_[g].loss < 0) continue;
+    m.group_series[g] = m.plot->add_series(groups_[g].label, group_color(g));
+    set_group_points(m.plot, m.group_series[g], m.group_bands[g], group_curve(g, key));
+  }
+}
+
 void ChartsPanel::remove_run(int64_t id) {
   if (runs_.erase(id)) rebuild();
 }
 
 void ChartsPanel::clear() {
   runs_.clear();
+  groups_.clear();
+  group_slots_.clear();
+  band_label_->hide();
+  band_box_->hide();
   colors_.clear();
   update_legend();
   for (PlotView* p : plots()) {
@@ -441,6 +667,12 @@ void ChartsPanel::append_steps(int64_t id, const std::vector<StepMetrics>& steps
   Slot& s = it->second;
   const size_t from = s.c.size();
   for (const StepMetrics& m : steps) s.c.add(m);
+  if (grouped()) {
+    // Its group is re-aggregated, so a burst of live appends costs one pass.
+    grown_.insert(id);
+    if (!refill_timer_->isActive()) refill_timer_->start();
+    return;
+  }
   push_points(s, from);
   for (MetricChart& mc : metric_charts_) {
     const auto it = s.c.extra.find(mc.metric.toStdString());
@@ -461,10 +693,19 @@ void ChartsPanel::append_evals(int64_t id, const std::vector<std::pair<int64_t, 
   Slot& s = it->second;
   const size_t from = s.c.evals.size();
   s.c.evals.insert(s.c.evals.end(), evals.begin(), evals.end());
+  if (grouped()) {
+    grown_.insert(id);
+    if (!refill_timer_->isActive()) refill_timer_->start();
+    return;
+  }
   push_evals(s, from);
 }
 
 void ChartsPanel::redraw_now() {
+  if (refill_timer_->isActive()) {
+    refill_timer_->stop();
+    refill_groups(false);
+  }
   for (PlotView* p : plots()) p->redraw_now();
 }
 
@@ -482,7 +723,7 @@ bool ChartsPanel::export_image(const QString& path, QSize size, QString* error) 
   redraw_now();
   const bool svg = path.endsWith(".svg", Qt::CaseInsensitive);
   // Legend strip at the top when several runs share the charts.
-  const bool many = runs_.size() > 1;
+  const bool many = runs_.size() > 1 || grouped();
   const int legend_h = many ? 28 : 0;
   const int rows = int(plots().size() + 1) / 2;
   const QSize cell((size.width()) / 2, (size.height() - legend_h) / rows);
@@ -493,14 +734,12 @@ bool ChartsPanel::export_image(const QString& path, QSize size, QString* error) 
       f.setPixelSize(14);
       p.setFont(f);
       int x = 8;
-      int k = 0;
-      const QStringList names = legend_entries();
-      for (const auto& [id, s] : runs_) {
-        p.fillRect(QRect(x, 8, 12, 12), color_of(id));
+      for (const auto& [color, text] : legend_items()) {
+        p.fillRect(QRect(x, 8, 12, 12), color);
         x += 16;
         p.setPen(Qt::black);
-        p.drawText(QRect(x, 4, size.width(), 20), Qt::AlignLeft | Qt::AlignVCenter, names[k]);
-        x += p.fontMetrics().horizontalAdvance(names[k++]) + 16;
+        p.drawText(QRect(x, 4, size.width(), 20), Qt::AlignLeft | Qt::AlignVCenter, text);
+        x += p.fontMetrics().horizontalAdvance(text) + 16;
       }
     }
     // The on-screen legends are hidden with several runs; the strip names them.

@@ -6,6 +6,9 @@
 // the charts names them. Below the four, "Add chart" draws any other metric the
 // shown runs logged (MoE balance / z losses, expert load, MTP loss, step time,
 // all-reduce time, ...), one chart each, removable; the list is remembered.
+// With run groups set (the same config over seeds, ...), each group is drawn
+// as the mean of its runs aligned by step with a shaded ±std or min/max band,
+// in the group's palette colour, and the legend reads "label (n runs)".
 // Qt Charts stays inside PlotView.
 #pragma once
 
@@ -16,10 +19,12 @@
 #include <QWidget>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "browser/run_groups.h"
 #include "train/metrics.h"
 
 class QCheckBox;
@@ -28,6 +33,7 @@ class QGridLayout;
 class QLabel;
 class QPushButton;
 class QSlider;
+class QTimer;
 
 namespace bl {
 
@@ -55,11 +61,18 @@ struct RunCurves {
 /// hues (Okabe-Ito + Tableau, no two alike), then golden-angle hues.
 QColor qualitative_color(int index);
 
+/// Runs drawn together as one mean curve with a band.
+struct ChartGroup {
+  QString label;
+  std::vector<int64_t> run_ids;
+};
+
 class ChartsPanel : public QWidget {
   Q_OBJECT
 
  public:
   enum class XAxis { kStep = 0, kWallTime = 1, kTokens = 2, kFlops = 3 };
+  enum class Band { kStd = 0, kMinMax = 1 };  // a group's shaded band: mean ± 1 std, or min..max
 
   explicit ChartsPanel(QWidget* parent = nullptr);
 
@@ -69,6 +82,20 @@ class ChartsPanel : public QWidget {
   void set_flops_per_token(int64_t id, double flops_per_token);
   /// Adds or replaces a run with all its data.
   void set_run(RunCurves c);
+  /// Adds or replaces several runs, drawn once.
+  void set_runs(std::vector<RunCurves> runs);
+  /// Draws groups of the shown runs instead of single runs (empty: one line per
+  /// run). Shown runs in no group are not drawn; absent ids are skipped.
+  void set_groups(std::vector<ChartGroup> groups);
+  const std::vector<ChartGroup>& groups() const { return groups_; }
+  bool grouped() const { return !groups_.empty(); }
+  void set_band(Band b);
+  Band band() const { return band_; }
+  /// Group `index`'s curve of `metric` ("loss", "eval_loss", "tokens_per_sec",
+  /// "grad_norm", "learning_rate" or an extra metric) on the current x axis.
+  GroupCurve group_curve(size_t index, const std::string& metric) const;
+  /// The palette colour of group `index` (its line, band and legend swatch).
+  QColor group_color(size_t index) const { return qualitative_color(int(index)); }
   void remove_run(int64_t id);
   void clear();
   bool has_run(int64_t id) const { return runs_.count(id) > 0; }
@@ -84,7 +111,7 @@ class ChartsPanel : public QWidget {
   void set_log_y(bool on);
   /// Draws pending changes now (tests, screenshots, export).
   void redraw_now();
-  /// The colour a shown run is drawn in (invalid for a run not shown).
+  /// The colour a shown run is drawn in, its group's when grouped (invalid for a run not shown).
   QColor color_of(int64_t id) const;
   /// Writes the four charts (and the legend) without the controls, `size`
   /// pixels, as PNG or SVG by the file suffix; false with `error` set on failure.
@@ -113,6 +140,8 @@ class ChartsPanel : public QWidget {
   PlotView* grad_norm_plot() const { return grad_; }
   PlotView* lr_plot() const { return lr_; }
   QComboBox* x_axis_box() const { return x_box_; }
+  /// "±1 std" / "min–max", shown while grouped.
+  QComboBox* band_box() const { return band_box_; }
   QSlider* smoothing_slider() const { return smooth_; }
   QCheckBox* log_box() const { return log_; }
 
@@ -124,7 +153,8 @@ class ChartsPanel : public QWidget {
     QString metric;
     QWidget* frame = nullptr;  // close button + plot
     PlotView* plot = nullptr;
-    std::map<int64_t, int> series;  // run -> series id
+    std::map<int64_t, int> series;               // run -> series id (ungrouped)
+    std::vector<int> group_series, group_bands;  // per group (grouped)
   };
   void fill_metric_chart(MetricChart& m);
   void relayout_metric_charts();
@@ -132,7 +162,18 @@ class ChartsPanel : public QWidget {
     RunCurves c;
     int loss = -1, eval = -1, tps = -1, grad = -1, lr = -1;  // series ids
   };
-  void rebuild();  // re-creates every series from the stored curves
+  struct GroupSlot {  // series and band ids of a drawn group, -1 = none
+    int loss = -1, eval = -1, tps = -1, grad = -1, lr = -1;
+    int loss_band = -1, tps_band = -1, grad_band = -1, lr_band = -1;
+  };
+  void rebuild();         // re-creates every series from the stored curves
+  void rebuild_groups();  // rebuild() when grouped
+  /// New aggregates into the existing group series: all groups, or those with a grown run.
+  void refill_groups(bool all);
+  void fill_group_metric_chart(MetricChart& m);
+  std::vector<std::vector<CurvePoint>> group_points(const ChartGroup& g,
+                                                    const std::string& metric) const;
+  void set_group_points(PlotView* p, int series, int band, const GroupCurve& c);
   void add_series(Slot& s);
   void push_points(Slot& s, size_t from);  // steps [from, size)
   void push_evals(Slot& s, size_t from);   // evals [from, size)
@@ -143,6 +184,8 @@ class ChartsPanel : public QWidget {
   XAxis x_ = XAxis::kStep;
   PlotView *loss_, *tps_, *grad_, *lr_;
   QComboBox* x_box_;
+  QComboBox* band_box_;
+  QLabel* band_label_;
   QSlider* smooth_;
   QLabel* smooth_label_;
   QCheckBox* log_;
@@ -151,8 +194,15 @@ class ChartsPanel : public QWidget {
   QGridLayout* grid_;
   std::vector<MetricChart> metric_charts_;
   std::map<int64_t, int> colors_;  // run -> palette index, while shown
+  std::vector<ChartGroup> groups_;
+  std::vector<GroupSlot> group_slots_;  // per group
+  Band band_ = Band::kStd;
+  QTimer* refill_timer_;     // coalesces live appends into one re-aggregation
+  std::set<int64_t> grown_;  // runs appended to since the last refill
   void update_legend();
-  QStringList legend_entries() const;  // "#id name" per run (elided)
+  /// Swatch colour and text per legend entry: "#id name" per run, or
+  /// "label (n runs)" per group (elided).
+  std::vector<std::pair<QColor, QString>> legend_items() const;
 };
 
 }  // namespace bl

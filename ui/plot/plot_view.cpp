@@ -1,7 +1,9 @@
 #include "plot/plot_view.h"
 
+#include <QAreaSeries>
 #include <QChart>
 #include <QChartView>
+#include <QCoreApplication>
 #include <QGraphicsLayout>
 #include <QGraphicsLineItem>
 #include <QGraphicsScene>
@@ -13,6 +15,7 @@
 #include <QMouseEvent>
 #include <QPainter>
 #include <QPen>
+#include <QPointer>
 #include <QTimer>
 #include <QVBoxLayout>
 #include <QValueAxis>
@@ -24,7 +27,6 @@
 #include "plot/decimate.h"
 
 namespace bl {
-
 /// QChartView with horizontal rubber-band zoom, double-click reset and hover.
 class PlotChartView : public QChartView {
  public:
@@ -64,6 +66,35 @@ class PlotChartView : public QChartView {
 
 namespace {
 
+/// Redraws the dirty plots one per event-loop pass, 12 ms apart. Plots
+/// dirtied together (a growing run in four charts of 20 runs each) would
+/// otherwise redraw in one pass, their costs adding up to one stall; their
+/// own timers drift into step after any stall, so staggering them does not last.
+class RedrawQueue : public QObject {
+ public:
+  static RedrawQueue& get() {
+    static QPointer<RedrawQueue> q;
+    if (!q) q = new RedrawQueue(QCoreApplication::instance());  // dies with the app
+    return *q;
+  }
+  void request(PlotView* p) {
+    if (!queue_.contains(p)) queue_.append(p);
+    if (!timer_.isActive()) timer_.start();
+  }
+  void remove(PlotView* p) { queue_.removeAll(p); }
+
+ private:
+  explicit RedrawQueue(QObject* parent) : QObject(parent) {
+    timer_.setInterval(12);
+    connect(&timer_, &QTimer::timeout, this, [this] {
+      if (queue_.isEmpty()) return timer_.stop();
+      queue_.takeFirst()->redraw_now();  // a no-op if drawn meanwhile
+    });
+  }
+  QList<PlotView*> queue_;
+  QTimer timer_;
+};
+
 QColor faded(const QColor& c) {
   QColor f = c;
   f.setAlpha(70);
@@ -89,6 +120,20 @@ QList<QPointF> positive_only(const QList<QPointF>& pts) {
   return out;
 }
 
+/// Debiased EMA of pts' y values (TensorBoard-style), same x.
+QList<QPointF> ema_of(const QList<QPointF>& pts, double w) {
+  QList<QPointF> out;
+  out.reserve(pts.size());
+  double ema = 0, wn = 1;
+  for (const QPointF& p : pts) {
+    ema = ema * w + (1 - w) * p.y();
+    wn *= w;
+    const double debias = 1 - wn;
+    out.append(QPointF(p.x(), debias > 0 ? ema / debias : p.y()));
+  }
+  return out;
+}
+
 QString fmt(double v) {
   return QString::number(v, 'g', 5);
 }
@@ -100,6 +145,25 @@ double nice_up(double v) {
   for (double m : {1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0})
     if (m * p >= v * (1 - 1e-12)) return m * p;
   return 10 * p;
+}
+
+/// Qt's QValueAxis::applyNiceNumbers (AbstractDomain::looseNiceNumbers), computed
+/// here so the axis changes once per fit instead of twice.
+double nice_number(double x, bool ceiling) {
+  const double z = std::pow(10.0, std::floor(std::log10(x)));
+  const double q = x / z;
+  if (ceiling) return (q <= 1.0 ? 1 : q <= 2.0 ? 2 : q <= 5.0 ? 5 : 10) * z;
+  return (q < 1.5 ? 1 : q < 3.0 ? 2 : q < 7.0 ? 5 : 10) * z;
+}
+void loose_nice_numbers(double& lo, double& hi, int& ticks) {
+  if (!(hi > lo)) return;
+  const double range = nice_number(hi - lo, true);
+  const double step = nice_number(range / (ticks - 1), false);
+  lo = std::floor(lo / step);
+  hi = std::ceil(hi / step);
+  ticks = int(hi - lo) + 1;
+  lo *= step;
+  hi *= step;
 }
 
 /// Smallest of 1, 2, 2.5, 5 x 10^k that is >= v: a tick interval.
@@ -161,8 +225,14 @@ PlotView::PlotView(const QString& title, QWidget* parent) : QWidget(parent) {
 
   timer_ = new QTimer(this);
   timer_->setInterval(100);  // <= 10 redraws per second, only when dirty
-  connect(timer_, &QTimer::timeout, this, &PlotView::redraw);
+  connect(timer_, &QTimer::timeout, this, [this] {
+    if (dirty_) RedrawQueue::get().request(this);
+  });
   timer_->start();
+}
+
+PlotView::~PlotView() {
+  RedrawQueue::get().remove(this);
 }
 
 void PlotView::attach_y_axis() {
@@ -187,6 +257,10 @@ void PlotView::attach_y_axis() {
       if (old) l->detachAxis(old);
       l->attachAxis(y_axis_);
     }
+  for (Band& b : bands_) {
+    if (old) b.area->detachAxis(old);
+    b.area->attachAxis(y_axis_);
+  }
   if (old) {
     chart_->removeAxis(old);
     delete old;
@@ -221,6 +295,57 @@ int PlotView::add_series(const QString& name, const QColor& color, Style style) 
   return int(series_.size() - 1);
 }
 
+int PlotView::add_band(const QString& name, const QColor& color) {
+  Band b;
+  b.name = name;
+  b.color = color;
+  b.area = new QAreaSeries;
+  b.area->setName(name);
+  // Parented to the area: removed and deleted with it.
+  b.area->setUpperSeries(new QLineSeries(b.area));
+  b.area->setLowerSeries(new QLineSeries(b.area));
+  chart_->addSeries(b.area);
+  b.area->attachAxis(x_axis_);
+  b.area->attachAxis(y_axis_);
+  for (QLegendMarker* m : chart_->legend()->markers(b.area)) m->setVisible(false);
+  bands_.append(b);
+  const double w = smoothing_;  // styles the new band
+  smoothing_ = -1;
+  set_smoothing(w);
+  return int(bands_.size() - 1);
+}
+
+void PlotView::set_band(int band, QList<QPointF> lower, QList<QPointF> upper, QList<int> counts) {
+  if (band < 0 || band >= bands_.size()) return;
+  Band& b = bands_[band];
+  b.counts = std::move(counts);
+  b.lower = std::move(lower);
+  b.upper = std::move(upper);
+  rebuild_band_smoothed(b);
+  refit_y_ = true;
+  dirty_ = true;
+}
+
+void PlotView::rebuild_band_smoothed(Band& b) {
+  b.stale = true;
+  b.smooth_lower = smoothing_ > 0 ? ema_of(b.lower, smoothing_) : QList<QPointF>();
+  b.smooth_upper = smoothing_ > 0 ? ema_of(b.upper, smoothing_) : QList<QPointF>();
+}
+
+QList<QPointF> PlotView::band_lower(int band) const {
+  return band >= 0 && band < bands_.size() ? bands_[band].lower : QList<QPointF>();
+}
+
+QList<QPointF> PlotView::band_upper(int band) const {
+  return band >= 0 && band < bands_.size() ? bands_[band].upper : QList<QPointF>();
+}
+
+qsizetype PlotView::band_drawn_count(int band) const {
+  if (band < 0 || band >= bands_.size()) return 0;
+  const QAreaSeries* a = bands_[band].area;
+  return a->upperSeries()->count() + a->lowerSeries()->count();
+}
+
 void PlotView::set_points(int series, QList<QPointF> points) {
   if (series < 0 || series >= series_.size()) return;
   Series& s = series_[series];
@@ -233,6 +358,7 @@ void PlotView::set_points(int series, QList<QPointF> points) {
 void PlotView::append(int series, double x, double y) {
   if (series < 0 || series >= series_.size() || !std::isfinite(x) || !std::isfinite(y)) return;
   Series& s = series_[series];
+  s.stale = true;
   s.points.append(QPointF(x, y));
   if (s.style.smooth) {
     const double w = smoothing_;
@@ -246,6 +372,7 @@ void PlotView::append(int series, double x, double y) {
 
 void PlotView::rebuild_smoothed(int series) {
   Series& s = series_[series];
+  s.stale = true;
   s.smoothed.clear();
   s.ema = 0;
   s.ema_n = 0;
@@ -270,6 +397,11 @@ void PlotView::clear_series() {
         delete l;
       }
   series_.clear();
+  for (Band& b : bands_) {
+    chart_->removeSeries(b.area);
+    delete b.area;
+  }
+  bands_.clear();
   refit_y_ = true;
   hide_hover();
   dirty_ = true;
@@ -281,6 +413,13 @@ void PlotView::clear() {
     rebuild_smoothed(i);
     for (QLineSeries* l : {series_[i].raw_line, series_[i].line})
       if (l) l->clear();
+  }
+  for (Band& b : bands_) {
+    b.lower.clear();
+    b.upper.clear();
+    rebuild_band_smoothed(b);
+    b.area->upperSeries()->clear();
+    b.area->lowerSeries()->clear();
   }
   zoom_.reset();
   refit_y_ = true;
@@ -307,6 +446,13 @@ void PlotView::set_smoothing(double weight) {
       s.line->setPen(pen);
       s.line->setVisible(smoothed_visible(s));
     }
+  }
+  for (Band& b : bands_) {
+    rebuild_band_smoothed(b);
+    QColor fill = b.color;
+    fill.setAlpha(55);
+    b.area->setBrush(fill);
+    b.area->setPen(Qt::NoPen);
   }
   dirty_ = true;
 }
@@ -409,10 +555,21 @@ void PlotView::redraw() {
     x0 = std::min(x0, s.points.front().x());
     x1 = std::max(x1, s.points.back().x());
   }
+  for (const Band& b : bands_)
+    for (const QList<QPointF>* pts : {&b.lower, &b.upper})
+      if (!pts->isEmpty()) {
+        x0 = std::min(x0, pts->front().x());
+        x1 = std::max(x1, pts->back().x());
+      }
   if (!std::isfinite(x0)) {  // no data yet
+    drawn_view_.reset();
     for (Series& s : series_)
       for (QLineSeries* l : {s.raw_line, s.line})
         if (l) l->clear();
+    for (Band& b : bands_) {
+      b.area->upperSeries()->clear();
+      b.area->lowerSeries()->clear();
+    }
     return;
   }
   if (zoom_) std::tie(x0, x1) = *zoom_;
@@ -432,6 +589,10 @@ void PlotView::redraw() {
     scan(s.points);
     if (smoothed_visible(s)) scan(s.smoothed);
   }
+  for (const Band& b : bands_) {
+    scan(smoothing_ > 0 ? b.smooth_lower : b.lower);
+    scan(smoothing_ > 0 ? b.smooth_upper : b.upper);
+  }
   // Axis ranges once per redraw, before replace(), and only when the data
   // left them: a range change re-lays out the whole chart, while replace()
   // alone costs ~0.45 us/point (research.md B.3). Growing live data extends
@@ -446,26 +607,25 @@ void PlotView::redraw() {
     else
       x1 = x0 + nice_up((x1 - x0) * 1.08);
   }
-  if (x_axis_->min() != x0 || x_axis_->max() != x1) {
-    const double step = nice_step((x1 - x0) / 5);
-    x_axis_->setTickType(QValueAxis::TicksDynamic);
-    x_axis_->setTickAnchor(0);
-    x_axis_->setTickInterval(step);
-    x_axis_->setLabelFormat(step >= 1 && x1 < 1e9 ? "%.0f" : "%g");
-    x_axis_->setRange(x0, x1);
-  }
+  // The y range: kept while it holds the data, else fitted (nice numbers).
+  struct YRange {
+    double lo, hi, base = 10;
+    int ticks = 5;
+  };
+  std::optional<YRange> y_new;
   if (std::isfinite(y0)) {
     if (log_y_) {
       auto* a = static_cast<QLogValueAxis*>(y_axis_);
       const bool fits = !refit_y_ && a->min() <= y0 && a->max() >= y1 &&
                         a->max() / a->min() <= 3 * (y1 / y0) * 1.33;
       if (!fits) {
-        a->setRange(y0 / 1.15, y1 * 1.15);
+        YRange r{y0 / 1.15, y1 * 1.15};
         // Labels sit at powers of the base: base 10 labels nothing on a loss
         // between 2 and 5. Under four decades the base is the fourth root of
         // the range, so four or five labelled ticks always fall inside it.
-        const double ratio = a->max() / a->min();
-        a->setBase(ratio >= 1e4 ? 10.0 : std::max(1.0001, std::pow(ratio, 0.25)));
+        const double ratio = r.hi / r.lo;
+        r.base = ratio >= 1e4 ? 10.0 : std::max(1.0001, std::pow(ratio, 0.25));
+        if (r.lo != a->min() || r.hi != a->max() || r.base != a->base()) y_new = r;
       }
     } else {
       auto* a = static_cast<QValueAxis*>(y_axis_);
@@ -477,20 +637,57 @@ void PlotView::redraw() {
         y_need_ = need;
         const double pad = y1 > y0 ? 0.05 * (y1 - y0) : std::max(1e-6, std::abs(y0) * 0.05);
         // Non-negative data (loss, tokens/s, norms) never gets a negative axis.
-        a->setRange(y0 >= 0 ? std::max(0.0, y0 - pad) : y0 - pad, y1 + pad);
-        a->applyNiceNumbers();
-        a->setLabelFormat(std::max(std::abs(a->min()), std::abs(a->max())) >= 1000 ? "%.0f"
-                                                                                   : "%.3g");
+        YRange r{y0 >= 0 ? std::max(0.0, y0 - pad) : y0 - pad, y1 + pad};
+        loose_nice_numbers(r.lo, r.hi, r.ticks);
+        if (r.lo != a->min() || r.hi != a->max() || r.ticks != a->tickCount()) y_new = r;
       }
     }
   }
   refit_y_ = false;
+  const bool x_new = x_axis_->min() != x0 || x_axis_->max() != x1;
   const int columns = plot_width();
   drawn_columns_ = columns;
+  // Qt Charts re-lays out (and strokes) every line on an axis change and on
+  // replace(), ~0.45 us per point: with 20 runs shown, one growing run cost
+  // ~100 ms per redraw. So only series whose data changed are replaced, unless
+  // the view changed; then the lines are emptied before the axes change, so
+  // each is laid out once, with its new points.
+  const std::tuple<double, double, int, bool> view{x0, x1, columns, log_y_};
+  const bool all = drawn_view_ != view || y_new;
+  drawn_view_ = view;
+  if (x_new || y_new) {
+    for (Series& s : series_)
+      for (QLineSeries* l : {s.raw_line, s.line})
+        if (l) l->clear();
+    for (Band& b : bands_) {
+      b.area->upperSeries()->clear();
+      b.area->lowerSeries()->clear();
+    }
+  }
+  if (x_new) {
+    const double step = nice_step((x1 - x0) / 5);
+    x_axis_->setTickType(QValueAxis::TicksDynamic);
+    x_axis_->setTickAnchor(0);
+    x_axis_->setTickInterval(step);
+    x_axis_->setLabelFormat(step >= 1 && x1 < 1e9 ? "%.0f" : "%g");
+    x_axis_->setRange(x0, x1);
+  }
+  if (y_new && log_y_) {
+    auto* a = static_cast<QLogValueAxis*>(y_axis_);
+    a->setRange(y_new->lo, y_new->hi);
+    a->setBase(y_new->base);
+  } else if (y_new) {
+    auto* a = static_cast<QValueAxis*>(y_axis_);
+    a->setTickCount(y_new->ticks);
+    a->setRange(y_new->lo, y_new->hi);
+    a->setLabelFormat(std::max(std::abs(y_new->lo), std::abs(y_new->hi)) >= 1000 ? "%.0f" : "%.3g");
+  }
+  auto draw = [&](QLineSeries* line, const QList<QPointF>& pts) {
+    line->replace(decimate_m4(log_y_ ? positive_only(pts) : pts, x0, x1, columns));
+  };
   for (Series& s : series_) {
-    auto draw = [&](QLineSeries* line, const QList<QPointF>& pts) {
-      line->replace(decimate_m4(log_y_ ? positive_only(pts) : pts, x0, x1, columns));
-    };
+    if (!all && !s.stale) continue;
+    s.stale = false;
     draw(s.raw_line, s.points);
     if (s.line) {
       if (smoothed_visible(s))
@@ -498,6 +695,12 @@ void PlotView::redraw() {
       else
         s.line->clear();
     }
+  }
+  for (Band& b : bands_) {
+    if (!all && !b.stale) continue;
+    b.stale = false;
+    draw(b.area->lowerSeries(), smoothing_ > 0 ? b.smooth_lower : b.lower);
+    draw(b.area->upperSeries(), smoothing_ > 0 ? b.smooth_upper : b.upper);
   }
 }
 
@@ -512,6 +715,14 @@ QStringList PlotView::readout_at(double x) const {
     else
       line += fmt(s.points[i].y());
     line += " @ " + fmt(s.points[i].x());
+    for (const Band& b : bands_) {
+      if (b.name != s.name) continue;
+      const qsizetype j = nearest(b.lower, x);
+      if (j < 0 || j >= b.upper.size()) break;
+      line += " · band " + fmt(b.lower[j].y()) + " – " + fmt(b.upper[j].y());
+      if (j < b.counts.size()) line += QString(" · n=%1").arg(b.counts[j]);
+      break;
+    }
     out << line;
   }
   return out;

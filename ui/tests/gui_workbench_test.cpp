@@ -9,6 +9,7 @@
 #include <QDockWidget>
 #include <QFileInfo>
 #include <QLabel>
+#include <QLineEdit>
 #include <QMenuBar>
 #include <QProgressBar>
 #include <QPushButton>
@@ -23,6 +24,7 @@
 #include "arch/arch_panel.h"
 #include "arch/error_groups.h"
 #include "arch/model_form.h"
+#include "browser/run_browser.h"
 #include "main_window.h"
 #include "plot/charts_panel.h"
 #include "plot/plot_view.h"
@@ -89,6 +91,8 @@ class WorkbenchTest : public QObject {
       w.charts()->smoothing_slider()->setValue(35);
       w.charts()->set_log_y(true);
       w.training_panel()->max_steps_box()->setValue(123);
+      w.browser()->set_grouping({.by = GroupSpec::By::kName, .pattern = "^(.*)-s\\d+$"});
+      w.browser()->charts()->set_band(ChartsPanel::Band::kMinMax);
       w.set_dark_theme(true);
       w.resize(1450, 810);  // above the window's minimum size
       w.close();            // saves
@@ -106,6 +110,10 @@ class WorkbenchTest : public QObject {
       QCOMPARE(w.charts()->smoothing_slider()->value(), 35);
       QVERIFY(w.charts()->log_box()->isChecked());
       QCOMPARE(w.training_panel()->max_steps_box()->value(), 123);
+      QVERIFY(w.browser()->grouping() ==
+              (GroupSpec{.by = GroupSpec::By::kName, .pattern = "^(.*)-s\\d+$"}));
+      QCOMPARE(w.browser()->group_pattern_edit()->text(), QString("^(.*)-s\\d+$"));
+      QCOMPARE(w.browser()->charts()->band(), ChartsPanel::Band::kMinMax);
       QVERIFY(w.dark_theme() && theme_is_dark());
       QVERIFY(w.action("action_dark")->isChecked());
       QCOMPARE(w.recent_configs(), QStringList({QFileInfo(model_json).absoluteFilePath()}));
