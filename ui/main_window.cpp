@@ -142,9 +142,10 @@ MainWindow::MainWindow(const std::string& preset_name, const std::string& db_pat
   connect(train_->distill_group(), &QGroupBox::toggled, this, [this](bool on) {
     if (on) refresh_finetune_bases();  // the teachers are the same stored runs
   });
-  connect(train_->dpo_group(), &QGroupBox::toggled, this, [this](bool on) {
-    if (on) refresh_finetune_bases();  // and so are DPO's models
-  });
+  for (QGroupBox* box : {train_->dpo_group(), train_->grpo_group()})
+    connect(box, &QGroupBox::toggled, this, [this](bool on) {
+      if (on) refresh_finetune_bases();  // and so are the models DPO and GRPO tune
+    });
   build_menus();
   resize(1400, 880);
 }
@@ -242,6 +243,8 @@ Preset MainWindow::current_preset() const {
     if (const FinetuneBase* b = train_->finetune_base()) p.model = b->model;
   if (train_->dpo_enabled())
     if (const FinetuneBase* b = train_->dpo_reference()) p.model = b->model;
+  if (train_->grpo_enabled())
+    if (const FinetuneBase* b = train_->grpo_model()) p.model = b->model;
   return p;
 }
 
@@ -297,7 +300,7 @@ void MainWindow::start() {
   // The panel's choice (char: built from the chosen corpus, also for a fork).
   spec.tokenizer = train_->tokenizer_spec();
   if (spec.tokenizer == "bpe:" && !train_->finetune_enabled() && !train_->distill_enabled() &&
-      !train_->dpo_enabled()) {
+      !train_->dpo_enabled() && !train_->grpo_enabled()) {
     train_->set_status(
         "Tokenizer: choose the folder of a byte-level BPE tokenizer "
         "(blocklab-cli tokenizer train --data FILE --vocab-size N --out DIR).");
@@ -360,8 +363,30 @@ void MainWindow::start() {
     spec.preference.beta = train_->dpo_beta();
     spec.preference.train_config = composed.train;
   }
+  const FinetuneBase* grpo_model =
+      !ft_base && !teacher && !dpo_model && train_->grpo_enabled() ? train_->grpo_model() : nullptr;
+  if (!ft_base && !teacher && !dpo_model && train_->grpo_enabled() && !grpo_model) {
+    train_->set_status("Reinforcement: pick the run to tune (a stored run with a checkpoint).");
+    return;
+  }
+  if (grpo_model) {
+    // The stored run's model and tokenizer, this panel's train settings, the
+    // data file's prompts, the box's reward and recipe.
+    spec.kind = RunKind::kGrpo;
+    spec.config.reset();
+    spec.preset_name.clear();
+    spec.tokenizer.clear();
+    spec.parent_run_id.reset();
+    spec.fresh_weights = false;
+    spec.grpo.base_run_id = grpo_model->run_id;
+    spec.grpo.reward = train_->grpo_reward();
+    spec.grpo.grpo = train_->grpo_options();
+    spec.grpo.train_config = composed.train;
+  }
   max_steps_ = composed.train.max_steps;
   live_name_ = train_->run_name();
+  if (live_name_.isEmpty() && grpo_model)
+    live_name_ = QString("GRPO of #%1").arg(grpo_model->run_id);
   if (live_name_.isEmpty() && dpo_model) live_name_ = QString("DPO of #%1").arg(dpo_model->run_id);
   if (live_name_.isEmpty() && teacher)
     live_name_ = QString("%1 distilled from #%2")
@@ -378,7 +403,8 @@ void MainWindow::start() {
       : teacher ? QString("Loading teacher run #%1 and preparing the student…").arg(teacher->run_id)
       : dpo_model ? QString("Loading run #%1 and scoring the pairs with the reference…")
                         .arg(dpo_model->run_id)
-                  : QString("Preparing data and model…"));
+      : grpo_model ? QString("Loading run #%1 and its reference…").arg(grpo_model->run_id)
+                   : QString("Preparing data and model…"));
 }
 
 bool MainWindow::resume_run(const RunRecord& run) {

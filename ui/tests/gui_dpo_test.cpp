@@ -1,4 +1,4 @@
-// Preference tuning (DPO) from the workbench, through the real window, engine
+// Preference tuning (DPO) and GRPO from the workbench, through the real window, engine
 // and store: train a tiny run, write a pairs file, pick the run in the Run
 // panel's "Preference tuning (DPO)" with the pairs as the data file, and find
 // the DPO run recorded as the CLI's is (parent = the tuned run, "dpo" summary
@@ -9,6 +9,8 @@
 #include <QFile>
 #include <QGroupBox>
 #include <QLabel>
+#include <QLineEdit>
+#include <QSpinBox>
 #include <QPushButton>
 #include <QTemporaryDir>
 #include <QTest>
@@ -118,6 +120,62 @@ class DpoTest : public QObject {
     for (const char* m : {"dpo/reward_margin", "dpo/reward_accuracy", "dpo/chosen_reward"})
       QVERIFY2(std::find(names.begin(), names.end(), m) != names.end(), m);
     QCOMPARE(store.metrics(id, "dpo/reward_margin").size(), size_t(3));
+  }
+
+  // GRPO from the same panel: the "Reinforcement (GRPO)" box with a prompts
+  // file, recorded with its reward and recipe.
+  void tune_a_stored_run_with_grpo() {
+    MainWindow w("gpt-tiny", db());
+    w.resize(1200, 800);
+    w.show();
+    w.samples_panel()->every_box()->setValue(0);
+    TrainingPanel* tp = w.training_panel();
+    w.load_preset(small_preset(4), "gpt-tiny");
+    tp->set_run_name("grpo base");
+    tp->start_button()->click();
+    QTRY_VERIFY_WITH_TIMEOUT(w.last_summary().has_value(), 60000);
+    const int64_t base_id = w.live_run_id();
+
+    const QString prompts = dir_.path() + "/prompts.jsonl";
+    {
+      QFile f(prompts);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      for (int i = 0; i < 12; ++i)
+        f.write(QString(R"({"prompt": "KING:\nWhat %1 ", "target": "say"})"
+                        "\n")
+                    .arg(QChar('a' + i))
+                    .toUtf8());
+    }
+    tp->set_run_name("");
+    tp->set_data_path(prompts);
+    tp->set_dpo_enabled(true);
+    tp->set_grpo_enabled(true);  // one kind of run at a time
+    QVERIFY(!tp->dpo_group()->isChecked());
+    QVERIFY(tp->grpo_model() != nullptr);
+    const int i =
+        tp->grpo_group()->findChild<QComboBox*>("grpo_model")->findData(qlonglong(base_id));
+    QVERIFY(i >= 0);
+    tp->grpo_group()->findChild<QComboBox*>("grpo_model")->setCurrentIndex(i);
+    tp->grpo_reward_edit()->setText("regex:^s");
+    tp->grpo_group_size_box()->setValue(3);
+    tp->grpo_new_tokens_box()->setValue(4);
+    tp->max_steps_box()->setValue(2);
+    QVERIFY2(w.errors().empty(), w.errors().empty() ? "" : w.errors()[0].c_str());
+    tp->start_button()->click();
+    QTRY_VERIFY_WITH_TIMEOUT(w.live_run_id() != base_id && w.last_summary().has_value(), 60000);
+    QCOMPARE(w.last_summary()->status, RunStatus::kCompleted);
+    const int64_t id = w.live_run_id();
+
+    ExperimentStore store = ExperimentStore::open_readonly(db());
+    const auto run = store.get_run(id);
+    QVERIFY(run.has_value());
+    QCOMPARE(run->parent_run_id.value_or(0), base_id);
+    QVERIFY(run->summary.contains("grpo"));
+    QCOMPARE(run->summary["grpo"]["reward"].get<std::string>(), std::string("regex:^s"));
+    QCOMPARE(run->summary["grpo"]["group"].get<int64_t>(), int64_t(3));
+    QCOMPARE(run->summary["grpo"]["max_new_tokens"].get<int64_t>(), int64_t(4));
+    QVERIFY(std::find(run->tags.begin(), run->tags.end(), "grpo") != run->tags.end());
+    QCOMPARE(store.metrics(id, "grpo/reward_mean").size(), size_t(2));
   }
 };
 

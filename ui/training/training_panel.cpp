@@ -312,6 +312,48 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   pg->setColumnStretch(1, 1);
   pg->setColumnStretch(3, 1);
 
+  // GRPO of a stored run on prompts from the data file, with a reward.
+  grpo_group_ = new QGroupBox("Reinforcement (GRPO)");
+  grpo_group_->setObjectName("grpo");
+  grpo_group_->setCheckable(true);
+  grpo_group_->setChecked(false);
+  grpo_group_->setToolTip(
+      "Train a stored run's model on the rewards of its own sampled completions (GRPO):\n"
+      "a group of completions per prompt, rewards normalised within the group, a KL\n"
+      "penalty to the starting model. The data file is JSONL, one {\"prompt\", \"target\"}\n"
+      "object per line. Rewards: exact (the completion's first line equals the target),\n"
+      "regex:PATTERN, length:N, cmd:COMMAND (prints the reward; the completion on stdin).");
+  grpo_model_ = new QComboBox;
+  grpo_model_->setObjectName("grpo_model");
+  grpo_model_->setToolTip("Stored run with a checkpoint: the model tuned and its KL reference");
+  grpo_model_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+  grpo_model_->setMinimumContentsLength(12);
+  grpo_reward_ = new QLineEdit("exact");
+  grpo_reward_->setObjectName("grpo_reward");
+  grpo_reward_->setToolTip("exact | regex:PATTERN | length:N | cmd:COMMAND");
+  grpo_group_size_ = spin("grpo_group_size", 2, 256, "Completions sampled per prompt (G >= 2)");
+  grpo_group_size_->setValue(4);
+  grpo_new_tokens_ = spin("grpo_max_new_tokens", 1, 4096, "Tokens per sampled completion, at most");
+  grpo_new_tokens_->setValue(32);
+  grpo_beta_ = dspin("grpo_beta", 0, 100, 3, 0.01, "KL weight beta >= 0 (default 0.04)");
+  grpo_beta_->setValue(0.04);
+  auto* gg = new QGridLayout(grpo_group_);
+  gg->setContentsMargins(6, 4, 6, 4);
+  gg->setHorizontalSpacing(6);
+  gg->setVerticalSpacing(4);
+  gg->addWidget(lora_label("model", grpo_model_), 0, 0, Qt::AlignRight);
+  gg->addWidget(grpo_model_, 0, 1, 1, 3);
+  gg->addWidget(lora_label("reward", grpo_reward_), 1, 0, Qt::AlignRight);
+  gg->addWidget(grpo_reward_, 1, 1, 1, 3);
+  gg->addWidget(lora_label("group", grpo_group_size_), 2, 0, Qt::AlignRight);
+  gg->addWidget(grpo_group_size_, 2, 1);
+  gg->addWidget(lora_label("tokens", grpo_new_tokens_), 2, 2, Qt::AlignRight);
+  gg->addWidget(grpo_new_tokens_, 2, 3);
+  gg->addWidget(lora_label("beta", grpo_beta_), 3, 0, Qt::AlignRight);
+  gg->addWidget(grpo_beta_, 3, 1);
+  gg->setColumnStretch(1, 1);
+  gg->setColumnStretch(3, 1);
+
   start_ = button("Start", "start", "Train a new run with this configuration");
   pause_ = button("Pause", "pause", "Hold after the current step");
   step_ = button("Step", "step", "While paused: run exactly one more step");
@@ -345,6 +387,7 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   layout->addWidget(lora_group_);
   layout->addWidget(distill_group_);
   layout->addWidget(dpo_group_);
+  layout->addWidget(grpo_group_);
   layout->addLayout(buttons);
   layout->addWidget(errors_);
   layout->addWidget(progress_);
@@ -364,28 +407,21 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
     emit changed();
   };
   connect(lora_group_, &QGroupBox::toggled, this, lora_changed);
-  // A run is one kind: a fine-tune, a distillation or a DPO run.
-  connect(lora_group_, &QGroupBox::toggled, this, [this](bool on) {
-    if (!on) return;
-    distill_group_->setChecked(false);
-    dpo_group_->setChecked(false);
-  });
-  connect(distill_group_, &QGroupBox::toggled, this, [this](bool on) {
-    if (on) {
-      lora_group_->setChecked(false);
-      dpo_group_->setChecked(false);
-    }
-    emit changed();
-  });
-  connect(dpo_group_, &QGroupBox::toggled, this, [this](bool on) {
-    if (on) {
-      lora_group_->setChecked(false);
-      distill_group_->setChecked(false);
-    }
-    emit changed();
-  });
+  // A run is one kind: a fine-tune, a distillation, a DPO or a GRPO run.
+  for (QGroupBox* kind : {lora_group_, distill_group_, dpo_group_, grpo_group_})
+    connect(kind, &QGroupBox::toggled, this, [this, kind](bool on) {
+      if (on)
+        for (QGroupBox* other : {lora_group_, distill_group_, dpo_group_, grpo_group_})
+          if (other != kind) other->setChecked(false);
+      if (kind != lora_group_) emit changed();  // the fine-tune box reports through lora_changed
+    });
   connect(dpo_reference_, &QComboBox::currentIndexChanged, this, &TrainingPanel::changed);
   connect(dpo_beta_, &QDoubleSpinBox::valueChanged, this, &TrainingPanel::changed);
+  connect(grpo_model_, &QComboBox::currentIndexChanged, this, &TrainingPanel::changed);
+  connect(grpo_reward_, &QLineEdit::textChanged, this, &TrainingPanel::changed);
+  for (QSpinBox* b : {grpo_group_size_, grpo_new_tokens_})
+    connect(b, &QSpinBox::valueChanged, this, &TrainingPanel::changed);
+  connect(grpo_beta_, &QDoubleSpinBox::valueChanged, this, &TrainingPanel::changed);
   connect(teacher_, &QComboBox::currentIndexChanged, this, &TrainingPanel::changed);
   for (QDoubleSpinBox* s : {distill_t_, distill_alpha_})
     connect(s, &QDoubleSpinBox::valueChanged, this, &TrainingPanel::changed);
@@ -397,7 +433,7 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
   connect(browse_, &QPushButton::clicked, this, [this] {
     const QString f =
         QFileDialog::getOpenFileName(this, "Training corpus", data_->text(),
-                                     "Text (*.txt);;Preference pairs (*.jsonl);;All files (*)");
+                                     "Text (*.txt);;Pairs or prompts (*.jsonl);;All files (*)");
     if (!f.isEmpty()) {
       data_->setText(f);
       emit changed();
@@ -422,11 +458,11 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
 }
 
 QList<QWidget*> TrainingPanel::fields() const {
-  return {data_,        browse_,      tokenizer_,     bpe_dir_,       browse_bpe_,
-          name_,        tags_,        optimizer_,     schedule_,      lr_,
-          warmup_,      max_steps_,   weight_decay_,  batch_size_,    seq_len_,
-          accum_,       clip_,        eval_interval_, seed_,          threads_,
-          time_budget_, flop_budget_, lora_group_,    distill_group_, dpo_group_};
+  return {data_,         browse_,     tokenizer_,   bpe_dir_,     browse_bpe_, name_,
+          tags_,         optimizer_,  schedule_,    lr_,          warmup_,     max_steps_,
+          weight_decay_, batch_size_, seq_len_,     accum_,       clip_,       eval_interval_,
+          seed_,         threads_,    time_budget_, flop_budget_, lora_group_, distill_group_,
+          dpo_group_,    grpo_group_};
 }
 
 void TrainingPanel::set_config(const TrainConfig& t) {
@@ -521,6 +557,8 @@ void TrainingPanel::set_finetune_bases(std::vector<FinetuneBase> bases) {
   const int64_t keep = cur ? cur->run_id : 0;
   const FinetuneBase* cur_teacher = distill_teacher();
   const int64_t keep_teacher = cur_teacher ? cur_teacher->run_id : 0;
+  const FinetuneBase* cur_grpo = grpo_model();
+  const int64_t keep_grpo = cur_grpo ? cur_grpo->run_id : 0;
   const FinetuneBase* cur_reference = dpo_reference();
   const int64_t keep_reference = cur_reference ? cur_reference->run_id : 0;
   bases_ = std::move(bases);
@@ -549,7 +587,41 @@ void TrainingPanel::set_finetune_bases(std::vector<FinetuneBase> bases) {
     const int idx = dpo_reference_->findData(qlonglong(keep_reference));
     dpo_reference_->setCurrentIndex(idx >= 0 ? idx : (bases_.empty() ? -1 : 0));
   }
+  {
+    const QSignalBlocker b(grpo_model_);
+    grpo_model_->clear();
+    for (const FinetuneBase& f : bases_) grpo_model_->addItem(f.label, qlonglong(f.run_id));
+    if (grpo_model_->count() == 0)
+      grpo_model_->setPlaceholderText("no stored run has a checkpoint");
+    const int idx = grpo_model_->findData(qlonglong(keep_grpo));
+    grpo_model_->setCurrentIndex(idx >= 0 ? idx : (bases_.empty() ? -1 : 0));
+  }
   update_finetune();
+}
+
+bool TrainingPanel::grpo_enabled() const {
+  return grpo_group_->isChecked();
+}
+
+void TrainingPanel::set_grpo_enabled(bool on) {
+  grpo_group_->setChecked(on);
+}
+
+const FinetuneBase* TrainingPanel::grpo_model() const {
+  const int i = grpo_model_->currentIndex();
+  return i >= 0 && size_t(i) < bases_.size() ? &bases_[size_t(i)] : nullptr;
+}
+
+std::string TrainingPanel::grpo_reward() const {
+  return grpo_reward_->text().trimmed().toStdString();
+}
+
+GrpoOptions TrainingPanel::grpo_options() const {
+  GrpoOptions g;
+  g.group = grpo_group_size_->value();
+  g.max_new_tokens = grpo_new_tokens_->value();
+  g.beta = float(grpo_beta_->value());
+  return g;
 }
 
 bool TrainingPanel::dpo_enabled() const {

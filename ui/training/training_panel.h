@@ -14,6 +14,7 @@
 
 #include "core/config.h"
 #include "lora/finetune.h"
+#include "train/grpo.h"
 #include "train/train_config.h"
 
 class QCheckBox;
@@ -131,6 +132,18 @@ class TrainingPanel : public QWidget {
   QComboBox* dpo_reference_box() const { return dpo_reference_; }
   QDoubleSpinBox* dpo_beta_box() const { return dpo_beta_; }
 
+  // GRPO: a stored run's newest checkpoint is the model tuned and its KL
+  // reference (RunKind::kGrpo); the data file holds the prompts.
+  bool grpo_enabled() const;
+  void set_grpo_enabled(bool on);
+  const FinetuneBase* grpo_model() const;
+  std::string grpo_reward() const;
+  GrpoOptions grpo_options() const;  // group, max new tokens, beta (the rest default)
+  QGroupBox* grpo_group() const { return grpo_group_; }
+  QLineEdit* grpo_reward_edit() const { return grpo_reward_; }
+  QSpinBox* grpo_group_size_box() const { return grpo_group_size_; }
+  QSpinBox* grpo_new_tokens_box() const { return grpo_new_tokens_; }
+
   QGroupBox* finetune_group() const { return lora_group_; }
   QComboBox* base_box() const { return base_; }
   QSpinBox* rank_box() const { return rank_; }
@@ -197,6 +210,12 @@ class TrainingPanel : public QWidget {
   QGroupBox* dpo_group_;
   QComboBox* dpo_reference_;
   QDoubleSpinBox* dpo_beta_;
+  QGroupBox* grpo_group_;
+  QComboBox* grpo_model_;
+  QLineEdit* grpo_reward_;
+  QSpinBox* grpo_group_size_;
+  QSpinBox* grpo_new_tokens_;
+  QDoubleSpinBox* grpo_beta_;
   std::vector<FinetuneBase> bases_;
   std::optional<FinetuneCounts> counts_;
   std::vector<std::string> finetune_errors_;
