@@ -407,7 +407,16 @@ TrainingPanel::TrainingPanel(QWidget* parent) : QWidget(parent) {
     emit changed();
   };
   connect(lora_group_, &QGroupBox::toggled, this, lora_changed);
-  // A run is one kind: a fine-tune, a distillation, a DPO or a GRPO run.
+  // A run is one kind: a fine-tune, a distillation, a DPO or a GRPO run. An
+  // unchecked box shows its title only, so the panel stays short enough for
+  // Start to be in view on a laptop screen.
+  auto fold = [](QGroupBox* box, bool open) {
+    for (QWidget* w : box->findChildren<QWidget*>(Qt::FindDirectChildrenOnly)) w->setVisible(open);
+  };
+  for (QGroupBox* kind : {lora_group_, distill_group_, dpo_group_, grpo_group_}) {
+    fold(kind, false);
+    connect(kind, &QGroupBox::toggled, this, [kind, fold](bool on) { fold(kind, on); });
+  }
   for (QGroupBox* kind : {lora_group_, distill_group_, dpo_group_, grpo_group_})
     connect(kind, &QGroupBox::toggled, this, [this, kind](bool on) {
       if (on)
