@@ -219,13 +219,18 @@ void check_resume_options(const Args& args) {
 void print_header(PreparedRun& run, int64_t run_id) {
   const RunPlan& plan = run.plan();
   const std::string& preset = plan.record.preset;
+  // DPO and GRPO read a JSONL file: its pairs / prompts are counted below, not tokens.
+  const std::string split =
+      run.preference() || run.prompts()
+          ? std::string()
+          : " (" + std::to_string(run.data().train_size()) + " train / " +
+                std::to_string(run.data().val_size()) + " val tokens)";
   std::fprintf(stderr,
-               "blocklab: %s | %lld params | %s tokenizer (vocab %lld) | data %s (%lld train / "
-               "%lld val tokens) | %lld steps x %lld tokens\n",
+               "blocklab: %s | %lld params | %s tokenizer (vocab %lld) | data %s%s | %lld steps x "
+               "%lld tokens\n",
                preset.empty() ? "config" : preset.c_str(), (long long)run.model().num_parameters(),
                run.tokenizer().name().c_str(), (long long)run.tokenizer().vocab_size(),
-               plan.data_path.c_str(), (long long)run.data().train_size(),
-               (long long)run.data().val_size(), (long long)run.trainer().horizon(),
+               plan.data_path.c_str(), split.c_str(), (long long)run.trainer().horizon(),
                (long long)run.trainer().tokens_per_step());
   std::fprintf(stderr, "run %lld recorded in %s", (long long)run_id, run.store().path().c_str());
   if (plan.kind == RunKind::kResume)
