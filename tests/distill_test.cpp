@@ -12,6 +12,7 @@
 #include "data/tokenizer.h"
 #include "ops/distill_loss.h"
 #include "run/launcher.h"
+#include "run_support.h"
 #include "temp_files.h"
 #include "tensor/graph.h"
 #include "test_paths.h"
@@ -21,11 +22,8 @@ using namespace bl;
 
 namespace {
 
-const std::string& shakespeare() {
-  static const std::string text =
-      read_text_file(std::string(BLOCKLAB_SOURCE_DIR) + "/resources/data/tinyshakespeare.txt");
-  return text;
-}
+using test::launch_error;
+using test::shakespeare;
 
 ModelConfig small_model(int64_t d_model, int64_t layers, int64_t vocab) {
   ModelConfig m = load_preset("gpt-tiny").model;
@@ -244,15 +242,6 @@ RunSpec tiny_spec(const test::TempDir& dir, const std::string& tokenizer = "") {
     test::write_bytes(s.data_path, shakespeare().substr(0, 20000));
   s.db_path = dir / "experiments.db";
   return s;
-}
-
-std::string launch_error(const RunSpec& spec) {
-  try {
-    launch_run(spec);
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace

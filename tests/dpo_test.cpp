@@ -14,6 +14,7 @@
 #include "data/text_dataset.h"
 #include "expect_error.h"
 #include "run/launcher.h"
+#include "run_support.h"
 #include "temp_files.h"
 #include "test_paths.h"
 
@@ -21,11 +22,8 @@ using namespace bl;
 
 namespace {
 
-const std::string& shakespeare() {
-  static const std::string text =
-      read_text_file(std::string(BLOCKLAB_SOURCE_DIR) + "/resources/data/tinyshakespeare.txt");
-  return text;
-}
+using test::launch_error;
+using test::shakespeare;
 
 /// The first n pairs of the bundled toy preference set
 /// (scripts/make_preference_pairs.py): prompt = a line of the corpus, chosen =
@@ -88,15 +86,6 @@ struct Curve : Callback {
     }
   }
 };
-
-std::string launch_error(const RunSpec& spec) {
-  try {
-    launch_run(spec);
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 }  // namespace
 

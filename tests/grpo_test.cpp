@@ -16,6 +16,7 @@
 #include "data/tokenizer.h"
 #include "expect_error.h"
 #include "run/launcher.h"
+#include "run_support.h"
 #include "temp_files.h"
 #include "test_paths.h"
 #include "train/rewards.h"
@@ -24,11 +25,8 @@ using namespace bl;
 
 namespace {
 
-const std::string& shakespeare() {
-  static const std::string text =
-      read_text_file(std::string(BLOCKLAB_SOURCE_DIR) + "/resources/data/tinyshakespeare.txt");
-  return text;
-}
+using test::launch_error;
+using test::shakespeare;
 
 /// n prompts: the first 12 characters of corpus lines of 20 or more.
 std::string corpus_prompts(int n) {
@@ -95,15 +93,6 @@ struct Curve : Callback {
     }
   }
 };
-
-std::string launch_error(const RunSpec& spec) {
-  try {
-    launch_run(spec);
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 double mean(const std::vector<double>& v, size_t from, size_t to) {
   double s = 0;

@@ -16,17 +16,14 @@
 #include "expect_error.h"
 #include "io/sha256.h"
 #include "run/launcher.h"
+#include "run_support.h"
 #include "temp_files.h"
 #include "test_paths.h"
 
 namespace bl {
 namespace {
 
-const std::string& shakespeare() {
-  static const std::string text =
-      read_text_file(std::string(BLOCKLAB_SOURCE_DIR) + "/resources/data/tinyshakespeare.txt");
-  return text;
-}
+using test::shakespeare;
 
 std::vector<int32_t> ids_of(const std::string& token_file, int64_t vocab) {
   const TextDataset d = TextDataset::from_token_file(token_file, vocab, 0.0);

@@ -10,8 +10,8 @@
 #include <QGroupBox>
 #include <QLabel>
 #include <QLineEdit>
-#include <QSpinBox>
 #include <QPushButton>
+#include <QSpinBox>
 #include <QTemporaryDir>
 #include <QTest>
 #include <algorithm>
@@ -152,10 +152,7 @@ class DpoTest : public QObject {
     tp->set_grpo_enabled(true);  // one kind of run at a time
     QVERIFY(!tp->dpo_group()->isChecked());
     QVERIFY(tp->grpo_model() != nullptr);
-    const int i =
-        tp->grpo_group()->findChild<QComboBox*>("grpo_model")->findData(qlonglong(base_id));
-    QVERIFY(i >= 0);
-    tp->grpo_group()->findChild<QComboBox*>("grpo_model")->setCurrentIndex(i);
+    QVERIFY(tp->select_grpo_model(base_id));
     tp->grpo_reward_edit()->setText("regex:^s");
     tp->grpo_group_size_box()->setValue(3);
     tp->grpo_new_tokens_box()->setValue(4);

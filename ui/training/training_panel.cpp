@@ -562,50 +562,36 @@ void TrainingPanel::set_state(State s, bool config_valid) {
 }
 
 void TrainingPanel::set_finetune_bases(std::vector<FinetuneBase> bases) {
-  const FinetuneBase* cur = finetune_base();
-  const int64_t keep = cur ? cur->run_id : 0;
-  const FinetuneBase* cur_teacher = distill_teacher();
-  const int64_t keep_teacher = cur_teacher ? cur_teacher->run_id : 0;
-  const FinetuneBase* cur_grpo = grpo_model();
-  const int64_t keep_grpo = cur_grpo ? cur_grpo->run_id : 0;
-  const FinetuneBase* cur_reference = dpo_reference();
-  const int64_t keep_reference = cur_reference ? cur_reference->run_id : 0;
+  // Every run chooser offers the same stored runs; each keeps its choice.
+  const std::vector<QComboBox*> boxes = {base_, teacher_, dpo_reference_, grpo_model_};
+  std::vector<int64_t> keep;
+  for (QComboBox* box : boxes) {
+    const FinetuneBase* cur = base_in(box);
+    keep.push_back(cur ? cur->run_id : 0);
+  }
   bases_ = std::move(bases);
-  {
-    const QSignalBlocker b(base_);
-    base_->clear();
-    for (const FinetuneBase& f : bases_) base_->addItem(f.label, qlonglong(f.run_id));
-    if (base_->count() == 0) base_->setPlaceholderText("no stored run has a checkpoint");
-    const int idx = base_->findData(qlonglong(keep));
-    base_->setCurrentIndex(idx >= 0 ? idx : (bases_.empty() ? -1 : 0));
-  }
-  {
-    const QSignalBlocker b(teacher_);
-    teacher_->clear();
-    for (const FinetuneBase& f : bases_) teacher_->addItem(f.label, qlonglong(f.run_id));
-    if (teacher_->count() == 0) teacher_->setPlaceholderText("no stored run has a checkpoint");
-    const int idx = teacher_->findData(qlonglong(keep_teacher));
-    teacher_->setCurrentIndex(idx >= 0 ? idx : (bases_.empty() ? -1 : 0));
-  }
-  {
-    const QSignalBlocker b(dpo_reference_);
-    dpo_reference_->clear();
-    for (const FinetuneBase& f : bases_) dpo_reference_->addItem(f.label, qlonglong(f.run_id));
-    if (dpo_reference_->count() == 0)
-      dpo_reference_->setPlaceholderText("no stored run has a checkpoint");
-    const int idx = dpo_reference_->findData(qlonglong(keep_reference));
-    dpo_reference_->setCurrentIndex(idx >= 0 ? idx : (bases_.empty() ? -1 : 0));
-  }
-  {
-    const QSignalBlocker b(grpo_model_);
-    grpo_model_->clear();
-    for (const FinetuneBase& f : bases_) grpo_model_->addItem(f.label, qlonglong(f.run_id));
-    if (grpo_model_->count() == 0)
-      grpo_model_->setPlaceholderText("no stored run has a checkpoint");
-    const int idx = grpo_model_->findData(qlonglong(keep_grpo));
-    grpo_model_->setCurrentIndex(idx >= 0 ? idx : (bases_.empty() ? -1 : 0));
+  for (size_t k = 0; k < boxes.size(); ++k) {
+    QComboBox* box = boxes[k];
+    const QSignalBlocker b(box);
+    box->clear();
+    for (const FinetuneBase& f : bases_) box->addItem(f.label, qlonglong(f.run_id));
+    if (box->count() == 0) box->setPlaceholderText("no stored run has a checkpoint");
+    const int idx = box->findData(qlonglong(keep[k]));
+    box->setCurrentIndex(idx >= 0 ? idx : (bases_.empty() ? -1 : 0));
   }
   update_finetune();
+}
+
+const FinetuneBase* TrainingPanel::base_in(const QComboBox* box) const {
+  const int i = box->currentIndex();
+  return i >= 0 && size_t(i) < bases_.size() ? &bases_[size_t(i)] : nullptr;
+}
+
+bool TrainingPanel::select_in(QComboBox* box, int64_t run_id) {
+  const int i = box->findData(qlonglong(run_id));
+  if (i < 0) return false;
+  box->setCurrentIndex(i);
+  return true;
 }
 
 bool TrainingPanel::grpo_enabled() const {
@@ -617,8 +603,11 @@ void TrainingPanel::set_grpo_enabled(bool on) {
 }
 
 const FinetuneBase* TrainingPanel::grpo_model() const {
-  const int i = grpo_model_->currentIndex();
-  return i >= 0 && size_t(i) < bases_.size() ? &bases_[size_t(i)] : nullptr;
+  return base_in(grpo_model_);
+}
+
+bool TrainingPanel::select_grpo_model(int64_t run_id) {
+  return select_in(grpo_model_, run_id);
 }
 
 std::string TrainingPanel::grpo_reward() const {
@@ -642,15 +631,11 @@ void TrainingPanel::set_dpo_enabled(bool on) {
 }
 
 const FinetuneBase* TrainingPanel::dpo_reference() const {
-  const int i = dpo_reference_->currentIndex();
-  return i >= 0 && size_t(i) < bases_.size() ? &bases_[size_t(i)] : nullptr;
+  return base_in(dpo_reference_);
 }
 
 bool TrainingPanel::select_dpo_reference(int64_t run_id) {
-  const int i = dpo_reference_->findData(qlonglong(run_id));
-  if (i < 0) return false;
-  dpo_reference_->setCurrentIndex(i);
-  return true;
+  return select_in(dpo_reference_, run_id);
 }
 
 double TrainingPanel::dpo_beta() const {
@@ -666,15 +651,11 @@ void TrainingPanel::set_distill_enabled(bool on) {
 }
 
 const FinetuneBase* TrainingPanel::distill_teacher() const {
-  const int i = teacher_->currentIndex();
-  return i >= 0 && size_t(i) < bases_.size() ? &bases_[size_t(i)] : nullptr;
+  return base_in(teacher_);
 }
 
 bool TrainingPanel::select_distill_teacher(int64_t run_id) {
-  const int i = teacher_->findData(qlonglong(run_id));
-  if (i < 0) return false;
-  teacher_->setCurrentIndex(i);
-  return true;
+  return select_in(teacher_, run_id);
 }
 
 double TrainingPanel::distill_temperature() const {
@@ -694,14 +675,11 @@ void TrainingPanel::set_finetune_enabled(bool on) {
 }
 
 const FinetuneBase* TrainingPanel::finetune_base() const {
-  const int i = base_->currentIndex();
-  return i >= 0 && size_t(i) < bases_.size() ? &bases_[size_t(i)] : nullptr;
+  return base_in(base_);
 }
 
 bool TrainingPanel::select_finetune_base(int64_t run_id) {
-  const int idx = base_->findData(qlonglong(run_id));
-  if (idx >= 0) base_->setCurrentIndex(idx);
-  return idx >= 0;
+  return select_in(base_, run_id);
 }
 
 LoraSpec TrainingPanel::lora_spec() const {

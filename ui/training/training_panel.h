@@ -137,6 +137,7 @@ class TrainingPanel : public QWidget {
   bool grpo_enabled() const;
   void set_grpo_enabled(bool on);
   const FinetuneBase* grpo_model() const;
+  bool select_grpo_model(int64_t run_id);
   std::string grpo_reward() const;
   GrpoOptions grpo_options() const;  // group, max new tokens, beta (the rest default)
   QGroupBox* grpo_group() const { return grpo_group_; }
@@ -171,6 +172,9 @@ class TrainingPanel : public QWidget {
 
  private:
   QList<QWidget*> fields() const;
+  /// The stored run chosen in one of the run choosers (bases_ order), or null.
+  const FinetuneBase* base_in(const QComboBox* box) const;
+  static bool select_in(QComboBox* box, int64_t run_id);
   void update_finetune();  // recounts, refreshes the label and errors
 
   QLineEdit* data_;
