@@ -20,7 +20,9 @@ SANITIZE_TESTS=(safetensors_test adapter_io_test adapter_saver_test checkpoint_t
   gemm_test attention_test matmul_test norm_test softmax_test cross_entropy_test lora_test
   quantize_test trainer_test model_test finetune_test optimizer_test multi_adapter_test
   lifecycle_test cli_shared_db_test cli_lora_resume_test elementwise_test embedding_test
-  rope_test activation_test moe_test model_level_test shape_ops_test sweep_test)
+  rope_test activation_test moe_test model_level_test shape_ops_test sweep_test
+  preference_loss_test preference_data_test token_file_test synthetic_test equation_eval_test
+  dpo_test grpo_test cli_data_test)
 start=$(date +%s)
 status=0
 step() { echo "== sanitize: $*"; }
