@@ -19,6 +19,7 @@
 
 #include "arch/arch_panel.h"
 #include "browser/run_browser.h"
+#include "inspect/heatmap_panel.h"
 #include "browser/run_loader.h"
 #include "plot/charts_panel.h"
 #include "run/launcher.h"
@@ -88,6 +89,12 @@ MainWindow::MainWindow(const std::string& preset_name, const std::string& db_pat
   tabs_->addTab(charts_, "Charts");
   tabs_->addTab(samples_, "Samples");
   tabs_->addTab(browser_, "Runs");
+  heatmaps_ = new HeatmapPanel(session_.db_path());
+  tabs_->addTab(heatmaps_, "Heatmaps");
+  // Runs may have been added or grown since: re-read when the tab is shown.
+  connect(tabs_, &QTabWidget::currentChanged, this, [this](int i) {
+    if (tabs_->widget(i) == heatmaps_) heatmaps_->reload();
+  });
   setCentralWidget(tabs_);
   statusBar()->showMessage(db_problem.isEmpty() ? "Experiment database: " +
                                                       QString::fromStdString(session_.db_path())

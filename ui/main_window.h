@@ -30,6 +30,7 @@ namespace bl {
 class ArchPanel;
 class ChartsPanel;
 class RunBrowser;
+class HeatmapPanel;
 class SamplesPanel;
 class TrainingPanel;
 
@@ -65,6 +66,7 @@ class MainWindow : public QMainWindow {
   ChartsPanel* charts() const { return charts_; }
   SamplesPanel* samples_panel() const { return samples_; }
   RunBrowser* browser() const { return browser_; }
+  HeatmapPanel* heatmap_panel() const { return heatmaps_; }
   QTabWidget* tabs() const { return tabs_; }
   QComboBox* preset_box() const { return presets_; }
   TrainingSession& session() { return session_; }
@@ -120,6 +122,7 @@ class MainWindow : public QMainWindow {
   ChartsPanel* charts_;
   SamplesPanel* samples_;
   RunBrowser* browser_;
+  HeatmapPanel* heatmaps_;
   QTabWidget* tabs_;
   QTimer* poll_timer_;
   TrainingSession session_;

@@ -31,6 +31,7 @@
 #include "arch/arch_panel.h"
 #include "browser/run_browser.h"
 #include "core/presets.h"
+#include "inspect/heatmap_panel.h"
 #include "main_window.h"
 #include "plot/charts_panel.h"
 #include "plot/plot_view.h"
@@ -233,6 +234,46 @@ int main(int argc, char** argv) {
     QCoreApplication::processEvents();
     b.charts()->redraw_now();
     ok = save(b, out + "/run_groups.png") && ok;
+  }
+  {
+    // Heatmaps: a synthetic 8-layer MoE run's per-layer gradient norms every
+    // 10 steps and one layer's expert load, expert 5 fading out.
+    const std::string db = (db_dir.path() + "/heatmaps.db").toStdString();
+    int64_t id = 0;
+    {
+      bl::ExperimentStore st(db);
+      bl::RunRecord r;
+      r.name = "moe-tiny diagnostics";
+      r.preset = "moe-tiny";
+      r.dataset_path = "/data/tinyshakespeare.txt";
+      id = st.create_run(r);
+      std::mt19937 rng(7);
+      std::normal_distribution<double> noise(0.0, 1.0);
+      for (int step = 0; step < 400; ++step) {
+        const double wall = 1'700'000'000 + step;
+        if (step % 10 == 9)
+          for (int l = 0; l < 8; ++l)
+            st.log_metric(
+                id, step, wall, "diag/grad_norm/layers." + std::to_string(l),
+                (0.4 + 0.12 * l) * std::exp(-step / 150.0) + 0.05 + 0.01 * std::abs(noise(rng)));
+        for (int e = 0; e < 8; ++e) {
+          double load = 0.125 + 0.02 * noise(rng);
+          if (e == 5) load *= std::exp(-step / 60.0);
+          if (e == 2) load *= 1.0 + step / 200.0;
+          st.log_metric(id, step, wall, "moe_load/layer0/expert" + std::to_string(e),
+                        std::max(0.0, load));
+        }
+      }
+      st.finish_run(id, bl::RunStatus::kCompleted, {});
+      st.flush();
+    }
+    bl::HeatmapPanel h(db);
+    h.resize(1100, 460);
+    h.show();
+    ok = h.select_run(id) && h.select_family("diag/grad_norm") && ok;
+    ok = save(h, out + "/heatmap_diagnostics.png") && ok;
+    ok = h.select_family("moe_load/layer0") && ok;
+    ok = save(h, out + "/heatmap_moe.png") && ok;
   }
   ok = w.arch_panel()->load_preset_model("gpt-tiny") && ok;
   if (quick) return ok ? 0 : 1;
