@@ -10,7 +10,8 @@ BUILD="${1:-build-asan}"
 SECONDS_EACH="${2:-20}"
 shift 2 2>/dev/null || shift $#
 FUZZERS=("$@")
-[ ${#FUZZERS[@]} -eq 0 ] && FUZZERS=(config safetensors gguf checkpoint adapter_config tokenizer store sweep_spec run_import)
+# Default: every fuzzer fuzz/CMakeLists.txt builds (one list, not a copy of it).
+[ ${#FUZZERS[@]} -eq 0 ] && read -ra FUZZERS <<< "$(sed -n 's/^set(FUZZERS \(.*\))/\1/p' fuzz/CMakeLists.txt)"
 ARTIFACTS="$BUILD/fuzz-artifacts"
 mkdir -p "$ARTIFACTS"
 failed=()
