@@ -93,8 +93,11 @@ void HeatmapPanel::reload() {
                        qlonglong(r.id));
         runs_->setItemData(runs_->count() - 1, r.status == RunStatus::kRunning, Qt::UserRole + 1);
       }
-    const int i = runs_->findData(keep);
-    runs_->setCurrentIndex(i >= 0 ? i : runs_->count() - 1);  // else the newest
+    int i = runs_->findData(keep);
+    if (i < 0)  // else the newest run
+      for (int k = 0; k < runs_->count(); ++k)
+        if (i < 0 || runs_->itemData(k).toLongLong() > runs_->itemData(i).toLongLong()) i = k;
+    runs_->setCurrentIndex(i);
   }
   load_families();
 }
@@ -125,7 +128,8 @@ void HeatmapPanel::load_families() {
     const QSignalBlocker b(families_);
     families_->clear();
     for (const HeatmapFamily& f : family_list_) families_->addItem(QString::fromStdString(f.name));
-    const int i = families_->findText(keep);
+    int i = families_->findText(keep);
+    if (i < 0) i = families_->findText("diag/grad_norm");  // the first thing to look at
     families_->setCurrentIndex(i >= 0 ? i : (family_list_.empty() ? -1 : 0));
   }
   if (family_list_.empty())

@@ -28,7 +28,7 @@ QColor viridis(double t) {
   return QColor(mix(0), mix(1), mix(2));
 }
 
-constexpr int kLabelWidth = 130, kBarWidth = 70, kAxisHeight = 28, kPad = 6;
+constexpr int kLabelWidth = 190, kBarWidth = 70, kAxisHeight = 28, kPad = 6;
 
 }  // namespace
 
@@ -124,7 +124,7 @@ void HeatmapView::paintEvent(QPaintEvent*) {
     if (flags_[size_t(r)] > 0) label += "  overloaded";
     p.setPen(flags_[size_t(r)] ? QColor(200, 30, 30) : palette().color(QPalette::Text));
     p.drawText(lr, Qt::AlignRight | Qt::AlignVCenter,
-               QFontMetrics(f).elidedText(label, Qt::ElideLeft, lr.width()));
+               QFontMetrics(f).elidedText(label, Qt::ElideMiddle, lr.width()));
   }
   // Step axis: the first, last and a few steps between (1-based).
   p.setPen(palette().color(QPalette::Text));
