@@ -33,6 +33,8 @@ std::string import_hf_for_finetune(const std::string& hf_dir, const std::optiona
 int tokenizer_command(const std::vector<std::string>& argv);
 /// data prepare --data TEXT --out TOKENS [--tokenizer char|byte|bpe:DIR] (data_command.cpp).
 int data_command(const std::vector<std::string>& argv);
+/// inspect RUN|CKPT --lens --prompt TEXT [--csv FILE] (inspect_command.cpp).
+int inspect_command(const std::vector<std::string>& argv);
 /// eval --run RUN|DIR [--data F] [--batches K]: loss, perplexity, bits per byte.
 int eval_command(const std::vector<std::string>& argv);
 /// sweep SPEC [--workers N | --slurm ...] (sweep_command.cpp), and its hidden

@@ -82,6 +82,8 @@ const char* kUsage =
     "          DIR/tokenizer.json in the Hugging Face format; use it with --tokenizer bpe:DIR)\n"
     "  tokenizer encode --tokenizer bpe:DIR|byte --text S | --data FILE\n"
     "  tokenizer decode --tokenizer bpe:DIR|byte --ids \"ID ID ...\"\n"
+    "  inspect RUN|CKPT --lens --prompt TEXT [--csv FILE] [--db FILE]  (the logit lens: each\n"
+    "          layer's top next-token guess and its probability at every prompt position)\n"
     "  data    prepare --data TEXT --out TOKENS [--tokenizer char|byte|bpe:DIR] [--json]\n"
     "          (encode a corpus of any size once; train --data TOKENS maps it)\n"
     "  data    synth --out FILE [--task add|sub|mul|div] [--p P (97)] [--train-fraction F (0.5)]\n"
@@ -132,6 +134,7 @@ int main(int argc, char** argv) {
     if (cmd == "export") return bl::cli::export_command(rest);
     if (cmd == "tokenizer") return bl::cli::tokenizer_command(rest);
     if (cmd == "data") return bl::cli::data_command(rest);
+    if (cmd == "inspect") return bl::cli::inspect_command(rest);
     if (cmd == "sweep") return bl::cli::sweep_command(rest);
     if (cmd == "sweep-worker") return bl::cli::sweep_worker_command(rest);
     if (cmd == "sweep-task") return bl::cli::sweep_task_command(rest);

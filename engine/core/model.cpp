@@ -63,6 +63,21 @@ Tensor LanguageModel::hidden(const Tokens& tokens, DecodeState* state, bool trai
   return x;
 }
 
+std::vector<Tensor> LanguageModel::lens_logits(const Tokens& tokens) {
+  op_check(tokens.shape.rank == 2, "model",
+           "tokens must be (batch, seq), got " + tokens.shape.str());
+  aux_outputs().clear();
+  std::vector<Tensor> out;
+  Tensor x = embed_tokens(tokens);
+  if (abs_position_) x = abs_position_->embed(x, 0);
+  out.push_back(logits_of(x));
+  for (auto& b : blocks_) {
+    x = b->forward(x, nullptr, false, dropout_rng_);
+    out.push_back(logits_of(x));
+  }
+  return out;
+}
+
 Tensor LanguageModel::embed_tokens(const Tokens& tokens) {
   Tensor e =
       embed_q_ ? bl::quantized_embedding(*embed_q_, tokens) : embedding(embed_->tensor(), tokens);

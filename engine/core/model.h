@@ -45,6 +45,11 @@ class LanguageModel : public Module {
   Tensor distill_loss(const Tokens& tokens, const Tokens& targets, const Tensor& teacher_logits,
                       float temperature, float alpha, DistillParts* parts = nullptr,
                       bool training = true);
+  /// The logit lens (nostalgebraist 2020): the final norm and LM head applied
+  /// to the residual stream after the embeddings and after every block, so
+  /// n_layers + 1 logits (B, T, vocab) in that order; the last is forward()'s.
+  /// Evaluation mode; call under a NoGradGuard to keep no tape.
+  std::vector<Tensor> lens_logits(const Tokens& tokens);
   /// Summed log-probability of each row's targets >= 0, (B): how likely the
   /// model finds each completion (ops/cross_entropy.h sequence_logprob).
   Tensor sequence_logprobs(const Tokens& tokens, const Tokens& targets, bool training = false);
