@@ -147,17 +147,9 @@ int eval_command(const std::vector<std::string>& argv) {
     if (args.get("db")) throw UsageError("--db applies to --run RUN (a run id), not a directory");
   }
   const CheckpointInfo info = read_checkpoint_info(dir);
-  std::unique_ptr<Tokenizer> tok;
-  std::unique_ptr<LanguageModel> model;
-  if (!info.finetune.is_null()) {
-    Finetune ft = load_finetune_checkpoint(dir);  // base + adapter
-    tok = std::move(ft.tokenizer);
-    model = std::move(ft.model);
-  } else {
-    tok = tokenizer_from_json(info.tokenizer);
-    model = std::make_unique<LanguageModel>(info.model);
-    load_model_weights(dir, *model);
-  }
+  StoredModel stored = load_stored_model(dir);
+  std::unique_ptr<Tokenizer>& tok = stored.tok;
+  std::unique_ptr<LanguageModel>& model = stored.model;
 
   // What to score: another file as a whole, else the run's validation split.
   std::string data_path, split;

@@ -74,18 +74,9 @@ int inspect_command(const std::vector<std::string>& argv) {
   const auto prompt = args.get("prompt");
   if (!prompt || prompt->empty()) throw UsageError("--lens needs --prompt TEXT");
   const std::string dir = export_source_checkpoint(args, args.positional()[0], "inspect");
-  const CheckpointInfo info = read_checkpoint_info(dir);
-  std::unique_ptr<Tokenizer> tok;
-  std::unique_ptr<LanguageModel> model;
-  if (!info.finetune.is_null()) {
-    Finetune ft = load_finetune_checkpoint(dir);  // base + adapter
-    tok = std::move(ft.tokenizer);
-    model = std::move(ft.model);
-  } else {
-    tok = tokenizer_from_json(info.tokenizer);
-    model = std::make_unique<LanguageModel>(info.model);
-    load_model_weights(dir, *model);
-  }
+  StoredModel stored = load_stored_model(dir);
+  std::unique_ptr<Tokenizer>& tok = stored.tok;
+  std::unique_ptr<LanguageModel>& model = stored.model;
   std::vector<int32_t> ids = tok->encode(*prompt);
   const int64_t ctx = model->config().block.max_seq_len;
   if (int64_t(ids.size()) > ctx)

@@ -15,32 +15,12 @@
 #include "generate/speculative.h"
 #include "generate/stop_strings.h"
 #include "lora/finetune.h"
+#include "setup.h"
 #include "train/checkpoint.h"
 
 namespace bl::cli {
 
 namespace {
-
-struct Loaded {
-  std::unique_ptr<Tokenizer> tok;
-  std::unique_ptr<LanguageModel> model;
-};
-
-Loaded load_checkpoint_for_sampling(const std::string& dir) {
-  CheckpointInfo info = read_checkpoint_info(dir);
-  Loaded l;
-  if (!info.finetune.is_null()) {
-    // A LoRA run's checkpoint holds only the adapter: rebuild base + adapter.
-    Finetune ft = load_finetune_checkpoint(dir);
-    l.tok = std::move(ft.tokenizer);
-    l.model = std::move(ft.model);
-  } else {
-    l.tok = tokenizer_from_json(info.tokenizer);
-    l.model = std::make_unique<LanguageModel>(info.model);
-    load_model_weights(dir, *l.model);
-  }
-  return l;
-}
 
 void write_out(const std::string& s) {
   std::fwrite(s.data(), 1, s.size(), stdout);
@@ -90,7 +70,7 @@ int sample_command(const std::vector<std::string>& argv) {
   if (args.get("draft") && args.get("temperature") && opt.temperature != 0)
     throw UsageError("--draft decodes greedily: leave --temperature out or set it to 0");
 
-  Loaded target = load_checkpoint_for_sampling(*dir);
+  StoredModel target = load_stored_model(*dir);
   Rng rng(uint64_t(args.get_int("seed", 0).value_or(0)));
   std::string prompt = args.get("prompt").value_or("\n");
   std::vector<int32_t> ids = target.tok->encode(prompt);
@@ -123,7 +103,7 @@ int sample_command(const std::vector<std::string>& argv) {
     return !stop.stopped();
   };
   if (auto draft_dir = args.get("draft")) {
-    Loaded draft = load_checkpoint_for_sampling(*draft_dir);
+    StoredModel draft = load_stored_model(*draft_dir);
     if (draft.tok->to_json() != target.tok->to_json())
       throw UsageError("--draft " + *draft_dir + " uses another tokenizer than --run " + *dir +
                        ": speculative decoding needs the same vocabulary");

@@ -77,6 +77,21 @@ std::string export_source_checkpoint(const Args& args, const std::string& what,
   return ck->path;
 }
 
+StoredModel load_stored_model(const std::string& dir) {
+  const CheckpointInfo info = read_checkpoint_info(dir);
+  StoredModel l;
+  if (!info.finetune.is_null()) {
+    Finetune ft = load_finetune_checkpoint(dir);  // base + adapter
+    l.tok = std::move(ft.tokenizer);
+    l.model = std::move(ft.model);
+  } else {
+    l.tok = tokenizer_from_json(info.tokenizer);
+    l.model = std::make_unique<LanguageModel>(info.model);
+    load_model_weights(dir, *l.model);
+  }
+  return l;
+}
+
 bool is_run_id(const std::string& s) {
   const size_t from = !s.empty() && s[0] == '#' ? 1 : 0;
   if (s.size() <= from) return false;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <set>
 #include <string>
 
@@ -39,6 +40,14 @@ void print_notes(const PreparedRun& run, bool quiet);
 int64_t parse_run_id(const std::string& text, const std::string& option);
 /// "12" or "#12": a run id rather than a path.
 bool is_run_id(const std::string& s);
+
+/// A checkpoint directory's model and tokenizer, ready to run: a LoRA
+/// fine-tune's checkpoint (adapter only) is rebuilt on its recorded base.
+struct StoredModel {
+  std::unique_ptr<Tokenizer> tok;
+  std::unique_ptr<LanguageModel> model;
+};
+StoredModel load_stored_model(const std::string& dir);
 
 /// What `export gguf|hf` reads: a run id's newest checkpoint (checked against
 /// its recorded SHA-256; the store is --db or the default) or a checkpoint
