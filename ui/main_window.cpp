@@ -19,8 +19,8 @@
 
 #include "arch/arch_panel.h"
 #include "browser/run_browser.h"
-#include "inspect/heatmap_panel.h"
 #include "browser/run_loader.h"
+#include "inspect/heatmap_panel.h"
 #include "plot/charts_panel.h"
 #include "run/launcher.h"
 #include "run/memory_estimate.h"

@@ -220,11 +220,10 @@ void print_header(PreparedRun& run, int64_t run_id) {
   const RunPlan& plan = run.plan();
   const std::string& preset = plan.record.preset;
   // DPO and GRPO read a JSONL file: its pairs / prompts are counted below, not tokens.
-  const std::string split =
-      run.preference() || run.prompts()
-          ? std::string()
-          : " (" + std::to_string(run.data().train_size()) + " train / " +
-                std::to_string(run.data().val_size()) + " val tokens)";
+  const std::string split = run.preference() || run.prompts()
+                                ? std::string()
+                                : " (" + std::to_string(run.data().train_size()) + " train / " +
+                                      std::to_string(run.data().val_size()) + " val tokens)";
   std::fprintf(stderr,
                "blocklab: %s | %lld params | %s tokenizer (vocab %lld) | data %s%s | %lld steps x "
                "%lld tokens\n",

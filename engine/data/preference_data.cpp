@@ -36,7 +36,7 @@ std::vector<int32_t> encode(const Tokenizer& tok, const std::string& text, const
 }  // namespace
 
 void pack_completion(const std::vector<int32_t>& prompt, const std::vector<int32_t>& completion,
-              int64_t seq_len, int32_t* x, int32_t* y) {
+                     int64_t seq_len, int32_t* x, int32_t* y) {
   const int64_t window = seq_len + 1, nc = int64_t(completion.size());
   // The prompt keeps its end (what the completion continues), at most half the
   // window when the completion needs the rest; the completion keeps its start.
@@ -107,7 +107,7 @@ void pack_preference_batch(const PreferencePair* const* pairs, int64_t n, int64_
   for (int64_t i = 0; i < n; ++i) {
     pack_completion(pairs[i]->prompt, pairs[i]->chosen, seq_len, x + i * seq_len, y + i * seq_len);
     pack_completion(pairs[i]->prompt, pairs[i]->rejected, seq_len, x + (n + i) * seq_len,
-             y + (n + i) * seq_len);
+                    y + (n + i) * seq_len);
   }
 }
 
