@@ -39,6 +39,9 @@ HeatmapView::HeatmapView(QWidget* parent) : QWidget(parent) {
 
 void HeatmapView::set_grid(HeatmapGrid g, std::vector<int> flags) {
   grid_ = std::move(g);
+  pos_min_ = 0;
+  for (double w : grid_.values)
+    if (std::isfinite(w) && w > 0 && (pos_min_ <= 0 || w < pos_min_)) pos_min_ = w;
   flags_ = std::move(flags);
   flags_.resize(grid_.rows.size(), 0);
   rebuild_image();
@@ -56,13 +59,10 @@ QColor HeatmapView::color_of(double v) const {
   double lo = grid_.min, hi = grid_.max, x = v;
   if (log_) {
     // Log of positive values; the smallest positive value stands in for 0.
-    double pos_min = 0;
-    for (double w : grid_.values)
-      if (std::isfinite(w) && w > 0) pos_min = pos_min > 0 ? std::min(pos_min, w) : w;
-    if (pos_min <= 0) return viridis(0);
-    lo = std::log10(pos_min);
-    hi = std::log10(std::max(hi, pos_min));
-    x = std::log10(std::max(v, pos_min));
+    if (pos_min_ <= 0) return viridis(0);
+    lo = std::log10(pos_min_);
+    hi = std::log10(std::max(hi, pos_min_));
+    x = std::log10(std::max(v, pos_min_));
   }
   return viridis(hi > lo ? (x - lo) / (hi - lo) : 0.5);
 }
@@ -146,10 +146,7 @@ void HeatmapView::paintEvent(QPaintEvent*) {
   p.drawRect(bar.adjusted(0, 0, -1, -1));
   p.drawText(QRect(bar.right() + 3, bar.top() - 2, kBarWidth - 20, 16), Qt::AlignLeft,
              QString::number(grid_.max, 'g', 3));
-  double bottom = grid_.min;  // under log scale: the smallest positive value
-  if (log_)
-    for (double w : grid_.values)
-      if (std::isfinite(w) && w > 0 && (bottom <= 0 || w < bottom)) bottom = w;
+  const double bottom = log_ && pos_min_ > 0 ? pos_min_ : grid_.min;
   p.drawText(QRect(bar.right() + 3, bar.bottom() - 14, kBarWidth - 20, 16), Qt::AlignLeft,
              QString::number(bottom, 'g', 3));
   if (log_)

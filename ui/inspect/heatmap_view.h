@@ -42,6 +42,7 @@ class HeatmapView : public QWidget {
   HeatmapGrid grid_;
   std::vector<int> flags_;
   bool log_ = false;
+  double pos_min_ = 0;  // smallest positive value of the grid (log scale's floor), 0 if none
   QImage image_;
 };
 
