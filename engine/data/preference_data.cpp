@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "data/jsonl.h"
 #include "data/text_dataset.h"
 #include "data/tokenizer.h"
 
@@ -58,36 +59,24 @@ PreferenceData::PreferenceData(std::string_view jsonl, const std::string& source
   if (!(val_fraction >= 0 && val_fraction < 1))
     throw std::invalid_argument("val_fraction must be in [0, 1)");
   std::vector<PreferencePair> all;
-  size_t pos = 0;
-  int64_t line_no = 0;
-  while (pos < jsonl.size()) {
-    size_t end = jsonl.find('\n', pos);
-    if (end == std::string_view::npos) end = jsonl.size();
-    std::string_view line = jsonl.substr(pos, end - pos);
-    pos = end + 1;
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    const std::string where = source + ":" + std::to_string(line_no);
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object())
-      throw std::invalid_argument(where +
-                                  ": not a JSON object (each line is {\"prompt\": ..., "
-                                  "\"chosen\": ..., \"rejected\": ...})");
-    const std::string prompt = field_text(j, "prompt", where);
-    const std::string chosen = field_text(j, "chosen", where);
-    const std::string rejected = field_text(j, "rejected", where);
-    if (chosen.empty() || rejected.empty())
-      throw std::invalid_argument(where + ": \"" + (chosen.empty() ? "chosen" : "rejected") +
-                                  "\" is empty (a completion needs at least one token)");
-    PreferencePair p{encode(tok, prompt, "prompt", where), encode(tok, chosen, "chosen", where),
-                     encode(tok, rejected, "rejected", where)};
-    if (p.chosen.empty() || p.rejected.empty())
-      throw std::invalid_argument(where + ": a completion encodes to no tokens");
-    chosen_text_ += prompt;
-    chosen_text_ += chosen;
-    chosen_text_ += '\n';
-    all.push_back(std::move(p));
-  }
+  const char* shape = "{\"prompt\": ..., \"chosen\": ..., \"rejected\": ...}";
+  for_each_jsonl_object(
+      jsonl, source, shape, [&](const nlohmann::json& j, const std::string& where) {
+        const std::string prompt = field_text(j, "prompt", where);
+        const std::string chosen = field_text(j, "chosen", where);
+        const std::string rejected = field_text(j, "rejected", where);
+        if (chosen.empty() || rejected.empty())
+          throw std::invalid_argument(where + ": \"" + (chosen.empty() ? "chosen" : "rejected") +
+                                      "\" is empty (a completion needs at least one token)");
+        PreferencePair p{encode(tok, prompt, "prompt", where), encode(tok, chosen, "chosen", where),
+                         encode(tok, rejected, "rejected", where)};
+        if (p.chosen.empty() || p.rejected.empty())
+          throw std::invalid_argument(where + ": a completion encodes to no tokens");
+        chosen_text_ += prompt;
+        chosen_text_ += chosen;
+        chosen_text_ += '\n';
+        all.push_back(std::move(p));
+      });
   if (all.size() < 2)
     throw std::invalid_argument(source + ": " + std::to_string(all.size()) +
                                 " preference pair(s); DPO needs at least 2 (one validates)");

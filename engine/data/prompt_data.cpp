@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "data/jsonl.h"
 #include "data/tokenizer.h"
 
 namespace bl {
@@ -14,43 +15,33 @@ PromptSet::PromptSet(std::string_view jsonl, const std::string& source, const To
   if (!(val_fraction >= 0 && val_fraction < 1))
     throw std::invalid_argument("val_fraction must be in [0, 1)");
   std::vector<PromptItem> all;
-  size_t pos = 0;
-  int64_t line_no = 0;
-  while (pos < jsonl.size()) {
-    size_t end = jsonl.find('\n', pos);
-    if (end == std::string_view::npos) end = jsonl.size();
-    const std::string_view line = jsonl.substr(pos, end - pos);
-    pos = end + 1;
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    const std::string where = source + ":" + std::to_string(line_no);
-    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object())
-      throw std::invalid_argument(where +
-                                  ": not a JSON object (each line is {\"prompt\": ..., "
-                                  "\"target\": ...})");
-    PromptItem item;
-    for (const char* key : {"prompt", "target"}) {
-      auto it = j.find(key);
-      if (it == j.end()) continue;
-      if (!it->is_string())
-        throw std::invalid_argument(where + ": \"" + key + "\" must be a string, got " +
-                                    std::string(it->type_name()));
-      (std::string(key) == "prompt" ? item.text : item.target) = it->get<std::string>();
-    }
-    if (item.text.empty()) throw std::invalid_argument(where + ": \"prompt\" is missing or empty");
-    if (!j.contains("target")) all_targets_ = false;
-    try {
-      item.ids = tok.encode(item.text);
-      tok.encode(item.target);  // a target the model could never write is a data error
-    } catch (const std::exception& e) {
-      throw std::invalid_argument(where + ": cannot be encoded with the " + tok.name() +
-                                  " tokenizer: " + e.what());
-    }
-    if (item.ids.empty()) throw std::invalid_argument(where + ": the prompt encodes to no tokens");
-    text_ += item.text + item.target + "\n";
-    all.push_back(std::move(item));
-  }
+  const char* shape = "{\"prompt\": ..., \"target\": ...}";
+  for_each_jsonl_object(
+      jsonl, source, shape, [&](const nlohmann::json& j, const std::string& where) {
+        PromptItem item;
+        for (const char* key : {"prompt", "target"}) {
+          auto it = j.find(key);
+          if (it == j.end()) continue;
+          if (!it->is_string())
+            throw std::invalid_argument(where + ": \"" + key + "\" must be a string, got " +
+                                        std::string(it->type_name()));
+          (std::string(key) == "prompt" ? item.text : item.target) = it->get<std::string>();
+        }
+        if (item.text.empty())
+          throw std::invalid_argument(where + ": \"prompt\" is missing or empty");
+        if (!j.contains("target")) all_targets_ = false;
+        try {
+          item.ids = tok.encode(item.text);
+          tok.encode(item.target);  // a target the model could never write is a data error
+        } catch (const std::exception& e) {
+          throw std::invalid_argument(where + ": cannot be encoded with the " + tok.name() +
+                                      " tokenizer: " + e.what());
+        }
+        if (item.ids.empty())
+          throw std::invalid_argument(where + ": the prompt encodes to no tokens");
+        text_ += item.text + item.target + "\n";
+        all.push_back(std::move(item));
+      });
   if (all.size() < 2)
     throw std::invalid_argument(source + ": " + std::to_string(all.size()) +
                                 " prompt(s); GRPO needs at least 2 (one validates)");

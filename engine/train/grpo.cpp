@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "data/epoch_order.h"
 #include "data/preference_data.h"
 #include "generate/sampler.h"
 #include "ops/cross_entropy.h"
@@ -55,10 +56,7 @@ Tensor GrpoObjective::loss(LanguageModel& policy, int64_t index, int64_t n_promp
   for (int64_t b = 0; b < n_prompts; ++b) {
     const int64_t k = index * n_prompts + b, epoch = k / n;
     if (epoch != epoch_) {
-      for (int64_t j = 0; j < n; ++j) order_[size_t(j)] = j;
-      Rng rng(seed * 0x9E3779B97F4A7C15ULL + uint64_t(epoch) + 1);
-      for (int64_t j = n - 1; j > 0; --j)
-        std::swap(order_[size_t(j)], order_[size_t(rng.below(uint64_t(j + 1)))]);
+      epoch_order(order_, seed, epoch);
       epoch_ = epoch;
     }
     const PromptItem& p = prompts_.train()[size_t(order_[size_t(k % n)])];

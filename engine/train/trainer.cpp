@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "core/aux_outputs.h"
+#include "data/epoch_order.h"
 #include "simd/span_ops.h"
 #include "tensor/gemm.h"
 #include "tensor/graph.h"
@@ -197,11 +198,7 @@ void Trainer::next_preference_batch(int64_t index) {
   for (int64_t i = 0; i < B; ++i) {
     const int64_t k = index * B + i, epoch = k / n;
     if (epoch != pair_epoch_) {
-      // Fisher-Yates with a seed of (run seed, epoch): reproducible from the step alone.
-      for (int64_t j = 0; j < n; ++j) pair_order_[size_t(j)] = j;
-      Rng rng(uint64_t(cfg_.seed) * 0x9E3779B97F4A7C15ULL + uint64_t(epoch) + 1);
-      for (int64_t j = n - 1; j > 0; --j)
-        std::swap(pair_order_[size_t(j)], pair_order_[size_t(rng.below(uint64_t(j + 1)))]);
+      epoch_order(pair_order_, uint64_t(cfg_.seed), epoch);
       pair_epoch_ = epoch;
     }
     const int64_t p = pair_order_[size_t(k % n)];
